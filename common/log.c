@@ -1,0 +1,68 @@
+#include "log.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+int sm_log_threshold = SM_LOG_NOTICE;
+
+static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct sm_log_hook log_hook;
+
+void sm_log_lock(void)
+{
+	pthread_mutex_lock(&log_mu);
+}
+
+void sm_log_unlock(void)
+{
+	pthread_mutex_unlock(&log_mu);
+}
+
+void sm_log_set_hook(const struct sm_log_hook *hook)
+{
+	pthread_mutex_lock(&log_mu);
+	if (hook)
+		log_hook = *hook;
+	else
+		log_hook = (struct sm_log_hook){ 0 };
+	pthread_mutex_unlock(&log_mu);
+}
+
+void sm_log_write(enum sm_log_level level, const char *fmt, ...)
+{
+	static const char *const prefix[] = { "error: ", "warning: ", "", "", "debug: " };
+	const char *p = "";
+	if (level >= SM_LOG_ERROR && level <= SM_LOG_DEBUG)
+		p = prefix[level];
+	char line[2048];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+
+	pthread_mutex_lock(&log_mu);
+	if (log_hook.clear)
+		log_hook.clear(log_hook.arg);
+	fprintf(stderr, "syncmgr: %s%s\n", p, line);
+	if (log_hook.redraw)
+		log_hook.redraw(log_hook.arg);
+	pthread_mutex_unlock(&log_mu);
+}
+
+void sm_log_key(FILE *f, const char *key)
+{
+	for (const unsigned char *s = (const unsigned char *)key; *s; s++) {
+		switch (*s) {
+		case '\n': fputs("\\n", f); break;
+		case '\t': fputs("\\t", f); break;
+		case '\r': fputs("\\r", f); break;
+		case '\\': fputs("\\\\", f); break;
+		default:
+			if (*s < 0x20 || *s == 0x7f)
+				fprintf(f, "\\x%02x", *s);
+			else
+				fputc(*s, f);
+		}
+	}
+}

@@ -1,0 +1,41 @@
+/* Logging: one line per event on stderr, coordinated with the progress display. */
+#ifndef SM_LOG_H
+#define SM_LOG_H
+
+enum sm_log_level {
+	SM_LOG_QUIET = -1, /* -q: errors only */
+	SM_LOG_ERROR = 0,
+	SM_LOG_WARN = 1,
+	SM_LOG_NOTICE = 2, /* default: progress lines off a TTY, summary */
+	SM_LOG_INFO = 3,   /* -v */
+	SM_LOG_DEBUG = 4   /* --debug */
+};
+
+extern int sm_log_threshold; /* messages at or below this level are written */
+
+#define sm_log(level, ...)                                                                  \
+	do {                                                                                \
+		if ((int)(level) <= sm_log_threshold || (level) == SM_LOG_ERROR)            \
+			sm_log_write((level), __VA_ARGS__);                                 \
+	} while (0)
+
+void sm_log_write(enum sm_log_level level, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Progress display hook: called under the log lock to clear the status line
+ * before a log line is written, and to redraw it after. */
+struct sm_log_hook {
+	void (*clear)(void *arg);
+	void (*redraw)(void *arg);
+	void *arg;
+};
+void sm_log_set_hook(const struct sm_log_hook *hook);
+void sm_log_lock(void);
+void sm_log_unlock(void);
+
+/* Print `key` to `f` with control characters and backslashes escaped (\n, \t,
+ * \\, \xHH), so one key stays one line. */
+#include <stdio.h>
+void sm_log_key(FILE *f, const char *key);
+
+#endif

@@ -1,0 +1,60 @@
+/* Command-line options: one table drives parsing, --help and validation. */
+#ifndef SM_OPTS_H
+#define SM_OPTS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct sm_opts {
+	const char *src; /* as given on the command line */
+	const char *dst;
+
+	/* What counts as changed */
+	bool update;
+	bool force_update;
+	bool existing;
+	bool ignore_existing;
+	bool check_all;
+	bool check_new;
+	bool check_change;
+
+	/* Actions */
+	bool dirs;
+	bool perms;
+	bool links;
+	bool inplace;
+	bool delete_dst;
+	bool delete_src;
+	bool delete_src_after;
+	bool dry;
+	int64_t limit;       /* -1: no limit */
+	int64_t max_failure; /* 0: no limit */
+
+	/* Speed */
+	int threads;
+	int list_threads;
+	int list_depth;
+
+	/* Output */
+	int log_level; /* enum sm_log_level */
+	bool debug;
+
+	/* Not settable from the command line: tests inject store faults with it
+	 * ("OP:N[:transient]", see store.h). */
+	const char *fault_spec;
+};
+
+enum sm_opts_result {
+	SM_OPTS_RUN = 0,   /* a sync to run */
+	SM_OPTS_EXIT_OK,   /* --help / --version printed */
+	SM_OPTS_USAGE      /* error printed: exit 2 */
+};
+
+void sm_opts_defaults(struct sm_opts *o);
+/* Parse argv (options anywhere). Prints --help/--version to `out` and
+ * one-line errors to stderr. */
+enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE *out);
+void sm_opts_help(FILE *out);
+
+#endif

@@ -1,0 +1,24 @@
+/* Run counters: workers count per task, the manager adds them up once. */
+#ifndef SM_STATS_H
+#define SM_STATS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* X-macro list so packing, adding and printing never miss a field. */
+#define SM_STATS_FIELDS(X)                                                                  \
+	X(found) X(found_bytes) X(excluded) X(excluded_bytes) X(skipped) X(skipped_bytes)   \
+	X(copied) X(copied_bytes) X(extra) X(extra_bytes) X(checked) X(checked_bytes)        \
+	X(deleted) X(failed) X(lost)
+
+struct sm_stats {
+#define SM_STATS_DECL(f) uint64_t f;
+	SM_STATS_FIELDS(SM_STATS_DECL)
+#undef SM_STATS_DECL
+};
+
+void sm_stats_add(struct sm_stats *acc, const struct sm_stats *d);
+/* The summary line of SPEC.md §1 (without a trailing newline). */
+void sm_stats_summary(const struct sm_stats *s, char *buf, size_t n);
+
+#endif

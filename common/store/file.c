@@ -1,0 +1,998 @@
+/*
+ * Local file system backend.
+ *
+ * Listing walks the tree depth-first; each directory's names are read with
+ * getdents64 and sorted with '/' appended to subdirectory names, so the walk
+ * yields the global byte order an object store lists in. A range cursor seeks
+ * by descending the components of its `after` key with binary searches.
+ *
+ * Writes go to a temporary name in the target directory (".~sm" + 8 hex digits
+ * + "." + name) that listings skip, and are renamed into place.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../log.h"
+#include "../util.h"
+#include "store.h"
+
+#define FILE_TMP_PREFIX ".~sm"
+#define FILE_TMP_PREFIX_LEN 4
+#define FILE_TMP_NAME_MAX 200 /* bytes of the original name kept in a temp name */
+#define FILE_COPY_BUF (256u << 10)
+#define FILE_DENTS_BUF (64u << 10)
+
+struct file_store {
+	char *root;
+	atomic_int rootfd; /* -1 until the root exists */
+	pthread_mutex_t root_mu;
+	bool follow;
+	bool read_links;
+	mode_t umask;
+};
+
+static struct file_store *file_priv(struct sm_store *st)
+{
+	return st->priv;
+}
+
+/* ---- paths ---- */
+
+/* `key` without its trailing '/', in `buf` (PATH_MAX); "" becomes ".". */
+static enum sm_err file_path(const char *key, char *buf, struct sm_diag *d)
+{
+	size_t n = strlen(key);
+	if (n && key[n - 1] == '/')
+		n--;
+	if (n >= PATH_MAX)
+		return sm_diag_set(d, SM_EINVAL, ENAMETOOLONG, "key '%s' is too long", key);
+	if (n == 0) {
+		buf[0] = '.';
+		buf[1] = '\0';
+		return SM_OK;
+	}
+	memcpy(buf, key, n);
+	buf[n] = '\0';
+	return SM_OK;
+}
+
+/* mkdir -p of an absolute or cwd-relative path. */
+static int file_mkdir_p(const char *path)
+{
+	char tmp[PATH_MAX];
+	if (sm_strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp)) {
+		errno = ENAMETOOLONG;
+		return -1;
+	}
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+/* The root's descriptor; creates the root first when `create` is set. */
+static int file_rootfd(struct file_store *fs, bool create, struct sm_diag *d)
+{
+	int fd = atomic_load(&fs->rootfd);
+	if (fd >= 0 || !create) {
+		if (fd < 0)
+			errno = ENOENT;
+		return fd;
+	}
+	pthread_mutex_lock(&fs->root_mu);
+	fd = atomic_load(&fs->rootfd);
+	if (fd < 0) {
+		if (file_mkdir_p(fs->root) != 0) {
+			sm_diag_errno(d, errno, "cannot create '%s'", fs->root);
+		} else {
+			fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+			if (fd < 0)
+				sm_diag_errno(d, errno, "cannot open '%s'", fs->root);
+			else
+				atomic_store(&fs->rootfd, fd);
+		}
+	}
+	pthread_mutex_unlock(&fs->root_mu);
+	return fd;
+}
+
+/* Create the parent directories of `path` (relative to rootfd). */
+static int file_mkparents(int rootfd, const char *path)
+{
+	char tmp[PATH_MAX];
+	sm_strlcpy(tmp, path, sizeof(tmp));
+	char *slash = strrchr(tmp, '/');
+	if (!slash)
+		return 0;
+	*slash = '\0';
+	if (mkdirat(rootfd, tmp, 0777) == 0 || errno == EEXIST)
+		return 0;
+	if (errno != ENOENT)
+		return -1;
+	if (file_mkparents(rootfd, tmp) != 0)
+		return -1;
+	if (mkdirat(rootfd, tmp, 0777) != 0 && errno != EEXIST)
+		return -1;
+	return 0;
+}
+
+static bool file_is_tmp_name(const char *name, size_t len)
+{
+	if (len < FILE_TMP_PREFIX_LEN + 9 || memcmp(name, FILE_TMP_PREFIX, FILE_TMP_PREFIX_LEN) != 0)
+		return false;
+	for (size_t i = FILE_TMP_PREFIX_LEN; i < FILE_TMP_PREFIX_LEN + 8; i++) {
+		char c = name[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return name[FILE_TMP_PREFIX_LEN + 8] == '.';
+}
+
+/* A temp path next to `path`: "dir/.~smXXXXXXXX.name". */
+static void file_tmp_path(const char *path, char *out, size_t n)
+{
+	const char *base = strrchr(path, '/');
+	size_t dirlen = base ? (size_t)(base - path) + 1 : 0;
+	base = base ? base + 1 : path;
+	size_t blen = strlen(base);
+	if (blen > FILE_TMP_NAME_MAX)
+		blen = FILE_TMP_NAME_MAX;
+	snprintf(out, n, "%.*s" FILE_TMP_PREFIX "%08" PRIx32 ".%.*s", (int)dirlen, path,
+		 (uint32_t)sm_rand64(), (int)blen, base);
+}
+
+static void file_fill_entry(struct sm_entry *e, const struct stat *st)
+{
+	e->size = S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_size;
+	e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	e->mode = st->st_mode;
+	e->uid = st->st_uid;
+	e->gid = st->st_gid;
+}
+
+/* ---- open / close ---- */
+
+static enum sm_err file_open(struct sm_store *st, const struct sm_url *u,
+			     const struct sm_store_cfg *cfg, struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	atomic_init(&fs->rootfd, -1);
+	pthread_mutex_init(&fs->root_mu, NULL);
+	fs->follow = cfg->follow_links;
+	fs->read_links = cfg->read_links;
+	mode_t um = umask(022);
+	umask(um);
+	fs->umask = um;
+	fs->root = strdup(u->path);
+	if (!fs->root)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0) {
+		if (errno == ENOENT && !cfg->must_exist)
+			return SM_OK; /* created on first write */
+		if (errno == ENOTDIR)
+			return sm_diag_set(d, SM_ENOTDIR, ENOTDIR, "'%s' is not a directory",
+					   u->display);
+		return sm_diag_errno(d, errno, "'%s'", u->display);
+	}
+	atomic_store(&fs->rootfd, fd);
+	return SM_OK;
+}
+
+static void file_close(struct sm_store *st)
+{
+	struct file_store *fs = file_priv(st);
+	if (!fs)
+		return;
+	int fd = atomic_load(&fs->rootfd);
+	if (fd >= 0)
+		close(fd);
+	if (fs->root)
+		pthread_mutex_destroy(&fs->root_mu);
+	free(fs->root);
+}
+
+/* ---- listing ---- */
+
+struct file_name {
+	uint32_t off; /* into the frame's name arena */
+	uint16_t len;
+	uint8_t dir;
+};
+
+struct file_frame {
+	int fd;
+	size_t prefix_len; /* bytes of the cursor's key that name this directory */
+	char *arena;
+	struct file_name *names;
+	size_t n;
+	size_t pos;
+	dev_t dev;
+	ino_t ino;
+};
+
+struct file_cursor {
+	struct file_store *fs;
+	struct file_frame *stack;
+	int depth;
+	int cap;
+	struct sm_buf key;
+	struct sm_entry ent;
+	char *last;
+	char *linkbuf;
+	bool done;
+};
+
+/* Compare a name (with '/' appended when dir) with string s[0..slen). */
+static int file_name_cmp_str(const char *arena, const struct file_name *a, const char *s,
+			     size_t slen)
+{
+	size_t alen = a->len + a->dir;
+	size_t n = alen < slen ? alen : slen;
+	size_t common = n < a->len ? n : a->len;
+	int c = memcmp(arena + a->off, s, common);
+	if (c)
+		return c;
+	if (common < n) /* the virtual '/' against s[common] */
+		return (int)(unsigned char)'/' - (int)(unsigned char)s[common];
+	return (alen > slen) - (alen < slen);
+}
+
+static int file_name_cmp(const void *pa, const void *pb, void *arg)
+{
+	const char *arena = arg;
+	const struct file_name *a = pa, *b = pb;
+	char tmp[NAME_MAX + 2];
+	memcpy(tmp, arena + b->off, b->len);
+	if (b->dir)
+		tmp[b->len] = '/';
+	return file_name_cmp_str(arena, a, tmp, b->len + b->dir);
+}
+
+static void file_frame_release(struct file_frame *f)
+{
+	if (f->fd >= 0)
+		close(f->fd);
+	free(f->arena);
+	free(f->names);
+	memset(f, 0, sizeof(*f));
+	f->fd = -1;
+}
+
+/*
+ * Read and sort the directory open at `fd` (taken over). `path` names it in
+ * messages.
+ */
+static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, int fd,
+				   const char *path, struct sm_diag *d)
+{
+	memset(f, 0, sizeof(*f));
+	f->fd = fd;
+	struct stat dst;
+	if (fstat(fd, &dst) == 0) {
+		f->dev = dst.st_dev;
+		f->ino = dst.st_ino;
+	}
+	size_t acap = 4096, alen = 0, ncap = 64;
+	f->arena = malloc(acap);
+	f->names = malloc(ncap * sizeof(*f->names));
+	char *dents = malloc(FILE_DENTS_BUF);
+	enum sm_err err = SM_OK;
+	if (!f->arena || !f->names || !dents) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		ssize_t nread = getdents64(fd, dents, FILE_DENTS_BUF);
+		if (nread < 0) {
+			err = sm_diag_errno(d, errno, "cannot list '%s'", path);
+			goto out;
+		}
+		if (nread == 0)
+			break;
+		for (ssize_t off = 0; off < nread;) {
+			struct dirent64 *de = (struct dirent64 *)(dents + off);
+			off += de->d_reclen;
+			const char *name = de->d_name;
+			size_t len = strlen(name);
+			if ((len == 1 && name[0] == '.') ||
+			    (len == 2 && name[0] == '.' && name[1] == '.'))
+				continue;
+			if (file_is_tmp_name(name, len))
+				continue;
+			bool dir = de->d_type == DT_DIR;
+			if (de->d_type == DT_UNKNOWN || (de->d_type == DT_LNK && c->fs->follow)) {
+				struct stat st;
+				int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
+				dir = fstatat(fd, name, &st, fl) == 0 && S_ISDIR(st.st_mode);
+			}
+			if (f->n == ncap) {
+				ncap *= 2;
+				struct file_name *nn = realloc(f->names, ncap * sizeof(*nn));
+				if (!nn) {
+					err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+					goto out;
+				}
+				f->names = nn;
+			}
+			if (alen + len > acap) {
+				while (alen + len > acap)
+					acap *= 2;
+				char *na = realloc(f->arena, acap);
+				if (!na) {
+					err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+					goto out;
+				}
+				f->arena = na;
+			}
+			memcpy(f->arena + alen, name, len);
+			f->names[f->n++] = (struct file_name){ (uint32_t)alen, (uint16_t)len, dir };
+			alen += len;
+		}
+	}
+	qsort_r(f->names, f->n, sizeof(*f->names), file_name_cmp, f->arena);
+out:
+	free(dents);
+	if (err != SM_OK) {
+		f->fd = -1; /* the caller still owns fd on failure */
+		free(f->arena);
+		free(f->names);
+		f->arena = NULL;
+		f->names = NULL;
+	}
+	return err;
+}
+
+/* Push the directory `name` of the top frame (the cursor key already ends with
+ * its "name/"). */
+static enum sm_err file_push(struct file_cursor *c, int parentfd, const char *name,
+			     struct sm_diag *d)
+{
+	int fl = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (c->fs->follow ? 0 : O_NOFOLLOW);
+	int fd = openat(parentfd, name, fl);
+	if (fd < 0)
+		return sm_diag_errno(d, errno, "cannot open directory '%s'", c->key.p);
+	if (c->depth == c->cap) {
+		int ncap = c->cap ? c->cap * 2 : 16;
+		struct file_frame *ns = realloc(c->stack, (size_t)ncap * sizeof(*ns));
+		if (!ns) {
+			close(fd);
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		}
+		c->stack = ns;
+		c->cap = ncap;
+	}
+	struct file_frame *f = &c->stack[c->depth];
+	enum sm_err err = file_frame_load(c, f, fd, c->key.len ? c->key.p : c->fs->root, d);
+	if (err != SM_OK) {
+		close(fd);
+		return err;
+	}
+	/* Following symlinks can loop: refuse a directory that is its own ancestor. */
+	for (int i = 0; c->fs->follow && i < c->depth; i++) {
+		if (c->stack[i].dev == f->dev && c->stack[i].ino == f->ino) {
+			file_frame_release(f);
+			return sm_diag_set(d, SM_EINVAL, ELOOP,
+					   "symlink loop at '%s': directory already being listed",
+					   c->key.p);
+		}
+	}
+	f->prefix_len = c->key.len;
+	c->depth++;
+	return SM_OK;
+}
+
+/* Binary search: first name in f not below s[0..slen). */
+static size_t file_lower_bound(const struct file_frame *f, const char *s, size_t slen)
+{
+	size_t lo = 0, hi = f->n;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (file_name_cmp_str(f->arena, &f->names[mid], s, slen) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+static enum sm_err file_key_set(struct file_cursor *c, size_t prefix_len, const char *name,
+				size_t len, bool dir)
+{
+	c->key.len = prefix_len;
+	if (sm_buf_append(&c->key, name, len) != SM_OK ||
+	    (dir && sm_buf_append(&c->key, "/", 1) != SM_OK))
+		return SM_ENOMEM;
+	return SM_OK;
+}
+
+/* Position the cursor at the first key after `after`. */
+static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm_diag *d)
+{
+	const char *rest = after;
+	while (c->depth > 0) {
+		struct file_frame *f = &c->stack[c->depth - 1];
+		const char *slash = strchr(rest, '/');
+		size_t clen = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
+		size_t i = file_lower_bound(f, rest, clen);
+		if (i < f->n && file_name_cmp_str(f->arena, &f->names[i], rest, clen) == 0) {
+			f->pos = i + 1; /* the key itself is not in the range */
+			if (!slash || !f->names[i].dir)
+				return SM_OK;
+			const struct file_name *nm = &f->names[i];
+			if (file_key_set(c, f->prefix_len, f->arena + nm->off, nm->len, true) != SM_OK)
+				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			char name[NAME_MAX + 1];
+			memcpy(name, f->arena + nm->off, nm->len);
+			name[nm->len] = '\0';
+			enum sm_err err = file_push(c, f->fd, name, d);
+			if (err == SM_ENOENT || err == SM_ENOTDIR)
+				return SM_OK; /* gone since: continue after it */
+			if (err != SM_OK)
+				return err;
+			rest = slash + 1;
+			if (!*rest)
+				return SM_OK;
+			continue;
+		}
+		f->pos = i;
+		return SM_OK;
+	}
+	return SM_OK;
+}
+
+static enum sm_err file_list_begin(struct sm_store *st, const struct sm_range *r, void **out,
+				   struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	struct file_cursor *c = calloc(1, sizeof(*c));
+	if (!c)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	c->fs = fs;
+	enum sm_err err = SM_OK;
+	if (r->last && !(c->last = strdup(r->last))) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto fail;
+	}
+	if (sm_buf_append(&c->key, "", 0) != SM_OK) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto fail;
+	}
+	int rootfd = file_rootfd(fs, false, d);
+	if (rootfd < 0) {
+		c->done = true; /* a DST that does not exist yet lists empty */
+		*out = c;
+		return SM_OK;
+	}
+	err = file_push(c, rootfd, ".", d);
+	if (err != SM_OK)
+		goto fail;
+	if (r->after && *r->after) {
+		err = file_seek(c, r->after, d);
+		if (err != SM_OK)
+			goto fail;
+	}
+	*out = c;
+	return SM_OK;
+fail:
+	for (int i = 0; i < c->depth; i++)
+		file_frame_release(&c->stack[i]);
+	free(c->stack);
+	free(c->last);
+	sm_buf_release(&c->key);
+	free(c);
+	return err;
+}
+
+static enum sm_err file_read_link(struct file_cursor *c, int dirfd, const char *name,
+				  uint64_t size, struct sm_diag *d)
+{
+	size_t cap = size > 0 && size < PATH_MAX ? (size_t)size + 1 : PATH_MAX;
+	char *buf = realloc(c->linkbuf, cap);
+	if (!buf)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	c->linkbuf = buf;
+	ssize_t n = readlinkat(dirfd, name, buf, cap - 1);
+	if (n < 0)
+		return sm_diag_errno(d, errno, "cannot read symlink '%s'", c->key.p);
+	buf[n] = '\0';
+	c->ent.link = buf;
+	return SM_OK;
+}
+
+static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct sm_diag *d)
+{
+	struct file_cursor *c = cur;
+	while (!c->done && c->depth > 0) {
+		struct file_frame *f = &c->stack[c->depth - 1];
+		if (f->pos == f->n) {
+			file_frame_release(f);
+			c->depth--;
+			continue;
+		}
+		const struct file_name *nm = &f->names[f->pos++];
+		if (file_key_set(c, f->prefix_len, f->arena + nm->off, nm->len, nm->dir) != SM_OK)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		if (c->last && strcmp(c->key.p, c->last) > 0) {
+			c->done = true;
+			break;
+		}
+		char name[NAME_MAX + 1];
+		memcpy(name, f->arena + nm->off, nm->len);
+		name[nm->len] = '\0';
+		struct stat st;
+		int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
+		if (fstatat(f->fd, name, &st, fl) != 0) {
+			int e = errno;
+			struct stat lst;
+			if (e == ENOENT && c->fs->follow &&
+			    fstatat(f->fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0)
+				return sm_diag_set(d, SM_ENOENT, ENOENT,
+						   "broken symlink '%s' (its target does not exist)",
+						   c->key.p);
+			if (e == ENOENT)
+				continue; /* removed since it was listed */
+			return sm_diag_errno(d, e, "cannot stat '%s'", c->key.p);
+		}
+		if (S_ISDIR(st.st_mode) != (bool)nm->dir)
+			continue; /* replaced by another type since the listing: next run */
+		c->ent = (struct sm_entry){ .key = c->key.p };
+		file_fill_entry(&c->ent, &st);
+		if (S_ISLNK(st.st_mode) && c->fs->read_links) {
+			enum sm_err err = file_read_link(c, f->fd, name, (uint64_t)st.st_size, d);
+			if (err != SM_OK)
+				return err;
+		}
+		if (nm->dir) {
+			enum sm_err err = file_push(c, f->fd, name, d);
+			if (err != SM_OK)
+				return err;
+		}
+		*out = &c->ent;
+		return SM_OK;
+	}
+	c->done = true;
+	return SM_EOF;
+}
+
+static void file_list_end(void *cur)
+{
+	struct file_cursor *c = cur;
+	if (!c)
+		return;
+	for (int i = 0; i < c->depth; i++)
+		file_frame_release(&c->stack[i]);
+	free(c->stack);
+	free(c->last);
+	free(c->linkbuf);
+	sm_buf_release(&c->key);
+	free(c);
+}
+
+/* ---- stat ---- */
+
+static enum sm_err file_stat(struct sm_store *st, const char *key, struct sm_entry *out,
+			     struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char path[PATH_MAX];
+	enum sm_err err = file_path(key, path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, false, d);
+	if (rootfd < 0)
+		return sm_diag_set(d, SM_ENOENT, ENOENT, "'%s': no such file or directory", key);
+	struct stat sb;
+	if (fstatat(rootfd, path, &sb, fs->follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0)
+		return sm_diag_errno(d, errno, "cannot stat '%s'", key);
+	struct sm_entry e = { 0 };
+	file_fill_entry(&e, &sb);
+	if (S_ISLNK(sb.st_mode) && fs->read_links) {
+		char buf[PATH_MAX];
+		ssize_t n = readlinkat(rootfd, path, buf, sizeof(buf) - 1);
+		if (n < 0)
+			return sm_diag_errno(d, errno, "cannot read symlink '%s'", key);
+		buf[n] = '\0';
+		if (!(e.link = strdup(buf)))
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	*out = e;
+	return SM_OK;
+}
+
+/* ---- reading ---- */
+
+struct file_reader {
+	struct sm_reader base;
+	int fd;
+	uint64_t pos;
+	struct stat st; /* at open, for finish() */
+	char key[];
+};
+
+static enum sm_err fr_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+			   struct sm_diag *d)
+{
+	struct file_reader *fr = (struct file_reader *)r;
+	for (;;) {
+		ssize_t n = pread(fr->fd, buf, cap, (off_t)fr->pos);
+		if (n >= 0) {
+			fr->pos += (uint64_t)n;
+			*got = (size_t)n;
+			return SM_OK;
+		}
+		if (errno != EINTR)
+			return sm_diag_errno(d, errno, "cannot read '%s'", fr->key);
+	}
+}
+
+static int fr_fd(struct sm_reader *r, uint64_t *off)
+{
+	struct file_reader *fr = (struct file_reader *)r;
+	*off = fr->pos;
+	return fr->fd;
+}
+
+static void fr_consumed(struct sm_reader *r, uint64_t n)
+{
+	((struct file_reader *)r)->pos += n;
+}
+
+static enum sm_err fr_finish(struct sm_reader *r, struct sm_diag *d)
+{
+	struct file_reader *fr = (struct file_reader *)r;
+	struct stat now;
+	if (fstat(fr->fd, &now) != 0)
+		return sm_diag_errno(d, errno, "cannot stat '%s'", fr->key);
+	if (now.st_size != fr->st.st_size || now.st_mtim.tv_sec != fr->st.st_mtim.tv_sec ||
+	    now.st_mtim.tv_nsec != fr->st.st_mtim.tv_nsec || fr->pos != (uint64_t)now.st_size)
+		return sm_diag_set(d, SM_ECHANGED, 0, "'%s' changed while it was copied", fr->key);
+	return SM_OK;
+}
+
+static void fr_close(struct sm_reader *r)
+{
+	struct file_reader *fr = (struct file_reader *)r;
+	close(fr->fd);
+	free(fr);
+}
+
+static const struct sm_reader_ops file_reader_ops = {
+	.read = fr_read,
+	.fd = fr_fd,
+	.consumed = fr_consumed,
+	.finish = fr_finish,
+	.close = fr_close,
+};
+
+static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t off,
+				  struct sm_reader **out, struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char path[PATH_MAX];
+	enum sm_err err = file_path(key, path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, false, d);
+	if (rootfd < 0)
+		return sm_diag_set(d, SM_ENOENT, ENOENT, "cannot open '%s': no such file", key);
+	int fd = openat(rootfd, path, O_RDONLY | O_CLOEXEC | (fs->follow ? 0 : O_NOFOLLOW));
+	if (fd < 0)
+		return sm_diag_errno(d, errno, "cannot open '%s'", key);
+	size_t klen = strlen(key);
+	struct file_reader *fr = malloc(sizeof(*fr) + klen + 1);
+	if (!fr) {
+		close(fd);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	if (fstat(fd, &fr->st) != 0) {
+		err = sm_diag_errno(d, errno, "cannot stat '%s'", key);
+		close(fd);
+		free(fr);
+		return err;
+	}
+	if (S_ISDIR(fr->st.st_mode)) {
+		close(fd);
+		free(fr);
+		return sm_diag_set(d, SM_EISDIR, EISDIR, "cannot read '%s': is a directory", key);
+	}
+	memcpy(fr->key, key, klen + 1);
+	fr->base.ops = &file_reader_ops;
+	fr->base.size = (uint64_t)fr->st.st_size > off ? (uint64_t)fr->st.st_size - off : 0;
+	fr->fd = fd;
+	fr->pos = off;
+	*out = &fr->base;
+	return SM_OK;
+}
+
+/* ---- writing ---- */
+
+static enum sm_err file_write_all(int fd, const char *buf, size_t n, const char *key,
+				  struct sm_diag *d)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, buf, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return sm_diag_errno(d, errno, "cannot write '%s'", key);
+		}
+		buf += w;
+		n -= (size_t)w;
+	}
+	return SM_OK;
+}
+
+/* Copy all of `r` into `fd`; *total gets the byte count. */
+static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key,
+				  uint64_t *total, struct sm_diag *d)
+{
+	uint64_t off = 0;
+	int in = sm_reader_fd(r, &off);
+	*total = 0;
+	if (in >= 0) {
+		loff_t ioff = (loff_t)off;
+		for (;;) {
+			ssize_t n = copy_file_range(in, &ioff, fd, NULL, 1u << 30, 0);
+			if (n > 0) {
+				*total += (uint64_t)n;
+				sm_reader_consumed(r, (uint64_t)n);
+				continue;
+			}
+			if (n == 0)
+				return SM_OK;
+			if (errno == EINTR)
+				continue;
+			if (*total == 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+					    errno == EOPNOTSUPP))
+				break; /* not here: plain read/write below */
+			return sm_diag_errno(d, errno, "cannot copy '%s'", key);
+		}
+	}
+	char *buf = malloc(FILE_COPY_BUF);
+	if (!buf)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	enum sm_err err = SM_OK;
+	for (;;) {
+		size_t got = 0;
+		err = sm_reader_read(r, buf, FILE_COPY_BUF, &got, d);
+		if (err != SM_OK || got == 0)
+			break;
+		err = file_write_all(fd, buf, got, key, d);
+		if (err != SM_OK)
+			break;
+		*total += got;
+	}
+	free(buf);
+	return err;
+}
+
+static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct sm_put *p,
+				    const char *key, struct sm_diag *d)
+{
+	mode_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0777 & ~fs->umask);
+	if (fchmod(fd, mode) != 0)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	if ((p->flags & SM_PUT_OWNER) && fchown(fd, p->uid, p->gid) != 0 && errno != EPERM)
+		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
+	if (p->flags & SM_PUT_MTIME) {
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
+					  { .tv_sec = p->mtime_ns / 1000000000,
+					    .tv_nsec = p->mtime_ns % 1000000000 } };
+		if (futimens(fd, ts) != 0)
+			return sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
+	}
+	return SM_OK;
+}
+
+/* openat() that creates missing parent directories once on ENOENT. */
+static int file_create(int rootfd, const char *path, int flags)
+{
+	int fd = openat(rootfd, path, flags, 0600);
+	if (fd < 0 && errno == ENOENT) {
+		if (file_mkparents(rootfd, path) != 0)
+			return -1;
+		fd = openat(rootfd, path, flags, 0600);
+	}
+	return fd;
+}
+
+static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_reader *r,
+			    const struct sm_put *p, struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char path[PATH_MAX], tmp[PATH_MAX + 16];
+	enum sm_err err = file_path(key, path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, true, d);
+	if (rootfd < 0)
+		return d ? d->err : SM_EIO;
+	bool inplace = p->flags & SM_PUT_INPLACE;
+	int fd = -1;
+	if (inplace) {
+		sm_strlcpy(tmp, path, sizeof(tmp));
+		fd = file_create(rootfd, path, O_WRONLY | O_CREAT | O_CLOEXEC);
+	} else {
+		for (int tries = 0; tries < 8; tries++) {
+			file_tmp_path(path, tmp, sizeof(tmp));
+			fd = file_create(rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC);
+			if (fd >= 0 || errno != EEXIST)
+				break;
+		}
+	}
+	if (fd < 0) {
+		if (errno == ENOTDIR)
+			return sm_diag_errno(d, errno, "cannot write '%s': a parent on DST is not a directory", key);
+		return sm_diag_errno(d, errno, "cannot write '%s'", key);
+	}
+	uint64_t total = 0;
+	err = file_copy_data(fd, r, key, &total, d);
+	if (err == SM_OK && inplace && ftruncate(fd, (off_t)total) != 0)
+		err = sm_diag_errno(d, errno, "cannot truncate '%s'", key);
+	if (err == SM_OK)
+		err = file_apply_attrs(fs, fd, p, key, d);
+	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
+		err = sm_reader_finish(r, d);
+	if (close(fd) != 0 && err == SM_OK)
+		err = sm_diag_errno(d, errno, "cannot write '%s'", key);
+	if (err == SM_OK && !inplace && renameat(rootfd, tmp, rootfd, path) != 0) {
+		if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
+			err = sm_diag_set(d, SM_EISDIR, errno,
+					  "cannot replace '%s': a directory is in the way on DST", key);
+		else
+			err = sm_diag_errno(d, errno, "cannot rename into '%s'", key);
+	}
+	if (err != SM_OK && !inplace)
+		unlinkat(rootfd, tmp, 0);
+	return err;
+}
+
+static enum sm_err file_del(struct sm_store *st, const char *key, struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char path[PATH_MAX];
+	enum sm_err err = file_path(key, path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, false, d);
+	if (rootfd < 0)
+		return SM_OK;
+	int fl = sm_key_is_dir(key) ? AT_REMOVEDIR : 0;
+	if (unlinkat(rootfd, path, fl) == 0 || errno == ENOENT)
+		return SM_OK;
+	return sm_diag_errno(d, errno, "cannot delete '%s'", key);
+}
+
+static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
+			      struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char path[PATH_MAX];
+	enum sm_err err = file_path(key, path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, true, d);
+	if (rootfd < 0)
+		return d ? d->err : SM_EIO;
+	if (strcmp(path, ".") == 0)
+		return SM_OK;
+	if (mkdirat(rootfd, path, 0777) != 0) {
+		if (errno == ENOENT && file_mkparents(rootfd, path) == 0 &&
+		    mkdirat(rootfd, path, 0777) == 0)
+			goto made;
+		if (errno != EEXIST)
+			return sm_diag_errno(d, errno, "cannot create directory '%s'", key);
+		struct stat sb;
+		if (fstatat(rootfd, path, &sb, 0) != 0 || !S_ISDIR(sb.st_mode))
+			return sm_diag_set(d, SM_ENOTDIR, ENOTDIR,
+					   "cannot create directory '%s': a file is in the way on DST",
+					   key);
+	}
+made:
+	if ((p->flags & SM_PUT_MODE) && fchmodat(rootfd, path, p->mode & 07777, 0) != 0)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	if ((p->flags & SM_PUT_OWNER) && fchownat(rootfd, path, p->uid, p->gid, 0) != 0 &&
+	    errno != EPERM)
+		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
+	return SM_OK;
+}
+
+static enum sm_err file_symlink(struct sm_store *st, const char *key, const char *target,
+				const struct sm_put *p, struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char path[PATH_MAX], tmp[PATH_MAX + 16];
+	enum sm_err err = file_path(key, path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, true, d);
+	if (rootfd < 0)
+		return d ? d->err : SM_EIO;
+	file_tmp_path(path, tmp, sizeof(tmp));
+	if (symlinkat(target, rootfd, tmp) != 0) {
+		if (errno != ENOENT || file_mkparents(rootfd, tmp) != 0 ||
+		    symlinkat(target, rootfd, tmp) != 0)
+			return sm_diag_errno(d, errno, "cannot create symlink '%s'", key);
+	}
+	if ((p->flags & SM_PUT_OWNER) &&
+	    fchownat(rootfd, tmp, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
+		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
+	if (err == SM_OK && (p->flags & SM_PUT_MTIME)) {
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
+					  { .tv_sec = p->mtime_ns / 1000000000,
+					    .tv_nsec = p->mtime_ns % 1000000000 } };
+		if (utimensat(rootfd, tmp, ts, AT_SYMLINK_NOFOLLOW) != 0)
+			err = sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
+	}
+	if (err == SM_OK && renameat(rootfd, tmp, rootfd, path) != 0)
+		err = sm_diag_errno(d, errno, "cannot rename into '%s'", key);
+	if (err != SM_OK)
+		unlinkat(rootfd, tmp, 0);
+	return err;
+}
+
+static enum sm_err file_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
+				struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char path[PATH_MAX];
+	enum sm_err err = file_path(key, path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, false, d);
+	if (rootfd < 0)
+		return sm_diag_set(d, SM_ENOENT, ENOENT, "'%s': no such file", key);
+	struct stat sb;
+	if (fstatat(rootfd, path, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+		return sm_diag_errno(d, errno, "cannot stat '%s'", key);
+	bool link = S_ISLNK(sb.st_mode);
+	if ((p->flags & SM_PUT_MODE) && !link && fchmodat(rootfd, path, p->mode & 07777, 0) != 0)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	if ((p->flags & SM_PUT_OWNER) &&
+	    fchownat(rootfd, path, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
+		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
+	if (p->flags & SM_PUT_MTIME) {
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
+					  { .tv_sec = p->mtime_ns / 1000000000,
+					    .tv_nsec = p->mtime_ns % 1000000000 } };
+		if (utimensat(rootfd, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
+			return sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
+	}
+	return SM_OK;
+}
+
+const struct sm_store_ops sm_file_ops = {
+	.scheme = "file",
+	.caps = SM_CAP_DIRS | SM_CAP_LINKS | SM_CAP_MODE | SM_CAP_LOCAL,
+	.priv_size = sizeof(struct file_store),
+	.open = file_open,
+	.close = file_close,
+	.list_begin = file_list_begin,
+	.list_next = file_list_next,
+	.list_end = file_list_end,
+	.stat = file_stat,
+	.open_read = file_open_read,
+	.put = file_put,
+	.del = file_del,
+	.mkdir = file_mkdir,
+	.symlink = file_symlink,
+	.setattr = file_setattr,
+};

@@ -1,0 +1,438 @@
+/* The sm_store_*() wrappers: scheme registry, key and order checks, faults. */
+#include "store.h"
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../log.h"
+#include "../util.h"
+
+/* The one registry of backends. */
+static const struct sm_store_ops *const store_registry[] = {
+	&sm_file_ops,
+};
+
+enum fault_op { F_LIST, F_STAT, F_READ, F_PUT, F_DEL, F_MKDIR, F_SYMLINK, F_SETATTR, F_ANY, F_N };
+static const char *const fault_names[F_N] = { "list", "stat", "read", "put", "del",
+					      "mkdir", "symlink", "setattr", "any" };
+#define FAULT_MAX 8
+struct sm_fault {
+	int n;
+	struct {
+		enum fault_op op;
+		long nth;
+		enum sm_err err;
+		bool sticky;
+	} rule[FAULT_MAX];
+	atomic_long calls[F_N];
+};
+
+struct sm_cursor {
+	struct sm_store *st;
+	void *priv;
+	struct sm_range range;
+	char *after; /* owned copies of the range bounds */
+	char *last;
+	struct sm_buf prev; /* previous key, for the order check */
+	bool have_prev;
+};
+
+bool sm_entry_is_dir(const struct sm_entry *e)
+{
+	return S_ISDIR(e->mode);
+}
+
+bool sm_entry_is_link(const struct sm_entry *e)
+{
+	return S_ISLNK(e->mode);
+}
+
+enum sm_err sm_entry_copy(struct sm_entry *dst, const struct sm_entry *src)
+{
+	struct sm_entry e = *src;
+	e.key = NULL;
+	e.link = NULL;
+	if (src->key && !(e.key = strdup(src->key)))
+		return SM_ENOMEM;
+	if (src->link && !(e.link = strdup(src->link))) {
+		free(e.key);
+		return SM_ENOMEM;
+	}
+	*dst = e;
+	return SM_OK;
+}
+
+void sm_entry_release(struct sm_entry *e)
+{
+	if (!e)
+		return;
+	free(e->key);
+	free(e->link);
+	e->key = NULL;
+	e->link = NULL;
+}
+
+bool sm_range_contains(const struct sm_range *r, const char *key)
+{
+	if (r->after && *r->after && strcmp(key, r->after) <= 0)
+		return false;
+	if (r->last && strcmp(key, r->last) > 0)
+		return false;
+	return true;
+}
+
+/* ---- readers ---- */
+
+enum sm_err sm_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+			   struct sm_diag *d)
+{
+	return r->ops->read(r, buf, cap, got, d);
+}
+
+enum sm_err sm_reader_read_full(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+				struct sm_diag *d)
+{
+	size_t total = 0;
+	while (total < cap) {
+		size_t n = 0;
+		enum sm_err e = r->ops->read(r, (char *)buf + total, cap - total, &n, d);
+		if (e != SM_OK)
+			return e;
+		if (n == 0)
+			break;
+		total += n;
+	}
+	*got = total;
+	return SM_OK;
+}
+
+int sm_reader_fd(struct sm_reader *r, uint64_t *off)
+{
+	return r->ops->fd ? r->ops->fd(r, off) : -1;
+}
+
+void sm_reader_consumed(struct sm_reader *r, uint64_t n)
+{
+	if (r->ops->consumed)
+		r->ops->consumed(r, n);
+}
+
+enum sm_err sm_reader_finish(struct sm_reader *r, struct sm_diag *d)
+{
+	return r->ops->finish ? r->ops->finish(r, d) : SM_OK;
+}
+
+void sm_reader_close(struct sm_reader *r)
+{
+	if (r)
+		r->ops->close(r);
+}
+
+static enum sm_err mem_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+			    struct sm_diag *d)
+{
+	(void)d;
+	struct sm_mem_reader *m = (struct sm_mem_reader *)r;
+	size_t n = m->len - m->pos < cap ? m->len - m->pos : cap;
+	memcpy(buf, m->data + m->pos, n);
+	m->pos += n;
+	*got = n;
+	return SM_OK;
+}
+
+static void mem_close(struct sm_reader *r)
+{
+	(void)r; /* borrowed memory: nothing to free */
+}
+
+static const struct sm_reader_ops mem_reader_ops = { .read = mem_read, .close = mem_close };
+
+void sm_mem_reader_init(struct sm_mem_reader *m, const void *data, size_t len)
+{
+	m->base.ops = &mem_reader_ops;
+	m->base.size = len;
+	m->data = data;
+	m->len = len;
+	m->pos = 0;
+}
+
+/* ---- faults ---- */
+
+enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_diag *d)
+{
+	struct sm_fault *f = calloc(1, sizeof(*f));
+	if (!f)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	char *copy = strdup(spec);
+	if (!copy) {
+		free(f);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	enum sm_err err = SM_OK;
+	char *save = NULL;
+	for (char *tok = strtok_r(copy, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		char *op = tok, *nth = strchr(tok, ':');
+		if (!nth || f->n == FAULT_MAX) {
+			err = sm_diag_set(d, SM_EINVAL, 0, "fault spec '%s': expected OP:N", tok);
+			goto out;
+		}
+		*nth++ = '\0';
+		char *mode = strchr(nth, ':');
+		if (mode)
+			*mode++ = '\0';
+		int i = 0;
+		while (i < F_N && strcmp(fault_names[i], op) != 0)
+			i++;
+		int64_t n = 0;
+		if (i == F_N || !sm_parse_i64(nth, 1, INT64_MAX, &n)) {
+			err = sm_diag_set(d, SM_EINVAL, 0, "fault spec '%s': bad op or count", tok);
+			goto out;
+		}
+		f->rule[f->n].op = (enum fault_op)i;
+		f->rule[f->n].nth = (long)n;
+		f->rule[f->n].err = SM_EIO;
+		if (mode && strcmp(mode, "transient") == 0)
+			f->rule[f->n].err = SM_EAGAIN;
+		else if (mode && strcmp(mode, "sticky") == 0)
+			f->rule[f->n].sticky = true;
+		else if (mode) {
+			err = sm_diag_set(d, SM_EINVAL, 0, "fault spec: unknown mode '%s'", mode);
+			goto out;
+		}
+		f->n++;
+	}
+	free(st->fault);
+	st->fault = f;
+	f = NULL;
+out:
+	free(copy);
+	free(f);
+	return err;
+}
+
+/* Count a call of `op`; returns the injected error, or SM_OK. */
+static enum sm_err fault_hit(struct sm_store *st, enum fault_op op, const char *key,
+			     struct sm_diag *d)
+{
+	struct sm_fault *f = st->fault;
+	if (!f)
+		return SM_OK;
+	long n = atomic_fetch_add(&f->calls[op], 1) + 1;
+	long any = atomic_fetch_add(&f->calls[F_ANY], 1) + 1;
+	for (int i = 0; i < f->n; i++) {
+		long c = f->rule[i].op == F_ANY ? any : f->rule[i].op == op ? n : -1;
+		if (c < 0)
+			continue;
+		if (c == f->rule[i].nth || (f->rule[i].sticky && c > f->rule[i].nth))
+			return sm_diag_set(d, f->rule[i].err, 0, "injected %s fault on %s '%s'",
+					   f->rule[i].err == SM_EAGAIN ? "transient" : "permanent",
+					   fault_names[op], key ? key : "");
+	}
+	return SM_OK;
+}
+
+/* ---- stores ---- */
+
+enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg,
+			  struct sm_store **out, struct sm_diag *d)
+{
+	const struct sm_store_ops *ops = NULL;
+	for (size_t i = 0; i < sizeof(store_registry) / sizeof(store_registry[0]); i++)
+		if (strcmp(store_registry[i]->scheme, u->scheme) == 0)
+			ops = store_registry[i];
+	if (!ops)
+		return sm_diag_set(d, SM_ENOTSUP, 0, "'%s': %s storage not supported", u->display,
+				   u->scheme);
+	struct sm_store *st = calloc(1, sizeof(*st));
+	if (!st)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	st->ops = ops;
+	st->cfg = *cfg;
+	st->display = strdup(u->display);
+	st->priv = calloc(1, ops->priv_size ? ops->priv_size : 1);
+	if (!st->display || !st->priv) {
+		free(st->display);
+		free(st->priv);
+		free(st);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	enum sm_err err = ops->open(st, u, cfg, d);
+	if (err != SM_OK) {
+		sm_store_close(st);
+		return err;
+	}
+	*out = st;
+	return SM_OK;
+}
+
+void sm_store_close(struct sm_store *st)
+{
+	if (!st)
+		return;
+	st->ops->close(st);
+	free(st->priv);
+	free(st->display);
+	free(st->fault);
+	free(st);
+}
+
+bool sm_store_has(const struct sm_store *st, unsigned cap)
+{
+	return (st->ops->caps & cap) == cap;
+}
+
+enum sm_err sm_store_list_begin(struct sm_store *st, const struct sm_range *r,
+				struct sm_cursor **out, struct sm_diag *d)
+{
+	enum sm_err err = fault_hit(st, F_LIST, r->after, d);
+	if (err != SM_OK)
+		return err;
+	struct sm_cursor *c = calloc(1, sizeof(*c));
+	if (!c)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	c->st = st;
+	c->after = r->after && *r->after ? strdup(r->after) : NULL;
+	c->last = r->last ? strdup(r->last) : NULL;
+	if ((r->after && *r->after && !c->after) || (r->last && !c->last)) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto fail;
+	}
+	c->range.after = c->after;
+	c->range.last = c->last;
+	err = st->ops->list_begin(st, &c->range, &c->priv, d);
+	if (err != SM_OK)
+		goto fail;
+	*out = c;
+	return SM_OK;
+fail:
+	free(c->after);
+	free(c->last);
+	free(c);
+	return err;
+}
+
+enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e,
+			       struct sm_diag *d)
+{
+	const struct sm_entry *ent = NULL;
+	enum sm_err err = c->st->ops->list_next(c->priv, &ent, d);
+	if (err != SM_OK)
+		return err;
+	if (!sm_range_contains(&c->range, ent->key))
+		return sm_diag_set(d, SM_EORDER, 0, "%s: listing returned '%s' outside its range",
+				   c->st->display, ent->key);
+	if (c->have_prev && strcmp(c->prev.p, ent->key) >= 0)
+		return sm_diag_set(d, SM_EORDER, 0, "%s: listing out of order: '%s' after '%s'",
+				   c->st->display, ent->key, c->prev.p);
+	c->prev.len = 0;
+	if (sm_buf_appendz(&c->prev, ent->key) != SM_OK)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	c->have_prev = true;
+	err = fault_hit(c->st, F_LIST, ent->key, d);
+	if (err != SM_OK)
+		return err;
+	*e = ent;
+	return SM_OK;
+}
+
+void sm_store_list_end(struct sm_cursor *c)
+{
+	if (!c)
+		return;
+	c->st->ops->list_end(c->priv);
+	sm_buf_release(&c->prev);
+	free(c->after);
+	free(c->last);
+	free(c);
+}
+
+enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
+			  struct sm_diag *d)
+{
+	enum sm_err err = fault_hit(st, F_STAT, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->stat(st, key, out, d);
+}
+
+enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t off,
+			       struct sm_reader **out, struct sm_diag *d)
+{
+	enum sm_err err = fault_hit(st, F_READ, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->open_read(st, key, off, out, d);
+}
+
+/* Every write goes through here first: a key never escapes the root. */
+static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, const char *key,
+				     struct sm_diag *d)
+{
+	size_t n = strlen(key);
+	enum sm_err err;
+	if (n > 1 && key[n - 1] == '/') {
+		char *k = sm_strndup(key, n - 1);
+		if (!k)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		err = sm_key_check(k, d);
+		free(k);
+	} else {
+		err = sm_key_check(key, d);
+	}
+	if (err != SM_OK)
+		return err;
+	return fault_hit(st, op, key, d);
+}
+
+enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
+			 const struct sm_put *p, struct sm_diag *d)
+{
+	enum sm_err err = store_write_check(st, F_PUT, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->put(st, key, r, p, d);
+}
+
+enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d)
+{
+	enum sm_err err = store_write_check(st, F_DEL, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->del(st, key, d);
+}
+
+enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
+			   struct sm_diag *d)
+{
+	if (!st->ops->mkdir)
+		return SM_OK; /* no real directories: nothing to create */
+	enum sm_err err = store_write_check(st, F_MKDIR, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->mkdir(st, key, p, d);
+}
+
+enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *target,
+			     const struct sm_put *p, struct sm_diag *d)
+{
+	if (!st->ops->symlink)
+		return sm_diag_set(d, SM_ENOTSUP, 0, "%s: symlinks not supported for '%s'",
+				   st->display, key);
+	enum sm_err err = store_write_check(st, F_SYMLINK, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->symlink(st, key, target, p, d);
+}
+
+enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
+			     struct sm_diag *d)
+{
+	if (!st->ops->setattr)
+		return SM_OK;
+	enum sm_err err = store_write_check(st, F_SETATTR, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->setattr(st, key, p, d);
+}

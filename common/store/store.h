@@ -1,0 +1,203 @@
+/*
+ * The storage interface. Every backend (file, later s3, sftp, dav) provides one
+ * `const struct sm_store_ops`; callers use only the sm_store_*() wrappers below,
+ * which check keys and listing order, count calls and inject faults in one place.
+ *
+ * Keys are '/'-separated paths relative to the store's root; directory keys end
+ * in '/'. Listings come in one global byte-wise order, in which a directory's
+ * names are sorted with '/' appended to subdirectory names.
+ */
+#ifndef SM_STORE_H
+#define SM_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "../err.h"
+#include "../url.h"
+
+struct sm_entry {
+	char *key;        /* owned by whoever owns the entry */
+	uint64_t size;    /* bytes; for a symlink, the target's length */
+	int64_t mtime_ns; /* nanoseconds since the epoch */
+	uint32_t mode;    /* S_IFMT bits + permission bits */
+	uint32_t uid;
+	uint32_t gid;
+	char *link;       /* symlink target when the store reads links, else NULL */
+};
+
+bool sm_entry_is_dir(const struct sm_entry *e);
+bool sm_entry_is_link(const struct sm_entry *e);
+/* Deep copy; out-parameter written only on success. */
+enum sm_err sm_entry_copy(struct sm_entry *dst, const struct sm_entry *src);
+void sm_entry_release(struct sm_entry *e);
+
+/* A listing range (after, last]: NULL or "" `after` = from the start, NULL
+ * `last` = to the end. */
+struct sm_range {
+	const char *after;
+	const char *last;
+};
+bool sm_range_contains(const struct sm_range *r, const char *key);
+
+struct sm_store_cfg {
+	bool follow_links; /* listing and stat see through symlinks (SRC without --links) */
+	bool read_links;   /* fill sm_entry.link for symlinks */
+	bool must_exist;   /* the root must exist (SRC); else it is created on first write */
+};
+
+/* A byte source for put(): a store's reader or any other producer. */
+struct sm_reader;
+struct sm_reader_ops {
+	/* Read up to `cap` bytes; *got == 0 means end of data. */
+	enum sm_err (*read)(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+			    struct sm_diag *d);
+	/* Optional: a local file descriptor and the offset the data starts at, so a
+	 * local destination can use copy_file_range(). After using it the caller
+	 * calls consumed() with the byte count. */
+	int (*fd)(struct sm_reader *r, uint64_t *off);
+	void (*consumed)(struct sm_reader *r, uint64_t n);
+	/* Optional: called after the last byte and before the destination commits;
+	 * fails with SM_ECHANGED when the source changed meanwhile. */
+	enum sm_err (*finish)(struct sm_reader *r, struct sm_diag *d);
+	void (*close)(struct sm_reader *r);
+};
+struct sm_reader {
+	const struct sm_reader_ops *ops;
+	uint64_t size; /* expected total bytes, or UINT64_MAX when unknown */
+};
+enum sm_err sm_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+			   struct sm_diag *d);
+/* Read exactly cap bytes unless the data ends first (*got < cap then). */
+enum sm_err sm_reader_read_full(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+				struct sm_diag *d);
+int sm_reader_fd(struct sm_reader *r, uint64_t *off);
+void sm_reader_consumed(struct sm_reader *r, uint64_t n);
+enum sm_err sm_reader_finish(struct sm_reader *r, struct sm_diag *d);
+void sm_reader_close(struct sm_reader *r); /* accepts NULL */
+
+/* How put/mkdir/symlink/setattr set attributes. */
+enum {
+	SM_PUT_MODE = 1u << 0,    /* exact permission bits (else mode & ~umask on create) */
+	SM_PUT_OWNER = 1u << 1,   /* uid/gid, where permitted */
+	SM_PUT_MTIME = 1u << 2,   /* set mtime_ns */
+	SM_PUT_INPLACE = 1u << 3, /* write the destination in place */
+	SM_PUT_CHECK = 1u << 4,   /* call the reader's finish() before committing */
+};
+struct sm_put {
+	uint32_t mode;
+	uint32_t uid;
+	uint32_t gid;
+	int64_t mtime_ns;
+	unsigned flags;
+};
+
+/* Capability bits: which optional slots the backend fills. */
+enum {
+	SM_CAP_DIRS = 1u << 0,  /* real directories (mkdir) */
+	SM_CAP_LINKS = 1u << 1, /* symlinks */
+	SM_CAP_MODE = 1u << 2,  /* permission bits and owners */
+	SM_CAP_LOCAL = 1u << 3, /* a local file system path */
+};
+
+struct sm_store;
+struct sm_cursor;
+
+/*
+ * Backend contract. The framework allocates `priv_size` zeroed bytes of private
+ * state before open() and frees them after close(); close() must be safe after
+ * a failed open(). Every slot fills `d` on failure. Slots may be called from
+ * many threads at once.
+ */
+struct sm_store_ops {
+	const char *scheme;
+	unsigned caps;
+	size_t priv_size;
+	enum sm_err (*open)(struct sm_store *st, const struct sm_url *u,
+			    const struct sm_store_cfg *cfg, struct sm_diag *d);
+	void (*close)(struct sm_store *st);
+	/* Start a sorted listing of the keys in `r` (copied by the backend). */
+	enum sm_err (*list_begin)(struct sm_store *st, const struct sm_range *r, void **cur,
+				  struct sm_diag *d);
+	/* Next entry, borrowed until the next call; SM_EOF at the end. */
+	enum sm_err (*list_next)(void *cur, const struct sm_entry **e, struct sm_diag *d);
+	void (*list_end)(void *cur);
+	/* Attributes of one key; out->key is left NULL. SM_ENOENT if absent. */
+	enum sm_err (*stat)(struct sm_store *st, const char *key, struct sm_entry *out,
+			    struct sm_diag *d);
+	/* A reader of the key's bytes from `off` on. */
+	enum sm_err (*open_read)(struct sm_store *st, const char *key, uint64_t off,
+				 struct sm_reader **out, struct sm_diag *d);
+	/* Store all bytes of `r` under `key`; the key appears whole or not at all
+	 * (unless SM_PUT_INPLACE). Missing parents are created. Borrows `r`. */
+	enum sm_err (*put)(struct sm_store *st, const char *key, struct sm_reader *r,
+			   const struct sm_put *p, struct sm_diag *d);
+	/* Delete a key; a directory key only when empty. Absent key = success. */
+	enum sm_err (*del)(struct sm_store *st, const char *key, struct sm_diag *d);
+	/* Optional slots (NULL = not supported). */
+	enum sm_err (*mkdir)(struct sm_store *st, const char *key, const struct sm_put *p,
+			     struct sm_diag *d);
+	enum sm_err (*symlink)(struct sm_store *st, const char *key, const char *target,
+			       const struct sm_put *p, struct sm_diag *d);
+	enum sm_err (*setattr)(struct sm_store *st, const char *key, const struct sm_put *p,
+			       struct sm_diag *d);
+};
+
+struct sm_store {
+	const struct sm_store_ops *ops;
+	void *priv;
+	char *display; /* printable URL, secrets masked */
+	struct sm_store_cfg cfg;
+	struct sm_fault *fault; /* NULL unless tests injected faults */
+};
+
+/* Open the store for `u`. *out written only on success. */
+enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg,
+			  struct sm_store **out, struct sm_diag *d);
+void sm_store_close(struct sm_store *st); /* accepts NULL */
+bool sm_store_has(const struct sm_store *st, unsigned cap);
+
+enum sm_err sm_store_list_begin(struct sm_store *st, const struct sm_range *r,
+				struct sm_cursor **out, struct sm_diag *d);
+/* Next entry, borrowed until the next call or list_end. Verifies that keys
+ * strictly increase and stay inside the range: SM_EORDER otherwise. */
+enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e,
+			       struct sm_diag *d);
+void sm_store_list_end(struct sm_cursor *c); /* accepts NULL */
+
+enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
+			  struct sm_diag *d);
+enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t off,
+			       struct sm_reader **out, struct sm_diag *d);
+enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
+			 const struct sm_put *p, struct sm_diag *d);
+enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d);
+enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
+			   struct sm_diag *d);
+enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *target,
+			     const struct sm_put *p, struct sm_diag *d);
+enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
+			     struct sm_diag *d);
+
+/*
+ * Fault injection for tests (SQLite's test_vfs idea): "OP:N[:transient|:sticky]"
+ * fails the Nth call of OP (list, stat, read, put, del, mkdir, symlink, setattr,
+ * or any) with a permanent error, a retryable one (transient), or fails the
+ * Nth and every later call (sticky). Several specs may be joined with ','.
+ */
+enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_diag *d);
+
+/* A reader over a memory buffer (borrowed): for tests and small payloads. */
+struct sm_mem_reader {
+	struct sm_reader base;
+	const char *data;
+	size_t len;
+	size_t pos;
+};
+void sm_mem_reader_init(struct sm_mem_reader *m, const void *data, size_t len);
+
+extern const struct sm_store_ops sm_file_ops;
+
+#endif

@@ -1,0 +1,63 @@
+#include "url.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+static const char *const later_schemes[][2] = {
+	{ "s3://", "S3" },     { "oss://", "S3" },     { "cos://", "S3" },
+	{ "minio://", "S3" },  { "sftp://", "SFTP" },  { "dav://", "WebDAV" },
+	{ "davs://", "WebDAV" }, { "jfs://", "JuiceFS" }, { "hdfs://", "HDFS" },
+};
+
+void sm_url_release(struct sm_url *u)
+{
+	if (!u)
+		return;
+	free(u->scheme);
+	free(u->path);
+	free(u->display);
+	memset(u, 0, sizeof(*u));
+}
+
+/* `host:/path` or `user@host:/path`: a ':' before the first '/' (rsync's rule). */
+static bool url_is_ssh(const char *s)
+{
+	const char *colon = strchr(s, ':');
+	const char *slash = strchr(s, '/');
+	return colon && colon != s && (!slash || colon < slash);
+}
+
+enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
+{
+	struct sm_url u = { 0 };
+	if (!*s)
+		return sm_diag_set(d, SM_EINVAL, 0, "empty storage path");
+	for (size_t i = 0; i < sizeof(later_schemes) / sizeof(later_schemes[0]); i++) {
+		if (strncmp(s, later_schemes[i][0], strlen(later_schemes[i][0])) == 0)
+			return sm_diag_set(d, SM_ENOTSUP, 0, "'%.*s...': %s storage not supported yet",
+					   (int)strlen(later_schemes[i][0]), s, later_schemes[i][1]);
+	}
+	const char *path = s;
+	if (strncmp(s, "file://", 7) == 0) {
+		path = s + 7;
+		if (*path != '/')
+			return sm_diag_set(d, SM_EINVAL, 0, "'%s': file:// needs an absolute path", s);
+	} else if (strstr(s, "://")) {
+		return sm_diag_set(d, SM_EINVAL, 0, "'%s': unknown storage scheme", s);
+	} else if (url_is_ssh(s)) {
+		return sm_diag_set(d, SM_ENOTSUP, 0, "'%s': SFTP storage not supported yet", s);
+	}
+	u.scheme = sm_strdup("file");
+	u.path = sm_strdup(path);
+	u.display = sm_strdup(s);
+	if (!u.scheme || !u.path || !u.display) {
+		sm_url_release(&u);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	size_t n = strlen(s);
+	u.trailing = s[n - 1] == '/';
+	*out = u;
+	return SM_OK;
+}

@@ -1,0 +1,57 @@
+/* Small helpers shared by both roles: strings, keys, numbers, time. */
+#ifndef SM_UTIL_H
+#define SM_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* Copy at most size-1 bytes and always terminate; returns strlen(src). */
+size_t sm_strlcpy(char *dst, const char *src, size_t size);
+/* strdup that returns NULL on NULL input or out of memory. */
+char *sm_strdup(const char *s);
+char *sm_strndup(const char *s, size_t n);
+/* malloc'd concatenation of a and b; NULL when out of memory. */
+char *sm_strcat2(const char *a, const char *b);
+
+/* A growable byte buffer with a hard cap (STYLE: every buffer has one). */
+struct sm_buf {
+	char *p;
+	size_t len;
+	size_t cap;
+	size_t limit; /* 0 = SM_BUF_DEFAULT_LIMIT */
+};
+#define SM_BUF_DEFAULT_LIMIT (64u << 20)
+enum sm_err sm_buf_append(struct sm_buf *b, const void *data, size_t n);
+enum sm_err sm_buf_appendz(struct sm_buf *b, const char *s); /* keeps a NUL after len */
+void sm_buf_release(struct sm_buf *b);
+
+/* Byte-wise key order (directories end in '/'): <0, 0, >0 like strcmp. */
+int sm_key_cmp(const char *a, const char *b);
+/* True when the key is a directory key (ends in '/'). */
+bool sm_key_is_dir(const char *key);
+/* Refuse keys that would land outside a root: empty, absolute, a "." or ".."
+ * component, an empty component, or longer than PATH_MAX. */
+enum sm_err sm_key_check(const char *key, struct sm_diag *d);
+/* Number of '/'-separated components (a trailing '/' does not add one). */
+int sm_key_depth(const char *key);
+
+/* "1.5 MiB", "512 B": binary units like juicefs' humanize.IBytes. */
+void sm_fmt_size(char *buf, size_t n, uint64_t bytes);
+/* "1h02m03s" / "12s" */
+void sm_fmt_duration(char *buf, size_t n, double seconds);
+
+/* Strict decimal parsing; false on garbage, overflow or out of [min, max]. */
+bool sm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Monotonic clock in nanoseconds / seconds. */
+uint64_t sm_now_ns(void);
+double sm_now_s(void);
+void sm_sleep_ms(unsigned ms);
+
+/* Uniform random 64-bit value (getrandom, falling back to a time-seeded PRNG). */
+uint64_t sm_rand64(void);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * Dispatch: the nng REP service that hands range tasks to whoever asks, with
+ * leases renewed by progress reports; an expired lease puts the task back in
+ * the queue. Each task's result is counted once. The queue is bounded: the
+ * planner blocks in sm_dispatch_push() while it is full.
+ */
+#ifndef SM_DISPATCH_H
+#define SM_DISPATCH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../common/err.h"
+#include "../common/stats.h"
+#include "syncmgr.pb-c.h"
+
+struct sm_dispatch;
+
+struct sm_dispatch_cfg {
+	const char *url;     /* where to listen, e.g. "inproc://syncmgr-123" */
+	int max_queued;      /* tasks waiting before push() blocks */
+	unsigned lease_ms;   /* a task without a report for this long is re-queued */
+	uint64_t max_failure; /* abort once this many keys failed (0 = never) */
+};
+
+enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
+			      struct sm_diag *d);
+/* Queue a task (its id is assigned here and written to t->id). Blocks while
+ * the queue is full; SM_EIO when the run was aborted. Borrows `t` for the
+ * call only. */
+enum sm_err sm_dispatch_push(struct sm_dispatch *dp, Syncmgr__Task *t, struct sm_diag *d);
+/* True when a worker is waiting for work and the queue is empty. */
+bool sm_dispatch_hungry(struct sm_dispatch *dp);
+/* From now on, tasks handed out may not delete (a listing failed). */
+void sm_dispatch_forbid_delete(struct sm_dispatch *dp);
+/* No more tasks: workers are told to shut down once all tasks are done. */
+void sm_dispatch_finish(struct sm_dispatch *dp);
+/* Stop handing out work; workers are told to stop. */
+void sm_dispatch_abort(struct sm_dispatch *dp);
+/* Wait until every task has been done, or the run was aborted and workers
+ * have stopped asking. */
+void sm_dispatch_wait(struct sm_dispatch *dp);
+
+struct sm_dispatch_snapshot {
+	struct sm_stats stats;   /* finished tasks + cumulative of those in flight */
+	uint64_t queued_keys;    /* SRC keys in tasks not yet handed out */
+	bool aborted;
+	bool listing_failed;     /* some worker's DST listing failed */
+};
+void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s);
+
+/* The directories workers left for the end (taken over by the caller). */
+void sm_dispatch_take_dirs(struct sm_dispatch *dp, char ***dst, size_t *n_dst, char ***src,
+			   size_t *n_src);
+
+void sm_dispatch_stop(struct sm_dispatch *dp); /* closes the socket, frees; accepts NULL */
+
+#endif

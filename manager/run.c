@@ -1,0 +1,360 @@
+#include "run.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/store/store.h"
+#include "../common/url.h"
+#include "../common/util.h"
+#include "../worker/task.h"
+#include "../worker/xfer.h"
+#include "dispatch.h"
+#include "plan.h"
+#include "progress.h"
+
+#define RUN_LEASE_MS 30000
+
+/* What preflight found out about SRC and DST. */
+struct run_plan {
+	struct sm_url src;
+	struct sm_url dst;
+	char *single_key;     /* SRC is one file: its name, under src.path's dir */
+	char *single_dst_key; /* and its name on DST */
+};
+
+static void run_plan_release(struct run_plan *rp)
+{
+	sm_url_release(&rp->src);
+	sm_url_release(&rp->dst);
+	free(rp->single_key);
+	free(rp->single_dst_key);
+}
+
+/* realpath() of `path`, or of its nearest existing ancestor plus the rest. */
+static char *run_realpath_loose(const char *path)
+{
+	char buf[PATH_MAX];
+	if (realpath(path, buf))
+		return strdup(buf);
+	char tmp[PATH_MAX];
+	if (sm_strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
+		return NULL;
+	size_t n = strlen(tmp);
+	while (n > 1 && tmp[n - 1] == '/')
+		tmp[--n] = '\0';
+	char *slash = strrchr(tmp, '/');
+	const char *rest = slash ? slash + 1 : tmp;
+	char *parent = slash ? (slash == tmp ? strdup("/") : sm_strndup(tmp, (size_t)(slash - tmp)))
+			     : strdup(".");
+	if (!parent)
+		return NULL;
+	char *rp = run_realpath_loose(parent);
+	free(parent);
+	if (!rp)
+		return NULL;
+	char out[PATH_MAX];
+	snprintf(out, sizeof(out), "%s%s%s", rp, strcmp(rp, "/") ? "/" : "", rest);
+	free(rp);
+	return strdup(out);
+}
+
+static bool run_path_within(const char *inner, const char *outer)
+{
+	size_t n = strlen(outer);
+	if (strcmp(outer, "/") == 0)
+		return true;
+	return strncmp(inner, outer, n) == 0 && (inner[n] == '\0' || inner[n] == '/');
+}
+
+/* Split "dir/name" into a store root and a key; SRC "file" → ".", "file". */
+static int run_split(const char *path, char **dir, char **name)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+	if (sm_strlcpy(a, path, sizeof(a)) >= sizeof(a))
+		return -1;
+	sm_strlcpy(b, path, sizeof(b));
+	*dir = strdup(dirname(a));
+	*name = strdup(basename(b));
+	return *dir && *name ? 0 : -1;
+}
+
+/* Checks before anything is written. Returns an exit status, or -1 to go on. */
+static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
+{
+	struct sm_diag d;
+	if (sm_url_parse(o->src, &rp->src, &d) != SM_OK ||
+	    sm_url_parse(o->dst, &rp->dst, &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
+		return SM_EXIT_USAGE;
+	}
+	if (rp->src.trailing != rp->dst.trailing) {
+		fprintf(stderr,
+			"syncmgr: SRC '%s' and DST '%s' must both end in '/' or both not\n",
+			rp->src.display, rp->dst.display);
+		return SM_EXIT_USAGE;
+	}
+	/* Local SRC: it must exist; a plain file is a single-object run. */
+	struct stat sst;
+	if (stat(rp->src.path, &sst) != 0) {
+		fprintf(stderr, "syncmgr: SRC '%s': %s\n", rp->src.display, strerror(errno));
+		return SM_EXIT_FAIL;
+	}
+	struct stat dstst;
+	bool dst_exists = stat(rp->dst.path, &dstst) == 0;
+	if (!S_ISDIR(sst.st_mode)) {
+		if (rp->src.trailing || !S_ISREG(sst.st_mode)) {
+			fprintf(stderr, "syncmgr: SRC '%s': not a directory\n", rp->src.display);
+			return SM_EXIT_FAIL;
+		}
+		char *sdir = NULL, *sname = NULL, *ddir = NULL, *dname = NULL;
+		if (run_split(rp->src.path, &sdir, &sname) != 0) {
+			free(sdir);
+			free(sname);
+			fprintf(stderr, "syncmgr: SRC '%s': path too long\n", rp->src.display);
+			return SM_EXIT_USAGE;
+		}
+		if (dst_exists && S_ISDIR(dstst.st_mode)) {
+			ddir = strdup(rp->dst.path); /* like cp: into the directory */
+			dname = strdup(sname);
+		} else if (run_split(rp->dst.path, &ddir, &dname) != 0) {
+			free(ddir);
+			free(dname);
+			ddir = dname = NULL;
+		}
+		if (!ddir || !dname) {
+			free(sdir);
+			free(sname);
+			free(ddir);
+			free(dname);
+			fprintf(stderr, "syncmgr: DST '%s': path too long\n", rp->dst.display);
+			return SM_EXIT_USAGE;
+		}
+		free(rp->src.path);
+		free(rp->dst.path);
+		rp->src.path = sdir;
+		rp->dst.path = ddir;
+		rp->single_key = sname;
+		rp->single_dst_key = dname;
+	} else if (dst_exists && !S_ISDIR(dstst.st_mode)) {
+		fprintf(stderr, "syncmgr: DST '%s': not a directory\n", rp->dst.display);
+		return SM_EXIT_FAIL;
+	}
+	/* Neither tree may contain the other (unless one file is synced). */
+	char *rs = run_realpath_loose(rp->src.path);
+	char *rd = run_realpath_loose(rp->dst.path);
+	int status = -1;
+	if (!rs || !rd) {
+		fprintf(stderr, "syncmgr: cannot resolve SRC '%s' or DST '%s'\n", rp->src.display,
+			rp->dst.display);
+		status = SM_EXIT_FAIL;
+	} else if (!rp->single_key && run_path_within(rd, rs)) {
+		fprintf(stderr, "syncmgr: DST '%s' is inside SRC '%s'\n", rp->dst.display,
+			rp->src.display);
+		status = SM_EXIT_USAGE;
+	} else if (!rp->single_key && run_path_within(rs, rd)) {
+		fprintf(stderr, "syncmgr: SRC '%s' is inside DST '%s'\n", rp->src.display,
+			rp->dst.display);
+		status = SM_EXIT_USAGE;
+	} else if (rp->single_key && strcmp(rs, rd) == 0 &&
+		   strcmp(rp->single_key, rp->single_dst_key) == 0) {
+		fprintf(stderr, "syncmgr: SRC '%s' and DST '%s' are the same file\n",
+			rp->src.display, rp->dst.display);
+		status = SM_EXIT_USAGE;
+	}
+	/* DST must be writable (nearest existing ancestor if it does not exist). */
+	if (status < 0 && !o->dry && rd) {
+		char probe[PATH_MAX];
+		sm_strlcpy(probe, rd, sizeof(probe));
+		while (access(probe, F_OK) != 0 && strcmp(probe, "/") != 0) {
+			char *s = strrchr(probe, '/');
+			if (s == probe)
+				s[1] = '\0';
+			else
+				*s = '\0';
+		}
+		if (access(probe, W_OK) != 0) {
+			fprintf(stderr, "syncmgr: DST '%s': %s\n", rp->dst.display,
+				errno == EROFS ? "read-only file system" : strerror(errno));
+			status = SM_EXIT_FAIL;
+		}
+	}
+	free(rs);
+	free(rd);
+	return status;
+}
+
+static int run_cmp_desc(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+/* Directory deletes, deepest first (reverse key order puts children first). */
+static void run_delete_dirs(struct sm_wctx *w, struct sm_store *st, char **v, size_t n,
+			    bool count, struct sm_stats *acc)
+{
+	qsort(v, n, sizeof(*v), run_cmp_desc);
+	for (size_t i = 0; i < n; i++) {
+		if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
+			continue; /* reported twice by a re-run task */
+		if (w->o->dry) {
+			sm_log_lock();
+			fputs(st == w->dst ? "delete " : "delete-src ", stdout);
+			sm_log_key(stdout, v[i]);
+			fputc('\n', stdout);
+			sm_log_unlock();
+			acc->deleted += count;
+			continue;
+		}
+		struct sm_diag d;
+		enum sm_err err = sm_xfer_delete(w, st, v[i], &d);
+		if (err == SM_ENOTEMPTY) {
+			sm_log(SM_LOG_DEBUG, "kept '%s': not empty", v[i]);
+			continue;
+		}
+		if (err != SM_OK) {
+			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			acc->failed++;
+			continue;
+		}
+		acc->deleted += count;
+	}
+}
+
+static void run_free_dirs(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+int sm_run(const struct sm_opts *o, struct sm_stats *out)
+{
+	static atomic_uint run_seq;
+	struct run_plan rp = { 0 };
+	struct sm_store *src = NULL, *dst = NULL;
+	struct sm_dispatch *dp = NULL;
+	struct sm_worker *wk = NULL;
+	struct sm_progress *prog = NULL;
+	struct sm_plan_stats ps = { 0 };
+	struct sm_stats total = { 0 };
+	struct sm_diag d;
+	bool failed_run = false;
+
+	int status = run_preflight(o, &rp);
+	if (status >= 0)
+		goto out;
+
+	struct sm_store_cfg scfg = { .follow_links = !o->links, .read_links = o->links,
+				     .must_exist = true };
+	struct sm_store_cfg dcfg = { .follow_links = false, .read_links = o->links };
+	if (sm_store_open(&rp.src, &scfg, &src, &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: SRC %s\n", d.msg);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
+	if (sm_store_open(&rp.dst, &dcfg, &dst, &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: DST %s\n", d.msg);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
+	if (o->fault_spec) {
+		/* "src=SPEC" or "dst=SPEC" (tests only) */
+		struct sm_store *target = strncmp(o->fault_spec, "src=", 4) == 0 ? src : dst;
+		const char *spec = strchr(o->fault_spec, '=') ? strchr(o->fault_spec, '=') + 1
+							      : o->fault_spec;
+		if (sm_store_set_fault(target, spec, &d) != SM_OK) {
+			fprintf(stderr, "syncmgr: %s\n", d.msg);
+			status = SM_EXIT_USAGE;
+			goto out;
+		}
+	}
+
+	char url[64];
+	snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
+		 atomic_fetch_add(&run_seq, 1));
+	struct sm_dispatch_cfg dcf = { .url = url,
+				       .max_queued = 2 * o->threads + 4,
+				       .lease_ms = RUN_LEASE_MS,
+				       .max_failure = (uint64_t)o->max_failure };
+	if (sm_dispatch_start(&dcf, &dp, &d) != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s", d.msg);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
+	struct sm_wctx w;
+	sm_wctx_init(&w, o, src, dst);
+	if (sm_worker_start(&w, url, o->threads, &wk, &d) != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s", d.msg);
+		sm_dispatch_abort(dp);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
+	prog = sm_progress_start(o, dp, &ps);
+
+	struct sm_plan_result pr;
+	enum sm_err perr = sm_plan_run(o, src, dp, rp.single_key, rp.single_dst_key, &ps, &pr, &d);
+	if (perr != SM_OK && !(pr.fatal && d.err == SM_EIO && strcmp(d.msg, "run aborted") == 0))
+		sm_log(SM_LOG_ERROR, "SRC: %s", d.msg);
+	if (pr.fatal) {
+		failed_run = true;
+		sm_dispatch_abort(dp);
+	} else {
+		sm_dispatch_finish(dp);
+	}
+	sm_dispatch_wait(dp);
+	sm_worker_join(wk);
+	wk = NULL;
+
+	struct sm_dispatch_snapshot snap;
+	sm_dispatch_snapshot(dp, &snap);
+	bool listing_failed = pr.listing_failed || snap.listing_failed;
+	char **ddirs = NULL, **sdirs = NULL;
+	size_t nd = 0, ns = 0;
+	sm_dispatch_take_dirs(dp, &ddirs, &nd, &sdirs, &ns);
+	struct sm_stats fin = { 0 };
+	if (listing_failed || snap.aborted || failed_run) {
+		if (nd && o->delete_dst)
+			sm_log(SM_LOG_WARN, "a listing failed: %zu directories not deleted", nd);
+		fin.extra += nd;
+	} else {
+		run_delete_dirs(&w, dst, ddirs, nd, true, &fin);
+		run_delete_dirs(&w, src, sdirs, ns, false, &fin);
+	}
+	run_free_dirs(ddirs, nd);
+	run_free_dirs(sdirs, ns);
+
+	sm_progress_stop(prog);
+	prog = NULL;
+	sm_progress_totals(dp, &ps, &total);
+	sm_stats_add(&total, &fin);
+	failed_run = failed_run || listing_failed || snap.aborted;
+	status = (total.failed || total.lost || failed_run) ? SM_EXIT_FAIL : SM_EXIT_OK;
+
+	char line[512];
+	sm_stats_summary(&total, line, sizeof(line));
+	sm_log_lock();
+	fflush(stdout);
+	fprintf(stderr, "%s\n", line);
+	sm_log_unlock();
+out:
+	sm_progress_stop(prog);
+	if (wk) {
+		sm_dispatch_abort(dp);
+		sm_worker_join(wk);
+	}
+	sm_dispatch_stop(dp);
+	sm_store_close(dst);
+	sm_store_close(src);
+	run_plan_release(&rp);
+	if (out)
+		*out = total;
+	return status;
+}

@@ -1,0 +1,90 @@
+#include "decide.h"
+
+#include <string.h>
+#include <sys/stat.h>
+
+const char *sm_act_name(enum sm_act a)
+{
+	switch (a) {
+	case SM_ACT_SKIP: return "skip";
+	case SM_ACT_COPY: return "copy";
+	case SM_ACT_CHECK: return "check";
+	case SM_ACT_ATTR: return "chmod";
+	case SM_ACT_DELETE: return "delete";
+	case SM_ACT_EXTRA: return "extra";
+	case SM_ACT_IGNORE: return "ignore";
+	}
+	return "?";
+}
+
+static struct sm_decision dec(enum sm_act act, const char *why, bool same)
+{
+	return (struct sm_decision){ .act = act, .why = why, .same = same };
+}
+
+/* A key type this run handles at all. */
+static bool decide_wanted(const struct sm_entry *e, const struct sm_opts *o)
+{
+	if (S_ISDIR(e->mode))
+		return o->dirs;
+	if (S_ISLNK(e->mode))
+		return true; /* on SRC only with --links; on DST always a key */
+	return S_ISREG(e->mode);
+}
+
+static bool decide_mode_differs(const struct sm_entry *s, const struct sm_entry *d,
+				const struct sm_opts *o)
+{
+	return o->perms && !S_ISLNK(s->mode) && (s->mode & 07777) != (d->mode & 07777);
+}
+
+struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *dst,
+			     const struct sm_opts *o)
+{
+	if (src && !decide_wanted(src, o))
+		src = NULL;
+	if (dst && !decide_wanted(dst, o))
+		dst = NULL;
+	if (!src && !dst)
+		return dec(SM_ACT_IGNORE, "not a regular file, directory or symlink of this run", false);
+	if (!src)
+		return o->delete_dst ? dec(SM_ACT_DELETE, "not on SRC", false)
+				     : dec(SM_ACT_EXTRA, "not on SRC", false);
+	if (!dst)
+		return o->existing ? dec(SM_ACT_SKIP, "not on DST (--existing)", false)
+				   : dec(SM_ACT_COPY, "not on DST", false);
+	if (o->ignore_existing)
+		return dec(SM_ACT_SKIP, "exists on DST (--ignore-existing)", false);
+
+	bool sdir = S_ISDIR(src->mode), slink = S_ISLNK(src->mode);
+	bool ddir = S_ISDIR(dst->mode), dlink = S_ISLNK(dst->mode);
+	if (sdir != ddir || slink != dlink)
+		return dec(SM_ACT_COPY, "type differs", false);
+	if (sdir) {
+		if (decide_mode_differs(src, dst, o))
+			return dec(SM_ACT_ATTR, "mode differs", true);
+		return dec(SM_ACT_SKIP, "directory exists", true);
+	}
+	if (o->force_update)
+		return dec(SM_ACT_COPY, "--force-update", false);
+	if (slink) {
+		if (!src->link || !dst->link || strcmp(src->link, dst->link) != 0)
+			return dec(SM_ACT_COPY, "symlink target differs", false);
+		return dec(SM_ACT_SKIP, "same symlink", true);
+	}
+	if (o->update) {
+		/* Whole seconds, like rsync: not every store keeps nanoseconds. */
+		int64_t ss = src->mtime_ns / 1000000000, ds = dst->mtime_ns / 1000000000;
+		if (ss > ds)
+			return dec(SM_ACT_COPY, "newer on SRC", false);
+		if (ss < ds)
+			return dec(SM_ACT_SKIP, "newer on DST (--update)", false);
+	}
+	if (src->size != dst->size)
+		return dec(SM_ACT_COPY, "size differs", false);
+	if (o->check_all)
+		return dec(SM_ACT_CHECK, "same size: comparing contents", true);
+	if (decide_mode_differs(src, dst, o))
+		return dec(SM_ACT_ATTR, "mode differs", true);
+	return dec(SM_ACT_SKIP, "same size", true);
+}

@@ -1,0 +1,697 @@
+#include "task.h"
+
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "decide.h"
+#include "wire.h"
+
+#define TASK_REPORT_MS 250
+#define TASK_RECV_TIMEOUT_MS 120000
+
+#define LIVE_ADD(live, field, n) __atomic_fetch_add(&(live)->field, (n), __ATOMIC_RELAXED)
+
+/* ---- running one task ---- */
+
+struct dirvec {
+	char **v;
+	size_t n;
+	size_t cap;
+};
+
+static enum sm_err dirvec_push(struct dirvec *dv, const char *key)
+{
+	if (dv->n == dv->cap) {
+		size_t cap = dv->cap ? dv->cap * 2 : 16;
+		char **v = realloc(dv->v, cap * sizeof(*v));
+		if (!v)
+			return SM_ENOMEM;
+		dv->v = v;
+		dv->cap = cap;
+	}
+	if (!(dv->v[dv->n] = strdup(key)))
+		return SM_ENOMEM;
+	dv->n++;
+	return SM_OK;
+}
+
+struct task_run {
+	struct sm_wctx *w;
+	const Syncmgr__Task *t;
+	bool allow_delete;
+	struct sm_stats *live;
+	struct dirvec dst_dirs;
+	struct dirvec src_dirs;
+	bool listing_failed;
+};
+
+static void task_say(const char *verb, const char *key)
+{
+	sm_log_lock();
+	fputs(verb, stdout);
+	fputc(' ', stdout);
+	sm_log_key(stdout, key);
+	fputc('\n', stdout);
+	sm_log_unlock();
+}
+
+static void task_failed(struct task_run *tr, const struct sm_diag *d)
+{
+	LIVE_ADD(tr->live, failed, 1);
+	sm_log(SM_LOG_ERROR, "%s", d->msg);
+}
+
+/* Delete a SRC key after it reached DST (--delete-src, --delete-src-after). */
+static void task_delete_src(struct task_run *tr, const struct sm_entry *s)
+{
+	struct sm_diag d;
+	if (S_ISDIR(s->mode)) {
+		if (dirvec_push(&tr->src_dirs, s->key) != SM_OK) {
+			sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
+			task_failed(tr, &d);
+		}
+		return;
+	}
+	if (tr->w->o->dry) {
+		task_say("delete-src", s->key);
+		return;
+	}
+	if (sm_xfer_delete(tr->w, tr->w->src, s->key, &d) != SM_OK)
+		task_failed(tr, &d);
+}
+
+static void task_copy(struct task_run *tr, const struct sm_entry *s, const char *dkey)
+{
+	const struct sm_opts *o = tr->w->o;
+	struct sm_diag d;
+	if (o->dry) {
+		task_say("copy", dkey);
+		LIVE_ADD(tr->live, copied, 1);
+		LIVE_ADD(tr->live, copied_bytes, s->size);
+		return;
+	}
+	uint64_t counted = 0;
+	enum sm_err err = sm_xfer_copy(tr->w, s, dkey, &counted, &d);
+	if (err == SM_OK && S_ISREG(s->mode) && (o->check_new || o->check_all)) {
+		err = sm_xfer_compare(tr->w, s->key, dkey, &d);
+		if (err == SM_OK) {
+			LIVE_ADD(tr->live, checked, 1);
+			LIVE_ADD(tr->live, checked_bytes, s->size);
+		}
+	}
+	if (err == SM_ENOENT && sm_store_stat(tr->w->src, s->key, &(struct sm_entry){ 0 }, NULL) ==
+					SM_ENOENT) {
+		LIVE_ADD(tr->live, lost, 1);
+		sm_log(SM_LOG_WARN, "'%s' disappeared from SRC before it was copied", s->key);
+		return;
+	}
+	if (err != SM_OK) {
+		task_failed(tr, &d);
+		return;
+	}
+	LIVE_ADD(tr->live, copied, 1);
+	LIVE_ADD(tr->live, copied_bytes, counted);
+	if (o->delete_src_after)
+		task_delete_src(tr, s);
+}
+
+static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
+{
+	struct sm_diag d;
+	if (S_ISDIR(t->mode)) {
+		if (dirvec_push(&tr->dst_dirs, t->key) != SM_OK) {
+			sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
+			task_failed(tr, &d);
+		}
+		return; /* deepest first, after their contents, at the end of the run */
+	}
+	if (tr->w->o->dry) {
+		task_say("delete", t->key);
+		LIVE_ADD(tr->live, deleted, 1);
+		return;
+	}
+	if (sm_xfer_delete(tr->w, tr->w->dst, t->key, &d) != SM_OK) {
+		task_failed(tr, &d);
+		return;
+	}
+	LIVE_ADD(tr->live, deleted, 1);
+}
+
+/* One row of the merge-join: s and/or t (SRC and DST entry of one key). */
+static void task_handle(struct task_run *tr, const struct sm_entry *s, const struct sm_entry *t,
+			const char *dkey)
+{
+	const struct sm_opts *o = tr->w->o;
+	struct sm_decision dec = sm_decide(s, t, o);
+	const char *key = s ? dkey : t->key;
+	if (o->debug && dec.act != SM_ACT_IGNORE)
+		sm_log(SM_LOG_DEBUG, "%s '%s': %s", sm_act_name(dec.act), key, dec.why);
+	struct sm_diag d;
+	switch (dec.act) {
+	case SM_ACT_IGNORE:
+		return;
+	case SM_ACT_COPY:
+		task_copy(tr, s, dkey);
+		return;
+	case SM_ACT_CHECK: {
+		enum sm_err err = sm_xfer_compare(tr->w, s->key, dkey, &d);
+		if (err == SM_EDIFFER) {
+			sm_log(SM_LOG_DEBUG, "copy '%s': contents differ", key);
+			task_copy(tr, s, dkey);
+			return;
+		}
+		if (err != SM_OK) {
+			task_failed(tr, &d);
+			return;
+		}
+		LIVE_ADD(tr->live, checked, 1);
+		LIVE_ADD(tr->live, checked_bytes, s->size);
+		if (o->perms && (s->mode & 07777) != (t->mode & 07777) && !o->dry &&
+		    sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
+			task_failed(tr, &d);
+			return;
+		}
+		LIVE_ADD(tr->live, skipped, 1);
+		LIVE_ADD(tr->live, skipped_bytes, s->size);
+		if (o->delete_src)
+			task_delete_src(tr, s);
+		return;
+	}
+	case SM_ACT_ATTR:
+		if (!o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
+			task_failed(tr, &d);
+			return;
+		}
+		/* the contents were already there */
+		__attribute__((fallthrough));
+	case SM_ACT_SKIP:
+		LIVE_ADD(tr->live, skipped, 1);
+		LIVE_ADD(tr->live, skipped_bytes, s->size);
+		if (o->delete_src && dec.same)
+			task_delete_src(tr, s);
+		return;
+	case SM_ACT_DELETE:
+		if (tr->allow_delete && !tr->listing_failed) {
+			task_delete_dst(tr, t);
+			return;
+		}
+		/* after a listing error nothing is deleted */
+		__attribute__((fallthrough));
+	case SM_ACT_EXTRA:
+		LIVE_ADD(tr->live, extra, 1);
+		LIVE_ADD(tr->live, extra_bytes, t->size);
+		return;
+	}
+}
+
+/* The task's SRC entries as NUL-terminated structs, in one allocation. */
+static enum sm_err task_entries(const Syncmgr__Task *t, struct sm_entry **out, char **arena,
+				struct sm_diag *d)
+{
+	size_t bytes = 0;
+	for (size_t i = 0; i < t->n_src; i++)
+		bytes += t->src[i]->key.len + 1 + (t->src[i]->link.len ? t->src[i]->link.len + 1 : 0);
+	struct sm_entry *ents = calloc(t->n_src ? t->n_src : 1, sizeof(*ents));
+	char *a = malloc(bytes ? bytes : 1);
+	if (!ents || !a) {
+		free(ents);
+		free(a);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	char *p = a;
+	for (size_t i = 0; i < t->n_src; i++) {
+		const Syncmgr__Entry *pe = t->src[i];
+		if (memchr(pe->key.data, '\0', pe->key.len)) {
+			free(ents);
+			free(a);
+			return sm_diag_set(d, SM_EUNSAFE, 0, "task %llu: key with a NUL byte refused",
+					   (unsigned long long)t->id);
+		}
+		memcpy(p, pe->key.data, pe->key.len);
+		p[pe->key.len] = '\0';
+		ents[i] = (struct sm_entry){ .key = p, .size = pe->size, .mtime_ns = pe->mtime_ns,
+					     .mode = pe->mode, .uid = pe->uid, .gid = pe->gid };
+		p += pe->key.len + 1;
+		if (pe->link.len) {
+			memcpy(p, pe->link.data, pe->link.len);
+			p[pe->link.len] = '\0';
+			ents[i].link = p;
+			p += pe->link.len + 1;
+		}
+		if (i > 0 && strcmp(ents[i - 1].key, ents[i].key) >= 0) {
+			free(ents);
+			free(a);
+			return sm_diag_set(d, SM_EORDER, 0, "task %llu: SRC keys out of order at '%s'",
+					   (unsigned long long)t->id, ents[i].key);
+		}
+	}
+	*out = ents;
+	*arena = a;
+	return SM_OK;
+}
+
+static void task_single(struct task_run *tr, const struct sm_entry *s, const char *dkey)
+{
+	struct sm_entry t = { 0 };
+	struct sm_diag d;
+	enum sm_err err = sm_store_stat(tr->w->dst, dkey, &t, &d);
+	if (err == SM_OK) {
+		t.key = (char *)dkey;
+		task_handle(tr, s, &t, dkey);
+		t.key = NULL;
+		sm_entry_release(&t);
+	} else if (err == SM_ENOENT) {
+		task_handle(tr, s, NULL, dkey);
+	} else {
+		task_failed(tr, &d);
+	}
+}
+
+/* Merge the sorted SRC entries with the DST listing of the same range. */
+static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t n,
+			      struct sm_diag *d)
+{
+	const Syncmgr__Task *t = tr->t;
+	char *after = sm_strndup((const char *)t->after.data, t->after.len);
+	char *last = t->open_end ? NULL : sm_strndup((const char *)t->last.data, t->last.len);
+	if (!after || (!t->open_end && !last)) {
+		free(after);
+		free(last);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	struct sm_range r = { .after = after, .last = last };
+	struct sm_cursor *cur = NULL;
+	enum sm_err err = sm_store_list_begin(tr->w->dst, &r, &cur, d);
+	if (err != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s", d->msg);
+		tr->listing_failed = true;
+		err = SM_OK;
+		/* Without the DST listing nothing in the range can be decided. */
+		for (size_t i = 0; i < n; i++)
+			LIVE_ADD(tr->live, failed, 1);
+		goto out;
+	}
+	const struct sm_entry *te = NULL;
+	bool dst_done = false;
+	size_t i = 0;
+	for (;;) {
+		if (!te && !dst_done) {
+			struct sm_diag ld;
+			enum sm_err le = sm_store_list_next(cur, &te, &ld);
+			if (le == SM_EOF) {
+				dst_done = true;
+			} else if (le != SM_OK) {
+				sm_log(SM_LOG_ERROR, "%s", ld.msg);
+				tr->listing_failed = true;
+				te = NULL;
+				if (le == SM_EORDER || le == SM_ENOMEM || le == SM_EIO ||
+				    le == SM_EAGAIN) {
+					dst_done = true;
+					/* DST unknown for the rest: count it failed, copy nothing */
+					for (; i < n; i++)
+						LIVE_ADD(tr->live, failed, 1);
+				}
+				continue;
+			}
+		}
+		if (atomic_load(&tr->w->abort))
+			break;
+		if (i == n && !te)
+			break;
+		int c = !te ? -1 : i == n ? 1 : strcmp(src[i].key, te->key);
+		if (c < 0) {
+			task_handle(tr, &src[i], NULL, src[i].key);
+			i++;
+		} else if (c > 0) {
+			task_handle(tr, NULL, te, NULL);
+			te = NULL;
+		} else {
+			task_handle(tr, &src[i], te, src[i].key);
+			i++;
+			te = NULL;
+		}
+	}
+out:
+	sm_store_list_end(cur);
+	free(after);
+	free(last);
+	return err;
+}
+
+enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_delete,
+			struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d)
+{
+	struct task_run tr = { .w = w, .t = t, .allow_delete = allow_delete, .live = live };
+	struct sm_entry *src = NULL;
+	char *arena = NULL;
+	enum sm_err err = task_entries(t, &src, &arena, d);
+	if (err != SM_OK)
+		return err;
+	if (t->single && t->n_src == 1) {
+		char *dkey = sm_strndup((const char *)t->dst_key.data, t->dst_key.len);
+		if (!dkey) {
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			goto out;
+		}
+		task_single(&tr, &src[0], dkey);
+		free(dkey);
+	} else {
+		err = task_merge(&tr, src, t->n_src, d);
+	}
+out:
+	free(src);
+	free(arena);
+	if (err != SM_OK) {
+		for (size_t i = 0; i < tr.dst_dirs.n; i++)
+			free(tr.dst_dirs.v[i]);
+		for (size_t i = 0; i < tr.src_dirs.n; i++)
+			free(tr.src_dirs.v[i]);
+		free(tr.dst_dirs.v);
+		free(tr.src_dirs.v);
+		return err;
+	}
+#define LIVE_LOAD(f) res->stats.f = __atomic_load_n(&live->f, __ATOMIC_RELAXED);
+	SM_STATS_FIELDS(LIVE_LOAD)
+#undef LIVE_LOAD
+	res->listing_failed = tr.listing_failed;
+	res->dst_dirs = tr.dst_dirs.v;
+	res->n_dst_dirs = tr.dst_dirs.n;
+	res->src_dirs = tr.src_dirs.v;
+	res->n_src_dirs = tr.src_dirs.n;
+	return SM_OK;
+}
+
+void sm_task_result_release(struct sm_task_result *r)
+{
+	if (!r)
+		return;
+	for (size_t i = 0; i < r->n_dst_dirs; i++)
+		free(r->dst_dirs[i]);
+	for (size_t i = 0; i < r->n_src_dirs; i++)
+		free(r->src_dirs[i]);
+	free(r->dst_dirs);
+	free(r->src_dirs);
+	memset(r, 0, sizeof(*r));
+}
+
+/* ---- the task loop ---- */
+
+struct wslot {
+	uint64_t task_id; /* 0 = idle; atomic access */
+	struct sm_stats live;
+};
+
+struct sm_worker {
+	struct sm_wctx *w;
+	char *url;
+	int n;
+	pthread_t *th;
+	struct wslot *slots;
+	pthread_t reporter;
+	bool reporter_started;
+	atomic_bool stop;
+	pthread_mutex_t stop_mu; /* with stop_cv: wakes the reporter at once */
+	pthread_cond_t stop_cv;
+	int started;
+};
+
+struct wthread_arg {
+	struct sm_worker *wk;
+	int idx;
+};
+
+static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
+{
+	nng_socket s;
+	int rv = nng_req0_open(&s);
+	if (rv != 0)
+		return sm_diag_set(d, SM_EIO, rv, "cannot open request socket: %s", nng_strerror(rv));
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, SM_WIRE_MAX_MSG);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, TASK_RECV_TIMEOUT_MS);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	rv = nng_dial(s, url, NULL, 0);
+	if (rv != 0) {
+		nng_close(s);
+		return sm_diag_set(d, SM_EIO, rv, "cannot reach the manager at %s: %s", url,
+				   nng_strerror(rv));
+	}
+	*out = s;
+	return SM_OK;
+}
+
+/* One request/reply exchange. *out is unpacked; free with ..._free_unpacked. */
+static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, Syncmgr__Reply **out,
+			   struct sm_diag *d)
+{
+	size_t len = 0;
+	uint8_t *buf = sm_wire_pack_request(req, &len);
+	if (!buf)
+		return sm_diag_set(d, SM_ENOMEM, 0, "cannot pack a request");
+	int rv = nng_send(s, buf, len, 0);
+	free(buf);
+	if (rv != 0)
+		return sm_diag_set(d, SM_EIO, rv, "cannot send to the manager: %s", nng_strerror(rv));
+	nng_msg *m = NULL;
+	rv = nng_recvmsg(s, &m, 0);
+	if (rv != 0)
+		return sm_diag_set(d, SM_EIO, rv, "no answer from the manager: %s", nng_strerror(rv));
+	Syncmgr__Reply *rep = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	if (!rep)
+		return sm_diag_set(d, SM_EIO, 0, "malformed reply from the manager");
+	*out = rep;
+	return SM_OK;
+}
+
+static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
+				const struct sm_task_result *res, struct sm_diag *d)
+{
+	Syncmgr__Stats st;
+	sm_wire_stats_to_pb(&res->stats, &st);
+	Syncmgr__Done done = SYNCMGR__DONE__INIT;
+	done.task_id = id;
+	done.stats = &st;
+	done.listing_failed = res->listing_failed;
+	ProtobufCBinaryData *dd = calloc(res->n_dst_dirs + res->n_src_dirs + 1, sizeof(*dd));
+	if (!dd)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	for (size_t i = 0; i < res->n_dst_dirs; i++)
+		dd[i] = (ProtobufCBinaryData){ strlen(res->dst_dirs[i]), (uint8_t *)res->dst_dirs[i] };
+	for (size_t i = 0; i < res->n_src_dirs; i++)
+		dd[res->n_dst_dirs + i] =
+			(ProtobufCBinaryData){ strlen(res->src_dirs[i]), (uint8_t *)res->src_dirs[i] };
+	done.n_dst_dirs = res->n_dst_dirs;
+	done.dst_dirs = dd;
+	done.n_src_dirs = res->n_src_dirs;
+	done.src_dirs = dd + res->n_dst_dirs;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
+	req.done = &done;
+	Syncmgr__Reply *rep = NULL;
+	enum sm_err err = wk_call(s, &req, &rep, d);
+	free(dd);
+	if (err != SM_OK)
+		return err;
+	if (rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
+		atomic_store(&wk->w->abort, true);
+	syncmgr__reply__free_unpacked(rep, NULL);
+	return SM_OK;
+}
+
+static void *wk_thread(void *arg)
+{
+	struct wthread_arg *a = arg;
+	struct sm_worker *wk = a->wk;
+	struct wslot *slot = &wk->slots[a->idx];
+	struct sm_diag d;
+	nng_socket s;
+	if (wk_dial(wk->url, &s, &d) != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s", d.msg);
+		free(a);
+		return NULL;
+	}
+	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_GET;
+	req.get = &get;
+	for (;;) {
+		Syncmgr__Reply *rep = NULL;
+		if (wk_call(s, &req, &rep, &d) != SM_OK) {
+			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			break;
+		}
+		if (rep->body_case == SYNCMGR__REPLY__BODY_SHUTDOWN) {
+			if (rep->shutdown->abort)
+				atomic_store(&wk->w->abort, true);
+			syncmgr__reply__free_unpacked(rep, NULL);
+			break;
+		}
+		if (rep->body_case != SYNCMGR__REPLY__BODY_TASK) {
+			syncmgr__reply__free_unpacked(rep, NULL);
+			continue; /* Wait: ask again */
+		}
+		const Syncmgr__Task *t = rep->task;
+		memset(&slot->live, 0, sizeof(slot->live));
+		__atomic_store_n(&slot->task_id, t->id, __ATOMIC_RELEASE);
+		struct sm_task_result res = { 0 };
+		enum sm_err err = sm_task_run(wk->w, t, rep->allow_delete, &slot->live, &res, &d);
+		if (err != SM_OK) {
+			/* The whole task failed before any key: report its keys failed. */
+			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			res.stats.failed = t->n_src;
+			res.listing_failed = true;
+		}
+		uint64_t id = t->id;
+		syncmgr__reply__free_unpacked(rep, NULL);
+		err = wk_send_done(wk, s, id, &res, &d);
+		__atomic_store_n(&slot->task_id, 0, __ATOMIC_RELEASE);
+		sm_task_result_release(&res);
+		if (err != SM_OK) {
+			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			break;
+		}
+	}
+	nng_close(s);
+	free(a);
+	return NULL;
+}
+
+/* Progress of every task in flight, every TASK_REPORT_MS: renews the leases. */
+static void *wk_reporter(void *arg)
+{
+	struct sm_worker *wk = arg;
+	struct sm_diag d;
+	nng_socket s;
+	if (wk_dial(wk->url, &s, &d) != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s", d.msg);
+		return NULL;
+	}
+	Syncmgr__TaskProgress *tp = calloc((size_t)wk->n, sizeof(*tp));
+	Syncmgr__TaskProgress **tpp = calloc((size_t)wk->n, sizeof(*tpp));
+	Syncmgr__Stats *st = calloc((size_t)wk->n, sizeof(*st));
+	if (!tp || !tpp || !st)
+		goto out;
+	for (;;) {
+		pthread_mutex_lock(&wk->stop_mu);
+		if (!atomic_load(&wk->stop)) {
+			struct timespec ts;
+			clock_gettime(CLOCK_REALTIME, &ts);
+			ts.tv_nsec += TASK_REPORT_MS * 1000000L;
+			ts.tv_sec += ts.tv_nsec / 1000000000L;
+			ts.tv_nsec %= 1000000000L;
+			pthread_cond_timedwait(&wk->stop_cv, &wk->stop_mu, &ts);
+		}
+		pthread_mutex_unlock(&wk->stop_mu);
+		if (atomic_load(&wk->stop))
+			break;
+		size_t n = 0;
+		for (int i = 0; i < wk->n; i++) {
+			uint64_t id = __atomic_load_n(&wk->slots[i].task_id, __ATOMIC_ACQUIRE);
+			if (!id)
+				continue;
+			struct sm_stats snap;
+#define SNAP(f) snap.f = __atomic_load_n(&wk->slots[i].live.f, __ATOMIC_RELAXED);
+			SM_STATS_FIELDS(SNAP)
+#undef SNAP
+			sm_wire_stats_to_pb(&snap, &st[n]);
+			syncmgr__task_progress__init(&tp[n]);
+			tp[n].task_id = id;
+			tp[n].stats = &st[n];
+			tpp[n] = &tp[n];
+			n++;
+		}
+		if (!n)
+			continue;
+		Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
+		pr.n_tasks = n;
+		pr.tasks = tpp;
+		Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+		req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
+		req.progress = &pr;
+		Syncmgr__Reply *rep = NULL;
+		if (wk_call(s, &req, &rep, &d) != SM_OK) {
+			sm_log(SM_LOG_WARN, "%s", d.msg);
+			continue;
+		}
+		if (rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
+			atomic_store(&wk->w->abort, true);
+		syncmgr__reply__free_unpacked(rep, NULL);
+	}
+out:
+	free(tp);
+	free(tpp);
+	free(st);
+	nng_close(s);
+	return NULL;
+}
+
+enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
+			    struct sm_worker **out, struct sm_diag *d)
+{
+	struct sm_worker *wk = calloc(1, sizeof(*wk));
+	if (!wk)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	wk->w = w;
+	wk->n = nthreads;
+	atomic_init(&wk->stop, false);
+	pthread_mutex_init(&wk->stop_mu, NULL);
+	pthread_cond_init(&wk->stop_cv, NULL);
+	wk->url = strdup(url);
+	wk->th = calloc((size_t)nthreads, sizeof(*wk->th));
+	wk->slots = calloc((size_t)nthreads, sizeof(*wk->slots));
+	if (!wk->url || !wk->th || !wk->slots)
+		goto nomem;
+	for (int i = 0; i < nthreads; i++) {
+		struct wthread_arg *a = malloc(sizeof(*a));
+		if (!a)
+			goto nomem;
+		*a = (struct wthread_arg){ wk, i };
+		if (pthread_create(&wk->th[i], NULL, wk_thread, a) != 0) {
+			free(a);
+			sm_diag_set(d, SM_ENOMEM, 0, "cannot start worker threads");
+			goto fail;
+		}
+		wk->started++;
+	}
+	if (pthread_create(&wk->reporter, NULL, wk_reporter, wk) != 0) {
+		sm_diag_set(d, SM_ENOMEM, 0, "cannot start the reporter thread");
+		goto fail;
+	}
+	wk->reporter_started = true;
+	*out = wk;
+	return SM_OK;
+nomem:
+	sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+fail:
+	atomic_store(&w->abort, true);
+	sm_worker_join(wk);
+	return d->err;
+}
+
+void sm_worker_join(struct sm_worker *wk)
+{
+	if (!wk)
+		return;
+	for (int i = 0; i < wk->started; i++)
+		pthread_join(wk->th[i], NULL);
+	pthread_mutex_lock(&wk->stop_mu);
+	atomic_store(&wk->stop, true);
+	pthread_cond_signal(&wk->stop_cv);
+	pthread_mutex_unlock(&wk->stop_mu);
+	if (wk->reporter_started)
+		pthread_join(wk->reporter, NULL);
+	pthread_mutex_destroy(&wk->stop_mu);
+	pthread_cond_destroy(&wk->stop_cv);
+	free(wk->th);
+	free(wk->slots);
+	free(wk->url);
+	free(wk);
+}

@@ -1,0 +1,230 @@
+#include "xfer.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+#define XFER_CMP_BUF (256u << 10)
+
+void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
+		  struct sm_store *dst)
+{
+	w->o = o;
+	w->src = src;
+	w->dst = dst;
+	atomic_init(&w->abort, false);
+	w->max_attempts = 4;
+	w->backoff_ms = 50;
+}
+
+/* Sleep before attempt `n` (1-based retries): exponential with jitter. */
+static void xfer_backoff(const struct sm_wctx *w, int n)
+{
+	unsigned ms = w->backoff_ms << (n - 1);
+	ms += (unsigned)(sm_rand64() % (ms / 2 + 1));
+	sm_sleep_ms(ms);
+}
+
+static bool xfer_again(const struct sm_wctx *w, enum sm_err err, int attempt, const char *key,
+		       const struct sm_diag *d)
+{
+	if (!sm_err_retryable(err) || attempt >= w->max_attempts || atomic_load(&w->abort))
+		return false;
+	sm_log(SM_LOG_INFO, "retrying '%s' (attempt %d): %s", key, attempt + 1, d->msg);
+	xfer_backoff(w, attempt);
+	return true;
+}
+
+/* A reader that forwards to another and counts bytes for progress. */
+struct count_reader {
+	struct sm_reader base;
+	struct sm_reader *in;
+	uint64_t *live;
+	uint64_t n;
+};
+
+static void cr_count(struct count_reader *cr, uint64_t n)
+{
+	cr->n += n;
+	if (cr->live)
+		__atomic_fetch_add(cr->live, n, __ATOMIC_RELAXED);
+}
+
+static enum sm_err cr_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+			   struct sm_diag *d)
+{
+	struct count_reader *cr = (struct count_reader *)r;
+	enum sm_err err = sm_reader_read(cr->in, buf, cap, got, d);
+	if (err == SM_OK)
+		cr_count(cr, *got);
+	return err;
+}
+
+static int cr_fd(struct sm_reader *r, uint64_t *off)
+{
+	return sm_reader_fd(((struct count_reader *)r)->in, off);
+}
+
+static void cr_consumed(struct sm_reader *r, uint64_t n)
+{
+	struct count_reader *cr = (struct count_reader *)r;
+	sm_reader_consumed(cr->in, n);
+	cr_count(cr, n);
+}
+
+static enum sm_err cr_finish(struct sm_reader *r, struct sm_diag *d)
+{
+	return sm_reader_finish(((struct count_reader *)r)->in, d);
+}
+
+static void cr_close(struct sm_reader *r)
+{
+	(void)r; /* the inner reader belongs to the caller */
+}
+
+static const struct sm_reader_ops count_reader_ops = {
+	.read = cr_read,
+	.fd = cr_fd,
+	.consumed = cr_consumed,
+	.finish = cr_finish,
+	.close = cr_close,
+};
+
+static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *src)
+{
+	struct sm_put p = { .mode = src->mode, .uid = src->uid, .gid = src->gid,
+			    .mtime_ns = src->mtime_ns, .flags = SM_PUT_MTIME };
+	if (w->o->perms)
+		p.flags |= SM_PUT_MODE | (geteuid() == 0 ? SM_PUT_OWNER : 0);
+	if (w->o->inplace)
+		p.flags |= SM_PUT_INPLACE;
+	if (w->o->check_change)
+		p.flags |= SM_PUT_CHECK;
+	return p;
+}
+
+static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
+				  const char *dst_key, uint64_t *live, uint64_t *counted,
+				  struct sm_diag *d)
+{
+	struct sm_put p = xfer_attrs(w, src);
+	if (S_ISDIR(src->mode)) {
+		if (!w->o->perms)
+			p.flags &= ~(unsigned)SM_PUT_MODE;
+		return sm_store_mkdir(w->dst, dst_key, &p, d);
+	}
+	if (S_ISLNK(src->mode)) {
+		if (!src->link)
+			return sm_diag_set(d, SM_EINVAL, 0, "symlink '%s' has no target", src->key);
+		return sm_store_symlink(w->dst, dst_key, src->link, &p, d);
+	}
+	struct sm_reader *r = NULL;
+	enum sm_err err = sm_store_open_read(w->src, src->key, 0, &r, d);
+	if (err != SM_OK)
+		return err;
+	struct count_reader cr = { .base = { .ops = &count_reader_ops, .size = r->size },
+				   .in = r,
+				   .live = live };
+	err = sm_store_put(w->dst, dst_key, &cr.base, &p, d);
+	*counted += cr.n;
+	sm_reader_close(r);
+	return err;
+}
+
+enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
+			 uint64_t *live, struct sm_diag *d)
+{
+	enum sm_err err;
+	for (int attempt = 1;; attempt++) {
+		uint64_t counted = 0;
+		err = xfer_copy_once(w, src, dst_key, live, &counted, d);
+		if (err != SM_OK && live && counted)
+			__atomic_fetch_sub(live, counted, __ATOMIC_RELAXED);
+		if (err == SM_ECHANGED && attempt == 1 && !w->o->check_change)
+			continue;
+		if (err == SM_OK || !xfer_again(w, err, attempt, src->key, d))
+			break;
+	}
+	return err;
+}
+
+static enum sm_err xfer_compare_once(struct sm_wctx *w, const char *key, const char *dst_key,
+				     struct sm_diag *d)
+{
+	struct sm_reader *a = NULL, *b = NULL;
+	char *ba = NULL, *bb = NULL;
+	enum sm_err err = sm_store_open_read(w->src, key, 0, &a, d);
+	if (err != SM_OK)
+		return err;
+	err = sm_store_open_read(w->dst, dst_key, 0, &b, d);
+	if (err != SM_OK)
+		goto out;
+	ba = malloc(XFER_CMP_BUF);
+	bb = malloc(XFER_CMP_BUF);
+	if (!ba || !bb) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	for (;;) {
+		size_t na = 0, nb = 0;
+		err = sm_reader_read_full(a, ba, XFER_CMP_BUF, &na, d);
+		if (err == SM_OK)
+			err = sm_reader_read_full(b, bb, XFER_CMP_BUF, &nb, d);
+		if (err != SM_OK)
+			goto out;
+		if (na != nb || memcmp(ba, bb, na) != 0) {
+			err = sm_diag_set(d, SM_EDIFFER, 0, "'%s' differs between SRC and DST", key);
+			goto out;
+		}
+		if (na < XFER_CMP_BUF)
+			break;
+	}
+out:
+	free(ba);
+	free(bb);
+	sm_reader_close(b);
+	sm_reader_close(a);
+	return err;
+}
+
+enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_key,
+			    struct sm_diag *d)
+{
+	enum sm_err err;
+	for (int attempt = 1;; attempt++) {
+		err = xfer_compare_once(w, key, dst_key, d);
+		if (err == SM_OK || !xfer_again(w, err, attempt, key, d))
+			break;
+	}
+	return err;
+}
+
+enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
+			    struct sm_diag *d)
+{
+	struct sm_put p = xfer_attrs(w, src);
+	p.flags &= ~(unsigned)(SM_PUT_MTIME | SM_PUT_INPLACE | SM_PUT_CHECK);
+	enum sm_err err;
+	for (int attempt = 1;; attempt++) {
+		err = sm_store_setattr(w->dst, dst_key, &p, d);
+		if (err == SM_OK || !xfer_again(w, err, attempt, dst_key, d))
+			break;
+	}
+	return err;
+}
+
+enum sm_err sm_xfer_delete(struct sm_wctx *w, struct sm_store *st, const char *key,
+			   struct sm_diag *d)
+{
+	enum sm_err err;
+	for (int attempt = 1;; attempt++) {
+		err = sm_store_del(st, key, d);
+		if (err == SM_OK || !xfer_again(w, err, attempt, key, d))
+			break;
+	}
+	return err;
+}

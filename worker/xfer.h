@@ -1,0 +1,40 @@
+/* Transfers of single keys: copy (file, directory, symlink), verify, delete,
+ * each with retries of transient errors. */
+#ifndef SM_XFER_H
+#define SM_XFER_H
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "../common/opts.h"
+#include "../common/store/store.h"
+
+/* What every worker thread of one process shares. */
+struct sm_wctx {
+	const struct sm_opts *o;
+	struct sm_store *src;
+	struct sm_store *dst;
+	atomic_bool abort; /* stop taking keys (--max-failure reached, or shutdown) */
+	int max_attempts;  /* tries per operation for retryable errors */
+	unsigned backoff_ms;
+};
+
+void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
+		  struct sm_store *dst);
+
+/* Copy `src` (an entry of the SRC store) to `dst_key` on DST. `live` (may be
+ * NULL) is advanced atomically by the bytes written so far, for progress; on
+ * failure the caller subtracts what it added. */
+enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
+			 uint64_t *live, struct sm_diag *d);
+/* Byte-compare SRC `key` with DST `dst_key`: SM_OK when equal, SM_EDIFFER not. */
+enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_key,
+			    struct sm_diag *d);
+/* Apply SRC's mode/owner to an existing DST key. */
+enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
+			    struct sm_diag *d);
+/* Delete `key` from `st` (absent = success). */
+enum sm_err sm_xfer_delete(struct sm_wctx *w, struct sm_store *st, const char *key,
+			   struct sm_diag *d);
+
+#endif
