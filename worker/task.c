@@ -66,6 +66,7 @@ static void task_say(const char *verb, const char *key)
 static void task_failed(struct task_run *tr, const struct sm_diag *d)
 {
 	LIVE_ADD(tr->live, failed, 1);
+	sm_wctx_count_failure(tr->w);
 	sm_log(SM_LOG_ERROR, "%s", d->msg);
 }
 

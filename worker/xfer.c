@@ -17,8 +17,16 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	w->src = src;
 	w->dst = dst;
 	atomic_init(&w->abort, false);
+	atomic_init(&w->failed, 0);
 	w->max_attempts = 4;
 	w->backoff_ms = 50;
+}
+
+void sm_wctx_count_failure(struct sm_wctx *w)
+{
+	uint64_t n = atomic_fetch_add(&w->failed, 1) + 1;
+	if (w->o->max_failure > 0 && n >= (uint64_t)w->o->max_failure)
+		atomic_store(&w->abort, true);
 }
 
 /* Sleep before attempt `n` (1-based retries): exponential with jitter. */

@@ -15,12 +15,16 @@ struct sm_wctx {
 	struct sm_store *src;
 	struct sm_store *dst;
 	atomic_bool abort; /* stop taking keys (--max-failure reached, or shutdown) */
+	atomic_uint_fast64_t failed; /* keys failed in this process, for --max-failure */
 	int max_attempts;  /* tries per operation for retryable errors */
 	unsigned backoff_ms;
 };
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
 		  struct sm_store *dst);
+/* Count a failed key; stops this process's workers at --max-failure at once
+ * (the manager also stops the whole run when the sum reaches it). */
+void sm_wctx_count_failure(struct sm_wctx *w);
 
 /* Copy `src` (an entry of the SRC store) to `dst_key` on DST. `live` (may be
  * NULL) is advanced atomically by the bytes written so far, for progress; on

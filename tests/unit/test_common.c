@@ -1,0 +1,135 @@
+/* Options, keys, sizes and the summary line. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../common/opts.h"
+#include "../../common/stats.h"
+#include "../../common/url.h"
+#include "../../common/util.h"
+
+static enum sm_opts_result parse(struct sm_opts *o, const char *line)
+{
+	static char buf[512]; /* the parsed options point into it */
+	char *argv[32];
+	int argc = 0;
+	snprintf(buf, sizeof(buf), "syncmgr %s", line);
+	char *save = NULL;
+	for (char *t = strtok_r(buf, " ", &save); t && argc < 31; t = strtok_r(NULL, " ", &save))
+		argv[argc++] = t;
+	argv[argc] = NULL;
+	sm_opts_defaults(o);
+	FILE *devnull = fopen("/dev/null", "w");
+	enum sm_opts_result r = sm_opts_parse(o, argc, argv, devnull);
+	fclose(devnull);
+	return r;
+}
+
+static void test_opts_positions_and_forms(void **state)
+{
+	(void)state;
+	struct sm_opts o;
+	assert_int_equal(parse(&o, "-u a/ --dirs b/ -p 4 --threads=6 -l --max-failure 3"), SM_OPTS_RUN);
+	assert_true(o.update);
+	assert_true(o.dirs);
+	assert_true(o.links);
+	assert_int_equal(o.threads, 6);
+	assert_int_equal(o.max_failure, 3);
+	assert_string_equal(o.src, "a/");
+	assert_string_equal(o.dst, "b/");
+	assert_int_equal(parse(&o, "--limit -1 a b"), SM_OPTS_RUN);
+	assert_int_equal(o.limit, -1);
+}
+
+static void test_opts_errors(void **state)
+{
+	(void)state;
+	struct sm_opts o;
+	static const char *const bad[] = {
+		"--nope a/ b/", "-p 0 a/ b/", "-p x a/ b/", "--limit -2 a/ b/", "--worker h a/ b/",
+		"--include x a/ b/", "--watch a/ b/", "--json a/ b/", "--metrics :9 a/ b/",
+		"--bwlimit 10 a/ b/", "a/", "", "a/ b/ c/", "--existing --ignore-existing a/ b/",
+		"--threads", "match x",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (parse(&o, bad[i]) != SM_OPTS_USAGE)
+			fail_msg("'%s' should be a usage error", bad[i]);
+	assert_int_equal(parse(&o, "--help"), SM_OPTS_EXIT_OK);
+	assert_int_equal(parse(&o, "--version"), SM_OPTS_EXIT_OK);
+}
+
+static void test_key_check(void **state)
+{
+	(void)state;
+	static const char *const ok[] = { "a", "a/b", "a b/c d", ".hidden", "..x", "x..", "caf\xc3\xa9" };
+	static const char *const bad[] = { "", "/abs", "..", "../x", "a/../b", "a/..", "a//b", "./a", "a/./b" };
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		assert_int_equal(sm_key_check(ok[i], NULL), SM_OK);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (sm_key_check(bad[i], NULL) != SM_EUNSAFE)
+			fail_msg("key '%s' should be refused", bad[i]);
+}
+
+static void test_sizes_and_summary(void **state)
+{
+	(void)state;
+	char b[32];
+	sm_fmt_size(b, sizeof(b), 0);
+	assert_string_equal(b, "0 B");
+	sm_fmt_size(b, sizeof(b), 1023);
+	assert_string_equal(b, "1023 B");
+	sm_fmt_size(b, sizeof(b), 1536);
+	assert_string_equal(b, "1.5 KiB");
+	sm_fmt_size(b, sizeof(b), 300ull << 20);
+	assert_string_equal(b, "300 MiB");
+	struct sm_stats s = { .found = 3, .copied = 2, .copied_bytes = 2048, .skipped = 1,
+			      .skipped_bytes = 1 };
+	char line[256];
+	sm_stats_summary(&s, line, sizeof(line));
+	assert_string_equal(line, "Found: 3, excluded: 0 (0 B), skipped: 1 (1 B), copied: 2 (2.0 KiB), extra: 0 (0 B)");
+	s.deleted = 4;
+	s.failed = 1;
+	s.lost = 2;
+	s.checked = 1;
+	s.checked_bytes = 5;
+	sm_stats_summary(&s, line, sizeof(line));
+	assert_string_equal(line, "Found: 3, excluded: 0 (0 B), skipped: 1 (1 B), copied: 2 (2.0 KiB), extra: 0 (0 B), checked: 1 (5 B), deleted: 4, failed: 1, lost: 2");
+}
+
+static void test_urls(void **state)
+{
+	(void)state;
+	struct sm_url u;
+	struct sm_diag d;
+	assert_int_equal(sm_url_parse("/tmp/x/", &u, &d), SM_OK);
+	assert_string_equal(u.scheme, "file");
+	assert_true(u.trailing);
+	sm_url_release(&u);
+	assert_int_equal(sm_url_parse("file:///tmp/x", &u, &d), SM_OK);
+	assert_string_equal(u.path, "/tmp/x");
+	assert_false(u.trailing);
+	sm_url_release(&u);
+	assert_int_equal(sm_url_parse("./a:b/", &u, &d), SM_OK); /* ':' after '/': local */
+	sm_url_release(&u);
+	assert_int_equal(sm_url_parse("s3://b/p/", &u, &d), SM_ENOTSUP);
+	assert_non_null(strstr(d.msg, "not supported yet"));
+	assert_int_equal(sm_url_parse("host:/p/", &u, &d), SM_ENOTSUP);
+	assert_int_equal(sm_url_parse("gopher://x/", &u, &d), SM_EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_opts_positions_and_forms),
+		cmocka_unit_test(test_opts_errors),
+		cmocka_unit_test(test_key_check),
+		cmocka_unit_test(test_sizes_and_summary),
+		cmocka_unit_test(test_urls),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
