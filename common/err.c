@@ -66,7 +66,7 @@ enum sm_err sm_err_from_errno(int errnum)
 }
 
 static void diag_vfill(struct sm_diag *d, enum sm_err e, int native, const char *suffix,
-		       const char *fmt, va_list ap)
+                       const char *fmt, va_list ap)
 {
 	d->err = e;
 	d->native = native;

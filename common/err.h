@@ -41,10 +41,10 @@ const char *sm_err_str(enum sm_err e);
 
 /* Fill `d` (may be NULL) and return `e`. */
 enum sm_err sm_diag_set(struct sm_diag *d, enum sm_err e, int native, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 /* Map errno `errnum` to an sm_err, fill `d` with "FMT: strerror", return it. */
 enum sm_err sm_diag_errno(struct sm_diag *d, int errnum, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 enum sm_err sm_err_from_errno(int errnum);
 void sm_diag_clear(struct sm_diag *d);
 

@@ -13,14 +13,14 @@ enum sm_log_level {
 
 extern int sm_log_threshold; /* messages at or below this level are written */
 
-#define sm_log(level, ...)                                                                  \
-	do {                                                                                \
-		if ((int)(level) <= sm_log_threshold || (level) == SM_LOG_ERROR)            \
-			sm_log_write((level), __VA_ARGS__);                                 \
+#define sm_log(level, ...)                                                       \
+	do {                                                                     \
+		if ((int)(level) <= sm_log_threshold || (level) == SM_LOG_ERROR) \
+			sm_log_write((level), __VA_ARGS__);                      \
 	} while (0)
 
 void sm_log_write(enum sm_log_level level, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+        __attribute__((format(printf, 2, 3)));
 
 /* Progress display hook: called under the log lock to clear the status line
  * before a log line is written, and to redraw it after. */

@@ -8,26 +8,60 @@
 #include "util.h"
 
 enum opt_id {
-	O_INCLUDE = 256, O_EXCLUDE, O_MATCH_FULL_PATH, O_FILES_FROM, O_START, O_END,
-	O_MIN_SIZE, O_MAX_SIZE, O_MIN_AGE, O_MAX_AGE, O_START_TIME, O_END_TIME, O_LIMIT,
-	O_UPDATE, O_FORCE_UPDATE, O_EXISTING, O_IGNORE_EXISTING, O_CHECK_ALL, O_CHECK_NEW,
-	O_CHECK_CHANGE, O_DIRS, O_PERMS, O_LINKS, O_INPLACE, O_DELETE_DST, O_DELETE_SRC,
-	O_DELETE_SRC_AFTER, O_DRY, O_MAX_FAILURE, O_THREADS, O_LIST_THREADS, O_LIST_DEPTH,
-	O_BWLIMIT, O_NO_HTTPS, O_STORAGE_CLASS, O_WORKER, O_MANAGER_ADDR, O_WATCH, O_VERBOSE,
-	O_DEBUG, O_QUIET, O_METRICS, O_JSON, O_HELP, O_VERSION
+	O_INCLUDE = 256,
+	O_EXCLUDE,
+	O_MATCH_FULL_PATH,
+	O_FILES_FROM,
+	O_START,
+	O_END,
+	O_MIN_SIZE,
+	O_MAX_SIZE,
+	O_MIN_AGE,
+	O_MAX_AGE,
+	O_START_TIME,
+	O_END_TIME,
+	O_LIMIT,
+	O_UPDATE,
+	O_FORCE_UPDATE,
+	O_EXISTING,
+	O_IGNORE_EXISTING,
+	O_CHECK_ALL,
+	O_CHECK_NEW,
+	O_CHECK_CHANGE,
+	O_DIRS,
+	O_PERMS,
+	O_LINKS,
+	O_INPLACE,
+	O_DELETE_DST,
+	O_DELETE_SRC,
+	O_DELETE_SRC_AFTER,
+	O_DRY,
+	O_MAX_FAILURE,
+	O_THREADS,
+	O_LIST_THREADS,
+	O_LIST_DEPTH,
+	O_BWLIMIT,
+	O_NO_HTTPS,
+	O_STORAGE_CLASS,
+	O_WORKER,
+	O_MANAGER_ADDR,
+	O_WATCH,
+	O_VERBOSE,
+	O_DEBUG,
+	O_QUIET,
+	O_METRICS,
+	O_JSON,
+	O_HELP,
+	O_VERSION
 };
 
 enum opt_group { G_SEL, G_CHANGE, G_ACTION, G_SPEED, G_CLUSTER, G_WATCH, G_OUTPUT, G_MISC };
 
 static const char *const group_title[] = {
-	[G_SEL] = "Selection",
-	[G_CHANGE] = "What counts as changed",
-	[G_ACTION] = "Actions",
-	[G_SPEED] = "Speed",
-	[G_CLUSTER] = "Cluster",
-	[G_WATCH] = "Watch",
-	[G_OUTPUT] = "Output",
-	[G_MISC] = "Other",
+	[G_SEL] = "Selection",   [G_CHANGE] = "What counts as changed",
+	[G_ACTION] = "Actions",  [G_SPEED] = "Speed",
+	[G_CLUSTER] = "Cluster", [G_WATCH] = "Watch",
+	[G_OUTPUT] = "Output",   [G_MISC] = "Other",
 };
 
 struct opt_def {
@@ -42,48 +76,76 @@ struct opt_def {
 };
 
 static const struct opt_def opt_table[] = {
-	{ "include", 0, 1, O_INCLUDE, G_SEL, true, "P", "include keys matching pattern P (rules apply in order)" },
+	{ "include", 0, 1, O_INCLUDE, G_SEL, true, "P",
+	  "include keys matching pattern P (rules apply in order)" },
 	{ "exclude", 0, 1, O_EXCLUDE, G_SEL, true, "P", "exclude keys matching pattern P" },
-	{ "match-full-path", 0, 0, O_MATCH_FULL_PATH, G_SEL, true, NULL, "full-path filter mode instead of layer-by-layer" },
-	{ "files-from", 0, 1, O_FILES_FROM, G_SEL, true, "FILE", "sync only the keys listed in FILE (a line ending in / is a prefix)" },
+	{ "match-full-path", 0, 0, O_MATCH_FULL_PATH, G_SEL, true, NULL,
+	  "full-path filter mode instead of layer-by-layer" },
+	{ "files-from", 0, 1, O_FILES_FROM, G_SEL, true, "FILE",
+	  "sync only the keys listed in FILE (a line ending in / is a prefix)" },
 	{ "start", 0, 1, O_START, G_SEL, true, "KEY", "only keys >= KEY" },
 	{ "end", 0, 1, O_END, G_SEL, true, "KEY", "only keys <= KEY" },
-	{ "min-size", 0, 1, O_MIN_SIZE, G_SEL, true, "S", "skip files smaller than S (K, M, G, T)" },
+	{ "min-size", 0, 1, O_MIN_SIZE, G_SEL, true, "S",
+	  "skip files smaller than S (K, M, G, T)" },
 	{ "max-size", 0, 1, O_MAX_SIZE, G_SEL, true, "S", "skip files larger than S" },
-	{ "min-age", 0, 1, O_MIN_AGE, G_SEL, true, "D", "skip files modified less than D ago (90, 1h30m, 2d)" },
+	{ "min-age", 0, 1, O_MIN_AGE, G_SEL, true, "D",
+	  "skip files modified less than D ago (90, 1h30m, 2d)" },
 	{ "max-age", 0, 1, O_MAX_AGE, G_SEL, true, "D", "skip files modified more than D ago" },
 	{ "start-time", 0, 1, O_START_TIME, G_SEL, true, "T", "skip files modified before T" },
 	{ "end-time", 0, 1, O_END_TIME, G_SEL, true, "T", "skip files modified after T" },
 	{ "limit", 0, 1, O_LIMIT, G_SEL, false, "N", "process at most N objects (-1 = no limit)" },
-	{ "update", 'u', 0, O_UPDATE, G_CHANGE, false, NULL, "also copy when SRC is newer, skip when older" },
+	{ "update", 'u', 0, O_UPDATE, G_CHANGE, false, NULL,
+	  "also copy when SRC is newer, skip when older" },
 	{ "force-update", 'f', 0, O_FORCE_UPDATE, G_CHANGE, false, NULL, "always copy" },
 	{ "existing", 0, 0, O_EXISTING, G_CHANGE, false, NULL, "never create new keys on DST" },
-	{ "ignore-existing", 0, 0, O_IGNORE_EXISTING, G_CHANGE, false, NULL, "never touch keys that exist on DST" },
-	{ "check-all", 0, 0, O_CHECK_ALL, G_CHANGE, false, NULL, "byte-compare keys that look unchanged; verify new copies" },
-	{ "check-new", 0, 0, O_CHECK_NEW, G_CHANGE, false, NULL, "verify each copy by re-reading DST" },
-	{ "check-change", 0, 0, O_CHECK_CHANGE, G_CHANGE, false, NULL, "fail a key whose SRC changed during its copy" },
-	{ "dirs", 0, 0, O_DIRS, G_ACTION, false, NULL, "sync directories too, including empty ones" },
-	{ "perms", 0, 0, O_PERMS, G_ACTION, false, NULL, "preserve mode (and owner/group where permitted)" },
-	{ "links", 'l', 0, O_LINKS, G_ACTION, false, NULL, "copy symlinks as symlinks (default: follow them)" },
-	{ "inplace", 0, 0, O_INPLACE, G_ACTION, false, NULL, "write files in place instead of temp + rename" },
-	{ "delete-dst", 0, 0, O_DELETE_DST, G_ACTION, false, NULL, "delete DST keys absent from SRC" },
-	{ "delete-src", 0, 0, O_DELETE_SRC, G_ACTION, false, NULL, "delete SRC keys that exist identically on DST" },
-	{ "delete-src-after", 0, 0, O_DELETE_SRC_AFTER, G_ACTION, false, NULL, "delete each SRC key after it was copied" },
-	{ "dry", 0, 0, O_DRY, G_ACTION, false, NULL, "print what would be copied or deleted, change nothing" },
-	{ "max-failure", 0, 1, O_MAX_FAILURE, G_ACTION, false, "N", "stop when N keys have failed (0 = never)" },
-	{ "threads", 'p', 1, O_THREADS, G_SPEED, false, "N", "concurrent transfers per process (default 10)" },
-	{ "list-threads", 0, 1, O_LIST_THREADS, G_SPEED, false, "N", "concurrent listings (default 1)" },
-	{ "list-depth", 0, 1, O_LIST_DEPTH, G_SPEED, false, "N", "directory levels listed in parallel (default 1)" },
+	{ "ignore-existing", 0, 0, O_IGNORE_EXISTING, G_CHANGE, false, NULL,
+	  "never touch keys that exist on DST" },
+	{ "check-all", 0, 0, O_CHECK_ALL, G_CHANGE, false, NULL,
+	  "byte-compare keys that look unchanged; verify new copies" },
+	{ "check-new", 0, 0, O_CHECK_NEW, G_CHANGE, false, NULL,
+	  "verify each copy by re-reading DST" },
+	{ "check-change", 0, 0, O_CHECK_CHANGE, G_CHANGE, false, NULL,
+	  "fail a key whose SRC changed during its copy" },
+	{ "dirs", 0, 0, O_DIRS, G_ACTION, false, NULL,
+	  "sync directories too, including empty ones" },
+	{ "perms", 0, 0, O_PERMS, G_ACTION, false, NULL,
+	  "preserve mode (and owner/group where permitted)" },
+	{ "links", 'l', 0, O_LINKS, G_ACTION, false, NULL,
+	  "copy symlinks as symlinks (default: follow them)" },
+	{ "inplace", 0, 0, O_INPLACE, G_ACTION, false, NULL,
+	  "write files in place instead of temp + rename" },
+	{ "delete-dst", 0, 0, O_DELETE_DST, G_ACTION, false, NULL,
+	  "delete DST keys absent from SRC" },
+	{ "delete-src", 0, 0, O_DELETE_SRC, G_ACTION, false, NULL,
+	  "delete SRC keys that exist identically on DST" },
+	{ "delete-src-after", 0, 0, O_DELETE_SRC_AFTER, G_ACTION, false, NULL,
+	  "delete each SRC key after it was copied" },
+	{ "dry", 0, 0, O_DRY, G_ACTION, false, NULL,
+	  "print what would be copied or deleted, change nothing" },
+	{ "max-failure", 0, 1, O_MAX_FAILURE, G_ACTION, false, "N",
+	  "stop when N keys have failed (0 = never)" },
+	{ "threads", 'p', 1, O_THREADS, G_SPEED, false, "N",
+	  "concurrent transfers per process (default 10)" },
+	{ "list-threads", 0, 1, O_LIST_THREADS, G_SPEED, false, "N",
+	  "concurrent listings (default 1)" },
+	{ "list-depth", 0, 1, O_LIST_DEPTH, G_SPEED, false, "N",
+	  "directory levels listed in parallel (default 1)" },
 	{ "bwlimit", 0, 1, O_BWLIMIT, G_SPEED, true, "RATE", "bandwidth cap in Mbit/s" },
 	{ "no-https", 0, 0, O_NO_HTTPS, G_SPEED, true, NULL, "plain HTTP for S3/WebDAV" },
-	{ "storage-class", 0, 1, O_STORAGE_CLASS, G_SPEED, true, "SC", "storage class for S3 writes" },
+	{ "storage-class", 0, 1, O_STORAGE_CLASS, G_SPEED, true, "SC",
+	  "storage class for S3 writes" },
 	{ "worker", 0, 1, O_WORKER, G_CLUSTER, true, "H1,H2", "run workers on these SSH hosts" },
-	{ "manager-addr", 0, 1, O_MANAGER_ADDR, G_CLUSTER, true, "ADDR", "address the manager listens on for workers" },
-	{ "watch", 0, 0, O_WATCH, G_WATCH, true, NULL, "keep DST in sync with a local SRC as it changes" },
-	{ "verbose", 'v', 0, O_VERBOSE, G_OUTPUT, false, NULL, "more log lines (hides the progress display)" },
-	{ "debug", 0, 0, O_DEBUG, G_OUTPUT, false, NULL, "log why each key is copied, skipped or deleted" },
+	{ "manager-addr", 0, 1, O_MANAGER_ADDR, G_CLUSTER, true, "ADDR",
+	  "address the manager listens on for workers" },
+	{ "watch", 0, 0, O_WATCH, G_WATCH, true, NULL,
+	  "keep DST in sync with a local SRC as it changes" },
+	{ "verbose", 'v', 0, O_VERBOSE, G_OUTPUT, false, NULL,
+	  "more log lines (hides the progress display)" },
+	{ "debug", 0, 0, O_DEBUG, G_OUTPUT, false, NULL,
+	  "log why each key is copied, skipped or deleted" },
 	{ "quiet", 'q', 0, O_QUIET, G_OUTPUT, false, NULL, "errors and the summary only" },
-	{ "metrics", 0, 1, O_METRICS, G_OUTPUT, true, "ADDR", "serve Prometheus metrics at http://ADDR/metrics" },
+	{ "metrics", 0, 1, O_METRICS, G_OUTPUT, true, "ADDR",
+	  "serve Prometheus metrics at http://ADDR/metrics" },
 	{ "json", 0, 0, O_JSON, G_OUTPUT, true, NULL, "print the final report as JSON on stdout" },
 	{ "help", 'h', 0, O_HELP, G_MISC, false, NULL, "show this help" },
 	{ "version", 0, 0, O_VERSION, G_MISC, false, NULL, "show the version" },
@@ -119,12 +181,12 @@ void sm_opts_help(FILE *out)
 			char lhs[64];
 			if (d->shortopt)
 				snprintf(lhs, sizeof(lhs), "-%c, --%s%s%s", d->shortopt, d->name,
-					 d->arg ? " " : "", d->arg ? d->arg : "");
+				         d->arg ? " " : "", d->arg ? d->arg : "");
 			else
-				snprintf(lhs, sizeof(lhs), "    --%s%s%s", d->name, d->arg ? " " : "",
-					 d->arg ? d->arg : "");
+				snprintf(lhs, sizeof(lhs), "    --%s%s%s", d->name,
+				         d->arg ? " " : "", d->arg ? d->arg : "");
 			fprintf(out, "  %-28s %s%s\n", lhs, d->help,
-				d->later ? " [not supported yet]" : "");
+			        d->later ? " [not supported yet]" : "");
 		}
 	}
 }
@@ -141,8 +203,9 @@ static bool opt_int(const char *name, const char *val, int64_t min, int64_t max,
 {
 	if (sm_parse_i64(val, min, max, out))
 		return true;
-	fprintf(stderr, "syncmgr: --%s: invalid value '%s' (expected an integer from %lld to %lld)\n",
-		name, val, (long long)min, (long long)max);
+	fprintf(stderr,
+	        "syncmgr: --%s: invalid value '%s' (expected an integer from %lld to %lld)\n", name,
+	        val, (long long)min, (long long)max);
 	return false;
 }
 
@@ -154,8 +217,8 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 	shorts[ns++] = ':'; /* report a missing argument distinctly */
 	for (size_t i = 0; i < N_OPTS; i++) {
 		lopts[i] = (struct option){ opt_table[i].name,
-					    opt_table[i].has_arg ? required_argument : no_argument,
-					    NULL, (int)opt_table[i].id };
+			                    opt_table[i].has_arg ? required_argument : no_argument,
+			                    NULL, (int)opt_table[i].id };
 		if (opt_table[i].shortopt) {
 			shorts[ns++] = opt_table[i].shortopt;
 			if (opt_table[i].has_arg)
@@ -185,10 +248,11 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 		}
 		if (c == '?' || !def) {
 			if (optopt && optopt < 256)
-				fprintf(stderr, "syncmgr: -%c: unknown option (see --help)\n", optopt);
+				fprintf(stderr, "syncmgr: -%c: unknown option (see --help)\n",
+				        optopt);
 			else
 				fprintf(stderr, "syncmgr: %s: unknown option (see --help)\n",
-					argv[optind - 1]);
+				        argv[optind - 1]);
 			return SM_OPTS_USAGE;
 		}
 		if (c == ':') {
@@ -273,7 +337,7 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 	}
 	if (argc - optind > 2) {
 		fprintf(stderr, "syncmgr: '%s': unexpected argument (one SRC and one DST)\n",
-			argv[optind + 2]);
+		        argv[optind + 2]);
 		return SM_OPTS_USAGE;
 	}
 	o->src = argv[optind];

@@ -46,9 +46,9 @@ struct sm_opts {
 };
 
 enum sm_opts_result {
-	SM_OPTS_RUN = 0,   /* a sync to run */
-	SM_OPTS_EXIT_OK,   /* --help / --version printed */
-	SM_OPTS_USAGE      /* error printed: exit 2 */
+	SM_OPTS_RUN = 0, /* a sync to run */
+	SM_OPTS_EXIT_OK, /* --help / --version printed */
+	SM_OPTS_USAGE    /* error printed: exit 2 */
 };
 
 void sm_opts_defaults(struct sm_opts *o);

@@ -22,13 +22,13 @@ void sm_stats_summary(const struct sm_stats *s, char *buf, size_t n)
 	sm_fmt_size(xt, sizeof(xt), s->extra_bytes);
 	sm_fmt_size(ch, sizeof(ch), s->checked_bytes);
 	int len = snprintf(buf, n,
-			   "Found: %" PRIu64 ", excluded: %" PRIu64 " (%s), skipped: %" PRIu64
-			   " (%s), copied: %" PRIu64 " (%s), extra: %" PRIu64 " (%s)",
-			   s->found, s->excluded, ex, s->skipped, sk, s->copied, co, s->extra, xt);
+	                   "Found: %" PRIu64 ", excluded: %" PRIu64 " (%s), skipped: %" PRIu64
+	                   " (%s), copied: %" PRIu64 " (%s), extra: %" PRIu64 " (%s)",
+	                   s->found, s->excluded, ex, s->skipped, sk, s->copied, co, s->extra, xt);
 	size_t off = len < 0 ? 0 : (size_t)len;
 	if (off < n && s->checked)
 		off += (size_t)snprintf(buf + off, n - off, ", checked: %" PRIu64 " (%s)",
-					s->checked, ch);
+		                        s->checked, ch);
 	if (off < n && s->deleted)
 		off += (size_t)snprintf(buf + off, n - off, ", deleted: %" PRIu64, s->deleted);
 	if (off < n && s->failed)

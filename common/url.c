@@ -6,8 +6,8 @@
 #include "util.h"
 
 static const char *const later_schemes[][2] = {
-	{ "s3://", "S3" },     { "oss://", "S3" },     { "cos://", "S3" },
-	{ "minio://", "S3" },  { "sftp://", "SFTP" },  { "dav://", "WebDAV" },
+	{ "s3://", "S3" },       { "oss://", "S3" },      { "cos://", "S3" },
+	{ "minio://", "S3" },    { "sftp://", "SFTP" },   { "dav://", "WebDAV" },
 	{ "davs://", "WebDAV" }, { "jfs://", "JuiceFS" }, { "hdfs://", "HDFS" },
 };
 
@@ -36,14 +36,16 @@ enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
 		return sm_diag_set(d, SM_EINVAL, 0, "empty storage path");
 	for (size_t i = 0; i < sizeof(later_schemes) / sizeof(later_schemes[0]); i++) {
 		if (strncmp(s, later_schemes[i][0], strlen(later_schemes[i][0])) == 0)
-			return sm_diag_set(d, SM_ENOTSUP, 0, "'%.*s...': %s storage not supported yet",
-					   (int)strlen(later_schemes[i][0]), s, later_schemes[i][1]);
+			return sm_diag_set(
+			        d, SM_ENOTSUP, 0, "'%.*s...': %s storage not supported yet",
+			        (int)strlen(later_schemes[i][0]), s, later_schemes[i][1]);
 	}
 	const char *path = s;
 	if (strncmp(s, "file://", 7) == 0) {
 		path = s + 7;
 		if (*path != '/')
-			return sm_diag_set(d, SM_EINVAL, 0, "'%s': file:// needs an absolute path", s);
+			return sm_diag_set(d, SM_EINVAL, 0, "'%s': file:// needs an absolute path",
+			                   s);
 	} else if (strstr(s, "://")) {
 		return sm_diag_set(d, SM_EINVAL, 0, "'%s': unknown storage scheme", s);
 	} else if (url_is_ssh(s)) {

@@ -7,10 +7,10 @@
 #include "err.h"
 
 struct sm_url {
-	char *scheme;     /* "file", "s3", "sftp", "dav", "davs" ... */
-	char *path;       /* file: the local path as given (file:// stripped) */
-	bool trailing;    /* the original ends in '/' */
-	char *display;    /* printable form, secrets masked */
+	char *scheme;  /* "file", "s3", "sftp", "dav", "davs" ... */
+	char *path;    /* file: the local path as given (file:// stripped) */
+	bool trailing; /* the original ends in '/' */
+	char *display; /* printable form, secrets masked */
 };
 
 /* Parse `s`. Unknown or not yet built schemes are refused with a message

@@ -30,7 +30,8 @@ char *sm_strndup(const char *s, size_t n)
 	char *p = malloc(n + 1);
 	if (!p)
 		return NULL;
-	memcpy(p, s, n);
+	if (n) /* s may be NULL when n == 0 (an empty protobuf bytes field) */
+		memcpy(p, s, n);
 	p[n] = '\0';
 	return p;
 }
@@ -107,7 +108,8 @@ enum sm_err sm_key_check(const char *key, struct sm_diag *d)
 		const char *e = strchr(c, '/');
 		size_t len = e ? (size_t)(e - c) : strlen(c);
 		if (len == 0)
-			return sm_diag_set(d, SM_EUNSAFE, 0, "key '%s' has an empty component", key);
+			return sm_diag_set(d, SM_EUNSAFE, 0, "key '%s' has an empty component",
+			                   key);
 		if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
 			return sm_diag_set(d, SM_EUNSAFE, 0, "key '%s' would escape the root", key);
 		if (!e)
@@ -156,7 +158,7 @@ void sm_fmt_duration(char *buf, size_t n, double seconds)
 	uint64_t s = (uint64_t)(seconds + 0.5);
 	if (s >= 3600)
 		snprintf(buf, n, "%" PRIu64 "h%02" PRIu64 "m%02" PRIu64 "s", s / 3600, s / 60 % 60,
-			 s % 60);
+		         s % 60);
 	else if (s >= 60)
 		snprintf(buf, n, "%" PRIu64 "m%02" PRIu64 "s", s / 60, s % 60);
 	else

@@ -11,8 +11,8 @@
 #include "../common/util.h"
 #include "../worker/wire.h"
 
-#define DISPATCH_NCTX 64       /* concurrent requests in service */
-#define DISPATCH_PARK_MS 500   /* a GetTask waits this long for work, then Wait */
+#define DISPATCH_NCTX 64     /* concurrent requests in service */
+#define DISPATCH_PARK_MS 500 /* a GetTask waits this long for work, then Wait */
 #define DISPATCH_TICK_MS 50
 
 struct dtask {
@@ -326,9 +326,7 @@ static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmg
 		dispatch_serve_parked(dp, false);
 		return;
 	}
-	default:
-		dispatch_send_ack(dp, c);
-		return;
+	default: dispatch_send_ack(dp, c); return;
 	}
 }
 
@@ -386,7 +384,8 @@ static void *dispatch_timer(void *arg)
 		for (struct dtask *t = dp->inflight.head; t;) {
 			struct dtask *next = t->next;
 			if (now > t->lease_deadline) {
-				sm_log(SM_LOG_WARN, "task %llu: lease expired, handing it out again",
+				sm_log(SM_LOG_WARN,
+				       "task %llu: lease expired, handing it out again",
 				       (unsigned long long)t->id);
 				dlist_remove(&dp->inflight, t);
 				dlist_push_front(&dp->pending, t);
@@ -401,7 +400,7 @@ static void *dispatch_timer(void *arg)
 }
 
 enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
-			      struct sm_diag *d)
+                              struct sm_diag *d)
 {
 	struct sm_dispatch *dp = calloc(1, sizeof(*dp));
 	if (!dp)
@@ -421,14 +420,14 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 	int rv = nng_rep0_open(&dp->sock);
 	if (rv != 0) {
 		err = sm_diag_set(d, SM_EIO, rv, "cannot open the dispatch socket: %s",
-				  nng_strerror(rv));
+		                  nng_strerror(rv));
 		goto fail_nosock;
 	}
 	nng_socket_set_size(dp->sock, NNG_OPT_RECVMAXSZ, SM_WIRE_MAX_MSG);
 	rv = nng_listen(dp->sock, cfg->url, NULL, 0);
 	if (rv != 0) {
 		err = sm_diag_set(d, SM_EIO, rv, "cannot listen on %s: %s", cfg->url,
-				  nng_strerror(rv));
+		                  nng_strerror(rv));
 		goto fail;
 	}
 	for (int i = 0; i < DISPATCH_NCTX; i++) {
@@ -440,7 +439,7 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 				nng_aio_free(c->aio);
 			c->aio = NULL;
 			err = sm_diag_set(d, SM_EIO, rv, "cannot set up dispatch: %s",
-					  nng_strerror(rv));
+			                  nng_strerror(rv));
 			goto fail;
 		}
 		dp->nctx++;
@@ -492,7 +491,7 @@ enum sm_err sm_dispatch_push(struct sm_dispatch *dp, Syncmgr__Task *t, struct sm
 	if (!dt->reply) {
 		free(dt);
 		return sm_diag_set(d, SM_ENOMEM, 0, "task %llu is too large to send",
-				   (unsigned long long)t->id);
+		                   (unsigned long long)t->id);
 	}
 	dt->keys = t->n_src;
 
@@ -558,7 +557,7 @@ void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s
 }
 
 void sm_dispatch_take_dirs(struct sm_dispatch *dp, char ***dst, size_t *n_dst, char ***src,
-			   size_t *n_src)
+                           size_t *n_src)
 {
 	pthread_mutex_lock(&dp->mu);
 	*dst = dp->dst_dirs.v;

@@ -17,14 +17,14 @@
 struct sm_dispatch;
 
 struct sm_dispatch_cfg {
-	const char *url;     /* where to listen, e.g. "inproc://syncmgr-123" */
-	int max_queued;      /* tasks waiting before push() blocks */
-	unsigned lease_ms;   /* a task without a report for this long is re-queued */
+	const char *url;      /* where to listen, e.g. "inproc://syncmgr-123" */
+	int max_queued;       /* tasks waiting before push() blocks */
+	unsigned lease_ms;    /* a task without a report for this long is re-queued */
 	uint64_t max_failure; /* abort once this many keys failed (0 = never) */
 };
 
 enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
-			      struct sm_diag *d);
+                              struct sm_diag *d);
 /* Queue a task (its id is assigned here and written to t->id). Blocks while
  * the queue is full; SM_EIO when the run was aborted. Borrows `t` for the
  * call only. */
@@ -42,16 +42,16 @@ void sm_dispatch_abort(struct sm_dispatch *dp);
 void sm_dispatch_wait(struct sm_dispatch *dp);
 
 struct sm_dispatch_snapshot {
-	struct sm_stats stats;   /* finished tasks + cumulative of those in flight */
-	uint64_t queued_keys;    /* SRC keys in tasks not yet handed out */
+	struct sm_stats stats; /* finished tasks + cumulative of those in flight */
+	uint64_t queued_keys;  /* SRC keys in tasks not yet handed out */
 	bool aborted;
-	bool listing_failed;     /* some worker's DST listing failed */
+	bool listing_failed; /* some worker's DST listing failed */
 };
 void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s);
 
 /* The directories workers left for the end (taken over by the caller). */
 void sm_dispatch_take_dirs(struct sm_dispatch *dp, char ***dst, size_t *n_dst, char ***src,
-			   size_t *n_src);
+                           size_t *n_src);
 
 void sm_dispatch_stop(struct sm_dispatch *dp); /* closes the socket, frees; accepts NULL */
 

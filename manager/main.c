@@ -11,12 +11,9 @@ int main(int argc, char **argv)
 	struct sm_opts o;
 	sm_opts_defaults(&o);
 	switch (sm_opts_parse(&o, argc, argv, stdout)) {
-	case SM_OPTS_EXIT_OK:
-		return SM_EXIT_OK;
-	case SM_OPTS_USAGE:
-		return SM_EXIT_USAGE;
-	case SM_OPTS_RUN:
-		break;
+	case SM_OPTS_EXIT_OK: return SM_EXIT_OK;
+	case SM_OPTS_USAGE: return SM_EXIT_USAGE;
+	case SM_OPTS_RUN: break;
 	}
 	sm_log_threshold = o.log_level;
 	signal(SIGPIPE, SIG_IGN);

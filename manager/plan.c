@@ -20,7 +20,7 @@ void sm_cut_cfg_default(struct sm_cut_cfg *c)
 }
 
 enum sm_err sm_cutter_init(struct sm_cutter *c, const struct sm_cut_cfg *cfg, sm_emit_fn emit,
-			   void *arg)
+                           void *arg)
 {
 	memset(c, 0, sizeof(*c));
 	c->cfg = *cfg;
@@ -136,9 +136,9 @@ static bool plan_wanted(const struct sm_entry *e, const struct sm_opts *o)
 }
 
 static enum sm_err plan_single(const struct sm_opts *o, struct sm_store *src,
-			       struct sm_dispatch *dp, const char *key, const char *dst_key,
-			       struct sm_plan_stats *ps, struct sm_plan_result *res,
-			       struct sm_diag *d)
+                               struct sm_dispatch *dp, const char *key, const char *dst_key,
+                               struct sm_plan_stats *ps, struct sm_plan_result *res,
+                               struct sm_diag *d)
 {
 	(void)o;
 	struct sm_entry e = { 0 };
@@ -168,8 +168,8 @@ static enum sm_err plan_single(const struct sm_opts *o, struct sm_store *src,
 }
 
 enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_dispatch *dp,
-			const char *single_key, const char *single_dst_key,
-			struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d)
+                        const char *single_key, const char *single_dst_key,
+                        struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d)
 {
 	memset(res, 0, sizeof(*res));
 	if (single_key)

@@ -34,20 +34,20 @@ struct sm_cutter {
 	struct sm_cut_cfg cfg;
 	sm_emit_fn emit;
 	void *arg;
-	struct sm_buf arena;   /* keys and links of the current task */
-	size_t *key_off;       /* per entry: offsets into arena */
-	size_t *link_off;      /* SIZE_MAX = no link */
+	struct sm_buf arena; /* keys and links of the current task */
+	size_t *key_off;     /* per entry: offsets into arena */
+	size_t *link_off;    /* SIZE_MAX = no link */
 	Syncmgr__Entry *ents;
 	Syncmgr__Entry **ptrs;
 	size_t n;
 	uint64_t bytes;
-	uint64_t started_ns;   /* when the current task got its first entry */
-	struct sm_buf after;   /* the range's lower bound (exclusive) */
-	uint64_t tasks;        /* emitted so far */
+	uint64_t started_ns; /* when the current task got its first entry */
+	struct sm_buf after; /* the range's lower bound (exclusive) */
+	uint64_t tasks;      /* emitted so far */
 };
 
 enum sm_err sm_cutter_init(struct sm_cutter *c, const struct sm_cut_cfg *cfg, sm_emit_fn emit,
-			   void *arg);
+                           void *arg);
 void sm_cutter_release(struct sm_cutter *c);
 /* Add an entry of the task (copied). */
 enum sm_err sm_cutter_add(struct sm_cutter *c, const struct sm_entry *e, struct sm_diag *d);
@@ -75,7 +75,7 @@ struct sm_plan_stats {
 /* List SRC (or, with `single_key`, stat that one key and sync it as
  * `single_dst_key`) and push tasks to `dp`. */
 enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_dispatch *dp,
-			const char *single_key, const char *single_dst_key,
-			struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d);
+                        const char *single_key, const char *single_dst_key,
+                        struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d);
 
 #endif

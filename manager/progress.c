@@ -85,9 +85,10 @@ static void progress_render(struct sm_progress *p, char *buf, size_t n)
 	else
 		snprintf(eta, sizeof(eta), "--");
 	snprintf(buf, n,
-		 "scanned: %" PRIu64 ", pending: %" PRIu64 ", copied: %" PRIu64 " (%s), skipped: %" PRIu64
-		 ", failed: %" PRIu64 ", deleted: %" PRIu64 ", %s/s, ETA %s",
-		 s.found, pending, s.copied, cb, s.skipped, s.failed, s.deleted, rate, eta);
+	         "scanned: %" PRIu64 ", pending: %" PRIu64 ", copied: %" PRIu64
+	         " (%s), skipped: %" PRIu64 ", failed: %" PRIu64 ", deleted: %" PRIu64
+	         ", %s/s, ETA %s",
+	         s.found, pending, s.copied, cb, s.skipped, s.failed, s.deleted, rate, eta);
 }
 
 static void *progress_thread(void *arg)
@@ -122,7 +123,7 @@ static void *progress_thread(void *arg)
 }
 
 struct sm_progress *sm_progress_start(const struct sm_opts *o, struct sm_dispatch *dp,
-				      struct sm_plan_stats *ps)
+                                      struct sm_plan_stats *ps)
 {
 	struct sm_progress *p = calloc(1, sizeof(*p));
 	if (!p)

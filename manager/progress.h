@@ -14,7 +14,7 @@ struct sm_progress;
 
 /* Start the display thread; borrows dp and ps until sm_progress_stop(). */
 struct sm_progress *sm_progress_start(const struct sm_opts *o, struct sm_dispatch *dp,
-				      struct sm_plan_stats *ps);
+                                      struct sm_plan_stats *ps);
 void sm_progress_stop(struct sm_progress *p); /* accepts NULL */
 
 /* All counters of the run now: the planner's plus the tasks'. */

@@ -53,7 +53,7 @@ static char *run_realpath_loose(const char *path)
 	char *slash = strrchr(tmp, '/');
 	const char *rest = slash ? slash + 1 : tmp;
 	char *parent = slash ? (slash == tmp ? strdup("/") : sm_strndup(tmp, (size_t)(slash - tmp)))
-			     : strdup(".");
+	                     : strdup(".");
 	if (!parent)
 		return NULL;
 	char *rp = run_realpath_loose(parent);
@@ -96,9 +96,8 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		return SM_EXIT_USAGE;
 	}
 	if (rp->src.trailing != rp->dst.trailing) {
-		fprintf(stderr,
-			"syncmgr: SRC '%s' and DST '%s' must both end in '/' or both not\n",
-			rp->src.display, rp->dst.display);
+		fprintf(stderr, "syncmgr: SRC '%s' and DST '%s' must both end in '/' or both not\n",
+		        rp->src.display, rp->dst.display);
 		return SM_EXIT_USAGE;
 	}
 	/* Local SRC: it must exist; a plain file is a single-object run. */
@@ -153,20 +152,20 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 	int status = -1;
 	if (!rs || !rd) {
 		fprintf(stderr, "syncmgr: cannot resolve SRC '%s' or DST '%s'\n", rp->src.display,
-			rp->dst.display);
+		        rp->dst.display);
 		status = SM_EXIT_FAIL;
 	} else if (!rp->single_key && run_path_within(rd, rs)) {
 		fprintf(stderr, "syncmgr: DST '%s' is inside SRC '%s'\n", rp->dst.display,
-			rp->src.display);
+		        rp->src.display);
 		status = SM_EXIT_USAGE;
 	} else if (!rp->single_key && run_path_within(rs, rd)) {
 		fprintf(stderr, "syncmgr: SRC '%s' is inside DST '%s'\n", rp->src.display,
-			rp->dst.display);
+		        rp->dst.display);
 		status = SM_EXIT_USAGE;
 	} else if (rp->single_key && strcmp(rs, rd) == 0 &&
-		   strcmp(rp->single_key, rp->single_dst_key) == 0) {
+	           strcmp(rp->single_key, rp->single_dst_key) == 0) {
 		fprintf(stderr, "syncmgr: SRC '%s' and DST '%s' are the same file\n",
-			rp->src.display, rp->dst.display);
+		        rp->src.display, rp->dst.display);
 		status = SM_EXIT_USAGE;
 	}
 	/* DST must be writable (nearest existing ancestor if it does not exist). */
@@ -182,7 +181,7 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		}
 		if (access(probe, W_OK) != 0) {
 			fprintf(stderr, "syncmgr: DST '%s': %s\n", rp->dst.display,
-				errno == EROFS ? "read-only file system" : strerror(errno));
+			        errno == EROFS ? "read-only file system" : strerror(errno));
 			status = SM_EXIT_FAIL;
 		}
 	}
@@ -197,9 +196,11 @@ static int run_cmp_desc(const void *a, const void *b)
 }
 
 /* Directory deletes, deepest first (reverse key order puts children first). */
-static void run_delete_dirs(struct sm_wctx *w, struct sm_store *st, char **v, size_t n,
-			    bool count, struct sm_stats *acc)
+static void run_delete_dirs(struct sm_wctx *w, struct sm_store *st, char **v, size_t n, bool count,
+                            struct sm_stats *acc)
 {
+	if (n == 0)
+		return;
 	qsort(v, n, sizeof(*v), run_cmp_desc);
 	for (size_t i = 0; i < n; i++) {
 		if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
@@ -252,8 +253,9 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	if (status >= 0)
 		goto out;
 
-	struct sm_store_cfg scfg = { .follow_links = !o->links, .read_links = o->links,
-				     .must_exist = true };
+	struct sm_store_cfg scfg = { .follow_links = !o->links,
+		                     .read_links = o->links,
+		                     .must_exist = true };
 	struct sm_store_cfg dcfg = { .follow_links = false, .read_links = o->links };
 	if (sm_store_open(&rp.src, &scfg, &src, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: SRC %s\n", d.msg);
@@ -268,8 +270,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	if (o->fault_spec) {
 		/* "src=SPEC" or "dst=SPEC" (tests only) */
 		struct sm_store *target = strncmp(o->fault_spec, "src=", 4) == 0 ? src : dst;
-		const char *spec = strchr(o->fault_spec, '=') ? strchr(o->fault_spec, '=') + 1
-							      : o->fault_spec;
+		const char *spec =
+		        strchr(o->fault_spec, '=') ? strchr(o->fault_spec, '=') + 1 : o->fault_spec;
 		if (sm_store_set_fault(target, spec, &d) != SM_OK) {
 			fprintf(stderr, "syncmgr: %s\n", d.msg);
 			status = SM_EXIT_USAGE;
@@ -279,11 +281,11 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 
 	char url[64];
 	snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
-		 atomic_fetch_add(&run_seq, 1));
+	         atomic_fetch_add(&run_seq, 1));
 	struct sm_dispatch_cfg dcf = { .url = url,
-				       .max_queued = 2 * o->threads + 4,
-				       .lease_ms = RUN_LEASE_MS,
-				       .max_failure = (uint64_t)o->max_failure };
+		                       .max_queued = 2 * o->threads + 4,
+		                       .lease_ms = RUN_LEASE_MS,
+		                       .max_failure = (uint64_t)o->max_failure };
 	if (sm_dispatch_start(&dcf, &dp, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		status = SM_EXIT_FAIL;

@@ -33,26 +33,27 @@ static bool decide_wanted(const struct sm_entry *e, const struct sm_opts *o)
 }
 
 static bool decide_mode_differs(const struct sm_entry *s, const struct sm_entry *d,
-				const struct sm_opts *o)
+                                const struct sm_opts *o)
 {
 	return o->perms && !S_ISLNK(s->mode) && (s->mode & 07777) != (d->mode & 07777);
 }
 
 struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *dst,
-			     const struct sm_opts *o)
+                             const struct sm_opts *o)
 {
 	if (src && !decide_wanted(src, o))
 		src = NULL;
 	if (dst && !decide_wanted(dst, o))
 		dst = NULL;
 	if (!src && !dst)
-		return dec(SM_ACT_IGNORE, "not a regular file, directory or symlink of this run", false);
+		return dec(SM_ACT_IGNORE, "not a regular file, directory or symlink of this run",
+		           false);
 	if (!src)
 		return o->delete_dst ? dec(SM_ACT_DELETE, "not on SRC", false)
-				     : dec(SM_ACT_EXTRA, "not on SRC", false);
+		                     : dec(SM_ACT_EXTRA, "not on SRC", false);
 	if (!dst)
 		return o->existing ? dec(SM_ACT_SKIP, "not on DST (--existing)", false)
-				   : dec(SM_ACT_COPY, "not on DST", false);
+		                   : dec(SM_ACT_COPY, "not on DST", false);
 	if (o->ignore_existing)
 		return dec(SM_ACT_SKIP, "exists on DST (--ignore-existing)", false);
 

@@ -23,7 +23,7 @@ struct sm_decision {
 
 /* Decide for one key present on SRC, DST or both (either may be NULL). */
 struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *dst,
-			     const struct sm_opts *o);
+                             const struct sm_opts *o);
 const char *sm_act_name(enum sm_act a);
 
 #endif

@@ -108,8 +108,8 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 			LIVE_ADD(tr->live, checked_bytes, s->size);
 		}
 	}
-	if (err == SM_ENOENT && sm_store_stat(tr->w->src, s->key, &(struct sm_entry){ 0 }, NULL) ==
-					SM_ENOENT) {
+	if (err == SM_ENOENT &&
+	    sm_store_stat(tr->w->src, s->key, &(struct sm_entry){ 0 }, NULL) == SM_ENOENT) {
 		LIVE_ADD(tr->live, lost, 1);
 		sm_log(SM_LOG_WARN, "'%s' disappeared from SRC before it was copied", s->key);
 		return;
@@ -148,7 +148,7 @@ static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
 
 /* One row of the merge-join: s and/or t (SRC and DST entry of one key). */
 static void task_handle(struct task_run *tr, const struct sm_entry *s, const struct sm_entry *t,
-			const char *dkey)
+                        const char *dkey)
 {
 	const struct sm_opts *o = tr->w->o;
 	struct sm_decision dec = sm_decide(s, t, o);
@@ -157,11 +157,8 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		sm_log(SM_LOG_DEBUG, "%s '%s': %s", sm_act_name(dec.act), key, dec.why);
 	struct sm_diag d;
 	switch (dec.act) {
-	case SM_ACT_IGNORE:
-		return;
-	case SM_ACT_COPY:
-		task_copy(tr, s, dkey);
-		return;
+	case SM_ACT_IGNORE: return;
+	case SM_ACT_COPY: task_copy(tr, s, dkey); return;
 	case SM_ACT_CHECK: {
 		enum sm_err err = sm_xfer_compare(tr->w, s->key, dkey, &d);
 		if (err == SM_EDIFFER) {
@@ -215,11 +212,12 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 
 /* The task's SRC entries as NUL-terminated structs, in one allocation. */
 static enum sm_err task_entries(const Syncmgr__Task *t, struct sm_entry **out, char **arena,
-				struct sm_diag *d)
+                                struct sm_diag *d)
 {
 	size_t bytes = 0;
 	for (size_t i = 0; i < t->n_src; i++)
-		bytes += t->src[i]->key.len + 1 + (t->src[i]->link.len ? t->src[i]->link.len + 1 : 0);
+		bytes += t->src[i]->key.len + 1 +
+		         (t->src[i]->link.len ? t->src[i]->link.len + 1 : 0);
 	struct sm_entry *ents = calloc(t->n_src ? t->n_src : 1, sizeof(*ents));
 	char *a = malloc(bytes ? bytes : 1);
 	if (!ents || !a) {
@@ -233,13 +231,18 @@ static enum sm_err task_entries(const Syncmgr__Task *t, struct sm_entry **out, c
 		if (memchr(pe->key.data, '\0', pe->key.len)) {
 			free(ents);
 			free(a);
-			return sm_diag_set(d, SM_EUNSAFE, 0, "task %llu: key with a NUL byte refused",
-					   (unsigned long long)t->id);
+			return sm_diag_set(d, SM_EUNSAFE, 0,
+			                   "task %llu: key with a NUL byte refused",
+			                   (unsigned long long)t->id);
 		}
 		memcpy(p, pe->key.data, pe->key.len);
 		p[pe->key.len] = '\0';
-		ents[i] = (struct sm_entry){ .key = p, .size = pe->size, .mtime_ns = pe->mtime_ns,
-					     .mode = pe->mode, .uid = pe->uid, .gid = pe->gid };
+		ents[i] = (struct sm_entry){ .key = p,
+			                     .size = pe->size,
+			                     .mtime_ns = pe->mtime_ns,
+			                     .mode = pe->mode,
+			                     .uid = pe->uid,
+			                     .gid = pe->gid };
 		p += pe->key.len + 1;
 		if (pe->link.len) {
 			memcpy(p, pe->link.data, pe->link.len);
@@ -248,10 +251,11 @@ static enum sm_err task_entries(const Syncmgr__Task *t, struct sm_entry **out, c
 			p += pe->link.len + 1;
 		}
 		if (i > 0 && strcmp(ents[i - 1].key, ents[i].key) >= 0) {
+			sm_diag_set(d, SM_EORDER, 0, "task %llu: SRC keys out of order at '%s'",
+			            (unsigned long long)t->id, ents[i].key);
 			free(ents);
 			free(a);
-			return sm_diag_set(d, SM_EORDER, 0, "task %llu: SRC keys out of order at '%s'",
-					   (unsigned long long)t->id, ents[i].key);
+			return SM_EORDER;
 		}
 	}
 	*out = ents;
@@ -278,7 +282,7 @@ static void task_single(struct task_run *tr, const struct sm_entry *s, const cha
 
 /* Merge the sorted SRC entries with the DST listing of the same range. */
 static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t n,
-			      struct sm_diag *d)
+                              struct sm_diag *d)
 {
 	const Syncmgr__Task *t = tr->t;
 	char *after = sm_strndup((const char *)t->after.data, t->after.len);
@@ -348,7 +352,7 @@ out:
 }
 
 enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_delete,
-			struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d)
+                        struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d)
 {
 	struct task_run tr = { .w = w, .t = t, .allow_delete = allow_delete, .live = live };
 	struct sm_entry *src = NULL;
@@ -434,7 +438,8 @@ static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
 	nng_socket s;
 	int rv = nng_req0_open(&s);
 	if (rv != 0)
-		return sm_diag_set(d, SM_EIO, rv, "cannot open request socket: %s", nng_strerror(rv));
+		return sm_diag_set(d, SM_EIO, rv, "cannot open request socket: %s",
+		                   nng_strerror(rv));
 	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, SM_WIRE_MAX_MSG);
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, TASK_RECV_TIMEOUT_MS);
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
@@ -442,7 +447,7 @@ static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
 	if (rv != 0) {
 		nng_close(s);
 		return sm_diag_set(d, SM_EIO, rv, "cannot reach the manager at %s: %s", url,
-				   nng_strerror(rv));
+		                   nng_strerror(rv));
 	}
 	*out = s;
 	return SM_OK;
@@ -450,7 +455,7 @@ static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
 
 /* One request/reply exchange. *out is unpacked; free with ..._free_unpacked. */
 static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, Syncmgr__Reply **out,
-			   struct sm_diag *d)
+                           struct sm_diag *d)
 {
 	size_t len = 0;
 	uint8_t *buf = sm_wire_pack_request(req, &len);
@@ -459,11 +464,13 @@ static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, Syncmgr__R
 	int rv = nng_send(s, buf, len, 0);
 	free(buf);
 	if (rv != 0)
-		return sm_diag_set(d, SM_EIO, rv, "cannot send to the manager: %s", nng_strerror(rv));
+		return sm_diag_set(d, SM_EIO, rv, "cannot send to the manager: %s",
+		                   nng_strerror(rv));
 	nng_msg *m = NULL;
 	rv = nng_recvmsg(s, &m, 0);
 	if (rv != 0)
-		return sm_diag_set(d, SM_EIO, rv, "no answer from the manager: %s", nng_strerror(rv));
+		return sm_diag_set(d, SM_EIO, rv, "no answer from the manager: %s",
+		                   nng_strerror(rv));
 	Syncmgr__Reply *rep = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
 	nng_msg_free(m);
 	if (!rep)
@@ -473,7 +480,7 @@ static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, Syncmgr__R
 }
 
 static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
-				const struct sm_task_result *res, struct sm_diag *d)
+                                const struct sm_task_result *res, struct sm_diag *d)
 {
 	Syncmgr__Stats st;
 	sm_wire_stats_to_pb(&res->stats, &st);
@@ -485,10 +492,11 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
 	if (!dd)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	for (size_t i = 0; i < res->n_dst_dirs; i++)
-		dd[i] = (ProtobufCBinaryData){ strlen(res->dst_dirs[i]), (uint8_t *)res->dst_dirs[i] };
+		dd[i] = (ProtobufCBinaryData){ strlen(res->dst_dirs[i]),
+			                       (uint8_t *)res->dst_dirs[i] };
 	for (size_t i = 0; i < res->n_src_dirs; i++)
-		dd[res->n_dst_dirs + i] =
-			(ProtobufCBinaryData){ strlen(res->src_dirs[i]), (uint8_t *)res->src_dirs[i] };
+		dd[res->n_dst_dirs + i] = (ProtobufCBinaryData){ strlen(res->src_dirs[i]),
+			                                         (uint8_t *)res->src_dirs[i] };
 	done.n_dst_dirs = res->n_dst_dirs;
 	done.dst_dirs = dd;
 	done.n_src_dirs = res->n_src_dirs;
@@ -635,7 +643,7 @@ out:
 }
 
 enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
-			    struct sm_worker **out, struct sm_diag *d)
+                            struct sm_worker **out, struct sm_diag *d)
 {
 	struct sm_worker *wk = calloc(1, sizeof(*wk));
 	if (!wk)

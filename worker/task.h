@@ -16,7 +16,7 @@ struct sm_worker;
 /* Start `nthreads` task threads and one reporter thread that dial `url`.
  * Borrows `w` until sm_worker_join() returns. */
 enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
-			    struct sm_worker **out, struct sm_diag *d);
+                            struct sm_worker **out, struct sm_diag *d);
 /* Wait until the manager has shut the workers down, then free them. */
 void sm_worker_join(struct sm_worker *wk);
 
@@ -35,6 +35,6 @@ void sm_task_result_release(struct sm_task_result *r);
  * runs (the reporter reads them); on return they are final and copied into
  * res->stats. */
 enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_delete,
-			struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d);
+                        struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d);
 
 #endif

@@ -11,7 +11,7 @@
 #define XFER_CMP_BUF (256u << 10)
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
-		  struct sm_store *dst)
+                  struct sm_store *dst)
 {
 	w->o = o;
 	w->src = src;
@@ -38,7 +38,7 @@ static void xfer_backoff(const struct sm_wctx *w, int n)
 }
 
 static bool xfer_again(const struct sm_wctx *w, enum sm_err err, int attempt, const char *key,
-		       const struct sm_diag *d)
+                       const struct sm_diag *d)
 {
 	if (!sm_err_retryable(err) || attempt >= w->max_attempts || atomic_load(&w->abort))
 		return false;
@@ -63,7 +63,7 @@ static void cr_count(struct count_reader *cr, uint64_t n)
 }
 
 static enum sm_err cr_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-			   struct sm_diag *d)
+                           struct sm_diag *d)
 {
 	struct count_reader *cr = (struct count_reader *)r;
 	enum sm_err err = sm_reader_read(cr->in, buf, cap, got, d);
@@ -104,8 +104,11 @@ static const struct sm_reader_ops count_reader_ops = {
 
 static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *src)
 {
-	struct sm_put p = { .mode = src->mode, .uid = src->uid, .gid = src->gid,
-			    .mtime_ns = src->mtime_ns, .flags = SM_PUT_MTIME };
+	struct sm_put p = { .mode = src->mode,
+		            .uid = src->uid,
+		            .gid = src->gid,
+		            .mtime_ns = src->mtime_ns,
+		            .flags = SM_PUT_MTIME };
 	if (w->o->perms)
 		p.flags |= SM_PUT_MODE | (geteuid() == 0 ? SM_PUT_OWNER : 0);
 	if (w->o->inplace)
@@ -116,8 +119,8 @@ static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *
 }
 
 static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
-				  const char *dst_key, uint64_t *live, uint64_t *counted,
-				  struct sm_diag *d)
+                                  const char *dst_key, uint64_t *live, uint64_t *counted,
+                                  struct sm_diag *d)
 {
 	struct sm_put p = xfer_attrs(w, src);
 	if (S_ISDIR(src->mode)) {
@@ -135,8 +138,8 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 	if (err != SM_OK)
 		return err;
 	struct count_reader cr = { .base = { .ops = &count_reader_ops, .size = r->size },
-				   .in = r,
-				   .live = live };
+		                   .in = r,
+		                   .live = live };
 	err = sm_store_put(w->dst, dst_key, &cr.base, &p, d);
 	*counted += cr.n;
 	sm_reader_close(r);
@@ -144,7 +147,7 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 }
 
 enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
-			 uint64_t *live, struct sm_diag *d)
+                         uint64_t *live, struct sm_diag *d)
 {
 	enum sm_err err;
 	for (int attempt = 1;; attempt++) {
@@ -161,7 +164,7 @@ enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const ch
 }
 
 static enum sm_err xfer_compare_once(struct sm_wctx *w, const char *key, const char *dst_key,
-				     struct sm_diag *d)
+                                     struct sm_diag *d)
 {
 	struct sm_reader *a = NULL, *b = NULL;
 	char *ba = NULL, *bb = NULL;
@@ -185,7 +188,8 @@ static enum sm_err xfer_compare_once(struct sm_wctx *w, const char *key, const c
 		if (err != SM_OK)
 			goto out;
 		if (na != nb || memcmp(ba, bb, na) != 0) {
-			err = sm_diag_set(d, SM_EDIFFER, 0, "'%s' differs between SRC and DST", key);
+			err = sm_diag_set(d, SM_EDIFFER, 0, "'%s' differs between SRC and DST",
+			                  key);
 			goto out;
 		}
 		if (na < XFER_CMP_BUF)
@@ -200,7 +204,7 @@ out:
 }
 
 enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_key,
-			    struct sm_diag *d)
+                            struct sm_diag *d)
 {
 	enum sm_err err;
 	for (int attempt = 1;; attempt++) {
@@ -212,7 +216,7 @@ enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_
 }
 
 enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
-			    struct sm_diag *d)
+                            struct sm_diag *d)
 {
 	struct sm_put p = xfer_attrs(w, src);
 	p.flags &= ~(unsigned)(SM_PUT_MTIME | SM_PUT_INPLACE | SM_PUT_CHECK);
@@ -226,7 +230,7 @@ enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const
 }
 
 enum sm_err sm_xfer_delete(struct sm_wctx *w, struct sm_store *st, const char *key,
-			   struct sm_diag *d)
+                           struct sm_diag *d)
 {
 	enum sm_err err;
 	for (int attempt = 1;; attempt++) {

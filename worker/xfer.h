@@ -14,14 +14,14 @@ struct sm_wctx {
 	const struct sm_opts *o;
 	struct sm_store *src;
 	struct sm_store *dst;
-	atomic_bool abort; /* stop taking keys (--max-failure reached, or shutdown) */
+	atomic_bool abort;           /* stop taking keys (--max-failure reached, or shutdown) */
 	atomic_uint_fast64_t failed; /* keys failed in this process, for --max-failure */
-	int max_attempts;  /* tries per operation for retryable errors */
+	int max_attempts;            /* tries per operation for retryable errors */
 	unsigned backoff_ms;
 };
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
-		  struct sm_store *dst);
+                  struct sm_store *dst);
 /* Count a failed key; stops this process's workers at --max-failure at once
  * (the manager also stops the whole run when the sum reaches it). */
 void sm_wctx_count_failure(struct sm_wctx *w);
@@ -30,15 +30,15 @@ void sm_wctx_count_failure(struct sm_wctx *w);
  * NULL) is advanced atomically by the bytes written so far, for progress; on
  * failure the caller subtracts what it added. */
 enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
-			 uint64_t *live, struct sm_diag *d);
+                         uint64_t *live, struct sm_diag *d);
 /* Byte-compare SRC `key` with DST `dst_key`: SM_OK when equal, SM_EDIFFER not. */
 enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_key,
-			    struct sm_diag *d);
+                            struct sm_diag *d);
 /* Apply SRC's mode/owner to an existing DST key. */
 enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
-			    struct sm_diag *d);
+                            struct sm_diag *d);
 /* Delete `key` from `st` (absent = success). */
 enum sm_err sm_xfer_delete(struct sm_wctx *w, struct sm_store *st, const char *key,
-			   struct sm_diag *d);
+                           struct sm_diag *d);
 
 #endif

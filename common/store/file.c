@@ -135,7 +135,8 @@ static int file_mkparents(int rootfd, const char *path)
 
 static bool file_is_tmp_name(const char *name, size_t len)
 {
-	if (len < FILE_TMP_PREFIX_LEN + 9 || memcmp(name, FILE_TMP_PREFIX, FILE_TMP_PREFIX_LEN) != 0)
+	if (len < FILE_TMP_PREFIX_LEN + 9 ||
+	    memcmp(name, FILE_TMP_PREFIX, FILE_TMP_PREFIX_LEN) != 0)
 		return false;
 	for (size_t i = FILE_TMP_PREFIX_LEN; i < FILE_TMP_PREFIX_LEN + 8; i++) {
 		char c = name[i];
@@ -155,7 +156,7 @@ static void file_tmp_path(const char *path, char *out, size_t n)
 	if (blen > FILE_TMP_NAME_MAX)
 		blen = FILE_TMP_NAME_MAX;
 	snprintf(out, n, "%.*s" FILE_TMP_PREFIX "%08" PRIx32 ".%.*s", (int)dirlen, path,
-		 (uint32_t)sm_rand64(), (int)blen, base);
+	         (uint32_t)sm_rand64(), (int)blen, base);
 }
 
 static void file_fill_entry(struct sm_entry *e, const struct stat *st)
@@ -170,7 +171,7 @@ static void file_fill_entry(struct sm_entry *e, const struct stat *st)
 /* ---- open / close ---- */
 
 static enum sm_err file_open(struct sm_store *st, const struct sm_url *u,
-			     const struct sm_store_cfg *cfg, struct sm_diag *d)
+                             const struct sm_store_cfg *cfg, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	atomic_init(&fs->rootfd, -1);
@@ -189,7 +190,7 @@ static enum sm_err file_open(struct sm_store *st, const struct sm_url *u,
 			return SM_OK; /* created on first write */
 		if (errno == ENOTDIR)
 			return sm_diag_set(d, SM_ENOTDIR, ENOTDIR, "'%s' is not a directory",
-					   u->display);
+			                   u->display);
 		return sm_diag_errno(d, errno, "'%s'", u->display);
 	}
 	atomic_store(&fs->rootfd, fd);
@@ -242,7 +243,7 @@ struct file_cursor {
 
 /* Compare a name (with '/' appended when dir) with string s[0..slen). */
 static int file_name_cmp_str(const char *arena, const struct file_name *a, const char *s,
-			     size_t slen)
+                             size_t slen)
 {
 	size_t alen = a->len + a->dir;
 	size_t n = alen < slen ? alen : slen;
@@ -281,7 +282,7 @@ static void file_frame_release(struct file_frame *f)
  * messages.
  */
 static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, int fd,
-				   const char *path, struct sm_diag *d)
+                                   const char *path, struct sm_diag *d)
 {
 	memset(f, 0, sizeof(*f));
 	f->fd = fd;
@@ -363,7 +364,7 @@ out:
 /* Push the directory `name` of the top frame (the cursor key already ends with
  * its "name/"). */
 static enum sm_err file_push(struct file_cursor *c, int parentfd, const char *name,
-			     struct sm_diag *d)
+                             struct sm_diag *d)
 {
 	int fl = O_RDONLY | O_DIRECTORY | O_CLOEXEC | (c->fs->follow ? 0 : O_NOFOLLOW);
 	int fd = openat(parentfd, name, fl);
@@ -390,8 +391,8 @@ static enum sm_err file_push(struct file_cursor *c, int parentfd, const char *na
 		if (c->stack[i].dev == f->dev && c->stack[i].ino == f->ino) {
 			file_frame_release(f);
 			return sm_diag_set(d, SM_EINVAL, ELOOP,
-					   "symlink loop at '%s': directory already being listed",
-					   c->key.p);
+			                   "symlink loop at '%s': directory already being listed",
+			                   c->key.p);
 		}
 	}
 	f->prefix_len = c->key.len;
@@ -414,7 +415,7 @@ static size_t file_lower_bound(const struct file_frame *f, const char *s, size_t
 }
 
 static enum sm_err file_key_set(struct file_cursor *c, size_t prefix_len, const char *name,
-				size_t len, bool dir)
+                                size_t len, bool dir)
 {
 	c->key.len = prefix_len;
 	if (sm_buf_append(&c->key, name, len) != SM_OK ||
@@ -437,7 +438,8 @@ static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm
 			if (!slash || !f->names[i].dir)
 				return SM_OK;
 			const struct file_name *nm = &f->names[i];
-			if (file_key_set(c, f->prefix_len, f->arena + nm->off, nm->len, true) != SM_OK)
+			if (file_key_set(c, f->prefix_len, f->arena + nm->off, nm->len, true) !=
+			    SM_OK)
 				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 			char name[NAME_MAX + 1];
 			memcpy(name, f->arena + nm->off, nm->len);
@@ -459,7 +461,7 @@ static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm
 }
 
 static enum sm_err file_list_begin(struct sm_store *st, const struct sm_range *r, void **out,
-				   struct sm_diag *d)
+                                   struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	struct file_cursor *c = calloc(1, sizeof(*c));
@@ -501,8 +503,8 @@ fail:
 	return err;
 }
 
-static enum sm_err file_read_link(struct file_cursor *c, int dirfd, const char *name,
-				  uint64_t size, struct sm_diag *d)
+static enum sm_err file_read_link(struct file_cursor *c, int dirfd, const char *name, uint64_t size,
+                                  struct sm_diag *d)
 {
 	size_t cap = size > 0 && size < PATH_MAX ? (size_t)size + 1 : PATH_MAX;
 	char *buf = realloc(c->linkbuf, cap);
@@ -544,9 +546,10 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 			struct stat lst;
 			if (e == ENOENT && c->fs->follow &&
 			    fstatat(f->fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0)
-				return sm_diag_set(d, SM_ENOENT, ENOENT,
-						   "broken symlink '%s' (its target does not exist)",
-						   c->key.p);
+				return sm_diag_set(
+				        d, SM_ENOENT, ENOENT,
+				        "broken symlink '%s' (its target does not exist)",
+				        c->key.p);
 			if (e == ENOENT)
 				continue; /* removed since it was listed */
 			return sm_diag_errno(d, e, "cannot stat '%s'", c->key.p);
@@ -589,7 +592,7 @@ static void file_list_end(void *cur)
 /* ---- stat ---- */
 
 static enum sm_err file_stat(struct sm_store *st, const char *key, struct sm_entry *out,
-			     struct sm_diag *d)
+                             struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	char path[PATH_MAX];
@@ -628,7 +631,7 @@ struct file_reader {
 };
 
 static enum sm_err fr_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-			   struct sm_diag *d)
+                           struct sm_diag *d)
 {
 	struct file_reader *fr = (struct file_reader *)r;
 	for (;;) {
@@ -683,7 +686,7 @@ static const struct sm_reader_ops file_reader_ops = {
 };
 
 static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t off,
-				  struct sm_reader **out, struct sm_diag *d)
+                                  struct sm_reader **out, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	char path[PATH_MAX];
@@ -725,7 +728,7 @@ static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t
 /* ---- writing ---- */
 
 static enum sm_err file_write_all(int fd, const char *buf, size_t n, const char *key,
-				  struct sm_diag *d)
+                                  struct sm_diag *d)
 {
 	while (n > 0) {
 		ssize_t w = write(fd, buf, n);
@@ -741,8 +744,8 @@ static enum sm_err file_write_all(int fd, const char *buf, size_t n, const char 
 }
 
 /* Copy all of `r` into `fd`; *total gets the byte count. */
-static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key,
-				  uint64_t *total, struct sm_diag *d)
+static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key, uint64_t *total,
+                                  struct sm_diag *d)
 {
 	uint64_t off = 0;
 	int in = sm_reader_fd(r, &off);
@@ -761,7 +764,7 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key,
 			if (errno == EINTR)
 				continue;
 			if (*total == 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
-					    errno == EOPNOTSUPP))
+			                    errno == EOPNOTSUPP))
 				break; /* not here: plain read/write below */
 			return sm_diag_errno(d, errno, "cannot copy '%s'", key);
 		}
@@ -785,7 +788,7 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key,
 }
 
 static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct sm_put *p,
-				    const char *key, struct sm_diag *d)
+                                    const char *key, struct sm_diag *d)
 {
 	mode_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0777 & ~fs->umask);
 	if (fchmod(fd, mode) != 0)
@@ -794,8 +797,8 @@ static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct 
 		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
 	if (p->flags & SM_PUT_MTIME) {
 		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-					  { .tv_sec = p->mtime_ns / 1000000000,
-					    .tv_nsec = p->mtime_ns % 1000000000 } };
+			                  { .tv_sec = p->mtime_ns / 1000000000,
+			                    .tv_nsec = p->mtime_ns % 1000000000 } };
 		if (futimens(fd, ts) != 0)
 			return sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}
@@ -815,7 +818,7 @@ static int file_create(int rootfd, const char *path, int flags)
 }
 
 static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_reader *r,
-			    const struct sm_put *p, struct sm_diag *d)
+                            const struct sm_put *p, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	char path[PATH_MAX], tmp[PATH_MAX + 16];
@@ -840,7 +843,9 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 	}
 	if (fd < 0) {
 		if (errno == ENOTDIR)
-			return sm_diag_errno(d, errno, "cannot write '%s': a parent on DST is not a directory", key);
+			return sm_diag_errno(
+			        d, errno, "cannot write '%s': a parent on DST is not a directory",
+			        key);
 		return sm_diag_errno(d, errno, "cannot write '%s'", key);
 	}
 	uint64_t total = 0;
@@ -856,7 +861,8 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 	if (err == SM_OK && !inplace && renameat(rootfd, tmp, rootfd, path) != 0) {
 		if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
 			err = sm_diag_set(d, SM_EISDIR, errno,
-					  "cannot replace '%s': a directory is in the way on DST", key);
+			                  "cannot replace '%s': a directory is in the way on DST",
+			                  key);
 		else
 			err = sm_diag_errno(d, errno, "cannot rename into '%s'", key);
 	}
@@ -882,7 +888,7 @@ static enum sm_err file_del(struct sm_store *st, const char *key, struct sm_diag
 }
 
 static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
-			      struct sm_diag *d)
+                              struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	char path[PATH_MAX];
@@ -902,9 +908,9 @@ static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct
 			return sm_diag_errno(d, errno, "cannot create directory '%s'", key);
 		struct stat sb;
 		if (fstatat(rootfd, path, &sb, 0) != 0 || !S_ISDIR(sb.st_mode))
-			return sm_diag_set(d, SM_ENOTDIR, ENOTDIR,
-					   "cannot create directory '%s': a file is in the way on DST",
-					   key);
+			return sm_diag_set(
+			        d, SM_ENOTDIR, ENOTDIR,
+			        "cannot create directory '%s': a file is in the way on DST", key);
 	}
 made:
 	if ((p->flags & SM_PUT_MODE) && fchmodat(rootfd, path, p->mode & 07777, 0) != 0)
@@ -916,7 +922,7 @@ made:
 }
 
 static enum sm_err file_symlink(struct sm_store *st, const char *key, const char *target,
-				const struct sm_put *p, struct sm_diag *d)
+                                const struct sm_put *p, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	char path[PATH_MAX], tmp[PATH_MAX + 16];
@@ -937,8 +943,8 @@ static enum sm_err file_symlink(struct sm_store *st, const char *key, const char
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 	if (err == SM_OK && (p->flags & SM_PUT_MTIME)) {
 		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-					  { .tv_sec = p->mtime_ns / 1000000000,
-					    .tv_nsec = p->mtime_ns % 1000000000 } };
+			                  { .tv_sec = p->mtime_ns / 1000000000,
+			                    .tv_nsec = p->mtime_ns % 1000000000 } };
 		if (utimensat(rootfd, tmp, ts, AT_SYMLINK_NOFOLLOW) != 0)
 			err = sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}
@@ -950,7 +956,7 @@ static enum sm_err file_symlink(struct sm_store *st, const char *key, const char
 }
 
 static enum sm_err file_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
-				struct sm_diag *d)
+                                struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	char path[PATH_MAX];
@@ -971,8 +977,8 @@ static enum sm_err file_setattr(struct sm_store *st, const char *key, const stru
 		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
 	if (p->flags & SM_PUT_MTIME) {
 		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-					  { .tv_sec = p->mtime_ns / 1000000000,
-					    .tv_nsec = p->mtime_ns % 1000000000 } };
+			                  { .tv_sec = p->mtime_ns / 1000000000,
+			                    .tv_nsec = p->mtime_ns % 1000000000 } };
 		if (utimensat(rootfd, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
 			return sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}

@@ -15,8 +15,8 @@ static const struct sm_store_ops *const store_registry[] = {
 };
 
 enum fault_op { F_LIST, F_STAT, F_READ, F_PUT, F_DEL, F_MKDIR, F_SYMLINK, F_SETATTR, F_ANY, F_N };
-static const char *const fault_names[F_N] = { "list", "stat", "read", "put", "del",
-					      "mkdir", "symlink", "setattr", "any" };
+static const char *const fault_names[F_N] = { "list",  "stat",    "read",    "put", "del",
+	                                      "mkdir", "symlink", "setattr", "any" };
 #define FAULT_MAX 8
 struct sm_fault {
 	int n;
@@ -86,13 +86,13 @@ bool sm_range_contains(const struct sm_range *r, const char *key)
 /* ---- readers ---- */
 
 enum sm_err sm_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-			   struct sm_diag *d)
+                           struct sm_diag *d)
 {
 	return r->ops->read(r, buf, cap, got, d);
 }
 
 enum sm_err sm_reader_read_full(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-				struct sm_diag *d)
+                                struct sm_diag *d)
 {
 	size_t total = 0;
 	while (total < cap) {
@@ -131,12 +131,13 @@ void sm_reader_close(struct sm_reader *r)
 }
 
 static enum sm_err mem_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-			    struct sm_diag *d)
+                            struct sm_diag *d)
 {
 	(void)d;
 	struct sm_mem_reader *m = (struct sm_mem_reader *)r;
 	size_t n = m->len - m->pos < cap ? m->len - m->pos : cap;
-	memcpy(buf, m->data + m->pos, n);
+	if (n)
+		memcpy(buf, m->data + m->pos, n);
 	m->pos += n;
 	*got = n;
 	return SM_OK;
@@ -214,7 +215,7 @@ out:
 
 /* Count a call of `op`; returns the injected error, or SM_OK. */
 static enum sm_err fault_hit(struct sm_store *st, enum fault_op op, const char *key,
-			     struct sm_diag *d)
+                             struct sm_diag *d)
 {
 	struct sm_fault *f = st->fault;
 	if (!f)
@@ -227,8 +228,8 @@ static enum sm_err fault_hit(struct sm_store *st, enum fault_op op, const char *
 			continue;
 		if (c == f->rule[i].nth || (f->rule[i].sticky && c > f->rule[i].nth))
 			return sm_diag_set(d, f->rule[i].err, 0, "injected %s fault on %s '%s'",
-					   f->rule[i].err == SM_EAGAIN ? "transient" : "permanent",
-					   fault_names[op], key ? key : "");
+			                   f->rule[i].err == SM_EAGAIN ? "transient" : "permanent",
+			                   fault_names[op], key ? key : "");
 	}
 	return SM_OK;
 }
@@ -236,7 +237,7 @@ static enum sm_err fault_hit(struct sm_store *st, enum fault_op op, const char *
 /* ---- stores ---- */
 
 enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg,
-			  struct sm_store **out, struct sm_diag *d)
+                          struct sm_store **out, struct sm_diag *d)
 {
 	const struct sm_store_ops *ops = NULL;
 	for (size_t i = 0; i < sizeof(store_registry) / sizeof(store_registry[0]); i++)
@@ -244,7 +245,7 @@ enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg
 			ops = store_registry[i];
 	if (!ops)
 		return sm_diag_set(d, SM_ENOTSUP, 0, "'%s': %s storage not supported", u->display,
-				   u->scheme);
+		                   u->scheme);
 	struct sm_store *st = calloc(1, sizeof(*st));
 	if (!st)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -284,7 +285,7 @@ bool sm_store_has(const struct sm_store *st, unsigned cap)
 }
 
 enum sm_err sm_store_list_begin(struct sm_store *st, const struct sm_range *r,
-				struct sm_cursor **out, struct sm_diag *d)
+                                struct sm_cursor **out, struct sm_diag *d)
 {
 	enum sm_err err = fault_hit(st, F_LIST, r->after, d);
 	if (err != SM_OK)
@@ -313,8 +314,7 @@ fail:
 	return err;
 }
 
-enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e,
-			       struct sm_diag *d)
+enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, struct sm_diag *d)
 {
 	const struct sm_entry *ent = NULL;
 	enum sm_err err = c->st->ops->list_next(c->priv, &ent, d);
@@ -322,10 +322,10 @@ enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e,
 		return err;
 	if (!sm_range_contains(&c->range, ent->key))
 		return sm_diag_set(d, SM_EORDER, 0, "%s: listing returned '%s' outside its range",
-				   c->st->display, ent->key);
+		                   c->st->display, ent->key);
 	if (c->have_prev && strcmp(c->prev.p, ent->key) >= 0)
 		return sm_diag_set(d, SM_EORDER, 0, "%s: listing out of order: '%s' after '%s'",
-				   c->st->display, ent->key, c->prev.p);
+		                   c->st->display, ent->key, c->prev.p);
 	c->prev.len = 0;
 	if (sm_buf_appendz(&c->prev, ent->key) != SM_OK)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -349,7 +349,7 @@ void sm_store_list_end(struct sm_cursor *c)
 }
 
 enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
-			  struct sm_diag *d)
+                          struct sm_diag *d)
 {
 	enum sm_err err = fault_hit(st, F_STAT, key, d);
 	if (err != SM_OK)
@@ -358,7 +358,7 @@ enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry 
 }
 
 enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t off,
-			       struct sm_reader **out, struct sm_diag *d)
+                               struct sm_reader **out, struct sm_diag *d)
 {
 	enum sm_err err = fault_hit(st, F_READ, key, d);
 	if (err != SM_OK)
@@ -368,7 +368,7 @@ enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t of
 
 /* Every write goes through here first: a key never escapes the root. */
 static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, const char *key,
-				     struct sm_diag *d)
+                                     struct sm_diag *d)
 {
 	size_t n = strlen(key);
 	enum sm_err err;
@@ -387,7 +387,7 @@ static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, cons
 }
 
 enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
-			 const struct sm_put *p, struct sm_diag *d)
+                         const struct sm_put *p, struct sm_diag *d)
 {
 	enum sm_err err = store_write_check(st, F_PUT, key, d);
 	if (err != SM_OK)
@@ -404,7 +404,7 @@ enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d
 }
 
 enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
-			   struct sm_diag *d)
+                           struct sm_diag *d)
 {
 	if (!st->ops->mkdir)
 		return SM_OK; /* no real directories: nothing to create */
@@ -415,11 +415,11 @@ enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm
 }
 
 enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *target,
-			     const struct sm_put *p, struct sm_diag *d)
+                             const struct sm_put *p, struct sm_diag *d)
 {
 	if (!st->ops->symlink)
 		return sm_diag_set(d, SM_ENOTSUP, 0, "%s: symlinks not supported for '%s'",
-				   st->display, key);
+		                   st->display, key);
 	enum sm_err err = store_write_check(st, F_SYMLINK, key, d);
 	if (err != SM_OK)
 		return err;
@@ -427,7 +427,7 @@ enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *t
 }
 
 enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
-			     struct sm_diag *d)
+                             struct sm_diag *d)
 {
 	if (!st->ops->setattr)
 		return SM_OK;

@@ -25,7 +25,7 @@ struct sm_entry {
 	uint32_t mode;    /* S_IFMT bits + permission bits */
 	uint32_t uid;
 	uint32_t gid;
-	char *link;       /* symlink target when the store reads links, else NULL */
+	char *link; /* symlink target when the store reads links, else NULL */
 };
 
 bool sm_entry_is_dir(const struct sm_entry *e);
@@ -53,7 +53,7 @@ struct sm_reader;
 struct sm_reader_ops {
 	/* Read up to `cap` bytes; *got == 0 means end of data. */
 	enum sm_err (*read)(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-			    struct sm_diag *d);
+	                    struct sm_diag *d);
 	/* Optional: a local file descriptor and the offset the data starts at, so a
 	 * local destination can use copy_file_range(). After using it the caller
 	 * calls consumed() with the byte count. */
@@ -69,10 +69,10 @@ struct sm_reader {
 	uint64_t size; /* expected total bytes, or UINT64_MAX when unknown */
 };
 enum sm_err sm_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-			   struct sm_diag *d);
+                           struct sm_diag *d);
 /* Read exactly cap bytes unless the data ends first (*got < cap then). */
 enum sm_err sm_reader_read_full(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-				struct sm_diag *d);
+                                struct sm_diag *d);
 int sm_reader_fd(struct sm_reader *r, uint64_t *off);
 void sm_reader_consumed(struct sm_reader *r, uint64_t n);
 enum sm_err sm_reader_finish(struct sm_reader *r, struct sm_diag *d);
@@ -116,33 +116,33 @@ struct sm_store_ops {
 	unsigned caps;
 	size_t priv_size;
 	enum sm_err (*open)(struct sm_store *st, const struct sm_url *u,
-			    const struct sm_store_cfg *cfg, struct sm_diag *d);
+	                    const struct sm_store_cfg *cfg, struct sm_diag *d);
 	void (*close)(struct sm_store *st);
 	/* Start a sorted listing of the keys in `r` (copied by the backend). */
 	enum sm_err (*list_begin)(struct sm_store *st, const struct sm_range *r, void **cur,
-				  struct sm_diag *d);
+	                          struct sm_diag *d);
 	/* Next entry, borrowed until the next call; SM_EOF at the end. */
 	enum sm_err (*list_next)(void *cur, const struct sm_entry **e, struct sm_diag *d);
 	void (*list_end)(void *cur);
 	/* Attributes of one key; out->key is left NULL. SM_ENOENT if absent. */
 	enum sm_err (*stat)(struct sm_store *st, const char *key, struct sm_entry *out,
-			    struct sm_diag *d);
+	                    struct sm_diag *d);
 	/* A reader of the key's bytes from `off` on. */
 	enum sm_err (*open_read)(struct sm_store *st, const char *key, uint64_t off,
-				 struct sm_reader **out, struct sm_diag *d);
+	                         struct sm_reader **out, struct sm_diag *d);
 	/* Store all bytes of `r` under `key`; the key appears whole or not at all
 	 * (unless SM_PUT_INPLACE). Missing parents are created. Borrows `r`. */
 	enum sm_err (*put)(struct sm_store *st, const char *key, struct sm_reader *r,
-			   const struct sm_put *p, struct sm_diag *d);
+	                   const struct sm_put *p, struct sm_diag *d);
 	/* Delete a key; a directory key only when empty. Absent key = success. */
 	enum sm_err (*del)(struct sm_store *st, const char *key, struct sm_diag *d);
 	/* Optional slots (NULL = not supported). */
 	enum sm_err (*mkdir)(struct sm_store *st, const char *key, const struct sm_put *p,
-			     struct sm_diag *d);
+	                     struct sm_diag *d);
 	enum sm_err (*symlink)(struct sm_store *st, const char *key, const char *target,
-			       const struct sm_put *p, struct sm_diag *d);
+	                       const struct sm_put *p, struct sm_diag *d);
 	enum sm_err (*setattr)(struct sm_store *st, const char *key, const struct sm_put *p,
-			       struct sm_diag *d);
+	                       struct sm_diag *d);
 };
 
 struct sm_store {
@@ -155,31 +155,30 @@ struct sm_store {
 
 /* Open the store for `u`. *out written only on success. */
 enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg,
-			  struct sm_store **out, struct sm_diag *d);
+                          struct sm_store **out, struct sm_diag *d);
 void sm_store_close(struct sm_store *st); /* accepts NULL */
 bool sm_store_has(const struct sm_store *st, unsigned cap);
 
 enum sm_err sm_store_list_begin(struct sm_store *st, const struct sm_range *r,
-				struct sm_cursor **out, struct sm_diag *d);
+                                struct sm_cursor **out, struct sm_diag *d);
 /* Next entry, borrowed until the next call or list_end. Verifies that keys
  * strictly increase and stay inside the range: SM_EORDER otherwise. */
-enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e,
-			       struct sm_diag *d);
+enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, struct sm_diag *d);
 void sm_store_list_end(struct sm_cursor *c); /* accepts NULL */
 
 enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
-			  struct sm_diag *d);
+                          struct sm_diag *d);
 enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t off,
-			       struct sm_reader **out, struct sm_diag *d);
+                               struct sm_reader **out, struct sm_diag *d);
 enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
-			 const struct sm_put *p, struct sm_diag *d);
+                         const struct sm_put *p, struct sm_diag *d);
 enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d);
 enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
-			   struct sm_diag *d);
+                           struct sm_diag *d);
 enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *target,
-			     const struct sm_put *p, struct sm_diag *d);
+                             const struct sm_put *p, struct sm_diag *d);
 enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
-			     struct sm_diag *d);
+                             struct sm_diag *d);
 
 /*
  * Fault injection for tests (SQLite's test_vfs idea): "OP:N[:transient|:sticky]"

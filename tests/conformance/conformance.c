@@ -30,7 +30,7 @@ static int fx_setup(void **state)
 	struct fixture *fx = calloc(1, sizeof(*fx));
 	char url[1024];
 	snprintf(url, sizeof(url), "%s%st%016llx/", base_url,
-		 base_url[strlen(base_url) - 1] == '/' ? "" : "/", (unsigned long long)sm_rand64());
+	         base_url[strlen(base_url) - 1] == '/' ? "" : "/", (unsigned long long)sm_rand64());
 	struct sm_diag d;
 	if (sm_url_parse(url, &fx->url, &d) != SM_OK)
 		fail_msg("%s", d.msg);
@@ -78,8 +78,9 @@ static void put_str(struct sm_store *st, const char *key, const char *data)
 {
 	struct sm_mem_reader m;
 	sm_mem_reader_init(&m, data, strlen(data));
-	struct sm_put p = { .mode = 0644, .mtime_ns = 1500000000LL * 1000000000LL,
-			    .flags = SM_PUT_MTIME };
+	struct sm_put p = { .mode = 0644,
+		            .mtime_ns = 1500000000LL * 1000000000LL,
+		            .flags = SM_PUT_MTIME };
 	struct sm_diag d;
 	if (sm_store_put(st, key, &m.base, &p, &d) != SM_OK)
 		fail_msg("put '%s': %s", key, d.msg);
@@ -134,8 +135,9 @@ static char *list_join(struct sm_store *st, const char *after, const char *last,
 /* Keys chosen to stress the global order: '-' (0x2d) and '.' (0x2e) sort
  * before '/' (0x2f), so "a-b" and "a.b/" come before "a/". */
 static const char *const order_keys[] = {
-	"a b",  "a-b",  "a.b/x", "a/x",   "a/y/z", "a0", "ab",
-	"caf\xc3\xa9", "line\nbreak", "z/\xe6\x97\xa5\xe6\x9c\xac", "z~",
+	"a b", "a-b", "a.b/x",       "a/x",         "a/y/z",
+	"a0",  "ab",  "caf\xc3\xa9", "line\nbreak", "z/\xe6\x97\xa5\xe6\x9c\xac",
+	"z~",
 };
 #define N_ORDER (sizeof(order_keys) / sizeof(order_keys[0]))
 
@@ -189,7 +191,8 @@ static void test_range_bounds(void **state)
 		e = strchr(p, '|');
 		keys[nk++] = e ? sm_strndup(p, (size_t)(e - p)) : strdup(p);
 	}
-	static const char *const extra[] = { "", "a", "a.", "a/", "a/xx", "a/y", "a0a", "b", "zz", "\xff" };
+	static const char *const extra[] = { "",    "a",   "a.", "a/", "a/xx",
+		                             "a/y", "a0a", "b",  "zz", "\xff" };
 	const char *bounds[80];
 	size_t nb = 0;
 	for (size_t i = 0; i < nk; i++)
@@ -213,7 +216,7 @@ static void test_range_bounds(void **state)
 			char *got = list_join(fx->st, after, last, dirs);
 			if (strcmp(got, want.p) != 0)
 				fail_msg("range ('%s', '%s']: got [%s], want [%s]", after,
-					 last ? last : "(end)", got, want.p);
+				         last ? last : "(end)", got, want.p);
 			free(got);
 			sm_buf_release(&want);
 		}
@@ -299,7 +302,7 @@ static uint8_t pattern_byte(uint64_t i)
 }
 
 static enum sm_err pr_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
-			   struct sm_diag *d)
+                           struct sm_diag *d)
 {
 	struct pattern_reader *p = (struct pattern_reader *)r;
 	if (p->pos >= p->fail_at)
@@ -327,8 +330,8 @@ static void test_huge_object(void **state)
 	struct fixture *fx = *state;
 	const uint64_t size = 96ull << 20;
 	struct pattern_reader p = { .base = { .ops = &pattern_ops, .size = size },
-				    .size = size,
-				    .fail_at = UINT64_MAX };
+		                    .size = size,
+		                    .fail_at = UINT64_MAX };
 	struct sm_put put = { .mode = 0644, .flags = 0 };
 	struct sm_diag d;
 	assert_int_equal(sm_store_put(fx->st, "big/object", &p.base, &put, &d), SM_OK);
@@ -362,8 +365,8 @@ static void test_atomic_put(void **state)
 	struct sm_diag d;
 	struct sm_entry e;
 	struct pattern_reader p = { .base = { .ops = &pattern_ops, .size = 4 << 20 },
-				    .size = 4 << 20,
-				    .fail_at = 1 << 20 };
+		                    .size = 4 << 20,
+		                    .fail_at = 1 << 20 };
 	struct sm_put put = { .mode = 0644 };
 	assert_int_not_equal(sm_store_put(fx->st, "dir/new", &p.base, &put, &d), SM_OK);
 	assert_int_equal(sm_store_stat(fx->st, "dir/new", &e, &d), SM_ENOENT);
@@ -414,7 +417,8 @@ static void test_dirs_and_links(void **state)
 		assert_int_equal(sm_store_del(fx->st, "empty/sub/", &d), SM_ENOTEMPTY);
 	}
 	if (sm_store_has(fx->st, SM_CAP_LINKS)) {
-		struct sm_put lp = { .mtime_ns = 1400000000LL * 1000000000LL, .flags = SM_PUT_MTIME };
+		struct sm_put lp = { .mtime_ns = 1400000000LL * 1000000000LL,
+			             .flags = SM_PUT_MTIME };
 		assert_int_equal(sm_store_symlink(fx->st, "ln", "../some target", &lp, &d), SM_OK);
 		assert_int_equal(sm_store_stat(fx->st, "ln", &e, &d), SM_OK);
 		assert_true(S_ISLNK(e.mode));

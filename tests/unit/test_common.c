@@ -34,7 +34,8 @@ static void test_opts_positions_and_forms(void **state)
 {
 	(void)state;
 	struct sm_opts o;
-	assert_int_equal(parse(&o, "-u a/ --dirs b/ -p 4 --threads=6 -l --max-failure 3"), SM_OPTS_RUN);
+	assert_int_equal(parse(&o, "-u a/ --dirs b/ -p 4 --threads=6 -l --max-failure 3"),
+	                 SM_OPTS_RUN);
 	assert_true(o.update);
 	assert_true(o.dirs);
 	assert_true(o.links);
@@ -51,10 +52,22 @@ static void test_opts_errors(void **state)
 	(void)state;
 	struct sm_opts o;
 	static const char *const bad[] = {
-		"--nope a/ b/", "-p 0 a/ b/", "-p x a/ b/", "--limit -2 a/ b/", "--worker h a/ b/",
-		"--include x a/ b/", "--watch a/ b/", "--json a/ b/", "--metrics :9 a/ b/",
-		"--bwlimit 10 a/ b/", "a/", "", "a/ b/ c/", "--existing --ignore-existing a/ b/",
-		"--threads", "match x",
+		"--nope a/ b/",
+		"-p 0 a/ b/",
+		"-p x a/ b/",
+		"--limit -2 a/ b/",
+		"--worker h a/ b/",
+		"--include x a/ b/",
+		"--watch a/ b/",
+		"--json a/ b/",
+		"--metrics :9 a/ b/",
+		"--bwlimit 10 a/ b/",
+		"a/",
+		"",
+		"a/ b/ c/",
+		"--existing --ignore-existing a/ b/",
+		"--threads",
+		"match x",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (parse(&o, bad[i]) != SM_OPTS_USAGE)
@@ -66,8 +79,10 @@ static void test_opts_errors(void **state)
 static void test_key_check(void **state)
 {
 	(void)state;
-	static const char *const ok[] = { "a", "a/b", "a b/c d", ".hidden", "..x", "x..", "caf\xc3\xa9" };
-	static const char *const bad[] = { "", "/abs", "..", "../x", "a/../b", "a/..", "a//b", "./a", "a/./b" };
+	static const char *const ok[] = { "a",   "a/b", "a b/c d",    ".hidden",
+		                          "..x", "x..", "caf\xc3\xa9" };
+	static const char *const bad[] = { "",     "/abs", "..",  "../x", "a/../b",
+		                           "a/..", "a//b", "./a", "a/./b" };
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
 		assert_int_equal(sm_key_check(ok[i], NULL), SM_OK);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -87,18 +102,22 @@ static void test_sizes_and_summary(void **state)
 	assert_string_equal(b, "1.5 KiB");
 	sm_fmt_size(b, sizeof(b), 300ull << 20);
 	assert_string_equal(b, "300 MiB");
-	struct sm_stats s = { .found = 3, .copied = 2, .copied_bytes = 2048, .skipped = 1,
-			      .skipped_bytes = 1 };
+	struct sm_stats s = {
+		.found = 3, .copied = 2, .copied_bytes = 2048, .skipped = 1, .skipped_bytes = 1
+	};
 	char line[256];
 	sm_stats_summary(&s, line, sizeof(line));
-	assert_string_equal(line, "Found: 3, excluded: 0 (0 B), skipped: 1 (1 B), copied: 2 (2.0 KiB), extra: 0 (0 B)");
+	assert_string_equal(line, "Found: 3, excluded: 0 (0 B), skipped: 1 (1 B), copied: 2 (2.0 "
+	                          "KiB), extra: 0 (0 B)");
 	s.deleted = 4;
 	s.failed = 1;
 	s.lost = 2;
 	s.checked = 1;
 	s.checked_bytes = 5;
 	sm_stats_summary(&s, line, sizeof(line));
-	assert_string_equal(line, "Found: 3, excluded: 0 (0 B), skipped: 1 (1 B), copied: 2 (2.0 KiB), extra: 0 (0 B), checked: 1 (5 B), deleted: 4, failed: 1, lost: 2");
+	assert_string_equal(line,
+	                    "Found: 3, excluded: 0 (0 B), skipped: 1 (1 B), copied: 2 (2.0 KiB), "
+	                    "extra: 0 (0 B), checked: 1 (5 B), deleted: 4, failed: 1, lost: 2");
 }
 
 static void test_urls(void **state)

@@ -14,9 +14,9 @@ enum { NONE, FILE_, DIR_, LINK_ };
 
 struct row {
 	const char *name;
-	int src;          /* NONE/FILE_/DIR_/LINK_ */
+	int src; /* NONE/FILE_/DIR_/LINK_ */
 	uint64_t ssize;
-	int64_t smtime;   /* seconds */
+	int64_t smtime; /* seconds */
 	uint32_t smode;
 	const char *slink;
 	int dst;
@@ -26,7 +26,7 @@ struct row {
 	const char *dlink;
 	const char *flags; /* option letters, see apply() */
 	enum sm_act want;
-	int same;          /* -1 = don't care */
+	int same; /* -1 = don't care */
 };
 
 /* u update, f force, E existing, I ignore-existing, C check-all, D dirs,
@@ -57,33 +57,58 @@ static uint32_t type_bits(int t)
 
 static const struct row rows[] = {
 	{ "missing on DST", FILE_, 10, 100, 0644, NULL, NONE, 0, 0, 0, NULL, "", SM_ACT_COPY, 0 },
-	{ "missing, --existing", FILE_, 10, 100, 0644, NULL, NONE, 0, 0, 0, NULL, "E", SM_ACT_SKIP, 0 },
+	{ "missing, --existing", FILE_, 10, 100, 0644, NULL, NONE, 0, 0, 0, NULL, "E", SM_ACT_SKIP,
+	  0 },
 	{ "same size", FILE_, 10, 100, 0644, NULL, FILE_, 10, 50, 0644, NULL, "", SM_ACT_SKIP, 1 },
-	{ "size differs", FILE_, 10, 100, 0644, NULL, FILE_, 11, 100, 0644, NULL, "", SM_ACT_COPY, 0 },
-	{ "size differs, --ignore-existing", FILE_, 10, 100, 0644, NULL, FILE_, 11, 100, 0644, NULL, "I", SM_ACT_SKIP, 0 },
-	{ "same, --force-update", FILE_, 10, 100, 0644, NULL, FILE_, 10, 100, 0644, NULL, "f", SM_ACT_COPY, 0 },
-	{ "newer on SRC, --update", FILE_, 10, 200, 0644, NULL, FILE_, 10, 100, 0644, NULL, "u", SM_ACT_COPY, 0 },
-	{ "older on SRC, --update, size differs", FILE_, 10, 100, 0644, NULL, FILE_, 99, 200, 0644, NULL, "u", SM_ACT_SKIP, 0 },
-	{ "same mtime, --update, size differs", FILE_, 10, 100, 0644, NULL, FILE_, 99, 100, 0644, NULL, "u", SM_ACT_COPY, 0 },
-	{ "same mtime and size, --update", FILE_, 10, 100, 0644, NULL, FILE_, 10, 100, 0644, NULL, "u", SM_ACT_SKIP, 1 },
-	{ "newer on SRC without --update", FILE_, 10, 200, 0644, NULL, FILE_, 10, 100, 0644, NULL, "", SM_ACT_SKIP, 1 },
-	{ "same size, --check-all", FILE_, 10, 100, 0644, NULL, FILE_, 10, 100, 0644, NULL, "C", SM_ACT_CHECK, 1 },
-	{ "size differs, --check-all", FILE_, 10, 100, 0644, NULL, FILE_, 12, 100, 0644, NULL, "C", SM_ACT_COPY, 0 },
-	{ "mode differs, no --perms", FILE_, 10, 100, 0600, NULL, FILE_, 10, 100, 0644, NULL, "", SM_ACT_SKIP, 1 },
-	{ "mode differs, --perms", FILE_, 10, 100, 0600, NULL, FILE_, 10, 100, 0644, NULL, "P", SM_ACT_ATTR, 1 },
+	{ "size differs", FILE_, 10, 100, 0644, NULL, FILE_, 11, 100, 0644, NULL, "", SM_ACT_COPY,
+	  0 },
+	{ "size differs, --ignore-existing", FILE_, 10, 100, 0644, NULL, FILE_, 11, 100, 0644, NULL,
+	  "I", SM_ACT_SKIP, 0 },
+	{ "same, --force-update", FILE_, 10, 100, 0644, NULL, FILE_, 10, 100, 0644, NULL, "f",
+	  SM_ACT_COPY, 0 },
+	{ "newer on SRC, --update", FILE_, 10, 200, 0644, NULL, FILE_, 10, 100, 0644, NULL, "u",
+	  SM_ACT_COPY, 0 },
+	{ "older on SRC, --update, size differs", FILE_, 10, 100, 0644, NULL, FILE_, 99, 200, 0644,
+	  NULL, "u", SM_ACT_SKIP, 0 },
+	{ "same mtime, --update, size differs", FILE_, 10, 100, 0644, NULL, FILE_, 99, 100, 0644,
+	  NULL, "u", SM_ACT_COPY, 0 },
+	{ "same mtime and size, --update", FILE_, 10, 100, 0644, NULL, FILE_, 10, 100, 0644, NULL,
+	  "u", SM_ACT_SKIP, 1 },
+	{ "newer on SRC without --update", FILE_, 10, 200, 0644, NULL, FILE_, 10, 100, 0644, NULL,
+	  "", SM_ACT_SKIP, 1 },
+	{ "same size, --check-all", FILE_, 10, 100, 0644, NULL, FILE_, 10, 100, 0644, NULL, "C",
+	  SM_ACT_CHECK, 1 },
+	{ "size differs, --check-all", FILE_, 10, 100, 0644, NULL, FILE_, 12, 100, 0644, NULL, "C",
+	  SM_ACT_COPY, 0 },
+	{ "mode differs, no --perms", FILE_, 10, 100, 0600, NULL, FILE_, 10, 100, 0644, NULL, "",
+	  SM_ACT_SKIP, 1 },
+	{ "mode differs, --perms", FILE_, 10, 100, 0600, NULL, FILE_, 10, 100, 0644, NULL, "P",
+	  SM_ACT_ATTR, 1 },
 	{ "DST only", NONE, 0, 0, 0, NULL, FILE_, 5, 100, 0644, NULL, "", SM_ACT_EXTRA, 0 },
-	{ "DST only, --delete-dst", NONE, 0, 0, 0, NULL, FILE_, 5, 100, 0644, NULL, "X", SM_ACT_DELETE, 0 },
-	{ "dir without --dirs", DIR_, 0, 100, 0755, NULL, NONE, 0, 0, 0, NULL, "", SM_ACT_IGNORE, -1 },
-	{ "DST dir without --dirs, --delete-dst", NONE, 0, 0, 0, NULL, DIR_, 0, 0, 0755, NULL, "X", SM_ACT_IGNORE, -1 },
-	{ "dir missing, --dirs", DIR_, 0, 100, 0755, NULL, NONE, 0, 0, 0, NULL, "D", SM_ACT_COPY, 0 },
-	{ "dir exists, --dirs", DIR_, 0, 100, 0755, NULL, DIR_, 0, 50, 0755, NULL, "D", SM_ACT_SKIP, 1 },
-	{ "dir mode differs, --dirs --perms", DIR_, 0, 100, 0700, NULL, DIR_, 0, 50, 0755, NULL, "DP", SM_ACT_ATTR, 1 },
-	{ "DST dir, --dirs --delete-dst", NONE, 0, 0, 0, NULL, DIR_, 0, 0, 0755, NULL, "DX", SM_ACT_DELETE, 0 },
-	{ "same symlink", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abc", "L", SM_ACT_SKIP, 1 },
-	{ "symlink target differs", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abd", "L", SM_ACT_COPY, 0 },
-	{ "file replaced by symlink", LINK_, 3, 100, 0777, "abc", FILE_, 3, 100, 0644, NULL, "L", SM_ACT_COPY, 0 },
-	{ "DST symlink where SRC has a file", FILE_, 3, 100, 0644, NULL, LINK_, 3, 100, 0777, "abc", "", SM_ACT_COPY, 0 },
-	{ "symlink with --perms is not chmodded", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0755, "abc", "LP", SM_ACT_SKIP, 1 },
+	{ "DST only, --delete-dst", NONE, 0, 0, 0, NULL, FILE_, 5, 100, 0644, NULL, "X",
+	  SM_ACT_DELETE, 0 },
+	{ "dir without --dirs", DIR_, 0, 100, 0755, NULL, NONE, 0, 0, 0, NULL, "", SM_ACT_IGNORE,
+	  -1 },
+	{ "DST dir without --dirs, --delete-dst", NONE, 0, 0, 0, NULL, DIR_, 0, 0, 0755, NULL, "X",
+	  SM_ACT_IGNORE, -1 },
+	{ "dir missing, --dirs", DIR_, 0, 100, 0755, NULL, NONE, 0, 0, 0, NULL, "D", SM_ACT_COPY,
+	  0 },
+	{ "dir exists, --dirs", DIR_, 0, 100, 0755, NULL, DIR_, 0, 50, 0755, NULL, "D", SM_ACT_SKIP,
+	  1 },
+	{ "dir mode differs, --dirs --perms", DIR_, 0, 100, 0700, NULL, DIR_, 0, 50, 0755, NULL,
+	  "DP", SM_ACT_ATTR, 1 },
+	{ "DST dir, --dirs --delete-dst", NONE, 0, 0, 0, NULL, DIR_, 0, 0, 0755, NULL, "DX",
+	  SM_ACT_DELETE, 0 },
+	{ "same symlink", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abc", "L", SM_ACT_SKIP,
+	  1 },
+	{ "symlink target differs", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abd", "L",
+	  SM_ACT_COPY, 0 },
+	{ "file replaced by symlink", LINK_, 3, 100, 0777, "abc", FILE_, 3, 100, 0644, NULL, "L",
+	  SM_ACT_COPY, 0 },
+	{ "DST symlink where SRC has a file", FILE_, 3, 100, 0644, NULL, LINK_, 3, 100, 0777, "abc",
+	  "", SM_ACT_COPY, 0 },
+	{ "symlink with --perms is not chmodded", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0755,
+	  "abc", "LP", SM_ACT_SKIP, 1 },
 };
 
 static void test_rows(void **state)
@@ -93,14 +118,20 @@ static void test_rows(void **state)
 		const struct row *r = &rows[i];
 		struct sm_opts o;
 		apply(&o, r->flags);
-		struct sm_entry s = { .key = "k", .size = r->ssize, .mtime_ns = r->smtime * 1000000000,
-				      .mode = type_bits(r->src) | r->smode, .link = (char *)r->slink };
-		struct sm_entry d = { .key = "k", .size = r->dsize, .mtime_ns = r->dmtime * 1000000000,
-				      .mode = type_bits(r->dst) | r->dmode, .link = (char *)r->dlink };
+		struct sm_entry s = { .key = "k",
+			              .size = r->ssize,
+			              .mtime_ns = r->smtime * 1000000000,
+			              .mode = type_bits(r->src) | r->smode,
+			              .link = (char *)r->slink };
+		struct sm_entry d = { .key = "k",
+			              .size = r->dsize,
+			              .mtime_ns = r->dmtime * 1000000000,
+			              .mode = type_bits(r->dst) | r->dmode,
+			              .link = (char *)r->dlink };
 		struct sm_decision dec = sm_decide(r->src ? &s : NULL, r->dst ? &d : NULL, &o);
 		if (dec.act != r->want)
 			fail_msg("row '%s': got %s, want %s", r->name, sm_act_name(dec.act),
-				 sm_act_name(r->want));
+			         sm_act_name(r->want));
 		if (r->same >= 0 && dec.same != (bool)r->same)
 			fail_msg("row '%s': same=%d, want %d", r->name, dec.same, r->same);
 		assert_non_null(dec.why);
@@ -113,8 +144,12 @@ static void test_update_seconds(void **state)
 	(void)state;
 	struct sm_opts o;
 	apply(&o, "u");
-	struct sm_entry s = { .key = "k", .size = 1, .mtime_ns = 100 * 1000000000LL + 900, .mode = S_IFREG | 0644 };
-	struct sm_entry d = { .key = "k", .size = 1, .mtime_ns = 100 * 1000000000LL, .mode = S_IFREG | 0644 };
+	struct sm_entry s = {
+		.key = "k", .size = 1, .mtime_ns = 100 * 1000000000LL + 900, .mode = S_IFREG | 0644
+	};
+	struct sm_entry d = {
+		.key = "k", .size = 1, .mtime_ns = 100 * 1000000000LL, .mode = S_IFREG | 0644
+	};
 	assert_int_equal(sm_decide(&s, &d, &o).act, SM_ACT_SKIP);
 }
 

@@ -82,7 +82,7 @@ static int teardown(void **state)
 }
 
 static int run(struct trees *t, const char *fault, bool delete_dst, int threads,
-	       int64_t max_failure, struct sm_stats *st)
+               int64_t max_failure, struct sm_stats *st)
 {
 	struct sm_opts o;
 	sm_opts_defaults(&o);
@@ -178,8 +178,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_clean_run, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_transient_put_is_retried, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_permanent_put_fails_one_key, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_read_failures_and_max_failure, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_no_delete_after_listing_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_read_failures_and_max_failure, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_no_delete_after_listing_error, setup,
+		                                teardown),
 		cmocka_unit_test_setup_teardown(test_dst_listing_error, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -19,10 +19,13 @@ static void test_task_round_trip(void **state)
 	Syncmgr__Entry pe[4];
 	Syncmgr__Entry *pp[4];
 	for (int i = 0; i < 4; i++) {
-		ents[i] = (struct sm_entry){ .key = (char *)keys[i], .size = (uint64_t)i << 40,
-					     .mtime_ns = -1000 + i, .mode = S_IFREG | 0640,
-					     .uid = 1000, .gid = 100,
-					     .link = i == 2 ? "../target" : NULL };
+		ents[i] = (struct sm_entry){ .key = (char *)keys[i],
+			                     .size = (uint64_t)i << 40,
+			                     .mtime_ns = -1000 + i,
+			                     .mode = S_IFREG | 0640,
+			                     .uid = 1000,
+			                     .gid = 100,
+			                     .link = i == 2 ? "../target" : NULL };
 		sm_wire_entry_to_pb(&ents[i], &pe[i]);
 		pp[i] = &pe[i];
 	}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Install syncmgr on a fresh Debian 12 machine: the Debian packages it builds
+# and tests with, a release build, and `syncmgr` in /usr/local/bin.
+#   ./install.sh              packages + build + install
+#   ./install.sh --deps-only  packages only (used by tests/run.sh)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+packages=(
+	build-essential meson ninja-build pkg-config cmake
+	libcurl4-openssl-dev libssh2-1-dev libprotobuf-c-dev protobuf-c-compiler
+	libnng-dev libssl-dev libexpat1-dev libcmocka-dev
+	openssh-server openssh-client rsync rclone iproute2 curl
+	python3 time clang-format util-linux
+)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	echo "install.sh: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	$sudo apt-get update -q </dev/null
+	$sudo apt-get install -y -q --no-install-recommends "${missing[@]}" </dev/null
+fi
+[ "${1:-}" = "--deps-only" ] && exit 0
+
+if [ ! -f build-release/build.ninja ]; then
+	meson setup build-release --buildtype=release --prefix=/usr/local
+fi
+ninja -C build-release
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+$sudo meson install -C build-release --no-rebuild --quiet
+echo "install.sh: $(command -v syncmgr) ($(syncmgr --version))" >&2

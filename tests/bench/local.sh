@@ -1,0 +1,366 @@
+#!/usr/bin/env bash
+# tests/bench/local.sh - local-disk benchmark: syncmgr vs cp -a, rsync -a, rclone sync
+#
+# What it measures
+#   Wall time (median of --runs) and peak RSS of local-to-local copies on one
+#   file system, for these seeded data sets (sizes times --scale):
+#     SMALL      100k files of 0.5-8 KiB in 1000 dirs (~430 MB)
+#     LARGE      8 files of 256 MiB (2 GiB)
+#     EMPTY100K  100k empty files in 100 dirs   (syncmgr only: memory check)
+#     EMPTY1M    1M empty files in 1000 dirs    (syncmgr only: memory check)
+#   and two phases per tool and data set:
+#     initial    copy into an empty DST (DST removed with rm -rf, then `sync`)
+#     no-change  the same command again onto the complete DST (cp -a: skipped)
+#   Commands: syncmgr -q SRC/ DST/ | cp -a SRC DST | rsync -a SRC/ DST/ |
+#             rclone sync SRC DST --config /dev/null --transfers 10 --checkers 16
+#   Every command runs under /usr/bin/time -f '%e %M'; `sync` runs before each
+#   timed command so earlier write-back does not land in its time.  Within a
+#   round the tools run one after another and the start position rotates from
+#   round to round, so background noise hits all tools alike.  SRC stays in the
+#   page cache (the machine has far more RAM than the data): these are
+#   warm-read numbers, and the timing does not include writing DST back to disk.
+#   After syncmgr's first initial copy of each data set, DST is compared with
+#   SRC (file list + sizes, then diff -rq for the contents); a mismatch or a
+#   failing tool ends the script with exit status 1.  A missed target does not.
+#
+# How to read the output
+#   Progress goes to stderr; the report (Markdown, for the README) to stdout:
+#     tests/bench/local.sh > bench.md
+#   Table columns: median seconds; throughput from the median time (initial
+#   copies: MB/s (10^6 B) for LARGE, files/s otherwise; no-change passes:
+#   files/s checked); the highest peak RSS of all runs in MiB; and on syncmgr
+#   rows its time divided by the median time of cp -a / rsync -a for the same
+#   data set and phase (< 1 means syncmgr is faster).
+#   Then each target with PASS / MISS and the measured value.  Times come with
+#   0.01 s resolution: at tiny --scale the ratios are noise (n/a when a time
+#   is 0.00); only full-scale (--scale 1) numbers mean anything.
+#
+# Usage: tests/bench/local.sh [--scale F] [--runs N] [--workdir DIR] [--syncmgr PATH]
+#   --scale F     multiply file counts (SMALL, EMPTY*) and file sizes (LARGE) by F (default 1)
+#   --runs N      rounds; the median is reported (default 3)
+#   --workdir DIR parent of the scratch dir (default /var/tmp); the script works in
+#                 a fresh mktemp -d below it and removes that dir on exit
+#   --syncmgr P   syncmgr binary (default: $SYNCMGR, else `syncmgr` on PATH)
+# Needs: bash, /usr/bin/python3, /usr/bin/time (Debian package `time`), cp,
+# rsync, rclone, diff, find; about 3x the data size free (~8 GB at scale 1)
+# and ~3.7M free inodes.
+
+set -euo pipefail
+export LC_ALL=C
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+prog=${0##*/}
+
+scale=1
+runs=3
+workparent=/var/tmp
+syncmgr=${SYNCMGR:-syncmgr}
+
+usage() { sed -n 's/^# \{0,1\}//; /^Usage:/,/^Needs:/p' "$0" | sed '$d'; }
+die() { echo "$prog: $*" >&2; exit 2; }
+log() { echo "$*" >&2; }
+
+while [ $# -gt 0 ]; do
+	case $1 in
+	--scale) [ $# -ge 2 ] || die "--scale needs a value"; scale=$2; shift 2 ;;
+	--scale=*) scale=${1#*=}; shift ;;
+	--runs) [ $# -ge 2 ] || die "--runs needs a value"; runs=$2; shift 2 ;;
+	--runs=*) runs=${1#*=}; shift ;;
+	--workdir) [ $# -ge 2 ] || die "--workdir needs a value"; workparent=$2; shift 2 ;;
+	--workdir=*) workparent=${1#*=}; shift ;;
+	--syncmgr) [ $# -ge 2 ] || die "--syncmgr needs a value"; syncmgr=$2; shift 2 ;;
+	--syncmgr=*) syncmgr=${1#*=}; shift ;;
+	-h|--help) usage; exit 0 ;;
+	*) usage >&2; die "unknown argument: $1" ;;
+	esac
+done
+
+awk -v s="$scale" 'BEGIN { exit !(s ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/ && s + 0 > 0) }' ||
+	die "--scale must be a positive number, not '$scale'"
+[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$runs'"
+
+# ---- tools ------------------------------------------------------------------
+if [[ $syncmgr != */* ]]; then
+	syncmgr_path=$(command -v -- "$syncmgr") ||
+		die "syncmgr not found on PATH (use --syncmgr PATH or SYNCMGR=...)"
+	syncmgr=$syncmgr_path
+fi
+[ -x "$syncmgr" ] || die "syncmgr '$syncmgr' is not executable"
+syncmgr=$(cd "$(dirname "$syncmgr")" && pwd)/$(basename "$syncmgr")
+[ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time)"
+[ -x /usr/bin/python3 ] || die "/usr/bin/python3 missing"
+for t in cp rsync rclone diff find sync; do
+	command -v "$t" >/dev/null || die "'$t' not found on PATH"
+done
+
+# ---- sizes ------------------------------------------------------------------
+# scaled COUNT: max(1, round(COUNT * scale))
+sc() { awk -v n="$1" -v s="$scale" 'BEGIN { v = int(n * s + 0.5); print (v < 1 ? 1 : v) }'; }
+small_files=$(sc 100000) small_dirs=$(sc 1000)
+large_files=8
+large_size=$(awk -v s="$scale" 'BEGIN { v = int(268435456 * s / 4096 + 0.5) * 4096; print (v < 4096 ? 4096 : v) }')
+e1m_files=$(sc 1000000) e1m_dirs=$(sc 1000)
+e100k_files=$(sc 100000) e100k_dirs=$(sc 100)
+
+# Disk estimate (bytes): small files average ~1.53 4-KiB blocks, big dirs ~48 KiB.
+data_est=$(awk -v sf="$small_files" -v sd="$small_dirs" -v lf="$large_files" -v ls="$large_size" \
+	-v ef="$e1m_files" -v ed="$e1m_dirs" -v hf="$e100k_files" -v hd="$e100k_dirs" \
+	'BEGIN { printf "%.0f", sf * 6656 + sd * 4096 + lf * ls + (ed + hd) * 49152 + (ef + hf) * 0 }')
+inode_est=$((small_files + small_dirs + large_files + e1m_files + e1m_dirs + e100k_files + e100k_dirs + 4))
+human() { awk -v b="$1" 'BEGIN { split("B KiB MiB GiB TiB", u); i = 1; while (b >= 1024 && i < 5) { b /= 1024; i++ } printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'; }
+
+# ---- scratch dir --------------------------------------------------------------
+mkdir -p -- "$workparent" || die "cannot create $workparent"
+W=$(mktemp -d "$workparent/syncmgr-bench.XXXXXX") || die "mktemp -d in $workparent failed"
+W=$(cd "$W" && pwd)
+cleanup() {
+	local rc=$?
+	trap - EXIT INT TERM
+	if [ -n "${W:-}" ] && [ -d "$W" ]; then
+		log "$prog: removing $W"
+		rm -rf -- "$W"
+	fi
+	exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+avail=$(df -Pk -- "$W" | awk 'NR == 2 { printf "%.0f", $4 * 1024 }')
+need=$(awk -v d="$data_est" 'BEGIN { printf "%.0f", 3 * d }')
+if awk -v a="$avail" -v n="$need" 'BEGIN { exit !(a < n) }'; then
+	die "not enough free space in $workparent: $(human "$avail") free, need ~$(human "$need") (3x the ~$(human "$data_est") of data; lower --scale or use --workdir)"
+fi
+ifree=$(df -Pi -- "$W" | awk 'NR == 2 { print $4 }')
+if [[ $ifree =~ ^[0-9]+$ ]] && [ "$ifree" -gt 0 ] && [ "$ifree" -lt $((3 * inode_est)) ]; then
+	die "not enough free inodes in $workparent: $ifree free, need ~$((3 * inode_est))"
+fi
+
+log "$prog: scale $scale, runs $runs, workdir $W, syncmgr $syncmgr"
+log "$prog: data ~$(human "$data_est"), $(human "$avail") free"
+
+# ---- data sets ------------------------------------------------------------------
+sets=(SMALL LARGE EMPTY100K EMPTY1M)
+declare -A nfiles nbytes
+gen() { # SET KIND ARGS...
+	local set=$1 kind=$2 out
+	shift 2
+	log "$prog: generating $set ..."
+	out=$(/usr/bin/python3 "$here/gen.py" "$kind" "$W/src/$set" "$@") || { log "$prog: gen.py failed"; exit 1; }
+	read -r nfiles[$set] nbytes[$set] <<<"$out"
+}
+gen SMALL small --files "$small_files" --dirs "$small_dirs" --min-size 512 --max-size 8192 --seed 1
+gen LARGE large --files "$large_files" --size "$large_size" --seed 2
+gen EMPTY100K empty --files "$e100k_files" --dirs "$e100k_dirs"
+gen EMPTY1M empty --files "$e1m_files" --dirs "$e1m_dirs"
+sync
+
+# ---- measuring --------------------------------------------------------------------
+tools=(syncmgr cp rsync rclone)
+declare -A label=([syncmgr]="syncmgr" [cp]="cp -a" [rsync]="rsync -a" [rclone]="rclone sync")
+results=$W/results
+: >"$results"
+notes=()
+note() { notes+=("$*"); log "$prog: NOTE: $*"; }
+
+tool_cmd() { # TOOL SRC DST -> sets array cmd
+	case $1 in
+	syncmgr) cmd=("$syncmgr" -q "$2/" "$3/") ;;
+	cp) cmd=(cp -a "$2" "$3") ;;
+	rsync) cmd=(rsync -a "$2/" "$3/") ;;
+	rclone) cmd=(rclone sync "$2" "$3" --config /dev/null --transfers 10 --checkers 16 -q) ;;
+	esac
+}
+
+# run SET PHASE TOOL ROUND: time one command, append "SET PHASE TOOL ROUND SECS RSS_KIB"
+run() {
+	local set=$1 phase=$2 tool=$3 round=$4 secs rss rc=0
+	local src=$W/src/$set dst=$W/dst
+	local tf=$W/time.out ef=$W/stderr.out
+	local -a cmd
+	tool_cmd "$tool" "$src" "$dst"
+	sync
+	/usr/bin/time -f '%e %M' -o "$tf" "${cmd[@]}" >"$W/stdout.out" 2>"$ef" || rc=$?
+	if [ "$rc" -ne 0 ]; then
+		log "$prog: FAILED ($set $phase, round $round, exit $rc): ${cmd[*]}"
+		tail -n 20 "$ef" | sed 's/^/    /' >&2
+		exit 1
+	fi
+	read -r secs rss < <(tail -n 1 "$tf")
+	echo "$set $phase $tool $round $secs $rss" >>"$results"
+	log "$(printf '  round %d/%d  %-9s %-9s %-12s %8.2f s %8.1f MiB' "$round" "$runs" "$set" "$phase" "${label[$tool]}" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')")"
+	[ "$tool" = syncmgr ] && check_summary "$set" "$phase" "$round" "$ef"
+	return 0
+}
+
+# Sanity-check syncmgr's summary line:
+#   Found: N, excluded: 0 (0 B), skipped: S (..), copied: C (..), extra: E (..)
+check_summary() {
+	local set=$1 phase=$2 round=$3 ef=$4 line found skipped copied n=${nfiles[$1]}
+	if grep -qv '^Found:' "$ef"; then
+		note "syncmgr wrote more than the summary to stderr ($set $phase, round $round): $(grep -v '^Found:' "$ef" | head -n 3 | tr '\n' '|')"
+	fi
+	line=$(grep '^Found:' "$ef" | tail -n 1 || true)
+	if [ -z "$line" ]; then
+		note "syncmgr printed no summary line ($set $phase, round $round)"
+		return 0
+	fi
+	found=$(sed -n 's/^Found: \([0-9]*\),.*/\1/p' <<<"$line")
+	skipped=$(sed -n 's/.* skipped: \([0-9]*\) .*/\1/p' <<<"$line")
+	copied=$(sed -n 's/.* copied: \([0-9]*\) .*/\1/p' <<<"$line")
+	if [ "$phase" = initial ]; then
+		[ "$found" = "$n" ] && [ "$copied" = "$n" ] ||
+			note "syncmgr $set initial (round $round): expected found=copied=$n, summary: $line"
+	else
+		[ "$found" = "$n" ] && [ "$copied" = 0 ] && [ "$skipped" = "$n" ] ||
+			note "syncmgr $set no-change (round $round): expected found=skipped=$n copied=0, summary: $line"
+	fi
+}
+
+# verify SET: DST must equal SRC (names, types, sizes, contents)
+verify() {
+	local set=$1 src=$W/src/$1 dst=$W/dst
+	log "$prog: verifying syncmgr's copy of $set ..."
+	listing() { (cd "$1" && find . \( -type f -printf 'f %s %P\n' \) -o -printf '%y %P\n' | sort); }
+	if ! cmp -s <(listing "$src") <(listing "$dst"); then
+		log "$prog: WRONG COPY: syncmgr's $set copy differs from SRC (names/types/sizes):"
+		diff <(listing "$src") <(listing "$dst") | head -n 20 | sed 's/^/    /' >&2
+		exit 1
+	fi
+	if [ "${nbytes[$set]}" -gt 0 ] && ! diff -rq -- "$src" "$dst" >"$W/diff.out" 2>&1; then
+		log "$prog: WRONG COPY: syncmgr's $set copy differs from SRC (contents):"
+		head -n 20 "$W/diff.out" | sed 's/^/    /' >&2
+		exit 1
+	fi
+}
+
+fresh_dst() {
+	rm -rf -- "$W/dst"
+	sync
+}
+
+for ((round = 1; round <= runs; round++)); do
+	for set in "${sets[@]}"; do
+		case $set in
+		SMALL | LARGE) order=() ;;
+		*) order=(syncmgr) ;;
+		esac
+		if [ ${#order[@]} -eq 0 ]; then
+			for ((i = 0; i < ${#tools[@]}; i++)); do
+				order+=("${tools[(i + round - 1) % ${#tools[@]}]}")
+			done
+		fi
+		for tool in "${order[@]}"; do
+			fresh_dst
+			run "$set" initial "$tool" "$round"
+			if [ "$tool" = syncmgr ] && [ "$round" -eq 1 ]; then
+				verify "$set"
+			fi
+			[ "$tool" = cp ] || run "$set" no-change "$tool" "$round"
+		done
+		fresh_dst
+	done
+done
+
+# ---- report --------------------------------------------------------------------
+# median SET PHASE TOOL -> seconds ("" when not measured)
+median() {
+	awk -v s="$1" -v p="$2" -v t="$3" '$1 == s && $2 == p && $3 == t { print $5 }' "$results" | sort -n |
+		awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+}
+# peak SET PHASE TOOL -> highest peak RSS in KiB
+peak() {
+	awk -v s="$1" -v p="$2" -v t="$3" '$1 == s && $2 == p && $3 == t && $6 > m { m = $6 } END { print m + 0 }' "$results"
+}
+# div A B [FMT] -> A/B, or n/a
+div() { awk -v a="$1" -v b="$2" -v f="${3:-%.2f}" 'BEGIN { if (a == "" || b == "" || b + 0 == 0) print "n/a"; else printf f, a / b }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+describe() {
+	case $1 in
+	SMALL) echo "${nfiles[$1]} files of 0.5-8 KiB in $small_dirs dir(s), $(human "${nbytes[$1]}")" ;;
+	LARGE) echo "${nfiles[$1]} files of $(human "$large_size"), $(human "${nbytes[$1]}")" ;;
+	EMPTY100K) echo "${nfiles[$1]} empty files in $e100k_dirs dir(s) (syncmgr only)" ;;
+	EMPTY1M) echo "${nfiles[$1]} empty files in $e1m_dirs dir(s) (syncmgr only)" ;;
+	esac
+}
+
+fstype=$(df -PT -- "$W" | awk 'NR == 2 { print $2 }')
+cat <<EOF
+## Local benchmark
+
+\`tests/bench/local.sh --scale $scale --runs $runs\` on $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, $fstype.
+$("$syncmgr" --version 2>&1 | head -n 1), $(cp --version | head -n 1), $(rsync --version | head -n 1 | awk '{ print $1, $2, $3 }'), $(rclone version 2>/dev/null | head -n 1).
+Median of $runs run(s); SRC in page cache; DST write-back not included.
+
+EOF
+for set in "${sets[@]}"; do echo "- **$set**: $(describe "$set")"; done
+cat <<EOF
+
+| data set | phase | tool | median s | throughput | peak RSS MiB | syncmgr ÷ cp -a | syncmgr ÷ rsync -a |
+|---|---|---|---:|---:|---:|---:|---:|
+EOF
+for set in "${sets[@]}"; do
+	for phase in initial no-change; do
+		for tool in "${tools[@]}"; do
+			t=$(median "$set" "$phase" "$tool")
+			[ -n "$t" ] || continue
+			if [ "$set" = LARGE ] && [ "$phase" = initial ]; then
+				tput=$(div "$(awk -v b="${nbytes[$set]}" 'BEGIN { printf "%.6f", b / 1e6 }')" "$t" "%.0f MB/s")
+			else
+				tput=$(div "${nfiles[$set]}" "$t" "%.0f files/s")
+			fi
+			rcp="" rrs=""
+			if [ "$tool" = syncmgr ]; then
+				rcp=$(div "$t" "$(median "$set" "$phase" cp)")
+				rrs=$(div "$t" "$(median "$set" "$phase" rsync)")
+				[ "$set" = SMALL ] || [ "$set" = LARGE ] || rcp="" rrs=""
+			fi
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$set" "$phase" "${label[$tool]}" "$t" "$tput" \
+				"$(mib "$(peak "$set" "$phase" "$tool")")" "${rcp:-–}" "${rrs:-–}"
+		done
+	done
+done
+
+# ---- targets ----------------------------------------------------------------------
+# target NAME VALUE OP LIMIT
+target() {
+	local v=$2 res
+	if [ "$v" = n/a ]; then
+		res="n/a"
+	elif awk -v v="$v" -v op="$3" -v l="$4" 'BEGIN { exit !(op == "<=" ? v <= l + 1e-9 : v >= l - 1e-9) }'; then
+		res=PASS
+	else
+		res=MISS
+	fi
+	printf '| %s | %s | %s %s | %s |\n' "$1" "$v" "$3" "$4" "$res"
+}
+s_init=$(median SMALL initial syncmgr)
+s_nc=$(median SMALL no-change syncmgr)
+max_rss=$(awk '$3 == "syncmgr" && $6 > m { m = $6; w = $1 " " $2 } END { print m + 0, w }' "$results")
+read -r max_rss_kib max_rss_where <<<"$max_rss"
+rss_1m=$(awk '$1 == "EMPTY1M" && $3 == "syncmgr" && $6 > m { m = $6 } END { print m + 0 }' "$results")
+rss_100k=$(awk '$1 == "EMPTY100K" && $3 == "syncmgr" && $6 > m { m = $6 } END { print m + 0 }' "$results")
+
+cat <<EOF
+
+### Targets
+
+| target | measured | goal | result |
+|---|---:|---:|---|
+EOF
+target "SMALL initial: syncmgr time ÷ cp -a" "$(div "$s_init" "$(median SMALL initial cp)")" "<=" 1.10
+target "SMALL initial: syncmgr time ÷ rsync -a" "$(div "$s_init" "$(median SMALL initial rsync)")" "<=" 0.60
+target "SMALL no-change: syncmgr time ÷ rsync -a" "$(div "$s_nc" "$(median SMALL no-change rsync)")" "<=" 0.60
+# throughput ratio = (bytes / t_syncmgr) / (bytes / t_cp) = t_cp / t_syncmgr
+target "LARGE initial: syncmgr MB/s ÷ cp -a MB/s" "$(div "$(median LARGE initial cp)" "$(median LARGE initial syncmgr)")" ">=" 0.90
+target "syncmgr peak RSS MiB, worst run ($max_rss_where)" "$(mib "$max_rss_kib")" "<=" 64
+target "syncmgr peak RSS EMPTY1M ÷ EMPTY100K ($(mib "$rss_1m") / $(mib "$rss_100k") MiB)" "$(div "$rss_1m" "$rss_100k" %.3f)" "<=" 1.10
+
+if [ ${#notes[@]} -gt 0 ]; then
+	printf '\n### Notes\n\n'
+	printf -- '- %s\n' "${notes[@]}"
+fi
+awk -v s="$scale" 'BEGIN { exit !(s < 1) }' &&
+	printf '\n_Scale %s: times this small are dominated by start-up and the 0.01 s timer resolution; do not quote them._\n' "$scale"
+exit 0

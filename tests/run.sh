@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone: packages, a normal build with
+# every suite (unit, conformance, e2e), an ASan+UBSan build with the unit and
+# conformance suites, and the clang-format check. Ends with the one line
+# "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+top=$(pwd)
+
+./install.sh --deps-only || { echo "0 passed, 1 failed"; exit 1; }
+
+passed=0
+failed=0
+failures=()
+
+# Count the results meson wrote to a build dir's testlog.json.
+count() { # build-dir label
+	local log="$1/meson-logs/testlog.json"
+	if [ ! -s "$log" ]; then
+		failed=$((failed + 1))
+		failures+=("$2: no test results")
+		return
+	fi
+	local p f
+	read -r p f < <(/usr/bin/python3 - "$log" "$2" <<'PY'
+import json, sys
+p = f = 0
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    if r["result"] in ("OK", "EXPECTEDFAIL"):
+        p += 1
+    else:
+        f += 1
+        print(f"FAILED {sys.argv[2]}: {r['name']} ({r['result']})", file=sys.stderr)
+print(p, f)
+PY
+)
+	passed=$((passed + p))
+	failed=$((failed + f))
+}
+
+build() { # dir, meson options...
+	local dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || { cat "$dir.setup.log"; return 1; }
+	fi
+	ninja -C "$dir" >"$dir.ninja.log" 2>&1 || { tail -50 "$dir.ninja.log"; return 1; }
+}
+
+# 1. Normal build, every suite.
+if build build; then
+	meson test -C build --print-errorlogs --num-processes 2
+	count build "build"
+else
+	failed=$((failed + 1))
+	failures+=("build failed")
+fi
+
+# 2. Sanitizers: unit and conformance suites.
+if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug; then
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		meson test -C build-asan --print-errorlogs --suite unit --suite conformance \
+		--num-processes 2
+	count build-asan "asan"
+else
+	failed=$((failed + 1))
+	failures+=("asan build failed")
+fi
+
+# 3. Formatting.
+bad=$(git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | grep -c 'error:' || true)
+if [ "$bad" = "0" ]; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+	failures+=("clang-format: $bad places need formatting (run clang-format -i)")
+fi
+
+for f in "${failures[@]}"; do echo "FAILED: $f"; done
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
