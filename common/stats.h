@@ -6,11 +6,12 @@
 #include <stdint.h>
 
 /* X-macro list so packing, adding and printing never miss a field. */
-#define SM_STATS_FIELDS(X)                                                                  \
-	X(found)                                                                            \
-	X(found_bytes)                                                                      \
-	X(excluded) X(excluded_bytes) X(skipped) X(skipped_bytes) X(copied) X(copied_bytes) \
-	        X(extra) X(extra_bytes) X(checked) X(checked_bytes) X(deleted) X(failed) X(lost)
+/* clang-format off */
+#define SM_STATS_FIELDS(X) \
+	X(found) X(found_bytes) X(excluded) X(excluded_bytes) X(skipped) X(skipped_bytes) \
+	X(copied) X(copied_bytes) X(extra) X(extra_bytes) X(checked) X(checked_bytes) \
+	X(deleted) X(failed) X(lost)
+/* clang-format on */
 
 struct sm_stats {
 #define SM_STATS_DECL(f) uint64_t f;
