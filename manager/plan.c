@@ -7,6 +7,7 @@
 #include "../common/log.h"
 #include "../worker/wire.h"
 #include "dispatch.h"
+#include "lister.h"
 
 #define PLAN_HUNGRY_EVERY 16 /* entries between checks for idle workers */
 
@@ -180,12 +181,11 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 	struct sm_cutter cut;
 	if (sm_cutter_init(&cut, &cfg, plan_emit, dp) != SM_OK)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	struct sm_cursor *cur = NULL;
-	struct sm_range all = { 0 };
+	struct sm_lister *cur = NULL;
 	enum sm_err err = SM_OK;
 	if (o->limit == 0)
 		goto out; /* --limit 0: nothing to process */
-	err = sm_store_list_begin(src, &all, &cur, d);
+	err = sm_lister_open(src, o->list_threads, o->list_depth, &cur, d);
 	if (err != SM_OK) {
 		res->fatal = true;
 		goto out;
@@ -196,7 +196,7 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 	for (;;) {
 		const struct sm_entry *e = NULL;
 		struct sm_diag ld;
-		enum sm_err le = sm_store_list_next(cur, &e, &ld);
+		enum sm_err le = sm_lister_next(cur, &e, &ld);
 		if (le == SM_EOF)
 			break;
 		if (le != SM_OK) {
@@ -252,7 +252,7 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 	if (err != SM_OK)
 		res->fatal = true;
 out:
-	sm_store_list_end(cur);
+	sm_lister_close(cur);
 	sm_cutter_release(&cut);
 	return err;
 }

@@ -239,6 +239,7 @@ struct file_cursor {
 	char *last;
 	char *linkbuf;
 	bool done;
+	bool pushed; /* next() pushed a frame for the directory it returned */
 };
 
 /* Compare a name (with '/' appended when dir) with string s[0..slen). */
@@ -522,6 +523,7 @@ static enum sm_err file_read_link(struct file_cursor *c, int dirfd, const char *
 static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct sm_diag *d)
 {
 	struct file_cursor *c = cur;
+	c->pushed = false;
 	while (!c->done && c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
 		if (f->pos == f->n) {
@@ -567,12 +569,22 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 			enum sm_err err = file_push(c, f->fd, name, d);
 			if (err != SM_OK)
 				return err;
+			c->pushed = true;
 		}
 		*out = &c->ent;
 		return SM_OK;
 	}
 	c->done = true;
 	return SM_EOF;
+}
+
+static void file_list_skip(void *cur)
+{
+	struct file_cursor *c = cur;
+	if (!c->pushed)
+		return;
+	file_frame_release(&c->stack[--c->depth]);
+	c->pushed = false;
 }
 
 static void file_list_end(void *cur)
@@ -994,6 +1006,7 @@ const struct sm_store_ops sm_file_ops = {
 	.list_begin = file_list_begin,
 	.list_next = file_list_next,
 	.list_end = file_list_end,
+	.list_skip = file_list_skip,
 	.stat = file_stat,
 	.open_read = file_open_read,
 	.put = file_put,

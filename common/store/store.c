@@ -348,6 +348,16 @@ void sm_store_list_end(struct sm_cursor *c)
 	free(c);
 }
 
+bool sm_store_can_skip(const struct sm_store *st)
+{
+	return st->ops->list_skip != NULL;
+}
+
+void sm_store_list_skip(struct sm_cursor *c)
+{
+	c->st->ops->list_skip(c->priv);
+}
+
 enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
                           struct sm_diag *d)
 {

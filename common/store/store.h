@@ -124,6 +124,9 @@ struct sm_store_ops {
 	/* Next entry, borrowed until the next call; SM_EOF at the end. */
 	enum sm_err (*list_next)(void *cur, const struct sm_entry **e, struct sm_diag *d);
 	void (*list_end)(void *cur);
+	/* Optional: do not descend into the directory entry next() just
+	 * returned; the listing goes on after its subtree. */
+	void (*list_skip)(void *cur);
 	/* Attributes of one key; out->key is left NULL. SM_ENOENT if absent. */
 	enum sm_err (*stat)(struct sm_store *st, const char *key, struct sm_entry *out,
 	                    struct sm_diag *d);
@@ -165,6 +168,10 @@ enum sm_err sm_store_list_begin(struct sm_store *st, const struct sm_range *r,
  * strictly increase and stay inside the range: SM_EORDER otherwise. */
 enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, struct sm_diag *d);
 void sm_store_list_end(struct sm_cursor *c); /* accepts NULL */
+/* True when the store can skip subtrees (parallel listing needs it). */
+bool sm_store_can_skip(const struct sm_store *st);
+/* Skip the subtree of the directory entry just returned by list_next. */
+void sm_store_list_skip(struct sm_cursor *c);
 
 enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
                           struct sm_diag *d);

@@ -113,11 +113,12 @@ human() { awk -v b="$1" 'BEGIN { split("B KiB MiB GiB TiB", u); i = 1; while (b 
 mkdir -p -- "$workparent" || die "cannot create $workparent"
 W=$(mktemp -d "$workparent/syncmgr-bench.XXXXXX") || die "mktemp -d in $workparent failed"
 W=$(cd "$W" && pwd)
+# shellcheck disable=SC2317  # invoked by the EXIT trap
 cleanup() {
 	local rc=$?
-	trap - EXIT INT TERM
+	trap - EXIT INT TERM HUP PIPE
 	if [ -n "${W:-}" ] && [ -d "$W" ]; then
-		log "$prog: removing $W"
+		log "$prog: removing $W" 2>/dev/null || true
 		rm -rf -- "$W"
 	fi
 	exit "$rc"
@@ -125,6 +126,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
+trap 'exit 129' HUP
+trap 'exit 141' PIPE
 
 avail=$(df -Pk -- "$W" | awk 'NR == 2 { printf "%.0f", $4 * 1024 }')
 need=$(awk -v d="$data_est" 'BEGIN { printf "%.0f", 3 * d }')
@@ -147,7 +150,7 @@ gen() { # SET KIND ARGS...
 	shift 2
 	log "$prog: generating $set ..."
 	out=$(/usr/bin/python3 "$here/gen.py" "$kind" "$W/src/$set" "$@") || { log "$prog: gen.py failed"; exit 1; }
-	read -r nfiles[$set] nbytes[$set] <<<"$out"
+	read -r "nfiles[$set]" "nbytes[$set]" <<<"$out"
 }
 gen SMALL small --files "$small_files" --dirs "$small_dirs" --min-size 512 --max-size 8192 --seed 1
 gen LARGE large --files "$large_files" --size "$large_size" --seed 2
@@ -209,11 +212,13 @@ check_summary() {
 	skipped=$(sed -n 's/.* skipped: \([0-9]*\) .*/\1/p' <<<"$line")
 	copied=$(sed -n 's/.* copied: \([0-9]*\) .*/\1/p' <<<"$line")
 	if [ "$phase" = initial ]; then
-		[ "$found" = "$n" ] && [ "$copied" = "$n" ] ||
+		if [ "$found" != "$n" ] || [ "$copied" != "$n" ]; then
 			note "syncmgr $set initial (round $round): expected found=copied=$n, summary: $line"
+		fi
 	else
-		[ "$found" = "$n" ] && [ "$copied" = 0 ] && [ "$skipped" = "$n" ] ||
+		if [ "$found" != "$n" ] || [ "$copied" != 0 ] || [ "$skipped" != "$n" ]; then
 			note "syncmgr $set no-change (round $round): expected found=skipped=$n copied=0, summary: $line"
+		fi
 	fi
 }
 
