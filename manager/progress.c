@@ -80,8 +80,17 @@ static void progress_render(struct sm_progress *p, char *buf, size_t n)
 	char cb[32], rate[32], eta[32];
 	sm_fmt_size(cb, sizeof(cb), s.copied_bytes);
 	sm_fmt_size(rate, sizeof(rate), (uint64_t)(p->rate_bytes > 0 ? p->rate_bytes : 0));
+	/* The slower of the two estimates: by keys (small files) and by bytes
+	 * (large files in flight). */
+	uint64_t done_bytes = s.copied_bytes + s.skipped_bytes;
+	uint64_t left_bytes = s.found_bytes > done_bytes ? s.found_bytes - done_bytes : 0;
+	double eta_s = -1;
 	if (p->rate_keys > 0.5)
-		sm_fmt_duration(eta, sizeof(eta), (double)pending / p->rate_keys);
+		eta_s = (double)pending / p->rate_keys;
+	if (p->rate_bytes > 1024 && (double)left_bytes / p->rate_bytes > eta_s)
+		eta_s = (double)left_bytes / p->rate_bytes;
+	if (eta_s >= 0)
+		sm_fmt_duration(eta, sizeof(eta), eta_s);
 	else
 		snprintf(eta, sizeof(eta), "--");
 	snprintf(buf, n,

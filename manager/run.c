@@ -103,7 +103,8 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 	/* Local SRC: it must exist; a plain file is a single-object run. */
 	struct stat sst;
 	if (stat(rp->src.path, &sst) != 0) {
-		fprintf(stderr, "syncmgr: SRC '%s': %s\n", rp->src.display, strerror(errno));
+		sm_diag_errno(&d, errno, "SRC '%s'", rp->src.display);
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
 		return SM_EXIT_FAIL;
 	}
 	struct stat dstst;
@@ -180,8 +181,8 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 				*s = '\0';
 		}
 		if (access(probe, W_OK) != 0) {
-			fprintf(stderr, "syncmgr: DST '%s': %s\n", rp->dst.display,
-			        errno == EROFS ? "read-only file system" : strerror(errno));
+			sm_diag_errno(&d, errno, "DST '%s'", rp->dst.display);
+			fprintf(stderr, "syncmgr: %s\n", d.msg);
 			status = SM_EXIT_FAIL;
 		}
 	}
