@@ -246,6 +246,10 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 				def = opt_by_id(c);
 			}
 		}
+		if (c == ':') {
+			fprintf(stderr, "syncmgr: %s: missing value\n", argv[optind - 1]);
+			return SM_OPTS_USAGE;
+		}
 		if (c == '?' || !def) {
 			if (optopt && optopt < 256)
 				fprintf(stderr, "syncmgr: -%c: unknown option (see --help)\n",
@@ -253,10 +257,6 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 			else
 				fprintf(stderr, "syncmgr: %s: unknown option (see --help)\n",
 				        argv[optind - 1]);
-			return SM_OPTS_USAGE;
-		}
-		if (c == ':') {
-			fprintf(stderr, "syncmgr: %s: missing value\n", argv[optind - 1]);
 			return SM_OPTS_USAGE;
 		}
 		if (def->later) {

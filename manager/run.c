@@ -329,7 +329,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		fin.extra += nd;
 	} else {
 		run_delete_dirs(&w, dst, ddirs, nd, true, &fin);
-		run_delete_dirs(&w, src, sdirs, ns, false, &fin);
+		run_delete_dirs(&w, src, sdirs, ns, true, &fin);
 	}
 	run_free_dirs(ddirs, nd);
 	run_free_dirs(sdirs, ns);

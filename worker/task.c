@@ -83,10 +83,14 @@ static void task_delete_src(struct task_run *tr, const struct sm_entry *s)
 	}
 	if (tr->w->o->dry) {
 		task_say("delete-src", s->key);
+		LIVE_ADD(tr->live, deleted, 1);
 		return;
 	}
-	if (sm_xfer_delete(tr->w, tr->w->src, s->key, &d) != SM_OK)
+	if (sm_xfer_delete(tr->w, tr->w->src, s->key, &d) != SM_OK) {
 		task_failed(tr, &d);
+		return;
+	}
+	LIVE_ADD(tr->live, deleted, 1); /* deletes on either side are counted */
 }
 
 static void task_copy(struct task_run *tr, const struct sm_entry *s, const char *dkey)

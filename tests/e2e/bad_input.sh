@@ -1,0 +1,190 @@
+#!/bin/bash
+# Bad input: each case gives one "syncmgr: ..." line on stderr naming the path
+# or option, the right exit status (1 for run errors, 2 for usage errors), and
+# leaves nothing half-written at DST (no files, no .~sm<hex>.<name> temp files).
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+e2e_init bad_input
+need_root
+
+S=$T/src
+mkdir -p "$S/sub/deeper" "$S/empty"
+for f in a "b c" sub/d sub/deeper/e; do head -c 3000 /dev/urandom >"$S/$f"; done
+snap_src=$(tree_snapshot "$S")
+
+# expect_error RC REGEX WHAT: exit status RC; stderr has exactly one line, which
+# starts with "syncmgr: " and matches REGEX (extended, literal text quoted by
+# the caller); for RC 1 a summary line may follow it.
+expect_error() {
+	local rc=$1 re=$2 what=$3 lines
+	expect_rc "$rc" "$what"
+	lines=$(grep -v '^Found: ' "$T/sm.err" || true)
+	if [ "$rc" -eq 2 ] && grep -q '^Found: ' "$T/sm.err"; then
+		fail "$what: a usage error printed a summary line"
+	fi
+	[ -n "$lines" ] || fail "$what: no error message on stderr"
+	[ "$(printf '%s\n' "$lines" | wc -l)" -eq 1 ] ||
+		fail "$what: expected one error line on stderr, got:
+$(printf '%s\n' "$lines" | head -5 | sed 's/^/    /')"
+	case $lines in "syncmgr: "*) ;; *) fail "$what: error line does not start with 'syncmgr: ': $lines" ;; esac
+	printf '%s\n' "$lines" | grep -qE -- "$re" ||
+		fail "$what: error line does not match /$re/: $lines"
+	[ ! -s "$T/sm.out" ] || fail "$what: printed on stdout: $(head -c 200 "$T/sm.out")"
+}
+
+# ere STRING: STRING quoted for grep -E
+ere() { printf '%s' "$1" | sed 's/[][\.*^$+?(){}|/]/\\&/g'; }
+
+expect_absent() {
+	if [ -e "$1" ] || [ -L "$1" ]; then fail "$2: '$1' was created"; fi
+}
+
+src_unchanged() {
+	[ "$(tree_snapshot "$S")" = "$snap_src" ] || fail "$1: SRC was modified"
+}
+
+# --- missing SRC: exit 1, names the path, DST not created / left untouched
+sm "$T/nope/" "$T/d1/"
+expect_error 1 "$(ere "$T/nope")" "missing SRC dir"
+expect_absent "$T/d1" "missing SRC dir"
+mkdir "$T/d2"
+sm "$T/nope/" "$T/d2/"
+expect_error 1 "$(ere "$T/nope")" "missing SRC into an existing DST"
+[ -z "$(ls -A "$T/d2")" ] || fail "missing SRC: DST got entries: $(ls -A "$T/d2")"
+sm "$T/nope-file" "$T/d3"
+expect_error 1 "$(ere "$T/nope-file")" "missing single-file SRC"
+expect_absent "$T/d3" "missing single-file SRC"
+sm "$S/a/" "$T/d4/"
+expect_error 1 "$(ere "$S/a")" "SRC 'a/' is a file"
+expect_absent "$T/d4" "SRC 'a/' is a file"
+
+# --- mismatched trailing '/': exit 2, both ways
+sm "$S/" "$T/d5"
+expect_error 2 "$(ere "$S/")" "SRC with '/', DST without"
+expect_absent "$T/d5" "mismatched '/'"
+sm "$S" "$T/d5/"
+expect_error 2 "$(ere "$S")" "SRC without '/', DST with"
+expect_absent "$T/d5" "mismatched '/'"
+
+# --- DST inside SRC: exit 2, "DST '...' is inside SRC '...'"
+for dst in "$S/" "$S/sub/" "$S/new/" "$S/sub/../sub/deeper/"; do
+	sm "$S/" "$dst"
+	expect_error 2 "DST '$(ere "$dst")' is inside SRC '$(ere "$S/")'" "DST '$dst' inside SRC"
+	src_unchanged "DST '$dst' inside SRC"
+	expect_no_temp_files "$S" "DST '$dst' inside SRC"
+done
+ln -s "$S" "$T/srclink"
+sm "$S/" "$T/srclink/new/"
+expect_error 2 "is inside SRC" "DST inside SRC through a symlink"
+expect_absent "$S/new" "DST inside SRC through a symlink"
+src_unchanged "DST inside SRC through a symlink"
+
+# --- read-only DST: exit 1, names the path, nothing written
+mkdir "$T/ro"
+mount -t tmpfs -o ro,size=1m tmpfs "$T/ro" || fail "cannot mount a read-only tmpfs (tests need root)"
+on_exit "umount '$T/ro' || umount -l '$T/ro'"
+sm "$S/" "$T/ro/"
+expect_error 1 "$(ere "$T/ro/")" "read-only tmpfs DST"
+sm --dirs "$S/" "$T/ro/sub/"
+expect_error 1 "$(ere "$T/ro/sub/")" "missing dir under a read-only DST"
+[ -z "$(ls -A "$T/ro")" ] || fail "read-only DST got entries"
+# a read-only bind mount of a DST that already has some of the files
+mkdir "$T/rodst" "$T/robind"
+cp -p "$S/a" "$T/rodst/a"
+mkdir "$T/rodst/sub"
+mount --bind "$T/rodst" "$T/robind" || fail "cannot bind-mount"
+on_exit "umount '$T/robind' || umount -l '$T/robind'"
+mount -o remount,bind,ro "$T/robind" || fail "cannot remount the bind mount read-only"
+snap_ro=$(tree_snapshot "$T/rodst")
+sm --dirs --delete-dst "$S/" "$T/robind/"
+expect_error 1 "$(ere "$T/robind/")" "read-only bind-mounted DST"
+[ "$(tree_snapshot "$T/rodst")" = "$snap_ro" ] || fail "read-only bind-mounted DST changed"
+
+# --- unknown options and bad values: exit 2, names the option
+for opt in --frobnicate -Z --delete-everything; do
+	sm "$opt" "$S/" "$T/d6/"
+	expect_error 2 "$(ere "$opt")" "unknown option $opt"
+	sm "$S/" "$T/d6/" "$opt"
+	expect_error 2 "$(ere "$opt")" "unknown option $opt after SRC DST"
+done
+for args in "--threads abc" "--threads 0" "-p -1" "--limit x" "--max-failure -5" "--list-threads 0"; do
+	re=$(ere "${args%% *}")
+	[ "${args%% *}" != -p ] || re="(-p|--threads)"
+	# shellcheck disable=SC2086
+	sm $args "$S/" "$T/d6/"
+	expect_error 2 "$re" "bad value '$args'"
+done
+sm "$S/" "$T/d6/" --threads
+expect_error 2 -- "--threads" "--threads without a value"
+sm "$S/" "$T/d6/" "$T/d7/"
+expect_error 2 "$(ere "$T/d7/")" "a third path"
+expect_absent "$T/d6" "usage errors"
+expect_absent "$T/d7" "usage errors"
+
+# --- options and URLs of later features: exit 2, "not supported yet"
+for args in "--include x" "--exclude x" "--match-full-path" "--files-from $T/list" \
+	"--start a" "--end z" "--min-size 1K" "--max-size 1M" "--min-age 1h" "--max-age 2d" \
+	"--start-time 2020-01-01" "--end-time 2020-01-01" "--worker h1,h2" "--manager-addr 127.0.0.1:1" \
+	"--watch" "--metrics 127.0.0.1:9567" "--json" "--bwlimit 10" "--no-https" "--storage-class GLACIER"; do
+	opt=${args%% *}
+	# shellcheck disable=SC2086
+	sm $args "$S/" "$T/d8/"
+	expect_error 2 "$(ere "$opt"): not supported yet" "later-feature option '$args'"
+done
+for url in "s3://bucket/prefix/" "s3://AK:SK@bucket.example.com/p/" "sftp://host/path/" \
+	"host:/path/" "user@host:22:/path/" "dav://host/path/" "davs://host/path/"; do
+	sm "$url" "$T/d8/"
+	expect_error 2 "not supported yet" "URL '$url' as SRC"
+	sm "$S/" "$url"
+	expect_error 2 "not supported yet" "URL '$url' as DST"
+	if grep -q "SK" "$T/sm.err"; then fail "URL '$url': the secret key was printed: $(cat "$T/sm.err")"; fi
+done
+expect_absent "$T/d8" "later-feature options"
+
+# --- unreadable files (as nobody): those keys fail, the rest is copied
+U=$T/u
+mkdir -p "$U/src/sub" "$U/dst"
+chmod 755 "$T" "$U" "$U/src" "$U/src/sub"
+for f in ok1 "ok 2" sub/ok3 bad1 sub/bad2 "bad 3"; do head -c 1000 /dev/urandom >"$U/src/$f"; done
+chmod 644 "$U"/src/* "$U"/src/sub/* 2>/dev/null || true
+chmod 755 "$U/src/sub"
+chmod 000 "$U/src/bad1" "$U/src/sub/bad2" "$U/src/bad 3"
+chown nobody "$U/dst"
+SM_AS=nobody sm "$U/src/" "$U/dst/"
+expect_rc 1 "unreadable files"
+expect_field failed 3 "unreadable files"
+expect_field copied 3 "unreadable files"
+for k in bad1 sub/bad2 "bad 3"; do
+	grep -q "^syncmgr: .*$(ere "$k")" "$T/sm.err" || fail "unreadable files: no error line naming '$k'"
+	expect_absent "$U/dst/$k" "unreadable key '$k'"
+done
+for k in ok1 "ok 2" sub/ok3; do
+	cmp -s "$U/src/$k" "$U/dst/$k" || fail "unreadable files: readable '$k' not copied correctly"
+done
+expect_no_temp_files "$U/dst" "unreadable files"
+
+# an unreadable SRC directory is a failed listing: exit 1 and no deletes at all
+mkdir "$U/src/locked"
+head -c 10 /dev/urandom >"$U/src/locked/f"
+chmod 000 "$U/src/locked"
+rm -f "$U/src/bad1" "$U/src/sub/bad2" "$U/src/bad 3"
+head -c 10 /dev/urandom >"$U/dst/dst-only"
+chown nobody "$U/dst/dst-only"
+SM_AS=nobody sm --delete-dst "$U/src/" "$U/dst/"
+expect_rc 1 "unreadable SRC dir with --delete-dst"
+grep -q "^syncmgr: .*locked" "$T/sm.err" || fail "unreadable SRC dir: no error line naming 'locked'"
+[ -e "$U/dst/dst-only" ] || fail "unreadable SRC dir: --delete-dst deleted 'dst-only' after a failed listing"
+
+# a DST directory that nobody cannot write: keys fail, exit 1, no temp files
+mkdir -p "$U/dst2/sub"
+chown -R nobody "$U/dst2"
+chmod 555 "$U/dst2/sub"
+chmod 755 "$U/src/locked"
+SM_AS=nobody sm "$U/src/" "$U/dst2/"
+expect_rc 1 "unwritable DST subdir"
+[ "$(field failed)" -ge 1 ] || fail "unwritable DST subdir: no failed keys"
+expect_absent "$U/dst2/sub/ok3" "unwritable DST subdir"
+expect_no_temp_files "$U/dst2" "unwritable DST subdir"
+cmp -s "$U/src/ok1" "$U/dst2/ok1" || fail "unwritable DST subdir: 'ok1' elsewhere not copied"
+
+src_unchanged "end"

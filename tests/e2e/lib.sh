@@ -1,0 +1,251 @@
+# Shared helpers for the syncmgr end-to-end tests.  Source it from a test:
+#
+#   . "$(dirname "$0")/lib.sh"
+#   e2e_init NAME        # checks $SYNCMGR, makes $T (temp dir), installs the EXIT trap
+#
+# Conventions: every helper that finds a problem calls `fail MSG`, which prints
+# "FAIL [NAME]: MSG" (plus $E2E_CONTEXT, e.g. the seed) and exits 1.
+
+E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+PY=/usr/bin/python3
+E2E_CONTEXT=""
+E2E_CLEANUPS=()
+T=""
+
+e2e_init() {
+	E2E_NAME=$1
+	if [ -z "${SYNCMGR:-}" ] || [ ! -x "$SYNCMGR" ]; then
+		echo "FAIL [$E2E_NAME]: set SYNCMGR to the syncmgr binary (got '${SYNCMGR:-}')" >&2
+		exit 1
+	fi
+	case $SYNCMGR in /*) ;; *) SYNCMGR=$(cd "$(dirname "$SYNCMGR")" && pwd)/$(basename "$SYNCMGR") ;; esac
+	T=$(mktemp -d "${TMPDIR:-/tmp}/sm-e2e-$E2E_NAME.XXXXXX")
+	trap e2e_cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM HUP
+	E2E_T0=$SECONDS
+}
+
+# need_root: the test switches to nobody (setpriv), chowns or mounts
+need_root() {
+	[ "$(id -u)" -eq 0 ] || fail "this test must run as root (it uses setpriv to nobody, chown, mount)"
+}
+
+# Run "$@" (a command string) when the test exits, before the temp dir goes.
+on_exit() { E2E_CLEANUPS+=("$1"); }
+
+e2e_cleanup() {
+	local rc=$? i
+	set +e
+	for ((i = ${#E2E_CLEANUPS[@]} - 1; i >= 0; i--)); do
+		eval "${E2E_CLEANUPS[$i]}"
+	done
+	if [ -n "$T" ] && [ -d "$T" ]; then
+		chmod -R u+rwx "$T" 2>/dev/null
+		rm -rf "$T"
+	fi
+	if [ "$rc" -eq 0 ]; then
+		echo "PASS [$E2E_NAME] ($((SECONDS - E2E_T0)) s)"
+	fi
+	exit "$rc"
+}
+
+fail() {
+	echo "FAIL [$E2E_NAME]: $*" >&2
+	if [ -n "$E2E_CONTEXT" ]; then echo "  context: $E2E_CONTEXT" >&2; fi
+	if [ -n "${SM_CMD:-}" ]; then
+		echo "  last syncmgr command: $SM_CMD (exit $SM_RC)" >&2
+		if [ -s "$T/sm.err" ]; then
+			echo "  its stderr (last 15 lines):" >&2
+			tail -n 15 "$T/sm.err" | sed 's/^/    /' >&2
+		fi
+	fi
+	exit 1
+}
+
+note() { echo "  $*" >&2; }
+
+# sm ARGS...: run syncmgr; never fails.  Sets SM_RC; stdout in $T/sm.out,
+# stderr in $T/sm.err.  SM_AS=nobody runs it as nobody:nogroup.
+sm() {
+	local pre=()
+	if [ "${SM_AS:-}" = nobody ]; then
+		pre=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
+	fi
+	SM_CMD="${pre[*]:+${pre[*]} }syncmgr $(printf '%q ' "$@")"
+	set +e
+	timeout -k 5 60 "${pre[@]}" "$SYNCMGR" "$@" >"$T/sm.out" 2>"$T/sm.err" </dev/null
+	SM_RC=$?
+	set -e
+	if [ -n "${E2E_VERBOSE:-}" ]; then
+		echo "  + $SM_CMD -> exit $SM_RC" >&2
+		sed 's/^/      /' "$T/sm.err" | tail -n 5 >&2
+	fi
+	if [ "$SM_RC" -ge 124 ]; then
+		fail "syncmgr crashed or timed out (exit $SM_RC)"
+	fi
+}
+
+# expect_rc N WHAT
+expect_rc() {
+	[ "$SM_RC" -eq "$1" ] || fail "$2: expected exit $1, got $SM_RC"
+}
+
+# The summary line: the last stderr line starting with "Found: ".  Exactly one
+# such line must exist.
+summary() {
+	local n
+	n=$(grep -c '^Found: ' "$T/sm.err" || true)
+	[ "$n" -eq 1 ] || fail "expected exactly one summary line on stderr, found $n"
+	grep '^Found: ' "$T/sm.err"
+}
+
+# expect_summary LINE WHAT: the summary line must equal LINE exactly and be the
+# last line of stderr.
+expect_summary() {
+	local got last
+	got=$(summary)
+	last=$(tail -n 1 "$T/sm.err")
+	[ "$got" = "$1" ] || fail "$2: summary line differs
+    expected: $1
+    got:      $got"
+	[ "$last" = "$got" ] || fail "$2: summary is not the last stderr line (last: '$last')"
+}
+
+# field NAME: the count of one summary field (0 when absent)
+field() {
+	local s v
+	s=$(summary)
+	v=$(printf '%s\n' "$s" | grep -oiE "(^|, )$1: [0-9]+" | grep -oE '[0-9]+$' || true)
+	echo "${v:-0}"
+}
+
+expect_field() {
+	local got
+	got=$(field "$1")
+	[ "$got" = "$2" ] || fail "$3: summary field '$1' expected $2, got $got  (summary: $(summary))"
+}
+
+# tree_cmp [--perms] [--no-dirs] [--mtime] A B: compare two trees by relative
+# path, type, content (sha256), symlink target, optionally permission bits,
+# optionally mtimes.  --no-dirs ignores directory entries (only files and
+# symlinks are compared; their paths still include the dirs).
+tree_cmp() {
+	"$PY" - "$@" <<'EOF'
+import hashlib, os, stat, sys
+args = sys.argv[1:]
+perms = "--perms" in args
+nodirs = "--no-dirs" in args
+mtime = "--mtime" in args
+a, b = [x for x in args if not x.startswith("--")]
+
+def scan(root):
+    out = {}
+    def rec(rel):
+        full = os.path.join(root, rel) if rel else root
+        for name in os.listdir(full):
+            r = os.path.join(rel, name) if rel else name
+            p = os.path.join(root, r)
+            st = os.lstat(p)
+            m = st.st_mode
+            if stat.S_ISDIR(m):
+                if not nodirs:
+                    out[r] = ("dir", stat.S_IMODE(m) if perms else None, None,
+                              None)
+                rec(r)
+            elif stat.S_ISLNK(m):
+                out[r] = ("symlink", None, os.readlink(p), None)
+            elif stat.S_ISREG(m):
+                h = hashlib.sha256()
+                with open(p, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 20), b""):
+                        h.update(chunk)
+                out[r] = ("file", stat.S_IMODE(m) if perms else None,
+                          "%d bytes sha256 %s" % (st.st_size, h.hexdigest()[:16]),
+                          st.st_mtime_ns if mtime else None)
+            else:
+                out[r] = ("other", None, None, None)
+    rec("")
+    return out
+
+A, B = scan(a), scan(b)
+diffs = []
+for k in sorted(set(A) | set(B)):
+    x, y = A.get(k), B.get(k)
+    if x == y:
+        continue
+    if x is None:
+        diffs.append("%r: only in %s (%s)" % (k, b, y[0]))
+    elif y is None:
+        diffs.append("%r: only in %s (%s)" % (k, a, x[0]))
+    elif x[0] != y[0]:
+        diffs.append("%r: type %s vs %s" % (k, x[0], y[0]))
+    else:
+        what = []
+        if x[1] != y[1]:
+            what.append("mode %o vs %o" % (x[1], y[1]))
+        if x[2] != y[2]:
+            what.append("%s: %r vs %r" % ("target" if x[0] == "symlink" else "content", x[2], y[2]))
+        if x[3] != y[3]:
+            what.append("mtime_ns %s vs %s" % (x[3], y[3]))
+        diffs.append("%r: %s" % (k, ", ".join(what)))
+if diffs:
+    print("trees differ (%d entries; first is %s, second is %s):" % (len(diffs), a, b))
+    for d in diffs[:15]:
+        print("    " + d)
+    if len(diffs) > 15:
+        print("    ...")
+    sys.exit(1)
+EOF
+}
+
+# expect_same_tree [opts] A B WHAT
+expect_same_tree() {
+	local what=${*: -1} out
+	set -- "${@:1:$#-1}"
+	if ! out=$(tree_cmp "$@"); then
+		fail "$what: $out"
+	fi
+}
+
+# tree_snapshot DIR: every entry (root included) with type, mode, size,
+# inode, mtime_ns, ctime_ns, uid, gid, content hash or symlink target.  Two
+# equal snapshots mean nothing was written, renamed, chmod'ed or touched.
+tree_snapshot() {
+	"$PY" - "$1" <<'EOF'
+import hashlib, os, stat, sys
+root = sys.argv[1]
+def line(rel):
+    p = os.path.join(root, rel) if rel else root
+    st = os.lstat(p)
+    extra = ""
+    if stat.S_ISREG(st.st_mode):
+        with open(p, "rb") as f:
+            extra = hashlib.sha256(f.read()).hexdigest()
+    elif stat.S_ISLNK(st.st_mode):
+        extra = "-> %r" % os.readlink(p)
+    print("%r %o size=%d ino=%d mtime=%d ctime=%d uid=%d gid=%d nlink=%d %s" % (
+        rel, st.st_mode, st.st_size, st.st_ino, st.st_mtime_ns, st.st_ctime_ns,
+        st.st_uid, st.st_gid, st.st_nlink, extra))
+    if stat.S_ISDIR(st.st_mode):
+        for name in sorted(os.listdir(p)):
+            line(os.path.join(rel, name) if rel else name)
+line("")
+EOF
+}
+
+# temp_files DIR: print any syncmgr temp file (.~sm<8 hex>.<name>) below DIR
+temp_files() {
+	find "$1" -name '.~sm*' -print 2>/dev/null || true
+}
+
+expect_no_temp_files() {
+	local t
+	t=$(temp_files "$1")
+	[ -z "$t" ] || fail "$2: temp files left behind: $t"
+}
+
+gentree() { "$PY" "$E2E_DIR/gentree.py" "$@"; }
+
+# stderr lines that are neither the summary nor progress/log lines of level info
+err_lines() { grep -v '^Found: ' "$T/sm.err" || true; }
