@@ -20,7 +20,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <linux/openat2.h>
 
 #include "../log.h"
 #include "../util.h"
@@ -113,26 +116,6 @@ static int file_rootfd(struct file_store *fs, bool create, struct sm_diag *d)
 	return fd;
 }
 
-/* Create the parent directories of `path` (relative to rootfd). */
-static int file_mkparents(int rootfd, const char *path)
-{
-	char tmp[PATH_MAX];
-	sm_strlcpy(tmp, path, sizeof(tmp));
-	char *slash = strrchr(tmp, '/');
-	if (!slash)
-		return 0;
-	*slash = '\0';
-	if (mkdirat(rootfd, tmp, 0777) == 0 || errno == EEXIST)
-		return 0;
-	if (errno != ENOENT)
-		return -1;
-	if (file_mkparents(rootfd, tmp) != 0)
-		return -1;
-	if (mkdirat(rootfd, tmp, 0777) != 0 && errno != EEXIST)
-		return -1;
-	return 0;
-}
-
 static bool file_is_tmp_name(const char *name, size_t len)
 {
 	if (len < FILE_TMP_PREFIX_LEN + 9 ||
@@ -146,17 +129,148 @@ static bool file_is_tmp_name(const char *name, size_t len)
 	return name[FILE_TMP_PREFIX_LEN + 8] == '.';
 }
 
-/* A temp path next to `path`: "dir/.~smXXXXXXXX.name". */
-static void file_tmp_path(const char *path, char *out, size_t n)
+/* A temporary name for `base` in the same directory: ".~smXXXXXXXX.base". */
+static void file_tmp_name(const char *base, char *out, size_t n)
 {
-	const char *base = strrchr(path, '/');
-	size_t dirlen = base ? (size_t)(base - path) + 1 : 0;
-	base = base ? base + 1 : path;
 	size_t blen = strlen(base);
 	if (blen > FILE_TMP_NAME_MAX)
 		blen = FILE_TMP_NAME_MAX;
-	snprintf(out, n, "%.*s" FILE_TMP_PREFIX "%08" PRIx32 ".%.*s", (int)dirlen, path,
-	         (uint32_t)sm_rand64(), (int)blen, base);
+	snprintf(out, n, FILE_TMP_PREFIX "%08" PRIx32 ".%.*s", (uint32_t)sm_rand64(), (int)blen,
+	         base);
+}
+
+/*
+ * A key's parent directory, opened beneath the root, and its last component.
+ * On a store that does not follow symlinks (a DST) no component of the
+ * parent may be a symlink, so a write never lands outside the root: the
+ * kernel checks it (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS). When
+ * creating, missing directories are made and a symlink standing where a
+ * directory belongs is replaced by one (as rsync does); a file in the way is
+ * an error.
+ */
+struct file_at {
+	int dfd;
+	bool own; /* dfd is ours to close (else it is the root's) */
+	const char *base;
+	char path[PATH_MAX];
+};
+
+static void file_at_close(struct file_at *at)
+{
+	if (at->own && at->dfd >= 0)
+		close(at->dfd);
+	at->dfd = -1;
+	at->own = false;
+}
+
+static int file_openat2_dir(int dirfd, const char *path, bool follow)
+{
+	if (follow)
+		return openat(dirfd, path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+		                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
+		                           RESOLVE_NO_MAGICLINKS };
+	int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+	if (fd < 0 && errno == ENOSYS) /* old kernel: one component at a time */
+		fd = openat(dirfd, path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	return fd;
+}
+
+/* Walk `dir` one component at a time, creating and repairing as we go. */
+static enum sm_err file_at_walk(struct file_store *fs, int rootfd, char *dir, const char *key,
+                                int *out, struct sm_diag *d)
+{
+	int cur = rootfd;
+	char *save = NULL;
+	for (char *comp = strtok_r(dir, "/", &save); comp; comp = strtok_r(NULL, "/", &save)) {
+		int fd = -1;
+		for (int attempt = 0; attempt < 3 && fd < 0; attempt++) {
+			fd = file_openat2_dir(cur, comp, fs->follow);
+			if (fd >= 0)
+				break;
+			int e = errno;
+			struct stat sb;
+			if (e == ENOENT) {
+				if (mkdirat(cur, comp, 0777) != 0 && errno != EEXIST)
+					e = errno;
+				else
+					continue;
+			} else if ((e == ELOOP || e == ENOTDIR || e == EXDEV) &&
+			           fstatat(cur, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+			           S_ISLNK(sb.st_mode)) {
+				sm_log(SM_LOG_INFO, "replacing symlink '%s' on DST by a directory",
+				       comp);
+				if (unlinkat(cur, comp, 0) == 0 || errno == ENOENT)
+					continue;
+				e = errno;
+			} else if (e == ENOTDIR) {
+				if (cur != rootfd)
+					close(cur);
+				*out = -1;
+				return sm_diag_set(
+				        d, SM_ENOTDIR, ENOTDIR,
+				        "cannot write '%s': '%s' on DST is not a directory", key,
+				        comp);
+			}
+			if (cur != rootfd)
+				close(cur);
+			*out = -1;
+			return sm_diag_errno(d, e, "cannot write '%s'", key);
+		}
+		if (cur != rootfd)
+			close(cur);
+		if (fd < 0) {
+			*out = -1;
+			return sm_diag_set(d, SM_EIO, 0, "cannot create the directories of '%s'",
+			                   key);
+		}
+		cur = fd;
+	}
+	*out = cur;
+	return SM_OK;
+}
+
+static enum sm_err file_at_open(struct file_store *fs, const char *key, bool create,
+                                struct file_at *at, struct sm_diag *d)
+{
+	at->dfd = -1;
+	at->own = false;
+	enum sm_err err = file_path(key, at->path, d);
+	if (err != SM_OK)
+		return err;
+	int rootfd = file_rootfd(fs, create, d);
+	if (rootfd < 0)
+		return create ? (d ? d->err : SM_EIO)
+		              : sm_diag_set(d, SM_ENOENT, ENOENT, "'%s': no such file", key);
+	char *slash = strrchr(at->path, '/');
+	if (!slash) {
+		at->dfd = rootfd;
+		at->base = at->path;
+		return SM_OK;
+	}
+	at->base = slash + 1;
+	*slash = '\0';
+	int fd = file_openat2_dir(rootfd, at->path, fs->follow);
+	if (fd < 0 && create &&
+	    (errno == ENOENT || errno == ELOOP || errno == ENOTDIR || errno == EXDEV)) {
+		char dir[PATH_MAX];
+		sm_strlcpy(dir, at->path, sizeof(dir));
+		err = file_at_walk(fs, rootfd, dir, key, &fd, d);
+		*slash = '/';
+		if (err != SM_OK)
+			return err;
+	} else if (fd < 0) {
+		int e = errno;
+		*slash = '/';
+		if (e == ELOOP || e == EXDEV)
+			return sm_diag_set(d, SM_ENOENT, e, "'%s': a parent on DST is a symlink",
+			                   key);
+		return sm_diag_errno(d, e, "cannot open the directory of '%s'", key);
+	}
+	*slash = '/';
+	at->dfd = fd;
+	at->own = true;
+	return SM_OK;
 }
 
 static void file_fill_entry(struct sm_entry *e, const struct stat *st)
@@ -607,29 +721,34 @@ static enum sm_err file_stat(struct sm_store *st, const char *key, struct sm_ent
                              struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
-	char path[PATH_MAX];
-	enum sm_err err = file_path(key, path, d);
+	struct file_at at;
+	enum sm_err err = file_at_open(fs, key, false, &at, d);
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, false, d);
-	if (rootfd < 0)
-		return sm_diag_set(d, SM_ENOENT, ENOENT, "'%s': no such file or directory", key);
 	struct stat sb;
-	if (fstatat(rootfd, path, &sb, fs->follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0)
-		return sm_diag_errno(d, errno, "cannot stat '%s'", key);
 	struct sm_entry e = { 0 };
+	if (fstatat(at.dfd, at.base, &sb, fs->follow ? 0 : AT_SYMLINK_NOFOLLOW) != 0) {
+		err = sm_diag_errno(d, errno, "cannot stat '%s'", key);
+		goto out;
+	}
 	file_fill_entry(&e, &sb);
 	if (S_ISLNK(sb.st_mode) && fs->read_links) {
 		char buf[PATH_MAX];
-		ssize_t n = readlinkat(rootfd, path, buf, sizeof(buf) - 1);
-		if (n < 0)
-			return sm_diag_errno(d, errno, "cannot read symlink '%s'", key);
+		ssize_t n = readlinkat(at.dfd, at.base, buf, sizeof(buf) - 1);
+		if (n < 0) {
+			err = sm_diag_errno(d, errno, "cannot read symlink '%s'", key);
+			goto out;
+		}
 		buf[n] = '\0';
-		if (!(e.link = strdup(buf)))
-			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		if (!(e.link = strdup(buf))) {
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			goto out;
+		}
 	}
 	*out = e;
-	return SM_OK;
+out:
+	file_at_close(&at);
+	return err;
 }
 
 /* ---- reading ---- */
@@ -701,16 +820,15 @@ static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t
                                   struct sm_reader **out, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
-	char path[PATH_MAX];
-	enum sm_err err = file_path(key, path, d);
+	struct file_at at;
+	enum sm_err err = file_at_open(fs, key, false, &at, d);
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, false, d);
-	if (rootfd < 0)
-		return sm_diag_set(d, SM_ENOENT, ENOENT, "cannot open '%s': no such file", key);
-	int fd = openat(rootfd, path, O_RDONLY | O_CLOEXEC | (fs->follow ? 0 : O_NOFOLLOW));
+	int fd = openat(at.dfd, at.base, O_RDONLY | O_CLOEXEC | (fs->follow ? 0 : O_NOFOLLOW));
+	int e = errno;
+	file_at_close(&at);
 	if (fd < 0)
-		return sm_diag_errno(d, errno, "cannot open '%s'", key);
+		return sm_diag_errno(d, e, "cannot open '%s'", key);
 	size_t klen = strlen(key);
 	struct file_reader *fr = malloc(sizeof(*fr) + klen + 1);
 	if (!fr) {
@@ -817,48 +935,30 @@ static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct 
 	return SM_OK;
 }
 
-/* openat() that creates missing parent directories once on ENOENT. */
-static int file_create(int rootfd, const char *path, int flags)
-{
-	int fd = openat(rootfd, path, flags, 0600);
-	if (fd < 0 && errno == ENOENT) {
-		if (file_mkparents(rootfd, path) != 0)
-			return -1;
-		fd = openat(rootfd, path, flags, 0600);
-	}
-	return fd;
-}
-
 static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_reader *r,
                             const struct sm_put *p, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
-	char path[PATH_MAX], tmp[PATH_MAX + 16];
-	enum sm_err err = file_path(key, path, d);
+	struct file_at at;
+	enum sm_err err = file_at_open(fs, key, true, &at, d);
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, true, d);
-	if (rootfd < 0)
-		return d ? d->err : SM_EIO;
 	bool inplace = p->flags & SM_PUT_INPLACE;
+	char tmp[NAME_MAX + 1];
 	int fd = -1;
 	if (inplace) {
-		sm_strlcpy(tmp, path, sizeof(tmp));
-		fd = file_create(rootfd, path, O_WRONLY | O_CREAT | O_CLOEXEC);
+		fd = openat(at.dfd, at.base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	} else {
 		for (int tries = 0; tries < 8; tries++) {
-			file_tmp_path(path, tmp, sizeof(tmp));
-			fd = file_create(rootfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC);
+			file_tmp_name(at.base, tmp, sizeof(tmp));
+			fd = openat(at.dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 			if (fd >= 0 || errno != EEXIST)
 				break;
 		}
 	}
 	if (fd < 0) {
-		if (errno == ENOTDIR)
-			return sm_diag_errno(
-			        d, errno, "cannot write '%s': a parent on DST is not a directory",
-			        key);
-		return sm_diag_errno(d, errno, "cannot write '%s'", key);
+		err = sm_diag_errno(d, errno, "cannot write '%s'", key);
+		goto out;
 	}
 	uint64_t total = 0;
 	err = file_copy_data(fd, r, key, &total, d);
@@ -870,7 +970,7 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 		err = sm_reader_finish(r, d);
 	if (close(fd) != 0 && err == SM_OK)
 		err = sm_diag_errno(d, errno, "cannot write '%s'", key);
-	if (err == SM_OK && !inplace && renameat(rootfd, tmp, rootfd, path) != 0) {
+	if (err == SM_OK && !inplace && renameat(at.dfd, tmp, at.dfd, at.base) != 0) {
 		if (errno == EISDIR || errno == ENOTEMPTY || errno == EEXIST)
 			err = sm_diag_set(d, SM_EISDIR, errno,
 			                  "cannot replace '%s': a directory is in the way on DST",
@@ -879,91 +979,102 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 			err = sm_diag_errno(d, errno, "cannot rename into '%s'", key);
 	}
 	if (err != SM_OK && !inplace)
-		unlinkat(rootfd, tmp, 0);
+		unlinkat(at.dfd, tmp, 0);
+out:
+	file_at_close(&at);
 	return err;
 }
 
 static enum sm_err file_del(struct sm_store *st, const char *key, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
-	char path[PATH_MAX];
-	enum sm_err err = file_path(key, path, d);
+	struct file_at at;
+	enum sm_err err = file_at_open(fs, key, false, &at, d);
+	if (err == SM_ENOENT)
+		return SM_OK; /* the root or a parent is gone: so is the key */
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, false, d);
-	if (rootfd < 0)
-		return SM_OK;
 	int fl = sm_key_is_dir(key) ? AT_REMOVEDIR : 0;
-	if (unlinkat(rootfd, path, fl) == 0 || errno == ENOENT)
-		return SM_OK;
-	return sm_diag_errno(d, errno, "cannot delete '%s'", key);
+	if (unlinkat(at.dfd, at.base, fl) != 0 && errno != ENOENT)
+		err = sm_diag_errno(d, errno, "cannot delete '%s'", key);
+	file_at_close(&at);
+	return err;
 }
 
 static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
                               struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
-	char path[PATH_MAX];
-	enum sm_err err = file_path(key, path, d);
+	struct file_at at;
+	enum sm_err err = file_at_open(fs, key, true, &at, d);
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, true, d);
-	if (rootfd < 0)
-		return d ? d->err : SM_EIO;
-	if (strcmp(path, ".") == 0)
-		return SM_OK;
-	if (mkdirat(rootfd, path, 0777) != 0) {
-		if (errno == ENOENT && file_mkparents(rootfd, path) == 0 &&
-		    mkdirat(rootfd, path, 0777) == 0)
-			goto made;
-		if (errno != EEXIST)
-			return sm_diag_errno(d, errno, "cannot create directory '%s'", key);
+	if (strcmp(at.base, ".") == 0)
+		goto out; /* the root itself */
+	if (mkdirat(at.dfd, at.base, 0777) != 0) {
+		if (errno != EEXIST) {
+			err = sm_diag_errno(d, errno, "cannot create directory '%s'", key);
+			goto out;
+		}
 		struct stat sb;
-		if (fstatat(rootfd, path, &sb, 0) != 0 || !S_ISDIR(sb.st_mode))
-			return sm_diag_set(
+		if (fstatat(at.dfd, at.base, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISLNK(sb.st_mode)) {
+			/* a symlink where SRC has a directory: replace it, as rsync does */
+			sm_log(SM_LOG_INFO, "replacing symlink '%s' on DST by a directory", key);
+			if ((unlinkat(at.dfd, at.base, 0) != 0 && errno != ENOENT) ||
+			    (mkdirat(at.dfd, at.base, 0777) != 0 && errno != EEXIST)) {
+				err = sm_diag_errno(d, errno, "cannot create directory '%s'", key);
+				goto out;
+			}
+		} else if (!S_ISDIR(sb.st_mode)) {
+			err = sm_diag_set(
 			        d, SM_ENOTDIR, ENOTDIR,
 			        "cannot create directory '%s': a file is in the way on DST", key);
+			goto out;
+		}
 	}
-made:
-	if ((p->flags & SM_PUT_MODE) && fchmodat(rootfd, path, p->mode & 07777, 0) != 0)
-		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
-	if ((p->flags & SM_PUT_OWNER) && fchownat(rootfd, path, p->uid, p->gid, 0) != 0 &&
-	    errno != EPERM)
-		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
-	return SM_OK;
+	if ((p->flags & SM_PUT_MODE) && fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0) {
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+		goto out;
+	}
+	if ((p->flags & SM_PUT_OWNER) &&
+	    fchownat(at.dfd, at.base, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
+		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
+out:
+	file_at_close(&at);
+	return err;
 }
 
 static enum sm_err file_symlink(struct sm_store *st, const char *key, const char *target,
                                 const struct sm_put *p, struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
-	char path[PATH_MAX], tmp[PATH_MAX + 16];
-	enum sm_err err = file_path(key, path, d);
+	struct file_at at;
+	enum sm_err err = file_at_open(fs, key, true, &at, d);
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, true, d);
-	if (rootfd < 0)
-		return d ? d->err : SM_EIO;
-	file_tmp_path(path, tmp, sizeof(tmp));
-	if (symlinkat(target, rootfd, tmp) != 0) {
-		if (errno != ENOENT || file_mkparents(rootfd, tmp) != 0 ||
-		    symlinkat(target, rootfd, tmp) != 0)
-			return sm_diag_errno(d, errno, "cannot create symlink '%s'", key);
+	char tmp[NAME_MAX + 1];
+	file_tmp_name(at.base, tmp, sizeof(tmp));
+	if (symlinkat(target, at.dfd, tmp) != 0) {
+		err = sm_diag_errno(d, errno, "cannot create symlink '%s'", key);
+		goto out;
 	}
 	if ((p->flags & SM_PUT_OWNER) &&
-	    fchownat(rootfd, tmp, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
+	    fchownat(at.dfd, tmp, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 	if (err == SM_OK && (p->flags & SM_PUT_MTIME)) {
 		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
 			                  { .tv_sec = p->mtime_ns / 1000000000,
 			                    .tv_nsec = p->mtime_ns % 1000000000 } };
-		if (utimensat(rootfd, tmp, ts, AT_SYMLINK_NOFOLLOW) != 0)
+		if (utimensat(at.dfd, tmp, ts, AT_SYMLINK_NOFOLLOW) != 0)
 			err = sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}
-	if (err == SM_OK && renameat(rootfd, tmp, rootfd, path) != 0)
+	if (err == SM_OK && renameat(at.dfd, tmp, at.dfd, at.base) != 0)
 		err = sm_diag_errno(d, errno, "cannot rename into '%s'", key);
 	if (err != SM_OK)
-		unlinkat(rootfd, tmp, 0);
+		unlinkat(at.dfd, tmp, 0);
+out:
+	file_at_close(&at);
 	return err;
 }
 
@@ -971,30 +1082,36 @@ static enum sm_err file_setattr(struct sm_store *st, const char *key, const stru
                                 struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
-	char path[PATH_MAX];
-	enum sm_err err = file_path(key, path, d);
+	struct file_at at;
+	enum sm_err err = file_at_open(fs, key, false, &at, d);
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, false, d);
-	if (rootfd < 0)
-		return sm_diag_set(d, SM_ENOENT, ENOENT, "'%s': no such file", key);
 	struct stat sb;
-	if (fstatat(rootfd, path, &sb, AT_SYMLINK_NOFOLLOW) != 0)
-		return sm_diag_errno(d, errno, "cannot stat '%s'", key);
+	if (fstatat(at.dfd, at.base, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
+		err = sm_diag_errno(d, errno, "cannot stat '%s'", key);
+		goto out;
+	}
 	bool link = S_ISLNK(sb.st_mode);
-	if ((p->flags & SM_PUT_MODE) && !link && fchmodat(rootfd, path, p->mode & 07777, 0) != 0)
-		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	if ((p->flags & SM_PUT_MODE) && !link &&
+	    fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0) {
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+		goto out;
+	}
 	if ((p->flags & SM_PUT_OWNER) &&
-	    fchownat(rootfd, path, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
-		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
+	    fchownat(at.dfd, at.base, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM) {
+		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
+		goto out;
+	}
 	if (p->flags & SM_PUT_MTIME) {
 		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
 			                  { .tv_sec = p->mtime_ns / 1000000000,
 			                    .tv_nsec = p->mtime_ns % 1000000000 } };
-		if (utimensat(rootfd, path, ts, AT_SYMLINK_NOFOLLOW) != 0)
-			return sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
+		if (utimensat(at.dfd, at.base, ts, AT_SYMLINK_NOFOLLOW) != 0)
+			err = sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}
-	return SM_OK;
+out:
+	file_at_close(&at);
+	return err;
 }
 
 const struct sm_store_ops sm_file_ops = {

@@ -1,0 +1,239 @@
+/*
+ * Dispatch as a worker sees it: tasks go to whoever asks, a task whose lease
+ * expires (its worker went silent) is handed out again, its result is
+ * counted once even when the silent worker reports late, progress renews
+ * leases, and workers are shut down when everything is done.
+ */
+#include <nng/nng.h>
+#include <nng/protocol/reqrep0/req.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../common/util.h"
+#include "../../manager/dispatch.h"
+#include "../../worker/wire.h"
+
+static nng_socket client(const char *url)
+{
+	nng_socket s;
+	assert_int_equal(nng_req0_open(&s), 0);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
+	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
+	return s;
+}
+
+static Syncmgr__Reply *call(nng_socket s, const Syncmgr__Request *req)
+{
+	size_t len = 0;
+	uint8_t *buf = sm_wire_pack_request(req, &len);
+	assert_non_null(buf);
+	assert_int_equal(nng_send(s, buf, len, 0), 0);
+	free(buf);
+	nng_msg *m = NULL;
+	assert_int_equal(nng_recvmsg(s, &m, 0), 0);
+	Syncmgr__Reply *rep = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	assert_non_null(rep);
+	return rep;
+}
+
+/* Ask until something other than Wait comes back. */
+static Syncmgr__Reply *get_task(nng_socket s)
+{
+	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_GET;
+	req.get = &get;
+	for (int i = 0; i < 50; i++) {
+		Syncmgr__Reply *rep = call(s, &req);
+		if (rep->body_case != SYNCMGR__REPLY__BODY_WAIT)
+			return rep;
+		syncmgr__reply__free_unpacked(rep, NULL);
+	}
+	fail_msg("no task after 50 waits");
+	return NULL;
+}
+
+static void done(nng_socket s, uint64_t id, uint64_t copied)
+{
+	struct sm_stats st = { .copied = copied };
+	Syncmgr__Stats pb;
+	sm_wire_stats_to_pb(&st, &pb);
+	Syncmgr__Done dn = SYNCMGR__DONE__INIT;
+	dn.task_id = id;
+	dn.stats = &pb;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
+	req.done = &dn;
+	Syncmgr__Reply *rep = call(s, &req);
+	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ACK);
+	syncmgr__reply__free_unpacked(rep, NULL);
+}
+
+static void progress(nng_socket s, uint64_t id)
+{
+	Syncmgr__Stats pb;
+	struct sm_stats st = { .copied = 1 };
+	sm_wire_stats_to_pb(&st, &pb);
+	Syncmgr__TaskProgress tp = SYNCMGR__TASK_PROGRESS__INIT;
+	tp.task_id = id;
+	tp.stats = &pb;
+	Syncmgr__TaskProgress *tpp = &tp;
+	Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
+	pr.n_tasks = 1;
+	pr.tasks = &tpp;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
+	req.progress = &pr;
+	syncmgr__reply__free_unpacked(call(s, &req), NULL);
+}
+
+static void push(struct sm_dispatch *dp, const char *last)
+{
+	Syncmgr__Task t = SYNCMGR__TASK__INIT;
+	if (last) {
+		t.last.data = (uint8_t *)last;
+		t.last.len = strlen(last);
+	} else {
+		t.open_end = true;
+	}
+	struct sm_diag d;
+	assert_int_equal(sm_dispatch_push(dp, &t, &d), SM_OK);
+}
+
+static void test_lease_expiry_and_count_once(void **state)
+{
+	(void)state;
+	const char *url = "inproc://test-dispatch-lease";
+	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = 300 };
+	struct sm_dispatch *dp = NULL;
+	struct sm_diag d;
+	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	push(dp, "m");
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+
+	nng_socket a = client(url), b = client(url);
+	Syncmgr__Reply *ta = get_task(a); /* a takes task 1 and goes silent */
+	assert_int_equal(ta->body_case, SYNCMGR__REPLY__BODY_TASK);
+	uint64_t id1 = ta->task->id;
+	assert_true(ta->allow_delete);
+	syncmgr__reply__free_unpacked(ta, NULL);
+
+	Syncmgr__Reply *tb = get_task(b);
+	uint64_t id2 = tb->task->id;
+	assert_int_not_equal(id1, id2);
+	syncmgr__reply__free_unpacked(tb, NULL);
+	done(b, id2, 5);
+
+	/* b asks again: after the lease of task 1 expires, it gets task 1 */
+	double t0 = sm_now_s();
+	tb = get_task(b);
+	assert_int_equal(tb->body_case, SYNCMGR__REPLY__BODY_TASK);
+	assert_int_equal(tb->task->id, id1);
+	assert_true(sm_now_s() - t0 > 0.1);
+	syncmgr__reply__free_unpacked(tb, NULL);
+	done(b, id1, 7);
+	done(a, id1, 7); /* the silent worker reports late: ignored */
+
+	struct sm_dispatch_snapshot snap;
+	sm_dispatch_snapshot(dp, &snap);
+	assert_int_equal(snap.stats.copied, 12);
+
+	tb = get_task(b);
+	assert_int_equal(tb->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
+	syncmgr__reply__free_unpacked(tb, NULL);
+	sm_dispatch_wait(dp);
+	nng_close(a);
+	nng_close(b);
+	sm_dispatch_stop(dp);
+}
+
+static void test_progress_renews_lease(void **state)
+{
+	(void)state;
+	const char *url = "inproc://test-dispatch-renew";
+	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = 300 };
+	struct sm_dispatch *dp = NULL;
+	struct sm_diag d;
+	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+	nng_socket a = client(url), b = client(url);
+	Syncmgr__Reply *ta = get_task(a);
+	uint64_t id = ta->task->id;
+	syncmgr__reply__free_unpacked(ta, NULL);
+	/* a keeps reporting for 3 leases: b must not get the task meanwhile */
+	for (int i = 0; i < 9; i++) {
+		progress(a, id);
+		sm_sleep_ms(100);
+	}
+	struct sm_dispatch_snapshot snap;
+	sm_dispatch_snapshot(dp, &snap);
+	assert_int_equal(snap.stats.copied, 1); /* live counters of the task in flight */
+	done(a, id, 3);
+	Syncmgr__Reply *tb = get_task(b);
+	assert_int_equal(tb->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
+	syncmgr__reply__free_unpacked(tb, NULL);
+	nng_close(a);
+	nng_close(b);
+	sm_dispatch_stop(dp);
+}
+
+static void test_forbid_delete_and_abort(void **state)
+{
+	(void)state;
+	const char *url = "inproc://test-dispatch-abort";
+	struct sm_dispatch_cfg cfg = {
+		.url = url, .max_queued = 8, .lease_ms = 5000, .max_failure = 2
+	};
+	struct sm_dispatch *dp = NULL;
+	struct sm_diag d;
+	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	sm_dispatch_forbid_delete(dp);
+	push(dp, "a");
+	push(dp, "b");
+	nng_socket a = client(url);
+	Syncmgr__Reply *ta = get_task(a);
+	assert_false(ta->allow_delete); /* a listing failed before it was handed out */
+	uint64_t id = ta->task->id;
+	syncmgr__reply__free_unpacked(ta, NULL);
+	struct sm_stats st = { .failed = 2 };
+	Syncmgr__Stats pb;
+	sm_wire_stats_to_pb(&st, &pb);
+	Syncmgr__Done dn = SYNCMGR__DONE__INIT;
+	dn.task_id = id;
+	dn.stats = &pb;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
+	req.done = &dn;
+	Syncmgr__Reply *rep = call(a, &req);
+	assert_true(rep->ack->abort); /* --max-failure reached */
+	syncmgr__reply__free_unpacked(rep, NULL);
+	ta = get_task(a);
+	assert_int_equal(ta->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
+	assert_true(ta->shutdown->abort);
+	syncmgr__reply__free_unpacked(ta, NULL);
+	assert_int_not_equal(sm_dispatch_push(dp, &(Syncmgr__Task)SYNCMGR__TASK__INIT, &d), SM_OK);
+	nng_close(a);
+	sm_dispatch_stop(dp);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_lease_expiry_and_count_once),
+		cmocka_unit_test(test_progress_renews_lease),
+		cmocka_unit_test(test_forbid_delete_and_abort),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
