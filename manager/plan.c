@@ -16,7 +16,10 @@ void sm_cut_cfg_default(struct sm_cut_cfg *c)
 	c->max_keys = 1000;
 	c->max_bytes = 32u << 20;
 	c->max_key_bytes = 1u << 20;
-	c->min_keys = 256;
+	/* Early cuts for idle workers come from the task's age: a fast listing
+	 * still fills tasks (each task re-lists the DST directories it starts
+	 * in), a slow one hands out what it has after 20 ms. */
+	c->min_keys = c->max_keys;
 	c->min_age_ns = 20u * 1000000u;
 }
 

@@ -284,7 +284,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
 	         atomic_fetch_add(&run_seq, 1));
 	struct sm_dispatch_cfg dcf = { .url = url,
-		                       .max_queued = 2 * o->threads + 4,
+		                       .max_queued = o->threads / 2 +
+		                                     2, /* each queued task holds up to 1000 keys */
 		                       .lease_ms = RUN_LEASE_MS,
 		                       .max_failure = (uint64_t)o->max_failure };
 	if (sm_dispatch_start(&dcf, &dp, &d) != SM_OK) {

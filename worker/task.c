@@ -66,8 +66,15 @@ static void task_say(const char *verb, const char *key)
 static void task_failed(struct task_run *tr, const struct sm_diag *d)
 {
 	LIVE_ADD(tr->live, failed, 1);
-	sm_wctx_count_failure(tr->w);
+	if (atomic_load(&tr->w->abort))
+		return; /* stopping: the cause was reported once already */
 	sm_log(SM_LOG_ERROR, "%s", d->msg);
+	if (d->err == SM_ENOSPC && !atomic_exchange(&tr->w->abort, true)) {
+		/* Nothing more will fit: stop instead of failing every key. */
+		sm_log(SM_LOG_ERROR, "stopping: DST %s is out of space", tr->w->dst->display);
+		return;
+	}
+	sm_wctx_count_failure(tr->w);
 }
 
 /* Delete a SRC key after it reached DST (--delete-src, --delete-src-after). */
@@ -457,9 +464,10 @@ static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
 	return SM_OK;
 }
 
-/* One request/reply exchange. *out is unpacked; free with ..._free_unpacked. */
-static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, Syncmgr__Reply **out,
-                           struct sm_diag *d)
+/* One request/reply exchange. *out is unpacked into `a` (valid until the
+ * arena is reset). */
+static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, struct sm_wire_arena *a,
+                           Syncmgr__Reply **out, struct sm_diag *d)
 {
 	size_t len = 0;
 	uint8_t *buf = sm_wire_pack_request(req, &len);
@@ -475,7 +483,7 @@ static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, Syncmgr__R
 	if (rv != 0)
 		return sm_diag_set(d, SM_EIO, rv, "no answer from the manager: %s",
 		                   nng_strerror(rv));
-	Syncmgr__Reply *rep = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	Syncmgr__Reply *rep = syncmgr__reply__unpack(&a->alloc, nng_msg_len(m), nng_msg_body(m));
 	nng_msg_free(m);
 	if (!rep)
 		return sm_diag_set(d, SM_EIO, 0, "malformed reply from the manager");
@@ -509,14 +517,14 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
 	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
 	req.done = &done;
 	Syncmgr__Reply *rep = NULL;
-	enum sm_err err = wk_call(s, &req, &rep, d);
+	struct sm_wire_arena arena;
+	sm_wire_arena_init(&arena, SM_WIRE_MAX_MSG);
+	enum sm_err err = wk_call(s, &req, &arena, &rep, d);
 	free(dd);
-	if (err != SM_OK)
-		return err;
-	if (rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
+	if (err == SM_OK && rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
 		atomic_store(&wk->w->abort, true);
-	syncmgr__reply__free_unpacked(rep, NULL);
-	return SM_OK;
+	sm_wire_arena_release(&arena);
+	return err;
 }
 
 static void *wk_thread(void *arg)
@@ -535,22 +543,22 @@ static void *wk_thread(void *arg)
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_GET;
 	req.get = &get;
+	struct sm_wire_arena arena; /* unpacked tasks: 8x the message cap at most */
+	sm_wire_arena_init(&arena, 8 * (size_t)SM_WIRE_MAX_MSG);
 	for (;;) {
 		Syncmgr__Reply *rep = NULL;
-		if (wk_call(s, &req, &rep, &d) != SM_OK) {
+		sm_wire_arena_reset(&arena);
+		if (wk_call(s, &req, &arena, &rep, &d) != SM_OK) {
 			sm_log(SM_LOG_ERROR, "%s", d.msg);
 			break;
 		}
 		if (rep->body_case == SYNCMGR__REPLY__BODY_SHUTDOWN) {
 			if (rep->shutdown->abort)
 				atomic_store(&wk->w->abort, true);
-			syncmgr__reply__free_unpacked(rep, NULL);
 			break;
 		}
-		if (rep->body_case != SYNCMGR__REPLY__BODY_TASK) {
-			syncmgr__reply__free_unpacked(rep, NULL);
+		if (rep->body_case != SYNCMGR__REPLY__BODY_TASK)
 			continue; /* Wait: ask again */
-		}
 		const Syncmgr__Task *t = rep->task;
 		memset(&slot->live, 0, sizeof(slot->live));
 		__atomic_store_n(&slot->task_id, t->id, __ATOMIC_RELEASE);
@@ -563,7 +571,7 @@ static void *wk_thread(void *arg)
 			res.listing_failed = true;
 		}
 		uint64_t id = t->id;
-		syncmgr__reply__free_unpacked(rep, NULL);
+		sm_wire_arena_reset(&arena);
 		err = wk_send_done(wk, s, id, &res, &d);
 		__atomic_store_n(&slot->task_id, 0, __ATOMIC_RELEASE);
 		sm_task_result_release(&res);
@@ -572,6 +580,7 @@ static void *wk_thread(void *arg)
 			break;
 		}
 	}
+	sm_wire_arena_release(&arena);
 	nng_close(s);
 	free(a);
 	return NULL;
@@ -590,6 +599,8 @@ static void *wk_reporter(void *arg)
 	Syncmgr__TaskProgress *tp = calloc((size_t)wk->n, sizeof(*tp));
 	Syncmgr__TaskProgress **tpp = calloc((size_t)wk->n, sizeof(*tpp));
 	Syncmgr__Stats *st = calloc((size_t)wk->n, sizeof(*st));
+	struct sm_wire_arena arena;
+	sm_wire_arena_init(&arena, SM_WIRE_MAX_MSG);
 	if (!tp || !tpp || !st)
 		goto out;
 	for (;;) {
@@ -630,15 +641,16 @@ static void *wk_reporter(void *arg)
 		req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
 		req.progress = &pr;
 		Syncmgr__Reply *rep = NULL;
-		if (wk_call(s, &req, &rep, &d) != SM_OK) {
+		sm_wire_arena_reset(&arena);
+		if (wk_call(s, &req, &arena, &rep, &d) != SM_OK) {
 			sm_log(SM_LOG_WARN, "%s", d.msg);
 			continue;
 		}
 		if (rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
 			atomic_store(&wk->w->abort, true);
-		syncmgr__reply__free_unpacked(rep, NULL);
 	}
 out:
+	sm_wire_arena_release(&arena);
 	free(tp);
 	free(tpp);
 	free(st);

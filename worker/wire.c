@@ -1,5 +1,6 @@
 #include "wire.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,4 +60,78 @@ uint8_t *sm_wire_pack_reply(const Syncmgr__Reply *m, size_t *len)
 		return NULL;
 	*len = syncmgr__reply__pack(m, buf);
 	return buf;
+}
+
+#define WIRE_CHUNK (64u << 10)
+
+struct sm_wire_chunk {
+	struct sm_wire_chunk *next;
+	size_t size;
+	size_t used;
+	max_align_t data[];
+};
+
+static void *wire_arena_alloc(void *arg, size_t n)
+{
+	struct sm_wire_arena *a = arg;
+	n = (n + sizeof(max_align_t) - 1) / sizeof(max_align_t) * sizeof(max_align_t);
+	struct sm_wire_chunk *c = a->head;
+	if (!c || c->size - c->used < n) {
+		size_t size = n > WIRE_CHUNK ? n : WIRE_CHUNK;
+		if (a->total + size > a->limit)
+			return NULL;
+		c = malloc(sizeof(*c) + size);
+		if (!c)
+			return NULL;
+		c->size = size;
+		c->used = 0;
+		c->next = a->head;
+		a->head = c;
+		a->total += size;
+	}
+	void *p = (char *)c->data + c->used;
+	c->used += n;
+	return p;
+}
+
+static void wire_arena_free(void *arg, void *p)
+{
+	(void)arg; /* everything goes at sm_wire_arena_reset() */
+	(void)p;
+}
+
+void sm_wire_arena_init(struct sm_wire_arena *a, size_t limit)
+{
+	a->alloc.alloc = wire_arena_alloc;
+	a->alloc.free = wire_arena_free;
+	a->alloc.allocator_data = a;
+	a->head = NULL;
+	a->total = 0;
+	a->limit = limit;
+}
+
+void sm_wire_arena_reset(struct sm_wire_arena *a)
+{
+	struct sm_wire_chunk *keep = NULL;
+	for (struct sm_wire_chunk *c = a->head; c;) {
+		struct sm_wire_chunk *next = c->next;
+		if (!keep && c->size == WIRE_CHUNK) {
+			keep = c;
+			keep->next = NULL;
+			keep->used = 0;
+		} else {
+			free(c);
+		}
+		c = next;
+	}
+	a->head = keep;
+	a->total = keep ? keep->size : 0;
+}
+
+void sm_wire_arena_release(struct sm_wire_arena *a)
+{
+	sm_wire_arena_reset(a);
+	free(a->head);
+	a->head = NULL;
+	a->total = 0;
 }

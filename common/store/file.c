@@ -33,7 +33,7 @@
 #define FILE_TMP_PREFIX_LEN 4
 #define FILE_TMP_NAME_MAX 200 /* bytes of the original name kept in a temp name */
 #define FILE_COPY_BUF (256u << 10)
-#define FILE_DENTS_BUF (64u << 10)
+#define FILE_DENTS_BUF (32u << 10)
 
 struct file_store {
 	char *root;
@@ -354,16 +354,21 @@ struct file_cursor {
 	char *linkbuf;
 	bool done;
 	bool pushed; /* next() pushed a frame for the directory it returned */
+	/* While seeking: the next directory loaded keeps only the names that do
+	 * not sort below this bound (a component of `after`), so a task starting
+	 * deep in a big tree does not sort whole ancestor directories. */
+	const char *seek_lo;
+	size_t seek_lolen;
+	char *dents; /* getdents64 buffer, FILE_DENTS_BUF bytes, reused */
 };
 
-/* Compare a name (with '/' appended when dir) with string s[0..slen). */
-static int file_name_cmp_str(const char *arena, const struct file_name *a, const char *s,
-                             size_t slen)
+/* Compare name[0..len) (with '/' appended when dir) with s[0..slen). */
+static int file_raw_cmp(const char *name, size_t len, bool dir, const char *s, size_t slen)
 {
-	size_t alen = a->len + a->dir;
+	size_t alen = len + dir;
 	size_t n = alen < slen ? alen : slen;
-	size_t common = n < a->len ? n : a->len;
-	int c = memcmp(arena + a->off, s, common);
+	size_t common = n < len ? n : len;
+	int c = memcmp(name, s, common);
 	if (c)
 		return c;
 	if (common < n) /* the virtual '/' against s[common] */
@@ -371,15 +376,25 @@ static int file_name_cmp_str(const char *arena, const struct file_name *a, const
 	return (alen > slen) - (alen < slen);
 }
 
+static int file_name_cmp_str(const char *arena, const struct file_name *a, const char *s,
+                             size_t slen)
+{
+	return file_raw_cmp(arena + a->off, a->len, a->dir, s, slen);
+}
+
 static int file_name_cmp(const void *pa, const void *pb, void *arg)
 {
 	const char *arena = arg;
 	const struct file_name *a = pa, *b = pb;
-	char tmp[NAME_MAX + 2];
-	memcpy(tmp, arena + b->off, b->len);
-	if (b->dir)
-		tmp[b->len] = '/';
-	return file_name_cmp_str(arena, a, tmp, b->len + b->dir);
+	size_t n = a->len < b->len ? a->len : b->len;
+	int c = memcmp(arena + a->off, arena + b->off, n);
+	if (c)
+		return c;
+	/* Equal up to the shorter name: compare the next byte, a directory's
+	 * virtual '/', or the end (-1). Names never contain '/'. */
+	int ca = a->len > n ? (unsigned char)arena[a->off + n] : a->dir ? '/' : -1;
+	int cb = b->len > n ? (unsigned char)arena[b->off + n] : b->dir ? '/' : -1;
+	return ca - cb;
 }
 
 static void file_frame_release(struct file_frame *f)
@@ -409,7 +424,9 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 	size_t acap = 4096, alen = 0, ncap = 64;
 	f->arena = malloc(acap);
 	f->names = malloc(ncap * sizeof(*f->names));
-	char *dents = malloc(FILE_DENTS_BUF);
+	if (!c->dents)
+		c->dents = malloc(FILE_DENTS_BUF);
+	char *dents = c->dents;
 	enum sm_err err = SM_OK;
 	if (!f->arena || !f->names || !dents) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -439,6 +456,9 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 				int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
 				dir = fstatat(fd, name, &st, fl) == 0 && S_ISDIR(st.st_mode);
 			}
+			if (c->seek_lo &&
+			    file_raw_cmp(name, len, dir, c->seek_lo, c->seek_lolen) < 0)
+				continue; /* before the seek position: never listed */
 			if (f->n == ncap) {
 				ncap *= 2;
 				struct file_name *nn = realloc(f->names, ncap * sizeof(*nn));
@@ -465,7 +485,6 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 	}
 	qsort_r(f->names, f->n, sizeof(*f->names), file_name_cmp, f->arena);
 out:
-	free(dents);
 	if (err != SM_OK) {
 		f->fd = -1; /* the caller still owns fd on failure */
 		free(f->arena);
@@ -539,6 +558,14 @@ static enum sm_err file_key_set(struct file_cursor *c, size_t prefix_len, const 
 	return SM_OK;
 }
 
+/* Set the load bound to the first component of `rest` ('/' included). */
+static void file_seek_bound(struct file_cursor *c, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	c->seek_lo = *rest ? rest : NULL;
+	c->seek_lolen = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
+}
+
 /* Position the cursor at the first key after `after`. */
 static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm_diag *d)
 {
@@ -559,12 +586,14 @@ static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm
 			char name[NAME_MAX + 1];
 			memcpy(name, f->arena + nm->off, nm->len);
 			name[nm->len] = '\0';
+			rest = slash + 1;
+			file_seek_bound(c, rest);
 			enum sm_err err = file_push(c, f->fd, name, d);
+			c->seek_lo = NULL;
 			if (err == SM_ENOENT || err == SM_ENOTDIR)
 				return SM_OK; /* gone since: continue after it */
 			if (err != SM_OK)
 				return err;
-			rest = slash + 1;
 			if (!*rest)
 				return SM_OK;
 			continue;
@@ -598,7 +627,10 @@ static enum sm_err file_list_begin(struct sm_store *st, const struct sm_range *r
 		*out = c;
 		return SM_OK;
 	}
+	if (r->after && *r->after)
+		file_seek_bound(c, r->after);
 	err = file_push(c, rootfd, ".", d);
+	c->seek_lo = NULL;
 	if (err != SM_OK)
 		goto fail;
 	if (r->after && *r->after) {
@@ -613,6 +645,7 @@ fail:
 		file_frame_release(&c->stack[i]);
 	free(c->stack);
 	free(c->last);
+	free(c->dents);
 	sm_buf_release(&c->key);
 	free(c);
 	return err;
@@ -711,6 +744,7 @@ static void file_list_end(void *cur)
 	free(c->stack);
 	free(c->last);
 	free(c->linkbuf);
+	free(c->dents);
 	sm_buf_release(&c->key);
 	free(c);
 }
