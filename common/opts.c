@@ -1,6 +1,9 @@
 #include "opts.h"
 
 #include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <time.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -76,23 +79,23 @@ struct opt_def {
 };
 
 static const struct opt_def opt_table[] = {
-	{ "include", 0, 1, O_INCLUDE, G_SEL, true, "P",
+	{ "include", 0, 1, O_INCLUDE, G_SEL, false, "P",
 	  "include keys matching pattern P (rules apply in order)" },
-	{ "exclude", 0, 1, O_EXCLUDE, G_SEL, true, "P", "exclude keys matching pattern P" },
-	{ "match-full-path", 0, 0, O_MATCH_FULL_PATH, G_SEL, true, NULL,
+	{ "exclude", 0, 1, O_EXCLUDE, G_SEL, false, "P", "exclude keys matching pattern P" },
+	{ "match-full-path", 0, 0, O_MATCH_FULL_PATH, G_SEL, false, NULL,
 	  "full-path filter mode instead of layer-by-layer" },
-	{ "files-from", 0, 1, O_FILES_FROM, G_SEL, true, "FILE",
+	{ "files-from", 0, 1, O_FILES_FROM, G_SEL, false, "FILE",
 	  "sync only the keys listed in FILE (a line ending in / is a prefix)" },
-	{ "start", 0, 1, O_START, G_SEL, true, "KEY", "only keys >= KEY" },
-	{ "end", 0, 1, O_END, G_SEL, true, "KEY", "only keys <= KEY" },
-	{ "min-size", 0, 1, O_MIN_SIZE, G_SEL, true, "S",
+	{ "start", 0, 1, O_START, G_SEL, false, "KEY", "only keys >= KEY" },
+	{ "end", 0, 1, O_END, G_SEL, false, "KEY", "only keys <= KEY" },
+	{ "min-size", 0, 1, O_MIN_SIZE, G_SEL, false, "S",
 	  "skip files smaller than S (K, M, G, T)" },
-	{ "max-size", 0, 1, O_MAX_SIZE, G_SEL, true, "S", "skip files larger than S" },
-	{ "min-age", 0, 1, O_MIN_AGE, G_SEL, true, "D",
+	{ "max-size", 0, 1, O_MAX_SIZE, G_SEL, false, "S", "skip files larger than S" },
+	{ "min-age", 0, 1, O_MIN_AGE, G_SEL, false, "D",
 	  "skip files modified less than D ago (90, 1h30m, 2d)" },
-	{ "max-age", 0, 1, O_MAX_AGE, G_SEL, true, "D", "skip files modified more than D ago" },
-	{ "start-time", 0, 1, O_START_TIME, G_SEL, true, "T", "skip files modified before T" },
-	{ "end-time", 0, 1, O_END_TIME, G_SEL, true, "T", "skip files modified after T" },
+	{ "max-age", 0, 1, O_MAX_AGE, G_SEL, false, "D", "skip files modified more than D ago" },
+	{ "start-time", 0, 1, O_START_TIME, G_SEL, false, "T", "skip files modified before T" },
+	{ "end-time", 0, 1, O_END_TIME, G_SEL, false, "T", "skip files modified after T" },
 	{ "limit", 0, 1, O_LIMIT, G_SEL, false, "N", "process at most N objects (-1 = no limit)" },
 	{ "update", 'u', 0, O_UPDATE, G_CHANGE, false, NULL,
 	  "also copy when SRC is newer, skip when older" },
@@ -162,6 +165,48 @@ void sm_opts_defaults(struct sm_opts *o)
 	o->list_threads = 1;
 	o->list_depth = 1;
 	o->log_level = SM_LOG_NOTICE;
+}
+
+void sm_opts_release(struct sm_opts *o)
+{
+	sm_filter_release(&o->filter);
+	sm_select_release(&o->sel);
+}
+
+/* The tighter of an existing bound and a new one. */
+static void opts_bound(bool *has, int64_t *cur, int64_t v, bool lower)
+{
+	if (!*has || (lower ? v > *cur : v < *cur))
+		*cur = v;
+	*has = true;
+}
+
+static bool opts_time(const char *name, const char *val, int64_t *out)
+{
+	if (sm_parse_time(val, out))
+		return true;
+	fprintf(stderr,
+	        "syncmgr: --%s: invalid time '%s' (use 2006-01-02, \"2006-01-02 15:04:05\" or RFC "
+	        "3339)\n",
+	        name, val);
+	return false;
+}
+
+static bool opts_age(const char *name, const char *val, int64_t *out)
+{
+	if (sm_parse_duration(val, out))
+		return true;
+	fprintf(stderr, "syncmgr: --%s: invalid age '%s' (use 90, 1h30m, 2d)\n", name, val);
+	return false;
+}
+
+static bool opts_size(const char *name, const char *val, uint64_t *out)
+{
+	if (sm_parse_size(val, out))
+		return true;
+	fprintf(stderr, "syncmgr: --%s: invalid size '%s' (use 100, 10K, 1.5M, 2G, 1T)\n", name,
+	        val);
+	return false;
 }
 
 void sm_opts_help(FILE *out)
@@ -264,7 +309,68 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 			return SM_OPTS_USAGE;
 		}
 		int64_t v = 0;
+		uint64_t u = 0;
+		struct sm_diag d;
+		int64_t now_ns = (int64_t)time(NULL) * 1000000000;
 		switch (def->id) {
+		case O_INCLUDE:
+		case O_EXCLUDE:
+			if (sm_filter_add(&o->filter, optarg, def->id == O_INCLUDE, &d) != SM_OK) {
+				fprintf(stderr, "syncmgr: %s\n", d.msg);
+				return SM_OPTS_USAGE;
+			}
+			break;
+		case O_MATCH_FULL_PATH: o->filter.full_path = true; break;
+		case O_FILES_FROM:
+			sm_fileset_free(o->sel.files);
+			o->sel.files = NULL;
+			if (sm_fileset_load(optarg, &o->sel.files, &d) != SM_OK) {
+				fprintf(stderr, "syncmgr: %s\n", d.msg);
+				return SM_OPTS_USAGE;
+			}
+			break;
+		case O_START:
+		case O_END: {
+			char **slot = def->id == O_START ? &o->sel.start : &o->sel.end;
+			free(*slot);
+			if (!*optarg || !(*slot = strdup(optarg))) {
+				fprintf(stderr, "syncmgr: --%s: needs a key\n", def->name);
+				return SM_OPTS_USAGE;
+			}
+			break;
+		}
+		case O_MIN_SIZE:
+			if (!opts_size(def->name, optarg, &u))
+				return SM_OPTS_USAGE;
+			o->sel.has_min_size = true;
+			o->sel.min_size = u;
+			break;
+		case O_MAX_SIZE:
+			if (!opts_size(def->name, optarg, &u))
+				return SM_OPTS_USAGE;
+			o->sel.has_max_size = true;
+			o->sel.max_size = u;
+			break;
+		case O_MIN_AGE: /* modified at least D ago: mtime <= now - D */
+			if (!opts_age(def->name, optarg, &v))
+				return SM_OPTS_USAGE;
+			opts_bound(&o->sel.has_max_mtime, &o->sel.max_mtime_ns, now_ns - v, false);
+			break;
+		case O_MAX_AGE: /* modified at most D ago: mtime >= now - D */
+			if (!opts_age(def->name, optarg, &v))
+				return SM_OPTS_USAGE;
+			opts_bound(&o->sel.has_min_mtime, &o->sel.min_mtime_ns, now_ns - v, true);
+			break;
+		case O_START_TIME:
+			if (!opts_time(def->name, optarg, &v))
+				return SM_OPTS_USAGE;
+			opts_bound(&o->sel.has_min_mtime, &o->sel.min_mtime_ns, v, true);
+			break;
+		case O_END_TIME:
+			if (!opts_time(def->name, optarg, &v))
+				return SM_OPTS_USAGE;
+			opts_bound(&o->sel.has_max_mtime, &o->sel.max_mtime_ns, v, false);
+			break;
 		case O_LIMIT:
 			if (!opt_int(def->name, optarg, -1, INT64_MAX, &v))
 				return SM_OPTS_USAGE;
@@ -305,7 +411,10 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 				return SM_OPTS_USAGE;
 			o->list_depth = (int)v;
 			break;
-		case O_VERBOSE: verbose++; break;
+		case O_VERBOSE:
+			verbose++;
+			o->verbose++;
+			break;
 		case O_DEBUG: o->debug = true; break;
 		case O_QUIET: quiet++; break;
 		case O_HELP: sm_opts_help(out); return SM_OPTS_EXIT_OK;
@@ -323,13 +432,40 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 	else if (quiet)
 		o->log_level = SM_LOG_QUIET;
 
+	if (o->sel.has_min_size && o->sel.has_max_size && o->sel.min_size > o->sel.max_size) {
+		fprintf(stderr, "syncmgr: --min-size %" PRIu64 " is above --max-size %" PRIu64 "\n",
+		        o->sel.min_size, o->sel.max_size);
+		return SM_OPTS_USAGE;
+	}
+	if (o->sel.has_min_mtime && o->sel.has_max_mtime &&
+	    o->sel.min_mtime_ns > o->sel.max_mtime_ns) {
+		fprintf(stderr,
+		        "syncmgr: --min-age/--max-age/--start-time/--end-time select no time "
+		        "at all (the earliest allowed mtime is after the latest)\n");
+		return SM_OPTS_USAGE;
+	}
+	if (o->sel.start && o->sel.end && strcmp(o->sel.start, o->sel.end) > 0) {
+		fprintf(stderr, "syncmgr: --start '%s' sorts after --end '%s'\n", o->sel.start,
+		        o->sel.end);
+		return SM_OPTS_USAGE;
+	}
+	if (o->filter.n && !o->filter.has_exclude)
+		fprintf(stderr, "syncmgr: warning: --include has no effect without an --exclude\n");
+
 	if (argc - optind == 0) {
 		fprintf(stderr, "syncmgr: missing SRC and DST (see --help)\n");
 		return SM_OPTS_USAGE;
 	}
 	if (strcmp(argv[optind], "match") == 0) {
-		fprintf(stderr, "syncmgr: match: not supported yet\n");
-		return SM_OPTS_USAGE;
+		o->match_mode = true;
+		o->match_keys = argv + optind + 1;
+		o->n_match_keys = argc - optind - 1;
+		if (o->n_match_keys == 0) {
+			fprintf(stderr,
+			        "syncmgr: match: give the keys to test (directories end in '/')\n");
+			return SM_OPTS_USAGE;
+		}
+		return SM_OPTS_RUN;
 	}
 	if (argc - optind == 1) {
 		fprintf(stderr, "syncmgr: missing DST after '%s'\n", argv[optind]);

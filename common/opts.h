@@ -6,9 +6,21 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "filter.h"
+#include "select.h"
+
 struct sm_opts {
 	const char *src; /* as given on the command line */
 	const char *dst;
+
+	/* Selection */
+	struct sm_filter filter; /* --include/--exclude in order, --match-full-path */
+	struct sm_select sel;    /* --files-from, --start/--end, sizes, ages, times */
+
+	/* `syncmgr match KEY...`: print keep/exclude for each key */
+	bool match_mode;
+	char **match_keys;
+	int n_match_keys;
 
 	/* What counts as changed */
 	bool update;
@@ -39,6 +51,7 @@ struct sm_opts {
 	/* Output */
 	int log_level; /* enum sm_log_level */
 	bool debug;
+	int verbose; /* -v count */
 
 	/* Not settable from the command line: tests inject store faults with it
 	 * ("OP:N[:transient]", see store.h). */
@@ -52,6 +65,7 @@ enum sm_opts_result {
 };
 
 void sm_opts_defaults(struct sm_opts *o);
+void sm_opts_release(struct sm_opts *o);
 /* Parse argv (options anywhere). Prints --help/--version to `out` and
  * one-line errors to stderr. */
 enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE *out);

@@ -25,6 +25,7 @@ struct shard {
 	size_t head;
 	size_t n;
 	bool done;
+	bool cancel; /* the consumer skipped it: stop listing */
 	struct shard *next_job;
 };
 
@@ -80,9 +81,9 @@ static void shard_free(struct shard *s)
 /* Append to a shard's ring, waiting for room (mu held). False when stopping. */
 static bool shard_put(struct sm_lister *l, struct shard *s, struct litem *it)
 {
-	while (s->n == LISTER_RING && !l->stop)
+	while (s->n == LISTER_RING && !l->stop && !s->cancel)
 		pthread_cond_wait(&l->cv, &l->mu);
-	if (l->stop)
+	if (l->stop || s->cancel)
 		return false;
 	s->ring[(s->head + s->n) % LISTER_RING] = *it;
 	s->n++;
@@ -158,8 +159,8 @@ static void *lister_thread(void *arg)
 	return NULL;
 }
 
-enum sm_err sm_lister_open(struct sm_store *st, int threads, int depth, struct sm_lister **out,
-                           struct sm_diag *d)
+enum sm_err sm_lister_open(struct sm_store *st, const struct sm_range *r, int threads, int depth,
+                           struct sm_lister **out, struct sm_diag *d)
 {
 	struct sm_lister *l = calloc(1, sizeof(*l));
 	if (!l)
@@ -169,8 +170,7 @@ enum sm_err sm_lister_open(struct sm_store *st, int threads, int depth, struct s
 	l->nthreads = sm_store_can_skip(st) ? threads : 1;
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->cv, NULL);
-	struct sm_range all = { 0 };
-	enum sm_err err = sm_store_list_begin(st, &all, &l->main, d);
+	enum sm_err err = sm_store_list_begin(st, r, &l->main, d);
 	if (err != SM_OK)
 		goto fail;
 	if (l->nthreads > 1) {
@@ -303,6 +303,37 @@ enum sm_err sm_lister_next(struct sm_lister *l, const struct sm_entry **e, struc
 	l->have_prev = true;
 	*e = &l->out.e;
 	return SM_OK;
+}
+
+void sm_lister_skip(struct sm_lister *l)
+{
+	if (l->nthreads <= 1) {
+		sm_store_list_skip(l->main);
+		return;
+	}
+	struct shard *s = l->cur;
+	if (!s || !l->out.e.key || strcmp(s->prefix, l->out.e.key) != 0)
+		return; /* above the shard depth: already being listed */
+	pthread_mutex_lock(&l->mu);
+	s->cancel = true;
+	/* Not picked up yet: unlink it so no lister thread ever does. */
+	for (struct shard **pp = &l->jobs_head, *prev = NULL; *pp;
+	     prev = *pp, pp = &(*pp)->next_job) {
+		if (*pp != s)
+			continue;
+		*pp = s->next_job;
+		if (l->jobs_tail == s)
+			l->jobs_tail = prev;
+		s->done = true;
+		break;
+	}
+	pthread_cond_broadcast(&l->cv);
+	while (!s->done)
+		pthread_cond_wait(&l->cv, &l->mu);
+	l->shards_open--;
+	pthread_mutex_unlock(&l->mu);
+	shard_free(s);
+	l->cur = NULL;
 }
 
 void sm_lister_close(struct sm_lister *l)

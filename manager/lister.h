@@ -12,8 +12,13 @@
 
 struct sm_lister;
 
-enum sm_err sm_lister_open(struct sm_store *st, int threads, int depth, struct sm_lister **out,
-                           struct sm_diag *d);
+/* List `r` (borrowed until close) of `st`. */
+enum sm_err sm_lister_open(struct sm_store *st, const struct sm_range *r, int threads, int depth,
+                           struct sm_lister **out, struct sm_diag *d);
+/* Do not descend into the directory entry just returned, where the listing
+ * can still avoid it (a shard, or any directory with one thread). Callers
+ * must drop its descendants themselves should any still come. */
+void sm_lister_skip(struct sm_lister *l);
 /* Like sm_store_list_next(): the entry is borrowed until the next call;
  * SM_EOF at the end; a per-entry error (the entry is skipped) may be
  * followed by further calls; SM_EORDER and SM_ENOMEM end the listing. */

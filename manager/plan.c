@@ -8,6 +8,8 @@
 #include "../worker/wire.h"
 #include "dispatch.h"
 #include "lister.h"
+#include <limits.h>
+#include <stdio.h>
 
 #define PLAN_HUNGRY_EVERY 16 /* entries between checks for idle workers */
 
@@ -75,7 +77,7 @@ enum sm_err sm_cutter_add(struct sm_cutter *c, const struct sm_entry *e, struct 
 	tmp.link = NULL;
 	sm_wire_entry_to_pb(&tmp, &c->ents[c->n]); /* key/link pointers set at cut time */
 	c->n++;
-	if (!S_ISDIR(e->mode))
+	if (!S_ISDIR(e->mode) && !e->excluded)
 		c->bytes += e->size;
 	return SM_OK;
 }
@@ -139,6 +141,284 @@ static bool plan_wanted(const struct sm_entry *e, const struct sm_opts *o)
 	return S_ISREG(e->mode) || S_ISLNK(e->mode);
 }
 
+enum plan_verdict {
+	PLAN_NEXT,  /* go on */
+	PLAN_PRUNE, /* an excluded directory: do not descend */
+	PLAN_STOP   /* --limit reached, or a fatal error */
+};
+
+struct plan {
+	const struct sm_opts *o;
+	struct sm_store *src;
+	struct sm_dispatch *dp;
+	struct sm_cutter cut;
+	struct sm_plan_stats *ps;
+	struct sm_plan_result *res;
+	int64_t taken;
+	unsigned since_check;
+	struct sm_buf pruned; /* a pruned directory: drop what comes below it */
+	struct sm_buf last;   /* the last key offered, for the order of --files-from */
+	bool limited;
+	enum sm_err err;
+	struct sm_diag *d;
+};
+
+static void plan_debug(const struct plan *pl, const char *key, const char *fmt, const char *arg)
+{
+	if (!pl->o->debug)
+		return;
+	char reason[600];
+	snprintf(reason, sizeof(reason), fmt, arg);
+	sm_log(SM_LOG_DEBUG, "exclude '%s': %s", key, reason);
+}
+
+/* Why the rules exclude `key` in layer mode or not at all (for --debug). */
+static bool plan_rules_keep(const struct plan *pl, const char *key)
+{
+	struct sm_filter_why why;
+	bool keep = sm_filter_keep(&pl->o->filter, key, &why);
+	if (!keep && pl->o->debug) {
+		char reason[512];
+		sm_filter_explain(&pl->o->filter, key, &why, reason, sizeof(reason));
+		plan_debug(pl, key, "%s", reason);
+	}
+	return keep;
+}
+
+static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
+{
+	const struct sm_opts *o = pl->o;
+	bool dir = S_ISDIR(e->mode);
+	if (pl->pruned.len && strncmp(e->key, pl->pruned.p, pl->pruned.len) == 0)
+		return PLAN_NEXT; /* below a pruned directory */
+	pl->pruned.len = 0;
+	if (pl->last.len && strcmp(e->key, pl->last.p) <= 0)
+		return PLAN_NEXT; /* --files-from: already offered */
+	pl->last.len = 0;
+	if (sm_buf_appendz(&pl->last, e->key) != SM_OK)
+		goto nomem;
+	bool in_range = sm_select_path(&o->sel, e->key);
+	bool rules_keep = plan_rules_keep(pl, e->key);
+	if (!in_range || !rules_keep) {
+		/* An excluded directory excludes its subtree in layer mode; one
+		 * outside --files-from has nothing listed below it either. */
+		bool prune = dir && ((!rules_keep && !o->filter.full_path) ||
+		                     (o->sel.files && !in_range &&
+		                      (!o->sel.start || strcmp(e->key, o->sel.start) >= 0)));
+		if (rules_keep == false && plan_wanted(e, o)) {
+			__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
+			__atomic_fetch_add(&pl->ps->excluded, 1, __ATOMIC_RELAXED);
+			if (!dir)
+				__atomic_fetch_add(&pl->ps->excluded_bytes, e->size,
+				                   __ATOMIC_RELAXED);
+		}
+		if (prune) {
+			pl->pruned.len = 0;
+			if (sm_buf_appendz(&pl->pruned, e->key) != SM_OK)
+				goto nomem;
+			return PLAN_PRUNE;
+		}
+		return PLAN_NEXT;
+	}
+	if (!plan_wanted(e, o))
+		return PLAN_NEXT;
+	__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
+	if (!dir)
+		__atomic_fetch_add(&pl->ps->found_bytes, e->size, __ATOMIC_RELAXED);
+	struct sm_entry te = *e;
+	te.excluded = !sm_select_attr(&o->sel, e);
+	if (te.excluded) {
+		/* listed in the task so its DST copy is left alone */
+		__atomic_fetch_add(&pl->ps->excluded, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&pl->ps->excluded_bytes, e->size, __ATOMIC_RELAXED);
+		plan_debug(pl, e->key, "%s", "outside --min/--max-size or the mtime bounds");
+	}
+	pl->err = sm_cutter_add(&pl->cut, &te, pl->d);
+	if (pl->err != SM_OK)
+		return PLAN_STOP;
+	if (!te.excluded && o->limit >= 0 && ++pl->taken >= o->limit) {
+		pl->limited = true;
+		pl->err = sm_cutter_cut(&pl->cut, e->key, pl->d);
+		return PLAN_STOP;
+	}
+	bool hungry = false;
+	uint64_t now = 0;
+	if (++pl->since_check >= PLAN_HUNGRY_EVERY) {
+		pl->since_check = 0;
+		hungry = sm_dispatch_hungry(pl->dp);
+		now = hungry ? sm_now_ns() : 0;
+	}
+	if (sm_cutter_full(&pl->cut, hungry, now)) {
+		pl->err = sm_cutter_cut(&pl->cut, e->key, pl->d);
+		if (pl->err != SM_OK)
+			return PLAN_STOP;
+	}
+	return dir && !pl->o->dirs ? PLAN_NEXT : PLAN_NEXT;
+nomem:
+	pl->err = sm_diag_set(pl->d, SM_ENOMEM, 0, "out of memory");
+	return PLAN_STOP;
+}
+
+/* A listing error on SRC: report it, delete nothing from now on, go on
+ * unless the listing itself is broken. False to stop. */
+static bool plan_list_error(struct plan *pl, enum sm_err le, const struct sm_diag *ld)
+{
+	sm_log(SM_LOG_ERROR, "SRC: %s", ld->msg);
+	pl->res->listing_failed = true;
+	sm_dispatch_forbid_delete(pl->dp);
+	__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
+	if (le == SM_EORDER || le == SM_ENOMEM) {
+		pl->res->fatal = true;
+		return false;
+	}
+	return true;
+}
+
+/* Offer every key of `r` (stopping at the first key outside `prefix` when
+ * given). */
+static enum plan_verdict plan_walk(struct plan *pl, const struct sm_range *r, const char *prefix,
+                                   int threads)
+{
+	struct sm_lister *cur = NULL;
+	struct sm_diag ld;
+	enum sm_err le = sm_lister_open(pl->src, r, threads, pl->o->list_depth, &cur, &ld);
+	if (le != SM_OK) {
+		if (!prefix) {
+			pl->res->fatal = true;
+			pl->err = sm_diag_set(pl->d, le, ld.native, "%s", ld.msg);
+			return PLAN_STOP;
+		}
+		return plan_list_error(pl, le, &ld) ? PLAN_NEXT : PLAN_STOP;
+	}
+	size_t plen = prefix ? strlen(prefix) : 0;
+	bool inside = false;
+	enum plan_verdict v = PLAN_NEXT;
+	for (;;) {
+		const struct sm_entry *e = NULL;
+		le = sm_lister_next(cur, &e, &ld);
+		if (le == SM_EOF)
+			break;
+		if (le != SM_OK) {
+			if (!plan_list_error(pl, le, &ld)) {
+				v = PLAN_STOP;
+				break;
+			}
+			continue;
+		}
+		if (prefix && strncmp(e->key, prefix, plen) != 0) {
+			if (inside)
+				break; /* past the prefix's subtree */
+			continue;      /* "p-x" and "p.x" sort between "p" and "p/" */
+		}
+		inside = true;
+		v = plan_offer(pl, e);
+		if (v == PLAN_STOP)
+			break;
+		if (v == PLAN_PRUNE)
+			sm_lister_skip(cur);
+		v = PLAN_NEXT;
+	}
+	sm_lister_close(cur);
+	return v;
+}
+
+/* --files-from: stat each listed key, list each listed prefix; with --dirs
+ * also the directories leading to them. */
+static enum plan_verdict plan_files_from(struct plan *pl)
+{
+	const struct sm_fileset *fs = pl->o->sel.files;
+	uint64_t missing = 0;
+	const char *first_missing = NULL;
+	for (size_t i = 0; i < fs->n; i++) {
+		const char *k = fs->keys[i];
+		size_t n = strlen(k);
+		if (pl->o->dirs) {
+			for (size_t j = 0; j + 1 < n; j++) {
+				if (k[j] != '/')
+					continue;
+				char anc[PATH_MAX];
+				if (j + 2 > sizeof(anc))
+					break;
+				memcpy(anc, k, j + 1);
+				anc[j + 1] = '\0';
+				if (pl->last.len && strcmp(anc, pl->last.p) <= 0)
+					continue;
+				struct sm_entry e = { 0 };
+				struct sm_diag sd;
+				if (sm_store_stat(pl->src, anc, &e, &sd) == SM_OK &&
+				    S_ISDIR(e.mode)) {
+					e.key = anc;
+					enum plan_verdict v = plan_offer(pl, &e);
+					e.key = NULL;
+					sm_entry_release(&e);
+					if (v == PLAN_STOP)
+						return v;
+				}
+			}
+		}
+		if (n && k[n - 1] == '/') {
+			char after[PATH_MAX];
+			sm_strlcpy(after, k, sizeof(after));
+			after[n - 1] = '\0';
+			struct sm_range r = { .after = after, .last = pl->o->sel.end };
+			if (plan_walk(pl, &r, k, 1) == PLAN_STOP)
+				return PLAN_STOP;
+			continue;
+		}
+		struct sm_entry e = { 0 };
+		struct sm_diag sd;
+		enum sm_err err = sm_store_stat(pl->src, k, &e, &sd);
+		if (err == SM_ENOENT) {
+			if (!missing++)
+				first_missing = k;
+			sm_log(SM_LOG_DEBUG, "--files-from: '%s' is not on SRC", k);
+			continue;
+		}
+		if (err != SM_OK) {
+			if (!plan_list_error(pl, err, &sd))
+				return PLAN_STOP;
+			continue;
+		}
+		if (S_ISDIR(e.mode)) {
+			/* a listed directory stands for its whole subtree */
+			sm_entry_release(&e);
+			char pre[PATH_MAX + 1];
+			snprintf(pre, sizeof(pre), "%s/", k);
+			struct sm_range r = { .after = k, .last = pl->o->sel.end };
+			if (plan_walk(pl, &r, pre, 1) == PLAN_STOP)
+				return PLAN_STOP;
+			continue;
+		}
+		e.key = (char *)k;
+		enum plan_verdict v = plan_offer(pl, &e);
+		e.key = NULL;
+		sm_entry_release(&e);
+		if (v == PLAN_STOP)
+			return v;
+	}
+	if (missing)
+		sm_log(SM_LOG_WARN, "%llu key%s from --files-from %s not on SRC (first: '%s')",
+		       (unsigned long long)missing, missing == 1 ? "" : "s",
+		       missing == 1 ? "is" : "are", first_missing);
+	return PLAN_NEXT;
+}
+
+/* A key just below `start` in byte order, to list from (keys in between are
+ * dropped by the --start predicate). */
+static void plan_before(const char *start, char *buf, size_t n)
+{
+	size_t len = sm_strlcpy(buf, start, n);
+	if (len >= n || len == 0) {
+		buf[0] = '\0';
+		return;
+	}
+	unsigned char c = (unsigned char)buf[len - 1];
+	if (c > 1)
+		buf[len - 1] = (char)(c - 1);
+	else
+		buf[len - 1] = '\0';
+}
+
 static enum sm_err plan_single(const struct sm_opts *o, struct sm_store *src,
                                struct sm_dispatch *dp, const char *key, const char *dst_key,
                                struct sm_plan_stats *ps, struct sm_plan_result *res,
@@ -179,83 +459,41 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 	if (single_key)
 		return plan_single(o, src, dp, single_key, single_dst_key, ps, res, d);
 
+	struct plan pl = { .o = o, .src = src, .dp = dp, .ps = ps, .res = res, .d = d };
 	struct sm_cut_cfg cfg;
 	sm_cut_cfg_default(&cfg);
-	struct sm_cutter cut;
-	if (sm_cutter_init(&cut, &cfg, plan_emit, dp) != SM_OK)
+	if (sm_cutter_init(&pl.cut, &cfg, plan_emit, dp) != SM_OK)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	struct sm_lister *cur = NULL;
-	enum sm_err err = SM_OK;
 	if (o->limit == 0)
 		goto out; /* --limit 0: nothing to process */
-	err = sm_lister_open(src, o->list_threads, o->list_depth, &cur, d);
-	if (err != SM_OK) {
-		res->fatal = true;
-		goto out;
+	enum plan_verdict v;
+	if (o->sel.files) {
+		v = plan_files_from(&pl);
+	} else {
+		char after[PATH_MAX] = "";
+		if (o->sel.start)
+			plan_before(o->sel.start, after, sizeof(after));
+		struct sm_range r = { .after = after, .last = o->sel.end };
+		v = plan_walk(&pl, &r, NULL, o->list_threads);
 	}
-	int64_t taken = 0;
-	unsigned since_check = 0;
-	bool limited = false;
-	for (;;) {
-		const struct sm_entry *e = NULL;
-		struct sm_diag ld;
-		enum sm_err le = sm_lister_next(cur, &e, &ld);
-		if (le == SM_EOF)
-			break;
-		if (le != SM_OK) {
-			/* A failed entry: report it, delete nothing from now on, go on
-			 * unless the listing itself is broken. */
-			sm_log(SM_LOG_ERROR, "SRC: %s", ld.msg);
-			res->listing_failed = true;
-			sm_dispatch_forbid_delete(dp);
-			__atomic_fetch_add(&ps->found, 1, __ATOMIC_RELAXED);
-			if (le == SM_EORDER || le == SM_ENOMEM) {
-				res->fatal = true;
-				break;
-			}
-			continue;
-		}
-		if (!plan_wanted(e, o))
-			continue;
-		__atomic_fetch_add(&ps->found, 1, __ATOMIC_RELAXED);
-		if (!S_ISDIR(e->mode))
-			__atomic_fetch_add(&ps->found_bytes, e->size, __ATOMIC_RELAXED);
-		err = sm_cutter_add(&cut, e, d);
-		if (err != SM_OK) {
+	if (pl.limited || pl.err != SM_OK) {
+		if (pl.err != SM_OK)
 			res->fatal = true;
-			goto out;
-		}
-		taken++;
-		if (o->limit >= 0 && taken >= o->limit) {
-			limited = true;
-			err = sm_cutter_cut(&cut, e->key, d);
-			goto out;
-		}
-		bool hungry = false;
-		uint64_t now = 0;
-		if (++since_check >= PLAN_HUNGRY_EVERY) {
-			since_check = 0;
-			hungry = sm_dispatch_hungry(dp);
-			now = hungry ? sm_now_ns() : 0;
-		}
-		if (sm_cutter_full(&cut, hungry, now)) {
-			err = sm_cutter_cut(&cut, e->key, d);
-			if (err != SM_OK) {
-				res->fatal = true;
-				goto out;
-			}
-		}
-	}
-	if (res->fatal && !limited) {
-		/* Do not let the open-ended task delete what was never listed. */
-		err = sm_diag_set(d, SM_EIO, 0, "SRC listing stopped early");
 		goto out;
 	}
-	err = sm_cutter_cut(&cut, NULL, d);
-	if (err != SM_OK)
+	if (v == PLAN_STOP || res->fatal) {
+		/* Do not let the open-ended task delete what was never listed. */
+		res->fatal = true;
+		pl.err = sm_diag_set(d, SM_EIO, 0, "SRC listing stopped early");
+		goto out;
+	}
+	/* The last task reaches the end of the selected range. */
+	pl.err = sm_cutter_cut(&pl.cut, o->sel.end, d);
+	if (pl.err != SM_OK)
 		res->fatal = true;
 out:
-	sm_lister_close(cur);
-	sm_cutter_release(&cut);
-	return err;
+	sm_cutter_release(&pl.cut);
+	sm_buf_release(&pl.pruned);
+	sm_buf_release(&pl.last);
+	return pl.err;
 }

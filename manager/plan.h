@@ -70,6 +70,8 @@ struct sm_plan_result {
 struct sm_plan_stats {
 	uint64_t found;
 	uint64_t found_bytes;
+	uint64_t excluded;
+	uint64_t excluded_bytes;
 };
 
 /* List SRC (or, with `single_key`, stat that one key and sync it as

@@ -40,6 +40,8 @@ void sm_progress_totals(struct sm_dispatch *dp, struct sm_plan_stats *ps, struct
 	*out = snap.stats;
 	out->found += __atomic_load_n(&ps->found, __ATOMIC_RELAXED);
 	out->found_bytes += __atomic_load_n(&ps->found_bytes, __ATOMIC_RELAXED);
+	out->excluded += __atomic_load_n(&ps->excluded, __ATOMIC_RELAXED);
+	out->excluded_bytes += __atomic_load_n(&ps->excluded_bytes, __ATOMIC_RELAXED);
 }
 
 static void progress_clear(void *arg)

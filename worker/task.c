@@ -162,6 +162,8 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
                         const char *dkey)
 {
 	const struct sm_opts *o = tr->w->o;
+	if (s && s->excluded)
+		return; /* deselected on SRC (--min-size & co.): DST stays as it is */
 	struct sm_decision dec = sm_decide(s, t, o);
 	const char *key = s ? dkey : t->key;
 	if (o->debug && dec.act != SM_ACT_IGNORE)
@@ -248,7 +250,8 @@ static enum sm_err task_entries(const Syncmgr__Task *t, struct sm_entry **out, c
 		}
 		memcpy(p, pe->key.data, pe->key.len);
 		p[pe->key.len] = '\0';
-		ents[i] = (struct sm_entry){ .key = p,
+		ents[i] = (struct sm_entry){ .excluded = pe->excluded,
+			                     .key = p,
 			                     .size = pe->size,
 			                     .mtime_ns = pe->mtime_ns,
 			                     .mode = pe->mode,
@@ -291,11 +294,36 @@ static void task_single(struct task_run *tr, const struct sm_entry *s, const cha
 	}
 }
 
+/* Whether a DST key is inside the run's selection (rules, --files-from,
+ * --start/--end). An excluded directory's subtree is skipped in layer mode;
+ * `pruned` remembers it in case the store cannot skip. */
+static bool task_dst_selected(struct task_run *tr, struct sm_cursor *cur, const struct sm_entry *te,
+                              struct sm_buf *pruned)
+{
+	const struct sm_opts *o = tr->w->o;
+	if (pruned->len && strncmp(te->key, pruned->p, pruned->len) == 0)
+		return false;
+	pruned->len = 0;
+	if (!sm_filter_active(&o->filter) && !o->sel.start && !o->sel.end && !o->sel.files)
+		return true;
+	bool rules_keep = sm_filter_keep(&o->filter, te->key, NULL);
+	bool in_range = sm_select_path(&o->sel, te->key);
+	if (rules_keep && in_range)
+		return true;
+	bool prune = S_ISDIR(te->mode) && ((!rules_keep && !o->filter.full_path) ||
+	                                   (o->sel.files && !in_range &&
+	                                    (!o->sel.start || strcmp(te->key, o->sel.start) >= 0)));
+	if (prune && sm_buf_appendz(pruned, te->key) == SM_OK)
+		sm_store_list_skip(cur);
+	return false;
+}
+
 /* Merge the sorted SRC entries with the DST listing of the same range. */
 static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t n,
                               struct sm_diag *d)
 {
 	const Syncmgr__Task *t = tr->t;
+	struct sm_buf pruned = { 0 };
 	char *after = sm_strndup((const char *)t->after.data, t->after.len);
 	char *last = t->open_end ? NULL : sm_strndup((const char *)t->last.data, t->last.len);
 	if (!after || (!t->open_end && !last)) {
@@ -337,6 +365,10 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 				}
 				continue;
 			}
+			if (te && !task_dst_selected(tr, cur, te, &pruned)) {
+				te = NULL; /* outside the selection: neither extra nor deleted */
+				continue;
+			}
 		}
 		if (atomic_load(&tr->w->abort))
 			break;
@@ -357,6 +389,7 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 	}
 out:
 	sm_store_list_end(cur);
+	sm_buf_release(&pruned);
 	free(after);
 	free(last);
 	return err;

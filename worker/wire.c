@@ -36,6 +36,7 @@ void sm_wire_entry_to_pb(const struct sm_entry *e, Syncmgr__Entry *pb)
 		pb->link.data = (uint8_t *)e->link;
 		pb->link.len = strlen(e->link);
 	}
+	pb->excluded = e->excluded;
 }
 
 uint8_t *sm_wire_pack_request(const Syncmgr__Request *m, size_t *len)

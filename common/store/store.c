@@ -355,7 +355,8 @@ bool sm_store_can_skip(const struct sm_store *st)
 
 void sm_store_list_skip(struct sm_cursor *c)
 {
-	c->st->ops->list_skip(c->priv);
+	if (c->st->ops->list_skip)
+		c->st->ops->list_skip(c->priv);
 }
 
 enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,

@@ -26,6 +26,7 @@ struct sm_entry {
 	uint32_t uid;
 	uint32_t gid;
 	char *link; /* symlink target when the store reads links, else NULL */
+	bool excluded; /* planner: on SRC but deselected (size, mtime) */
 };
 
 bool sm_entry_is_dir(const struct sm_entry *e);

@@ -122,9 +122,7 @@ expect_absent "$T/d6" "usage errors"
 expect_absent "$T/d7" "usage errors"
 
 # --- options and URLs of later features: exit 2, "not supported yet"
-for args in "--include x" "--exclude x" "--match-full-path" "--files-from $T/list" \
-	"--start a" "--end z" "--min-size 1K" "--max-size 1M" "--min-age 1h" "--max-age 2d" \
-	"--start-time 2020-01-01" "--end-time 2020-01-01" "--worker h1,h2" "--manager-addr 127.0.0.1:1" \
+for args in "--worker h1,h2" "--manager-addr 127.0.0.1:1" \
 	"--watch" "--metrics 127.0.0.1:9567" "--json" "--bwlimit 10" "--no-https" "--storage-class GLACIER"; do
 	opt=${args%% *}
 	# shellcheck disable=SC2086

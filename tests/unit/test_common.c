@@ -57,7 +57,7 @@ static void test_opts_errors(void **state)
 		"-p x a/ b/",
 		"--limit -2 a/ b/",
 		"--worker h a/ b/",
-		"--include x a/ b/",
+		"--storage-class X a/ b/",
 		"--watch a/ b/",
 		"--json a/ b/",
 		"--metrics :9 a/ b/",
@@ -67,7 +67,7 @@ static void test_opts_errors(void **state)
 		"a/ b/ c/",
 		"--existing --ignore-existing a/ b/",
 		"--threads",
-		"match x",
+		"match",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (parse(&o, bad[i]) != SM_OPTS_USAGE)

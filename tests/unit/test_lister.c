@@ -36,7 +36,8 @@ static char *collect(struct sm_store *st, int threads, int depth)
 {
 	struct sm_lister *l = NULL;
 	struct sm_diag d;
-	assert_int_equal(sm_lister_open(st, threads, depth, &l, &d), SM_OK);
+	struct sm_range all = { 0 };
+	assert_int_equal(sm_lister_open(st, &all, threads, depth, &l, &d), SM_OK);
 	struct sm_buf b = { 0 };
 	sm_buf_append(&b, "", 0);
 	const struct sm_entry *e;
