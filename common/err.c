@@ -48,8 +48,8 @@ enum sm_err sm_err_from_errno(int errnum)
 	case ENAMETOOLONG:
 	case ELOOP: return SM_EINVAL;
 	case ENOSPC:
-	case EDQUOT:
-	case EFBIG: return SM_ENOSPC;
+	case EDQUOT: return SM_ENOSPC;
+	case EFBIG: return SM_EIO; /* one file too big for DST: that key fails */
 	case EAGAIN:
 	case EINTR:
 	case EBUSY:

@@ -317,6 +317,10 @@ static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmg
 				dp->listing_failed = true;
 				dp->no_delete = true;
 			}
+			if (dn->abort && !dp->aborted) {
+				dp->aborted = true;
+				pthread_cond_broadcast(&dp->cv);
+			}
 			dirs_add(&dp->dst_dirs, dn->dst_dirs, dn->n_dst_dirs);
 			dirs_add(&dp->src_dirs, dn->src_dirs, dn->n_src_dirs);
 			dispatch_check_failures(dp);

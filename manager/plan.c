@@ -220,14 +220,22 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 		}
 		return PLAN_NEXT;
 	}
-	if (!plan_wanted(e, o))
+	/* A fifo, socket or device is not synced, but travels marked excluded
+	 * so a DST file of the same name is not taken for DST-only. */
+	bool special = !dir && !S_ISREG(e->mode) && !S_ISLNK(e->mode);
+	if (!plan_wanted(e, o) && !special)
 		return PLAN_NEXT;
-	__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
-	if (!dir)
-		__atomic_fetch_add(&pl->ps->found_bytes, e->size, __ATOMIC_RELAXED);
 	struct sm_entry te = *e;
-	te.excluded = !sm_select_attr(&o->sel, e);
-	if (te.excluded) {
+	if (special) {
+		sm_log(SM_LOG_INFO, "skipping non-regular file '%s'", e->key);
+		te.excluded = true;
+	} else {
+		__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
+		if (!dir)
+			__atomic_fetch_add(&pl->ps->found_bytes, e->size, __ATOMIC_RELAXED);
+		te.excluded = !sm_select_attr(&o->sel, e);
+	}
+	if (te.excluded && !special) {
 		/* listed in the task so its DST copy is left alone */
 		__atomic_fetch_add(&pl->ps->excluded, 1, __ATOMIC_RELAXED);
 		__atomic_fetch_add(&pl->ps->excluded_bytes, e->size, __ATOMIC_RELAXED);
@@ -253,7 +261,7 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 		if (pl->err != SM_OK)
 			return PLAN_STOP;
 	}
-	return dir && !pl->o->dirs ? PLAN_NEXT : PLAN_NEXT;
+	return PLAN_NEXT;
 nomem:
 	pl->err = sm_diag_set(pl->d, SM_ENOMEM, 0, "out of memory");
 	return PLAN_STOP;
@@ -267,6 +275,7 @@ static bool plan_list_error(struct plan *pl, enum sm_err le, const struct sm_dia
 	pl->res->listing_failed = true;
 	sm_dispatch_forbid_delete(pl->dp);
 	__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
+	__atomic_fetch_add(&pl->ps->failed, 1, __ATOMIC_RELAXED);
 	if (le == SM_EORDER || le == SM_ENOMEM) {
 		pl->res->fatal = true;
 		return false;

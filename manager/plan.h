@@ -72,6 +72,7 @@ struct sm_plan_stats {
 	uint64_t found_bytes;
 	uint64_t excluded;
 	uint64_t excluded_bytes;
+	uint64_t failed; /* SRC entries that could not be listed */
 };
 
 /* List SRC (or, with `single_key`, stat that one key and sync it as

@@ -42,6 +42,7 @@ void sm_progress_totals(struct sm_dispatch *dp, struct sm_plan_stats *ps, struct
 	out->found_bytes += __atomic_load_n(&ps->found_bytes, __ATOMIC_RELAXED);
 	out->excluded += __atomic_load_n(&ps->excluded, __ATOMIC_RELAXED);
 	out->excluded_bytes += __atomic_load_n(&ps->excluded_bytes, __ATOMIC_RELAXED);
+	out->failed += __atomic_load_n(&ps->failed, __ATOMIC_RELAXED);
 }
 
 static void progress_clear(void *arg)
@@ -68,8 +69,12 @@ static void progress_render(struct sm_progress *p, char *buf, size_t n)
 	uint64_t done_keys = s.copied + s.skipped + s.failed + s.lost;
 	double dt = now - p->prev_t;
 	if (dt > 0.05) {
-		double rb = (double)(s.copied_bytes - p->prev_bytes) / dt;
-		double rk = (double)(done_keys - p->prev_keys) / dt;
+		/* totals can step back when a re-queued task's live counts
+		 * leave the sum: no negative rates */
+		double rb = s.copied_bytes > p->prev_bytes
+		                    ? (double)(s.copied_bytes - p->prev_bytes) / dt
+		                    : 0;
+		double rk = done_keys > p->prev_keys ? (double)(done_keys - p->prev_keys) / dt : 0;
 		double a = p->prev_t == p->t0 ? 1.0 : 0.3;
 		p->rate_bytes = a * rb + (1 - a) * p->rate_bytes;
 		p->rate_keys = a * rk + (1 - a) * p->rate_keys;

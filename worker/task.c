@@ -108,10 +108,15 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 		task_say("copy", dkey);
 		LIVE_ADD(tr->live, copied, 1);
 		LIVE_ADD(tr->live, copied_bytes, s->size);
+		if (o->delete_src_after)
+			task_delete_src(tr, s);
 		return;
 	}
-	uint64_t counted = 0;
-	enum sm_err err = sm_xfer_copy(tr->w, s, dkey, &counted, &d);
+	/* Bytes count as they are written, so progress moves during large
+	 * files; a key that ends up failing takes its bytes back. */
+	uint64_t *live = &tr->live->copied_bytes;
+	uint64_t start = __atomic_load_n(live, __ATOMIC_RELAXED);
+	enum sm_err err = sm_xfer_copy(tr->w, s, dkey, live, &d);
 	if (err == SM_OK && S_ISREG(s->mode) && (o->check_new || o->check_all)) {
 		err = sm_xfer_compare(tr->w, s->key, dkey, &d);
 		if (err == SM_OK) {
@@ -119,18 +124,23 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 			LIVE_ADD(tr->live, checked_bytes, s->size);
 		}
 	}
-	if (err == SM_ENOENT &&
-	    sm_store_stat(tr->w->src, s->key, &(struct sm_entry){ 0 }, NULL) == SM_ENOENT) {
+	if (err != SM_OK) {
+		uint64_t now = __atomic_load_n(live, __ATOMIC_RELAXED);
+		if (now > start)
+			__atomic_fetch_sub(live, now - start, __ATOMIC_RELAXED);
+	}
+	struct sm_entry gone = { 0 };
+	if (err == SM_ENOENT && sm_store_stat(tr->w->src, s->key, &gone, NULL) == SM_ENOENT) {
 		LIVE_ADD(tr->live, lost, 1);
 		sm_log(SM_LOG_WARN, "'%s' disappeared from SRC before it was copied", s->key);
 		return;
 	}
+	sm_entry_release(&gone);
 	if (err != SM_OK) {
 		task_failed(tr, &d);
 		return;
 	}
 	LIVE_ADD(tr->live, copied, 1);
-	LIVE_ADD(tr->live, copied_bytes, counted);
 	if (o->delete_src_after)
 		task_delete_src(tr, s);
 }
@@ -375,7 +385,12 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 		if (i == n && !te)
 			break;
 		int c = !te ? -1 : i == n ? 1 : strcmp(src[i].key, te->key);
-		if (c < 0) {
+		if (c < 0 && tr->listing_failed) {
+			/* The DST listing skipped something: "not on DST" is not
+			 * known, so ask DST about this key directly. */
+			task_single(tr, &src[i], src[i].key);
+			i++;
+		} else if (c < 0) {
 			task_handle(tr, &src[i], NULL, src[i].key);
 			i++;
 		} else if (c > 0) {
@@ -533,6 +548,7 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
 	done.task_id = id;
 	done.stats = &st;
 	done.listing_failed = res->listing_failed;
+	done.abort = atomic_load(&wk->w->abort); /* e.g. DST out of space: stop the run */
 	ProtobufCBinaryData *dd = calloc(res->n_dst_dirs + res->n_src_dirs + 1, sizeof(*dd));
 	if (!dd)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -590,8 +606,11 @@ static void *wk_thread(void *arg)
 				atomic_store(&wk->w->abort, true);
 			break;
 		}
-		if (rep->body_case != SYNCMGR__REPLY__BODY_TASK)
-			continue; /* Wait: ask again */
+		if (rep->body_case != SYNCMGR__REPLY__BODY_TASK) {
+			if (atomic_load(&wk->w->abort))
+				break; /* stopping: do not wait for work */
+			continue;      /* Wait: ask again */
+		}
 		const Syncmgr__Task *t = rep->task;
 		memset(&slot->live, 0, sizeof(slot->live));
 		__atomic_store_n(&slot->task_id, t->id, __ATOMIC_RELEASE);

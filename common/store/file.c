@@ -163,22 +163,30 @@ static void file_at_close(struct file_at *at)
 	at->own = false;
 }
 
+/*
+ * Open directory `path` below dirfd. Not following symlinks, the kernel
+ * checks every component (openat2); where openat2 is missing (ENOSYS) or
+ * filtered (EPERM) errno is set to ENOSYS and the caller walks one component
+ * at a time, which O_NOFOLLOW then covers.
+ */
 static int file_openat2_dir(int dirfd, const char *path, bool follow)
 {
 	if (follow)
 		return openat(dirfd, path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (!strchr(path, '/'))
+		return openat(dirfd, path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct open_how how = { .flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
 		                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 		                           RESOLVE_NO_MAGICLINKS };
 	int fd = (int)syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-	if (fd < 0 && errno == ENOSYS) /* old kernel: one component at a time */
-		fd = openat(dirfd, path, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 && (errno == ENOSYS || errno == EPERM))
+		errno = ENOSYS;
 	return fd;
 }
 
 /* Walk `dir` one component at a time, creating and repairing as we go. */
 static enum sm_err file_at_walk(struct file_store *fs, int rootfd, char *dir, const char *key,
-                                int *out, struct sm_diag *d)
+                                bool create, int *out, struct sm_diag *d)
 {
 	int cur = rootfd;
 	char *save = NULL;
@@ -190,12 +198,12 @@ static enum sm_err file_at_walk(struct file_store *fs, int rootfd, char *dir, co
 				break;
 			int e = errno;
 			struct stat sb;
-			if (e == ENOENT) {
+			if (e == ENOENT && create) {
 				if (mkdirat(cur, comp, 0777) != 0 && errno != EEXIST)
 					e = errno;
 				else
 					continue;
-			} else if ((e == ELOOP || e == ENOTDIR || e == EXDEV) &&
+			} else if (create && (e == ELOOP || e == ENOTDIR || e == EXDEV) &&
 			           fstatat(cur, comp, &sb, AT_SYMLINK_NOFOLLOW) == 0 &&
 			           S_ISLNK(sb.st_mode)) {
 				sm_log(SM_LOG_INFO, "replacing symlink '%s' on DST by a directory",
@@ -203,7 +211,7 @@ static enum sm_err file_at_walk(struct file_store *fs, int rootfd, char *dir, co
 				if (unlinkat(cur, comp, 0) == 0 || errno == ENOENT)
 					continue;
 				e = errno;
-			} else if (e == ENOTDIR) {
+			} else if (e == ENOTDIR && create) {
 				if (cur != rootfd)
 					close(cur);
 				*out = -1;
@@ -251,11 +259,11 @@ static enum sm_err file_at_open(struct file_store *fs, const char *key, bool cre
 	at->base = slash + 1;
 	*slash = '\0';
 	int fd = file_openat2_dir(rootfd, at->path, fs->follow);
-	if (fd < 0 && create &&
-	    (errno == ENOENT || errno == ELOOP || errno == ENOTDIR || errno == EXDEV)) {
+	if (fd < 0 && (errno == ENOSYS || (create && (errno == ENOENT || errno == ELOOP ||
+	                                              errno == ENOTDIR || errno == EXDEV)))) {
 		char dir[PATH_MAX];
 		sm_strlcpy(dir, at->path, sizeof(dir));
-		err = file_at_walk(fs, rootfd, dir, key, &fd, d);
+		err = file_at_walk(fs, rootfd, dir, key, create, &fd, d);
 		*slash = '/';
 		if (err != SM_OK)
 			return err;
@@ -271,6 +279,18 @@ static enum sm_err file_at_open(struct file_store *fs, const char *key, bool cre
 	at->dfd = fd;
 	at->own = true;
 	return SM_OK;
+}
+
+/* Nanoseconds since the epoch as a timespec (floor division: tv_nsec stays
+ * in [0, 1e9) for times before 1970). */
+static struct timespec file_timespec(int64_t ns)
+{
+	int64_t sec = ns / 1000000000, rem = ns % 1000000000;
+	if (rem < 0) {
+		rem += 1000000000;
+		sec--;
+	}
+	return (struct timespec){ .tv_sec = (time_t)sec, .tv_nsec = (long)rem };
 }
 
 static void file_fill_entry(struct sm_entry *e, const struct stat *st)
@@ -421,6 +441,15 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 		f->dev = dst.st_dev;
 		f->ino = dst.st_ino;
 	}
+	/* Names above the range's end at this depth are never listed: drop them
+	 * too (the directory is on the path to `last`). */
+	const char *hi = NULL;
+	size_t hilen = 0;
+	if (c->last && strncmp(c->last, c->key.p, c->key.len) == 0) {
+		hi = c->last + c->key.len;
+		const char *slash = strchr(hi, '/');
+		hilen = slash ? (size_t)(slash - hi) + 1 : strlen(hi);
+	}
 	size_t acap = 4096, alen = 0, ncap = 64;
 	f->arena = malloc(acap);
 	f->names = malloc(ncap * sizeof(*f->names));
@@ -459,6 +488,8 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 			if (c->seek_lo &&
 			    file_raw_cmp(name, len, dir, c->seek_lo, c->seek_lolen) < 0)
 				continue; /* before the seek position: never listed */
+			if (hi && file_raw_cmp(name, len, dir, hi, hilen) > 0)
+				continue; /* after the range's end */
 			if (f->n == ncap) {
 				ncap *= 2;
 				struct file_name *nn = realloc(f->names, ncap * sizeof(*nn));
@@ -704,7 +735,9 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 			return sm_diag_errno(d, e, "cannot stat '%s'", c->key.p);
 		}
 		if (S_ISDIR(st.st_mode) != (bool)nm->dir)
-			continue; /* replaced by another type since the listing: next run */
+			return sm_diag_set(d, SM_EAGAIN, 0,
+			                   "'%s' changed between directory and file while listed",
+			                   c->key.p);
 		c->ent = (struct sm_entry){ .key = c->key.p };
 		file_fill_entry(&c->ent, &st);
 		if (S_ISLNK(st.st_mode) && c->fs->read_links) {
@@ -955,14 +988,13 @@ static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct 
                                     const char *key, struct sm_diag *d)
 {
 	mode_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0777 & ~fs->umask);
-	if (fchmod(fd, mode) != 0)
-		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	/* chown first: it clears setuid/setgid, which chmod then sets */
 	if ((p->flags & SM_PUT_OWNER) && fchown(fd, p->uid, p->gid) != 0 && errno != EPERM)
 		return sm_diag_errno(d, errno, "cannot chown '%s'", key);
+	if (fchmod(fd, mode) != 0)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
 	if (p->flags & SM_PUT_MTIME) {
-		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-			                  { .tv_sec = p->mtime_ns / 1000000000,
-			                    .tv_nsec = p->mtime_ns % 1000000000 } };
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, file_timespec(p->mtime_ns) };
 		if (futimens(fd, ts) != 0)
 			return sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}
@@ -1067,13 +1099,13 @@ static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct
 			goto out;
 		}
 	}
-	if ((p->flags & SM_PUT_MODE) && fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0) {
-		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	if ((p->flags & SM_PUT_OWNER) &&
+	    fchownat(at.dfd, at.base, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM) {
+		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 		goto out;
 	}
-	if ((p->flags & SM_PUT_OWNER) &&
-	    fchownat(at.dfd, at.base, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
-		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
+	if ((p->flags & SM_PUT_MODE) && fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0)
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
 out:
 	file_at_close(&at);
 	return err;
@@ -1097,9 +1129,7 @@ static enum sm_err file_symlink(struct sm_store *st, const char *key, const char
 	    fchownat(at.dfd, tmp, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM)
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 	if (err == SM_OK && (p->flags & SM_PUT_MTIME)) {
-		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-			                  { .tv_sec = p->mtime_ns / 1000000000,
-			                    .tv_nsec = p->mtime_ns % 1000000000 } };
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, file_timespec(p->mtime_ns) };
 		if (utimensat(at.dfd, tmp, ts, AT_SYMLINK_NOFOLLOW) != 0)
 			err = sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}
@@ -1126,20 +1156,18 @@ static enum sm_err file_setattr(struct sm_store *st, const char *key, const stru
 		goto out;
 	}
 	bool link = S_ISLNK(sb.st_mode);
-	if ((p->flags & SM_PUT_MODE) && !link &&
-	    fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0) {
-		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
-		goto out;
-	}
 	if ((p->flags & SM_PUT_OWNER) &&
 	    fchownat(at.dfd, at.base, p->uid, p->gid, AT_SYMLINK_NOFOLLOW) != 0 && errno != EPERM) {
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 		goto out;
 	}
+	if ((p->flags & SM_PUT_MODE) && !link &&
+	    fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0) {
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+		goto out;
+	}
 	if (p->flags & SM_PUT_MTIME) {
-		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
-			                  { .tv_sec = p->mtime_ns / 1000000000,
-			                    .tv_nsec = p->mtime_ns % 1000000000 } };
+		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, file_timespec(p->mtime_ns) };
 		if (utimensat(at.dfd, at.base, ts, AT_SYMLINK_NOFOLLOW) != 0)
 			err = sm_diag_errno(d, errno, "cannot set mtime of '%s'", key);
 	}

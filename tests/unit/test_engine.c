@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -79,6 +80,16 @@ static int teardown(void **state)
 	assert_int_equal(system(cmd), 0);
 	free(t);
 	return 0;
+}
+
+static int run_opts(struct trees *t, const char *fault, struct sm_opts *o, struct sm_stats *st)
+{
+	o->src = t->src;
+	o->dst = t->dst;
+	o->fault_spec = fault;
+	o->log_level = SM_LOG_QUIET;
+	sm_log_threshold = SM_LOG_QUIET;
+	return sm_run(o, st);
 }
 
 static int run(struct trees *t, const char *fault, bool delete_dst, int threads,
@@ -172,6 +183,95 @@ static void test_dst_listing_error(void **state)
 	assert_true(exists(t->dst, "extra/x"));
 }
 
+static void path_of(char *buf, size_t n, const char *dir, const char *rel)
+{
+	snprintf(buf, n, "%s%s", dir, rel);
+}
+
+/* chown clears setuid: it must come before chmod, or --perms loses it. */
+static void test_perms_keep_setuid(void **state)
+{
+	struct trees *t = *state;
+	char p[256];
+	path_of(p, sizeof(p), t->src, "d1/f01");
+	assert_int_equal(chmod(p, 04755), 0);
+	struct sm_opts o;
+	sm_opts_defaults(&o);
+	o.perms = true;
+	struct sm_stats st;
+	assert_int_equal(run_opts(t, NULL, &o, &st), 0);
+	struct stat sb;
+	path_of(p, sizeof(p), t->dst, "d1/f01");
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mode & 07777, 04755);
+	assert_int_equal(run_opts(t, NULL, &o, &st), 0);
+	assert_int_equal(st.copied, 0); /* and the next run sees nothing to fix */
+}
+
+/* A fifo on SRC is not synced, and protects its DST namesake from deletion. */
+static void test_special_file_keeps_dst(void **state)
+{
+	struct trees *t = *state;
+	char p[256];
+	path_of(p, sizeof(p), t->src, "d0/pipe");
+	assert_int_equal(mkfifo(p, 0644), 0);
+	mkdir(t->dst, 0755);
+	mkpath(t->dst, "d0/pipe", 5);
+	struct sm_opts o;
+	sm_opts_defaults(&o);
+	o.delete_dst = true;
+	struct sm_stats st;
+	assert_int_equal(run_opts(t, NULL, &o, &st), 0);
+	assert_int_equal(st.deleted, 0);
+	assert_true(exists(t->dst, "d0/pipe"));
+}
+
+/* A DST listing that lost an entry must not make existing keys look new. */
+static void test_partial_dst_listing_no_overwrite(void **state)
+{
+	struct trees *t = *state;
+	struct sm_stats st;
+	assert_int_equal(run(t, NULL, false, 2, 0, &st), 0);
+	for (int i = 0; i < 20; i++) { /* DST now differs everywhere */
+		char rel[32];
+		snprintf(rel, sizeof(rel), "d%d/f%02d", i % 4, i);
+		mkpath(t->dst, rel, 7);
+	}
+	struct sm_opts o;
+	sm_opts_defaults(&o);
+	o.ignore_existing = true;
+	o.threads = 1;
+	assert_int_equal(run_opts(t, "dst=list:3", &o, &st), 1); /* one DST entry lost */
+	assert_int_equal(st.copied, 0);
+	char p[256];
+	struct stat sb;
+	for (int i = 0; i < 20; i++) {
+		char rel[32];
+		snprintf(rel, sizeof(rel), "d%d/f%02d", i % 4, i);
+		path_of(p, sizeof(p), t->dst, rel);
+		assert_int_equal(stat(p, &sb), 0);
+		assert_int_equal(sb.st_size, 7);
+	}
+}
+
+/* mtimes before 1970 with a fraction of a second copy exactly. */
+static void test_pre_epoch_mtime(void **state)
+{
+	struct trees *t = *state;
+	char p[256];
+	path_of(p, sizeof(p), t->src, "d2/f02");
+	struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT },
+		                  { .tv_sec = -2, .tv_nsec = 500000000 } };
+	assert_int_equal(utimensat(AT_FDCWD, p, ts, 0), 0);
+	struct sm_stats st;
+	assert_int_equal(run(t, NULL, false, 2, 0, &st), 0);
+	struct stat sb;
+	path_of(p, sizeof(p), t->dst, "d2/f02");
+	assert_int_equal(stat(p, &sb), 0);
+	assert_int_equal(sb.st_mtim.tv_sec, -2);
+	assert_int_equal(sb.st_mtim.tv_nsec, 500000000);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -183,6 +283,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_no_delete_after_listing_error, setup,
 		                                teardown),
 		cmocka_unit_test_setup_teardown(test_dst_listing_error, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_perms_keep_setuid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_special_file_keeps_dst, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_partial_dst_listing_no_overwrite, setup,
+		                                teardown),
+		cmocka_unit_test_setup_teardown(test_pre_epoch_mtime, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
