@@ -25,7 +25,7 @@ struct sm_entry {
 	uint32_t mode;    /* S_IFMT bits + permission bits */
 	uint32_t uid;
 	uint32_t gid;
-	char *link; /* symlink target when the store reads links, else NULL */
+	char *link;    /* symlink target when the store reads links, else NULL */
 	bool excluded; /* planner: on SRC but deselected (size, mtime) */
 };
 
