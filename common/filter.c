@@ -329,8 +329,8 @@ static bool nfa_match(const struct sm_rule *r, const char *text, size_t n, bool 
 			nfa_add(&next, 0);
 			any = true;
 		}
-		if (!any)
-			return false;
+		if (!any && !restart)
+			return false; /* dead, and no '/' can restart the match */
 		nfa_close(r, &next);
 		memcpy(&cur, &next, sizeof(uint64_t) * words);
 	}
