@@ -68,7 +68,32 @@ else
 	failures+=("asan build failed")
 fi
 
-# 3. Formatting.
+# 3. Fuzzing: the filter rule parser and matcher, briefly, from the seed corpus.
+fuzz_built=false
+if [ -f build-fuzz/build.ninja ] ||
+	CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
+		-Db_lundef=false -Dbuildtype=debug >build-fuzz.setup.log 2>&1; then
+	ninja -C build-fuzz tests/fuzz_filter >build-fuzz.ninja.log 2>&1 && fuzz_built=true
+fi
+if $fuzz_built; then
+	corpus=$(mktemp -d)
+	cp tests/fuzz/corpus/filter/* "$corpus/"
+	if build-fuzz/tests/fuzz_filter -max_total_time="${FUZZ_SECONDS:-30}" -timeout=5 \
+		-print_final_stats=1 "$corpus" >build-fuzz.log 2>&1; then
+		passed=$((passed + 1))
+		echo "fuzz_filter: $(grep -o 'Done [0-9]* runs' build-fuzz.log), no crash"
+	else
+		failed=$((failed + 1))
+		failures+=("fuzz_filter found a crash: see build-fuzz.log")
+		tail -30 build-fuzz.log
+	fi
+	rm -rf "$corpus"
+else
+	failed=$((failed + 1))
+	failures+=("fuzz build failed")
+fi
+
+# 4. Formatting.
 bad=$(git ls-files '*.c' '*.h' | xargs clang-format --dry-run -Werror 2>&1 | grep -c 'error:' || true)
 if [ "$bad" = "0" ]; then
 	passed=$((passed + 1))
