@@ -334,7 +334,7 @@ enum sm_err sm_fileset_load(const char *path, struct sm_fileset **out, struct sm
 		}
 		if (!*k || strcmp(k, ".") == 0)
 			continue;
-		if (memchr(line, '\0', (size_t)n) != line + n) {
+		if (memchr(line, '\0', (size_t)n)) {
 			err = sm_diag_set(d, SM_EINVAL, 0,
 			                  "--files-from '%s': a line holds a NUL byte", path);
 			goto out;
