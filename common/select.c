@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "filter.h"
 #include "store/store.h"
 #include "util.h"
 
@@ -86,6 +87,22 @@ bool sm_select_path(const struct sm_select *s, const char *key)
 	if (s->end && strcmp(key, s->end) > 0)
 		return false;
 	return !s->files || fileset_match(s->files, key);
+}
+
+bool sm_select_key(const struct sm_filter *f, const struct sm_select *s, const char *key,
+                   bool *by_rules, bool *prune)
+{
+	bool rules_keep = sm_filter_keep(f, key, NULL);
+	bool in_range = sm_select_path(s, key);
+	*by_rules = !rules_keep;
+	*prune = false;
+	if (rules_keep && in_range)
+		return true;
+	size_t n = strlen(key);
+	if (n && key[n - 1] == '/')
+		*prune = (!rules_keep && !f->full_path) ||
+		         (s->files && !in_range && (!s->start || strcmp(key, s->start) >= 0));
+	return false;
 }
 
 bool sm_select_attr(const struct sm_select *s, const struct sm_entry *e)

@@ -47,6 +47,18 @@ bool sm_select_path(const struct sm_select *s, const char *key);
 /* Attribute predicate for SRC files (directories and symlinks pass). */
 bool sm_select_attr(const struct sm_select *s, const struct sm_entry *e);
 
+struct sm_filter;
+
+/*
+ * The whole path-based verdict on a key, the same for SRC and DST: kept by
+ * the rules and inside the selection. On exclusion, *by_rules says whether
+ * the rules did it (such keys count as excluded), and *prune whether nothing
+ * below the directory can be selected either (layer-mode rules, or
+ * --files-from), so its listing can be skipped.
+ */
+bool sm_select_key(const struct sm_filter *f, const struct sm_select *s, const char *key,
+                   bool *by_rules, bool *prune);
+
 /* Parsers; false on bad input. */
 bool sm_parse_size(const char *s, uint64_t *out);       /* 100, 10K, 1.5M, 2G, 1T (x1024) */
 bool sm_parse_duration(const char *s, int64_t *out_ns); /* 90, 1h30m, 2d, 1.5h */

@@ -172,17 +172,16 @@ static void plan_debug(const struct plan *pl, const char *key, const char *fmt, 
 	sm_log(SM_LOG_DEBUG, "exclude '%s': %s", key, reason);
 }
 
-/* Why the rules exclude `key` in layer mode or not at all (for --debug). */
-static bool plan_rules_keep(const struct plan *pl, const char *key)
+/* --debug: which rule excluded `key`. */
+static void plan_explain(const struct plan *pl, const char *key)
 {
+	if (!pl->o->debug)
+		return;
 	struct sm_filter_why why;
-	bool keep = sm_filter_keep(&pl->o->filter, key, &why);
-	if (!keep && pl->o->debug) {
-		char reason[512];
-		sm_filter_explain(&pl->o->filter, key, &why, reason, sizeof(reason));
-		plan_debug(pl, key, "%s", reason);
-	}
-	return keep;
+	sm_filter_keep(&pl->o->filter, key, &why);
+	char reason[512];
+	sm_filter_explain(&pl->o->filter, key, &why, reason, sizeof(reason));
+	plan_debug(pl, key, "%s", reason);
 }
 
 static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
@@ -197,15 +196,11 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 	pl->last.len = 0;
 	if (sm_buf_appendz(&pl->last, e->key) != SM_OK)
 		goto nomem;
-	bool in_range = sm_select_path(&o->sel, e->key);
-	bool rules_keep = plan_rules_keep(pl, e->key);
-	if (!in_range || !rules_keep) {
-		/* An excluded directory excludes its subtree in layer mode; one
-		 * outside --files-from has nothing listed below it either. */
-		bool prune = dir && ((!rules_keep && !o->filter.full_path) ||
-		                     (o->sel.files && !in_range &&
-		                      (!o->sel.start || strcmp(e->key, o->sel.start) >= 0)));
-		if (rules_keep == false && plan_wanted(e, o)) {
+	bool by_rules, prune;
+	if (!sm_select_key(&o->filter, &o->sel, e->key, &by_rules, &prune)) {
+		if (by_rules)
+			plan_explain(pl, e->key);
+		if (by_rules && plan_wanted(e, o)) {
 			__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&pl->ps->excluded, 1, __ATOMIC_RELAXED);
 			if (!dir)

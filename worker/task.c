@@ -316,13 +316,9 @@ static bool task_dst_selected(struct task_run *tr, struct sm_cursor *cur, const 
 	pruned->len = 0;
 	if (!sm_filter_active(&o->filter) && !o->sel.start && !o->sel.end && !o->sel.files)
 		return true;
-	bool rules_keep = sm_filter_keep(&o->filter, te->key, NULL);
-	bool in_range = sm_select_path(&o->sel, te->key);
-	if (rules_keep && in_range)
+	bool by_rules, prune;
+	if (sm_select_key(&o->filter, &o->sel, te->key, &by_rules, &prune))
 		return true;
-	bool prune = S_ISDIR(te->mode) && ((!rules_keep && !o->filter.full_path) ||
-	                                   (o->sel.files && !in_range &&
-	                                    (!o->sel.start || strcmp(te->key, o->sel.start) >= 0)));
 	if (prune && sm_buf_appendz(pruned, te->key) == SM_OK)
 		sm_store_list_skip(cur);
 	return false;
