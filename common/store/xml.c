@@ -1,0 +1,328 @@
+#include "xml.h"
+
+#include <expat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../util.h"
+
+struct sm_xml {
+	XML_Parser p;
+	sm_xml_fn fn;
+	void *arg;
+	size_t max_bytes;
+	size_t fed;
+	char path[1024];
+	size_t plen[SM_XML_MAX_DEPTH + 1]; /* path length at each depth */
+	int depth;
+	struct sm_buf text;
+	bool stopped;
+	const char *why; /* a cap that was hit */
+};
+
+/* The local part of "ns:Name". */
+static const char *xml_local(const char *name)
+{
+	const char *c = strrchr(name, ':');
+	return c ? c + 1 : name;
+}
+
+static void XMLCALL xml_start(void *ud, const XML_Char *name, const XML_Char **attrs)
+{
+	(void)attrs; /* xmlns and friends: not needed */
+	struct sm_xml *x = ud;
+	if (x->stopped)
+		return;
+	const char *local = xml_local(name);
+	size_t cur = x->depth ? x->plen[x->depth] : 0;
+	size_t add = strlen(local) + (x->depth ? 1 : 0);
+	if (x->depth >= SM_XML_MAX_DEPTH || cur + add + 1 > sizeof(x->path)) {
+		x->why = "XML nested too deep";
+		x->stopped = true;
+		XML_StopParser(x->p, XML_FALSE);
+		return;
+	}
+	if (x->depth)
+		x->path[cur++] = '/';
+	memcpy(x->path + cur, local, strlen(local) + 1);
+	x->depth++;
+	x->plen[x->depth] = cur + strlen(local);
+	x->text.len = 0;
+	if (!x->fn(x->arg, x->path, true, "", 0)) {
+		x->stopped = true;
+		XML_StopParser(x->p, XML_FALSE);
+	}
+}
+
+static void XMLCALL xml_end(void *ud, const XML_Char *name)
+{
+	(void)name;
+	struct sm_xml *x = ud;
+	if (x->stopped || x->depth == 0)
+		return;
+	if (sm_buf_append(&x->text, "", 0) != SM_OK) {
+		x->why = "out of memory";
+		x->stopped = true;
+		XML_StopParser(x->p, XML_FALSE);
+		return;
+	}
+	x->path[x->plen[x->depth]] = '\0';
+	if (!x->fn(x->arg, x->path, false, x->text.p, x->text.len)) {
+		x->stopped = true;
+		XML_StopParser(x->p, XML_FALSE);
+	}
+	x->text.len = 0;
+	x->depth--;
+	x->path[x->depth ? x->plen[x->depth] : 0] = '\0';
+}
+
+static void XMLCALL xml_chars(void *ud, const XML_Char *s, int len)
+{
+	struct sm_xml *x = ud;
+	if (x->stopped)
+		return;
+	if (sm_buf_append(&x->text, s, (size_t)len) != SM_OK) {
+		x->why = "XML element text too long";
+		x->stopped = true;
+		XML_StopParser(x->p, XML_FALSE);
+	}
+}
+
+enum sm_err sm_xml_new(sm_xml_fn fn, void *arg, size_t max_bytes, struct sm_xml **out,
+                       struct sm_diag *d)
+{
+	struct sm_xml *x = calloc(1, sizeof(*x));
+	if (!x)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	x->p = XML_ParserCreate("UTF-8");
+	if (!x->p) {
+		free(x);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	x->fn = fn;
+	x->arg = arg;
+	x->max_bytes = max_bytes ? max_bytes : (64u << 20);
+	x->text.limit = SM_XML_MAX_TEXT;
+	XML_SetUserData(x->p, x);
+	XML_SetElementHandler(x->p, xml_start, xml_end);
+	XML_SetCharacterDataHandler(x->p, xml_chars);
+	*out = x;
+	return SM_OK;
+}
+
+enum sm_err sm_xml_feed(struct sm_xml *x, const void *data, size_t len, bool final,
+                        struct sm_diag *d)
+{
+	if (x->stopped)
+		return sm_diag_set(d, SM_EIO, 0, "%s", x->why ? x->why : "XML parsing stopped");
+	if (len > x->max_bytes - x->fed)
+		return sm_diag_set(d, SM_EIO, 0, "XML reply larger than %zu bytes", x->max_bytes);
+	x->fed += len;
+	if (XML_Parse(x->p, data, (int)len, final) != XML_STATUS_OK) {
+		if (x->stopped && !x->why)
+			return sm_diag_set(d, SM_EIO, 0, "XML parsing stopped");
+		if (x->why)
+			return sm_diag_set(d, SM_EIO, 0, "%s", x->why);
+		return sm_diag_set(d, SM_EIO, 0, "malformed XML at line %lu: %s",
+		                   (unsigned long)XML_GetCurrentLineNumber(x->p),
+		                   XML_ErrorString(XML_GetErrorCode(x->p)));
+	}
+	return SM_OK;
+}
+
+void sm_xml_free(struct sm_xml *x)
+{
+	if (!x)
+		return;
+	XML_ParserFree(x->p);
+	sm_buf_release(&x->text);
+	free(x);
+}
+
+bool sm_url_decode(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; r++) {
+		if (*r != '%') {
+			*w++ = *r == '+' ? ' ' : *r;
+			continue;
+		}
+		int hi = r[1], lo = hi ? r[2] : 0;
+		int h = hi >= '0' && hi <= '9'                 ? hi - '0'
+		        : (hi | 32) >= 'a' && (hi | 32) <= 'f' ? (hi | 32) - 'a' + 10
+		                                               : -1;
+		int l = lo >= '0' && lo <= '9'                 ? lo - '0'
+		        : (lo | 32) >= 'a' && (lo | 32) <= 'f' ? (lo | 32) - 'a' + 10
+		                                               : -1;
+		if (h < 0 || l < 0 || (h == 0 && l == 0))
+			return false; /* bad escape, or a NUL byte */
+		*w++ = (char)(h * 16 + l);
+		r += 2;
+	}
+	*w = '\0';
+	return true;
+}
+
+bool sm_parse_iso8601(const char *s, int64_t *ns)
+{
+	struct tm tm = { 0 };
+	int y, mo, d, h, mi, sec;
+	int n = 0;
+	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
+		return false;
+	const char *p = s + 19;
+	int64_t frac = 0;
+	if (*p == '.') {
+		int64_t scale = 100000000;
+		for (p++; *p >= '0' && *p <= '9'; p++) {
+			frac += (*p - '0') * scale;
+			scale /= 10;
+		}
+	}
+	if (*p != 'Z' || p[1])
+		return false;
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	*ns = (int64_t)timegm(&tm) * 1000000000 + frac;
+	return true;
+}
+
+/* ---- ListObjectsV2 ---- */
+
+struct list_ctx {
+	struct sm_s3_list_page *page;
+	const char *err;
+};
+
+static bool list_cb(void *arg, const char *path, bool start, const char *text, size_t len)
+{
+	(void)len;
+	struct list_ctx *lc = arg;
+	struct sm_s3_list_page *pg = lc->page;
+	if (strcmp(path, "ListBucketResult/Contents") == 0 && start) {
+		if (pg->n == pg->cap) {
+			size_t cap = pg->cap ? pg->cap * 2 : 64;
+			struct sm_s3_object *no = realloc(pg->objs, cap * sizeof(*no));
+			if (!no) {
+				lc->err = "out of memory";
+				return false;
+			}
+			pg->objs = no;
+			pg->cap = cap;
+		}
+		pg->objs[pg->n++] = (struct sm_s3_object){ 0 };
+		return true;
+	}
+	if (start)
+		return true;
+	struct sm_s3_object *o = pg->n ? &pg->objs[pg->n - 1] : NULL;
+	if (strcmp(path, "ListBucketResult/Contents/Key") == 0 && o) {
+		free(o->key);
+		if (!(o->key = strdup(text)))
+			lc->err = "out of memory";
+	} else if (strcmp(path, "ListBucketResult/Contents/Size") == 0 && o) {
+		int64_t v;
+		if (!sm_parse_i64(text, 0, INT64_MAX, &v))
+			lc->err = "bad <Size> in a listing";
+		else
+			o->size = (uint64_t)v;
+	} else if (strcmp(path, "ListBucketResult/Contents/LastModified") == 0 && o) {
+		if (!sm_parse_iso8601(text, &o->mtime_ns))
+			lc->err = "bad <LastModified> in a listing";
+	} else if (strcmp(path, "ListBucketResult/Contents/ETag") == 0 && o) {
+		sm_strlcpy(o->etag, text, sizeof(o->etag));
+	} else if (strcmp(path, "ListBucketResult/CommonPrefixes/Prefix") == 0) {
+		char **np = realloc(pg->prefixes, (pg->n_prefixes + 1) * sizeof(*np));
+		if (!np || !(np[pg->n_prefixes] = strdup(text))) {
+			if (np)
+				pg->prefixes = np;
+			lc->err = "out of memory";
+		} else {
+			pg->prefixes = np;
+			pg->n_prefixes++;
+		}
+	} else if (strcmp(path, "ListBucketResult/IsTruncated") == 0) {
+		pg->truncated = strcmp(text, "true") == 0;
+	} else if (strcmp(path, "ListBucketResult/NextContinuationToken") == 0) {
+		free(pg->next_token);
+		if (!(pg->next_token = strdup(text)))
+			lc->err = "out of memory";
+	} else if (strcmp(path, "ListBucketResult/EncodingType") == 0) {
+		pg->url_encoded = strcmp(text, "url") == 0;
+	}
+	return lc->err == NULL;
+}
+
+void sm_s3_list_page_release(struct sm_s3_list_page *page)
+{
+	for (size_t i = 0; i < page->n; i++)
+		free(page->objs[i].key);
+	for (size_t i = 0; i < page->n_prefixes; i++)
+		free(page->prefixes[i]);
+	free(page->objs);
+	free(page->prefixes);
+	free(page->next_token);
+	memset(page, 0, sizeof(*page));
+}
+
+enum sm_err sm_s3_parse_list(const void *body, size_t len, struct sm_s3_list_page *page,
+                             struct sm_diag *d)
+{
+	memset(page, 0, sizeof(*page));
+	struct list_ctx lc = { .page = page };
+	struct sm_xml *x = NULL;
+	enum sm_err err = sm_xml_new(list_cb, &lc, 0, &x, d);
+	if (err != SM_OK)
+		return err;
+	err = sm_xml_feed(x, body, len, true, d);
+	sm_xml_free(x);
+	if (lc.err)
+		err = sm_diag_set(d, SM_EIO, 0, "%s", lc.err);
+	for (size_t i = 0; err == SM_OK && i < page->n; i++) {
+		if (!page->objs[i].key)
+			err = sm_diag_set(d, SM_EIO, 0, "a listed object without <Key>");
+		else if (page->url_encoded && !sm_url_decode(page->objs[i].key))
+			err = sm_diag_set(d, SM_EIO, 0, "bad escape in listed key '%s'",
+			                  page->objs[i].key);
+	}
+	for (size_t i = 0; err == SM_OK && page->url_encoded && i < page->n_prefixes; i++)
+		if (!sm_url_decode(page->prefixes[i]))
+			err = sm_diag_set(d, SM_EIO, 0, "bad escape in listed prefix");
+	if (err == SM_OK && page->truncated && !page->next_token)
+		err = sm_diag_set(d, SM_EIO, 0, "truncated listing without a continuation token");
+	if (err != SM_OK)
+		sm_s3_list_page_release(page);
+	return err;
+}
+
+/* ---- <Error> ---- */
+
+static bool error_cb(void *arg, const char *path, bool start, const char *text, size_t len)
+{
+	(void)len;
+	struct sm_s3_error *e = arg;
+	if (start)
+		return true;
+	if (strcmp(path, "Error/Code") == 0)
+		sm_strlcpy(e->code, text, sizeof(e->code));
+	else if (strcmp(path, "Error/Message") == 0)
+		sm_strlcpy(e->message, text, sizeof(e->message));
+	return true;
+}
+
+bool sm_s3_parse_error(const void *body, size_t len, struct sm_s3_error *e)
+{
+	memset(e, 0, sizeof(*e));
+	struct sm_xml *x = NULL;
+	if (sm_xml_new(error_cb, e, 1u << 20, &x, NULL) != SM_OK)
+		return false;
+	bool ok = sm_xml_feed(x, body, len, true, NULL) == SM_OK;
+	sm_xml_free(x);
+	return ok && e->code[0];
+}

@@ -1,0 +1,133 @@
+/* S3 XML replies: ListObjectsV2 pages (namespaced or not, url-encoded keys,
+ * continuation), <Error>, and hostile input. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../common/store/xml.h"
+
+static const char list1[] =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        "<Name>bucket</Name><Prefix></Prefix><KeyCount>3</KeyCount><MaxKeys>3</MaxKeys>"
+        "<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+        "<Contents><Key>a+b%2Fc</Key><LastModified>2013-09-17T18:07:53.000Z</LastModified>"
+        "<ETag>&quot;599bab3ed2c697f1d26842727561fd94&quot;</ETag><Size>857</Size>"
+        "<StorageClass>STANDARD</StorageClass></Contents>"
+        "<Contents><Key>caf%C3%A9/x%2By</Key><LastModified>1970-01-01T00:00:01.5Z</LastModified>"
+        "<Size>0</Size></Contents>"
+        "<Contents><Key>line%0Abreak</Key><LastModified>2020-02-29T23:59:59Z</LastModified>"
+        "<Size>18446744073709551</Size></Contents>"
+        "<NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</"
+        "NextContinuationToken>"
+        "</ListBucketResult>";
+
+static void test_list_page(void **state)
+{
+	(void)state;
+	struct sm_s3_list_page pg;
+	struct sm_diag d;
+	assert_int_equal(sm_s3_parse_list(list1, strlen(list1), &pg, &d), SM_OK);
+	assert_int_equal(pg.n, 3);
+	assert_string_equal(pg.objs[0].key, "a b/c");
+	assert_int_equal(pg.objs[0].size, 857);
+	assert_int_equal(pg.objs[0].mtime_ns, 1379441273LL * 1000000000);
+	assert_string_equal(pg.objs[0].etag, "\"599bab3ed2c697f1d26842727561fd94\"");
+	assert_string_equal(pg.objs[1].key, "caf\xc3\xa9/x+y");
+	assert_int_equal(pg.objs[1].mtime_ns, 1500000000);
+	assert_string_equal(pg.objs[2].key, "line\nbreak");
+	assert_int_equal(pg.objs[2].size, 18446744073709551ull);
+	assert_true(pg.truncated);
+	assert_string_equal(pg.next_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=");
+	sm_s3_list_page_release(&pg);
+}
+
+static void test_list_prefixed_namespace_and_prefixes(void **state)
+{
+	(void)state;
+	static const char xml[] =
+	        "<s3:ListBucketResult xmlns:s3=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	        "<s3:IsTruncated>false</s3:IsTruncated>"
+	        "<s3:Contents><s3:Key>k</s3:Key><s3:Size>1</s3:Size>"
+	        "<s3:LastModified>2001-01-01T00:00:00Z</s3:LastModified></s3:Contents>"
+	        "<s3:CommonPrefixes><s3:Prefix>dir/</s3:Prefix></s3:CommonPrefixes>"
+	        "</s3:ListBucketResult>";
+	struct sm_s3_list_page pg;
+	struct sm_diag d;
+	assert_int_equal(sm_s3_parse_list(xml, strlen(xml), &pg, &d), SM_OK);
+	assert_int_equal(pg.n, 1);
+	assert_string_equal(pg.objs[0].key, "k");
+	assert_false(pg.truncated);
+	assert_null(pg.next_token);
+	assert_int_equal(pg.n_prefixes, 1);
+	assert_string_equal(pg.prefixes[0], "dir/");
+	sm_s3_list_page_release(&pg);
+}
+
+static void test_error_reply(void **state)
+{
+	(void)state;
+	static const char xml[] =
+	        "<?xml version=\"1.0\" "
+	        "encoding=\"UTF-8\"?><Error><Code>SignatureDoesNotMatch</Code>"
+	        "<Message>The request signature we calculated does not match</Message>"
+	        "<RequestId>4442587FB7D0A2F9</RequestId></Error>";
+	struct sm_s3_error e;
+	assert_true(sm_s3_parse_error(xml, strlen(xml), &e));
+	assert_string_equal(e.code, "SignatureDoesNotMatch");
+	assert_string_equal(e.message, "The request signature we calculated does not match");
+	assert_false(sm_s3_parse_error("<html>502 Bad Gateway</html>", 28, &e));
+	assert_false(sm_s3_parse_error("garbage", 7, &e));
+}
+
+static void test_hostile(void **state)
+{
+	(void)state;
+	struct sm_s3_list_page pg;
+	struct sm_diag d;
+	static const char *const bad[] = {
+		"<ListBucketResult><Contents><Key>a</Key>", /* truncated XML */
+		"<ListBucketResult><Contents><Size>1</Size></Contents></ListBucketResult>", /* no key */
+		"<ListBucketResult><Contents><Key>a%zz</Key></Contents>"
+		"<EncodingType>url</EncodingType></ListBucketResult>", /* bad escape */
+		"<ListBucketResult><Contents><Key>a%00b</Key></Contents>"
+		"<EncodingType>url</EncodingType></ListBucketResult>", /* a NUL byte */
+		"<ListBucketResult><Contents><Key>a</Key><Size>-1</Size></Contents></"
+		"ListBucketResult>",
+		"<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>", /* no token */
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (sm_s3_parse_list(bad[i], strlen(bad[i]), &pg, &d) == SM_OK)
+			fail_msg("case %zu parsed", i);
+	/* nesting and text caps */
+	char deep[2048] = "";
+	for (int i = 0; i < 40; i++)
+		strcat(deep, "<a>");
+	assert_int_not_equal(sm_s3_parse_list(deep, strlen(deep), &pg, &d), SM_OK);
+	assert_non_null(strstr(d.msg, "deep"));
+	size_t n = (SM_XML_MAX_TEXT + 100);
+	char *big = malloc(n + 100);
+	strcpy(big, "<ListBucketResult><Contents><Key>");
+	size_t off = strlen(big);
+	memset(big + off, 'k', n);
+	strcpy(big + off + n, "</Key></Contents></ListBucketResult>");
+	assert_int_not_equal(sm_s3_parse_list(big, strlen(big), &pg, &d), SM_OK);
+	free(big);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_list_page),
+		cmocka_unit_test(test_list_prefixed_namespace_and_prefixes),
+		cmocka_unit_test(test_error_reply),
+		cmocka_unit_test(test_hostile),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
