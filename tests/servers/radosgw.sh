@@ -1,0 +1,378 @@
+#!/usr/bin/env bash
+# A real S3 server for tests: Ceph radosgw on a one-machine Ceph cluster (one
+# mon, one memstore OSD, no mgr) kept entirely under one directory.
+#
+#   radosgw.sh start DIR [ADDR:PORT...]   start; also listen on each extra ADDR:PORT
+#                                         (e.g. 10.77.0.1:7480 for namespaced workers)
+#   radosgw.sh stop DIR                   kill the processes whose pid files are in DIR,
+#                                         wait for them, remove DIR
+#   radosgw.sh status DIR                 exit 0 if this DIR's radosgw answers
+#
+# `start` installs the Debian packages it needs when they are missing, listens on
+# 127.0.0.1:7480 (RADOSGW_PORT overrides the port; never 0.0.0.0), waits until a
+# signed S3 request works (at most RADOSGW_TIMEOUT s, default 60) and writes
+# DIR/env, to be sourced:
+#   export S3_ENDPOINT=http://127.0.0.1:7480 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...
+#          AWS_REGION=us-east-1 ...
+# A server that does not come up makes `start` fail with the tail of its log.
+# DIR must be empty, missing, or a directory this script made (which `start`
+# stops and wipes first). Only processes named in DIR/*.pid are ever killed.
+#
+# Data lives in RAM (memstore): about 2x the stored bytes. The OSD reports
+# RADOSGW_MEMSTORE_BYTES (default 8 GiB) of capacity; the cluster refuses
+# writes past 95 % of it.
+set -euo pipefail
+
+ACCESS_KEY=SMTESTACCESSKEY00000
+SECRET_KEY=smtestsecretkey0000000000000000000000000
+REGION=us-east-1
+PORT=${RADOSGW_PORT:-7480}
+TIMEOUT=${RADOSGW_TIMEOUT:-60}
+MEMSTORE_BYTES=${RADOSGW_MEMSTORE_BYTES:-8589934592}
+PACKAGES=(radosgw ceph-mon ceph-osd ceph-common awscli curl iproute2)
+MARKER=.radosgw-sh
+PIDS=(rgw osd mon) # pid file names, in stopping order
+
+me=radosgw.sh
+say() { echo "$me: $*" >&2; }
+die() {
+	say "$*"
+	exit 1
+}
+
+usage() {
+	sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//' >&2
+	exit 2
+}
+
+ensure_packages() {
+	local missing=() p
+	for p in "${PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	((${#missing[@]})) || return 0
+	[ "$(id -u)" -eq 0 ] || die "missing packages ${missing[*]} (run as root to install them)"
+	say "installing ${missing[*]}"
+	local log
+	log=$(mktemp /tmp/radosgw-apt.XXXXXX)
+	if ! { DEBIAN_FRONTEND=noninteractive apt-get update -q &&
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+		</dev/null >"$log" 2>&1; then
+		tail -30 "$log" >&2
+		rm -f "$log"
+		die "could not install ${missing[*]}"
+	fi
+	rm -f "$log"
+}
+
+# absdir DIR [create]: print DIR as an absolute path.
+absdir() {
+	[ -n "$1" ] || die "empty DIR"
+	[ "${2:-}" = create ] && mkdir -p -- "$1"
+	(cd -- "$1" 2>/dev/null && pwd) || return 1
+}
+
+# A PID is ours when it is alive (not a zombie: PID 1 may reap late) and its
+# command line names this DIR's ceph.conf.
+is_ours() { # pid dir
+	local pid=$1 state
+	[[ $pid =~ ^[0-9]+$ ]] || return 1
+	state=$(sed -n 's/^[0-9]* (.*) \([A-Za-z]\) .*/\1/p' "/proc/$pid/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ] && [ "$state" != X ] || return 1
+	tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -qxF "$2/ceph.conf"
+}
+
+# TERM the given PIDs, KILL them after 5 s, wait until they are gone (at most
+# 10 s).
+term_wait() { # dir pid...
+	local dir=$1 pid i
+	shift
+	local live=("$@")
+	for pid in "${live[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for ((i = 0; i < 100 && ${#live[@]}; i++)); do
+		((i == 50)) && for pid in "${live[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+		sleep 0.05
+		local still=()
+		for pid in "${live[@]}"; do is_ours "$pid" "$dir" && still+=("$pid"); done
+		live=(${still[@]+"${still[@]}"})
+	done
+	((${#live[@]} == 0)) || {
+		say "processes ${live[*]} did not exit"
+		return 1
+	}
+}
+
+# Kill the processes in DIR's pid files and wait until they are gone, one by
+# one: radosgw hangs on exit once the cluster is gone, and the OSD waits 5 s
+# for the mon's acknowledgement of its shutdown.
+stop_pids() { # dir
+	local dir=$1 name pid ok=0
+	for name in "${PIDS[@]}"; do
+		[ -f "$dir/$name.pid" ] || continue
+		pid=$(<"$dir/$name.pid")
+		if is_ours "$pid" "$dir"; then
+			term_wait "$dir" "$pid" || ok=1
+		fi
+	done
+	((ok)) || for name in "${PIDS[@]}"; do rm -f "$dir/$name.pid"; done
+	return $ok
+}
+
+# Is a TCP socket listening on ADDR:PORT, or on the wildcard address with that
+# port? (Asks the kernel: a connect() test is useless here, as this network
+# accepts connections to any non-local address.)
+listening() { # addr port
+	local a=${1#[}
+	a=${a%]}
+	ss -Hltn "( sport = :$2 )" 2>/dev/null | awk -v a="$a" '
+		{ l = $4; sub(/:[0-9]+$/, "", l); gsub(/[][]/, "", l); sub(/%.*/, "", l)
+		  if (l == a || l == "0.0.0.0" || l == "::" || l == "*") f = 1 }
+		END { exit !f }'
+}
+
+# Is ADDR one of this machine's addresses (any 127.x.y.z is)?
+local_addr() { # addr
+	local a=${1#[}
+	a=${a%]}
+	[[ $a == 127.* ]] && return 0
+	ip -o addr show 2>/dev/null | awk -v a="$a" '{ sub(/\/.*/, "", $4); if ($4 == a) f = 1 } END { exit !f }'
+}
+
+http_code() { # url [curl args...]
+	local url=$1
+	shift
+	curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" 2>/dev/null || true
+}
+
+# curl 7.88's --aws-sigv4 does not send x-amz-content-sha256, which radosgw
+# requires (else SignatureDoesNotMatch): pass the empty body's hash.
+EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
+signed_code() { # url
+	http_code "$1" --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS_KEY:$SECRET_KEY" \
+		-H "x-amz-content-sha256: $EMPTY_SHA256"
+}
+
+show_log() { # name file
+	[ -s "$2" ] || return 0
+	echo "---- $1: last lines of $2" >&2
+	tail -n 25 "$2" >&2
+}
+
+cmd_start() {
+	(($# >= 1)) || usage
+	local dir extra=() a
+	for a in "${@:2}"; do
+		[[ $a =~ ^(\[[0-9A-Fa-f:.]+\]|[0-9]{1,3}(\.[0-9]{1,3}){3}):[0-9]+$ ]] ||
+			die "bad address '$a' (want IPv4:PORT or [IPv6]:PORT)"
+		case $a in 0.0.0.0:* | \[::\]:*) die "refusing to listen on all interfaces ($a)" ;; esac
+		extra+=("$a")
+	done
+	[[ $PORT =~ ^[0-9]+$ ]] || die "bad RADOSGW_PORT '$PORT'"
+
+	ensure_packages
+
+	dir=$(absdir "$1" create) || die "cannot create $1"
+	[ "$dir" != / ] || die "refusing DIR /"
+	if [ -e "$dir/$MARKER" ]; then
+		stop_pids "$dir" || die "could not stop the previous server in $dir"
+		find "$dir" -mindepth 1 -delete
+	elif [ -n "$(ls -A -- "$dir")" ]; then
+		die "$dir is not empty and was not made by $me"
+	fi
+	touch "$dir/$MARKER"
+
+	local endpoints=("127.0.0.1:$PORT" ${extra[@]+"${extra[@]}"}) ep
+	for ep in "${endpoints[@]}"; do
+		local_addr "${ep%:*}" || die "${ep%:*} is not an address of this machine (for 10.77.0.1, create the bridge first)"
+		if listening "${ep%:*}" "${ep##*:}"; then
+			ss -ltnp 2>/dev/null | grep -F ":${ep##*:} " >&2 || true
+			die "$ep is already in use (a server left by another run? stop it with its own DIR)"
+		fi
+	done
+
+	# A free port for the monitor in 3300-3399, first tried where the radosgw
+	# port points, so that servers on different ports rarely race for one.
+	local monport i
+	for ((i = 0; i < 100; i++)); do
+		monport=$((3300 + (PORT + i) % 100))
+		listening 127.0.0.1 "$monport" || break
+	done
+	((i < 100)) || die "no free port in 3300-3399 for ceph-mon"
+
+	mkdir -p "$dir"/{mon,osd,rgw,run,log,crash}
+	local asok="$dir/run/\$cluster-\$name.asok"
+	((${#dir} <= 60)) || asok="" # unix socket paths are limited to 107 bytes
+	local fsid frontends="beast"
+	fsid=$(</proc/sys/kernel/random/uuid)
+	for ep in "${endpoints[@]}"; do frontends+=" endpoint=$ep"; done
+	cat >"$dir/ceph.conf" <<EOF
+# Written by tests/servers/radosgw.sh: a throwaway one-machine cluster.
+[global]
+fsid = $fsid
+mon host = v2:127.0.0.1:$monport
+public addr = 127.0.0.1
+cluster addr = 127.0.0.1
+ms bind msgr1 = false
+ms bind msgr2 = true
+auth cluster required = none
+auth service required = none
+auth client required = none
+auth allow insecure global id reclaim = true
+ms cluster mode = crc
+ms service mode = crc
+ms client mode = crc
+ms mon cluster mode = crc
+ms mon service mode = crc
+ms mon client mode = crc
+keyring = $dir/keyring
+run dir = $dir/run
+crash dir = $dir/crash
+admin socket = $asok
+log file = $dir/log/\$name.log
+log to syslog = false
+osd pool default size = 1
+osd pool default min size = 1
+osd pool default pg num = 8
+osd pool default pgp num = 8
+osd pool default pg autoscale mode = off
+osd crush chooseleaf type = 0
+mon allow pool size one = true
+mon allow pool delete = true
+mon max pg per osd = 1000
+mon warn on pool no redundancy = false
+mon data avail warn = 1
+mon data avail crit = 0
+# Commit map changes fast: radosgw creates its pools one by one at startup.
+paxos propose interval = 0.1
+
+[mon]
+mon data = $dir/mon
+mon cluster log file = $dir/log/mon-cluster.log
+
+[osd]
+osd data = $dir/osd
+osd objectstore = memstore
+memstore device bytes = $MEMSTORE_BYTES
+osd class load list = *
+osd class default list = *
+
+[client.rgw]
+rgw data = $dir/rgw
+rgw frontends = $frontends
+rgw dns name = localhost
+rgw init timeout = $TIMEOUT
+EOF
+	: >"$dir/keyring"
+	export CEPH_CONF="$dir/ceph.conf"
+	local conf=(-c "$dir/ceph.conf")
+	local t0=$SECONDS
+
+	# fail NAME...: show the logs of the named daemons, stop what was started.
+	fail() {
+		local msg=$1 n
+		shift
+		for n in "$@"; do
+			show_log "$n" "$dir/log/$n.out"
+			show_log "$n" "$dir/log/$(logname "$n")"
+		done
+		stop_pids "$dir" || true
+		die "$msg (logs in $dir/log)"
+	}
+	logname() {
+		case $1 in mon) echo mon.a.log ;; osd) echo osd.0.log ;; rgw) echo client.rgw.log ;; *) echo "$1.none" ;; esac
+	}
+	launch() { # name command...
+		local name=$1
+		shift
+		"$@" </dev/null >>"$dir/log/$name.out" 2>&1 &
+		local pid=$! i
+		echo "$pid" >"$dir/$name.pid"
+		# Until the child has exec'd, its command line is this script's.
+		for ((i = 0; i < 100; i++)); do
+			is_ours "$pid" "$dir" && break
+			[ -e "/proc/$pid" ] || break
+			sleep 0.02
+		done
+	}
+	alive() { is_ours "$(<"$dir/$1.pid")" "$dir"; }
+
+	monmaptool --create --fsid "$fsid" --addv a "[v2:127.0.0.1:$monport]" "$dir/monmap" \
+		>"$dir/log/monmaptool.out" 2>&1 || fail "monmaptool failed" monmaptool
+	ceph-mon "${conf[@]}" -i a --mkfs --monmap "$dir/monmap" --keyring "$dir/keyring" \
+		>"$dir/log/mon-mkfs.out" 2>&1 || fail "ceph-mon --mkfs failed" mon-mkfs mon
+	launch mon ceph-mon "${conf[@]}" -f -i a
+
+	local id
+	id=$(timeout 30 ceph "${conf[@]}" --connect-timeout 25 osd create 2>"$dir/log/ceph-cli.out") ||
+		{ alive mon || fail "ceph-mon died" mon; fail "cannot reach ceph-mon" ceph-cli mon; }
+	[ "$id" = 0 ] || fail "ceph osd create gave '$id', not 0" ceph-cli mon
+	ceph-osd "${conf[@]}" -i 0 --mkfs >"$dir/log/osd-mkfs.out" 2>&1 ||
+		fail "ceph-osd --mkfs failed" osd-mkfs osd
+	launch osd ceph-osd "${conf[@]}" -f -i 0
+	launch rgw radosgw "${conf[@]}" -f -n client.rgw
+
+	# Wait for the anonymous bucket listing (200) on every endpoint.
+	local deadline=$((SECONDS + TIMEOUT)) n up
+	while :; do
+		for n in mon osd rgw; do alive "$n" || fail "$n died while starting" "$n"; done
+		up=1
+		for ep in "${endpoints[@]}"; do
+			[ "$(http_code "http://$ep/")" = 200 ] || up=0
+		done
+		((up)) && break
+		((SECONDS < deadline)) || fail "radosgw did not answer within $TIMEOUT s" rgw osd mon
+		sleep 0.2
+	done
+
+	timeout "$TIMEOUT" radosgw-admin "${conf[@]}" user create --uid=smtest --display-name="syncmgr tests" \
+		--access-key="$ACCESS_KEY" --secret="$SECRET_KEY" >"$dir/log/user-create.out" 2>&1 ||
+		fail "radosgw-admin user create failed" user-create rgw
+	while [ "$(signed_code "http://127.0.0.1:$PORT/")" != 200 ]; do
+		((SECONDS < deadline + 10)) || fail "a signed request to radosgw does not succeed" rgw
+		sleep 0.2
+	done
+
+	{
+		echo "# radosgw started by tests/servers/radosgw.sh; source this file."
+		echo "export S3_ENDPOINT=http://127.0.0.1:$PORT AWS_ACCESS_KEY_ID=$ACCESS_KEY" \
+			"AWS_SECRET_ACCESS_KEY=$SECRET_KEY AWS_REGION=$REGION AWS_DEFAULT_REGION=$REGION"
+		if ((${#extra[@]})); then
+			local urls=()
+			for ep in "${extra[@]}"; do urls+=("http://$ep"); done
+			echo "export S3_EXTRA_ENDPOINTS='${urls[*]}'"
+		fi
+	} >"$dir/env"
+	say "radosgw ready on ${endpoints[*]} in $((SECONDS - t0)) s; source $dir/env"
+}
+
+cmd_stop() {
+	(($# == 1)) || usage
+	local dir
+	dir=$(absdir "$1") || return 0 # nothing to stop
+	[ -e "$dir/$MARKER" ] || [ -z "$(ls -A -- "$dir")" ] ||
+		die "$dir was not made by $me; not touching it"
+	stop_pids "$dir" || die "could not stop every process of $dir (left in place)"
+	rm -rf -- "$dir"
+}
+
+cmd_status() {
+	(($# == 1)) || usage
+	local dir n ep
+	dir=$(absdir "$1") || die "no $1"
+	for n in mon osd rgw; do
+		if ! [ -f "$dir/$n.pid" ] || ! is_ours "$(<"$dir/$n.pid")" "$dir"; then die "$n is not running"; fi
+	done
+	[ -f "$dir/env" ] || die "not started (no $dir/env)"
+	ep=$(sed -n 's/.*S3_ENDPOINT=\([^ ]*\).*/\1/p' "$dir/env")
+	[ "$(signed_code "$ep/")" = 200 ] || die "radosgw at $ep does not answer"
+	echo "radosgw running at $ep"
+}
+
+case ${1:-} in
+start | stop | status)
+	cmd=$1
+	shift
+	"cmd_$cmd" "$@"
+	;;
+*) usage ;;
+esac
