@@ -3,12 +3,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/s3url.h"
 #include "util.h"
 
 static const char *const later_schemes[][2] = {
-	{ "s3://", "S3" },       { "oss://", "S3" },      { "cos://", "S3" },
-	{ "minio://", "S3" },    { "sftp://", "SFTP" },   { "dav://", "WebDAV" },
-	{ "davs://", "WebDAV" }, { "jfs://", "JuiceFS" }, { "hdfs://", "HDFS" },
+	{ "sftp://", "SFTP" },   { "dav://", "WebDAV" }, { "davs://", "WebDAV" },
+	{ "jfs://", "JuiceFS" }, { "hdfs://", "HDFS" },
 };
 
 void sm_url_release(struct sm_url *u)
@@ -39,6 +39,24 @@ enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
 			return sm_diag_set(
 			        d, SM_ENOTSUP, 0, "'%.*s...': %s storage not supported yet",
 			        (int)strlen(later_schemes[i][0]), s, later_schemes[i][1]);
+	}
+	if (sm_s3_scheme(s)) {
+		/* the S3 backend parses the rest; here only what every store has */
+		struct sm_s3_loc loc;
+		enum sm_err err = sm_s3_loc_parse(s, true, &loc, d);
+		if (err != SM_OK)
+			return err;
+		u.scheme = strdup("s3");
+		u.path = strdup(s);
+		u.display = strdup(loc.display);
+		sm_s3_loc_release(&loc);
+		if (!u.scheme || !u.path || !u.display) {
+			sm_url_release(&u);
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		}
+		u.trailing = s[strlen(s) - 1] == '/';
+		*out = u;
+		return SM_OK;
 	}
 	const char *path = s;
 	if (strncmp(s, "file://", 7) == 0) {

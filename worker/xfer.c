@@ -137,6 +137,8 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 	enum sm_err err = sm_store_open_read(w->src, src->key, 0, &r, d);
 	if (err != SM_OK)
 		return err;
+	if (r->mtime_ns)
+		p.mtime_ns = r->mtime_ns; /* e.g. S3's x-amz-meta-mtime: the original's */
 	struct count_reader cr = { .base = { .ops = &count_reader_ops, .size = r->size },
 		                   .in = r,
 		                   .live = live };

@@ -915,6 +915,7 @@ static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t
 	}
 	memcpy(fr->key, key, klen + 1);
 	fr->base.ops = &file_reader_ops;
+	fr->base.mtime_ns = 0; /* the listing's mtime is the file's */
 	fr->base.size = (uint64_t)fr->st.st_size > off ? (uint64_t)fr->st.st_size - off : 0;
 	fr->fd = fd;
 	fr->pos = off;

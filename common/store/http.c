@@ -162,6 +162,7 @@ static size_t http_header_cb(char *line, size_t size, size_t nitems, void *arg)
 		/* a new status line (after 100 Continue or a redirect) */
 		r->etag[0] = r->meta_mtime[0] = r->last_modified[0] = r->content_type[0] = '\0';
 		r->has_content_length = false;
+		r->has_range_total = false;
 		const char *sp = memchr(line, ' ', n);
 		r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		return n;
@@ -175,6 +176,15 @@ static size_t http_header_cb(char *line, size_t size, size_t nitems, void *arg)
 		http_header_value(line, n, 14, r->last_modified, sizeof(r->last_modified));
 	} else if (n > 13 && strncasecmp(line, "content-type:", 13) == 0) {
 		http_header_value(line, n, 13, r->content_type, sizeof(r->content_type));
+	} else if (n > 14 && strncasecmp(line, "content-range:", 14) == 0) {
+		char cr[128];
+		http_header_value(line, n, 14, cr, sizeof(cr));
+		const char *slash = strrchr(cr, '/');
+		int64_t v;
+		if (slash && sm_parse_i64(slash + 1, 0, INT64_MAX, &v)) {
+			r->range_total = (uint64_t)v;
+			r->has_range_total = true;
+		}
 	} else if (n > 15 && strncasecmp(line, "content-length:", 15) == 0) {
 		http_header_value(line, n, 15, tmp, sizeof(tmp));
 		int64_t v;

@@ -12,6 +12,7 @@
 /* The one registry of backends. */
 static const struct sm_store_ops *const store_registry[] = {
 	&sm_file_ops,
+	&sm_s3_ops,
 };
 
 enum fault_op { F_LIST, F_STAT, F_READ, F_PUT, F_DEL, F_MKDIR, F_SYMLINK, F_SETATTR, F_ANY, F_N };
@@ -154,6 +155,7 @@ void sm_mem_reader_init(struct sm_mem_reader *m, const void *data, size_t len)
 {
 	m->base.ops = &mem_reader_ops;
 	m->base.size = len;
+	m->base.mtime_ns = 0;
 	m->data = data;
 	m->len = len;
 	m->pos = 0;

@@ -47,6 +47,8 @@ struct sm_store_cfg {
 	bool follow_links; /* listing and stat see through symlinks (SRC without --links) */
 	bool read_links;   /* fill sm_entry.link for symlinks */
 	bool must_exist;   /* the root must exist (SRC); else it is created on first write */
+	bool no_https;     /* S3/WebDAV: plain HTTP (--no-https) */
+	const char *storage_class; /* S3: x-amz-storage-class of new objects, or NULL */
 };
 
 /* A byte source for put(): a store's reader or any other producer. */
@@ -67,7 +69,9 @@ struct sm_reader_ops {
 };
 struct sm_reader {
 	const struct sm_reader_ops *ops;
-	uint64_t size; /* expected total bytes, or UINT64_MAX when unknown */
+	uint64_t size;    /* expected total bytes, or UINT64_MAX when unknown */
+	int64_t mtime_ns; /* the source's own mtime when the reader knows it better than
+	                   * the listing (S3's x-amz-meta-mtime), else 0 */
 };
 enum sm_err sm_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
                            struct sm_diag *d);
@@ -206,5 +210,6 @@ struct sm_mem_reader {
 void sm_mem_reader_init(struct sm_mem_reader *m, const void *data, size_t len);
 
 extern const struct sm_store_ops sm_file_ops;
+extern const struct sm_store_ops sm_s3_ops;
 
 #endif

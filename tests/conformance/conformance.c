@@ -34,7 +34,8 @@ static int fx_setup(void **state)
 	struct sm_diag d;
 	if (sm_url_parse(url, &fx->url, &d) != SM_OK)
 		fail_msg("%s", d.msg);
-	struct sm_store_cfg cfg = { .read_links = true };
+	struct sm_store_cfg cfg = { .read_links = true,
+		                    .no_https = getenv("SM_STORE_NO_HTTPS") != NULL };
 	if (sm_store_open(&fx->url, &cfg, &fx->st, &d) != SM_OK)
 		fail_msg("open %s: %s", url, d.msg);
 	*state = fx;
