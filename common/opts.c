@@ -134,8 +134,8 @@ static const struct opt_def opt_table[] = {
 	{ "list-depth", 0, 1, O_LIST_DEPTH, G_SPEED, false, "N",
 	  "directory levels listed in parallel (default 1)" },
 	{ "bwlimit", 0, 1, O_BWLIMIT, G_SPEED, true, "RATE", "bandwidth cap in Mbit/s" },
-	{ "no-https", 0, 0, O_NO_HTTPS, G_SPEED, true, NULL, "plain HTTP for S3/WebDAV" },
-	{ "storage-class", 0, 1, O_STORAGE_CLASS, G_SPEED, true, "SC",
+	{ "no-https", 0, 0, O_NO_HTTPS, G_SPEED, false, NULL, "plain HTTP for S3/WebDAV" },
+	{ "storage-class", 0, 1, O_STORAGE_CLASS, G_SPEED, false, "SC",
 	  "storage class for S3 writes" },
 	{ "worker", 0, 1, O_WORKER, G_CLUSTER, true, "H1,H2", "run workers on these SSH hosts" },
 	{ "manager-addr", 0, 1, O_MANAGER_ADDR, G_CLUSTER, true, "ADDR",
@@ -411,6 +411,8 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 				return SM_OPTS_USAGE;
 			o->list_depth = (int)v;
 			break;
+		case O_NO_HTTPS: o->no_https = true; break;
+		case O_STORAGE_CLASS: o->storage_class = optarg; break;
 		case O_VERBOSE:
 			verbose++;
 			o->verbose++;

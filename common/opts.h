@@ -43,7 +43,9 @@ struct sm_opts {
 	int64_t limit;       /* -1: no limit */
 	int64_t max_failure; /* 0: no limit */
 
-	/* Speed */
+	/* Speed, transport */
+	bool no_https;
+	const char *storage_class;
 	int threads;
 	int list_threads;
 	int list_depth;

@@ -86,6 +86,56 @@ static int run_split(const char *path, char **dir, char **name)
 	return *dir && *name ? 0 : -1;
 }
 
+/* DST must be writable: the nearest existing ancestor when it does not exist. */
+static int run_check_writable(const struct run_plan *rp, const char *real)
+{
+	char probe[PATH_MAX];
+	sm_strlcpy(probe, real, sizeof(probe));
+	while (access(probe, F_OK) != 0 && strcmp(probe, "/") != 0) {
+		char *s = strrchr(probe, '/');
+		if (s == probe)
+			s[1] = '\0';
+		else
+			*s = '\0';
+	}
+	if (access(probe, W_OK) != 0) {
+		struct sm_diag d;
+		sm_diag_errno(&d, errno, "DST '%s'", rp->dst.display);
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
+		return SM_EXIT_FAIL;
+	}
+	return -1;
+}
+
+/* A run with an object store on one side or both: local sides must be
+ * directories (SRC) or writable (DST); the stores are probed later. */
+static int run_preflight_remote(const struct sm_opts *o, struct run_plan *rp)
+{
+	struct sm_diag d;
+	if (strcmp(rp->src.scheme, "file") == 0) {
+		struct stat st;
+		if (stat(rp->src.path, &st) != 0) {
+			sm_diag_errno(&d, errno, "SRC '%s'", rp->src.display);
+			fprintf(stderr, "syncmgr: %s\n", d.msg);
+			return SM_EXIT_FAIL;
+		}
+		if (!S_ISDIR(st.st_mode)) {
+			fprintf(stderr,
+			        "syncmgr: SRC '%s': not a directory (a single file syncs "
+			        "between local paths only)\n",
+			        rp->src.display);
+			return SM_EXIT_FAIL;
+		}
+	}
+	if (strcmp(rp->dst.scheme, "file") == 0 && !o->dry) {
+		char *rd = run_realpath_loose(rp->dst.path);
+		int st = rd ? run_check_writable(rp, rd) : SM_EXIT_FAIL;
+		free(rd);
+		return st;
+	}
+	return -1;
+}
+
 /* Checks before anything is written. Returns an exit status, or -1 to go on. */
 static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 {
@@ -100,6 +150,8 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		        rp->src.display, rp->dst.display);
 		return SM_EXIT_USAGE;
 	}
+	if (strcmp(rp->src.scheme, "file") != 0 || strcmp(rp->dst.scheme, "file") != 0)
+		return run_preflight_remote(o, rp);
 	/* Local SRC: it must exist; a plain file is a single-object run. */
 	struct stat sst;
 	if (stat(rp->src.path, &sst) != 0) {
@@ -169,26 +221,29 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		        rp->src.display, rp->dst.display);
 		status = SM_EXIT_USAGE;
 	}
-	/* DST must be writable (nearest existing ancestor if it does not exist). */
-	if (status < 0 && !o->dry && rd) {
-		char probe[PATH_MAX];
-		sm_strlcpy(probe, rd, sizeof(probe));
-		while (access(probe, F_OK) != 0 && strcmp(probe, "/") != 0) {
-			char *s = strrchr(probe, '/');
-			if (s == probe)
-				s[1] = '\0';
-			else
-				*s = '\0';
-		}
-		if (access(probe, W_OK) != 0) {
-			sm_diag_errno(&d, errno, "DST '%s'", rp->dst.display);
-			fprintf(stderr, "syncmgr: %s\n", d.msg);
-			status = SM_EXIT_FAIL;
-		}
-	}
+	if (status < 0 && !o->dry && rd)
+		status = run_check_writable(rp, rd);
 	free(rs);
 	free(rd);
 	return status;
+}
+
+/* List one key of a remote store to see that it answers. */
+static enum sm_err run_probe(struct sm_store *st, const char *side, struct sm_diag *d)
+{
+	if (sm_store_has(st, SM_CAP_LOCAL))
+		return SM_OK;
+	struct sm_range r = { 0 };
+	struct sm_cursor *c = NULL;
+	struct sm_diag ld;
+	enum sm_err err = sm_store_list_begin(st, &r, &c, &ld);
+	const struct sm_entry *e;
+	if (err == SM_OK)
+		err = sm_store_list_next(c, &e, &ld);
+	sm_store_list_end(c);
+	if (err == SM_OK || err == SM_EOF)
+		return SM_OK;
+	return sm_diag_set(d, err, ld.native, "%s %s: %s", side, st->display, ld.msg);
 }
 
 static int run_cmp_desc(const void *a, const void *b)
@@ -256,8 +311,12 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 
 	struct sm_store_cfg scfg = { .follow_links = !o->links,
 		                     .read_links = o->links,
-		                     .must_exist = true };
-	struct sm_store_cfg dcfg = { .follow_links = false, .read_links = o->links };
+		                     .must_exist = true,
+		                     .no_https = o->no_https };
+	struct sm_store_cfg dcfg = { .follow_links = false,
+		                     .read_links = o->links,
+		                     .no_https = o->no_https,
+		                     .storage_class = o->storage_class };
 	if (sm_store_open(&rp.src, &scfg, &src, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: SRC %s\n", d.msg);
 		status = SM_EXIT_FAIL;
@@ -265,6 +324,13 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	}
 	if (sm_store_open(&rp.dst, &dcfg, &dst, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: DST %s\n", d.msg);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
+	/* An object store that refuses us (secret, bucket, endpoint) fails here,
+	 * once, not in every task. */
+	if (run_probe(src, "SRC", &d) != SM_OK || run_probe(dst, "DST", &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
 		status = SM_EXIT_FAIL;
 		goto out;
 	}

@@ -123,6 +123,10 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
                                   struct sm_diag *d)
 {
 	struct sm_put p = xfer_attrs(w, src);
+	/* refuse a key that would escape DST before reading anything */
+	enum sm_err kerr = sm_store_key_check(dst_key, d);
+	if (kerr != SM_OK)
+		return kerr;
 	if (S_ISDIR(src->mode)) {
 		if (!w->o->perms)
 			p.flags &= ~(unsigned)SM_PUT_MODE;

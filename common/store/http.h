@@ -49,7 +49,7 @@ struct sm_http_req {
 	char meta_mtime[32]; /* x-amz-meta-mtime */
 	char last_modified[64];
 	char content_type[64];
-	uint64_t range_total;       /* from Content-Range: bytes a-b/TOTAL */
+	uint64_t range_total; /* from Content-Range: bytes a-b/TOTAL */
 	bool has_range_total;
 };
 

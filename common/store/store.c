@@ -379,9 +379,7 @@ enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t of
 	return st->ops->open_read(st, key, off, out, d);
 }
 
-/* Every write goes through here first: a key never escapes the root. */
-static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, const char *key,
-                                     struct sm_diag *d)
+enum sm_err sm_store_key_check(const char *key, struct sm_diag *d)
 {
 	size_t n = strlen(key);
 	enum sm_err err;
@@ -394,6 +392,14 @@ static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, cons
 	} else {
 		err = sm_key_check(key, d);
 	}
+	return err;
+}
+
+/* Every write goes through here first: a key never escapes the root. */
+static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, const char *key,
+                                     struct sm_diag *d)
+{
+	enum sm_err err = sm_store_key_check(key, d);
 	if (err != SM_OK)
 		return err;
 	return fault_hit(st, op, key, d);

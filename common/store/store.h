@@ -161,6 +161,10 @@ struct sm_store {
 	struct sm_fault *fault; /* NULL unless tests injected faults */
 };
 
+/* A key a store may write: not empty, not absolute, no "." or ".." or
+ * empty component (a trailing '/' of a directory key is fine). */
+enum sm_err sm_store_key_check(const char *key, struct sm_diag *d);
+
 /* Open the store for `u`. *out written only on success. */
 enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg,
                           struct sm_store **out, struct sm_diag *d);

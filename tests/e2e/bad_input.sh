@@ -123,13 +123,13 @@ expect_absent "$T/d7" "usage errors"
 
 # --- options and URLs of later features: exit 2, "not supported yet"
 for args in "--worker h1,h2" "--manager-addr 127.0.0.1:1" \
-	"--watch" "--metrics 127.0.0.1:9567" "--json" "--bwlimit 10" "--no-https" "--storage-class GLACIER"; do
+	"--watch" "--metrics 127.0.0.1:9567" "--json" "--bwlimit 10"; do
 	opt=${args%% *}
 	# shellcheck disable=SC2086
 	sm $args "$S/" "$T/d8/"
 	expect_error 2 "$(ere "$opt"): not supported yet" "later-feature option '$args'"
 done
-for url in "s3://bucket/prefix/" "s3://AK:SK@bucket.example.com/p/" "sftp://host/path/" \
+for url in "sftp://host/path/" \
 	"host:/path/" "user@host:22:/path/" "dav://host/path/" "davs://host/path/"; do
 	sm "$url" "$T/d8/"
 	expect_error 2 "not supported yet" "URL '$url' as SRC"
@@ -138,6 +138,13 @@ for url in "s3://bucket/prefix/" "s3://AK:SK@bucket.example.com/p/" "sftp://host
 	if grep -q "SK" "$T/sm.err"; then fail "URL '$url': the secret key was printed: $(cat "$T/sm.err")"; fi
 done
 expect_absent "$T/d8" "later-feature options"
+
+# --- an S3 endpoint nobody listens on: one line naming host:port, exit 1,
+# and the secret never printed
+sm --no-https "$S/" "s3://AKIDTEST:TOPSECRETVALUE@127.0.0.1:1/bucket/p/"
+expect_error 1 "cannot reach 127.0.0.1:1" "dead S3 endpoint"
+if grep -q "TOPSECRETVALUE" "$T/sm.err" "$T/sm.out"; then fail "the S3 secret was printed: $(cat "$T/sm.err")"; fi
+grep -q "AKIDTEST:\*\*\*\*@" "$T/sm.err" || fail "the S3 URL is not shown masked: $(cat "$T/sm.err")"
 
 # --- unreadable files (as nobody): those keys fail, the rest is copied
 U=$T/u

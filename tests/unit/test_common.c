@@ -57,7 +57,7 @@ static void test_opts_errors(void **state)
 		"-p x a/ b/",
 		"--limit -2 a/ b/",
 		"--worker h a/ b/",
-		"--storage-class X a/ b/",
+		
 		"--watch a/ b/",
 		"--json a/ b/",
 		"--metrics :9 a/ b/",
@@ -135,7 +135,11 @@ static void test_urls(void **state)
 	sm_url_release(&u);
 	assert_int_equal(sm_url_parse("./a:b/", &u, &d), SM_OK); /* ':' after '/': local */
 	sm_url_release(&u);
-	assert_int_equal(sm_url_parse("s3://b/p/", &u, &d), SM_ENOTSUP);
+	assert_int_equal(sm_url_parse("s3://AK:SK@b.example.com/p/", &u, &d), SM_OK);
+	assert_string_equal(u.scheme, "s3");
+	assert_string_equal(u.display, "s3://AK:****@b.example.com/p/");
+	sm_url_release(&u);
+	assert_int_equal(sm_url_parse("sftp://h/p/", &u, &d), SM_ENOTSUP);
 	assert_non_null(strstr(d.msg, "not supported yet"));
 	assert_int_equal(sm_url_parse("host:/p/", &u, &d), SM_ENOTSUP);
 	assert_int_equal(sm_url_parse("gopher://x/", &u, &d), SM_EINVAL);
