@@ -57,7 +57,7 @@ static void test_opts_errors(void **state)
 		"-p x a/ b/",
 		"--limit -2 a/ b/",
 		"--worker h a/ b/",
-		
+
 		"--watch a/ b/",
 		"--json a/ b/",
 		"--metrics :9 a/ b/",
