@@ -123,6 +123,19 @@ static size_t http_read_cb(char *buf, size_t size, size_t nitems, void *arg)
 	return n;
 }
 
+/* curl rewinds the body to resend it on a fresh connection when a kept-alive
+ * one turns out dead: fine for memory bodies; a reader cannot go back. */
+static int http_seek_cb(void *arg, curl_off_t offset, int origin)
+{
+	struct http_io *io = arg;
+	if (origin != SEEK_SET || io->r->reader)
+		return CURL_SEEKFUNC_CANTSEEK;
+	if (offset < 0 || (size_t)offset > io->r->body_len)
+		return CURL_SEEKFUNC_FAIL;
+	io->body_off = (size_t)offset;
+	return CURL_SEEKFUNC_OK;
+}
+
 static size_t http_write_cb(char *data, size_t size, size_t nmemb, void *arg)
 {
 	struct http_io *io = arg;
@@ -255,6 +268,8 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &io);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, http_write_cb);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &io);
+	curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, http_seek_cb);
+	curl_easy_setopt(c, CURLOPT_SEEKDATA, &io);
 	if (h->cfg.insecure) {
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -296,7 +311,7 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 		                  curl_easy_strerror(rc));
 	} else if (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_SEND_ERROR ||
 	           rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE ||
-	           rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM) {
+	           rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM || rc == CURLE_SEND_FAIL_REWIND) {
 		err = sm_diag_set(d, SM_EAGAIN, (int)rc, "%s: %s", hp, curl_easy_strerror(rc));
 	} else if (rc == CURLE_WRITE_ERROR && r->sink) {
 		err = sm_diag_set(d, SM_EIO, (int)rc, "%s: the download could not be written", hp);

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# S3 under faults, against a real radosgw behind tests/servers/fault_proxy.py:
+# with 5 % of requests answered 503 SlowDown and 1 % of connections reset,
+# every key still arrives; a multipart upload whose parts are refused fails
+# the key and leaves no upload open; a 200 MiB object written by syncmgr
+# reads back identical with the aws CLI.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+e2e_init s3_faults
+
+RGW=$T/rgw
+on_exit "'$E2E_DIR/../servers/radosgw.sh' stop '$RGW' >/dev/null 2>&1"
+"$E2E_DIR/../servers/radosgw.sh" start "$RGW" >/dev/null 2>"$T/rgw.log" ||
+	fail "radosgw did not start: $(tail -20 "$T/rgw.log")"
+# shellcheck disable=SC1091
+. "$RGW/env"
+export AWS_PAGER=""
+aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }
+aws s3api create-bucket --bucket faults >/dev/null
+HP=${S3_ENDPOINT#http://}
+CRED="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+
+# start_proxy ARGS...: a proxy in front of radosgw; sets PROXY (host:port)
+start_proxy() {
+	mkfifo "$T/proxy.in.$1"
+	"$PY" "$E2E_DIR/../servers/fault_proxy.py" "$HP" "${@:2}" <"$T/proxy.in.$1" \
+		>"$T/proxy.port.$1" 2>"$T/proxy.log.$1" &
+	local pid=$!
+	exec {PFD}>"$T/proxy.in.$1"
+	on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+	for _ in $(seq 100); do
+		[ -s "$T/proxy.port.$1" ] && break
+		sleep 0.05
+	done
+	[ -s "$T/proxy.port.$1" ] || fail "fault proxy did not start: $(cat "$T/proxy.log.$1")"
+	PROXY=127.0.0.1:$(cat "$T/proxy.port.$1")
+}
+
+mkdir -p "$T/src/d"
+for i in $(seq 1 300); do head -c $((RANDOM % 3000 + 1)) /dev/urandom >"$T/src/d/f$i"; done
+head -c 40000000 /dev/urandom >"$T/src/big.bin"
+
+# 1. 5 % 503, 1 % resets: every key arrives
+start_proxy flaky --p503 0.05 --preset 0.01 --seed 7
+sm --no-https -p 8 "$T/src/" "s3://$CRED@$PROXY/faults/data/"
+expect_rc 0 "sync through the fault proxy"
+[ "$(field copied)" = 301 ] || fail "expected 301 copied through the proxy, got $(field copied)"
+sm --no-https "s3://$CRED@$HP/faults/data/" "$T/back/"
+expect_rc 0 "read back without the proxy"
+expect_same_tree "$T/src" "$T/back" --no-dirs
+exec {PFD}>&-
+sleep 0.3
+grep -qE "[1-9][0-9]* answered 503" "$T/proxy.log.flaky" ||
+	fail "the proxy injected no 503: $(cat "$T/proxy.log.flaky")"
+note "$(cat "$T/proxy.log.flaky")"
+
+# 2. a multipart upload whose parts are refused: the key fails, no upload stays open
+head -c 40000000 /dev/urandom >"$T/src2.bin"
+mkdir -p "$T/src2" && mv "$T/src2.bin" "$T/src2/refused.bin"
+start_proxy refuse --p503 0 --preset 0 --fail-part-of refused.bin
+sm --no-https "$T/src2/" "s3://$CRED@$PROXY/faults/mp/"
+expect_rc 1 "refused multipart parts"
+uploads=$(aws s3api list-multipart-uploads --bucket faults --query 'length(Uploads || `[]`)')
+[ "$uploads" = 0 ] || fail "$uploads multipart upload(s) left open after the failed run"
+aws s3 ls s3://faults/mp/ | grep -q refused.bin && fail "a failed multipart object exists"
+exec {PFD}>&-
+
+# 3. a 200 MiB object: multipart, read back by the aws CLI
+mkdir -p "$T/src3"
+head -c $((200 << 20)) /dev/urandom >"$T/src3/large.bin"
+sm --no-https "$T/src3/" "s3://$CRED@$HP/faults/large/"
+expect_rc 0 "200 MiB upload"
+aws s3 cp --quiet s3://faults/large/large.bin "$T/large.back"
+cmp -s "$T/src3/large.bin" "$T/large.back" || fail "the 200 MiB object read back by aws differs"
+etag=$(aws s3api head-object --bucket faults --key large/large.bin --query ETag --output text)
+case $etag in *-*) ;; *) fail "the 200 MiB object was not a multipart upload (ETag $etag)" ;; esac
