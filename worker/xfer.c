@@ -137,8 +137,16 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 			return sm_diag_set(d, SM_EINVAL, 0, "symlink '%s' has no target", src->key);
 		return sm_store_symlink(w->dst, dst_key, src->link, &p, d);
 	}
+	/* same backend, same service: let the server copy (S3 CopyObject) */
+	enum sm_err err = sm_store_copy(w->dst, dst_key, w->src, src->key, src, &p, d);
+	if (err == SM_OK && live)
+		__atomic_fetch_add(live, src->size, __ATOMIC_RELAXED);
+	if (err == SM_OK)
+		*counted += src->size;
+	if (err != SM_ENOTSUP)
+		return err;
 	struct sm_reader *r = NULL;
-	enum sm_err err = sm_store_open_read(w->src, src->key, 0, &r, d);
+	err = sm_store_open_read(w->src, src->key, 0, &r, d);
 	if (err != SM_OK)
 		return err;
 	if (r->mtime_ns)

@@ -32,7 +32,9 @@
 #define S3_PART_MIN (16u << 20)
 #define S3_MAX_PARTS 10000
 #define S3_ATTEMPTS 6
-#define S3_REPLY_MAX (16u << 20) /* XML replies */
+#define S3_REPLY_MAX (16u << 20)        /* XML replies */
+#define S3_COPY_SINGLE_MAX (5ull << 30) /* CopyObject's limit; UploadPartCopy above */
+#define S3_COPY_PART (512ull << 20)
 
 struct s3_store {
 	struct sm_s3_loc loc;
@@ -789,6 +791,120 @@ static enum sm_err s3_mkdir(struct sm_store *st, const char *key, const struct s
 	return err;
 }
 
+static bool s3_same_service(const struct s3_store *a, const struct s3_store *b)
+{
+	if (strcmp(a->loc.endpoint, b->loc.endpoint) != 0 || a->loc.https != b->loc.https)
+		return false;
+	if (!a->loc.access_key || !b->loc.access_key)
+		return !a->loc.access_key && !b->loc.access_key;
+	return strcmp(a->loc.access_key, b->loc.access_key) == 0 &&
+	       strcmp(a->loc.secret_key, b->loc.secret_key) == 0;
+}
+
+/* Check a 2xx reply that may still carry an <Error> (CopyObject, Complete). */
+static enum sm_err s3_body_error(const struct sm_buf *body, const char *what, const char *key,
+                                 struct sm_diag *d)
+{
+	struct sm_s3_error e;
+	if (body->len && sm_s3_parse_error(body->p, body->len, &e))
+		return sm_diag_set(d, SM_EIO, 0, "s3: %s '%s': %s %s", what, key, e.code,
+		                   e.message);
+	return SM_OK;
+}
+
+static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store *srcst,
+                           const char *src_key, const struct sm_entry *se, const struct sm_put *p,
+                           struct sm_diag *d)
+{
+	struct s3_store *s = s3_priv(st), *o = s3_priv(srcst);
+	if (!s3_same_service(s, o) || sm_key_is_dir(key) || !S_ISREG(se->mode))
+		return SM_ENOTSUP;
+	(void)p; /* the source's metadata (x-amz-meta-mtime) is copied as it is */
+	char *full = s3_full(s, key), *sfull = s3_full(o, src_key);
+	struct sm_buf srcref = { 0 }, body = { .limit = S3_REPLY_MAX };
+	enum sm_err err = SM_ENOMEM;
+	if (!full || !sfull || sm_buf_append(&srcref, "/", 1) ||
+	    sm_sigv4_encode(&srcref, o->loc.bucket, false) || sm_buf_append(&srcref, "/", 1) ||
+	    sm_sigv4_encode(&srcref, sfull, true) || sm_buf_append(&srcref, "", 0)) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	struct sm_http_req rep;
+	if (se->size <= S3_COPY_SINGLE_MAX) {
+		struct s3_call call = { .method = "PUT", .key = full, .resp = &body };
+		call.extra[call.nx++] = (struct sm_kv){ "x-amz-copy-source", srcref.p };
+		if (s->storage_class)
+			call.extra[call.nx++] =
+			        (struct sm_kv){ "x-amz-storage-class", s->storage_class };
+		err = s3_do(s, &call, &rep, "copy", d);
+		if (err == SM_OK)
+			err = s3_body_error(&body, "copy", key, d);
+		goto out;
+	}
+	/* beyond 5 GiB: a multipart upload of copied ranges */
+	struct s3_call init = { .method = "POST", .key = full, .resp = &body };
+	init.query[init.nq++] = (struct sm_kv){ "uploads", "" };
+	err = s3_do(s, &init, &rep, "start copy", d);
+	char upload_id[512];
+	if (err == SM_OK && (sm_buf_append(&body, "", 0) != SM_OK ||
+	                     !s3_xml_tag(&body, "UploadId", upload_id, sizeof(upload_id))))
+		err = sm_diag_set(d, SM_EIO, 0, "s3: no UploadId for '%s'", key);
+	if (err != SM_OK)
+		goto out;
+	struct sm_buf done = { 0 };
+	sm_buf_appendz(&done, "<CompleteMultipartUpload>");
+	uint64_t nparts = (se->size + S3_COPY_PART - 1) / S3_COPY_PART;
+	for (uint64_t i = 0; i < nparts && err == SM_OK; i++) {
+		char num[24], range[80], etag[256], part_xml[400];
+		uint64_t a = i * S3_COPY_PART, b = a + S3_COPY_PART - 1;
+		if (b >= se->size)
+			b = se->size - 1;
+		snprintf(num, sizeof(num), "%" PRIu64, i + 1);
+		snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, a, b);
+		body.len = 0;
+		struct s3_call pc = { .method = "PUT", .key = full, .resp = &body };
+		pc.query[pc.nq++] = (struct sm_kv){ "partNumber", num };
+		pc.query[pc.nq++] = (struct sm_kv){ "uploadId", upload_id };
+		pc.extra[pc.nx++] = (struct sm_kv){ "x-amz-copy-source", srcref.p };
+		pc.extra[pc.nx++] = (struct sm_kv){ "x-amz-copy-source-range", range };
+		err = s3_do(s, &pc, &rep, "copy part", d);
+		if (err == SM_OK && (sm_buf_append(&body, "", 0) != SM_OK ||
+		                     !s3_xml_tag(&body, "ETag", etag, sizeof(etag))))
+			err = sm_diag_set(d, SM_EIO, 0, "s3: no ETag for part %s of '%s'", num,
+			                  key);
+		if (err == SM_OK) {
+			snprintf(part_xml, sizeof(part_xml),
+			         "<Part><PartNumber>%s</PartNumber><ETag>%s</ETag></Part>", num,
+			         etag);
+			if (sm_buf_appendz(&done, part_xml) != SM_OK)
+				err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		}
+	}
+	if (err == SM_OK && sm_buf_appendz(&done, "</CompleteMultipartUpload>") != SM_OK)
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	if (err == SM_OK) {
+		body.len = 0;
+		struct s3_call fin = { .method = "POST",
+			               .key = full,
+			               .body = done.p,
+			               .body_len = done.len,
+			               .resp = &body };
+		fin.query[fin.nq++] = (struct sm_kv){ "uploadId", upload_id };
+		err = s3_do(s, &fin, &rep, "complete copy", d);
+		if (err == SM_OK)
+			err = s3_body_error(&body, "complete copy", key, d);
+	}
+	if (err != SM_OK)
+		s3_abort_upload(s, full, upload_id);
+	sm_buf_release(&done);
+out:
+	sm_buf_release(&srcref);
+	sm_buf_release(&body);
+	free(full);
+	free(sfull);
+	return err;
+}
+
 const struct sm_store_ops sm_s3_ops = {
 	.scheme = "s3",
 	.caps = 0,
@@ -803,4 +919,5 @@ const struct sm_store_ops sm_s3_ops = {
 	.put = s3_put,
 	.del = s3_del,
 	.mkdir = s3_mkdir,
+	.copy = s3_copy,
 };

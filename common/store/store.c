@@ -445,6 +445,18 @@ enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *t
 	return st->ops->symlink(st, key, target, p, d);
 }
 
+enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store *src,
+                          const char *src_key, const struct sm_entry *se, const struct sm_put *p,
+                          struct sm_diag *d)
+{
+	if (!st->ops->copy || st->ops != src->ops || st->fault || src->fault)
+		return SM_ENOTSUP;
+	enum sm_err err = store_write_check(st, F_PUT, key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->copy(st, key, src, src_key, se, p, d);
+}
+
 enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
                              struct sm_diag *d)
 {

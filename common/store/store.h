@@ -151,6 +151,12 @@ struct sm_store_ops {
 	                       const struct sm_put *p, struct sm_diag *d);
 	enum sm_err (*setattr)(struct sm_store *st, const char *key, const struct sm_put *p,
 	                       struct sm_diag *d);
+	/* Optional: make `key` a copy of `src_key` (attributes `se`) of `src`, a
+	 * store of the same backend, without the bytes passing through us (S3
+	 * CopyObject). SM_ENOTSUP when `src` cannot be reached that way. */
+	enum sm_err (*copy)(struct sm_store *st, const char *key, struct sm_store *src,
+	                    const char *src_key, const struct sm_entry *se, const struct sm_put *p,
+	                    struct sm_diag *d);
 };
 
 struct sm_store {
@@ -195,6 +201,11 @@ enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *t
                              const struct sm_put *p, struct sm_diag *d);
 enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
                              struct sm_diag *d);
+/* Server-side copy from `src` when the backend can; SM_ENOTSUP otherwise
+ * (then stream the bytes). */
+enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store *src,
+                          const char *src_key, const struct sm_entry *se, const struct sm_put *p,
+                          struct sm_diag *d);
 
 /*
  * Fault injection for tests (SQLite's test_vfs idea): "OP:N[:transient|:sticky]"

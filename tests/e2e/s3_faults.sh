@@ -2,8 +2,9 @@
 # S3 under faults, against a real radosgw behind tests/servers/fault_proxy.py:
 # with 5 % of requests answered 503 SlowDown and 1 % of connections reset,
 # every key still arrives; a multipart upload whose parts are refused fails
-# the key and leaves no upload open; a 200 MiB object written by syncmgr
-# reads back identical with the aws CLI.
+# the key and leaves no upload open; bucket to bucket on one endpoint is a
+# server-side copy; a 200 MiB object written by syncmgr reads back identical
+# with the aws CLI.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init s3_faults
@@ -65,7 +66,24 @@ uploads=$(aws s3api list-multipart-uploads --bucket faults --query 'length(Uploa
 aws s3 ls s3://faults/mp/ | grep -q refused.bin && fail "a failed multipart object exists"
 exec {PFD}>&-
 
-# 3. a 200 MiB object: multipart, read back by the aws CLI
+# 3. bucket to bucket on the same endpoint: the server copies (CopyObject);
+# only requests and small replies cross the proxy, not the 40 MB of data
+aws s3api create-bucket --bucket faults-copy >/dev/null
+start_proxy copy --p503 0 --preset 0
+sm --no-https "s3://$CRED@$PROXY/faults/data/" "s3://$CRED@$PROXY/faults-copy/data/"
+expect_rc 0 "bucket to bucket"
+[ "$(field copied)" = 301 ] || fail "expected 301 copied bucket to bucket, got $(field copied)"
+exec {PFD}>&-
+sleep 0.3
+crossed=$(sed -nE 's/.* ([0-9]+) body bytes.*/\1/p' "$T/proxy.log.copy")
+[ -n "$crossed" ] && [ "$crossed" -lt 5000000 ] ||
+	fail "server-side copy not used: $crossed bytes crossed the client for 40 MB of objects"
+note "bucket to bucket: $crossed body bytes crossed the client for $(du -sb "$T/src" | cut -f1) bytes of objects"
+sm --no-https "s3://$CRED@$HP/faults-copy/data/" "$T/copyback/"
+expect_rc 0 "read the copies back"
+expect_same_tree "$T/src" "$T/copyback" --no-dirs
+
+# 4. a 200 MiB object: multipart, read back by the aws CLI
 mkdir -p "$T/src3"
 head -c $((200 << 20)) /dev/urandom >"$T/src3/large.bin"
 sm --no-https "$T/src3/" "s3://$CRED@$HP/faults/large/"

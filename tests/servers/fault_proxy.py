@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""A fault-injecting HTTP proxy for the S3 tests.
+"""A fault-injecting, byte-counting HTTP proxy for the S3 tests.
 
     fault_proxy.py UPSTREAM_HOST:PORT [--p503 0.05] [--preset 0.01] [--seed N]
                    [--fail-part-of KEY]
@@ -28,7 +28,7 @@ ap.add_argument("--fail-part-of", default=None)
 args = ap.parse_args()
 rng = random.Random(args.seed)
 lock = threading.Lock()
-counts = {"requests": 0, "503": 0, "reset": 0, "part400": 0}
+counts = {"requests": 0, "503": 0, "reset": 0, "part400": 0, "bytes": 0}
 up_host, up_port = args.upstream.rsplit(":", 1)
 
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
@@ -56,6 +56,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(n) if n else None
         with lock:
             counts["requests"] += 1
+            counts["bytes"] += n
             roll = rng.random()
         if roll < args.preset:
             with lock:
@@ -79,6 +80,8 @@ class Proxy(http.server.BaseHTTPRequestHandler):
         conn.request(self.command, self.path, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
+        with lock:
+            counts["bytes"] += len(data)
         self.send_response(resp.status)
         for k, v in resp.getheaders():
             if k.lower() not in ("transfer-encoding", "connection", "content-length"):
@@ -108,4 +111,4 @@ threading.Thread(target=srv.serve_forever, daemon=True).start()
 sys.stdin.read()
 srv.shutdown()
 print("fault_proxy: %(requests)d requests, %(503)d answered 503, %(reset)d reset, "
-      "%(part400)d parts refused" % counts, file=sys.stderr)
+      "%(part400)d parts refused, %(bytes)d body bytes" % counts, file=sys.stderr)
