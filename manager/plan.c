@@ -12,6 +12,7 @@
 #include <stdio.h>
 
 #define PLAN_HUNGRY_EVERY 16 /* entries between checks for idle workers */
+#define PLAN_REMOTE_KEYS 128 /* keys per task when a side is remote */
 
 void sm_cut_cfg_default(struct sm_cut_cfg *c)
 {
@@ -456,7 +457,7 @@ static enum sm_err plan_single(const struct sm_opts *o, struct sm_store *src,
 }
 
 enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_dispatch *dp,
-                        const char *single_key, const char *single_dst_key,
+                        bool remote, const char *single_key, const char *single_dst_key,
                         struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d)
 {
 	memset(res, 0, sizeof(*res));
@@ -466,6 +467,8 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 	struct plan pl = { .o = o, .src = src, .dp = dp, .ps = ps, .res = res, .d = d };
 	struct sm_cut_cfg cfg;
 	sm_cut_cfg_default(&cfg);
+	if (remote)
+		cfg.max_keys = cfg.min_keys = PLAN_REMOTE_KEYS;
 	if (sm_cutter_init(&pl.cut, &cfg, plan_emit, dp) != SM_OK)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	if (o->limit == 0)

@@ -76,9 +76,11 @@ struct sm_plan_stats {
 };
 
 /* List SRC (or, with `single_key`, stat that one key and sync it as
- * `single_dst_key`) and push tasks to `dp`. */
+ * `single_dst_key`) and push tasks to `dp`. `remote`: a side is an object or
+ * network store, where each key costs a round trip, so tasks are kept small
+ * enough to spread over every worker thread. */
 enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_dispatch *dp,
-                        const char *single_key, const char *single_dst_key,
+                        bool remote, const char *single_key, const char *single_dst_key,
                         struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d);
 
 #endif

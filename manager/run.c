@@ -370,7 +370,9 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	prog = sm_progress_start(o, dp, &ps);
 
 	struct sm_plan_result pr;
-	enum sm_err perr = sm_plan_run(o, src, dp, rp.single_key, rp.single_dst_key, &ps, &pr, &d);
+	bool remote = !sm_store_has(src, SM_CAP_LOCAL) || !sm_store_has(dst, SM_CAP_LOCAL);
+	enum sm_err perr =
+	        sm_plan_run(o, src, dp, remote, rp.single_key, rp.single_dst_key, &ps, &pr, &d);
 	if (perr != SM_OK && !(pr.fatal && d.err == SM_EIO && strcmp(d.msg, "run aborted") == 0))
 		sm_log(SM_LOG_ERROR, "SRC: %s", d.msg);
 	if (pr.fatal) {

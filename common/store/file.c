@@ -32,7 +32,7 @@
 #define FILE_TMP_PREFIX ".~sm"
 #define FILE_TMP_PREFIX_LEN 4
 #define FILE_TMP_NAME_MAX 200 /* bytes of the original name kept in a temp name */
-#define FILE_COPY_BUF (256u << 10)
+#define FILE_COPY_BUF (64u << 10)
 #define FILE_DENTS_BUF (32u << 10)
 
 struct file_store {
@@ -967,9 +967,9 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key, 
 			return sm_diag_errno(d, errno, "cannot copy '%s'", key);
 		}
 	}
-	char *buf = malloc(FILE_COPY_BUF);
-	if (!buf)
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	/* on the stack: a heap buffer this size is an mmap and fresh page
+	 * faults for every file */
+	char buf[FILE_COPY_BUF];
 	enum sm_err err = SM_OK;
 	for (;;) {
 		size_t got = 0;
@@ -981,7 +981,6 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key, 
 			break;
 		*total += got;
 	}
-	free(buf);
 	return err;
 }
 

@@ -27,6 +27,7 @@ start_proxy() {
 	"$PY" "$E2E_DIR/../servers/fault_proxy.py" "$HP" "${@:2}" <"$T/proxy.in.$1" \
 		>"$T/proxy.port.$1" 2>"$T/proxy.log.$1" &
 	local pid=$!
+	PROXY_PID=$pid
 	exec {PFD}>"$T/proxy.in.$1"
 	on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
 	for _ in $(seq 100); do
@@ -50,7 +51,7 @@ sm --no-https "s3://$CRED@$HP/faults/data/" "$T/back/"
 expect_rc 0 "read back without the proxy"
 expect_same_tree "$T/src" "$T/back" --no-dirs
 exec {PFD}>&-
-sleep 0.3
+wait "$PROXY_PID" 2>/dev/null || true
 grep -qE "[1-9][0-9]* answered 503" "$T/proxy.log.flaky" ||
 	fail "the proxy injected no 503: $(cat "$T/proxy.log.flaky")"
 note "$(cat "$T/proxy.log.flaky")"
@@ -74,7 +75,7 @@ sm --no-https "s3://$CRED@$PROXY/faults/data/" "s3://$CRED@$PROXY/faults-copy/da
 expect_rc 0 "bucket to bucket"
 [ "$(field copied)" = 301 ] || fail "expected 301 copied bucket to bucket, got $(field copied)"
 exec {PFD}>&-
-sleep 0.3
+wait "$PROXY_PID" 2>/dev/null || true
 crossed=$(sed -nE 's/.* ([0-9]+) body bytes.*/\1/p' "$T/proxy.log.copy")
 [ -n "$crossed" ] && [ "$crossed" -lt 5000000 ] ||
 	fail "server-side copy not used: $crossed bytes crossed the client for 40 MB of objects"
