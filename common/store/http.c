@@ -243,7 +243,16 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 		}
 		hdrs = nh;
 	}
-	/* curl adds these unless told not to; they are not signed */
+	/* curl adds these unless told not to; they are not signed (a POST's
+	 * form Content-Type would become the type of a multipart object) */
+	bool has_ctype = false;
+	for (size_t i = 0; i < r->n_headers; i++)
+		has_ctype = has_ctype || strcasecmp(r->headers[i].name, "content-type") == 0;
+	if (!has_ctype) {
+		struct curl_slist *ct = curl_slist_append(hdrs, "Content-Type:");
+		if (ct)
+			hdrs = ct;
+	}
 	struct curl_slist *nh = curl_slist_append(hdrs, "Expect:");
 	if (nh)
 		hdrs = nh;

@@ -150,11 +150,11 @@ cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM HUP PIPE
 	if [ -n "${srv:-}" ] && [ -e "$srv" ]; then
-		log "$prog: stopping radosgw" 2>/dev/null || true
+		log "$prog: stopping radosgw" || true
 		"$rgw_sh" stop "$srv" >/dev/null 2>&1 || log "$prog: radosgw.sh stop $srv failed" 2>/dev/null || true
 	fi
 	if [ -n "${W:-}" ] && [ -d "$W" ]; then
-		log "$prog: removing $W" 2>/dev/null || true
+		log "$prog: removing $W" || true
 		rm -rf -- "$W"
 	fi
 	exit "$rc"
@@ -207,6 +207,14 @@ export RCLONE_CONFIG_RGW_TYPE=s3 RCLONE_CONFIG_RGW_PROVIDER=Ceph RCLONE_CONFIG_R
 	RCLONE_CONFIG_RGW_ACCESS_KEY_ID=$ak RCLONE_CONFIG_RGW_SECRET_ACCESS_KEY=$sk RCLONE_CONFIG_RGW_REGION=us-east-1
 rclone_flags=(--config /dev/null --transfers 10 --checkers 16)
 
+notes=()
+note() { notes+=("$*"); log "$prog: NOTE: $*"; }
+# Without tcp_nodelay, beast writes a GET reply's headers and body apart and
+# Nagle holds the body back until the client's delayed ACK (~40 ms on Linux).
+if ! grep -q '^rgw frontends = .*tcp_nodelay=1' "$srv/ceph.conf"; then
+	note "radosgw's beast frontend runs without tcp_nodelay=1 (tests/servers/radosgw.sh): each GET of a small object on a kept-alive connection waits ~40 ms for the client's delayed ACK, so SMALL download rates mostly measure that stall times the number of GETs in flight"
+fi
+
 # ---- data sets ------------------------------------------------------------------
 sets=(SMALL LARGE)
 declare -A nfiles nbytes
@@ -226,8 +234,6 @@ tools=(syncmgr rclone)
 declare -A label=([syncmgr]="syncmgr" [rclone]="rclone sync")
 results=$W/results
 : >"$results"
-notes=()
-note() { notes+=("$*"); log "$prog: NOTE: $*"; }
 
 bucket_of() { echo "smb-${1,,}-$2-r$3"; } # SET TOOL ROUND
 prefix_of() { echo "bench/${1,,}"; }      # SET

@@ -93,3 +93,5 @@ aws s3 cp --quiet s3://faults/large/large.bin "$T/large.back"
 cmp -s "$T/src3/large.bin" "$T/large.back" || fail "the 200 MiB object read back by aws differs"
 etag=$(aws s3api head-object --bucket faults --key large/large.bin --query ETag --output text)
 case $etag in *-*) ;; *) fail "the 200 MiB object was not a multipart upload (ETag $etag)" ;; esac
+ctype=$(aws s3api head-object --bucket faults --key large/large.bin --query ContentType --output text)
+case $ctype in *form-urlencoded*) fail "the multipart object got Content-Type $ctype" ;; esac
