@@ -6,6 +6,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "../select.h"
 #include "../util.h"
 
 struct sm_xml {
@@ -165,34 +166,6 @@ bool sm_url_decode(char *s)
 	return true;
 }
 
-bool sm_parse_iso8601(const char *s, int64_t *ns)
-{
-	struct tm tm = { 0 };
-	int y, mo, d, h, mi, sec;
-	int n = 0;
-	if (sscanf(s, "%4d-%2d-%2dT%2d:%2d:%2d%n", &y, &mo, &d, &h, &mi, &sec, &n) != 6 || n != 19)
-		return false;
-	const char *p = s + 19;
-	int64_t frac = 0;
-	if (*p == '.') {
-		int64_t scale = 100000000;
-		for (p++; *p >= '0' && *p <= '9'; p++) {
-			frac += (*p - '0') * scale;
-			scale /= 10;
-		}
-	}
-	if (*p != 'Z' || p[1])
-		return false;
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec;
-	*ns = (int64_t)timegm(&tm) * 1000000000 + frac;
-	return true;
-}
-
 /* ---- ListObjectsV2 ---- */
 
 struct list_ctx {
@@ -233,7 +206,7 @@ static bool list_cb(void *arg, const char *path, bool start, const char *text, s
 		else
 			o->size = (uint64_t)v;
 	} else if (strcmp(path, "ListBucketResult/Contents/LastModified") == 0 && o) {
-		if (!sm_parse_iso8601(text, &o->mtime_ns))
+		if (!sm_parse_time(text, &o->mtime_ns)) /* RFC 3339, as --start-time */
 			lc->err = "bad <LastModified> in a listing";
 	} else if (strcmp(path, "ListBucketResult/Contents/ETag") == 0 && o) {
 		sm_strlcpy(o->etag, text, sizeof(o->etag));

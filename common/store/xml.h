@@ -61,8 +61,6 @@ struct sm_s3_error {
 };
 bool sm_s3_parse_error(const void *body, size_t len, struct sm_s3_error *e);
 
-/* "2013-09-17T18:07:53.000Z" -> nanoseconds since the epoch; false if bad. */
-bool sm_parse_iso8601(const char *s, int64_t *ns);
 /* Percent-decode in place (S3 EncodingType=url); false on a bad escape. */
 bool sm_url_decode(char *s);
 

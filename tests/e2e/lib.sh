@@ -249,3 +249,19 @@ gentree() { "$PY" "$E2E_DIR/gentree.py" "$@"; }
 
 # stderr lines that are neither the summary nor progress/log lines of level info
 err_lines() { grep -v '^Found: ' "$T/sm.err" || true; }
+
+# rgw_start: a radosgw of this test's own in $T/rgw, stopped at exit. Sets
+# S3_ENDPOINT and AWS_* (tests/servers/radosgw.sh), HP (host:port) and CRED
+# (AK:SK); aws() runs the aws CLI v2 against it.
+rgw_start() {
+	RGW=$T/rgw
+	on_exit "'$E2E_DIR/../servers/radosgw.sh' stop '$RGW' >/dev/null 2>&1"
+	"$E2E_DIR/../servers/radosgw.sh" start "$RGW" >/dev/null 2>"$T/rgw.log" ||
+		fail "radosgw did not start: $(tail -20 "$T/rgw.log")"
+	# shellcheck disable=SC1091
+	. "$RGW/env"
+	export AWS_PAGER=""
+	HP=${S3_ENDPOINT#http://}
+	CRED="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+}
+aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }

@@ -9,17 +9,8 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init s3_faults
 
-RGW=$T/rgw
-on_exit "'$E2E_DIR/../servers/radosgw.sh' stop '$RGW' >/dev/null 2>&1"
-"$E2E_DIR/../servers/radosgw.sh" start "$RGW" >/dev/null 2>"$T/rgw.log" ||
-	fail "radosgw did not start: $(tail -20 "$T/rgw.log")"
-# shellcheck disable=SC1091
-. "$RGW/env"
-export AWS_PAGER=""
-aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }
+rgw_start
 aws s3api create-bucket --bucket faults >/dev/null
-HP=${S3_ENDPOINT#http://}
-CRED="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
 
 # start_proxy ARGS...: a proxy in front of radosgw; sets PROXY (host:port)
 start_proxy() {

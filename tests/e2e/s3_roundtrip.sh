@@ -7,18 +7,9 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init s3_roundtrip
 
-RGW=$T/rgw
-rmdir "$T/rgw" 2>/dev/null || true
-on_exit "'$E2E_DIR/../servers/radosgw.sh' stop '$RGW' >/dev/null 2>&1"
-"$E2E_DIR/../servers/radosgw.sh" start "$RGW" >/dev/null 2>"$T/rgw.log" ||
-	fail "radosgw did not start: $(tail -20 "$T/rgw.log")"
-# shellcheck disable=SC1091
-. "$RGW/env"
-export AWS_PAGER=""
-aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }
+rgw_start
 aws s3api create-bucket --bucket e2e-bucket >/dev/null
-HP=${S3_ENDPOINT#http://}
-U="s3://$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY@$HP/e2e-bucket"
+U="s3://$CRED@$HP/e2e-bucket"
 
 # A random tree (names with spaces, UTF-8, '+', '%'), plus a multipart-sized file.
 gentree gen --seed 11 --out "$T/src" --files 120 >/dev/null
