@@ -165,6 +165,8 @@ results=$W/results
 : >"$results"
 notes=()
 note() { notes+=("$*"); log "$prog: NOTE: $*"; }
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
 
 tool_cmd() { # TOOL SRC DST -> sets array cmd
 	case $1 in
@@ -177,40 +179,16 @@ tool_cmd() { # TOOL SRC DST -> sets array cmd
 
 # run SET PHASE TOOL ROUND: time one command, append "SET PHASE TOOL ROUND SECS RSS_KIB"
 run() {
-	local set=$1 phase=$2 tool=$3 round=$4 secs rss rc=0
-	local src=$W/src/$set dst=$W/dst
-	local tf=$W/time.out ef=$W/stderr.out
 	local -a cmd
-	tool_cmd "$tool" "$src" "$dst"
-	sync
-	/usr/bin/time -f '%e %M' -o "$tf" "${cmd[@]}" >"$W/stdout.out" 2>"$ef" || rc=$?
-	if [ "$rc" -ne 0 ]; then
-		log "$prog: FAILED ($set $phase, round $round, exit $rc): ${cmd[*]}"
-		tail -n 20 "$ef" | sed 's/^/    /' >&2
-		exit 1
-	fi
-	read -r secs rss < <(tail -n 1 "$tf")
-	echo "$set $phase $tool $round $secs $rss" >>"$results"
-	log "$(printf '  round %d/%d  %-9s %-9s %-12s %8.2f s %8.1f MiB' "$round" "$runs" "$set" "$phase" "${label[$tool]}" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')")"
-	[ "$tool" = syncmgr ] && check_summary "$set" "$phase" "$round" "$ef"
-	return 0
+	tool_cmd "$3" "$W/src/$1" "$W/dst"
+	bench_exec "$1" "$2" "$3" "$4" "${cmd[*]}"
 }
 
 # Sanity-check syncmgr's summary line:
 #   Found: N, excluded: 0 (0 B), skipped: S (..), copied: C (..), extra: E (..)
 check_summary() {
 	local set=$1 phase=$2 round=$3 ef=$4 line found skipped copied n=${nfiles[$1]}
-	if grep -qv '^Found:' "$ef"; then
-		note "syncmgr wrote more than the summary to stderr ($set $phase, round $round): $(grep -v '^Found:' "$ef" | head -n 3 | tr '\n' '|')"
-	fi
-	line=$(grep '^Found:' "$ef" | tail -n 1 || true)
-	if [ -z "$line" ]; then
-		note "syncmgr printed no summary line ($set $phase, round $round)"
-		return 0
-	fi
-	found=$(sed -n 's/^Found: \([0-9]*\),.*/\1/p' <<<"$line")
-	skipped=$(sed -n 's/.* skipped: \([0-9]*\) .*/\1/p' <<<"$line")
-	copied=$(sed -n 's/.* copied: \([0-9]*\) .*/\1/p' <<<"$line")
+	summary_counts "$set" "$phase" "$round" "$ef" || return 0
 	if [ "$phase" = initial ]; then
 		if [ "$found" != "$n" ] || [ "$copied" != "$n" ]; then
 			note "syncmgr $set initial (round $round): expected found=copied=$n, summary: $line"
@@ -226,7 +204,6 @@ check_summary() {
 verify() {
 	local set=$1 src=$W/src/$1 dst=$W/dst
 	log "$prog: verifying syncmgr's copy of $set ..."
-	listing() { (cd "$1" && find . \( -type f -printf 'f %s %P\n' \) -o -printf '%y %P\n' | sort); }
 	if ! cmp -s <(listing "$src") <(listing "$dst"); then
 		log "$prog: WRONG COPY: syncmgr's $set copy differs from SRC (names/types/sizes):"
 		diff <(listing "$src") <(listing "$dst") | head -n 20 | sed 's/^/    /' >&2

@@ -209,6 +209,8 @@ rclone_flags=(--config /dev/null --transfers 10 --checkers 16)
 
 notes=()
 note() { notes+=("$*"); log "$prog: NOTE: $*"; }
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
 # Without tcp_nodelay, beast writes a GET reply's headers and body apart and
 # Nagle holds the body back until the client's delayed ACK (~40 ms on Linux).
 if ! grep -q '^rgw frontends = .*tcp_nodelay=1' "$srv/ceph.conf"; then
@@ -267,39 +269,16 @@ tool_cmd() { # TOOL PHASE SRC-DIR BUCKET PREFIX DST-DIR -> sets array cmd
 
 # run SET PHASE TOOL ROUND: time one command, append "SET PHASE TOOL ROUND SECS RSS_KIB"
 run() {
-	local set=$1 phase=$2 tool=$3 round=$4 secs rss rc=0
-	local tf=$W/time.out ef=$W/stderr.out
 	local -a cmd
-	tool_cmd "$tool" "$phase" "$W/src/$set" "$(bucket_of "$set" "$tool" "$round")" "$(prefix_of "$set")" "$W/dst"
-	sync
-	/usr/bin/time -f '%e %M' -o "$tf" "${cmd[@]}" >"$W/stdout.out" 2>"$ef" || rc=$?
-	if [ "$rc" -ne 0 ]; then
-		log "$prog: FAILED ($set $phase, round $round, exit $rc): ${cmd[*]//$sk/****}"
-		tail -n 20 "$ef" | sed 's/^/    /' >&2
-		exit 1
-	fi
-	read -r secs rss < <(tail -n 1 "$tf")
-	echo "$set $phase $tool $round $secs $rss" >>"$results"
-	log "$(printf '  round %d/%d  %-6s %-9s %-12s %8.2f s %8.1f MiB' "$round" "$runs" "$set" "$phase" "${label[$tool]}" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')")"
-	[ "$tool" = syncmgr ] && check_summary "$set" "$phase" "$round" "$ef"
-	return 0
+	tool_cmd "$3" "$2" "$W/src/$1" "$(bucket_of "$1" "$3" "$4")" "$(prefix_of "$1")" "$W/dst"
+	bench_exec "$1" "$2" "$3" "$4" "${cmd[*]//$sk/****}"
 }
 
 # Sanity-check syncmgr's summary line:
 #   Found: N, excluded: 0 (0 B), skipped: S (..), copied: C (..), extra: E (..)
 check_summary() {
 	local set=$1 phase=$2 round=$3 ef=$4 line found skipped copied n=${nfiles[$1]}
-	if grep -qv '^Found:' "$ef"; then
-		note "syncmgr wrote more than the summary to stderr ($set $phase, round $round): $(grep -v '^Found:' "$ef" | head -n 3 | tr '\n' '|')"
-	fi
-	line=$(grep '^Found:' "$ef" | tail -n 1 || true)
-	if [ -z "$line" ]; then
-		note "syncmgr printed no summary line ($set $phase, round $round)"
-		return 0
-	fi
-	found=$(sed -n 's/^Found: \([0-9]*\),.*/\1/p' <<<"$line")
-	skipped=$(sed -n 's/.* skipped: \([0-9]*\) .*/\1/p' <<<"$line")
-	copied=$(sed -n 's/.* copied: \([0-9]*\) .*/\1/p' <<<"$line")
+	summary_counts "$set" "$phase" "$round" "$ef" || return 0
 	if [ "$phase" = no-change ]; then
 		if [ "$found" != "$n" ] || [ "$copied" != 0 ] || [ "$skipped" != "$n" ]; then
 			note "syncmgr $set no-change (round $round): expected found=skipped=$n copied=0, summary: $line"
@@ -309,8 +288,6 @@ check_summary() {
 	fi
 }
 
-# File list of a local tree: "f SIZE PATH" for files, "TYPE PATH" for the rest.
-listing() { (cd "$1" && find . \( -type f -printf 'f %s %P\n' \) -o -printf '%y %P\n' | sort); }
 
 # verify_upload SET TOOL ROUND: the prefix must hold exactly SRC's files, same bytes.
 verify_upload() {
