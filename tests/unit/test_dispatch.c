@@ -63,11 +63,11 @@ static Syncmgr__Reply *get_task(nng_socket s)
 	return NULL;
 }
 
-static void done(nng_socket s, uint64_t id, uint64_t copied)
+/* Report task `id` done with counters `st`; returns the Ack's abort flag. */
+static bool done_stats(nng_socket s, uint64_t id, const struct sm_stats *st)
 {
-	struct sm_stats st = { .copied = copied };
 	Syncmgr__Stats pb;
-	sm_wire_stats_to_pb(&st, &pb);
+	sm_wire_stats_to_pb(st, &pb);
 	Syncmgr__Done dn = SYNCMGR__DONE__INIT;
 	dn.task_id = id;
 	dn.stats = &pb;
@@ -76,7 +76,15 @@ static void done(nng_socket s, uint64_t id, uint64_t copied)
 	req.done = &dn;
 	Syncmgr__Reply *rep = call(s, &req);
 	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ACK);
+	bool abort = rep->ack->abort;
 	syncmgr__reply__free_unpacked(rep, NULL);
+	return abort;
+}
+
+static void done(nng_socket s, uint64_t id, uint64_t copied)
+{
+	struct sm_stats st = { .copied = copied };
+	done_stats(s, id, &st);
 }
 
 static void progress(nng_socket s, uint64_t id)
@@ -208,17 +216,7 @@ static void test_forbid_delete_and_abort(void **state)
 	uint64_t id = ta->task->id;
 	syncmgr__reply__free_unpacked(ta, NULL);
 	struct sm_stats st = { .failed = 2 };
-	Syncmgr__Stats pb;
-	sm_wire_stats_to_pb(&st, &pb);
-	Syncmgr__Done dn = SYNCMGR__DONE__INIT;
-	dn.task_id = id;
-	dn.stats = &pb;
-	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
-	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
-	req.done = &dn;
-	Syncmgr__Reply *rep = call(a, &req);
-	assert_true(rep->ack->abort); /* --max-failure reached */
-	syncmgr__reply__free_unpacked(rep, NULL);
+	assert_true(done_stats(a, id, &st)); /* --max-failure reached: abort */
 	ta = get_task(a);
 	assert_int_equal(ta->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
 	assert_true(ta->shutdown->abort);
