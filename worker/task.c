@@ -167,6 +167,40 @@ static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
 	LIVE_ADD(tr->live, deleted, 1);
 }
 
+/* --update compares mtimes, but an S3 listing gives only the upload time, an
+ * upper bound of the original mtime that the object keeps in
+ * x-amz-meta-mtime. Ask the store (a HEAD) only while the bounds leave the
+ * comparison open; *s and *t then point to sx and tx. False when the key
+ * failed. */
+static bool task_exact_mtimes(struct task_run *tr, const struct sm_entry **s,
+                              const struct sm_entry **t, struct sm_entry *sx, struct sm_entry *tx,
+                              const char *dkey)
+{
+	for (;;) {
+		bool sb = (*s)->mtime_bound, tb = (*t)->mtime_bound;
+		int64_t ss = (*s)->mtime_ns / 1000000000, ds = (*t)->mtime_ns / 1000000000;
+		if ((!sb && !tb) || (sb && !tb && ss < ds) || (tb && !sb && ss > ds))
+			return true; /* exact, or decided by the bound alone */
+		bool src_side = sb;
+		const struct sm_entry **slot = src_side ? s : t;
+		struct sm_entry *x = src_side ? sx : tx;
+		struct sm_entry e = { 0 };
+		struct sm_diag d;
+		enum sm_err err = sm_store_stat(src_side ? tr->w->src : tr->w->dst,
+		                                src_side ? (*s)->key : dkey, &e, &d);
+		if (err != SM_OK && err != SM_ENOENT) {
+			task_failed(tr, &d);
+			return false;
+		}
+		*x = **slot;
+		if (err == SM_OK)
+			x->mtime_ns = e.mtime_ns; /* gone meanwhile: the copy will tell */
+		x->mtime_bound = false;
+		*slot = x;
+		sm_entry_release(&e);
+	}
+}
+
 /* One row of the merge-join: s and/or t (SRC and DST entry of one key). */
 static void task_handle(struct task_run *tr, const struct sm_entry *s, const struct sm_entry *t,
                         const char *dkey)
@@ -174,6 +208,10 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	const struct sm_opts *o = tr->w->o;
 	if (s && s->excluded)
 		return; /* deselected on SRC (--min-size & co.): DST stays as it is */
+	struct sm_entry sx, tx;
+	if (o->update && !o->force_update && !o->ignore_existing && s && t && S_ISREG(s->mode) &&
+	    S_ISREG(t->mode) && !task_exact_mtimes(tr, &s, &t, &sx, &tx, dkey))
+		return;
 	struct sm_decision dec = sm_decide(s, t, o);
 	const char *key = s ? dkey : t->key;
 	if (o->debug && dec.act != SM_ACT_IGNORE)
@@ -261,6 +299,7 @@ static enum sm_err task_entries(const Syncmgr__Task *t, struct sm_entry **out, c
 		memcpy(p, pe->key.data, pe->key.len);
 		p[pe->key.len] = '\0';
 		ents[i] = (struct sm_entry){ .excluded = pe->excluded,
+			                     .mtime_bound = pe->mtime_bound,
 			                     .key = p,
 			                     .size = pe->size,
 			                     .mtime_ns = pe->mtime_ns,

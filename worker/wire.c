@@ -37,6 +37,7 @@ void sm_wire_entry_to_pb(const struct sm_entry *e, Syncmgr__Entry *pb)
 		pb->link.len = strlen(e->link);
 	}
 	pb->excluded = e->excluded;
+	pb->mtime_bound = e->mtime_bound;
 }
 
 uint8_t *sm_wire_pack_request(const Syncmgr__Request *m, size_t *len)

@@ -27,6 +27,10 @@ struct sm_entry {
 	uint32_t gid;
 	char *link;    /* symlink target when the store reads links, else NULL */
 	bool excluded; /* planner: on SRC but deselected (size, mtime) */
+	/* mtime_ns is only an upper bound: a listing that carries the upload
+	 * time (S3 LastModified), where stat() knows the original mtime
+	 * (x-amz-meta-mtime), which is never later. */
+	bool mtime_bound;
 };
 
 bool sm_entry_is_dir(const struct sm_entry *e);
