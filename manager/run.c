@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../common/pool.h"
 #include "../common/store/store.h"
 #include "../common/url.h"
 #include "../common/util.h"
@@ -21,6 +22,9 @@
 #include "progress.h"
 
 #define RUN_LEASE_MS 30000
+/* Buffers the transfer pool's parallel pieces (parts, ranges) may hold
+ * beyond each transfer's first. */
+#define RUN_POOL_BUDGET (64u << 20)
 
 /* What preflight found out about SRC and DST. */
 struct run_plan {
@@ -297,6 +301,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	static atomic_uint run_seq;
 	struct run_plan rp = { 0 };
 	struct sm_store *src = NULL, *dst = NULL;
+	struct sm_pool *pool = NULL;
 	struct sm_dispatch *dp = NULL;
 	struct sm_worker *wk = NULL;
 	struct sm_progress *prog = NULL;
@@ -309,14 +314,21 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	if (status >= 0)
 		goto out;
 
+	if (sm_pool_new(o->threads, RUN_POOL_BUDGET, &pool, &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
 	struct sm_store_cfg scfg = { .follow_links = !o->links,
 		                     .read_links = o->links,
 		                     .must_exist = true,
-		                     .no_https = o->no_https };
+		                     .no_https = o->no_https,
+		                     .pool = pool };
 	struct sm_store_cfg dcfg = { .follow_links = false,
 		                     .read_links = o->links,
 		                     .no_https = o->no_https,
-		                     .storage_class = o->storage_class };
+		                     .storage_class = o->storage_class,
+		                     .pool = pool };
 	if (sm_store_open(&rp.src, &scfg, &src, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: SRC %s\n", d.msg);
 		status = SM_EXIT_FAIL;
@@ -425,6 +437,7 @@ out:
 	sm_dispatch_stop(dp);
 	sm_store_close(dst);
 	sm_store_close(src);
+	sm_pool_free(pool);
 	run_plan_release(&rp);
 	if (out)
 		*out = total;

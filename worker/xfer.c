@@ -146,7 +146,7 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 	if (err != SM_ENOTSUP)
 		return err;
 	struct sm_reader *r = NULL;
-	err = sm_store_open_read(w->src, src->key, 0, &r, d);
+	err = sm_store_open_entry(w->src, src, &r, d);
 	if (err != SM_OK)
 		return err;
 	if (r->mtime_ns)

@@ -884,8 +884,9 @@ static const struct sm_reader_ops file_reader_ops = {
 };
 
 static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t off,
-                                  struct sm_reader **out, struct sm_diag *d)
+                                  uint64_t size_hint, struct sm_reader **out, struct sm_diag *d)
 {
+	(void)size_hint; /* fstat() tells */
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
 	enum sm_err err = file_at_open(fs, key, false, &at, d);

@@ -12,6 +12,7 @@ struct sm_http {
 	pthread_mutex_t mu;
 	CURL **idle;
 	int n_idle;
+	char *ca_file;
 };
 
 static pthread_once_t http_once = PTHREAD_ONCE_INIT;
@@ -28,6 +29,12 @@ enum sm_err sm_http_new(const struct sm_http_cfg *cfg, struct sm_http **out, str
 	if (!h)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	h->cfg = *cfg;
+	h->cfg.ca_file = NULL;
+	if (cfg->ca_file && !(h->ca_file = strdup(cfg->ca_file))) {
+		free(h);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	h->cfg.ca_file = h->ca_file;
 	if (!h->cfg.connect_timeout_ms)
 		h->cfg.connect_timeout_ms = 10000;
 	if (!h->cfg.stall_seconds)
@@ -36,6 +43,7 @@ enum sm_err sm_http_new(const struct sm_http_cfg *cfg, struct sm_http **out, str
 		h->cfg.max_handles = 64;
 	h->idle = calloc((size_t)h->cfg.max_handles, sizeof(*h->idle));
 	if (!h->idle) {
+		free(h->ca_file);
 		free(h);
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
@@ -51,6 +59,7 @@ void sm_http_free(struct sm_http *h)
 	for (int i = 0; i < h->n_idle; i++)
 		curl_easy_cleanup(h->idle[i]);
 	free(h->idle);
+	free(h->ca_file);
 	pthread_mutex_destroy(&h->mu);
 	free(h);
 }
@@ -114,6 +123,12 @@ static size_t http_read_cb(char *buf, size_t size, size_t nitems, void *arg)
 			return CURL_READFUNC_ABORT;
 		}
 		io->sent += got;
+		if (io->sent == r->reader_len && r->reader_finish) {
+			/* the source must still be what was read before the body ends */
+			io->rerr = sm_reader_finish(r->reader, &io->rdiag);
+			if (io->rerr != SM_OK)
+				return CURL_READFUNC_ABORT;
+		}
 		return got;
 	}
 	size_t left = r->body_len - io->body_off;
@@ -279,6 +294,8 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &io);
 	curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, http_seek_cb);
 	curl_easy_setopt(c, CURLOPT_SEEKDATA, &io);
+	if (h->cfg.ca_file)
+		curl_easy_setopt(c, CURLOPT_CAINFO, h->cfg.ca_file);
 	if (h->cfg.insecure) {
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
@@ -317,6 +334,16 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 	} else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
 	           rc == CURLE_COULDNT_RESOLVE_PROXY) {
 		err = sm_diag_set(d, SM_EIO, (int)rc, "cannot reach %s: %s", hp,
+		                  curl_easy_strerror(rc));
+	} else if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {
+		err = sm_diag_set(
+		        d, SM_EIO, (int)rc,
+		        "cannot verify the TLS certificate of %s: %s (AWS_CA_BUNDLE names "
+		        "the CA file to trust)",
+		        hp, curl_easy_strerror(rc));
+	} else if (rc == CURLE_SSL_CONNECT_ERROR) {
+		/* a reset mid-handshake looks the same: worth another attempt */
+		err = sm_diag_set(d, SM_EAGAIN, (int)rc, "TLS handshake with %s failed: %s", hp,
 		                  curl_easy_strerror(rc));
 	} else if (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_SEND_ERROR ||
 	           rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE ||

@@ -21,7 +21,8 @@ struct sm_http_cfg {
 	long connect_timeout_ms; /* 0: 10 s */
 	long stall_seconds;      /* abort when under 1 KiB/s for this long; 0: 30 s */
 	bool insecure;           /* do not verify TLS certificates (tests) */
-	int max_handles;         /* idle handles kept; 0: 64 */
+	const char *ca_file; /* CA certificates to trust (AWS_CA_BUNDLE), or NULL: the system's */
+	int max_handles;     /* idle handles kept; 0: 64 */
 };
 
 struct sm_http;
@@ -38,6 +39,8 @@ struct sm_http_req {
 	size_t body_len;
 	struct sm_reader *reader; /* ...or from a reader, reader_len bytes (borrowed) */
 	uint64_t reader_len;
+	bool reader_finish;  /* call the reader's finish() after its last byte; its
+	                     * failure aborts the request before the body is complete */
 	struct sm_buf *resp; /* response body (its limit caps it), or NULL */
 	size_t (*sink)(void *arg, const void *data, size_t n); /* or a sink (2xx only) */
 	void *sink_arg;

@@ -12,14 +12,17 @@
  * anew (SigV4) for each attempt; 5xx, 429, SlowDown and transport errors are
  * retried with exponential backoff and jitter.
  */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../log.h"
+#include "../pool.h"
 #include "../util.h"
 #include "http.h"
 #include "s3url.h"
@@ -27,9 +30,10 @@
 #include "store.h"
 #include "xml.h"
 
-#define S3_CHUNK (16u << 20)      /* bytes per ranged GET */
+#define S3_CHUNK (8u << 20)       /* bytes per ranged GET */
+#define S3_WINDOW 4               /* pieces of one object in flight */
 #define S3_SINGLE_MAX (32u << 20) /* larger objects go multipart */
-#define S3_PART_MIN (16u << 20)
+#define S3_PART_MIN (8u << 20)
 #define S3_MAX_PARTS 10000
 #define S3_ATTEMPTS 6
 #define S3_REPLY_MAX (16u << 20)        /* XML replies */
@@ -43,6 +47,7 @@ struct s3_store {
 	char base[600];       /* scheme://host */
 	char bucket_uri[600]; /* "/bucket" (path style) or "" */
 	const char *storage_class;
+	struct sm_pool *pool; /* the run's transfer pool (borrowed), or NULL */
 };
 
 static struct s3_store *s3_priv(struct sm_store *st)
@@ -61,6 +66,9 @@ struct s3_call {
 	size_t nx;
 	const void *body;
 	size_t body_len;
+	struct sm_reader *reader; /* or a body streamed from a reader (one attempt) */
+	uint64_t reader_len;
+	bool reader_finish;
 	const char *payload_hash; /* NULL: SHA-256 of body */
 	struct sm_buf *resp;
 	size_t (*sink)(void *arg, const void *data, size_t n);
@@ -187,6 +195,9 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 			                     .n_headers = nsend - 1,
 			                     .body = c->body,
 			                     .body_len = c->body_len,
+			                     .reader = c->reader,
+			                     .reader_len = c->reader_len,
+			                     .reader_finish = c->reader_finish,
 			                     .resp = capture ? &errbody : c->resp,
 			                     .sink = c->sink,
 			                     .sink_arg = c->sink_arg };
@@ -198,7 +209,8 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 			                   c->key, d);
 		}
 		sm_buf_release(&errbody);
-		if (err == SM_OK || !s3_retryable(err) || c->no_retry || attempt >= S3_ATTEMPTS)
+		if (err == SM_OK || !s3_retryable(err) || c->no_retry || c->reader ||
+		    attempt >= S3_ATTEMPTS)
 			break;
 		unsigned ms = 100u << (attempt - 1);
 		ms += (unsigned)(sm_rand64() % (ms / 2 + 1));
@@ -254,6 +266,7 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 	if (err != SM_OK)
 		return err;
 	s->storage_class = cfg->storage_class;
+	s->pool = cfg->pool;
 	if (s->loc.path_style) {
 		snprintf(s->host, sizeof(s->host), "%s", s->loc.endpoint);
 		struct sm_buf b = { 0 };
@@ -269,6 +282,12 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 	}
 	snprintf(s->base, sizeof(s->base), "%s://%s", s->loc.https ? "https" : "http", s->host);
 	struct sm_http_cfg hc = { 0 };
+	const char *ca = getenv("AWS_CA_BUNDLE");
+	if (ca && *ca && s->loc.https) {
+		if (access(ca, R_OK) != 0)
+			return sm_diag_errno(d, errno, "AWS_CA_BUNDLE: cannot read '%s'", ca);
+		hc.ca_file = ca;
+	}
 	return sm_http_new(&hc, &s->http, d);
 }
 
@@ -406,6 +425,7 @@ static enum sm_err s3_list_next(void *cur, const struct sm_entry **out, struct s
 		c->ent = (struct sm_entry){ .key = (char *)key,
 			                    .size = dir ? 0 : o->size,
 			                    .mtime_ns = o->mtime_ns,
+			                    .mtime_bound = true, /* x-amz-meta-mtime: stat() */
 			                    .mode = dir ? (S_IFDIR | 0755) : (S_IFREG | 0644) };
 		*out = &c->ent;
 		return SM_OK;
@@ -448,54 +468,111 @@ static enum sm_err s3_stat(struct sm_store *st, const char *key, struct sm_entry
 	return SM_OK;
 }
 
-/* ---- reading: ranged GETs ---- */
+/* ---- reading: ranged GETs, several in flight ---- */
+
+/* One range of an object, fetched on the transfer pool. */
+struct s3_piece {
+	struct sm_job job; /* first: the job is the piece */
+	struct s3_reader *r;
+	uint64_t off;
+	uint64_t len;
+	struct sm_buf buf;
+	bool busy;     /* submitted, not yet waited for */
+	bool reserved; /* its buffer counts against the pool's budget */
+	enum sm_err err;
+	struct sm_diag d;
+};
 
 struct s3_reader {
 	struct sm_reader base;
 	struct s3_store *s;
-	char *key;    /* full key */
-	uint64_t pos; /* next byte to fetch */
-	uint64_t end; /* object size */
-	struct sm_buf buf;
-	size_t bufpos;
+	char *key;     /* full key */
+	uint64_t next; /* next byte to request */
+	uint64_t end;  /* object size */
 	char etag[128];
+	struct s3_piece pieces[S3_WINDOW];
+	int npieces;
+	int head;      /* the piece being handed out */
+	size_t bufpos; /* in pieces[head].buf */
 };
 
-static enum sm_err s3r_fetch(struct s3_reader *r, struct sm_diag *d)
+/* GET one range (off, len) into buf, pinned to the reader's ETag. */
+static enum sm_err s3_get_range(struct s3_reader *r, uint64_t off, uint64_t len, struct sm_buf *buf,
+                                struct sm_http_req *rep, struct sm_diag *d)
 {
 	char range[64];
-	uint64_t hi = r->pos + S3_CHUNK - 1;
-	if (r->end != UINT64_MAX && hi >= r->end)
-		hi = r->end - 1;
-	snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, r->pos, hi);
-	r->buf.len = 0;
-	r->bufpos = 0;
-	struct s3_call call = { .method = "GET", .key = r->key, .resp = &r->buf };
+	snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, off, off + len - 1);
+	buf->len = 0;
+	struct s3_call call = { .method = "GET", .key = r->key, .resp = buf };
 	call.extra[call.nx++] = (struct sm_kv){ "range", range };
 	if (r->etag[0])
 		call.extra[call.nx++] = (struct sm_kv){ "if-match", r->etag };
+	return s3_do(r->s, &call, rep, "read", d);
+}
+
+static void s3_piece_run(struct sm_job *j)
+{
+	struct s3_piece *p = (struct s3_piece *)j;
 	struct sm_http_req rep;
-	enum sm_err err = s3_do(r->s, &call, &rep, "read", d);
-	if (err == SM_EIO && rep.status == 416 && r->pos == 0) {
-		r->end = 0; /* an empty object */
-		r->buf.len = 0;
-		return SM_OK;
+	p->err = s3_get_range(p->r, p->off, p->len, &p->buf, &rep, &p->d);
+	if (p->err == SM_OK && p->buf.len != p->len)
+		p->err = sm_diag_set(&p->d, SM_ECHANGED, 0,
+		                     "s3: '%s' changed while it was read (short range)", p->r->key);
+}
+
+/* Put piece p to work on the next range, if any is left. */
+static void s3r_submit(struct s3_reader *r, struct s3_piece *p)
+{
+	if (r->next >= r->end)
+		return;
+	p->off = r->next;
+	p->len = r->end - r->next < S3_CHUNK ? r->end - r->next : S3_CHUNK;
+	r->next += p->len;
+	p->busy = true;
+	p->job.fn = s3_piece_run;
+	sm_pool_submit(r->s->pool, &p->job);
+}
+
+/* The first request, in the caller: it tells the size, ETag and mtime. A
+ * small listed object comes whole in one unranged GET. */
+static enum sm_err s3r_first(struct s3_reader *r, uint64_t off, uint64_t size_hint,
+                             struct sm_diag *d)
+{
+	struct s3_piece *p = &r->pieces[0];
+	struct sm_http_req rep;
+	enum sm_err err;
+	bool whole = off == 0 && size_hint <= S3_CHUNK;
+	if (whole) {
+		p->buf.len = 0;
+		struct s3_call call = { .method = "GET", .key = r->key, .resp = &p->buf };
+		err = s3_do(r->s, &call, &rep, "read", d);
+		if (err == SM_EIO && rep.status / 100 == 2 && rep.content_length > S3_CHUNK)
+			err = sm_diag_set(d, SM_ECHANGED, 0,
+			                  "s3: '%s' changed since it was listed (now %" PRIu64
+			                  " bytes)",
+			                  r->key, rep.content_length);
+	} else {
+		err = s3_get_range(r, off, S3_CHUNK, &p->buf, &rep, d);
+		if (err == SM_EIO && rep.status == 416 && off == 0) {
+			r->end = 0; /* an empty object has no first byte */
+			p->buf.len = 0;
+			return SM_OK;
+		}
 	}
 	if (err != SM_OK)
 		return err;
-	if (!r->etag[0])
-		sm_strlcpy(r->etag, rep.etag, sizeof(r->etag));
-	if (r->end == UINT64_MAX) {
-		if (rep.status == 206 && rep.has_range_total)
-			r->end = rep.range_total;
-		else
-			r->end = r->pos + r->buf.len; /* 200: the whole object */
-		r->base.size = r->end;
-		int64_t mt = s3_meta_mtime(rep.meta_mtime);
-		if (mt)
-			r->base.mtime_ns = mt;
-	}
-	r->pos += r->buf.len;
+	sm_strlcpy(r->etag, rep.etag, sizeof(r->etag));
+	if (rep.status == 206 && rep.has_range_total)
+		r->end = rep.range_total;
+	else
+		r->end = off + p->buf.len; /* 200: the whole object */
+	if (r->end < off + p->buf.len)
+		return sm_diag_set(d, SM_EIO, 0, "s3: '%s': a range reply past the object's end",
+		                   r->key);
+	r->next = off + p->buf.len;
+	int64_t mt = s3_meta_mtime(rep.meta_mtime);
+	if (mt)
+		r->base.mtime_ns = mt;
 	return SM_OK;
 }
 
@@ -503,23 +580,32 @@ static enum sm_err s3r_read(struct sm_reader *rd, void *buf, size_t cap, size_t 
                             struct sm_diag *d)
 {
 	struct s3_reader *r = (struct s3_reader *)rd;
-	if (r->bufpos == r->buf.len) {
-		if (r->pos >= r->end) {
+	struct s3_piece *p = &r->pieces[r->head];
+	/* The head piece is never busy; the others hold the next ranges in
+	 * turn, so a piece with nothing in flight means the end. */
+	while (r->bufpos == p->buf.len) {
+		s3r_submit(r, p); /* spent: refill it with a later range, if any */
+		r->head = (r->head + 1) % r->npieces;
+		p = &r->pieces[r->head];
+		r->bufpos = 0;
+		if (!p->busy) {
+			p->buf.len = 0;
 			*got = 0;
 			return SM_OK;
 		}
-		enum sm_err err = s3r_fetch(r, d);
-		if (err != SM_OK)
-			return err;
-		if (r->buf.len == 0) {
-			*got = 0;
-			return SM_OK;
+		sm_pool_wait(r->s->pool, &p->job);
+		p->busy = false;
+		if (p->err != SM_OK) {
+			p->buf.len = 0;
+			if (d)
+				*d = p->d;
+			return p->err;
 		}
 	}
-	size_t n = r->buf.len - r->bufpos;
+	size_t n = p->buf.len - r->bufpos;
 	if (n > cap)
 		n = cap;
-	memcpy(buf, r->buf.p + r->bufpos, n);
+	memcpy(buf, p->buf.p + r->bufpos, n);
 	r->bufpos += n;
 	*got = n;
 	return SM_OK;
@@ -528,7 +614,14 @@ static enum sm_err s3r_read(struct sm_reader *rd, void *buf, size_t cap, size_t 
 static void s3r_close(struct sm_reader *rd)
 {
 	struct s3_reader *r = (struct s3_reader *)rd;
-	sm_buf_release(&r->buf);
+	for (int i = 0; i < r->npieces; i++) {
+		struct s3_piece *p = &r->pieces[i];
+		if (p->busy)
+			sm_pool_wait(r->s->pool, &p->job);
+		if (p->reserved)
+			sm_pool_unreserve(r->s->pool, S3_CHUNK);
+		sm_buf_release(&p->buf);
+	}
 	free(r->key);
 	free(r);
 }
@@ -536,7 +629,7 @@ static void s3r_close(struct sm_reader *rd)
 static const struct sm_reader_ops s3_reader_ops = { .read = s3r_read, .close = s3r_close };
 
 static enum sm_err s3_open_read(struct sm_store *st, const char *key, uint64_t off,
-                                struct sm_reader **out, struct sm_diag *d)
+                                uint64_t size_hint, struct sm_reader **out, struct sm_diag *d)
 {
 	struct s3_store *s = s3_priv(st);
 	struct s3_reader *r = calloc(1, sizeof(*r));
@@ -545,19 +638,22 @@ static enum sm_err s3_open_read(struct sm_store *st, const char *key, uint64_t o
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
 	r->base.ops = &s3_reader_ops;
-	r->base.size = UINT64_MAX;
 	r->s = s;
-	r->pos = off;
-	r->end = UINT64_MAX;
-	r->buf.limit = S3_CHUNK + 1;
-	/* the first range now: the size, ETag and mtime are known from here on */
-	enum sm_err err = s3r_fetch(r, d);
+	r->npieces = 1;
+	for (int i = 0; i < S3_WINDOW; i++)
+		r->pieces[i] = (struct s3_piece){ .r = r, .buf = { .limit = S3_CHUNK + 1 } };
+	enum sm_err err = s3r_first(r, off, size_hint, d);
 	if (err != SM_OK) {
 		s3r_close(&r->base);
 		return err;
 	}
-	if (r->base.size != UINT64_MAX && r->base.size >= off)
-		r->base.size -= off;
+	r->base.size = r->end >= off ? r->end - off : 0;
+	/* the rest in parallel ranges, as far as the budget allows */
+	while (r->npieces < S3_WINDOW && r->next < r->end && sm_pool_reserve(s->pool, S3_CHUNK)) {
+		struct s3_piece *p = &r->pieces[r->npieces++];
+		p->reserved = true;
+		s3r_submit(r, p);
+	}
 	*out = &r->base;
 	return SM_OK;
 }
@@ -586,19 +682,36 @@ static enum sm_err s3_fill(struct sm_reader *r, char *buf, size_t n, const char 
 	return err;
 }
 
-static enum sm_err s3_put_single(struct s3_store *s, const char *full, const char *key,
-                                 const char *data, size_t len, const struct sm_put *p,
-                                 struct sm_diag *d)
+/* The headers every new object gets: its SRC mtime and the storage class.
+ * `mt` (48 bytes) holds the mtime's text for the call's lifetime. */
+static void s3_new_object_headers(const struct s3_store *s, struct s3_call *c,
+                                  const struct sm_put *p, char *mt, size_t mtlen)
+{
+	s3_mtime_header(p, mt, mtlen);
+	if (p->flags & SM_PUT_MTIME)
+		c->extra[c->nx++] = (struct sm_kv){ "x-amz-meta-mtime", mt };
+	if (s->storage_class)
+		c->extra[c->nx++] = (struct sm_kv){ "x-amz-storage-class", s->storage_class };
+}
+
+/* The payload hash of an object body: over HTTPS AWS lets the body go
+ * unsigned (TLS protects it), which saves hashing it and lets it stream. */
+static const char *s3_body_hash(const struct s3_store *s)
+{
+	return s->loc.https ? "UNSIGNED-PAYLOAD" : NULL;
+}
+
+static enum sm_err s3_put_single(struct s3_store *s, const char *full, const char *data, size_t len,
+                                 const struct sm_put *p, struct sm_diag *d)
 {
 	char mt[48];
-	s3_mtime_header(p, mt, sizeof(mt));
-	struct s3_call call = { .method = "PUT", .key = full, .body = data, .body_len = len };
-	if (p->flags & SM_PUT_MTIME)
-		call.extra[call.nx++] = (struct sm_kv){ "x-amz-meta-mtime", mt };
-	if (s->storage_class)
-		call.extra[call.nx++] = (struct sm_kv){ "x-amz-storage-class", s->storage_class };
+	struct s3_call call = { .method = "PUT",
+		                .key = full,
+		                .body = data,
+		                .body_len = len,
+		                .payload_hash = s3_body_hash(s) };
+	s3_new_object_headers(s, &call, p, mt, sizeof(mt));
 	struct sm_http_req rep;
-	(void)key;
 	return s3_do(s, &call, &rep, "write", d);
 }
 
@@ -633,6 +746,74 @@ static void s3_abort_upload(struct s3_store *s, const char *full, const char *up
 		sm_log(SM_LOG_WARN, "multipart upload of '%s' left open: %s", full, d.msg);
 }
 
+/* Check a 2xx reply that may still carry an <Error> (CopyObject, Complete). */
+static enum sm_err s3_body_error(const struct sm_buf *body, const char *what, const char *key,
+                                 struct sm_diag *d)
+{
+	struct sm_s3_error e;
+	if (body->len && sm_s3_parse_error(body->p, body->len, &e))
+		return sm_diag_set(d, SM_EIO, 0, "s3: %s '%s': %s %s", what, key, e.code,
+		                   e.message);
+	return SM_OK;
+}
+
+/* One part of a multipart upload, sent on the transfer pool. */
+struct s3_part {
+	struct sm_job job; /* first: the job is the part */
+	struct s3_store *s;
+	const char *full;
+	const char *upload_id;
+	char *buf;
+	size_t len;
+	uint64_t num; /* 1-based part number */
+	bool busy;
+	enum sm_err err;
+	struct sm_diag d;
+	char etag[128];
+};
+
+static void s3_part_run(struct sm_job *j)
+{
+	struct s3_part *pt = (struct s3_part *)j;
+	char num[24];
+	snprintf(num, sizeof(num), "%" PRIu64, pt->num);
+	struct s3_call pc = { .method = "PUT",
+		              .key = pt->full,
+		              .body = pt->buf,
+		              .body_len = pt->len,
+		              .payload_hash = s3_body_hash(pt->s) };
+	pc.query[pc.nq++] = (struct sm_kv){ "partNumber", num };
+	pc.query[pc.nq++] = (struct sm_kv){ "uploadId", pt->upload_id };
+	struct sm_http_req rep;
+	pt->err = s3_do(pt->s, &pc, &rep, "write part", &pt->d);
+	if (pt->err == SM_OK && !rep.etag[0])
+		pt->err = sm_diag_set(&pt->d, SM_EIO, 0, "s3: no ETag for part %s of '%s'", num,
+		                      pt->full);
+	sm_strlcpy(pt->etag, rep.etag, sizeof(pt->etag));
+}
+
+/* Wait for a part in flight; its ETag goes to etags[num - 1], and the first
+ * failure of the upload into *err / d. */
+static void s3_part_collect(struct s3_store *s, struct s3_part *pt, char (*etags)[128],
+                            enum sm_err *err, struct sm_diag *d)
+{
+	if (!pt->busy)
+		return;
+	sm_pool_wait(s->pool, &pt->job);
+	pt->busy = false;
+	if (pt->err != SM_OK && *err == SM_OK) {
+		*err = pt->err;
+		if (d)
+			*d = pt->d;
+	}
+	if (pt->err == SM_OK)
+		memcpy(etags[pt->num - 1], pt->etag, sizeof(pt->etag));
+}
+
+/* Parts are read from `r` in order, each into a buffer of its own, and sent
+ * while the next ones are read: up to S3_WINDOW at once, the first buffer
+ * always, the others as the pool's budget allows. The upload is completed
+ * only when every part succeeded, and aborted otherwise. */
 static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const char *key,
                                     struct sm_reader *r, uint64_t size, const struct sm_put *p,
                                     struct sm_diag *d)
@@ -642,14 +823,10 @@ static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const 
 		part *= 2;
 	uint64_t nparts = (size + part - 1) / part;
 	char mt[48];
-	s3_mtime_header(p, mt, sizeof(mt));
 	struct sm_buf body = { .limit = S3_REPLY_MAX };
 	struct s3_call init = { .method = "POST", .key = full, .resp = &body };
 	init.query[init.nq++] = (struct sm_kv){ "uploads", "" };
-	if (p->flags & SM_PUT_MTIME)
-		init.extra[init.nx++] = (struct sm_kv){ "x-amz-meta-mtime", mt };
-	if (s->storage_class)
-		init.extra[init.nx++] = (struct sm_kv){ "x-amz-storage-class", s->storage_class };
+	s3_new_object_headers(s, &init, p, mt, sizeof(mt));
 	struct sm_http_req rep;
 	enum sm_err err = s3_do(s, &init, &rep, "start upload", d);
 	char upload_id[512];
@@ -659,39 +836,59 @@ static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const 
 	sm_buf_release(&body);
 	if (err != SM_OK)
 		return err;
-	char *buf = malloc(part);
+
+	struct s3_part parts[S3_WINDOW] = { 0 };
+	int nwin = 1, reserved = 0;
+	while (nwin < S3_WINDOW && (uint64_t)nwin < nparts && sm_pool_reserve(s->pool, part)) {
+		nwin++;
+		reserved++;
+	}
+	char(*etags)[128] = calloc(nparts, sizeof(*etags));
+	bool nomem = !etags;
 	struct sm_buf done = { 0 };
-	if (!buf || sm_buf_appendz(&done, "<CompleteMultipartUpload>") != SM_OK) {
+	for (int i = 0; i < nwin; i++) {
+		parts[i] = (struct s3_part){ .s = s, .full = full, .upload_id = upload_id };
+		if (!(parts[i].buf = malloc(part)))
+			nomem = true;
+	}
+	if (nomem) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto fail;
 	}
-	for (uint64_t i = 0; i < nparts; i++) {
-		size_t n = (size_t)(i + 1 < nparts ? part : size - i * part);
-		err = s3_fill(r, buf, n, key, d);
+	for (uint64_t i = 0; i < nparts && err == SM_OK; i++) {
+		struct s3_part *pt = &parts[i % (uint64_t)nwin];
+		s3_part_collect(s, pt, etags, &err, d); /* its buffer's last part */
 		if (err != SM_OK)
-			goto fail;
-		char num[24];
-		snprintf(num, sizeof(num), "%" PRIu64, i + 1);
-		struct s3_call pc = { .method = "PUT", .key = full, .body = buf, .body_len = n };
-		pc.query[pc.nq++] = (struct sm_kv){ "partNumber", num };
-		pc.query[pc.nq++] = (struct sm_kv){ "uploadId", upload_id };
-		err = s3_do(s, &pc, &rep, "write part", d);
+			break;
+		pt->len = (size_t)(i + 1 < nparts ? part : size - i * part);
+		pt->num = i + 1;
+		err = s3_fill(r, pt->buf, pt->len, key, d);
 		if (err != SM_OK)
-			goto fail;
-		char part_xml[256];
-		snprintf(part_xml, sizeof(part_xml),
-		         "<Part><PartNumber>%s</PartNumber><ETag>%s</ETag></Part>", num, rep.etag);
-		if (sm_buf_appendz(&done, part_xml) != SM_OK) {
-			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-			goto fail;
-		}
+			break;
+		pt->busy = true;
+		pt->job.fn = s3_part_run;
+		sm_pool_submit(s->pool, &pt->job);
 	}
+	for (int i = 0; i < nwin; i++)
+		s3_part_collect(s, &parts[i], etags, &err, d);
+	if (err != SM_OK)
+		goto fail;
 	if (p->flags & SM_PUT_CHECK) {
 		err = sm_reader_finish(r, d);
 		if (err != SM_OK)
 			goto fail;
 	}
-	if (sm_buf_appendz(&done, "</CompleteMultipartUpload>") != SM_OK) {
+	err = sm_buf_appendz(&done, "<CompleteMultipartUpload>");
+	for (uint64_t i = 0; i < nparts && err == SM_OK; i++) {
+		char part_xml[256];
+		snprintf(part_xml, sizeof(part_xml),
+		         "<Part><PartNumber>%" PRIu64 "</PartNumber><ETag>%s</ETag></Part>", i + 1,
+		         etags[i]);
+		err = sm_buf_appendz(&done, part_xml);
+	}
+	if (err == SM_OK)
+		err = sm_buf_appendz(&done, "</CompleteMultipartUpload>");
+	if (err != SM_OK) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto fail;
 	}
@@ -701,22 +898,19 @@ static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const 
 	};
 	fin.query[fin.nq++] = (struct sm_kv){ "uploadId", upload_id };
 	err = s3_do(s, &fin, &rep, "complete upload", d);
-	if (err == SM_OK) {
-		/* S3 may answer 200 with an <Error> body */
-		struct sm_s3_error e;
-		if (body.len && sm_s3_parse_error(body.p, body.len, &e))
-			err = sm_diag_set(d, SM_EIO, 0, "s3: completing '%s': %s %s", key, e.code,
-			                  e.message);
-	}
+	if (err == SM_OK)
+		err = s3_body_error(&body, "completing", key, d); /* a 200 may carry an <Error> */
 	sm_buf_release(&body);
 	if (err != SM_OK)
 		goto fail;
-	free(buf);
-	sm_buf_release(&done);
-	return SM_OK;
+	goto out;
 fail:
 	s3_abort_upload(s, full, upload_id);
-	free(buf);
+out:
+	for (int i = 0; i < nwin; i++)
+		free(parts[i].buf);
+	sm_pool_unreserve(s->pool, (size_t)reserved * part);
+	free(etags);
 	sm_buf_release(&done);
 	return err;
 }
@@ -732,6 +926,21 @@ static enum sm_err s3_put(struct sm_store *st, const char *key, struct sm_reader
 	uint64_t size = r->size;
 	if (size != UINT64_MAX && size > S3_SINGLE_MAX) {
 		err = s3_put_multipart(s, full, key, r, size, p, d);
+		goto out;
+	}
+	if (s->loc.https && size != UINT64_MAX) {
+		/* one unsigned PUT streamed from the reader; a failed attempt is
+		 * retried by the caller, which opens the source again */
+		char mt[48];
+		struct s3_call call = { .method = "PUT",
+			                .key = full,
+			                .reader = r,
+			                .reader_len = size,
+			                .reader_finish = (p->flags & SM_PUT_CHECK) != 0,
+			                .payload_hash = s3_body_hash(s) };
+		s3_new_object_headers(s, &call, p, mt, sizeof(mt));
+		struct sm_http_req rep;
+		err = s3_do(s, &call, &rep, "write", d);
 		goto out;
 	}
 	/* small (or of unknown size): into memory, hashed, one PUT */
@@ -756,7 +965,7 @@ static enum sm_err s3_put(struct sm_store *st, const char *key, struct sm_reader
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
 	if (err == SM_OK)
-		err = s3_put_single(s, full, key, data.p ? data.p : "", data.len, p, d);
+		err = s3_put_single(s, full, data.p ? data.p : "", data.len, p, d);
 	sm_buf_release(&data);
 out:
 	free(full);
@@ -786,7 +995,7 @@ static enum sm_err s3_mkdir(struct sm_store *st, const char *key, const struct s
 	char *full = s3_full(s, key);
 	if (!full)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	enum sm_err err = s3_put_single(s, full, key, "", 0, p, d);
+	enum sm_err err = s3_put_single(s, full, "", 0, p, d);
 	free(full);
 	return err;
 }
@@ -799,17 +1008,6 @@ static bool s3_same_service(const struct s3_store *a, const struct s3_store *b)
 		return !a->loc.access_key && !b->loc.access_key;
 	return strcmp(a->loc.access_key, b->loc.access_key) == 0 &&
 	       strcmp(a->loc.secret_key, b->loc.secret_key) == 0;
-}
-
-/* Check a 2xx reply that may still carry an <Error> (CopyObject, Complete). */
-static enum sm_err s3_body_error(const struct sm_buf *body, const char *what, const char *key,
-                                 struct sm_diag *d)
-{
-	struct sm_s3_error e;
-	if (body->len && sm_s3_parse_error(body->p, body->len, &e))
-		return sm_diag_set(d, SM_EIO, 0, "s3: %s '%s': %s %s", what, key, e.code,
-		                   e.message);
-	return SM_OK;
 }
 
 static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store *srcst,

@@ -376,7 +376,16 @@ enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t of
 	enum sm_err err = fault_hit(st, F_READ, key, d);
 	if (err != SM_OK)
 		return err;
-	return st->ops->open_read(st, key, off, out, d);
+	return st->ops->open_read(st, key, off, UINT64_MAX, out, d);
+}
+
+enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
+                                struct sm_reader **out, struct sm_diag *d)
+{
+	enum sm_err err = fault_hit(st, F_READ, e->key, d);
+	if (err != SM_OK)
+		return err;
+	return st->ops->open_read(st, e->key, 0, e->size, out, d);
 }
 
 enum sm_err sm_store_key_check(const char *key, struct sm_diag *d)

@@ -53,6 +53,8 @@ struct sm_store_cfg {
 	bool must_exist;   /* the root must exist (SRC); else it is created on first write */
 	bool no_https;     /* S3/WebDAV: plain HTTP (--no-https) */
 	const char *storage_class; /* S3: x-amz-storage-class of new objects, or NULL */
+	struct sm_pool *pool;      /* the run's transfer pool (borrowed, outlives the
+	                            * store), or NULL: large transfers in one piece */
 };
 
 /* A byte source for put(): a store's reader or any other producer. */
@@ -139,9 +141,11 @@ struct sm_store_ops {
 	/* Attributes of one key; out->key is left NULL. SM_ENOENT if absent. */
 	enum sm_err (*stat)(struct sm_store *st, const char *key, struct sm_entry *out,
 	                    struct sm_diag *d);
-	/* A reader of the key's bytes from `off` on. */
+	/* A reader of the key's bytes from `off` on. `size_hint` is the size a
+	 * listing gave, or UINT64_MAX; a store may trust it to fetch a small
+	 * key in one request, and must still notice when it is wrong. */
 	enum sm_err (*open_read)(struct sm_store *st, const char *key, uint64_t off,
-	                         struct sm_reader **out, struct sm_diag *d);
+	                         uint64_t size_hint, struct sm_reader **out, struct sm_diag *d);
 	/* Store all bytes of `r` under `key`; the key appears whole or not at all
 	 * (unless SM_PUT_INPLACE). Missing parents are created. Borrows `r`. */
 	enum sm_err (*put)(struct sm_store *st, const char *key, struct sm_reader *r,
@@ -196,6 +200,9 @@ enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry 
                           struct sm_diag *d);
 enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t off,
                                struct sm_reader **out, struct sm_diag *d);
+/* A reader of a listed entry's bytes, with its size as the hint. */
+enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
+                                struct sm_reader **out, struct sm_diag *d);
 enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
                          const struct sm_put *p, struct sm_diag *d);
 enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d);
