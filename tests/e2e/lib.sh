@@ -202,6 +202,9 @@ EOF
 # expect_same_tree [opts] A B WHAT
 expect_same_tree() {
 	local what=${*: -1} out
+	case $what in --no-dirs | --mtime | --perms)
+		fail "expect_same_tree: the last argument must be the message, not '$what'" ;;
+	esac
 	set -- "${@:1:$#-1}"
 	if ! out=$(tree_cmp "$@"); then
 		fail "$what: $out"
@@ -252,16 +255,24 @@ err_lines() { grep -v '^Found: ' "$T/sm.err" || true; }
 
 # rgw_start: a radosgw of this test's own in $T/rgw, stopped at exit. Sets
 # S3_ENDPOINT and AWS_* (tests/servers/radosgw.sh), HP (host:port) and CRED
-# (AK:SK); aws() runs the aws CLI v2 against it.
+# (AK:SK); aws() runs the aws CLI v2 against it. With RGW_SSL_PORT set (before
+# the call) it also serves HTTPS on 127.0.0.1:$RGW_SSL_PORT (RADOSGW_SSL_PORT):
+# then S3_HTTPS_ENDPOINT, S3_CA_BUNDLE (the server's self-signed certificate)
+# and HPS (its host:port) are set too.
 rgw_start() {
 	RGW=$T/rgw
 	on_exit "'$E2E_DIR/../servers/radosgw.sh' stop '$RGW' >/dev/null 2>&1"
-	"$E2E_DIR/../servers/radosgw.sh" start "$RGW" >/dev/null 2>"$T/rgw.log" ||
+	RADOSGW_SSL_PORT=${RGW_SSL_PORT:-} "$E2E_DIR/../servers/radosgw.sh" start "$RGW" >/dev/null 2>"$T/rgw.log" ||
 		fail "radosgw did not start: $(tail -20 "$T/rgw.log")"
 	# shellcheck disable=SC1091
 	. "$RGW/env"
 	export AWS_PAGER=""
 	HP=${S3_ENDPOINT#http://}
+	if [ -n "${RGW_SSL_PORT:-}" ]; then
+		[ -n "${S3_HTTPS_ENDPOINT:-}" ] && [ -r "${S3_CA_BUNDLE:-}" ] ||
+			fail "radosgw started without its HTTPS endpoint ($RGW/env)"
+		HPS=${S3_HTTPS_ENDPOINT#https://}
+	fi
 	CRED="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
 }
 aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }

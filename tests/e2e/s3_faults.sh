@@ -40,7 +40,7 @@ expect_rc 0 "sync through the fault proxy"
 [ "$(field copied)" = 301 ] || fail "expected 301 copied through the proxy, got $(field copied)"
 sm --no-https "s3://$CRED@$HP/faults/data/" "$T/back/"
 expect_rc 0 "read back without the proxy"
-expect_same_tree "$T/src" "$T/back" --no-dirs
+expect_same_tree "$T/src" "$T/back" --no-dirs --mtime "local -> S3 -> local through faults"
 exec {PFD}>&-
 wait "$PROXY_PID" 2>/dev/null || true
 grep -qE "[1-9][0-9]* answered 503" "$T/proxy.log.flaky" ||
@@ -73,7 +73,7 @@ crossed=$(sed -nE 's/.* ([0-9]+) body bytes.*/\1/p' "$T/proxy.log.copy")
 note "bucket to bucket: $crossed body bytes crossed the client for $(du -sb "$T/src" | cut -f1) bytes of objects"
 sm --no-https "s3://$CRED@$HP/faults-copy/data/" "$T/copyback/"
 expect_rc 0 "read the copies back"
-expect_same_tree "$T/src" "$T/copyback" --no-dirs
+expect_same_tree "$T/src" "$T/copyback" --no-dirs "bucket to bucket"
 
 # 4. a 200 MiB object: multipart, read back by the aws CLI
 mkdir -p "$T/src3"

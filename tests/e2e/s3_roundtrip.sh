@@ -25,7 +25,7 @@ expect_rc 0 "local -> S3 again"
 [ "$(field copied)" = 0 ] || fail "second pass copied $(field copied) keys"
 sm --no-https "$U/tree/" "$T/back/"
 expect_rc 0 "S3 -> local"
-expect_same_tree "$T/src" "$T/back" --no-dirs --mtime
+expect_same_tree "$T/src" "$T/back" --no-dirs --mtime "local -> S3 -> local"
 
 # --update compares the original mtimes (x-amz-meta-mtime), not the upload
 # times that S3 listings carry: no-change passes copy nothing both ways...
@@ -47,7 +47,7 @@ sm --no-https --update "$U/tree/" "$T/back/"
 expect_rc 0 "--update S3 -> local, one older on DST"
 [ "$(field copied)" = 1 ] || fail "--update down copied $(field copied), not the one older key"
 [ "$(cat "$T/back/a+b%c.txt")" = PLUS ] || fail "the newer contents did not arrive"
-expect_same_tree "$T/src" "$T/back" --no-dirs --mtime
+expect_same_tree "$T/src" "$T/back" --no-dirs --mtime "--update round trip"
 
 # aws sees exactly the source files
 (cd "$T/src" && find . -type f | sed 's|^\./||' | LC_ALL=C sort) >"$T/want"
@@ -62,7 +62,7 @@ echo "two words" >"$T/up/two words.txt"
 aws s3 cp --recursive --quiet "$T/up/" s3://e2e-bucket/fromaws/
 sm --no-https "$U/fromaws/" "$T/down/"
 expect_rc 0 "aws-written objects -> local"
-expect_same_tree "$T/up" "$T/down" --no-dirs
+expect_same_tree "$T/up" "$T/down" --no-dirs "aws-written objects -> local"
 
 # --delete-dst on S3
 rm "$T/up/one.txt"

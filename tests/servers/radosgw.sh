@@ -14,6 +14,14 @@
 # DIR/env, to be sourced:
 #   export S3_ENDPOINT=http://127.0.0.1:7480 AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=...
 #          AWS_REGION=us-east-1 ...
+# When RADOSGW_SSL_PORT is set (a port number), radosgw also serves HTTPS on
+# 127.0.0.1:$RADOSGW_SSL_PORT (beast's ssl_endpoint) with a throwaway self-signed
+# certificate made at start (EC P-256, subjectAltName IP:127.0.0.1 and
+# DNS:localhost, CA:TRUE, so it is its own CA file) in DIR/ssl/{cert,key}.pem;
+# `start` then also waits for an HTTPS answer verified with that file, and
+# DIR/env adds
+#   export S3_HTTPS_ENDPOINT=https://127.0.0.1:PORT S3_CA_BUNDLE=DIR/ssl/cert.pem
+# (e.g. AWS_CA_BUNDLE=$S3_CA_BUNDLE, or `aws --ca-bundle "$S3_CA_BUNDLE"`).
 # A server that does not come up makes `start` fail with the tail of its log.
 # DIR must be empty, missing, or a directory this script made (which `start`
 # stops and wipes first). Only processes named in DIR/*.pid are ever killed.
@@ -27,6 +35,7 @@ ACCESS_KEY=SMTESTACCESSKEY00000
 SECRET_KEY=smtestsecretkey0000000000000000000000000
 REGION=us-east-1
 PORT=${RADOSGW_PORT:-7480}
+SSL_PORT=${RADOSGW_SSL_PORT:-}
 TIMEOUT=${RADOSGW_TIMEOUT:-60}
 MEMSTORE_BYTES=${RADOSGW_MEMSTORE_BYTES:-8589934592}
 PACKAGES=(radosgw ceph-mon ceph-osd ceph-common awscli curl iproute2)
@@ -147,9 +156,39 @@ http_code() { # url [curl args...]
 # curl 7.88's --aws-sigv4 does not send x-amz-content-sha256, which radosgw
 # requires (else SignatureDoesNotMatch): pass the empty body's hash.
 EMPTY_SHA256=e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855
-signed_code() { # url
-	http_code "$1" --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS_KEY:$SECRET_KEY" \
+signed_code() { # url [curl args...]
+	http_code "$@" --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS_KEY:$SECRET_KEY" \
 		-H "x-amz-content-sha256: $EMPTY_SHA256"
+}
+
+# make_cert SSLDIR: a throwaway self-signed certificate for 127.0.0.1 and
+# localhost in SSLDIR/cert.pem (its key in SSLDIR/key.pem). CA:TRUE with
+# keyCertSign lets cert.pem serve as the CA file that verifies it. The
+# extensions come from a config of our own, not from the system's openssl.cnf.
+make_cert() { # ssldir
+	local d=$1
+	mkdir -p "$d"
+	cat >"$d/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+x509_extensions = ext
+prompt = no
+[dn]
+CN = radosgw.sh test server
+[ext]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, digitalSignature, keyCertSign
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1, DNS:localhost
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+EOF
+	(umask 077 && openssl req -x509 -config "$d/openssl.cnf" -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+		-nodes -keyout "$d/key.pem" -out "$d/cert.pem" -days 7 -sha256) >"$d/openssl.out" 2>&1 || {
+		cat "$d/openssl.out" >&2
+		die "openssl could not make the test certificate in $d"
+	}
+	chmod 0644 "$d/cert.pem"
 }
 
 show_log() { # name file
@@ -168,6 +207,15 @@ cmd_start() {
 		extra+=("$a")
 	done
 	[[ $PORT =~ ^[0-9]+$ ]] || die "bad RADOSGW_PORT '$PORT'"
+	if [ -n "$SSL_PORT" ]; then
+		if ! [[ $SSL_PORT =~ ^[1-9][0-9]{0,4}$ ]] || ((SSL_PORT > 65535)); then
+			die "bad RADOSGW_SSL_PORT '$SSL_PORT' (want a port number)"
+		fi
+		for a in "127.0.0.1:$PORT" ${extra[@]+"${extra[@]}"}; do
+			[ "$a" != "127.0.0.1:$SSL_PORT" ] || die "RADOSGW_SSL_PORT $SSL_PORT is also a plain HTTP endpoint"
+		done
+		PACKAGES+=(openssl)
+	fi
 
 	ensure_packages
 
@@ -189,6 +237,14 @@ cmd_start() {
 			die "$ep is already in use (a server left by another run? stop it with its own DIR)"
 		fi
 	done
+	if [ -n "$SSL_PORT" ]; then
+		if listening 127.0.0.1 "$SSL_PORT"; then
+			ss -ltnp 2>/dev/null | grep -F ":$SSL_PORT " >&2 || true
+			die "127.0.0.1:$SSL_PORT (RADOSGW_SSL_PORT) is already in use (a server left by another run? stop it with its own DIR)"
+		fi
+		# rgw frontends is split at white space: the certificate paths cannot hold any.
+		[[ $dir != *[[:space:]]* ]] || die "DIR '$dir' contains white space: radosgw cannot take its certificate paths"
+	fi
 
 	# A free port for the monitor in 3300-3399, first tried where the radosgw
 	# port points, so that servers on different ports rarely race for one.
@@ -205,6 +261,11 @@ cmd_start() {
 	local fsid frontends="beast"
 	fsid=$(</proc/sys/kernel/random/uuid)
 	for ep in "${endpoints[@]}"; do frontends+=" endpoint=$ep"; done
+	if [ -n "$SSL_PORT" ]; then
+		make_cert "$dir/ssl"
+		frontends+=" ssl_endpoint=127.0.0.1:$SSL_PORT ssl_certificate=$dir/ssl/cert.pem"
+		frontends+=" ssl_private_key=$dir/ssl/key.pem"
+	fi
 	# Without it beast sends a reply's headers and body as two segments under
 	# Nagle, and a kept-alive client's delayed ACK stalls each GET ~40 ms.
 	frontends+=" tcp_nodelay=1"
@@ -322,6 +383,9 @@ EOF
 		for ep in "${endpoints[@]}"; do
 			[ "$(http_code "http://$ep/")" = 200 ] || up=0
 		done
+		if [ -n "$SSL_PORT" ] && ((up)); then
+			[ "$(http_code "https://127.0.0.1:$SSL_PORT/" --cacert "$dir/ssl/cert.pem")" = 200 ] || up=0
+		fi
 		((up)) && break
 		((SECONDS < deadline)) || fail "radosgw did not answer within $TIMEOUT s" rgw osd mon
 		sleep 0.2
@@ -334,6 +398,10 @@ EOF
 		((SECONDS < deadline + 10)) || fail "a signed request to radosgw does not succeed" rgw
 		sleep 0.2
 	done
+	if [ -n "$SSL_PORT" ]; then
+		[ "$(signed_code "https://127.0.0.1:$SSL_PORT/" --cacert "$dir/ssl/cert.pem")" = 200 ] ||
+			fail "a signed HTTPS request to 127.0.0.1:$SSL_PORT does not succeed" rgw
+	fi
 
 	{
 		echo "# radosgw started by tests/servers/radosgw.sh; source this file."
@@ -344,8 +412,11 @@ EOF
 			for ep in "${extra[@]}"; do urls+=("http://$ep"); done
 			echo "export S3_EXTRA_ENDPOINTS='${urls[*]}'"
 		fi
+		if [ -n "$SSL_PORT" ]; then
+			echo "export S3_HTTPS_ENDPOINT=https://127.0.0.1:$SSL_PORT S3_CA_BUNDLE=$dir/ssl/cert.pem"
+		fi
 	} >"$dir/env"
-	say "radosgw ready on ${endpoints[*]} in $((SECONDS - t0)) s; source $dir/env"
+	say "radosgw ready on ${endpoints[*]}${SSL_PORT:+ (HTTPS on 127.0.0.1:$SSL_PORT)} in $((SECONDS - t0)) s; source $dir/env"
 }
 
 cmd_stop() {
@@ -369,6 +440,11 @@ cmd_status() {
 	ep=$(sed -n 's/.*S3_ENDPOINT=\([^ ]*\).*/\1/p' "$dir/env")
 	[ "$(signed_code "$ep/")" = 200 ] || die "radosgw at $ep does not answer"
 	echo "radosgw running at $ep"
+	ep=$(sed -n 's/.*S3_HTTPS_ENDPOINT=\([^ ]*\).*/\1/p' "$dir/env")
+	if [ -n "$ep" ]; then
+		[ "$(signed_code "$ep/" --cacert "$dir/ssl/cert.pem")" = 200 ] || die "radosgw at $ep does not answer"
+		echo "radosgw running at $ep"
+	fi
 }
 
 case ${1:-} in
