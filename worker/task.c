@@ -43,6 +43,12 @@ static enum sm_err dirvec_push(struct dirvec *dv, const char *key)
 	return SM_OK;
 }
 
+/* File deletes held back to go in one request (S3 DeleteObjects). */
+struct del_batch {
+	struct sm_store *st;
+	struct dirvec keys;
+};
+
 struct task_run {
 	struct sm_wctx *w;
 	const Syncmgr__Task *t;
@@ -50,6 +56,8 @@ struct task_run {
 	struct sm_stats *live;
 	struct dirvec dst_dirs;
 	struct dirvec src_dirs;
+	struct del_batch dst_del;
+	struct del_batch src_del;
 	bool listing_failed;
 };
 
@@ -77,6 +85,60 @@ static void task_failed(struct task_run *tr, const struct sm_diag *d)
 	sm_wctx_count_failure(tr->w);
 }
 
+struct del_flush {
+	struct task_run *tr;
+	struct del_batch *b;
+};
+
+static void task_del_done(void *arg, size_t i, enum sm_err err, const struct sm_diag *d)
+{
+	struct del_flush *f = arg;
+	struct sm_diag again;
+	if (err != SM_OK && sm_err_retryable(err)) {
+		/* this key alone, with the usual retries */
+		err = sm_xfer_delete(f->tr->w, f->b->st, f->b->keys.v[i], &again);
+		d = &again;
+	}
+	if (err != SM_OK) {
+		task_failed(f->tr, d);
+		return;
+	}
+	LIVE_ADD(f->tr->live, deleted, 1);
+}
+
+/* Send the held-back deletes. */
+static void task_del_flush(struct task_run *tr, struct del_batch *b)
+{
+	if (!b->keys.n)
+		return;
+	struct del_flush f = { tr, b };
+	sm_store_del_many(b->st, (const char *const *)b->keys.v, b->keys.n, task_del_done, &f);
+	for (size_t i = 0; i < b->keys.n; i++)
+		free(b->keys.v[i]);
+	b->keys.n = 0;
+}
+
+/* Delete a file key of `b`'s store: held back for a batch where the store
+ * deletes in batches, else now. */
+static void task_del_file(struct task_run *tr, struct del_batch *b, const char *key)
+{
+	struct sm_diag d;
+	if (sm_store_can_del_many(b->st)) {
+		if (dirvec_push(&b->keys, key) != SM_OK) {
+			sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
+			task_failed(tr, &d);
+		} else if (b->keys.n == SM_DEL_BATCH) {
+			task_del_flush(tr, b);
+		}
+		return;
+	}
+	if (sm_xfer_delete(tr->w, b->st, key, &d) != SM_OK) {
+		task_failed(tr, &d);
+		return;
+	}
+	LIVE_ADD(tr->live, deleted, 1); /* deletes on either side are counted */
+}
+
 /* Delete a SRC key after it reached DST (--delete-src, --delete-src-after). */
 static void task_delete_src(struct task_run *tr, const struct sm_entry *s)
 {
@@ -93,11 +155,7 @@ static void task_delete_src(struct task_run *tr, const struct sm_entry *s)
 		LIVE_ADD(tr->live, deleted, 1);
 		return;
 	}
-	if (sm_xfer_delete(tr->w, tr->w->src, s->key, &d) != SM_OK) {
-		task_failed(tr, &d);
-		return;
-	}
-	LIVE_ADD(tr->live, deleted, 1); /* deletes on either side are counted */
+	task_del_file(tr, &tr->src_del, s->key);
 }
 
 static void task_copy(struct task_run *tr, const struct sm_entry *s, const char *dkey)
@@ -160,11 +218,7 @@ static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
 		LIVE_ADD(tr->live, deleted, 1);
 		return;
 	}
-	if (sm_xfer_delete(tr->w, tr->w->dst, t->key, &d) != SM_OK) {
-		task_failed(tr, &d);
-		return;
-	}
-	LIVE_ADD(tr->live, deleted, 1);
+	task_del_file(tr, &tr->dst_del, t->key);
 }
 
 /* --update compares mtimes, but an S3 listing gives only the upload time, an
@@ -448,7 +502,12 @@ out:
 enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_delete,
                         struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d)
 {
-	struct task_run tr = { .w = w, .t = t, .allow_delete = allow_delete, .live = live };
+	struct task_run tr = { .w = w,
+		               .t = t,
+		               .allow_delete = allow_delete,
+		               .live = live,
+		               .dst_del = { .st = w->dst },
+		               .src_del = { .st = w->src } };
 	struct sm_entry *src = NULL;
 	char *arena = NULL;
 	enum sm_err err = task_entries(t, &src, &arena, d);
@@ -465,6 +524,10 @@ enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_de
 	} else {
 		err = task_merge(&tr, src, t->n_src, d);
 	}
+	task_del_flush(&tr, &tr.dst_del);
+	task_del_flush(&tr, &tr.src_del);
+	free(tr.dst_del.keys.v);
+	free(tr.src_del.keys.v);
 out:
 	free(src);
 	free(arena);

@@ -14,6 +14,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -985,6 +986,124 @@ static enum sm_err s3_del(struct sm_store *st, const char *key, struct sm_diag *
 	return err == SM_ENOENT ? SM_OK : err; /* absent = deleted */
 }
 
+/* ---- DeleteObjects ---- */
+
+struct s3_del_ctx {
+	char **full;         /* the batch's object keys */
+	bool *seen;          /* named in the reply already */
+	struct sm_diag *why; /* n, made at the first failure: why each was not deleted */
+	size_t n;
+	bool nomem;
+};
+
+/* A key the reply says was not deleted. */
+static bool s3_del_failed(void *arg, const char *key, const struct sm_s3_error *e)
+{
+	struct s3_del_ctx *c = arg;
+	size_t i = 0;
+	while (i < c->n && (c->seen[i] || strcmp(c->full[i], key) != 0))
+		i++;
+	if (i == c->n)
+		return false; /* not asked for */
+	c->seen[i] = true;
+	if (strcmp(e->code, "NoSuchKey") == 0)
+		return true; /* absent = deleted */
+	if (!c->why && !(c->why = calloc(c->n, sizeof(*c->why)))) {
+		c->nomem = true;
+		return false;
+	}
+	bool transient = strcmp(e->code, "InternalError") == 0 ||
+	                 strcmp(e->code, "SlowDown") == 0 ||
+	                 strcmp(e->code, "ServiceUnavailable") == 0;
+	sm_diag_set(&c->why[i],
+	            transient                              ? SM_EAGAIN
+	            : strcmp(e->code, "AccessDenied") == 0 ? SM_EACCES
+	                                                   : SM_EIO,
+	            0, "s3: delete '%s': %s%s%s", key, e->code[0] ? e->code : "refused",
+	            e->message[0] ? ": " : "", e->message);
+	return true;
+}
+
+/* Up to 1000 keys in one POST ?delete (Quiet: the reply lists failures). */
+static enum sm_err s3_del_many(struct sm_store *st, const char *const *keys, size_t n,
+                               sm_del_done_fn done, void *arg, struct sm_diag *d)
+{
+	struct s3_store *s = s3_priv(st);
+	struct s3_del_ctx c = { .n = n };
+	struct sm_buf body = { 0 }, reply = { .limit = S3_REPLY_MAX };
+	enum sm_err err = SM_ENOMEM;
+	c.full = calloc(n, sizeof(*c.full));
+	c.seen = calloc(n, sizeof(*c.seen));
+	bool *alone = calloc(n, sizeof(*alone)); /* keys XML cannot carry */
+	size_t in_body = 0;
+	if (!c.full || !c.seen || !alone || sm_buf_appendz(&body, "<Delete><Quiet>true</Quiet>"))
+		goto out;
+	for (size_t i = 0; i < n; i++) {
+		if (!(c.full[i] = s3_full(s, keys[i])))
+			goto out;
+		size_t mark = body.len;
+		if (sm_buf_appendz(&body, "<Object><Key>"))
+			goto out;
+		enum sm_err e = sm_xml_escape(&body, c.full[i]);
+		if (e == SM_EINVAL) {
+			body.len = mark;
+			alone[i] = c.seen[i] = true;
+			continue;
+		}
+		if (e != SM_OK || sm_buf_appendz(&body, "</Key></Object>"))
+			goto out;
+		in_body++;
+	}
+	if (sm_buf_appendz(&body, "</Delete>"))
+		goto out;
+	if (in_body) {
+		/* DeleteObjects wants a Content-MD5 of the body */
+		unsigned char md5[EVP_MAX_MD_SIZE];
+		unsigned int mlen = 0;
+		char md5b64[32];
+		if (!EVP_Digest(body.p, body.len, md5, &mlen, EVP_md5(), NULL))
+			goto out;
+		EVP_EncodeBlock((unsigned char *)md5b64, md5, (int)mlen);
+		struct s3_call call = {
+			.method = "POST", .body = body.p, .body_len = body.len, .resp = &reply
+		};
+		call.query[call.nq++] = (struct sm_kv){ "delete", "" };
+		call.extra[call.nx++] = (struct sm_kv){ "content-md5", md5b64 };
+		struct sm_http_req rep;
+		err = s3_do(s, &call, &rep, "delete", d);
+		if (err == SM_OK)
+			err = sm_s3_parse_delete(reply.p, reply.len, s3_del_failed, &c, d);
+		if (c.nomem)
+			err = SM_ENOMEM;
+		if (err != SM_OK)
+			goto out;
+	}
+	err = SM_OK;
+	for (size_t i = 0; i < n; i++) {
+		if (alone[i]) { /* a DELETE of its own */
+			struct sm_diag kd;
+			enum sm_err e = s3_del(st, keys[i], &kd);
+			done(arg, i, e, e == SM_OK ? NULL : &kd);
+		} else if (c.why && c.why[i].err != SM_OK) {
+			done(arg, i, c.why[i].err, &c.why[i]);
+		} else {
+			done(arg, i, SM_OK, NULL);
+		}
+	}
+out:
+	if (err == SM_ENOMEM)
+		sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	for (size_t i = 0; c.full && i < n; i++)
+		free(c.full[i]);
+	free(c.full);
+	free(c.seen);
+	free(c.why);
+	free(alone);
+	sm_buf_release(&body);
+	sm_buf_release(&reply);
+	return err;
+}
+
 /* --dirs: a zero-byte "dir/" marker object. */
 static enum sm_err s3_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
                             struct sm_diag *d)
@@ -1116,6 +1235,7 @@ const struct sm_store_ops sm_s3_ops = {
 	.open_read = s3_open_read,
 	.put = s3_put,
 	.del = s3_del,
+	.del_many = s3_del_many,
 	.mkdir = s3_mkdir,
 	.copy = s3_copy,
 };

@@ -431,6 +431,55 @@ enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d
 	return st->ops->del(st, key, d);
 }
 
+bool sm_store_can_del_many(const struct sm_store *st)
+{
+	return st->ops->del_many != NULL;
+}
+
+struct del_many_ctx {
+	const size_t *idx; /* the backend's i -> the caller's */
+	sm_del_done_fn done;
+	void *arg;
+};
+
+static void del_many_done(void *arg, size_t i, enum sm_err err, const struct sm_diag *d)
+{
+	struct del_many_ctx *c = arg;
+	c->done(c->arg, c->idx[i], err, d);
+}
+
+void sm_store_del_many(struct sm_store *st, const char *const *keys, size_t n, sm_del_done_fn done,
+                       void *arg)
+{
+	struct sm_diag d;
+	const char **ok = st->ops->del_many ? malloc(n * sizeof(*ok)) : NULL;
+	size_t *idx = ok ? malloc(n * sizeof(*idx)) : NULL;
+	if (!idx) { /* one by one */
+		for (size_t i = 0; i < n; i++) {
+			enum sm_err err = sm_store_del(st, keys[i], &d);
+			done(arg, i, err, err == SM_OK ? NULL : &d);
+		}
+		goto out;
+	}
+	size_t m = 0;
+	for (size_t i = 0; i < n; i++) {
+		enum sm_err err = store_write_check(st, F_DEL, keys[i], &d);
+		if (err != SM_OK) {
+			done(arg, i, err, &d);
+			continue;
+		}
+		ok[m] = keys[i];
+		idx[m++] = i;
+	}
+	struct del_many_ctx c = { .idx = idx, .done = done, .arg = arg };
+	enum sm_err err = m ? st->ops->del_many(st, ok, m, del_many_done, &c, &d) : SM_OK;
+	for (size_t j = 0; err != SM_OK && j < m; j++)
+		done(arg, idx[j], err, &d);
+out:
+	free(ok);
+	free(idx);
+}
+
 enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
                            struct sm_diag *d)
 {

@@ -116,6 +116,10 @@ enum {
 struct sm_store;
 struct sm_cursor;
 
+/* The result of one key of sm_store_del_many(); `d` is set when err != SM_OK. */
+typedef void (*sm_del_done_fn)(void *arg, size_t i, enum sm_err err, const struct sm_diag *d);
+#define SM_DEL_BATCH 1000 /* keys per sm_store_del_many() call at most */
+
 /*
  * Backend contract. The framework allocates `priv_size` zeroed bytes of private
  * state before open() and frees them after close(); close() must be safe after
@@ -152,6 +156,12 @@ struct sm_store_ops {
 	                   const struct sm_put *p, struct sm_diag *d);
 	/* Delete a key; a directory key only when empty. Absent key = success. */
 	enum sm_err (*del)(struct sm_store *st, const char *key, struct sm_diag *d);
+	/* Optional: delete n file keys (no directory keys) in one request.
+	 * done(arg, i, err, d) is called once for each keys[i] with its own
+	 * result (absent = SM_OK). A failure of the request as a whole is
+	 * returned instead (then done is never called). */
+	enum sm_err (*del_many)(struct sm_store *st, const char *const *keys, size_t n,
+	                        sm_del_done_fn done, void *arg, struct sm_diag *d);
 	/* Optional slots (NULL = not supported). */
 	enum sm_err (*mkdir)(struct sm_store *st, const char *key, const struct sm_put *p,
 	                     struct sm_diag *d);
@@ -206,6 +216,13 @@ enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
 enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
                          const struct sm_put *p, struct sm_diag *d);
 enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d);
+/* Delete up to SM_DEL_BATCH file keys, in one request where the backend can
+ * (S3 DeleteObjects), else one by one; done() reports each key's result,
+ * a failed batch request as the failure of each of its keys. */
+void sm_store_del_many(struct sm_store *st, const char *const *keys, size_t n, sm_del_done_fn done,
+                       void *arg);
+/* True when deletes are cheaper in batches (del_many). */
+bool sm_store_can_del_many(const struct sm_store *st);
 enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
                            struct sm_diag *d);
 enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *target,

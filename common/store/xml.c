@@ -299,3 +299,87 @@ bool sm_s3_parse_error(const void *body, size_t len, struct sm_s3_error *e)
 	sm_xml_free(x);
 	return ok && e->code[0];
 }
+
+/* ---- DeleteObjects: <DeleteResult> ---- */
+
+struct delete_ctx {
+	sm_s3_delete_fn fn;
+	void *arg;
+	struct sm_s3_error e;
+	char *key;
+	bool in_error;
+	bool stopped;
+};
+
+static bool delete_cb(void *arg, const char *path, bool start, const char *text, size_t len)
+{
+	(void)len;
+	struct delete_ctx *dc = arg;
+	if (strcmp(path, "DeleteResult/Error") == 0) {
+		if (start) {
+			dc->in_error = true;
+			memset(&dc->e, 0, sizeof(dc->e));
+			free(dc->key);
+			dc->key = NULL;
+			return true;
+		}
+		dc->in_error = false;
+		if (dc->key && !dc->fn(dc->arg, dc->key, &dc->e)) {
+			dc->stopped = true;
+			return false;
+		}
+		return true;
+	}
+	if (start || !dc->in_error)
+		return true;
+	if (strcmp(path, "DeleteResult/Error/Key") == 0) {
+		free(dc->key);
+		dc->key = strdup(text);
+		return dc->key != NULL;
+	}
+	if (strcmp(path, "DeleteResult/Error/Code") == 0)
+		sm_strlcpy(dc->e.code, text, sizeof(dc->e.code));
+	else if (strcmp(path, "DeleteResult/Error/Message") == 0)
+		sm_strlcpy(dc->e.message, text, sizeof(dc->e.message));
+	return true;
+}
+
+enum sm_err sm_s3_parse_delete(const void *body, size_t len, sm_s3_delete_fn fn, void *arg,
+                               struct sm_diag *d)
+{
+	struct delete_ctx dc = { .fn = fn, .arg = arg };
+	struct sm_xml *x = NULL;
+	enum sm_err err = sm_xml_new(delete_cb, &dc, 0, &x, d);
+	if (err != SM_OK)
+		return err;
+	err = sm_xml_feed(x, body, len, true, d);
+	sm_xml_free(x);
+	free(dc.key);
+	if (dc.stopped)
+		err = sm_diag_set(d, SM_EIO, 0, "a DeleteObjects reply names a key not asked for");
+	return err;
+}
+
+enum sm_err sm_xml_escape(struct sm_buf *out, const char *s)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+		const char *rep = NULL;
+		switch (*p) {
+		case '&': rep = "&amp;"; break;
+		case '<': rep = "&lt;"; break;
+		case '>': rep = "&gt;"; break;
+		case '"': rep = "&quot;"; break;
+		case '\'': rep = "&apos;"; break;
+		case '\t': rep = "&#9;"; break;
+		case '\n': rep = "&#10;"; break;
+		case '\r': rep = "&#13;"; break; /* a parser would turn a raw one into \n */
+		default:
+			if (*p < 0x20)
+				return SM_EINVAL; /* not expressible in XML 1.0 */
+		}
+		enum sm_err err = rep ? sm_buf_appendz(out, rep) : sm_buf_append(out, p, 1);
+		if (err != SM_OK)
+			return err;
+	}
+	return SM_OK;
+}

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "../err.h"
+#include "../util.h"
 
 #define SM_XML_MAX_DEPTH 16
 #define SM_XML_MAX_TEXT (64u << 10)
@@ -60,6 +61,17 @@ struct sm_s3_error {
 	char message[512];
 };
 bool sm_s3_parse_error(const void *body, size_t len, struct sm_s3_error *e);
+
+/* A DeleteObjects reply: fn(arg, key, error) for each key that was not
+ * deleted (Quiet mode lists only those). fn returns false to stop (a key
+ * not asked for); that fails the parse. */
+typedef bool (*sm_s3_delete_fn)(void *arg, const char *key, const struct sm_s3_error *e);
+enum sm_err sm_s3_parse_delete(const void *body, size_t len, sm_s3_delete_fn fn, void *arg,
+                               struct sm_diag *d);
+
+/* Append s with XML's special characters escaped; SM_EINVAL for a control
+ * character XML 1.0 cannot carry. */
+enum sm_err sm_xml_escape(struct sm_buf *out, const char *s);
 
 /* Percent-decode in place (S3 EncodingType=url); false on a bad escape. */
 bool sm_url_decode(char *s);

@@ -4,7 +4,7 @@
 # every key still arrives; a multipart upload whose parts are refused fails
 # the key and leaves no upload open; bucket to bucket on one endpoint is a
 # server-side copy; a 200 MiB object written by syncmgr reads back identical
-# with the aws CLI.
+# with the aws CLI; --delete-dst deletes in batches, through faults too.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init s3_faults
@@ -86,3 +86,23 @@ etag=$(aws s3api head-object --bucket faults --key large/large.bin --query ETag 
 case $etag in *-*) ;; *) fail "the 200 MiB object was not a multipart upload (ETag $etag)" ;; esac
 ctype=$(aws s3api head-object --bucket faults --key large/large.bin --query ContentType --output text)
 case $ctype in *form-urlencoded*) fail "the multipart object got Content-Type $ctype" ;; esac
+
+# 5. --delete-dst deletes in batches (DeleteObjects, 1000 keys a request),
+# through 503s and resets: 1301 keys go in a handful of requests
+mkdir -p "$T/more"
+for i in $(seq 1 1000); do printf '%s' "$i" >"$T/more/m$i"; done
+sm --no-https -p 16 "$T/more/" "s3://$CRED@$HP/faults-copy/data/more/"
+expect_rc 0 "1000 more objects"
+mkdir -p "$T/empty"
+start_proxy del --p503 0.05 --preset 0.01 --seed 11
+sm --no-https --delete-dst "$T/empty/" "s3://$CRED@$PROXY/faults-copy/data/"
+expect_rc 0 "--delete-dst of 1301 keys"
+[ "$(field deleted)" = 1301 ] || fail "expected 1301 deleted, got $(field deleted)"
+exec {PFD}>&-
+wait "$PROXY_PID" 2>/dev/null || true
+requests=$(sed -nE 's/.*: ([0-9]+) requests.*/\1/p' "$T/proxy.log.del")
+[ -n "$requests" ] && [ "$requests" -lt 40 ] ||
+	fail "deletes not batched: $requests requests for 1301 keys ($(cat "$T/proxy.log.del"))"
+note "--delete-dst of 1301 keys: $(cat "$T/proxy.log.del")"
+left=$(aws s3api list-objects-v2 --bucket faults-copy --prefix data/ --query 'length(Contents || `[]`)')
+[ "$left" = 0 ] || fail "$left objects left after --delete-dst"

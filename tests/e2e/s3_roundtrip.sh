@@ -71,6 +71,21 @@ expect_rc 0 "--delete-dst on S3"
 [ "$(field deleted)" = 1 ] || fail "expected 1 deleted, got $(field deleted)"
 aws s3 ls s3://e2e-bucket/fromaws/ | grep -q one.txt && fail "one.txt still on S3"
 
+# DeleteObjects with keys XML must escape, and ones it cannot carry
+mkdir -p "$T/odd" "$T/none"
+for n in "a&b" "lt<gt>" "q'uo\"te" "sp ace" "ütf-8 ✓" "cr$(printf '\r')x" "tab$(printf '\t')x" \
+	"ctl$(printf '\001')x" "pct%41+plus"; do
+	printf '%s' "$n" >"$T/odd/$n"
+done
+sm --no-https "$T/odd/" "$U/odd/"
+expect_rc 0 "odd names up"
+[ "$(field copied)" = 9 ] || fail "expected 9 odd names copied, got $(field copied)"
+sm --no-https --delete-dst "$T/none/" "$U/odd/"
+expect_rc 0 "--delete-dst of odd names"
+[ "$(field deleted)" = 9 ] || fail "expected 9 odd names deleted, got $(field deleted)"
+left=$(aws s3api list-objects-v2 --bucket e2e-bucket --prefix odd/ --query 'length(Contents || `[]`)')
+[ "$left" = 0 ] || fail "$left odd-named objects left after --delete-dst"
+
 # a key that would escape a local DST is refused; the rest arrives
 aws s3api put-object --bucket e2e-bucket --key 'esc/../../escape' --body "$T/up/two words.txt" >/dev/null
 aws s3api put-object --bucket e2e-bucket --key 'esc/fine' --body "$T/up/two words.txt" >/dev/null

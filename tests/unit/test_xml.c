@@ -121,6 +121,81 @@ static void test_hostile(void **state)
 	free(big);
 }
 
+struct del_seen {
+	char keys[4][64];
+	char codes[4][128];
+	int n;
+	const char *refuse; /* a key the callback says was not asked for */
+};
+
+static bool del_cb(void *arg, const char *key, const struct sm_s3_error *e)
+{
+	struct del_seen *ds = arg;
+	if (ds->refuse && strcmp(key, ds->refuse) == 0)
+		return false;
+	assert_true(ds->n < 4);
+	snprintf(ds->keys[ds->n], sizeof(ds->keys[0]), "%s", key);
+	snprintf(ds->codes[ds->n], sizeof(ds->codes[0]), "%s", e->code);
+	ds->n++;
+	return true;
+}
+
+static void test_delete_result(void **state)
+{
+	(void)state;
+	static const char reply[] =
+	        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>"
+	        "<DeleteResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	        "<Deleted><Key>gone</Key></Deleted>"
+	        "<Error><Key>a&amp;b&lt;c</Key><Code>AccessDenied</Code><Message>no</Message></"
+	        "Error>"
+	        "<Error><Code>InternalError</Code><Key>cr&#13;x</Key></Error>"
+	        "</DeleteResult>";
+	struct del_seen ds = { 0 };
+	struct sm_diag d;
+	assert_int_equal(sm_s3_parse_delete(reply, strlen(reply), del_cb, &ds, &d), SM_OK);
+	assert_int_equal(ds.n, 2);
+	assert_string_equal(ds.keys[0], "a&b<c");
+	assert_string_equal(ds.codes[0], "AccessDenied");
+	assert_string_equal(ds.keys[1], "cr\rx"); /* the Code came before the Key */
+	assert_string_equal(ds.codes[1], "InternalError");
+	/* an empty result: nothing failed */
+	ds = (struct del_seen){ 0 };
+	const char empty[] = "<DeleteResult/>";
+	assert_int_equal(sm_s3_parse_delete(empty, strlen(empty), del_cb, &ds, &d), SM_OK);
+	assert_int_equal(ds.n, 0);
+	/* a key not asked for fails the reply; so does broken XML */
+	ds = (struct del_seen){ .refuse = "a&b<c" };
+	assert_int_not_equal(sm_s3_parse_delete(reply, strlen(reply), del_cb, &ds, &d), SM_OK);
+	const char broken[] = "<DeleteResult><Error><Key>x</Key>";
+	assert_int_not_equal(sm_s3_parse_delete(broken, strlen(broken), del_cb, &ds, &d), SM_OK);
+}
+
+static void test_xml_escape(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *in, *out;
+	} cases[] = {
+		{ "plain/key.txt", "plain/key.txt" },
+		{ "a&b<c>d\"e'f", "a&amp;b&lt;c&gt;d&quot;e&apos;f" },
+		{ "tab\tnl\ncr\r", "tab&#9;nl&#10;cr&#13;" },
+		{ "\xc3\xbc \xe2\x9c\x93", "\xc3\xbc \xe2\x9c\x93" }, /* UTF-8 as it is */
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct sm_buf b = { 0 };
+		assert_int_equal(sm_xml_escape(&b, cases[i].in), SM_OK);
+		assert_int_equal(sm_buf_append(&b, "", 0), SM_OK);
+		assert_non_null(b.p);
+		b.p[b.len] = '\0';
+		assert_string_equal(b.p, cases[i].out);
+		sm_buf_release(&b);
+	}
+	struct sm_buf b = { 0 };
+	assert_int_equal(sm_xml_escape(&b, "ctl\x01x"), SM_EINVAL);
+	sm_buf_release(&b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -128,6 +203,8 @@ int main(void)
 		cmocka_unit_test(test_list_prefixed_namespace_and_prefixes),
 		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_hostile),
+		cmocka_unit_test(test_delete_result),
+		cmocka_unit_test(test_xml_escape),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
