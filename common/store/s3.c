@@ -3,14 +3,18 @@
  *
  * Keys are object names below the URL's prefix. Listing is ListObjectsV2
  * (start-after, continuation tokens, encoding-type=url), which returns keys
- * in the same byte order every store uses. Reads are ranged GETs of
- * S3_CHUNK bytes pinned to the first reply's ETag (If-Match), so an object
- * replaced mid-read fails instead of mixing versions. Objects up to
- * S3_SINGLE_MAX are one PUT with a real payload SHA-256; larger ones are
- * multipart uploads, completed only when every part succeeded and aborted
- * otherwise. SRC mtimes travel in x-amz-meta-mtime. Every request is signed
- * anew (SigV4) for each attempt; 5xx, 429, SlowDown and transport errors are
- * retried with exponential backoff and jitter.
+ * in the same byte order every store uses; its LastModified is only an
+ * upper bound of a key's mtime (stat() reads x-amz-meta-mtime). A small
+ * listed object is read with one GET; larger ones in ranged GETs of
+ * S3_CHUNK bytes, up to S3_WINDOW at once on the transfer pool, pinned to
+ * the first reply's ETag (If-Match), so an object replaced mid-read fails
+ * instead of mixing versions. Objects up to S3_SINGLE_MAX are one PUT (a
+ * real payload SHA-256 over HTTP; unsigned and streamed over HTTPS); larger
+ * ones are multipart uploads with parts sent in parallel, completed only
+ * when every part succeeded and aborted otherwise. Deletes go 1000 keys a
+ * DeleteObjects request. SRC mtimes travel in x-amz-meta-mtime. Every
+ * request is signed anew (SigV4) for each attempt; 5xx, 429, SlowDown and
+ * transport errors are retried with exponential backoff and jitter.
  */
 #include <errno.h>
 #include <inttypes.h>

@@ -8,6 +8,9 @@
 #   (sizes times --scale):
 #     SMALL   20k objects of 4 KiB in 200 dirs (80 MiB)      scale: the counts
 #     LARGE   2 objects of 512 MiB (1 GiB)                   scale: the size
+#   radosgw runs with RADOSGW_QUIET=1 (no debug logging, 32 threads): it
+#   shares the two cores with the client, and its per-request logging alone
+#   cost more CPU than syncmgr's whole side of a small GET.
 #   and these phases per tool and data set:
 #     upload     local -> S3, into an empty prefix of a new bucket
 #     no-change  the same upload again onto the complete prefix (SMALL only)
@@ -187,7 +190,7 @@ fi
 
 log "$prog: scale $scale, runs $runs, workdir $W, syncmgr $syncmgr"
 log "$prog: data ~$(human "$data_est"), $(human "$avail") free; starting radosgw on 127.0.0.1:$port ..."
-RADOSGW_PORT=$port "$rgw_sh" start "$srv" >"$W/rgw-start.log" 2>&1 || {
+RADOSGW_QUIET=1 RADOSGW_PORT=$port "$rgw_sh" start "$srv" >"$W/rgw-start.log" 2>&1 || {
 	sed 's/^/    /' "$W/rgw-start.log" >&2
 	fail "radosgw.sh start failed"
 }

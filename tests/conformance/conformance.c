@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "../../common/pool.h"
 #include "../../common/store/store.h"
 #include "../../common/util.h"
 
@@ -23,6 +24,7 @@ static const char *base_url;
 struct fixture {
 	struct sm_store *st;
 	struct sm_url url;
+	struct sm_pool *pool;
 };
 
 static int fx_setup(void **state)
@@ -34,8 +36,12 @@ static int fx_setup(void **state)
 	struct sm_diag d;
 	if (sm_url_parse(url, &fx->url, &d) != SM_OK)
 		fail_msg("%s", d.msg);
+	/* a transfer pool as in a run: large objects move in parallel pieces */
+	if (sm_pool_new(4, 64u << 20, &fx->pool, &d) != SM_OK)
+		fail_msg("%s", d.msg);
 	struct sm_store_cfg cfg = { .read_links = true,
-		                    .no_https = getenv("SM_STORE_NO_HTTPS") != NULL };
+		                    .no_https = getenv("SM_STORE_NO_HTTPS") != NULL,
+		                    .pool = fx->pool };
 	if (sm_store_open(&fx->url, &cfg, &fx->st, &d) != SM_OK)
 		fail_msg("open %s: %s", url, d.msg);
 	*state = fx;
@@ -70,6 +76,7 @@ static int fx_teardown(void **state)
 	}
 	free(dirs);
 	sm_store_close(fx->st);
+	sm_pool_free(fx->pool);
 	sm_url_release(&fx->url);
 	free(fx);
 	return 0;
