@@ -68,29 +68,33 @@ else
 	failures+=("asan build failed")
 fi
 
-# 3. Fuzzing: the filter rule parser and matcher, briefly, from the seed corpus.
+# 3. Fuzzing: the filter rules and the S3 reply parsers, briefly, from the
+# seed corpora.
 fuzz_built=false
 if [ -f build-fuzz/build.ninja ] ||
 	CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
 		-Db_lundef=false -Dbuildtype=debug >build-fuzz.setup.log 2>&1; then
-	ninja -C build-fuzz tests/fuzz_filter >build-fuzz.ninja.log 2>&1 && fuzz_built=true
+	ninja -C build-fuzz tests/fuzz_filter tests/fuzz_s3xml >build-fuzz.ninja.log 2>&1 && fuzz_built=true
 fi
 if $fuzz_built; then
-	corpus=$(mktemp -d)
-	cp tests/fuzz/corpus/filter/* "$corpus/"
-	if build-fuzz/tests/fuzz_filter -max_total_time="${FUZZ_SECONDS:-30}" -timeout=5 \
-		-print_final_stats=1 "$corpus" >build-fuzz.log 2>&1; then
-		passed=$((passed + 1))
-		echo "fuzz_filter: $(grep -o 'Done [0-9]* runs' build-fuzz.log), no crash"
-	else
-		failed=$((failed + 1))
-		failures+=("fuzz_filter found a crash: see build-fuzz.log")
-		tail -30 build-fuzz.log
-	fi
-	rm -rf "$corpus"
+	for target in filter s3xml; do
+		corpus=$(mktemp -d)
+		cp "tests/fuzz/corpus/$target"/* "$corpus/"
+		if "build-fuzz/tests/fuzz_$target" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=5 \
+			-print_final_stats=1 "$corpus" >"build-fuzz.$target.log" 2>&1; then
+			passed=$((passed + 1))
+			echo "fuzz_$target: $(grep -o 'Done [0-9]* runs' "build-fuzz.$target.log"), no crash"
+		else
+			failed=$((failed + 1))
+			failures+=("fuzz_$target found a crash: see build-fuzz.$target.log")
+			tail -30 "build-fuzz.$target.log"
+		fi
+		rm -rf "$corpus"
+	done
 else
 	failed=$((failed + 1))
 	failures+=("fuzz build failed")
+	tail -30 build-fuzz.ninja.log 2>/dev/null
 fi
 
 # 4. Formatting.
