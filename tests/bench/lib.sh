@@ -6,23 +6,44 @@
 # File list of a local tree: "f SIZE PATH" for files, "TYPE PATH" for the rest.
 listing() { (cd "$1" && find . \( -type f -printf 'f %s %P\n' \) -o -printf '%y %P\n' | sort); }
 
+# Clock ticks per second of /proc/PID/stat times.
+bench_clk_tck=$(getconf CLK_TCK 2>/dev/null || echo 100)
+[[ $bench_clk_tck =~ ^[1-9][0-9]*$ ]] || bench_clk_tck=100
+
 # bench_exec SET PHASE TOOL ROUND SHOWN: time "${cmd[@]}" (after a sync),
-# append "SET PHASE TOOL ROUND SECS RSS_KIB" to $results, log it, and check
-# syncmgr's summary; a failing command ends the run (SHOWN: the command as
-# it may be printed, secrets masked).
+# append "SET PHASE TOOL ROUND SECS RSS_KIB CPU_S SRV_CPU_S" to $results, log
+# it, and check syncmgr's summary; a failing command ends the run (SHOWN: the
+# command as it may be printed, secrets masked).  CPU_S is the command's user +
+# system CPU seconds (with the children it waited for, as /usr/bin/time counts
+# them).  SRV_CPU_S is the CPU seconds the server used while the command ran,
+# when the calling script defines bench_server_ticks (prints the server
+# processes' summed utime + stime in clock ticks, /proc/PID/stat fields 14 +
+# 15; fails when it cannot), else "-".  The first 6 columns are the old ones.
 bench_exec() {
-	local set=$1 phase=$2 tool=$3 round=$4 shown=$5 secs rss rc=0
+	local set=$1 phase=$2 tool=$3 round=$4 shown=$5 secs rss usr sys cpu srv_cpu=- t0="" t1="" rc=0
 	local tf=$W/time.out ef=$W/stderr.out
 	sync
-	/usr/bin/time -f '%e %M' -o "$tf" "${cmd[@]}" >"$W/stdout.out" 2>"$ef" || rc=$?
+	if declare -F bench_server_ticks >/dev/null; then
+		t0=$(bench_server_ticks) || t0=""
+	fi
+	/usr/bin/time -f '%e %M %U %S' -o "$tf" "${cmd[@]}" >"$W/stdout.out" 2>"$ef" || rc=$?
+	if [ -n "$t0" ]; then
+		t1=$(bench_server_ticks) || t1=""
+	fi
 	if [ "$rc" -ne 0 ]; then
 		log "$prog: FAILED ($set $phase, round $round, exit $rc): $shown"
 		tail -n 20 "$ef" | sed 's/^/    /' >&2
 		exit 1
 	fi
-	read -r secs rss < <(tail -n 1 "$tf")
-	echo "$set $phase $tool $round $secs $rss" >>"$results"
-	log "$(printf '  round %d/%d  %-9s %-9s %-12s %8.2f s %8.1f MiB' "$round" "$runs" "$set" "$phase" "${label[$tool]}" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')")"
+	read -r secs rss usr sys < <(tail -n 1 "$tf")
+	cpu=$(awk -v u="$usr" -v s="$sys" 'BEGIN { printf "%.2f", u + s }')
+	if [[ $t0 =~ ^[0-9]+$ && $t1 =~ ^[0-9]+$ ]] && [ "$t1" -ge "$t0" ]; then
+		srv_cpu=$(awk -v d="$((t1 - t0))" -v hz="$bench_clk_tck" 'BEGIN { printf "%.2f", d / hz }')
+	elif declare -F bench_server_ticks >/dev/null; then
+		note "server CPU not measured ($set $phase ${label[$tool]}, round $round): bench_server_ticks gave '$t0' then '$t1'"
+	fi
+	echo "$set $phase $tool $round $secs $rss $cpu $srv_cpu" >>"$results"
+	log "$(printf '  round %d/%d  %-9s %-9s %-12s %8.2f s %8.1f MiB  cpu %6.2f s' "$round" "$runs" "$set" "$phase" "${label[$tool]}" "$secs" "$(awk -v k="$rss" 'BEGIN { print k / 1024 }')" "$cpu")${t0:+$(printf '  server cpu %6s s' "$srv_cpu")}"
 	[ "$tool" = syncmgr ] && check_summary "$set" "$phase" "$round" "$ef"
 	return 0
 }

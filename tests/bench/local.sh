@@ -13,7 +13,8 @@
 #     no-change  the same command again onto the complete DST (cp -a: skipped)
 #   Commands: syncmgr -q SRC/ DST/ | cp -a SRC DST | rsync -a SRC/ DST/ |
 #             rclone sync SRC DST --config /dev/null --transfers 10 --checkers 16
-#   Every command runs under /usr/bin/time -f '%e %M'; `sync` runs before each
+#   Every command runs under /usr/bin/time -f '%e %M %U %S' (the CPU time is
+#   logged and kept in the results file, not reported); `sync` runs before each
 #   timed command so earlier write-back does not land in its time.  Within a
 #   round the tools run one after another and the start position rotates from
 #   round to round, so background noise hits all tools alike.  SRC stays in the
@@ -177,7 +178,8 @@ tool_cmd() { # TOOL SRC DST -> sets array cmd
 	esac
 }
 
-# run SET PHASE TOOL ROUND: time one command, append "SET PHASE TOOL ROUND SECS RSS_KIB"
+# run SET PHASE TOOL ROUND: time one command, append
+# "SET PHASE TOOL ROUND SECS RSS_KIB CPU_S -" (lib.sh's bench_exec)
 run() {
 	local -a cmd
 	tool_cmd "$3" "$W/src/$1" "$W/dst"

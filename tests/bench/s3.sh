@@ -2,10 +2,10 @@
 # tests/bench/s3.sh - S3 benchmark: syncmgr vs rclone sync against a local radosgw
 #
 # What it measures
-#   Wall time (median of --runs) and peak RSS of copies between the local disk
-#   and a one-machine Ceph radosgw (tests/servers/radosgw.sh, started by this
-#   script on 127.0.0.1:--port and stopped on exit), for these seeded data sets
-#   (sizes times --scale):
+#   Wall time (median of --runs), peak RSS, and client and server CPU time of
+#   copies between the local disk and a one-machine Ceph radosgw
+#   (tests/servers/radosgw.sh, started by this script on 127.0.0.1:--port and
+#   stopped on exit), for these seeded data sets (sizes times --scale):
 #     SMALL   20k objects of 4 KiB in 200 dirs (80 MiB)      scale: the counts
 #     LARGE   2 objects of 512 MiB (1 GiB)                   scale: the size
 #   radosgw runs with RADOSGW_QUIET=1 (no debug logging, 32 threads): it
@@ -25,10 +25,12 @@
 #       200 MiB, then 5 MiB parts x4 per file; no-change compares size and
 #       modtime, which costs one HEAD per object; downloads check MD5 where
 #       the object has one).  syncmgr runs with its defaults (10 threads).
-#   Every command runs under /usr/bin/time -f '%e %M'; `sync` runs before each
-#   timed command.  Within a round the tools run one after another (upload,
-#   no-change, download, then the next tool) and the start position alternates
-#   from round to round.  Each tool and round gets a new bucket, removed
+#   Every command runs under /usr/bin/time -f '%e %M %U %S'; `sync` runs before
+#   each timed command.  The server's CPU time for a command is the growth of
+#   utime + stime (/proc/PID/stat) of its radosgw, ceph-osd and ceph-mon
+#   processes from just before to just after it.  Within a round the tools run
+#   one after another (upload, no-change, download, then the next tool) and
+#   the start position alternates from round to round.  Each tool and round gets a new bucket, removed
 #   server-side afterwards (radosgw-admin bucket rm --purge-objects --bypass-gc)
 #   so radosgw, which keeps its data in RAM, holds one copy at a time.
 #   In round 1 every copy is checked: after an upload, the object listing
@@ -45,7 +47,14 @@
 #   Table columns: median seconds; throughput from the median time (SMALL:
 #   objects/s; LARGE: MB/s, 10^6 B); the highest peak RSS of all runs in MiB;
 #   and on syncmgr rows its throughput divided by rclone's for the same data
-#   set and phase (> 1 means syncmgr is faster).  Then each target with
+#   set and phase (> 1 means syncmgr is faster).  Then the median CPU seconds
+#   (user + sys) of the client (the tool) and of the server (radosgw + OSD +
+#   mon, idle work included) for that row; "CPU floor s" = (client + server
+#   CPU) / CPUs, the shortest wall time these CPU seconds allow on this
+#   machine; and "busy %" = CPU floor / median wall time: near 100 % the row is
+#   CPU-bound (the larger of the two CPU columns says whose CPU), well below
+#   it the time goes to waiting (latency, disk, or CPU taken by other
+#   processes on the machine, which no column counts).  Then each target with
 #   PASS / MISS and the measured value.  Times come with 0.01 s resolution:
 #   at tiny --scale the ratios are noise; only --scale 1 numbers mean anything.
 #
@@ -199,6 +208,30 @@ RADOSGW_QUIET=1 RADOSGW_PORT=$port "$rgw_sh" start "$srv" >"$W/rgw-start.log" 2>
 ak=$AWS_ACCESS_KEY_ID sk=$AWS_SECRET_ACCESS_KEY
 hostport=${S3_ENDPOINT#http://}
 
+# The server's processes, for bench_server_ticks (lib.sh's bench_exec calls it
+# around each timed command).
+srv_pids=()
+for n in rgw osd mon; do
+	pid=$(cat -- "$srv/$n.pid" 2>/dev/null) || fail "no $srv/$n.pid"
+	if ! [[ $pid =~ ^[0-9]+$ ]] || ! [ -r "/proc/$pid/stat" ]; then
+		fail "$n (pid '$pid' in $srv/$n.pid) is not running"
+	fi
+	srv_pids+=("$pid")
+done
+# bench_server_ticks: utime + stime (/proc/PID/stat fields 14 and 15, clock
+# ticks, all threads) of the server's processes, summed; fails when one is gone.
+bench_server_ticks() {
+	local pid stat total=0
+	local -a f
+	for pid in "${srv_pids[@]}"; do
+		read -r stat 2>/dev/null <"/proc/$pid/stat" || return 1
+		read -r -a f <<<"${stat##*) }" # f[0] is field 3 (state)
+		[[ ${f[11]:-} =~ ^[0-9]+$ && ${f[12]:-} =~ ^[0-9]+$ ]] || return 1
+		total=$((total + f[11] + f[12]))
+	done
+	echo "$total"
+}
+
 # The aws CLI and rclone: no CA bundle (rclone 1.60 fails with
 # LoadCustomCABundleError when AWS_CA_BUNDLE is set), no user config.
 aws_() {
@@ -270,7 +303,8 @@ tool_cmd() { # TOOL PHASE SRC-DIR BUCKET PREFIX DST-DIR -> sets array cmd
 	esac
 }
 
-# run SET PHASE TOOL ROUND: time one command, append "SET PHASE TOOL ROUND SECS RSS_KIB"
+# run SET PHASE TOOL ROUND: time one command, append
+# "SET PHASE TOOL ROUND SECS RSS_KIB CPU_S SRV_CPU_S" (lib.sh's bench_exec)
 run() {
 	local -a cmd
 	tool_cmd "$3" "$2" "$W/src/$1" "$(bucket_of "$1" "$3" "$4")" "$(prefix_of "$1")" "$W/dst"
@@ -380,11 +414,13 @@ for ((round = 1; round <= runs; round++)); do
 done
 
 # ---- report --------------------------------------------------------------------
-# median SET PHASE TOOL -> seconds ("" when not measured)
-median() {
-	awk -v s="$1" -v p="$2" -v t="$3" '$1 == s && $2 == p && $3 == t { print $5 }' "$results" | sort -n |
-		awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+# median_col SET PHASE TOOL COL -> median of results column COL ("" when not measured)
+median_col() {
+	awk -v s="$1" -v p="$2" -v t="$3" -v c="$4" '$1 == s && $2 == p && $3 == t && $c != "" && $c != "-" { print $c }' "$results" |
+		sort -n | awk '{ v[NR] = $1 } END { if (NR) printf "%.2f", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
+# median SET PHASE TOOL -> seconds ("" when not measured)
+median() { median_col "$1" "$2" "$3" 5; }
 # peak SET PHASE TOOL -> highest peak RSS in KiB
 peak() {
 	awk -v s="$1" -v p="$2" -v t="$3" '$1 == s && $2 == p && $3 == t && $6 > m { m = $6 } END { print m + 0 }' "$results"
@@ -415,9 +451,10 @@ EOF
 for set in "${sets[@]}"; do echo "- **$set**: $(describe "$set")"; done
 cat <<EOF
 
-| data set | phase | tool | median s | throughput | peak RSS MiB | syncmgr ÷ rclone (throughput) |
-|---|---|---|---:|---:|---:|---:|
+| data set | phase | tool | median s | throughput | peak RSS MiB | syncmgr ÷ rclone (throughput) | client CPU s | server CPU s | CPU floor s | busy % |
+|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
+ncpu=$(nproc)
 for set in "${sets[@]}"; do
 	for phase in upload no-change download; do
 		for tool in "${tools[@]}"; do
@@ -430,8 +467,15 @@ for set in "${sets[@]}"; do
 			fi
 			r=""
 			[ "$tool" = syncmgr ] && r=$(speedup "$set" "$phase")
-			printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$set" "$phase" "${label[$tool]}" "$t" "$tput" \
-				"$(mib "$(peak "$set" "$phase" "$tool")")" "${r:-–}"
+			ccpu=$(median_col "$set" "$phase" "$tool" 7)
+			scpu=$(median_col "$set" "$phase" "$tool" 8)
+			floor="" busy=""
+			if [ -n "$ccpu" ] && [ -n "$scpu" ]; then
+				floor=$(awk -v c="$ccpu" -v s="$scpu" -v n="$ncpu" 'BEGIN { printf "%.2f", (c + s) / n }')
+				busy=$(div "$(awk -v c="$ccpu" -v s="$scpu" -v n="$ncpu" 'BEGIN { printf "%.6f", (c + s) / n * 100 }')" "$t" "%.0f")
+			fi
+			printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$set" "$phase" "${label[$tool]}" "$t" "$tput" \
+				"$(mib "$(peak "$set" "$phase" "$tool")")" "${r:-–}" "${ccpu:-–}" "${scpu:-–}" "${floor:-–}" "${busy:-–}"
 		done
 	done
 done
