@@ -4,11 +4,14 @@
 #include <string.h>
 
 #include "store/s3url.h"
+#include "store/sftp.h"
 #include "util.h"
 
 static const char *const later_schemes[][2] = {
-	{ "sftp://", "SFTP" },   { "dav://", "WebDAV" }, { "davs://", "WebDAV" },
-	{ "jfs://", "JuiceFS" }, { "hdfs://", "HDFS" },
+	{ "dav://", "WebDAV" },
+	{ "davs://", "WebDAV" },
+	{ "jfs://", "JuiceFS" },
+	{ "hdfs://", "HDFS" },
 };
 
 void sm_url_release(struct sm_url *u)
@@ -19,14 +22,6 @@ void sm_url_release(struct sm_url *u)
 	free(u->path);
 	free(u->display);
 	memset(u, 0, sizeof(*u));
-}
-
-/* `host:/path` or `user@host:/path`: a ':' before the first '/' (rsync's rule). */
-static bool url_is_ssh(const char *s)
-{
-	const char *colon = strchr(s, ':');
-	const char *slash = strchr(s, '/');
-	return colon && colon != s && (!slash || colon < slash);
 }
 
 enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
@@ -58,6 +53,23 @@ enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
 		*out = u;
 		return SM_OK;
 	}
+	if (sm_sftp_url(s)) {
+		struct sm_sftp_loc loc;
+		enum sm_err err = sm_sftp_loc_parse(s, &loc, d);
+		if (err != SM_OK)
+			return err;
+		u.scheme = strdup("sftp");
+		u.path = strdup(s);
+		u.display = strdup(loc.display);
+		sm_sftp_loc_release(&loc);
+		if (!u.scheme || !u.path || !u.display) {
+			sm_url_release(&u);
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		}
+		u.trailing = s[strlen(s) - 1] == '/';
+		*out = u;
+		return SM_OK;
+	}
 	const char *path = s;
 	if (strncmp(s, "file://", 7) == 0) {
 		path = s + 7;
@@ -66,8 +78,6 @@ enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
 			                   s);
 	} else if (strstr(s, "://")) {
 		return sm_diag_set(d, SM_EINVAL, 0, "'%s': unknown storage scheme", s);
-	} else if (url_is_ssh(s)) {
-		return sm_diag_set(d, SM_ENOTSUP, 0, "'%s': SFTP storage not supported yet", s);
 	}
 	u.scheme = sm_strdup("file");
 	u.path = sm_strdup(path);

@@ -15,6 +15,7 @@
 #include "../common/store/store.h"
 #include "../common/url.h"
 #include "../common/util.h"
+#include "../deploy/ssh.h"
 #include "../worker/task.h"
 #include "../worker/xfer.h"
 #include "dispatch.h"
@@ -323,12 +324,14 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		                     .read_links = o->links,
 		                     .must_exist = true,
 		                     .no_https = o->no_https,
-		                     .pool = pool };
+		                     .pool = pool,
+		                     .ssh = &sm_ssh_ops };
 	struct sm_store_cfg dcfg = { .follow_links = false,
 		                     .read_links = o->links,
 		                     .no_https = o->no_https,
 		                     .storage_class = o->storage_class,
-		                     .pool = pool };
+		                     .pool = pool,
+		                     .ssh = &sm_ssh_ops };
 	if (sm_store_open(&rp.src, &scfg, &src, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: SRC %s\n", d.msg);
 		status = SM_EXIT_FAIL;

@@ -29,9 +29,6 @@
 #include "../util.h"
 #include "store.h"
 
-#define FILE_TMP_PREFIX ".~sm"
-#define FILE_TMP_PREFIX_LEN 4
-#define FILE_TMP_NAME_MAX 200 /* bytes of the original name kept in a temp name */
 #define FILE_COPY_BUF (64u << 10)
 #define FILE_DENTS_BUF (32u << 10)
 
@@ -114,29 +111,6 @@ static int file_rootfd(struct file_store *fs, bool create, struct sm_diag *d)
 	}
 	pthread_mutex_unlock(&fs->root_mu);
 	return fd;
-}
-
-static bool file_is_tmp_name(const char *name, size_t len)
-{
-	if (len < FILE_TMP_PREFIX_LEN + 9 ||
-	    memcmp(name, FILE_TMP_PREFIX, FILE_TMP_PREFIX_LEN) != 0)
-		return false;
-	for (size_t i = FILE_TMP_PREFIX_LEN; i < FILE_TMP_PREFIX_LEN + 8; i++) {
-		char c = name[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return false;
-	}
-	return name[FILE_TMP_PREFIX_LEN + 8] == '.';
-}
-
-/* A temporary name for `base` in the same directory: ".~smXXXXXXXX.base". */
-static void file_tmp_name(const char *base, char *out, size_t n)
-{
-	size_t blen = strlen(base);
-	if (blen > FILE_TMP_NAME_MAX)
-		blen = FILE_TMP_NAME_MAX;
-	snprintf(out, n, FILE_TMP_PREFIX "%08" PRIx32 ".%.*s", (uint32_t)sm_rand64(), (int)blen,
-	         base);
 }
 
 /*
@@ -477,7 +451,7 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 			if ((len == 1 && name[0] == '.') ||
 			    (len == 2 && name[0] == '.' && name[1] == '.'))
 				continue;
-			if (file_is_tmp_name(name, len))
+			if (sm_store_is_tmp_name(name, len))
 				continue;
 			bool dir = de->d_type == DT_DIR;
 			if (de->d_type == DT_UNKNOWN || (de->d_type == DT_LNK && c->fs->follow)) {
@@ -1017,7 +991,7 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 		fd = openat(at.dfd, at.base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
 	} else {
 		for (int tries = 0; tries < 8; tries++) {
-			file_tmp_name(at.base, tmp, sizeof(tmp));
+			sm_store_tmp_name(at.base, tmp, sizeof(tmp));
 			fd = openat(at.dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 			if (fd >= 0 || errno != EEXIST)
 				break;
@@ -1121,7 +1095,7 @@ static enum sm_err file_symlink(struct sm_store *st, const char *key, const char
 	if (err != SM_OK)
 		return err;
 	char tmp[NAME_MAX + 1];
-	file_tmp_name(at.base, tmp, sizeof(tmp));
+	sm_store_tmp_name(at.base, tmp, sizeof(tmp));
 	if (symlinkat(target, at.dfd, tmp) != 0) {
 		err = sm_diag_errno(d, errno, "cannot create symlink '%s'", key);
 		goto out;

@@ -1,7 +1,9 @@
 /* The sm_store_*() wrappers: scheme registry, key and order checks, faults. */
 #include "store.h"
 
+#include <inttypes.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -13,6 +15,7 @@
 static const struct sm_store_ops *const store_registry[] = {
 	&sm_file_ops,
 	&sm_s3_ops,
+	&sm_sftp_ops,
 };
 
 enum fault_op { F_LIST, F_STAT, F_READ, F_PUT, F_DEL, F_MKDIR, F_SYMLINK, F_SETATTR, F_ANY, F_N };
@@ -386,6 +389,32 @@ enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
 	if (err != SM_OK)
 		return err;
 	return st->ops->open_read(st, e->key, 0, e->size, out, d);
+}
+
+#define STORE_TMP_PREFIX ".~sm"
+#define STORE_TMP_PREFIX_LEN 4
+#define STORE_TMP_NAME_MAX 200 /* bytes of the original name kept in a temp name */
+
+bool sm_store_is_tmp_name(const char *name, size_t len)
+{
+	if (len < STORE_TMP_PREFIX_LEN + 9 ||
+	    memcmp(name, STORE_TMP_PREFIX, STORE_TMP_PREFIX_LEN) != 0)
+		return false;
+	for (size_t i = STORE_TMP_PREFIX_LEN; i < STORE_TMP_PREFIX_LEN + 8; i++) {
+		char c = name[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return name[STORE_TMP_PREFIX_LEN + 8] == '.';
+}
+
+void sm_store_tmp_name(const char *base, char *out, size_t n)
+{
+	size_t blen = strlen(base);
+	if (blen > STORE_TMP_NAME_MAX)
+		blen = STORE_TMP_NAME_MAX;
+	snprintf(out, n, STORE_TMP_PREFIX "%08" PRIx32 ".%.*s", (uint32_t)sm_rand64(), (int)blen,
+	         base);
 }
 
 enum sm_err sm_store_key_check(const char *key, struct sm_diag *d)

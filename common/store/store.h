@@ -55,6 +55,7 @@ struct sm_store_cfg {
 	const char *storage_class; /* S3: x-amz-storage-class of new objects, or NULL */
 	struct sm_pool *pool;      /* the run's transfer pool (borrowed, outlives the
 	                            * store), or NULL: large transfers in one piece */
+	const struct sm_ssh_ops *ssh; /* SFTP: the SSH layer (deploy/ssh.c), or NULL */
 };
 
 /* A byte source for put(): a store's reader or any other producer. */
@@ -115,6 +116,7 @@ enum {
 
 struct sm_store;
 struct sm_cursor;
+struct sm_ssh_ops;
 
 /* The result of one key of sm_store_del_many(); `d` is set when err != SM_OK. */
 typedef void (*sm_del_done_fn)(void *arg, size_t i, enum sm_err err, const struct sm_diag *d);
@@ -189,6 +191,11 @@ struct sm_store {
  * empty component (a trailing '/' of a directory key is fine). */
 enum sm_err sm_store_key_check(const char *key, struct sm_diag *d);
 
+/* Temporary names of files being written: ".~sm" + 8 hex digits + "." +
+ * the name (its first 200 bytes); listings of file-like stores skip them. */
+void sm_store_tmp_name(const char *base, char *out, size_t n);
+bool sm_store_is_tmp_name(const char *name, size_t len);
+
 /* Open the store for `u`. *out written only on success. */
 enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg,
                           struct sm_store **out, struct sm_diag *d);
@@ -254,5 +261,6 @@ void sm_mem_reader_init(struct sm_mem_reader *m, const void *data, size_t len);
 
 extern const struct sm_store_ops sm_file_ops;
 extern const struct sm_store_ops sm_s3_ops;
+extern const struct sm_store_ops sm_sftp_ops;
 
 #endif

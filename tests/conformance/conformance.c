@@ -17,6 +17,7 @@
 
 #include "../../common/pool.h"
 #include "../../common/store/store.h"
+#include "../../deploy/ssh.h"
 #include "../../common/util.h"
 
 static const char *base_url;
@@ -41,7 +42,8 @@ static int fx_setup(void **state)
 		fail_msg("%s", d.msg);
 	struct sm_store_cfg cfg = { .read_links = true,
 		                    .no_https = getenv("SM_STORE_NO_HTTPS") != NULL,
-		                    .pool = fx->pool };
+		                    .pool = fx->pool,
+		                    .ssh = &sm_ssh_ops };
 	if (sm_store_open(&fx->url, &cfg, &fx->st, &d) != SM_OK)
 		fail_msg("open %s: %s", url, d.msg);
 	*state = fx;

@@ -276,3 +276,24 @@ rgw_start() {
 	CRED="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
 }
 aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }
+
+# sshd_start: an OpenSSH server of this test's own in $T/sshd on
+# 127.0.0.1:${SSHD_PORT:-2222} (tests/servers/sshd.sh), stopped at exit. Sets
+# SSHD_DIR and sources its env: SSHD_ADDR, SSHD_PORT, SSHD_PID, SSHD_HOST_FP
+# (ed25519 host key, SHA256:...), SSHD_LOG, SSH_TEST_HOME (a home with
+# .ssh/{id_ed25519,id_wrong,known_hosts,config}: use HOME=$SSH_TEST_HOME),
+# SSH_TEST_USER, SSH_TEST_CONFIG, SSH_TEST_KEY, SSH_TEST_WRONG_KEY,
+# SSH_TEST_KNOWN_HOSTS. The config's `Host sm-test` logs in with the authorized
+# key, `Host sm-test-wrong` with the refused one. For a changed host key run
+# "$E2E_DIR/../servers/sshd.sh" rekey "$SSHD_DIR" and source "$SSHD_DIR/env"
+# again (new SSHD_PID and SSHD_HOST_FP; known_hosts keeps the old keys).
+sshd_start() {
+	SSHD_DIR=$T/sshd
+	on_exit "'$E2E_DIR/../servers/sshd.sh' stop '$SSHD_DIR' >/dev/null 2>&1"
+	SSHD_PORT=${SSHD_PORT:-2222} "$E2E_DIR/../servers/sshd.sh" start "$SSHD_DIR" >/dev/null 2>"$T/sshd-start.log" ||
+		fail "sshd did not start: $(tail -20 "$T/sshd-start.log")"
+	# shellcheck disable=SC1091
+	. "$SSHD_DIR/env"
+	[ -n "${SSHD_PID:-}" ] && [ -n "${SSHD_HOST_FP:-}" ] && [ -d "${SSH_TEST_HOME:-}" ] ||
+		fail "sshd started without a complete $SSHD_DIR/env"
+}

@@ -1,0 +1,35 @@
+/*
+ * What the SFTP store needs of an SSH layer: a connected, authenticated
+ * libssh2 session to a host. deploy/ssh.c provides it and the run hands it
+ * to the stores in their configuration, so backends never include deploy/.
+ */
+#ifndef SM_SSHLINK_H
+#define SM_SSHLINK_H
+
+#include <libssh2.h>
+
+#include "../err.h"
+
+/* Where to connect, as the URL gave it; NULL / 0 for what it left out
+ * (~/.ssh/config and the defaults fill those in). */
+struct sm_ssh_target {
+	const char *host;
+	const char *user;
+	const char *password;
+	int port;
+};
+
+struct sm_ssh_conn;
+
+struct sm_ssh_ops {
+	/* Connect, check the host key, authenticate. *out only on success. */
+	enum sm_err (*connect)(const struct sm_ssh_target *t, struct sm_ssh_conn **out,
+	                       struct sm_diag *d);
+	/* The session (blocking mode, owned by the connection). */
+	LIBSSH2_SESSION *(*session)(struct sm_ssh_conn *c);
+	/* "user@host:port" for messages. */
+	const char *(*name)(struct sm_ssh_conn *c);
+	void (*close)(struct sm_ssh_conn *c); /* accepts NULL */
+};
+
+#endif

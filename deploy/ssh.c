@@ -1,0 +1,487 @@
+#include "ssh.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+#include "sshconfig.h"
+
+#define SSH_CONNECT_TIMEOUT_S 10 /* without ConnectTimeout */
+#define SSH_IO_TIMEOUT_MS 60000  /* a blocking call that hears nothing this long fails */
+#define SSH_KEEPALIVE_S 15       /* without ServerAliveInterval */
+
+struct sm_ssh_conn {
+	LIBSSH2_SESSION *s;
+	int fd;
+	char name[600]; /* user@host:port */
+};
+
+static pthread_once_t ssh_once = PTHREAD_ONCE_INIT;
+static int ssh_init_rc;
+
+static void ssh_global_init(void)
+{
+	ssh_init_rc = libssh2_init(0);
+}
+
+static const char *ssh_login_name(void)
+{
+	struct passwd *pw = getpwuid(geteuid());
+	return pw && pw->pw_name ? pw->pw_name : "root";
+}
+
+/* libssh2's last error text, lowercase first letter like our messages. */
+static const char *ssh_errmsg(LIBSSH2_SESSION *s, char *buf, size_t n)
+{
+	char *msg = NULL;
+	libssh2_session_last_error(s, &msg, NULL, 0);
+	snprintf(buf, n, "%s", msg && *msg ? msg : "unknown error");
+	if (buf[0] >= 'A' && buf[0] <= 'Z' && !(buf[1] >= 'A' && buf[1] <= 'Z'))
+		buf[0] = (char)(buf[0] + 32);
+	return buf;
+}
+
+/* ---- TCP ---- */
+
+/* Connect to host:port within timeout_s; the socket is left blocking. */
+static enum sm_err ssh_tcp(const char *host, int port, int timeout_s, int *out, struct sm_diag *d)
+{
+	char ps[16];
+	snprintf(ps, sizeof(ps), "%d", port);
+	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	int rc = getaddrinfo(host, ps, &hints, &res);
+	if (rc != 0)
+		return sm_diag_set(d, SM_EIO, rc, "ssh: cannot resolve '%s': %s", host,
+		                   gai_strerror(rc));
+	enum sm_err err = SM_EIO;
+	int last_errno = 0;
+	bool timed_out = false;
+	for (struct addrinfo *a = res; a; a = a->ai_next) {
+		int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
+		                a->ai_protocol);
+		if (fd < 0) {
+			last_errno = errno;
+			continue;
+		}
+		if (connect(fd, a->ai_addr, a->ai_addrlen) != 0 && errno != EINPROGRESS) {
+			last_errno = errno;
+			close(fd);
+			continue;
+		}
+		struct pollfd p = { .fd = fd, .events = POLLOUT };
+		int n = poll(&p, 1, timeout_s * 1000);
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+		if (n == 0) {
+			timed_out = true;
+			close(fd);
+			continue;
+		}
+		if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) != 0 || soerr) {
+			last_errno = n < 0 ? errno : soerr ? soerr : errno;
+			close(fd);
+			continue;
+		}
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+		*out = fd;
+		err = SM_OK;
+		break;
+	}
+	freeaddrinfo(res);
+	if (err == SM_OK)
+		return SM_OK;
+	if (timed_out && !last_errno)
+		return sm_diag_set(d, SM_EAGAIN, ETIMEDOUT,
+		                   "ssh: cannot connect to %s:%d: no answer within %d s "
+		                   "(ConnectTimeout)",
+		                   host, port, timeout_s);
+	return sm_diag_errno(d, last_errno ? last_errno : ECONNREFUSED,
+	                     "ssh: cannot connect to %s:%d", host, port);
+}
+
+/* ---- host keys ---- */
+
+static int ssh_key_bit(int hostkey_type)
+{
+	switch (hostkey_type) {
+	case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
+	case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
+	case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
+	}
+	return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
+}
+
+static const char *ssh_key_name(int hostkey_type)
+{
+	switch (hostkey_type) {
+	case LIBSSH2_HOSTKEY_TYPE_RSA: return "RSA";
+	case LIBSSH2_HOSTKEY_TYPE_DSS: return "DSA";
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256:
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384:
+	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return "ECDSA";
+	case LIBSSH2_HOSTKEY_TYPE_ED25519: return "ED25519";
+	}
+	return "unknown";
+}
+
+/* The host key's "SHA256:..." fingerprint, as ssh prints it. */
+static void ssh_fingerprint(LIBSSH2_SESSION *s, char *out, size_t n)
+{
+	const unsigned char *h =
+	        (const unsigned char *)libssh2_hostkey_hash(s, LIBSSH2_HOSTKEY_HASH_SHA256);
+	if (!h) {
+		snprintf(out, n, "(unknown)");
+		return;
+	}
+	unsigned char b64[64];
+	int len = EVP_EncodeBlock(b64, h, 32);
+	while (len > 0 && b64[len - 1] == '=')
+		len--;
+	snprintf(out, n, "SHA256:%.*s", len, (const char *)b64);
+}
+
+/* The "[host]:port" or "host" form known_hosts uses. */
+static void ssh_kh_name(const char *host, int port, char *out, size_t n)
+{
+	if (port == 22)
+		snprintf(out, n, "%s", host);
+	else
+		snprintf(out, n, "[%s]:%d", host, port);
+}
+
+/* Host key algorithms in libssh2's names, each with its known_hosts bit. */
+static const struct {
+	const char *name;
+	int bit;
+} ssh_hostkey_algs[] = {
+	{ "ssh-ed25519", LIBSSH2_KNOWNHOST_KEY_ED25519 },
+	{ "ecdsa-sha2-nistp256", LIBSSH2_KNOWNHOST_KEY_ECDSA_256 },
+	{ "ecdsa-sha2-nistp384", LIBSSH2_KNOWNHOST_KEY_ECDSA_384 },
+	{ "ecdsa-sha2-nistp521", LIBSSH2_KNOWNHOST_KEY_ECDSA_521 },
+	{ "rsa-sha2-512", LIBSSH2_KNOWNHOST_KEY_SSHRSA },
+	{ "rsa-sha2-256", LIBSSH2_KNOWNHOST_KEY_SSHRSA },
+	{ "ssh-rsa", LIBSSH2_KNOWNHOST_KEY_SSHRSA },
+};
+
+/*
+ * Ask for the host key types known_hosts already has for this host first,
+ * as ssh does: otherwise a server with several keys may show one we do not
+ * know and be refused. (A lookup with a dummy key says whether an entry of
+ * a type exists: it mismatches.)
+ */
+static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const char *host, int port)
+{
+	char known[256] = "", rest[256] = "";
+	size_t nk = sizeof(ssh_hostkey_algs) / sizeof(ssh_hostkey_algs[0]);
+	for (size_t i = 0; i < nk; i++) {
+		struct libssh2_knownhost *found = NULL;
+		int r = libssh2_knownhost_checkp(kh, host, port, "x", 1,
+		                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+		                                         LIBSSH2_KNOWNHOST_KEYENC_RAW |
+		                                         ssh_hostkey_algs[i].bit,
+		                                 &found);
+		char *dst = r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH ? known : rest;
+		size_t len = strlen(dst);
+		snprintf(dst + len, 256 - len, "%s%s", len ? "," : "", ssh_hostkey_algs[i].name);
+	}
+	if (!known[0])
+		return;
+	char pref[512];
+	snprintf(pref, sizeof(pref), "%s,%s", known, rest);
+	/* names this libssh2 lacks make the call fail: then keep its default */
+	if (libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, pref) != 0)
+		libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, known);
+}
+
+static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh,
+                                  const struct sm_ssh_host_cfg *hc, struct sm_diag *d)
+{
+	size_t len = 0;
+	int type = 0;
+	const char *key = libssh2_session_hostkey(s, &len, &type);
+	char fp[80], name[600];
+	ssh_fingerprint(s, fp, sizeof(fp));
+	ssh_kh_name(hc->hostname, hc->port, name, sizeof(name));
+	if (!key)
+		return sm_diag_set(d, SM_EIO, 0, "ssh: %s sent no host key", name);
+	struct libssh2_knownhost *found = NULL;
+	int r = libssh2_knownhost_checkp(kh, hc->hostname, hc->port, key, len,
+	                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+	                                         LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_key_bit(type),
+	                                 &found);
+	if (r == LIBSSH2_KNOWNHOST_CHECK_MATCH)
+		return SM_OK;
+	const char *file = hc->n_known_hosts ? hc->known_hosts[0] : "~/.ssh/known_hosts";
+	if (r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
+		return sm_diag_set(d, SM_EACCES, 0,
+		                   "ssh: the host key of %s has CHANGED (now %s %s), it does not "
+		                   "match %s: refusing to connect; if the change is expected, "
+		                   "remove the old key with: ssh-keygen -R '%s'",
+		                   name, ssh_key_name(type), fp, file, name);
+	if (hc->strict != SM_SSH_STRICT_ACCEPT_NEW && hc->strict != SM_SSH_STRICT_NO)
+		return sm_diag_set(d, SM_EACCES, 0,
+		                   "ssh: %s is not a known host (its %s key is %s); check the "
+		                   "fingerprint, then add it with: ssh-keyscan -p %d %s >> %s",
+		                   name, ssh_key_name(type), fp, hc->port, hc->hostname, file);
+	/* accept-new: remember it */
+	int add = libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0,
+	                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+	                                         LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_key_bit(type),
+	                                 NULL);
+	if (add != 0 || libssh2_knownhost_writefile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+		sm_log(SM_LOG_WARN, "ssh: could not add %s to %s", name, file);
+	else
+		sm_log(SM_LOG_INFO, "ssh: added %s (%s %s) to %s", name, ssh_key_name(type), fp,
+		       file);
+	return SM_OK;
+}
+
+/* ---- authentication ---- */
+
+static bool ssh_method_offered(const char *list, const char *m)
+{
+	size_t n = strlen(m);
+	for (const char *p = list; p && *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && strncmp(p, m, n) == 0)
+			return true;
+		p = e ? e + 1 : NULL;
+	}
+	return false;
+}
+
+static bool ssh_auth_agent(LIBSSH2_SESSION *s, const char *user, int *tried)
+{
+	const char *sock = getenv("SSH_AUTH_SOCK");
+	if (!sock || !*sock)
+		return false;
+	LIBSSH2_AGENT *a = libssh2_agent_init(s);
+	bool ok = false;
+	if (!a)
+		return false;
+	if (libssh2_agent_connect(a) == 0 && libssh2_agent_list_identities(a) == 0) {
+		struct libssh2_agent_publickey *id = NULL, *prev = NULL;
+		while (!ok && libssh2_agent_get_identity(a, &id, prev) == 0) {
+			(*tried)++;
+			ok = libssh2_agent_userauth(a, user, id) == 0;
+			prev = id;
+		}
+		libssh2_agent_disconnect(a);
+	}
+	libssh2_agent_free(a);
+	return ok;
+}
+
+/* Whether a private key file holds an RSA key (PEM header, or the .pub). */
+static bool ssh_key_is_rsa(const char *path)
+{
+	char pub[4096], line[128] = "";
+	snprintf(pub, sizeof(pub), "%s.pub", path);
+	FILE *f = fopen(pub, "r");
+	if (f) {
+		bool rsa = fgets(line, sizeof(line), f) && strncmp(line, "ssh-rsa ", 8) == 0;
+		fclose(f);
+		return rsa;
+	}
+	f = fopen(path, "r");
+	if (!f)
+		return false;
+	bool rsa = fgets(line, sizeof(line), f) && strstr(line, "RSA PRIVATE KEY");
+	fclose(f);
+	return rsa;
+}
+
+/* Read a password from the terminal, echo off. */
+static bool ssh_prompt(const char *prompt, char *buf, size_t n)
+{
+	FILE *tty = fopen("/dev/tty", "r+");
+	if (!tty)
+		return false;
+	struct termios old, quiet;
+	bool restore = tcgetattr(fileno(tty), &old) == 0;
+	if (restore) {
+		quiet = old;
+		quiet.c_lflag &= ~(tcflag_t)ECHO;
+		tcsetattr(fileno(tty), TCSAFLUSH, &quiet);
+	}
+	fputs(prompt, tty);
+	fflush(tty);
+	bool ok = fgets(buf, (int)n, tty) != NULL;
+	if (restore)
+		tcsetattr(fileno(tty), TCSAFLUSH, &old);
+	fputc('\n', tty);
+	fclose(tty);
+	if (ok)
+		buf[strcspn(buf, "\r\n")] = '\0';
+	return ok;
+}
+
+static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg *hc,
+                            const char *user, const char *password, struct sm_diag *d)
+{
+	LIBSSH2_SESSION *s = c->s;
+	char *list = libssh2_userauth_list(s, user, (unsigned)strlen(user));
+	if (!list && libssh2_userauth_authenticated(s))
+		return SM_OK; /* "none" was enough */
+	char methods[256];
+	snprintf(methods, sizeof(methods), "%s", list ? list : "");
+	int agent_keys = 0;
+	if (ssh_method_offered(methods, "publickey")) {
+		if (!hc->identities_only && ssh_auth_agent(s, user, &agent_keys))
+			return SM_OK;
+		for (size_t i = 0; i < hc->n_identity_files; i++) {
+			const char *key = hc->identity_files[i];
+			if (access(key, R_OK) != 0)
+				continue;
+			if (libssh2_userauth_publickey_fromfile_ex(s, user, (unsigned)strlen(user),
+			                                           NULL, key, NULL) == 0)
+				return SM_OK;
+			char em[256];
+			int e = libssh2_session_last_errno(s);
+			if (e == LIBSSH2_ERROR_FILE || e == LIBSSH2_ERROR_METHOD_NOT_SUPPORTED)
+				sm_log(SM_LOG_INFO,
+				       "ssh: cannot use identity %s: %s (a key with a "
+				       "passphrase needs ssh-agent)",
+				       key, ssh_errmsg(s, em, sizeof(em)));
+			else if (ssh_key_is_rsa(key))
+				sm_log(SM_LOG_WARN,
+				       "ssh: %s refused the RSA key %s: libssh2 %s signs RSA keys "
+				       "with SHA-1, which OpenSSH 8.8 and later refuse; use an "
+				       "ed25519 or ECDSA key (ssh-keygen -t ed25519)",
+				       c->name, key, LIBSSH2_VERSION);
+		}
+	}
+	bool pw_offered = ssh_method_offered(methods, "password");
+	if (password && pw_offered &&
+	    libssh2_userauth_password_ex(s, user, (unsigned)strlen(user), password,
+	                                 (unsigned)strlen(password), NULL) == 0)
+		return SM_OK;
+	if (!password && pw_offered && isatty(STDIN_FILENO)) {
+		char prompt[700], pw[512];
+		snprintf(prompt, sizeof(prompt), "%s's password: ", c->name);
+		if (ssh_prompt(prompt, pw, sizeof(pw))) {
+			int rc = libssh2_userauth_password_ex(s, user, (unsigned)strlen(user), pw,
+			                                      (unsigned)strlen(pw), NULL);
+			memset(pw, 0, sizeof(pw));
+			if (rc == 0)
+				return SM_OK;
+		}
+	}
+	return sm_diag_set(d, SM_EACCES, 0, "ssh: %s: permission denied (%s)", c->name,
+	                   methods[0] ? methods : "no method offered");
+}
+
+/* ---- connections ---- */
+
+static void ssh_close(struct sm_ssh_conn *c)
+{
+	if (!c)
+		return;
+	if (c->s) {
+		libssh2_session_disconnect(c->s, "bye");
+		libssh2_session_free(c->s);
+	}
+	if (c->fd >= 0)
+		close(c->fd);
+	free(c);
+}
+
+static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn **out,
+                               struct sm_diag *d)
+{
+	pthread_once(&ssh_once, ssh_global_init);
+	if (ssh_init_rc != 0)
+		return sm_diag_set(d, SM_EIO, ssh_init_rc, "ssh: libssh2 failed to initialise");
+	struct sm_ssh_host_cfg hc;
+	enum sm_err err = sm_ssh_config_resolve(NULL, t->host, t->user, t->port, &hc, d);
+	if (err != SM_OK)
+		return err;
+	LIBSSH2_KNOWNHOSTS *kh = NULL;
+	struct sm_ssh_conn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	c->fd = -1;
+	const char *user = hc.user ? hc.user : ssh_login_name();
+	snprintf(c->name, sizeof(c->name), "%s@%s:%d", user, hc.hostname, hc.port);
+	int ct = hc.connect_timeout_s > 0 ? hc.connect_timeout_s : SSH_CONNECT_TIMEOUT_S;
+	err = ssh_tcp(hc.hostname, hc.port, ct, &c->fd, d);
+	if (err != SM_OK)
+		goto out;
+	c->s = libssh2_session_init();
+	kh = c->s ? libssh2_knownhost_init(c->s) : NULL;
+	if (!c->s || !kh) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < hc.n_known_hosts; i++)
+		if (access(hc.known_hosts[i], R_OK) == 0 &&
+		    libssh2_knownhost_readfile(kh, hc.known_hosts[i],
+		                               LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
+			sm_log(SM_LOG_WARN, "ssh: cannot read %s", hc.known_hosts[i]);
+	ssh_prefer_known(c->s, kh, hc.hostname, hc.port);
+	libssh2_session_set_blocking(c->s, 1);
+	libssh2_session_set_timeout(c->s, (long)ct * 1000);
+	if (libssh2_session_handshake(c->s, c->fd) != 0) {
+		char em[256];
+		err = sm_diag_set(d, SM_EAGAIN, 0, "ssh: handshake with %s:%d failed: %s",
+		                  hc.hostname, hc.port, ssh_errmsg(c->s, em, sizeof(em)));
+		goto out;
+	}
+	err = ssh_check_host(c->s, kh, &hc, d);
+	if (err != SM_OK)
+		goto out;
+	err = ssh_auth(c, &hc, user, t->password, d);
+	if (err != SM_OK)
+		goto out;
+	int alive = hc.server_alive_interval > 0 ? hc.server_alive_interval : SSH_KEEPALIVE_S;
+	libssh2_keepalive_config(c->s, 1, (unsigned)alive);
+	long io_ms = hc.server_alive_interval > 0 ? (long)hc.server_alive_interval * 1000 *
+	                                                    (hc.server_alive_count_max + 1)
+	                                          : SSH_IO_TIMEOUT_MS;
+	libssh2_session_set_timeout(c->s, io_ms);
+	*out = c;
+	c = NULL;
+out:
+	if (kh)
+		libssh2_knownhost_free(kh);
+	ssh_close(c);
+	sm_ssh_host_cfg_release(&hc);
+	return err;
+}
+
+static LIBSSH2_SESSION *ssh_session(struct sm_ssh_conn *c)
+{
+	return c->s;
+}
+
+static const char *ssh_name(struct sm_ssh_conn *c)
+{
+	return c->name;
+}
+
+const struct sm_ssh_ops sm_ssh_ops = {
+	.connect = ssh_connect,
+	.session = ssh_session,
+	.name = ssh_name,
+	.close = ssh_close,
+};

@@ -1,0 +1,717 @@
+/* ~/.ssh/config resolution: Host patterns, first value wins, URL overrides,
+ * IdentityFile / UserKnownHostsFile accumulation and expansion, defaults,
+ * Match, Include, quoting, and the errors with their file:line. Each case
+ * runs in a fresh mkdtemp HOME. */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../../deploy/sshconfig.h"
+
+static char g_home[64]; /* "/tmp/test_sshconfig.XXXXXX" */
+static char g_login[256];
+
+static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static void home_free(void)
+{
+	if (g_home[0])
+		nftw(g_home, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	g_home[0] = '\0';
+}
+
+static void home_new(void)
+{
+	home_free();
+	snprintf(g_home, sizeof(g_home), "/tmp/test_sshconfig.XXXXXX");
+	if (!mkdtemp(g_home))
+		fail_msg("mkdtemp: %s", strerror(errno));
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/.ssh", g_home);
+	assert_int_equal(mkdir(p, 0700), 0);
+	assert_int_equal(setenv("HOME", g_home, 1), 0);
+	struct passwd *pw = getpwuid(geteuid());
+	assert_non_null(pw);
+	snprintf(g_login, sizeof(g_login), "%s", pw->pw_name);
+}
+
+static int teardown(void **state)
+{
+	(void)state;
+	home_free();
+	return 0;
+}
+
+/* Write `text` to HOME/rel (parents created) with `mode`. */
+static void put_file(const char *rel, const char *text, mode_t mode)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/%s", g_home, rel);
+	for (char *s = p + strlen(g_home) + 1; *s; s++) {
+		if (*s != '/')
+			continue;
+		*s = '\0';
+		if (mkdir(p, 0755) != 0 && errno != EEXIST)
+			fail_msg("mkdir %s: %s", p, strerror(errno));
+		*s = '/';
+	}
+	int fd = open(p, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	if (fd < 0)
+		fail_msg("open %s: %s", p, strerror(errno));
+	size_t n = strlen(text);
+	assert_int_equal(write(fd, text, n), (ssize_t)n);
+	assert_int_equal(fchmod(fd, mode), 0); /* not the umask's idea */
+	close(fd);
+}
+
+/* `in` with {H} replaced by HOME and {U} by the login name. */
+static void sub(const char *in, char *out, size_t n)
+{
+	size_t o = 0;
+	while (*in && o + 1 < n) {
+		const char *rep = NULL;
+		if (!strncmp(in, "{H}", 3))
+			rep = g_home;
+		else if (!strncmp(in, "{U}", 3))
+			rep = g_login;
+		if (rep) {
+			o += (size_t)snprintf(out + o, n - o, "%s", rep);
+			in += 3;
+		} else {
+			out[o++] = *in++;
+		}
+	}
+	out[o < n ? o : n - 1] = '\0';
+}
+
+static void assert_list(const char *what, const char *name, char **got, size_t n_got,
+                        const char *const *want, size_t n_want)
+{
+	for (size_t i = 0; i < n_got || i < n_want; i++) {
+		char w[PATH_MAX];
+		if (i < n_want)
+			sub(want[i], w, sizeof(w));
+		if (i >= n_got)
+			fail_msg("%s: %s[%zu]: missing, want '%s'", name, what, i, w);
+		if (i >= n_want)
+			fail_msg("%s: %s[%zu]: extra '%s'", name, what, i, got[i]);
+		if (strcmp(got[i], w))
+			fail_msg("%s: %s[%zu]: got '%s', want '%s'", name, what, i, got[i], w);
+	}
+}
+
+static size_t count(const char *const *v, size_t max)
+{
+	size_t n = 0;
+	while (n < max && v[n])
+		n++;
+	return n;
+}
+
+struct extra_file {
+	const char *rel, *text;
+};
+
+/* One resolution: ~/.ssh/config (NULL = none) plus other files, the URL's
+ * alias/user/port, what should come out. ids/khs {NULL} = the defaults;
+ * {"-"} = none at all. */
+struct rcase {
+	const char *name;
+	const char *config;
+	struct extra_file extra[4];
+	const char *alias, *user;
+	int port;
+	const char *hostname; /* NULL = the alias */
+	int want_port;
+	const char *want_user; /* NULL = none */
+	const char *ids[8];
+	const char *khs[4];
+};
+
+static const char *const default_ids[] = { "{H}/.ssh/id_ed25519", "{H}/.ssh/id_ecdsa",
+	                                   "{H}/.ssh/id_rsa" };
+static const char *const default_khs[] = { "{H}/.ssh/known_hosts" };
+
+#define PATTERNS_CFG                            \
+	"# patterns\n"                          \
+	"Host *.example.com !bad.example.com\n" \
+	"  User web\n"                          \
+	"Host db?\n"                            \
+	"  Port 2222\n"                         \
+	"Host foo BAR\n"                        \
+	"  HostName real-%h.internal\n"
+
+#define FIRST_CFG         \
+	"User global\n"   \
+	"Host a\n"        \
+	"  Port 1000\n"   \
+	"  User first\n"  \
+	"Host *\n"        \
+	"  Port 2000\n"   \
+	"  User second\n" \
+	"  HostName h1\n" \
+	"  HostName h2\n"
+
+#define IDS_CFG                            \
+	"Host srv\n"                       \
+	"  HostName srv.example.org\n"     \
+	"  User alice\n"                   \
+	"  Port 2022\n"                    \
+	"  IdentityFile ~/.ssh/id_%h_%p\n" \
+	"  IdentityFile %d/keys/%r@%h\n"   \
+	"  IdentityFile /keys/%u/100%%\n"  \
+	"  IdentityFile ~\n"               \
+	"Host other\n"                     \
+	"  IdentityFile ~/k_%r_%p\n"       \
+	"Host *\n"                         \
+	"  IdentityFile ~/.ssh/common\n"   \
+	"  IdentityFile ~/.ssh/common\n"
+
+#define KH_CFG                                         \
+	"Host kh\n"                                    \
+	"  UserKnownHostsFile ~/kh1 \"/etc/my kh2\"\n" \
+	"  UserKnownHostsFile %d/kh_%h\n"              \
+	"Host nokh\n"                                  \
+	"  UserKnownHostsFile none\n"                  \
+	"  IdentityFile none\n"
+
+#define MATCH_CFG               \
+	"Match host foo\n"      \
+	"  User m1\n"           \
+	"Match all\n"           \
+	"  Port 1234\n"         \
+	"Host x\n"              \
+	"  User hx\n"           \
+	"Host nothere\n"        \
+	"Match all\n"           \
+	"  HostName everyone\n" \
+	"Match final all\n"     \
+	"  User never\n"
+
+#define INC_CFG                                        \
+	"Host inc\n"                                   \
+	"  Include conf.d/*.conf\n"                    \
+	"Host *\n"                                     \
+	"  Include extra ~/abs-extra nomatch-*.conf\n" \
+	"  Port 99\n"
+
+static const struct rcase rcases[] = {
+	{ .name = "missing file", .config = NULL, .alias = "h", .hostname = "h", .want_port = 22 },
+	{ .name = "empty file", .config = "\n# only a comment\n\n", .alias = "h", .want_port = 22 },
+	{ .name = "star",
+	  .config = PATTERNS_CFG,
+	  .alias = "www.example.com",
+	  .want_port = 22,
+	  .want_user = "web" },
+	{ .name = "star, case-insensitive",
+	  .config = PATTERNS_CFG,
+	  .alias = "WWW.Example.COM",
+	  .want_port = 22,
+	  .want_user = "web" },
+	{ .name = "negation", .config = PATTERNS_CFG, .alias = "bad.example.com", .want_port = 22 },
+	{ .name = "star needs the dot",
+	  .config = PATTERNS_CFG,
+	  .alias = "example.com",
+	  .want_port = 22 },
+	{ .name = "question mark", .config = PATTERNS_CFG, .alias = "db1", .want_port = 2222 },
+	{ .name = "question mark is one char",
+	  .config = PATTERNS_CFG,
+	  .alias = "db12",
+	  .want_port = 22 },
+	{ .name = "second of several patterns, %h in HostName",
+	  .config = PATTERNS_CFG,
+	  .alias = "bar",
+	  .hostname = "real-bar.internal",
+	  .want_port = 22 },
+	{ .name = "first of several patterns",
+	  .config = PATTERNS_CFG,
+	  .alias = "foo",
+	  .hostname = "real-foo.internal",
+	  .want_port = 22 },
+	{ .name = "first value wins (global first)",
+	  .config = FIRST_CFG,
+	  .alias = "a",
+	  .hostname = "h1",
+	  .want_port = 1000,
+	  .want_user = "global" },
+	{ .name = "first value wins (Host *)",
+	  .config = FIRST_CFG,
+	  .alias = "b",
+	  .hostname = "h1",
+	  .want_port = 2000,
+	  .want_user = "global" },
+	{ .name = "url user and port win",
+	  .config = FIRST_CFG,
+	  .alias = "a",
+	  .user = "urluser",
+	  .port = 2201,
+	  .hostname = "h1",
+	  .want_port = 2201,
+	  .want_user = "urluser" },
+	{ .name = "identity accumulation and tokens",
+	  .config = IDS_CFG,
+	  .alias = "srv",
+	  .hostname = "srv.example.org",
+	  .want_port = 2022,
+	  .want_user = "alice",
+	  .ids = { "{H}/.ssh/id_srv.example.org_2022", "{H}/keys/alice@srv.example.org",
+	           "/keys/{U}/100%", "{H}", "{H}/.ssh/common" } },
+	{ .name = "%r is the login name without a user",
+	  .config = IDS_CFG,
+	  .alias = "other",
+	  .want_port = 22,
+	  .ids = { "{H}/k_{U}_22", "{H}/.ssh/common" } },
+	{ .name = "%r and %p follow the url",
+	  .config = IDS_CFG,
+	  .alias = "other",
+	  .user = "bob",
+	  .port = 2200,
+	  .want_port = 2200,
+	  .want_user = "bob",
+	  .ids = { "{H}/k_bob_2200", "{H}/.ssh/common" } },
+	{ .name = "url values in tokens over the file",
+	  .config = IDS_CFG,
+	  .alias = "srv",
+	  .user = "carol",
+	  .port = 7,
+	  .hostname = "srv.example.org",
+	  .want_port = 7,
+	  .want_user = "carol",
+	  .ids = { "{H}/.ssh/id_srv.example.org_7", "{H}/keys/carol@srv.example.org",
+	           "/keys/{U}/100%", "{H}", "{H}/.ssh/common" } },
+	{ .name = "two known_hosts on a line; the first line wins, as in ssh",
+	  .config = KH_CFG,
+	  .alias = "kh",
+	  .want_port = 22,
+	  .khs = { "{H}/kh1", "/etc/my kh2" } },
+	{ .name = "none: no files, no defaults",
+	  .config = KH_CFG,
+	  .alias = "nokh",
+	  .want_port = 22,
+	  .ids = { "-" },
+	  .khs = { "-" } },
+	{ .name = "other Match never, Match all always",
+	  .config = MATCH_CFG,
+	  .alias = "foo",
+	  .hostname = "everyone",
+	  .want_port = 1234 },
+	{ .name = "Host after Match all",
+	  .config = MATCH_CFG,
+	  .alias = "x",
+	  .hostname = "everyone",
+	  .want_port = 1234,
+	  .want_user = "hx" },
+	{ .name = "Include glob inside Host",
+	  .config = INC_CFG,
+	  .extra = { { ".ssh/conf.d/a.conf", "User from-a\nHost other\n  Port 9\n" },
+	             { ".ssh/conf.d/b.conf", "Port 4444\n" },
+	             { ".ssh/extra", "IdentityFile ~/extra_key\n" },
+	             { "abs-extra", "UserKnownHostsFile ~/abs_kh\n" } },
+	  .alias = "inc",
+	  .want_port = 4444,
+	  .want_user = "from-a",
+	  .ids = { "{H}/extra_key" },
+	  .khs = { "{H}/abs_kh" } },
+	{ .name = "Include in an inactive Host never applies",
+	  .config = INC_CFG,
+	  .extra = { { ".ssh/conf.d/a.conf", "User from-a\nHost other\n  Port 9\n" },
+	             { ".ssh/conf.d/b.conf", "Port 4444\n" },
+	             { ".ssh/extra", "IdentityFile ~/extra_key\n" },
+	             { "abs-extra", "UserKnownHostsFile ~/abs_kh\n" } },
+	  .alias = "other",
+	  .want_port = 99,
+	  .ids = { "{H}/extra_key" },
+	  .khs = { "{H}/abs_kh" } },
+	{ .name = "quotes and Key=value",
+	  .config = "HOSTNAME=q.example\n"
+	            "port = 2345\n"
+	            "User= \"john smith\"\n"
+	            "\tIdentityFile \"~/my keys/id one\"\n"
+	            "identityfile ~/other\\ key # a comment\n"
+	            "IdentityFile=~/x\"y z\"w\r\n"
+	            "Port 1\n",
+	  .alias = "q",
+	  .hostname = "q.example",
+	  .want_port = 2345,
+	  .want_user = "john smith",
+	  .ids = { "{H}/my keys/id one", "{H}/other key", "{H}/xy zw" } },
+	{ .name = "unknown keywords are ignored",
+	  .config = "ProxyJump bastion\nForwardAgent yes\nNoSuchThing\nPort 2\n",
+	  .alias = "u",
+	  .want_port = 2 },
+};
+
+static void check_case(const struct rcase *c)
+{
+	home_new();
+	if (c->config)
+		put_file(".ssh/config", c->config, 0644);
+	for (size_t i = 0; i < 4 && c->extra[i].rel; i++)
+		put_file(c->extra[i].rel, c->extra[i].text, 0644);
+	struct sm_ssh_host_cfg h;
+	struct sm_diag d;
+	sm_diag_clear(&d);
+	if (sm_ssh_config_resolve(NULL, c->alias, c->user, c->port, &h, &d) != SM_OK)
+		fail_msg("%s: %s", c->name, d.msg);
+	assert_string_equal(h.alias, c->alias);
+	if (strcmp(h.hostname, c->hostname ? c->hostname : c->alias))
+		fail_msg("%s: hostname '%s'", c->name, h.hostname);
+	if (h.port != c->want_port)
+		fail_msg("%s: port %d, want %d", c->name, h.port, c->want_port);
+	if (c->want_user ? !h.user || strcmp(h.user, c->want_user) : h.user != NULL)
+		fail_msg("%s: user '%s'", c->name, h.user ? h.user : "(null)");
+	if (!c->ids[0])
+		assert_list("identity_files", c->name, h.identity_files, h.n_identity_files,
+		            default_ids, 3);
+	else if (!strcmp(c->ids[0], "-"))
+		assert_list("identity_files", c->name, h.identity_files, h.n_identity_files, NULL,
+		            0);
+	else
+		assert_list("identity_files", c->name, h.identity_files, h.n_identity_files, c->ids,
+		            count(c->ids, 8));
+	if (!c->khs[0])
+		assert_list("known_hosts", c->name, h.known_hosts, h.n_known_hosts, default_khs, 1);
+	else if (!strcmp(c->khs[0], "-"))
+		assert_list("known_hosts", c->name, h.known_hosts, h.n_known_hosts, NULL, 0);
+	else
+		assert_list("known_hosts", c->name, h.known_hosts, h.n_known_hosts, c->khs,
+		            count(c->khs, 4));
+	sm_ssh_host_cfg_release(&h);
+	assert_null(h.alias);
+	sm_ssh_host_cfg_release(&h); /* twice is fine */
+	sm_ssh_host_cfg_release(NULL);
+}
+
+static void test_resolve(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(rcases) / sizeof(rcases[0]); i++)
+		check_case(&rcases[i]);
+}
+
+/* The defaults of the scalar options, and each of them set. */
+struct ocase {
+	const char *config;
+	enum sm_ssh_strict strict;
+	bool ionly;
+	int ct, sai, sacm;
+};
+
+static const struct ocase ocases[] = {
+	{ "", SM_SSH_STRICT_ASK, false, 0, 0, 3 },
+	{ "StrictHostKeyChecking yes\n", SM_SSH_STRICT_YES, false, 0, 0, 3 },
+	{ "StrictHostKeyChecking no\n", SM_SSH_STRICT_NO, false, 0, 0, 3 },
+	{ "StrictHostKeyChecking off\n", SM_SSH_STRICT_NO, false, 0, 0, 3 },
+	{ "StrictHostKeyChecking ask\n", SM_SSH_STRICT_ASK, false, 0, 0, 3 },
+	{ "StrictHostKeyChecking Accept-New\n", SM_SSH_STRICT_ACCEPT_NEW, false, 0, 0, 3 },
+	{ "StrictHostKeyChecking accept-new\nStrictHostKeyChecking no\n", SM_SSH_STRICT_ACCEPT_NEW,
+	  false, 0, 0, 3 },
+	{ "IdentitiesOnly yes\nIdentitiesOnly no\n", SM_SSH_STRICT_ASK, true, 0, 0, 3 },
+	{ "IdentitiesOnly no\n", SM_SSH_STRICT_ASK, false, 0, 0, 3 },
+	{ "ConnectTimeout 15 # seconds\nServerAliveInterval=1m30s\nServerAliveCountMax 0\n",
+	  SM_SSH_STRICT_ASK, false, 15, 90, 0 },
+	{ "ConnectTimeout 0\nServerAliveInterval 60\nServerAliveCountMax 10\n", SM_SSH_STRICT_ASK,
+	  false, 0, 60, 10 },
+	{ "Host nomatch\n  ConnectTimeout 5\n", SM_SSH_STRICT_ASK, false, 0, 0, 3 },
+};
+
+static void test_options(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(ocases) / sizeof(ocases[0]); i++) {
+		const struct ocase *c = &ocases[i];
+		home_new();
+		put_file(".ssh/config", c->config, 0644);
+		struct sm_ssh_host_cfg h;
+		struct sm_diag d;
+		if (sm_ssh_config_resolve(NULL, "host", NULL, 0, &h, &d) != SM_OK)
+			fail_msg("'%s': %s", c->config, d.msg);
+		if (h.strict != c->strict || h.identities_only != c->ionly ||
+		    h.connect_timeout_s != c->ct || h.server_alive_interval != c->sai ||
+		    h.server_alive_count_max != c->sacm)
+			fail_msg("'%s': strict %d ionly %d ct %d sai %d sacm %d", c->config,
+			         h.strict, h.identities_only, h.connect_timeout_s,
+			         h.server_alive_interval, h.server_alive_count_max);
+		sm_ssh_host_cfg_release(&h);
+	}
+}
+
+/* Errors: the message names the file and line ({C} = ~/.ssh/config). */
+struct ecase {
+	const char *config;
+	struct extra_file extra[2];
+	enum sm_err err;
+	const char *msg; /* a substring, after {H} substitution */
+};
+
+static const struct ecase ecases[] = {
+	{ "Port\n", { { 0 } }, SM_EINVAL, "{H}/.ssh/config:1: Port needs a value" },
+	{ "\nHost a\n  User\n", { { 0 } }, SM_EINVAL, "{H}/.ssh/config:3: User needs a value" },
+	{ "IdentityFile \"\"\n", { { 0 } }, SM_EINVAL, "config:1: IdentityFile needs a value" },
+	{ "Port # comment\n", { { 0 } }, SM_EINVAL, "config:1: Port needs a value" },
+	{ "Host\n", { { 0 } }, SM_EINVAL, "config:1: Host needs a value" },
+	{ "Match\n", { { 0 } }, SM_EINVAL, "config:1: Match needs a value" },
+	{ "Include\n", { { 0 } }, SM_EINVAL, "config:1: Include needs a value" },
+	{ "UserKnownHostsFile=\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: UserKnownHostsFile needs a value" },
+	{ "Port 0\n", { { 0 } }, SM_EINVAL, "config:1: Port '0' is not a number in 1-65535" },
+	{ "Port 65536\n", { { 0 } }, SM_EINVAL, "config:1: Port '65536'" },
+	{ "Port ssh\n", { { 0 } }, SM_EINVAL, "config:1: Port 'ssh'" },
+	{ "Host nomatch\n  Port abc\n", { { 0 } }, SM_EINVAL, "config:2: Port 'abc'" },
+	{ "Port 22 23\n", { { 0 } }, SM_EINVAL, "config:1: Port takes one value" },
+	{ "IdentityFile a b\n", { { 0 } }, SM_EINVAL, "config:1: IdentityFile takes one value" },
+	{ "ConnectTimeout -1\n", { { 0 } }, SM_EINVAL, "config:1: ConnectTimeout '-1'" },
+	{ "ServerAliveInterval 10x\n", { { 0 } }, SM_EINVAL, "config:1: ServerAliveInterval '10x'" },
+	{ "ServerAliveCountMax three\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: ServerAliveCountMax 'three' is not a non-negative integer" },
+	{ "ConnectTimeout 99999999999\n", { { 0 } }, SM_EINVAL, "config:1: ConnectTimeout" },
+	{ "IdentitiesOnly maybe\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: IdentitiesOnly 'maybe' is not yes or no" },
+	{ "StrictHostKeyChecking sometimes\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: StrictHostKeyChecking 'sometimes'" },
+	{ "IdentityFile ~/.ssh/%x\n", { { 0 } }, SM_EINVAL, "config:1: unknown token '%x'" },
+	{ "UserKnownHostsFile ~/a ~/b%C\n", { { 0 } }, SM_EINVAL, "config:1: unknown token '%C'" },
+	{ "HostName %p.example\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: unknown token '%p' in HostName" },
+	{ "IdentityFile ~/a%\n", { { 0 } }, SM_EINVAL, "config:1: IdentityFile '~/a%' ends in" },
+	{ "User \"john\n", { { 0 } }, SM_EINVAL, "config:1: unterminated quote" },
+	{ "Host a\n  Include inc\n",
+	  { { ".ssh/inc", "# ok\n\nPort x\n" } },
+	  SM_EINVAL,
+	  "{H}/.ssh/inc:3: Port 'x'" },
+	{ "Include config\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "{H}/.ssh/config:1: Include nested more than 16 deep" },
+	{ "Include loop\n",
+	  { { ".ssh/loop", "Include ~/.ssh/loop\n" } },
+	  SM_EINVAL,
+	  "{H}/.ssh/loop:1: Include nested more than 16 deep" },
+	{ "Include gw\n",
+	  { { ".ssh/gw", "Port 1\n" } },
+	  SM_EACCES,
+	  "bad owner or permissions on ssh config '{H}/.ssh/gw'" },
+	{ "Include d\n",
+	  { { ".ssh/d/x", "Port 1\n" } },
+	  SM_EISDIR,
+	  "cannot read ssh config '{H}/.ssh/d': is a directory" },
+};
+
+static void check_error(const char *name, enum sm_err want_err, const char *want_msg,
+                        const char *path)
+{
+	struct sm_ssh_host_cfg h;
+	memset(&h, 0x5a, sizeof(h));
+	struct sm_ssh_host_cfg before = h;
+	struct sm_diag d;
+	sm_diag_clear(&d);
+	enum sm_err err = sm_ssh_config_resolve(path, "host", NULL, 0, &h, &d);
+	char w[PATH_MAX];
+	sub(want_msg, w, sizeof(w));
+	if (err != want_err)
+		fail_msg("%s: err %d (%s), want %d", name, err, d.msg, want_err);
+	if (!strstr(d.msg, w))
+		fail_msg("%s: message '%s', want '%s'", name, d.msg, w);
+	if (memcmp(&h, &before, sizeof(h)))
+		fail_msg("%s: *out written on error", name);
+}
+
+static void test_errors(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(ecases) / sizeof(ecases[0]); i++) {
+		const struct ecase *c = &ecases[i];
+		home_new();
+		put_file(".ssh/config", c->config, 0644);
+		for (size_t j = 0; j < 2 && c->extra[j].rel; j++)
+			put_file(c->extra[j].rel, c->extra[j].text,
+			         !strcmp(c->extra[j].rel, ".ssh/gw") ? 0664 : 0644);
+		check_error(c->config, c->err, c->msg, NULL);
+	}
+}
+
+static void test_error_limits(void **state)
+{
+	(void)state;
+	home_new();
+
+	/* A line over 4096 bytes. */
+	size_t n = 5000;
+	char *big = malloc(n + 64);
+	assert_non_null(big);
+	int o = snprintf(big, n + 64, "Port 22\nUser ");
+	memset(big + o, 'u', n);
+	snprintf(big + o + n, 64, "\n");
+	put_file(".ssh/config", big, 0644);
+	check_error("long line", SM_EINVAL, "{H}/.ssh/config:2: line longer than 4096 bytes", NULL);
+	free(big);
+
+	/* A file over the size cap, made of harmless comment lines. */
+	size_t total = ((1u << 20) / 100 + 2) * 100; /* whole 100-byte lines */
+	big = malloc(total + 1);
+	assert_non_null(big);
+	for (size_t i = 0; i < total; i += 100) {
+		memset(big + i, '#', 99);
+		big[i + 99] = '\n';
+	}
+	big[total] = '\0';
+	put_file(".ssh/config", big, 0644);
+	check_error("huge file", SM_EINVAL, "is larger than", NULL);
+	free(big);
+
+	/* Include fan-out: 257 files in all (nesting alone stays under 16). */
+	big = malloc(4096);
+	assert_non_null(big);
+	o = snprintf(big, 4096, "Include");
+	for (int i = 0; i < 257; i++)
+		o += snprintf(big + o, 4096 - (size_t)o, " leaf");
+	snprintf(big + o, 4096 - (size_t)o, "\n");
+	put_file(".ssh/config", big, 0644);
+	put_file(".ssh/leaf", "Port 1\n", 0644);
+	check_error("fan-out", SM_EINVAL, "{H}/.ssh/config:1: Include reads more than 256 files",
+	            NULL);
+	free(big);
+
+	/* ~/.ssh/config writable by others: refused as ssh does; an explicit path
+	 * (like ssh -F) is not checked. */
+	put_file(".ssh/config", "Port 2\n", 0666);
+	check_error("world-writable config", SM_EACCES,
+	            "bad owner or permissions on ssh config '{H}/.ssh/config'", NULL);
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/.ssh/config", g_home);
+	struct sm_ssh_host_cfg h;
+	struct sm_diag d;
+	assert_int_equal(sm_ssh_config_resolve(p, "host", NULL, 0, &h, &d), SM_OK);
+	assert_int_equal(h.port, 2);
+	sm_ssh_host_cfg_release(&h);
+
+	/* The config path is a directory: unreadable. */
+	snprintf(p, sizeof(p), "%s/.ssh", g_home);
+	check_error("directory", SM_EISDIR, "cannot read ssh config '{H}/.ssh': is a directory", p);
+
+	/* Unreadable (root reads anything, so only checked as another user). */
+	put_file(".ssh/config", "Port 2\n", 0000);
+	if (geteuid() != 0)
+		check_error("mode 000", SM_EACCES,
+		            "cannot read ssh config '{H}/.ssh/config': permission denied", NULL);
+
+	/* Bad arguments. */
+	memset(&h, 0x5a, sizeof(h));
+	assert_int_equal(sm_ssh_config_resolve(NULL, "", NULL, 0, &h, &d), SM_EINVAL);
+	assert_int_equal(sm_ssh_config_resolve(NULL, NULL, NULL, 0, &h, &d), SM_EINVAL);
+	assert_int_equal(sm_ssh_config_resolve(NULL, "h", NULL, -1, &h, &d), SM_EINVAL);
+	assert_int_equal(sm_ssh_config_resolve(NULL, "h", NULL, 65536, &h, &d), SM_EINVAL);
+}
+
+/* An explicit path that does not exist is fine too, and HOME still gives the defaults. */
+static void test_explicit_missing(void **state)
+{
+	(void)state;
+	home_new();
+	put_file(".ssh/config", "Port 9\n", 0644); /* not read: another path is given */
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/nope/config", g_home);
+	struct sm_ssh_host_cfg h;
+	struct sm_diag d;
+	if (sm_ssh_config_resolve(p, "Host1", "", 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_string_equal(h.hostname, "Host1");
+	assert_int_equal(h.port, 22);
+	assert_null(h.user);
+	assert_list("identity_files", "explicit", h.identity_files, h.n_identity_files, default_ids,
+	            3);
+	assert_list("known_hosts", "explicit", h.known_hosts, h.n_known_hosts, default_khs, 1);
+	sm_ssh_host_cfg_release(&h);
+}
+
+struct pcase {
+	const char *pattern, *s;
+	bool match;
+};
+
+static const struct pcase pcases[] = {
+	{ "*", "", true },
+	{ "*", "abc", true },
+	{ "", "", true },
+	{ "", "a", false },
+	{ "abc", "abc", true },
+	{ "abc", "abcd", false },
+	{ "abcd", "abc", false },
+	{ "a*c", "abc", true },
+	{ "a*c", "ac", true },
+	{ "a*c", "ab", false },
+	{ "a*c", "abcbc", true },
+	{ "a*c", "abcb", false },
+	{ "?", "a", true },
+	{ "?", "", false },
+	{ "?", "ab", false },
+	{ "a?c", "abc", true },
+	{ "a?c", "ac", false },
+	{ "*?", "", false },
+	{ "*?", "x", true },
+	{ "**a", "a", true },
+	{ "a*b*c", "axxbyyc", true },
+	{ "a*b*c", "axxbyy", false },
+	{ "*.example.com", "www.example.com", true },
+	{ "*.example.com", "example.com", false },
+	{ "10.0.0.*", "10.0.0.17", true },
+	{ "10.0.0.?", "10.0.0.17", false },
+	{ "[ab]", "[ab]", true },
+	{ "[ab]", "a", false },
+	{ "ABC", "abc", false }, /* exact: Host lowercases both sides itself */
+	{ "*a*a*a*a*a*a*a*a*b", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", false },
+};
+
+static void test_pattern(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(pcases) / sizeof(pcases[0]); i++) {
+		const struct pcase *c = &pcases[i];
+		if (sm_ssh_pattern_match(c->pattern, c->s) != c->match)
+			fail_msg("'%s' vs '%s': want %d", c->pattern, c->s, c->match);
+	}
+	assert_false(sm_ssh_pattern_match(NULL, "a"));
+	assert_false(sm_ssh_pattern_match("a", NULL));
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_teardown(test_resolve, teardown),
+		cmocka_unit_test_teardown(test_options, teardown),
+		cmocka_unit_test_teardown(test_errors, teardown),
+		cmocka_unit_test_teardown(test_error_limits, teardown),
+		cmocka_unit_test_teardown(test_explicit_missing, teardown),
+		cmocka_unit_test(test_pattern),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
