@@ -188,9 +188,18 @@ static const struct {
  */
 static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const char *host, int port)
 {
+	/* only names this libssh2 has: its method_pref() overlaps memcpy()s
+	 * when it strips unknown ones (1.10) */
+	const char **algs = NULL;
+	int na = libssh2_session_supported_algs(s, LIBSSH2_METHOD_HOSTKEY, &algs);
 	char known[256] = "", rest[256] = "";
 	size_t nk = sizeof(ssh_hostkey_algs) / sizeof(ssh_hostkey_algs[0]);
 	for (size_t i = 0; i < nk; i++) {
+		bool supported = false;
+		for (int j = 0; j < na && !supported; j++)
+			supported = strcmp(algs[j], ssh_hostkey_algs[i].name) == 0;
+		if (!supported)
+			continue;
 		struct libssh2_knownhost *found = NULL;
 		int r = libssh2_knownhost_checkp(kh, host, port, "x", 1,
 		                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
@@ -201,13 +210,13 @@ static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const c
 		size_t len = strlen(dst);
 		snprintf(dst + len, 256 - len, "%s%s", len ? "," : "", ssh_hostkey_algs[i].name);
 	}
+	if (na > 0)
+		libssh2_free(s, algs);
 	if (!known[0])
 		return;
-	char pref[512];
-	snprintf(pref, sizeof(pref), "%s,%s", known, rest);
-	/* names this libssh2 lacks make the call fail: then keep its default */
-	if (libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, pref) != 0)
-		libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, known);
+	char pref[520];
+	snprintf(pref, sizeof(pref), "%s%s%s", known, rest[0] ? "," : "", rest);
+	libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, pref);
 }
 
 static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh,

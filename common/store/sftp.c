@@ -600,7 +600,8 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sftp_frame *f
 		sftp_frame_release(f);
 		return err;
 	}
-	qsort(f->v, f->n, sizeof(*f->v), sftp_name_cmp);
+	if (f->n)
+		qsort(f->v, f->n, sizeof(*f->v), sftp_name_cmp);
 	return SM_OK;
 }
 

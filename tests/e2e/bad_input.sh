@@ -129,8 +129,7 @@ for args in "--worker h1,h2" "--manager-addr 127.0.0.1:1" \
 	sm $args "$S/" "$T/d8/"
 	expect_error 2 "$(ere "$opt"): not supported yet" "later-feature option '$args'"
 done
-for url in "sftp://host/path/" \
-	"host:/path/" "user@host:22:/path/" "dav://host/path/" "davs://host/path/"; do
+for url in "dav://host/path/" "davs://host/path/"; do
 	sm "$url" "$T/d8/"
 	expect_error 2 "not supported yet" "URL '$url' as SRC"
 	sm "$S/" "$url"

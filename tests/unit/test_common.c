@@ -139,9 +139,11 @@ static void test_urls(void **state)
 	assert_string_equal(u.scheme, "s3");
 	assert_string_equal(u.display, "s3://AK:****@b.example.com/p/");
 	sm_url_release(&u);
-	assert_int_equal(sm_url_parse("sftp://h/p/", &u, &d), SM_ENOTSUP);
+	assert_int_equal(sm_url_parse("dav://h/p/", &u, &d), SM_ENOTSUP);
 	assert_non_null(strstr(d.msg, "not supported yet"));
-	assert_int_equal(sm_url_parse("host:/p/", &u, &d), SM_ENOTSUP);
+	assert_int_equal(sm_url_parse("host:/p/", &u, &d), SM_OK);
+	assert_string_equal(u.scheme, "sftp");
+	sm_url_release(&u);
 	assert_int_equal(sm_url_parse("gopher://x/", &u, &d), SM_EINVAL);
 }
 
