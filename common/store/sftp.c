@@ -620,6 +620,15 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	struct sftp_frame *f = &cur->stack[cur->depth];
 	enum sm_err err = sftp_frame_load(cur, f, path, d);
+	if (err == SM_EAGAIN) {
+		/* the connection dropped: the frames above are in memory, so a new
+		 * connection picks up at this directory */
+		sftp_put_conn(cur->fs, cur->c);
+		cur->c = NULL;
+		err = sftp_get(cur->fs, &cur->c, d);
+		if (err == SM_OK)
+			err = sftp_frame_load(cur, f, path, d);
+	}
 	free(path);
 	if (err != SM_OK)
 		return err;

@@ -52,8 +52,8 @@ struct sm_store_cfg {
 	bool read_links;   /* fill sm_entry.link for symlinks */
 	bool must_exist;   /* the root must exist (SRC); else it is created on first write */
 	bool no_https;     /* S3/WebDAV: plain HTTP (--no-https) */
-	const char *storage_class; /* S3: x-amz-storage-class of new objects, or NULL */
-	struct sm_pool *pool;      /* the run's transfer pool (borrowed, outlives the
+	const char *storage_class;    /* S3: x-amz-storage-class of new objects, or NULL */
+	struct sm_pool *pool;         /* the run's transfer pool (borrowed, outlives the
 	                            * store), or NULL: large transfers in one piece */
 	const struct sm_ssh_ops *ssh; /* SFTP: the SSH layer (deploy/ssh.c), or NULL */
 };
