@@ -212,10 +212,12 @@ static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const c
 	}
 	if (na > 0)
 		libssh2_free(s, algs);
-	if (!known[0])
-		return;
+	/* with nothing known, OpenSSH's order (ed25519 first) rather than
+	 * libssh2's (ECDSA first): the key a user checks is the one ssh shows */
 	char pref[520];
-	snprintf(pref, sizeof(pref), "%s%s%s", known, rest[0] ? "," : "", rest);
+	snprintf(pref, sizeof(pref), "%s%s%s", known, known[0] && rest[0] ? "," : "", rest);
+	if (!pref[0])
+		return;
 	libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, pref);
 }
 
@@ -249,12 +251,23 @@ static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh,
 		                   "ssh: %s is not a known host (its %s key is %s); check the "
 		                   "fingerprint, then add it with: ssh-keyscan -p %d %s >> %s",
 		                   name, ssh_key_name(type), fp, hc->port, hc->hostname, file);
-	/* accept-new: remember it */
-	int add = libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0,
+	/* accept-new: remember it, appending one line as ssh does (never
+	 * rewriting the file: its comments and other entries stay as they are) */
+	struct libssh2_knownhost *node = NULL;
+	char line[8192];
+	size_t llen = 0;
+	int fd = -1;
+	bool ok = libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0,
 	                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
 	                                         LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_key_bit(type),
-	                                 NULL);
-	if (add != 0 || libssh2_knownhost_writefile(kh, file, LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+	                                 &node) == 0 &&
+	          libssh2_knownhost_writeline(kh, node, line, sizeof(line), &llen,
+	                                      LIBSSH2_KNOWNHOST_FILE_OPENSSH) == 0 &&
+	          (fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) >= 0 &&
+	          write(fd, line, llen) == (ssize_t)llen;
+	if (fd >= 0 && close(fd) != 0)
+		ok = false;
+	if (!ok)
 		sm_log(SM_LOG_WARN, "ssh: could not add %s to %s", name, file);
 	else
 		sm_log(SM_LOG_INFO, "ssh: added %s (%s %s) to %s", name, ssh_key_name(type), fp,

@@ -1023,18 +1023,19 @@ static enum sm_err sftp_write_all(struct sftp_conn *c, LIBSSH2_SFTP_HANDLE *h, c
 	return SM_OK;
 }
 
-static enum sm_err sftp_put_once(struct sftp_conn *c, const char *path, struct sm_reader *r,
-                                 const struct sm_put *p, char *buf, size_t cap, struct sm_diag *d)
+static enum sm_err sftp_put_once(struct sftp_conn *c, const char *path, char *tmp, size_t tmpn,
+                                 struct sm_reader *r, const struct sm_put *p, char *buf, size_t cap,
+                                 struct sm_diag *d)
 {
-	char dir[SFTP_NAME_MAX], tmp[SFTP_NAME_MAX * 2], tname[300];
+	char dir[SFTP_NAME_MAX], tname[300];
 	const char *base;
 	sftp_split(path, dir, sizeof(dir), &base);
 	bool inplace = p->flags & SM_PUT_INPLACE;
 	if (inplace) {
-		snprintf(tmp, sizeof(tmp), "%s", path);
+		snprintf(tmp, tmpn, "%s", path);
 	} else {
 		sm_store_tmp_name(base, tname, sizeof(tname));
-		snprintf(tmp, sizeof(tmp), "%s/%s", dir, tname);
+		snprintf(tmp, tmpn, "%s/%s", dir, tname);
 	}
 	long mode = (p->flags & SM_PUT_MODE) ? (long)(p->mode & 07777) : (long)(p->mode & 0755);
 	if (!mode)
@@ -1091,9 +1092,22 @@ static enum sm_err sftp_put(struct sm_store *st, const char *key, struct sm_read
 		sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
+	char tmp[SFTP_NAME_MAX * 2] = "";
 	err = sftp_get(fs, &c, d);
 	if (err == SM_OK)
-		err = sftp_put_once(c, path, r, p, buf, cap, d);
+		err = sftp_put_once(c, path, tmp, sizeof(tmp), r, p, buf, cap, d);
+	if (err != SM_OK && c && c->broken && tmp[0] && !(p->flags & SM_PUT_INPLACE)) {
+		/* the link dropped mid-write: remove the temp file over another
+		 * (an idle one may have dropped too) */
+		for (int attempt = 0; attempt < 3 && c && c->broken; attempt++) {
+			sftp_put_conn(fs, c);
+			c = NULL;
+			struct sm_diag ud;
+			if (sftp_get(fs, &c, &ud) == SM_OK &&
+			    libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp)) != 0)
+				sftp_err(c, "remove", tmp, &ud);
+		}
+	}
 	/* a failed attempt is retried by the caller, which opens the source again */
 	sftp_put_conn(fs, c);
 out:
