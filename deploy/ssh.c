@@ -366,6 +366,7 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 	char methods[256];
 	snprintf(methods, sizeof(methods), "%s", list ? list : "");
 	int agent_keys = 0;
+	const char *rsa_refused = NULL; /* an RSA identity the server turned down */
 	if (ssh_method_offered(methods, "publickey")) {
 		if (!hc->identities_only && ssh_auth_agent(s, user, &agent_keys))
 			return SM_OK;
@@ -383,12 +384,8 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 				       "ssh: cannot use identity %s: %s (a key with a "
 				       "passphrase needs ssh-agent)",
 				       key, ssh_errmsg(s, em, sizeof(em)));
-			else if (ssh_key_is_rsa(key))
-				sm_log(SM_LOG_WARN,
-				       "ssh: %s refused the RSA key %s: libssh2 %s signs RSA keys "
-				       "with SHA-1, which OpenSSH 8.8 and later refuse; use an "
-				       "ed25519 or ECDSA key (ssh-keygen -t ed25519)",
-				       c->name, key, LIBSSH2_VERSION);
+			else if (!rsa_refused && ssh_key_is_rsa(key))
+				rsa_refused = key;
 		}
 	}
 	bool pw_offered = ssh_method_offered(methods, "password");
@@ -407,6 +404,14 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 				return SM_OK;
 		}
 	}
+	if (rsa_refused)
+		return sm_diag_set(d, SM_EACCES, 0,
+		                   "ssh: %s: permission denied (%s): the RSA key %s was refused, "
+		                   "probably because libssh2 %s signs RSA keys with SHA-1, which "
+		                   "OpenSSH 8.8 and later refuse; use an ed25519 or ECDSA key "
+		                   "(ssh-keygen -t ed25519)",
+		                   c->name, methods[0] ? methods : "no method offered", rsa_refused,
+		                   LIBSSH2_VERSION);
 	return sm_diag_set(d, SM_EACCES, 0, "ssh: %s: permission denied (%s)", c->name,
 	                   methods[0] ? methods : "no method offered");
 }

@@ -128,9 +128,19 @@ while IFS= read -r line; do
 done <"$T/kh.before"
 cp "$T/kh.orig" "$KH"
 
-# 3. a refused identity
+# 3. a refused identity (and 3b, an RSA key refused for its SHA-1 signature)
 sm "$T/src/" "sm-test-wrong:$R/c3/"
 refused "wrong identity" "$R/c3" "permission denied (publickey)" "$SSH_TEST_USER@127.0.0.1:$SSHD_PORT"
+
+# 3b. an authorized RSA key that OpenSSH still refuses (libssh2 1.10 signs
+#     RSA with SHA-1): the message says why and what to use instead
+ssh-keygen -q -t rsa -b 2048 -N '' -f "$T/id_rsa"
+cat "$T/id_rsa.pub" >>"$SSHD_DIR/authorized_keys"
+printf '\nHost sm-rsa\n    HostName 127.0.0.1\n    Port %s\n    User %s\n    IdentityFile %s\n    IdentitiesOnly yes\n    UserKnownHostsFile %s\n' \
+	"$SSHD_PORT" "$SSH_TEST_USER" "$T/id_rsa" "$KH" >>"$CFG"
+sm "$T/src/" "sm-rsa:$R/c3r/"
+refused "RSA key" "$R/c3r" "permission denied (publickey)" "the RSA key $T/id_rsa was refused" \
+	"SHA-1" "ed25519"
 
 # 4. a closed port: fails fast
 closed=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
