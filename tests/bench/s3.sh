@@ -19,7 +19,9 @@
 #   Commands (URL = s3://AK:SK@127.0.0.1:PORT/BUCKET/bench/SET):
 #     syncmgr -q --no-https SRC/ URL/            syncmgr -q --no-https URL/ DST/
 #     rclone sync SRC rgw:BUCKET/bench/SET       rclone sync rgw:BUCKET/bench/SET DST
-#       with --config /dev/null --transfers 10 --checkers 16 -q, and the remote
+#       with --config W/rclone.conf (empty: rclone may save settings into its
+#       config by renaming a temp file over it, which must never be /dev/null)
+#       --transfers 10 --checkers 16 -q, and the remote
 #       from RCLONE_CONFIG_RGW_* (type s3, provider Ceph, region us-east-1);
 #       every other rclone setting is its default (1.60: single PUT up to
 #       200 MiB, then 5 MiB parts x4 per file; no-change compares size and
@@ -241,7 +243,8 @@ aws_() {
 }
 export RCLONE_CONFIG_RGW_TYPE=s3 RCLONE_CONFIG_RGW_PROVIDER=Ceph RCLONE_CONFIG_RGW_ENDPOINT=$S3_ENDPOINT \
 	RCLONE_CONFIG_RGW_ACCESS_KEY_ID=$ak RCLONE_CONFIG_RGW_SECRET_ACCESS_KEY=$sk RCLONE_CONFIG_RGW_REGION=us-east-1
-rclone_flags=(--config /dev/null --transfers 10 --checkers 16)
+: >"$W/rclone.conf"
+rclone_flags=(--config "$W/rclone.conf" --transfers 10 --checkers 16)
 
 notes=()
 note() { notes+=("$*"); log "$prog: NOTE: $*"; }
@@ -444,7 +447,7 @@ cat <<EOF
 
 \`tests/bench/s3.sh --scale $scale --runs $runs\` on $(date -u +%Y-%m-%d), $(uname -sr), $(nproc) CPUs, $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM, local side on $fstype.
 S3: $(radosgw --version 2>/dev/null | awk '{ print "radosgw", $3, $5 }') (one-machine cluster, memstore, \`tests/servers/radosgw.sh\`) on 127.0.0.1:$port, plain HTTP.
-$("$syncmgr" --version 2>&1 | head -n 1) (\`-q --no-https\`, default 10 threads), $(rclone version 2>/dev/null | head -n 1) (\`rclone sync --config /dev/null --transfers 10 --checkers 16 -q\`, remote type s3, provider Ceph; other settings default).
+$("$syncmgr" --version 2>&1 | head -n 1) (\`-q --no-https\`, default 10 threads), $(rclone version 2>/dev/null | head -n 1) (\`rclone sync --config EMPTY-FILE --transfers 10 --checkers 16 -q\`, remote type s3, provider Ceph; other settings default).
 Median of $runs run(s); each upload into an empty prefix of a new bucket, each download into an empty dir; local writes not flushed to disk in the timing.
 
 EOF
