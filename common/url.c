@@ -35,33 +35,34 @@ enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
 			        d, SM_ENOTSUP, 0, "'%.*s...': %s storage not supported yet",
 			        (int)strlen(later_schemes[i][0]), s, later_schemes[i][1]);
 	}
+	/* remote stores parse the rest themselves; here only what every
+	 * store has, and the display form with secrets masked */
+	char *display = NULL;
+	const char *scheme = NULL;
+	enum sm_err err = SM_OK;
 	if (sm_s3_scheme(s)) {
-		/* the S3 backend parses the rest; here only what every store has */
 		struct sm_s3_loc loc;
-		enum sm_err err = sm_s3_loc_parse(s, true, &loc, d);
-		if (err != SM_OK)
-			return err;
-		u.scheme = strdup("s3");
-		u.path = strdup(s);
-		u.display = strdup(loc.display);
-		sm_s3_loc_release(&loc);
-		if (!u.scheme || !u.path || !u.display) {
-			sm_url_release(&u);
-			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		scheme = "s3";
+		err = sm_s3_loc_parse(s, true, &loc, d);
+		if (err == SM_OK) {
+			display = sm_strdup(loc.display);
+			sm_s3_loc_release(&loc);
 		}
-		u.trailing = s[strlen(s) - 1] == '/';
-		*out = u;
-		return SM_OK;
-	}
-	if (sm_sftp_url(s)) {
+	} else if (sm_sftp_url(s)) {
 		struct sm_sftp_loc loc;
-		enum sm_err err = sm_sftp_loc_parse(s, &loc, d);
-		if (err != SM_OK)
-			return err;
-		u.scheme = strdup("sftp");
-		u.path = strdup(s);
-		u.display = strdup(loc.display);
-		sm_sftp_loc_release(&loc);
+		scheme = "sftp";
+		err = sm_sftp_loc_parse(s, &loc, d);
+		if (err == SM_OK) {
+			display = sm_strdup(loc.display);
+			sm_sftp_loc_release(&loc);
+		}
+	}
+	if (err != SM_OK)
+		return err;
+	if (scheme) {
+		u.scheme = sm_strdup(scheme);
+		u.path = sm_strdup(s);
+		u.display = display;
 		if (!u.scheme || !u.path || !u.display) {
 			sm_url_release(&u);
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");

@@ -368,6 +368,20 @@ static enum sm_err sftp_stat_path(struct sftp_conn *c, const char *path, bool fo
 	return SM_OK;
 }
 
+/* A symlink's target, malloc'd into *out. */
+static enum sm_err sftp_readlink(struct sftp_conn *c, const char *path, char **out,
+                                 struct sm_diag *d)
+{
+	char tb[SFTP_NAME_MAX];
+	int n = libssh2_sftp_symlink_ex(c->sftp, path, (unsigned)strlen(path), tb, sizeof(tb) - 1,
+	                                LIBSSH2_SFTP_READLINK);
+	if (n < 0)
+		return sftp_err(c, "readlink", path, d);
+	if (!(*out = sm_strndup(tb, (size_t)n)))
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	return SM_OK;
+}
+
 /* ---- open / close ---- */
 
 static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
@@ -477,7 +491,7 @@ struct sftp_frame {
 
 struct sftp_cursor {
 	struct sftp_store *fs;
-	struct sftp_conn *c;
+	struct sftp_conn *c; /* only while a directory is read */
 	struct sftp_frame *stack;
 	int depth;
 	int cap;
@@ -566,14 +580,9 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sftp_frame *f
 			}
 			a = t;
 		} else if (link && cur->fs->read_links) {
-			char tb[SFTP_NAME_MAX];
-			int tn = libssh2_sftp_symlink_ex(c->sftp, full, (unsigned)strlen(full), tb,
-			                                 sizeof(tb) - 1, LIBSSH2_SFTP_READLINK);
-			if (tn < 0) {
-				err = sftp_err(c, "readlink", full, d);
+			err = sftp_readlink(c, full, &target, d);
+			if (err != SM_OK)
 				break;
-			}
-			target = sm_strndup(tb, (size_t)tn);
 		}
 		if (f->n == cap) {
 			cap = cap ? cap * 2 : 64;
@@ -619,15 +628,18 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 	if (!path)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	struct sftp_frame *f = &cur->stack[cur->depth];
-	enum sm_err err = sftp_frame_load(cur, f, path, d);
-	if (err == SM_EAGAIN) {
-		/* the connection dropped: the frames above are in memory, so a new
-		 * connection picks up at this directory */
-		sftp_put_conn(cur->fs, cur->c);
-		cur->c = NULL;
+	/* A connection only while a directory is read: the frames live in
+	 * memory, so a walk does not hold one beside the thread's transfers,
+	 * and a dropped one is replaced at the directory being read. */
+	enum sm_err err = SM_OK;
+	for (int attempt = 0; attempt < 2; attempt++) {
 		err = sftp_get(cur->fs, &cur->c, d);
 		if (err == SM_OK)
 			err = sftp_frame_load(cur, f, path, d);
+		sftp_put_conn(cur->fs, cur->c);
+		cur->c = NULL;
+		if (err != SM_EAGAIN)
+			break;
 	}
 	free(path);
 	if (err != SM_OK)
@@ -700,36 +712,28 @@ static enum sm_err sftp_list_begin(struct sm_store *st, const struct sm_range *r
                                    struct sm_diag *d)
 {
 	struct sftp_store *fs = sftp_priv(st);
-	enum sm_err err = SM_ENOMEM;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		struct sftp_cursor *cur = calloc(1, sizeof(*cur));
-		if (!cur)
-			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		cur->fs = fs;
-		if ((r->last && !(cur->last = strdup(r->last))) ||
-		    sm_buf_append(&cur->key, "", 0)) {
-			sftp_list_end(cur);
-			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		}
-		err = sftp_get(fs, &cur->c, d);
-		if (err == SM_OK)
-			err = sftp_push(cur, d);
-		if (err == SM_ENOENT) {
-			cur->done = true; /* a DST root not made yet lists empty */
-			*out = cur;
-			return SM_OK;
-		}
-		if (err == SM_OK && r->after && *r->after)
-			err = sftp_seek(cur, r->after, d);
-		if (err == SM_OK) {
-			*out = cur;
-			return SM_OK;
-		}
+	struct sftp_cursor *cur = calloc(1, sizeof(*cur));
+	if (!cur)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	cur->fs = fs;
+	if ((r->last && !(cur->last = strdup(r->last))) || sm_buf_append(&cur->key, "", 0)) {
 		sftp_list_end(cur);
-		if (err != SM_EAGAIN)
-			break;
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
-	return err;
+	enum sm_err err = sftp_push(cur, d);
+	if (err == SM_ENOENT) {
+		cur->done = true; /* a DST root not made yet lists empty */
+		*out = cur;
+		return SM_OK;
+	}
+	if (err == SM_OK && r->after && *r->after)
+		err = sftp_seek(cur, r->after, d);
+	if (err != SM_OK) {
+		sftp_list_end(cur);
+		return err;
+	}
+	*out = cur;
+	return SM_OK;
 }
 
 static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct sm_diag *d)
@@ -796,16 +800,8 @@ static enum sm_err sftp_stat(struct sm_store *st, const char *key, struct sm_ent
 		struct sm_entry e = { 0 };
 		if (err == SM_OK) {
 			sftp_fill(&e, &a);
-			if (S_ISLNK(e.mode) && fs->read_links) {
-				char tb[SFTP_NAME_MAX];
-				int tn = libssh2_sftp_symlink_ex(
-				        c->sftp, path, (unsigned)strlen(path), tb, sizeof(tb) - 1,
-				        LIBSSH2_SFTP_READLINK);
-				if (tn < 0)
-					err = sftp_err(c, "readlink", path, d);
-				else if (!(e.link = sm_strndup(tb, (size_t)tn)))
-					err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-			}
+			if (S_ISLNK(e.mode) && fs->read_links)
+				err = sftp_readlink(c, path, &e.link, d);
 		}
 		sftp_put_conn(fs, c);
 		if (err == SM_OK)
@@ -1131,12 +1127,13 @@ static enum sm_err sftp_symlink_tmp(struct sftp_conn *c, const char *target, con
 	enum sm_err err = sftp_err(c, "symlink", tmp, d);
 	if (err == SM_EAGAIN)
 		return err;
-	char tb[SFTP_NAME_MAX];
-	int n = libssh2_sftp_symlink_ex(c->sftp, tmp, (unsigned)strlen(tmp), tb, sizeof(tb) - 1,
-	                                LIBSSH2_SFTP_READLINK);
-	if (n >= 0 && (size_t)n == strlen(target) && memcmp(tb, target, (size_t)n) == 0)
+	char *made = NULL;
+	enum sm_err rl = sftp_readlink(c, tmp, &made, d);
+	bool same = rl == SM_OK && strcmp(made, target) == 0;
+	free(made);
+	if (same)
 		return SM_OK;
-	if (n < 0 && sftp_err(c, "symlink", tmp, d) == SM_EAGAIN)
+	if (rl == SM_EAGAIN)
 		return SM_EAGAIN;
 	/* nothing there: the parent is missing, or the refusal was real */
 	LIBSSH2_SFTP_ATTRIBUTES a;
