@@ -27,6 +27,7 @@ struct sm_ssh_conn {
 	LIBSSH2_SESSION *s;
 	int fd;
 	char name[600]; /* user@host:port */
+	char *typed;    /* a password typed at the prompt, or NULL */
 };
 
 static pthread_once_t ssh_once = PTHREAD_ONCE_INIT;
@@ -192,6 +193,8 @@ static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const c
 	 * when it strips unknown ones (1.10) */
 	const char **algs = NULL;
 	int na = libssh2_session_supported_algs(s, LIBSSH2_METHOD_HOSTKEY, &algs);
+	char khname[600];
+	ssh_kh_name(host, port, khname, sizeof(khname));
 	char known[256] = "", rest[256] = "";
 	size_t nk = sizeof(ssh_hostkey_algs) / sizeof(ssh_hostkey_algs[0]);
 	for (size_t i = 0; i < nk; i++) {
@@ -201,7 +204,7 @@ static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const c
 		if (!supported)
 			continue;
 		struct libssh2_knownhost *found = NULL;
-		int r = libssh2_knownhost_checkp(kh, host, port, "x", 1,
+		int r = libssh2_knownhost_checkp(kh, khname, -1, "x", 1,
 		                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
 		                                         LIBSSH2_KNOWNHOST_KEYENC_RAW |
 		                                         ssh_hostkey_algs[i].bit,
@@ -232,8 +235,10 @@ static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh,
 	ssh_kh_name(hc->hostname, hc->port, name, sizeof(name));
 	if (!key)
 		return sm_diag_set(d, SM_EIO, 0, "ssh: %s sent no host key", name);
+	/* the exact "[host]:port" entry: libssh2 would fall back to a plain
+	 * "host" (port 22) entry, which is another server's key */
 	struct libssh2_knownhost *found = NULL;
-	int r = libssh2_knownhost_checkp(kh, hc->hostname, hc->port, key, len,
+	int r = libssh2_knownhost_checkp(kh, name, -1, key, len,
 	                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
 	                                         LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_key_bit(type),
 	                                 &found);
@@ -399,6 +404,8 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 		if (ssh_prompt(prompt, pw, sizeof(pw))) {
 			int rc = libssh2_userauth_password_ex(s, user, (unsigned)strlen(user), pw,
 			                                      (unsigned)strlen(pw), NULL);
+			if (rc == 0)
+				c->typed = strdup(pw); /* asked once per run, not per connection */
 			memset(pw, 0, sizeof(pw));
 			if (rc == 0)
 				return SM_OK;
@@ -428,6 +435,10 @@ static void ssh_close(struct sm_ssh_conn *c)
 	}
 	if (c->fd >= 0)
 		close(c->fd);
+	if (c->typed) {
+		memset(c->typed, 0, strlen(c->typed));
+		free(c->typed);
+	}
 	free(c);
 }
 
@@ -460,11 +471,20 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < hc.n_known_hosts; i++)
-		if (access(hc.known_hosts[i], R_OK) == 0 &&
+	for (size_t i = 0; i < hc.n_known_hosts; i++) {
+		if (access(hc.known_hosts[i], R_OK) != 0 ||
 		    libssh2_knownhost_readfile(kh, hc.known_hosts[i],
-		                               LIBSSH2_KNOWNHOST_FILE_OPENSSH) < 0)
-			sm_log(SM_LOG_WARN, "ssh: cannot read %s", hc.known_hosts[i]);
+		                               LIBSSH2_KNOWNHOST_FILE_OPENSSH) >= 0)
+			continue;
+		/* libssh2 stops at a line it cannot parse: the host's entry may be
+		 * among those not read, so an "unknown" host may be a changed one */
+		sm_log(SM_LOG_WARN,
+		       "ssh: could not read all of %s (a line libssh2 cannot parse); "
+		       "unknown hosts are refused",
+		       hc.known_hosts[i]);
+		if (hc.strict == SM_SSH_STRICT_ACCEPT_NEW || hc.strict == SM_SSH_STRICT_NO)
+			hc.strict = SM_SSH_STRICT_YES;
+	}
 	ssh_prefer_known(c->s, kh, hc.hostname, hc.port);
 	libssh2_session_set_blocking(c->s, 1);
 	libssh2_session_set_timeout(c->s, (long)ct * 1000);
@@ -506,9 +526,15 @@ static const char *ssh_name(struct sm_ssh_conn *c)
 	return c->name;
 }
 
+static const char *ssh_typed_password(struct sm_ssh_conn *c)
+{
+	return c->typed;
+}
+
 const struct sm_ssh_ops sm_ssh_ops = {
 	.connect = ssh_connect,
 	.session = ssh_session,
 	.name = ssh_name,
+	.typed_password = ssh_typed_password,
 	.close = ssh_close,
 };

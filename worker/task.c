@@ -188,7 +188,8 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 			__atomic_fetch_sub(live, now - start, __ATOMIC_RELAXED);
 	}
 	struct sm_entry gone = { 0 };
-	if (err == SM_ENOENT && sm_store_stat(tr->w->src, s->key, &gone, NULL) == SM_ENOENT) {
+	struct sm_diag gd;
+	if (err == SM_ENOENT && sm_store_stat(tr->w->src, s->key, &gone, &gd) == SM_ENOENT) {
 		LIVE_ADD(tr->live, lost, 1);
 		sm_log(SM_LOG_WARN, "'%s' disappeared from SRC before it was copied", s->key);
 		return;
@@ -246,9 +247,13 @@ static bool task_exact_mtimes(struct task_run *tr, const struct sm_entry **s,
 			task_failed(tr, &d);
 			return false;
 		}
+		if (err == SM_ENOENT && !src_side) {
+			*t = NULL; /* gone from DST meanwhile: copy it */
+			return true;
+		}
 		*x = **slot;
 		if (err == SM_OK)
-			x->mtime_ns = e.mtime_ns; /* gone meanwhile: the copy will tell */
+			x->mtime_ns = e.mtime_ns; /* gone from SRC meanwhile: the copy will tell */
 		x->mtime_bound = false;
 		*slot = x;
 		sm_entry_release(&e);

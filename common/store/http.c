@@ -123,6 +123,18 @@ static size_t http_read_cb(char *buf, size_t size, size_t nitems, void *arg)
 			return CURL_READFUNC_ABORT;
 		}
 		io->sent += got;
+		if (io->sent == r->reader_len) {
+			/* a source that grew would be sent cut short: refuse it */
+			char probe;
+			size_t more = 0;
+			io->rerr = sm_reader_read(r->reader, &probe, 1, &more, &io->rdiag);
+			if (io->rerr == SM_OK && more)
+				io->rerr = sm_diag_set(&io->rdiag, SM_ECHANGED, 0,
+				                       "the source grew past the %llu bytes listed",
+				                       (unsigned long long)r->reader_len);
+			if (io->rerr != SM_OK)
+				return CURL_READFUNC_ABORT;
+		}
 		if (io->sent == r->reader_len && r->reader_finish) {
 			/* the source must still be what was read before the body ends */
 			io->rerr = sm_reader_finish(r->reader, &io->rdiag);

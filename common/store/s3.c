@@ -129,6 +129,9 @@ static bool s3_retryable(enum sm_err e)
 static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_req *out,
                          const char *what, struct sm_diag *d)
 {
+	struct sm_diag own;
+	if (!d)
+		d = &own; /* callers may not want the message; the retry log does */
 	struct sm_buf uri = { 0 }, url = { 0 }, qs = { 0 }, auth = { 0 };
 	enum sm_err err = SM_ENOMEM;
 	if (sm_buf_appendz(&uri, s->bucket_uri) != SM_OK)
@@ -789,12 +792,13 @@ static void s3_part_run(struct sm_job *j)
 		              .payload_hash = s3_body_hash(pt->s) };
 	pc.query[pc.nq++] = (struct sm_kv){ "partNumber", num };
 	pc.query[pc.nq++] = (struct sm_kv){ "uploadId", pt->upload_id };
-	struct sm_http_req rep;
+	struct sm_http_req rep = { 0 };
 	pt->err = s3_do(pt->s, &pc, &rep, "write part", &pt->d);
 	if (pt->err == SM_OK && !rep.etag[0])
 		pt->err = sm_diag_set(&pt->d, SM_EIO, 0, "s3: no ETag for part %s of '%s'", num,
 		                      pt->full);
-	sm_strlcpy(pt->etag, rep.etag, sizeof(pt->etag));
+	if (pt->err == SM_OK)
+		sm_strlcpy(pt->etag, rep.etag, sizeof(pt->etag));
 }
 
 /* Wait for a part in flight; its ETag goes to etags[num - 1], and the first
@@ -876,6 +880,15 @@ static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const 
 	}
 	for (int i = 0; i < nwin; i++)
 		s3_part_collect(s, &parts[i], etags, &err, d);
+	if (err == SM_OK) {
+		/* a source that grew would be committed cut short */
+		char probe;
+		size_t more = 0;
+		err = sm_reader_read(r, &probe, 1, &more, d);
+		if (err == SM_OK && more)
+			err = sm_diag_set(d, SM_ECHANGED, 0,
+			                  "'%s' grew past the %" PRIu64 " bytes listed", key, size);
+	}
 	if (err != SM_OK)
 		goto fail;
 	if (p->flags & SM_PUT_CHECK) {
@@ -905,6 +918,20 @@ static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const 
 	err = s3_do(s, &fin, &rep, "complete upload", d);
 	if (err == SM_OK)
 		err = s3_body_error(&body, "completing", key, d); /* a 200 may carry an <Error> */
+	if (err == SM_ENOENT) {
+		/* NoSuchUpload on a retry: the attempt that timed out may have
+		 * completed it; the object of the right size and parts says so */
+		struct s3_call head = { .method = "HEAD", .key = full };
+		struct sm_diag hd;
+		char suffix[32];
+		snprintf(suffix, sizeof(suffix), "-%" PRIu64 "\"", nparts);
+		if (s3_do(s, &head, &rep, "stat", &hd) == SM_OK && rep.content_length == size &&
+		    strlen(rep.etag) > strlen(suffix) &&
+		    strcmp(rep.etag + strlen(rep.etag) - strlen(suffix), suffix) == 0) {
+			sm_buf_release(&body);
+			goto out;
+		}
+	}
 	sm_buf_release(&body);
 	if (err != SM_OK)
 		goto fail;
@@ -933,7 +960,7 @@ static enum sm_err s3_put(struct sm_store *st, const char *key, struct sm_reader
 		err = s3_put_multipart(s, full, key, r, size, p, d);
 		goto out;
 	}
-	if (s->loc.https && size != UINT64_MAX) {
+	if (s->loc.https && size != UINT64_MAX && size > 0) {
 		/* one unsigned PUT streamed from the reader; a failed attempt is
 		 * retried by the caller, which opens the source again */
 		char mt[48];

@@ -13,8 +13,9 @@
  * flight. A put writes a temporary name in the target directory and renames
  * it into place; SFTP version 3 refuses to rename over an existing file and
  * libssh2 1.10 cannot send posix-rename@openssh.com, so an existing target
- * is removed first (a reader may briefly miss the key, but never sees half
- * of it).
+ * is renamed aside first and removed after (a reader may briefly miss the
+ * key, but never sees half of it, and a failed rename puts the old one
+ * back).
  */
 #include "sftp.h"
 
@@ -62,22 +63,41 @@ static char *sftp_decode(const char *s, size_t n)
 	return v;
 }
 
+/* Does `p` (up to `end`) start with a host followed by ':' ("[v6]:" too)? */
+static bool sftp_host_colon(const char *p, const char *end)
+{
+	if (*p == '[') {
+		const char *e = memchr(p, ']', (size_t)(end - p));
+		return e && e + 1 < end && e[1] == ':';
+	}
+	const char *colon = memchr(p, ':', (size_t)(end - p));
+	return colon && colon != p;
+}
+
+/*
+ * The '@' ending the user part of an scp-style location, or NULL: the last
+ * '@' before the first '/' that is followed by "host:". So "srv:a@b/" is
+ * host srv, path a@b/ (rsync's reading), and "u:p@host:/x" has a password.
+ */
+static const char *sftp_scp_at(const char *s)
+{
+	const char *end = s + strcspn(s, "/");
+	for (const char *q = end; q > s; q--)
+		if (q[-1] == '@' && sftp_host_colon(q, end))
+			return q - 1;
+	return NULL;
+}
+
 bool sm_sftp_url(const char *s)
 {
 	if (strncmp(s, "sftp://", 7) == 0)
 		return true;
 	if (strstr(s, "://"))
 		return false;
-	/* rsync's rule: a ':' before the first '/' (after "user@", "[v6]" too) */
-	const char *slash = strchr(s, '/');
-	const char *at = strchr(s, '@');
-	const char *p = at && (!slash || at < slash) ? at + 1 : s;
-	if (*p == '[') {
-		const char *e = strchr(p, ']');
-		return e && e[1] == ':';
-	}
-	const char *colon = strchr(p, ':');
-	return colon && colon != p && (!slash || colon < slash);
+	/* rsync's rule: a host and ':' before the first '/' */
+	const char *at = sftp_scp_at(s);
+	const char *p = at ? at + 1 : s;
+	return sftp_host_colon(p, s + strcspn(s, "/"));
 }
 
 enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_diag *d)
@@ -85,12 +105,15 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 	struct sm_sftp_loc l = { 0 };
 	bool url = strncmp(s, "sftp://", 7) == 0;
 	const char *p = url ? s + 7 : s;
-	/* userinfo: up to the last '@' before the host part */
-	const char *end = url ? p + strcspn(p, "/") : p + strcspn(p, "/");
+	/* userinfo: a URL's up to the last '@' of its authority */
 	const char *at = NULL;
-	for (const char *q = p; q < end; q++)
-		if (*q == '@')
-			at = q;
+	if (url) {
+		for (const char *q = p; *q && *q != '/'; q++)
+			if (*q == '@')
+				at = q;
+	} else {
+		at = sftp_scp_at(p);
+	}
 	enum sm_err err = SM_EINVAL;
 	if (at) {
 		const char *colon = memchr(p, ':', (size_t)(at - p));
@@ -106,11 +129,12 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 		}
 		p = at + 1;
 	}
+	const char *shown = p; /* messages quote from here: never the password */
 	const char *h = p, *hend;
 	if (*p == '[') {
 		hend = strchr(p, ']');
 		if (!hend) {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': unclosed '[' in the host", s);
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': unclosed '[' in the host", shown);
 			goto fail;
 		}
 		h = p + 1;
@@ -119,19 +143,21 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 		hend = p + strcspn(p, url ? ":/" : ":");
 		p = hend;
 	}
-	if (hend == h) {
-		sm_diag_set(d, SM_EINVAL, 0, "'%s': no host", l.password ? "(url)" : s);
+	if (hend == h || memchr(h, '@', (size_t)(hend - h))) {
+		sm_diag_set(d, SM_EINVAL, 0, "'%s': no host", shown);
 		goto fail;
 	}
-	l.host = sm_strndup(h, (size_t)(hend - h));
+	if (!(l.host = sm_strndup(h, (size_t)(hend - h))))
+		goto nomem;
 	/* optional :port (the scp form: host:port:/path) */
 	const char *rest = p;
 	if (*p == ':') {
 		const char *q = p + 1;
 		size_t nd = strspn(q, "0123456789");
-		bool has_port = url ? nd > 0 : (nd > 0 && q[nd] == ':');
+		/* scp form: only host:port:/path, so host:2024:notes is a path */
+		bool has_port = url ? nd > 0 : (nd > 0 && q[nd] == ':' && q[nd + 1] == '/');
 		if (url && !has_port && *q != '/' && *q) {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': bad port", s);
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': bad port", shown);
 			goto fail;
 		}
 		if (has_port) {
@@ -148,13 +174,13 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 	}
 	if (url) {
 		if (*rest && *rest != '/') {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': the path must start with '/'", s);
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': the path must start with '/'", shown);
 			goto fail;
 		}
 		l.path = sm_strdup(*rest ? rest : "/");
 	} else {
 		if (*rest != ':') {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': want host:/path", s);
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': want host:/path", shown);
 			goto fail;
 		}
 		l.path = sm_strdup(rest + 1);
@@ -237,7 +263,12 @@ static enum sm_err sftp_get(struct sftp_store *fs, struct sftp_conn **out, struc
 	pthread_mutex_unlock(&fs->mu);
 	if (c) {
 		int next = 0;
-		libssh2_keepalive_send(c->s, &next); /* an idle link may have gone stale */
+		if (libssh2_keepalive_send(c->s, &next) != 0) {
+			/* gone while idle: a new one instead */
+			c->broken = true;
+			sftp_conn_close(fs, c);
+			return sftp_get(fs, out, d);
+		}
 		*out = c;
 		return SM_OK;
 	}
@@ -415,9 +446,11 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 		err = sm_diag_set(d, SM_ENOTDIR, 0, "'%s' is not a directory", u->display);
 	else if (err == SM_ENOENT && !cfg->must_exist)
 		err = SM_OK; /* created on first write */
-	else if (err != SM_OK)
-		err = sm_diag_set(d, err, 0, "'%s': %s", u->display,
-		                  err == SM_ENOENT ? "no such directory" : d->msg);
+	else if (err == SM_ENOENT)
+		err = sm_diag_set(d, err, 0, "'%s': no such directory", u->display);
+	/* other failures: the message names the remote path already */
+	if (err == SM_OK && !fs->loc.password)
+		fs->loc.password = sm_strdup(fs->ssh->typed_password(c->ssh));
 	sftp_put_conn(fs, c);
 	return err;
 }
@@ -980,7 +1013,8 @@ static LIBSSH2_SFTP_HANDLE *sftp_create(struct sftp_conn *c, const char *path, c
 	return h;
 }
 
-/* Rename tmp over path (see the top of the file for why not atomically). */
+/* Rename tmp over path (see the top of the file for why not atomically):
+ * an existing target is renamed aside, replaced, then removed. */
 static enum sm_err sftp_rename_over(struct sftp_conn *c, const char *tmp, const char *path,
                                     struct sm_diag *d)
 {
@@ -998,11 +1032,25 @@ static enum sm_err sftp_rename_over(struct sftp_conn *c, const char *tmp, const 
 		return err; /* not in the way: the rename failed for its own reason */
 	if (S_ISDIR(a.permissions))
 		return sm_diag_set(d, SM_EISDIR, 0, "sftp: '%s' is a directory", path);
-	if (libssh2_sftp_unlink_ex(c->sftp, path, (unsigned)strlen(path)) != 0)
+	/* move the old one aside first, so a failure can put it back */
+	char dir[SFTP_NAME_MAX], aname[300], aside[SFTP_NAME_MAX * 2];
+	const char *base;
+	sftp_split(path, dir, sizeof(dir), &base);
+	sm_store_tmp_name(base, aname, sizeof(aname));
+	snprintf(aside, sizeof(aside), "%s/%s", dir, aname);
+	if (libssh2_sftp_rename_ex(c->sftp, path, (unsigned)strlen(path), aside,
+	                           (unsigned)strlen(aside), fl) != 0)
 		return sftp_err(c, "replace", path, d);
 	if (libssh2_sftp_rename_ex(c->sftp, tmp, (unsigned)strlen(tmp), path,
-	                           (unsigned)strlen(path), fl) != 0)
-		return sftp_err(c, "rename", path, d);
+	                           (unsigned)strlen(path), fl) != 0) {
+		err = sftp_err(c, "rename", path, d);
+		if (!c->broken)
+			libssh2_sftp_rename_ex(c->sftp, aside, (unsigned)strlen(aside), path,
+			                       (unsigned)strlen(path), fl);
+		return err;
+	}
+	if (libssh2_sftp_unlink_ex(c->sftp, aside, (unsigned)strlen(aside)) != 0)
+		sm_log(SM_LOG_INFO, "sftp: could not remove '%s' (listings skip it)", aside);
 	return SM_OK;
 }
 

@@ -29,6 +29,10 @@ struct sm_ssh_ops {
 	LIBSSH2_SESSION *(*session)(struct sm_ssh_conn *c);
 	/* "user@host:port" for messages. */
 	const char *(*name)(struct sm_ssh_conn *c);
+	/* The password typed at the terminal for this connection, or NULL:
+	 * the caller reuses it for its later connections instead of asking
+	 * again (borrowed until close). */
+	const char *(*typed_password)(struct sm_ssh_conn *c);
 	void (*close)(struct sm_ssh_conn *c); /* accepts NULL */
 };
 

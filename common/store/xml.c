@@ -309,12 +309,15 @@ struct delete_ctx {
 	char *key;
 	bool in_error;
 	bool stopped;
+	bool root; /* a <DeleteResult> came */
 };
 
 static bool delete_cb(void *arg, const char *path, bool start, const char *text, size_t len)
 {
 	(void)len;
 	struct delete_ctx *dc = arg;
+	if (start && strcmp(path, "DeleteResult") == 0)
+		dc->root = true;
 	if (strcmp(path, "DeleteResult/Error") == 0) {
 		if (start) {
 			dc->in_error = true;
@@ -357,6 +360,8 @@ enum sm_err sm_s3_parse_delete(const void *body, size_t len, sm_s3_delete_fn fn,
 	free(dc.key);
 	if (dc.stopped)
 		err = sm_diag_set(d, SM_EIO, 0, "a DeleteObjects reply names a key not asked for");
+	else if (err == SM_OK && !dc.root)
+		err = sm_diag_set(d, SM_EIO, 0, "a DeleteObjects reply without <DeleteResult>");
 	return err;
 }
 

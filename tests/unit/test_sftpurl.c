@@ -33,6 +33,10 @@ static void test_sftp_forms(void **state)
 		  "sftp://me:****@host/data" },
 		{ "sftp://host", NULL, NULL, "host", 0, "/", "sftp://host/" },
 		{ "host:/a@b/c", NULL, NULL, "host", 0, "/a@b/c", "host:/a@b/c" },
+		/* an '@' after the host's ':' belongs to the path (rsync's reading) */
+		{ "srv:backups@2024/", NULL, NULL, "srv", 0, "backups@2024/", "srv:backups@2024/" },
+		{ "bob@srv:bk@2024/x", "bob", NULL, "srv", 0, "bk@2024/x", "bob@srv:bk@2024/x" },
+		{ "host:2024:notes", NULL, NULL, "host", 0, "2024:notes", "host:2024:notes" },
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct sm_sftp_loc l;
@@ -59,14 +63,17 @@ static void test_sftp_forms(void **state)
 	for (size_t i = 0; i < sizeof(not_sftp) / sizeof(not_sftp[0]); i++)
 		if (sm_sftp_url(not_sftp[i]))
 			fail_msg("'%s' taken for SFTP", not_sftp[i]);
-	static const char *bad[] = { "me@:/x", "[::1:/x", "sftp://host:x/y", "host:99999:/x",
-		                     "me:%zz@host:/x" };
+	static const char *bad[] = {
+		"me@:/x",        "[::1:/x",        "sftp://host:x/y",
+		"host:99999:/x", "me:%zz@host:/x", "sftp://me:s3cret@host:x/y"
+	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct sm_sftp_loc l;
 		struct sm_diag d;
 		if (sm_sftp_loc_parse(bad[i], &l, &d) == SM_OK)
 			fail_msg("'%s' parsed", bad[i]);
 		assert_non_null(strchr(d.msg, '\''));
+		assert_null(strstr(d.msg, "s3cret")); /* never the password */
 	}
 }
 

@@ -169,6 +169,9 @@ static void test_delete_result(void **state)
 	assert_int_not_equal(sm_s3_parse_delete(reply, strlen(reply), del_cb, &ds, &d), SM_OK);
 	const char broken[] = "<DeleteResult><Error><Key>x</Key>";
 	assert_int_not_equal(sm_s3_parse_delete(broken, strlen(broken), del_cb, &ds, &d), SM_OK);
+	/* a 200 that is not a DeleteResult (a proxy's page, an <Error>) deleted nothing */
+	const char other[] = "<Error><Code>InternalError</Code></Error>";
+	assert_int_not_equal(sm_s3_parse_delete(other, strlen(other), del_cb, &ds, &d), SM_OK);
 }
 
 static void test_xml_escape(void **state)
