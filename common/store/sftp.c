@@ -520,6 +520,7 @@ struct sftp_frame {
 	size_t n;
 	size_t pos;
 	size_t prefix_len; /* bytes of the cursor's key naming this directory */
+	char *real;        /* its real path, once a followed link needed it */
 };
 
 struct sftp_cursor {
@@ -568,7 +569,55 @@ static void sftp_frame_release(struct sftp_frame *f)
 		free(f->v[i].link);
 	}
 	free(f->v);
+	free(f->real);
 	memset(f, 0, sizeof(*f));
+}
+
+static enum sm_err sftp_realpath(struct sftp_conn *c, const char *path, char **out,
+                                 struct sm_diag *d)
+{
+	char rb[SFTP_NAME_MAX];
+	int n = libssh2_sftp_symlink_ex(c->sftp, path, (unsigned)strlen(path), rb, sizeof(rb) - 1,
+	                                LIBSSH2_SFTP_REALPATH);
+	if (n < 0)
+		return sftp_err(c, "resolve", path, d);
+	if (!(*out = sm_strndup(rb, (size_t)n)))
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	return SM_OK;
+}
+
+/*
+ * Following symlinks can loop: refuse a link to a directory that is being
+ * listed already (the one being read, `path`, or one above it), as the file
+ * backend does. Real paths are asked for only when such a link turns up.
+ */
+static enum sm_err sftp_check_loop(struct sftp_cursor *cur, struct sftp_conn *c,
+                                   struct sftp_frame *f, const char *path, const char *link,
+                                   const char *name, struct sm_diag *d)
+{
+	char *target = NULL;
+	enum sm_err err = sftp_realpath(c, link, &target, d);
+	if (err == SM_OK && !f->real)
+		err = sftp_realpath(c, path, &f->real, d);
+	bool loop = err == SM_OK && strcmp(target, f->real) == 0;
+	for (int i = 0; err == SM_OK && !loop && i < cur->depth; i++) {
+		struct sftp_frame *up = &cur->stack[i];
+		if (!up->real) {
+			char *k = sm_strndup(cur->key.p, up->prefix_len);
+			char *p = k ? sftp_path(cur->fs, k) : NULL;
+			err = p ? sftp_realpath(c, p, &up->real, d)
+			        : sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			free(p);
+			free(k);
+		}
+		loop = err == SM_OK && strcmp(target, up->real) == 0;
+	}
+	free(target);
+	if (err == SM_OK && loop)
+		err = sm_diag_set(d, SM_EINVAL, ELOOP,
+		                  "symlink loop at '%s%s/': directory already being listed",
+		                  cur->key.p, name);
+	return err;
 }
 
 /* Read and sort the directory at `path` into f. */
@@ -612,6 +661,11 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sftp_frame *f
 				break;
 			}
 			a = t;
+			if ((t.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && S_ISDIR(t.permissions)) {
+				err = sftp_check_loop(cur, c, f, path, full, name, d);
+				if (err != SM_OK)
+					break;
+			}
 		} else if (link && cur->fs->read_links) {
 			err = sftp_readlink(c, full, &target, d);
 			if (err != SM_OK)

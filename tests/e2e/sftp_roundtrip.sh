@@ -10,7 +10,8 @@
 #    default identity ~/.ssh/id_ed25519 and ~/.ssh/known_hosts) work;
 #  - the server's session process SIGKILLed mid-transfer (many files, a large
 #    file up and down, -p 2): the run reconnects, exits 0, the tree is
-#    complete and no temporary file is left behind.
+#    complete and no temporary file is left behind;
+#  - a symlink loop on an SFTP SRC (followed, without --links) is refused.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init sftp_roundtrip
@@ -204,6 +205,19 @@ kill_run "400 files down" "$T/manyk" 200000 "sm-test:$R/many/" "$T/manyk/"
 expect_rc 0 "400 files down with sessions killed"
 expect_same_tree --no-dirs --mtime "$T/many" "$T/manyk" "400 files down with sessions killed"
 expect_no_temp_files "$T/manyk" "400 files down with sessions killed"
+
+# 6. following symlinks (no --links) on an SFTP SRC refuses a loop, as the
+#    file backend does, instead of listing the same directory 40 deep
+mkdir -p "$R/loop/d"
+echo x >"$R/loop/d/f"
+ln -s . "$R/loop/d/self"
+ln -s .. "$R/loop/d/up"
+sm "sm-test:$R/loop/" "$T/loopdown/"
+expect_rc 1 "a symlink loop on an SFTP SRC"
+grep -q "symlink loop at 'd/self/'" "$T/sm.err" || grep -q "symlink loop at 'd/up/'" "$T/sm.err" ||
+	fail "a symlink loop on an SFTP SRC: no loop message: $(head -3 "$T/sm.err")"
+[ "$(find "$T/loopdown" -type f 2>/dev/null | wc -l)" -le 2 ] ||
+	fail "a symlink loop on an SFTP SRC: the loop was followed"
 
 if ((${#DEFERRED[@]})); then
 	# shellcheck disable=SC2034 # read by fail
