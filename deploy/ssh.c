@@ -38,10 +38,15 @@ static void ssh_global_init(void)
 	ssh_init_rc = libssh2_init(0);
 }
 
-static const char *ssh_login_name(void)
+/* The login name into buf (connects run on many threads: getpwuid_r). */
+static const char *ssh_login_name(char *buf, size_t n)
 {
-	struct passwd *pw = getpwuid(geteuid());
-	return pw && pw->pw_name ? pw->pw_name : "root";
+	struct passwd pw, *res = NULL;
+	char tmp[4096];
+	if (getpwuid_r(geteuid(), &pw, tmp, sizeof(tmp), &res) != 0 || !res || !pw.pw_name)
+		return "root";
+	snprintf(buf, n, "%s", pw.pw_name);
+	return buf;
 }
 
 /* libssh2's last error text, lowercase first letter like our messages. */
@@ -368,6 +373,12 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 	char *list = libssh2_userauth_list(s, user, (unsigned)strlen(user));
 	if (!list && libssh2_userauth_authenticated(s))
 		return SM_OK; /* "none" was enough */
+	if (!list && libssh2_session_last_errno(s) != LIBSSH2_ERROR_NONE &&
+	    libssh2_session_last_errno(s) != LIBSSH2_ERROR_EAGAIN) {
+		char em[256]; /* the link failed: not a refusal */
+		return sm_diag_set(d, SM_EAGAIN, 0, "ssh: %s: %s", c->name,
+		                   ssh_errmsg(s, em, sizeof(em)));
+	}
 	char methods[256];
 	snprintf(methods, sizeof(methods), "%s", list ? list : "");
 	int agent_keys = 0;
@@ -459,7 +470,8 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 		goto out;
 	}
 	c->fd = -1;
-	const char *user = hc.user ? hc.user : ssh_login_name();
+	char login[256];
+	const char *user = hc.user ? hc.user : ssh_login_name(login, sizeof(login));
 	snprintf(c->name, sizeof(c->name), "%s@%s:%d", user, hc.hostname, hc.port);
 	int ct = hc.connect_timeout_s > 0 ? hc.connect_timeout_s : SSH_CONNECT_TIMEOUT_S;
 	err = ssh_tcp(hc.hostname, hc.port, ct, &c->fd, d);

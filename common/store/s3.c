@@ -561,11 +561,17 @@ static enum sm_err s3r_first(struct s3_reader *r, uint64_t off, uint64_t size_hi
 			                  r->key, rep.content_length);
 	} else {
 		err = s3_get_range(r, off, S3_CHUNK, &p->buf, &rep, d);
-		if (err == SM_EIO && rep.status == 416 && off == 0) {
-			r->end = 0; /* an empty object has no first byte */
+		if (err == SM_EIO && rep.status == 416 &&
+		    (off == 0 || (rep.has_range_total && off >= rep.range_total))) {
+			r->end = r->next = off; /* nothing from `off` on (empty, or its end) */
 			p->buf.len = 0;
 			return SM_OK;
 		}
+		if (err == SM_OK && off > 0 && rep.status != 206)
+			return sm_diag_set(d, SM_EIO, 0,
+			                   "s3: '%s': the server ignored the Range of a read from "
+			                   "byte %" PRIu64,
+			                   r->key, off);
 	}
 	if (err != SM_OK)
 		return err;

@@ -348,6 +348,9 @@ static enum sm_err sftp_err(struct sftp_conn *c, const char *what, const char *p
 	char *msg = NULL;
 	libssh2_session_last_error(c->s, &msg, NULL, 0);
 	c->broken = true;
+	/* what is still said on it (closing handles, the channel) must not wait
+	 * the whole I/O timeout on a link that went silent */
+	libssh2_session_set_timeout(c->s, 2000);
 	return sm_diag_set(d, SM_EAGAIN, e, "sftp: %s '%s': connection failed: %s", what, path,
 	                   msg && *msg ? msg : "unknown error");
 }
@@ -1016,6 +1019,8 @@ static void sftp_put_attrs(const struct sm_put *p, LIBSSH2_SFTP_ATTRIBUTES *a)
 		int64_t s = p->mtime_ns / 1000000000;
 		if (p->mtime_ns < 0 && p->mtime_ns % 1000000000)
 			s--;
+		/* SFTP v3 times are unsigned 32-bit seconds */
+		s = s < 0 ? 0 : s > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : s;
 		a->mtime = a->atime = (unsigned long)s;
 	}
 	if (p->flags & SM_PUT_MODE) {
