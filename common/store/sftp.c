@@ -402,18 +402,31 @@ static enum sm_err sftp_stat_path(struct sftp_conn *c, const char *path, bool fo
 	return SM_OK;
 }
 
-/* A symlink's target, malloc'd into *out. */
-static enum sm_err sftp_readlink(struct sftp_conn *c, const char *path, char **out,
-                                 struct sm_diag *d)
+/* A symlink's target (LIBSSH2_SFTP_READLINK) or a real path
+ * (LIBSSH2_SFTP_REALPATH), malloc'd into *out. */
+static enum sm_err sftp_resolve(struct sftp_conn *c, const char *path, int how, char **out,
+                                struct sm_diag *d)
 {
 	char tb[SFTP_NAME_MAX];
 	int n = libssh2_sftp_symlink_ex(c->sftp, path, (unsigned)strlen(path), tb, sizeof(tb) - 1,
-	                                LIBSSH2_SFTP_READLINK);
+	                                how);
 	if (n < 0)
-		return sftp_err(c, "readlink", path, d);
+		return sftp_err(c, how == LIBSSH2_SFTP_READLINK ? "readlink" : "resolve", path, d);
 	if (!(*out = sm_strndup(tb, (size_t)n)))
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	return SM_OK;
+}
+
+static enum sm_err sftp_readlink(struct sftp_conn *c, const char *path, char **out,
+                                 struct sm_diag *d)
+{
+	return sftp_resolve(c, path, LIBSSH2_SFTP_READLINK, out, d);
+}
+
+static enum sm_err sftp_realpath(struct sftp_conn *c, const char *path, char **out,
+                                 struct sm_diag *d)
+{
+	return sftp_resolve(c, path, LIBSSH2_SFTP_REALPATH, out, d);
 }
 
 /* ---- open / close ---- */
@@ -574,19 +587,6 @@ static void sftp_frame_release(struct sftp_frame *f)
 	free(f->v);
 	free(f->real);
 	memset(f, 0, sizeof(*f));
-}
-
-static enum sm_err sftp_realpath(struct sftp_conn *c, const char *path, char **out,
-                                 struct sm_diag *d)
-{
-	char rb[SFTP_NAME_MAX];
-	int n = libssh2_sftp_symlink_ex(c->sftp, path, (unsigned)strlen(path), rb, sizeof(rb) - 1,
-	                                LIBSSH2_SFTP_REALPATH);
-	if (n < 0)
-		return sftp_err(c, "resolve", path, d);
-	if (!(*out = sm_strndup(rb, (size_t)n)))
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	return SM_OK;
 }
 
 /*
