@@ -1113,6 +1113,22 @@ static enum sm_err sftp_rename_over(struct sftp_conn *c, const char *tmp, const 
 	return SM_OK;
 }
 
+/*
+ * OpenSSH's server reports a full disk as a plain failure: ask the file
+ * system (statvfs@openssh.com) so a full DST stops the run with one message
+ * instead of failing every key. Returns err unless the disk is full.
+ */
+static enum sm_err sftp_full(struct sftp_conn *c, const char *dir, const char *path,
+                             enum sm_err err, struct sm_diag *d)
+{
+	LIBSSH2_SFTP_STATVFS st;
+	if (c->broken || libssh2_sftp_statvfs(c->sftp, dir, strlen(dir), &st) != 0)
+		return err;
+	if (st.f_bavail * st.f_frsize >= (1u << 20) && st.f_favail > 0)
+		return err;
+	return sm_diag_set(d, SM_ENOSPC, 0, "sftp: write '%s': no space left on the server", path);
+}
+
 static enum sm_err sftp_write_all(struct sftp_conn *c, LIBSSH2_SFTP_HANDLE *h, const char *buf,
                                   size_t n, const char *path, struct sm_diag *d)
 {
@@ -1171,8 +1187,9 @@ static enum sm_err sftp_put_once(struct sftp_conn *c, const char *path, char *tm
 	if (err == SM_OK && a.flags && libssh2_sftp_fstat_ex(h, &a, 1) != 0)
 		err = sftp_err(c, "set attributes of", path, d);
 	if (libssh2_sftp_close_handle(h) != 0 && err == SM_OK)
-		err = sftp_err(c, "write", path,
-		               d); /* the server's close can report a late error */
+		err = sftp_err(c, "write", path, d); /* a late error from the server */
+	if (err == SM_EIO)
+		err = sftp_full(c, dir, path, err, d);
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
 	if (err == SM_OK && !inplace)

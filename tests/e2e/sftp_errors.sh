@@ -17,7 +17,8 @@
 #  - a server that offers password authentication, no usable key, stdin not a
 #    terminal (also with a controlling terminal, via script(1)): fails at
 #    once, never prompts;
-#  - a missing remote SRC directory (and a SRC that is a file): names the path.
+#  - a missing remote SRC directory (and a SRC that is a file): names the path;
+#  - a full server disk stops the run with one message (not one per key).
 # (TEST-NET addresses are not used for the timeout: this machine sits on
 # 192.0.2.0/24, whose gateway refuses, and its network accepts TCP
 # connections to other outside addresses.)
@@ -238,6 +239,22 @@ refused "missing remote SRC" "$T/c7" "$R/no-such-dir"
 echo file >"$R/a-file"
 sm "sm-test:$R/a-file/" "$T/c7b/"
 refused "remote SRC is a file" "$T/c7b" "$R/a-file"
+
+# 7b. a full server disk (a 2 MiB tmpfs): the run stops with one message
+#     instead of failing every key, and leaves no temporary file
+FULL=$T/fullfs
+mkdir -p "$FULL"
+mount -t tmpfs -o size=2m tmpfs "$FULL" || fail "cannot mount a small tmpfs for the full-disk case (needs root)"
+on_exit "umount '$FULL' 2>/dev/null"
+mkdir -p "$T/fsrc"
+for i in $(seq 1 20); do head -c 300000 /dev/urandom >"$T/fsrc/f$i"; done
+sm -p 1 "$T/fsrc/" "sm-test:$FULL/d/"
+expect_rc 1 "a full server disk"
+grep -q "no space left on the server" "$T/sm.err" || fail "a full server disk: $(head -3 "$T/sm.err")"
+grep -q "is out of space" "$T/sm.err" || fail "a full server disk: the run did not stop: $(head -3 "$T/sm.err")"
+[ "$(field failed)" = 1 ] || fail "a full server disk: $(field failed) keys failed, not 1 (the run should stop)"
+[ -z "$(find "$FULL" -name '.~sm*')" ] || fail "a full server disk: temporary files left: $(find "$FULL" -name '.~sm*')"
+umount "$FULL"
 
 # 8. a changed host key: refused, also with accept-new and with
 #    StrictHostKeyChecking no; known_hosts is not touched
