@@ -870,39 +870,6 @@ static void sftp_list_skip(void *p)
 	cur->pushed = false;
 }
 
-/* ---- stat ---- */
-
-static enum sm_err sftp_stat(struct sm_store *st, const char *key, struct sm_entry *out,
-                             struct sm_diag *d)
-{
-	struct sftp_store *fs = sftp_priv(st);
-	char *path = sftp_path(fs, key);
-	if (!path)
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	enum sm_err err = SM_OK;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		struct sftp_conn *c = NULL;
-		err = sftp_get(fs, &c, d);
-		if (err != SM_OK)
-			break;
-		LIBSSH2_SFTP_ATTRIBUTES a;
-		err = sftp_stat_path(c, path, fs->follow, &a, d);
-		struct sm_entry e = { 0 };
-		if (err == SM_OK) {
-			sftp_fill(&e, &a);
-			if (S_ISLNK(e.mode) && fs->read_links)
-				err = sftp_readlink(c, path, &e.link, d);
-		}
-		sftp_put_conn(fs, c);
-		if (err == SM_OK)
-			*out = e;
-		if (err != SM_EAGAIN)
-			break;
-	}
-	free(path);
-	return err;
-}
-
 /* ---- reading ---- */
 
 struct sftp_reader {
@@ -1271,16 +1238,29 @@ static enum sm_err sftp_symlink_tmp(struct sftp_conn *c, const char *target, con
 	                   tmp);
 }
 
-/* Run one path operation with a retry on a fresh connection after a drop. */
-enum sftp_op { SFTP_DEL, SFTP_MKDIR, SFTP_SYMLINK, SFTP_SETATTR };
+/* Path operations (stat, delete, mkdir, symlink, setattr), each retried
+ * once on a fresh connection after a drop. */
+enum sftp_op { SFTP_STAT, SFTP_DEL, SFTP_MKDIR, SFTP_SYMLINK, SFTP_SETATTR };
 
 static enum sm_err sftp_op_once(struct sftp_store *fs, struct sftp_conn *c, enum sftp_op op,
                                 const char *key, const char *path, const char *target,
-                                const struct sm_put *p, struct sm_diag *d)
+                                const struct sm_put *p, struct sm_entry *out, struct sm_diag *d)
 {
 	LIBSSH2_SFTP_ATTRIBUTES a;
 	enum sm_err err;
 	switch (op) {
+	case SFTP_STAT: {
+		err = sftp_stat_path(c, path, fs->follow, &a, d);
+		struct sm_entry e = { 0 };
+		if (err == SM_OK) {
+			sftp_fill(&e, &a);
+			if (S_ISLNK(e.mode) && fs->read_links)
+				err = sftp_readlink(c, path, &e.link, d);
+		}
+		if (err == SM_OK)
+			*out = e;
+		return err;
+	}
 	case SFTP_DEL:
 		if (sm_key_is_dir(key)) {
 			if (libssh2_sftp_rmdir_ex(c->sftp, path, (unsigned)strlen(path)) == 0)
@@ -1339,12 +1319,12 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sftp_conn *c, enum
 			return sftp_err(c, "set attributes of", path, d);
 		return SM_OK;
 	}
-	(void)fs;
 	return SM_OK;
 }
 
 static enum sm_err sftp_op(struct sm_store *st, enum sftp_op op, const char *key,
-                           const char *target, const struct sm_put *p, struct sm_diag *d)
+                           const char *target, const struct sm_put *p, struct sm_entry *out,
+                           struct sm_diag *d)
 {
 	struct sftp_store *fs = sftp_priv(st);
 	char *path = sftp_path(fs, key);
@@ -1356,7 +1336,7 @@ static enum sm_err sftp_op(struct sm_store *st, enum sftp_op op, const char *key
 		err = sftp_get(fs, &c, d);
 		if (err != SM_OK)
 			break;
-		err = sftp_op_once(fs, c, op, key, path, target, p, d);
+		err = sftp_op_once(fs, c, op, key, path, target, p, out, d);
 		sftp_put_conn(fs, c);
 		if (err != SM_EAGAIN)
 			break;
@@ -1365,27 +1345,33 @@ static enum sm_err sftp_op(struct sm_store *st, enum sftp_op op, const char *key
 	return err;
 }
 
+static enum sm_err sftp_stat(struct sm_store *st, const char *key, struct sm_entry *out,
+                             struct sm_diag *d)
+{
+	return sftp_op(st, SFTP_STAT, key, NULL, NULL, out, d);
+}
+
 static enum sm_err sftp_del(struct sm_store *st, const char *key, struct sm_diag *d)
 {
-	return sftp_op(st, SFTP_DEL, key, NULL, NULL, d);
+	return sftp_op(st, SFTP_DEL, key, NULL, NULL, NULL, d);
 }
 
 static enum sm_err sftp_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
                               struct sm_diag *d)
 {
-	return sftp_op(st, SFTP_MKDIR, key, NULL, p, d);
+	return sftp_op(st, SFTP_MKDIR, key, NULL, p, NULL, d);
 }
 
 static enum sm_err sftp_symlink(struct sm_store *st, const char *key, const char *target,
                                 const struct sm_put *p, struct sm_diag *d)
 {
-	return sftp_op(st, SFTP_SYMLINK, key, target, p, d);
+	return sftp_op(st, SFTP_SYMLINK, key, target, p, NULL, d);
 }
 
 static enum sm_err sftp_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
                                 struct sm_diag *d)
 {
-	return sftp_op(st, SFTP_SETATTR, key, NULL, p, d);
+	return sftp_op(st, SFTP_SETATTR, key, NULL, p, NULL, d);
 }
 
 const struct sm_store_ops sm_sftp_ops = {

@@ -3,6 +3,48 @@
 # sourcing this: W (scratch dir), results (results file), runs, prog,
 # label[TOOL], log and note, and tool_cmd filling the array `cmd`.
 
+# bench_options ARGS...: the options every benchmark takes, into scale,
+# runs, workparent, syncmgr and (where the script has a server, marked by
+# setting `port` before the call) port; checks them and makes syncmgr an
+# absolute path: the given one, else the checkout's build, else PATH's.
+bench_options() {
+	local has_port=${port+yes}
+	while [ $# -gt 0 ]; do
+		case $1 in
+		--scale) [ $# -ge 2 ] || die "--scale needs a value"; scale=$2; shift 2 ;;
+		--scale=*) scale=${1#*=}; shift ;;
+		--runs) [ $# -ge 2 ] || die "--runs needs a value"; runs=$2; shift 2 ;;
+		--runs=*) runs=${1#*=}; shift ;;
+		--workdir) [ $# -ge 2 ] || die "--workdir needs a value"; workparent=$2; shift 2 ;;
+		--workdir=*) workparent=${1#*=}; shift ;;
+		--syncmgr) [ $# -ge 2 ] || die "--syncmgr needs a value"; syncmgr=$2; shift 2 ;;
+		--syncmgr=*) syncmgr=${1#*=}; shift ;;
+		--port) [ -n "$has_port" ] || { usage >&2; die "unknown argument: $1"; }
+			[ $# -ge 2 ] || die "--port needs a value"; port=$2; shift 2 ;;
+		--port=*) [ -n "$has_port" ] || { usage >&2; die "unknown argument: $1"; }
+			port=${1#*=}; shift ;;
+		-h|--help) usage; exit 0 ;;
+		*) usage >&2; die "unknown argument: $1" ;;
+		esac
+	done
+	awk -v s="$scale" 'BEGIN { exit !(s ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/ && s + 0 > 0) }' ||
+		die "--scale must be a positive number, not '$scale'"
+	[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$runs'"
+	if [ -n "$has_port" ] && { ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1024 ] || [ "$port" -gt 65535 ]; }; then
+		die "--port must be a port number in 1024-65535, not '$port'"
+	fi
+	if [ -z "$syncmgr" ]; then
+		syncmgr=syncmgr
+		[ -x "$repo/build/manager/syncmgr" ] && syncmgr=$repo/build/manager/syncmgr
+	fi
+	if [[ $syncmgr != */* ]]; then
+		syncmgr=$(command -v -- "$syncmgr") ||
+			die "syncmgr not found (use --syncmgr PATH or SYNCMGR=...)"
+	fi
+	[ -x "$syncmgr" ] || die "syncmgr '$syncmgr' is not executable"
+	syncmgr=$(cd "$(dirname "$syncmgr")" && pwd)/$(basename "$syncmgr")
+}
+
 # File list of a local tree: "f SIZE PATH" for files, "TYPE PATH" for the rest.
 listing() { (cd "$1" && find . \( -type f -printf 'f %s %P\n' \) -o -printf '%y %P\n' | sort); }
 

@@ -41,7 +41,8 @@
 #   --runs N      rounds; the median is reported (default 3)
 #   --workdir DIR parent of the scratch dir (default /var/tmp); the script works in
 #                 a fresh mktemp -d below it and removes that dir on exit
-#   --syncmgr P   syncmgr binary (default: $SYNCMGR, else `syncmgr` on PATH)
+#   --syncmgr P   syncmgr binary (default: $SYNCMGR, else build/manager/syncmgr of
+#                 this checkout, else `syncmgr` on PATH)
 # Needs: bash, /usr/bin/python3, /usr/bin/time (Debian package `time`), cp,
 # rsync, rclone, diff, find; about 3x the data size free (~8 GB at scale 1)
 # and ~3.7M free inodes.
@@ -50,44 +51,23 @@ set -euo pipefail
 export LC_ALL=C
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+repo=$(cd "$here/../.." && pwd)
 prog=${0##*/}
 
 scale=1
 runs=3
 workparent=/var/tmp
-syncmgr=${SYNCMGR:-syncmgr}
+syncmgr=${SYNCMGR:-}
 
 usage() { sed -n 's/^# \{0,1\}//; /^Usage:/,/^Needs:/p' "$0" | sed '$d'; }
 die() { echo "$prog: $*" >&2; exit 2; }
 log() { echo "$*" >&2; }
 
-while [ $# -gt 0 ]; do
-	case $1 in
-	--scale) [ $# -ge 2 ] || die "--scale needs a value"; scale=$2; shift 2 ;;
-	--scale=*) scale=${1#*=}; shift ;;
-	--runs) [ $# -ge 2 ] || die "--runs needs a value"; runs=$2; shift 2 ;;
-	--runs=*) runs=${1#*=}; shift ;;
-	--workdir) [ $# -ge 2 ] || die "--workdir needs a value"; workparent=$2; shift 2 ;;
-	--workdir=*) workparent=${1#*=}; shift ;;
-	--syncmgr) [ $# -ge 2 ] || die "--syncmgr needs a value"; syncmgr=$2; shift 2 ;;
-	--syncmgr=*) syncmgr=${1#*=}; shift ;;
-	-h|--help) usage; exit 0 ;;
-	*) usage >&2; die "unknown argument: $1" ;;
-	esac
-done
-
-awk -v s="$scale" 'BEGIN { exit !(s ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/ && s + 0 > 0) }' ||
-	die "--scale must be a positive number, not '$scale'"
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$runs'"
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
+bench_options "$@"
 
 # ---- tools ------------------------------------------------------------------
-if [[ $syncmgr != */* ]]; then
-	syncmgr_path=$(command -v -- "$syncmgr") ||
-		die "syncmgr not found on PATH (use --syncmgr PATH or SYNCMGR=...)"
-	syncmgr=$syncmgr_path
-fi
-[ -x "$syncmgr" ] || die "syncmgr '$syncmgr' is not executable"
-syncmgr=$(cd "$(dirname "$syncmgr")" && pwd)/$(basename "$syncmgr")
 [ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time)"
 [ -x /usr/bin/python3 ] || die "/usr/bin/python3 missing"
 for t in cp rsync rclone diff find sync; do
@@ -166,8 +146,6 @@ results=$W/results
 : >"$results"
 notes=()
 note() { notes+=("$*"); log "$prog: NOTE: $*"; }
-# shellcheck source=tests/bench/lib.sh
-. "$here/lib.sh"
 
 tool_cmd() { # TOOL SRC DST -> sets array cmd
 	case $1 in

@@ -122,45 +122,11 @@ log() { echo "$*" >&2; }
 notes=()
 note() { notes+=("$*"); log "$prog: NOTE: $*"; }
 
-while [ $# -gt 0 ]; do
-	case $1 in
-	--scale) [ $# -ge 2 ] || die "--scale needs a value"; scale=$2; shift 2 ;;
-	--scale=*) scale=${1#*=}; shift ;;
-	--runs) [ $# -ge 2 ] || die "--runs needs a value"; runs=$2; shift 2 ;;
-	--runs=*) runs=${1#*=}; shift ;;
-	--workdir) [ $# -ge 2 ] || die "--workdir needs a value"; workparent=$2; shift 2 ;;
-	--workdir=*) workparent=${1#*=}; shift ;;
-	--syncmgr) [ $# -ge 2 ] || die "--syncmgr needs a value"; syncmgr=$2; shift 2 ;;
-	--syncmgr=*) syncmgr=${1#*=}; shift ;;
-	--port) [ $# -ge 2 ] || die "--port needs a value"; port=$2; shift 2 ;;
-	--port=*) port=${1#*=}; shift ;;
-	-h|--help) usage; exit 0 ;;
-	*) usage >&2; die "unknown argument: $1" ;;
-	esac
-done
-
-awk -v s="$scale" 'BEGIN { exit !(s ~ /^([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?$/ && s + 0 > 0) }' ||
-	die "--scale must be a positive number, not '$scale'"
-[[ $runs =~ ^[1-9][0-9]*$ ]] || die "--runs must be a positive integer, not '$runs'"
-if ! [[ $port =~ ^[0-9]+$ ]] || [ "$port" -lt 1024 ] || [ "$port" -gt 65535 ]; then
-	die "--port must be a port number in 1024-65535, not '$port'"
-fi
+# shellcheck source=tests/bench/lib.sh
+. "$here/lib.sh"
+bench_options "$@"
 
 # ---- tools ------------------------------------------------------------------
-if [ -z "$syncmgr" ]; then
-	if [ -x "$repo/build/manager/syncmgr" ]; then
-		syncmgr=$repo/build/manager/syncmgr
-	else
-		syncmgr=syncmgr
-	fi
-fi
-if [[ $syncmgr != */* ]]; then
-	syncmgr_path=$(command -v -- "$syncmgr") ||
-		die "syncmgr not found (use --syncmgr PATH or SYNCMGR=...)"
-	syncmgr=$syncmgr_path
-fi
-[ -x "$syncmgr" ] || die "syncmgr '$syncmgr' is not executable"
-syncmgr=$(cd "$(dirname "$syncmgr")" && pwd)/$(basename "$syncmgr")
 [ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time)"
 [ -x /usr/bin/python3 ] || die "/usr/bin/python3 missing"
 [ -x "$sshd_sh" ] || die "$sshd_sh missing"
@@ -351,8 +317,6 @@ else
 	note "server CPU: no child subreaper (prctl PR_SET_CHILD_SUBREAPER failed, or the listener is not the reaper's child): only the listener's tree is counted; session processes sshd does not wait for (internal-sftp children that outlive their connection's sshd) are missing from the server CPU"
 fi
 
-# shellcheck source=tests/bench/lib.sh
-. "$here/lib.sh"
 
 # rclone's remote, from the environment.  NOT --config /dev/null: rclone
 # 1.60's sftp backend saves the remote shell type it detects into the config
