@@ -30,6 +30,7 @@ struct sm_ssh_conn {
 	int fd;
 	char name[600]; /* user@host:port */
 	char *typed;    /* a password typed at the prompt, or NULL */
+	long io_ms;     /* the I/O timeout */
 };
 
 static pthread_once_t ssh_once = PTHREAD_ONCE_INIT;
@@ -523,6 +524,7 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 	                                                    (hc.server_alive_count_max + 1)
 	                                          : SSH_IO_TIMEOUT_MS;
 	libssh2_session_set_timeout(c->s, io_ms);
+	c->io_ms = io_ms;
 	*out = c;
 	c = NULL;
 out:
@@ -538,6 +540,16 @@ static LIBSSH2_SESSION *ssh_session(struct sm_ssh_conn *c)
 	return c->s;
 }
 
+static int ssh_fd(struct sm_ssh_conn *c)
+{
+	return c->fd;
+}
+
+static long ssh_io_timeout_ms(struct sm_ssh_conn *c)
+{
+	return c->io_ms;
+}
+
 static const char *ssh_name(struct sm_ssh_conn *c)
 {
 	return c->name;
@@ -551,6 +563,8 @@ static const char *ssh_typed_password(struct sm_ssh_conn *c)
 const struct sm_ssh_ops sm_ssh_ops = {
 	.connect = ssh_connect,
 	.session = ssh_session,
+	.fd = ssh_fd,
+	.io_timeout_ms = ssh_io_timeout_ms,
 	.name = ssh_name,
 	.typed_password = ssh_typed_password,
 	.close = ssh_close,

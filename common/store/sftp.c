@@ -1,28 +1,27 @@
 /*
- * SFTP backend (libssh2), over the SSH connections of the run's SSH layer
- * (cfg->ssh: deploy/ssh.c).
+ * SFTP backend, over the SSH connections of the run's SSH layer
+ * (cfg->ssh: deploy/ssh.c) and the pipelining client engine (sftpc.c).
  *
- * The store keeps its connections open for the run: an operation takes an
- * idle one (or opens one more) and gives it back; a connection that fails
- * below SFTP (reset, timeout, the server's session process gone) is dropped
- * and the operation retried once on a new one. Listing walks the remote tree
- * depth-first, each directory's names sorted with '/' appended to
- * subdirectory names (the global key order), seeking into a range with
- * binary searches like the file backend. Reads and writes move up to
- * SFTP_IO bytes per call, which libssh2 pipelines as many requests in
- * flight. A put writes a temporary name in the target directory and renames
- * it into place; SFTP version 3 refuses to rename over an existing file and
- * libssh2 1.10 cannot send posix-rename@openssh.com, so an existing target
- * is renamed aside first and removed after (a reader may briefly miss the
- * key, but never sees half of it, and a failed rename puts the old one
- * back).
+ * The store keeps its connections open for the run; each carries one SFTP
+ * channel that several transfer slots share, their requests in flight
+ * together. An operation takes the least busy connection (opening another
+ * while all have SFTP_SLOTS users) and gives it back; a connection that
+ * fails below SFTP (reset, timeout, the server's session process gone) is
+ * dropped and the operation retried once on a new one. Listing walks the
+ * remote tree depth-first, each directory's names sorted with '/' appended
+ * to subdirectory names (the global key order), seeking into a range with
+ * binary searches like the file backend. Reads and writes keep at least
+ * 1 MiB of requests in flight per file; a small file's OPEN, then its
+ * WRITE, FSETSTAT and CLOSE together, then its rename are three round
+ * trips. A put writes a temporary name in the target directory and renames
+ * it into place (posix-rename@openssh.com where offered: atomic).
  */
 #include "sftp.h"
 
 #include <errno.h>
 #include <inttypes.h>
-#include <libssh2_sftp.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,13 +29,14 @@
 
 #include "../log.h"
 #include "../util.h"
+#include "sftpc.h"
 #include "sshlink.h"
 #include "store.h"
 #include "xml.h" /* sm_url_decode */
 
-#define SFTP_IO (1u << 20) /* bytes per read/write call: pipelined by libssh2 */
+#define SFTP_IO (1u << 20) /* bytes in flight per file, and per put buffer */
 #define SFTP_NAME_MAX 4096
-#define SFTP_IDLE_MAX 64
+#define SFTP_SMALL (256u << 10) /* a put this small is read into memory first */
 
 /* ---- locations ---- */
 
@@ -220,11 +220,17 @@ fail:
 
 /* ---- connections ---- */
 
-struct sftp_conn {
-	struct sm_ssh_conn *ssh;
-	LIBSSH2_SESSION *s;
-	LIBSSH2_SFTP *sftp;
-	bool broken; /* failed below SFTP: close instead of keeping */
+/*
+ * A connection serves several transfer slots at once (its requests are
+ * pipelined by the engine); a new one is opened when every open one has
+ * SFTP_SLOTS users, up to SFTP_CONNS_MAX.
+ */
+#define SFTP_CONNS_MAX 8
+#define SFTP_SLOTS 10
+
+struct sftp_slot {
+	struct sm_sftpc *c;
+	int users;
 };
 
 struct sftp_store {
@@ -234,9 +240,11 @@ struct sftp_store {
 	bool follow;
 	bool read_links;
 	pthread_mutex_t mu;
-	struct sftp_conn *idle[SFTP_IDLE_MAX];
-	int n_idle;
+	pthread_cond_t cv; /* a connect finished */
 	bool mu_init;
+	struct sftp_slot conn[SFTP_CONNS_MAX];
+	int nconn;
+	int connecting;
 };
 
 static struct sftp_store *sftp_priv(struct sm_store *st)
@@ -244,115 +252,155 @@ static struct sftp_store *sftp_priv(struct sm_store *st)
 	return st->priv;
 }
 
-static void sftp_conn_close(struct sftp_store *fs, struct sftp_conn *c)
+/* Take broken connections nobody uses out of the table (fs->mu held);
+ * the caller stops them after unlocking. */
+static int sftp_reap_locked(struct sftp_store *fs, struct sm_sftpc **dead)
 {
-	if (!c)
-		return;
-	if (c->sftp)
-		libssh2_sftp_shutdown(c->sftp);
-	fs->ssh->close(c->ssh);
-	free(c);
+	int n = 0;
+	for (int i = 0; i < fs->nconn;) {
+		if (fs->conn[i].users == 0 && sm_sftpc_broken(fs->conn[i].c)) {
+			dead[n++] = fs->conn[i].c;
+			fs->conn[i] = fs->conn[--fs->nconn];
+		} else {
+			i++;
+		}
+	}
+	return n;
 }
 
-static enum sm_err sftp_get(struct sftp_store *fs, struct sftp_conn **out, struct sm_diag *d)
+static void sftp_stop_all(struct sm_sftpc **dead, int n)
 {
-	struct sftp_conn *c = NULL;
-	pthread_mutex_lock(&fs->mu);
-	if (fs->n_idle)
-		c = fs->idle[--fs->n_idle];
-	pthread_mutex_unlock(&fs->mu);
-	if (c) {
-		int next = 0;
-		if (libssh2_keepalive_send(c->s, &next) != 0) {
-			/* gone while idle: a new one instead */
-			c->broken = true;
-			sftp_conn_close(fs, c);
-			return sftp_get(fs, out, d);
-		}
-		*out = c;
-		return SM_OK;
-	}
-	c = calloc(1, sizeof(*c));
-	if (!c)
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	for (int i = 0; i < n; i++)
+		sm_sftpc_stop(dead[i]);
+}
+
+static enum sm_err sftp_connect(struct sftp_store *fs, struct sm_sftpc **out, struct sm_diag *d)
+{
 	struct sm_ssh_target t = { .host = fs->loc.host,
 		                   .user = fs->loc.user,
 		                   .password = fs->loc.password,
 		                   .port = fs->loc.port };
-	enum sm_err err = fs->ssh->connect(&t, &c->ssh, d);
-	if (err != SM_OK) {
-		free(c);
+	struct sm_ssh_conn *ssh = NULL;
+	enum sm_err err = fs->ssh->connect(&t, &ssh, d);
+	if (err != SM_OK)
 		return err;
-	}
-	c->s = fs->ssh->session(c->ssh);
-	c->sftp = libssh2_sftp_init(c->s);
-	if (!c->sftp) {
-		char *msg = NULL;
-		libssh2_session_last_error(c->s, &msg, NULL, 0);
-		err = sm_diag_set(d, SM_EIO, 0, "sftp: %s: cannot start the SFTP subsystem: %s",
-		                  fs->ssh->name(c->ssh), msg ? msg : "?");
-		sftp_conn_close(fs, c);
-		return err;
-	}
-	*out = c;
-	return SM_OK;
+	return sm_sftpc_start(fs->ssh, ssh, out, d);
 }
 
-static void sftp_put_conn(struct sftp_store *fs, struct sftp_conn *c)
+/* A connection for one operation (give it back with sftp_put_conn and
+ * the same weight): 1 for small ones; a large transfer counts as
+ * SFTP_SLOTS, so that two of them get a connection each (its engine thread
+ * does their encryption). */
+static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc **out,
+                              struct sm_diag *d)
+{
+	struct sm_sftpc *dead[SFTP_CONNS_MAX];
+	pthread_mutex_lock(&fs->mu);
+	for (;;) {
+		int nd = sftp_reap_locked(fs, dead);
+		if (nd) {
+			pthread_mutex_unlock(&fs->mu);
+			sftp_stop_all(dead, nd);
+			pthread_mutex_lock(&fs->mu);
+			continue;
+		}
+		int best = -1;
+		for (int i = 0; i < fs->nconn; i++)
+			if (!sm_sftpc_broken(fs->conn[i].c) &&
+			    (best < 0 || fs->conn[i].users < fs->conn[best].users))
+				best = i;
+		/* one connect at a time: meanwhile the others share */
+		bool full = fs->nconn + fs->connecting >= SFTP_CONNS_MAX || fs->connecting;
+		if (best >= 0 && (fs->conn[best].users + weight <= SFTP_SLOTS || full)) {
+			fs->conn[best].users += weight;
+			*out = fs->conn[best].c;
+			pthread_mutex_unlock(&fs->mu);
+			return SM_OK;
+		}
+		if (full) { /* the first one is being connected: wait for it */
+			pthread_cond_wait(&fs->cv, &fs->mu);
+			continue;
+		}
+		fs->connecting++;
+		pthread_mutex_unlock(&fs->mu);
+		struct sm_sftpc *c = NULL;
+		struct sm_diag cd = { 0 };
+		enum sm_err err = sftp_connect(fs, &c, &cd);
+		pthread_mutex_lock(&fs->mu);
+		fs->connecting--;
+		pthread_cond_broadcast(&fs->cv);
+		if (err == SM_OK) {
+			fs->conn[fs->nconn++] = (struct sftp_slot){ .c = c, .users = weight };
+			*out = c;
+			pthread_mutex_unlock(&fs->mu);
+			return SM_OK;
+		}
+		if (best >= 0 && !sm_sftpc_broken(fs->conn[best].c)) {
+			/* one more was refused (MaxStartups, MaxSessions): share */
+			sm_log(SM_LOG_DEBUG, "sftp: one more connection failed: %s", cd.msg);
+			fs->conn[best].users += weight;
+			*out = fs->conn[best].c;
+			pthread_mutex_unlock(&fs->mu);
+			return SM_OK;
+		}
+		pthread_mutex_unlock(&fs->mu);
+		if (d)
+			*d = cd;
+		return err;
+	}
+}
+
+static void sftp_put_conn_w(struct sftp_store *fs, int weight, struct sm_sftpc *c)
 {
 	if (!c)
 		return;
-	if (!c->broken) {
-		pthread_mutex_lock(&fs->mu);
-		if (fs->n_idle < SFTP_IDLE_MAX) {
-			fs->idle[fs->n_idle++] = c;
-			c = NULL;
-		}
-		pthread_mutex_unlock(&fs->mu);
-	}
-	sftp_conn_close(fs, c);
+	struct sm_sftpc *dead[SFTP_CONNS_MAX];
+	pthread_mutex_lock(&fs->mu);
+	for (int i = 0; i < fs->nconn; i++)
+		if (fs->conn[i].c == c)
+			fs->conn[i].users -= weight;
+	int nd = sftp_reap_locked(fs, dead);
+	pthread_mutex_unlock(&fs->mu);
+	sftp_stop_all(dead, nd);
+}
+
+static enum sm_err sftp_get(struct sftp_store *fs, struct sm_sftpc **out, struct sm_diag *d)
+{
+	return sftp_get_w(fs, 1, out, d);
+}
+
+static void sftp_put_conn(struct sftp_store *fs, struct sm_sftpc *c)
+{
+	sftp_put_conn_w(fs, 1, c);
 }
 
 /*
- * The failure of the last libssh2 call on c as an sm_err (the one place
- * libssh2's and SFTP's codes are mapped). Transport failures mark the
- * connection broken and are retryable.
+ * The failure `rc` of a request as an sm_err (the one place SFTP's codes
+ * are mapped). Link failures are retryable.
  */
-static enum sm_err sftp_err(struct sftp_conn *c, const char *what, const char *path,
+static enum sm_err sftp_err(struct sm_sftpc *c, int rc, const char *what, const char *path,
                             struct sm_diag *d)
 {
-	int e = libssh2_session_last_errno(c->s);
-	if (e == LIBSSH2_ERROR_SFTP_PROTOCOL) {
-		unsigned long fx = libssh2_sftp_last_error(c->sftp);
-		enum sm_err kind = SM_EIO;
-		const char *why = "failure";
-		switch (fx) {
-		case LIBSSH2_FX_NO_SUCH_FILE:
-		case LIBSSH2_FX_NO_SUCH_PATH: kind = SM_ENOENT, why = "no such file"; break;
-		case LIBSSH2_FX_PERMISSION_DENIED:
-		case LIBSSH2_FX_WRITE_PROTECT: kind = SM_EACCES, why = "permission denied"; break;
-		case LIBSSH2_FX_FILE_ALREADY_EXISTS: kind = SM_EEXIST, why = "file exists"; break;
-		case LIBSSH2_FX_NO_SPACE_ON_FILESYSTEM:
-		case LIBSSH2_FX_QUOTA_EXCEEDED: kind = SM_ENOSPC, why = "no space left"; break;
-		case LIBSSH2_FX_NOT_A_DIRECTORY: kind = SM_ENOTDIR, why = "not a directory"; break;
-		case LIBSSH2_FX_DIR_NOT_EMPTY:
-			kind = SM_ENOTEMPTY, why = "directory not empty";
-			break;
-		case LIBSSH2_FX_INVALID_FILENAME:
-			kind = SM_EINVAL, why = "invalid file name";
-			break;
-		case LIBSSH2_FX_EOF: kind = SM_EIO, why = "unexpected end of file"; break;
-		}
-		return sm_diag_set(d, kind, (int)fx, "sftp: %s '%s': %s", what, path, why);
+	if (rc == SM_SFTPC_LINK)
+		return sm_diag_set(d, SM_EAGAIN, 0, "sftp: %s '%s': connection failed: %s", what,
+		                   path, sm_sftpc_why(c));
+	enum sm_err kind = SM_EIO;
+	const char *why = "failure";
+	switch (rc) {
+	case 2: /* NO_SUCH_FILE */
+	case 10: /* NO_SUCH_PATH */ kind = SM_ENOENT, why = "no such file"; break;
+	case 3: /* PERMISSION_DENIED */
+	case 12: /* WRITE_PROTECT */ kind = SM_EACCES, why = "permission denied"; break;
+	case 11: /* FILE_ALREADY_EXISTS */ kind = SM_EEXIST, why = "file exists"; break;
+	case 14: /* NO_SPACE_ON_FILESYSTEM */
+	case 15: /* QUOTA_EXCEEDED */ kind = SM_ENOSPC, why = "no space left"; break;
+	case 19: /* NOT_A_DIRECTORY */ kind = SM_ENOTDIR, why = "not a directory"; break;
+	case 18: /* DIR_NOT_EMPTY */ kind = SM_ENOTEMPTY, why = "directory not empty"; break;
+	case 20: /* INVALID_FILENAME */ kind = SM_EINVAL, why = "invalid file name"; break;
+	case 1: /* EOF */ why = "unexpected end of file"; break;
+	case 8: /* OP_UNSUPPORTED */ kind = SM_ENOTSUP, why = "not supported by the server"; break;
 	}
-	char *msg = NULL;
-	libssh2_session_last_error(c->s, &msg, NULL, 0);
-	c->broken = true;
-	/* what is still said on it (closing handles, the channel) must not wait
-	 * the whole I/O timeout on a link that went silent */
-	libssh2_session_set_timeout(c->s, 2000);
-	return sm_diag_set(d, SM_EAGAIN, e, "sftp: %s '%s': connection failed: %s", what, path,
-	                   msg && *msg ? msg : "unknown error");
+	return sm_diag_set(d, kind, rc, "sftp: %s '%s': %s", what, path, why);
 }
 
 /* ---- paths and attributes ---- */
@@ -378,55 +426,123 @@ static char *sftp_path(const struct sftp_store *fs, const char *key)
 	return b.p;
 }
 
-static void sftp_fill(struct sm_entry *e, const LIBSSH2_SFTP_ATTRIBUTES *a)
+static uint32_t sftp_attr_mode(const struct sm_sftpc_attrs *a)
 {
-	uint32_t mode = (a->flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) ? (uint32_t)a->permissions
-	                                                           : (S_IFREG | 0644);
-	if (!(mode & S_IFMT))
-		mode |= S_IFREG;
+	uint32_t mode = (a->flags & SM_SFTPC_A_PERM) ? a->perm : (S_IFREG | 0644);
+	return (mode & S_IFMT) ? mode : mode | S_IFREG;
+}
+
+static void sftp_fill(struct sm_entry *e, const struct sm_sftpc_attrs *a)
+{
+	uint32_t mode = sftp_attr_mode(a);
 	e->mode = mode;
-	e->size = S_ISDIR(mode) ? 0 : (a->flags & LIBSSH2_SFTP_ATTR_SIZE) ? a->filesize : 0;
-	e->mtime_ns = (a->flags & LIBSSH2_SFTP_ATTR_ACMODTIME) ? (int64_t)a->mtime * 1000000000 : 0;
-	if (a->flags & LIBSSH2_SFTP_ATTR_UIDGID) {
-		e->uid = (uint32_t)a->uid;
-		e->gid = (uint32_t)a->gid;
+	e->size = S_ISDIR(mode) ? 0 : (a->flags & SM_SFTPC_A_SIZE) ? a->size : 0;
+	e->mtime_ns = (a->flags & SM_SFTPC_A_TIME) ? (int64_t)a->mtime * 1000000000 : 0;
+	if (a->flags & SM_SFTPC_A_UIDGID) {
+		e->uid = a->uid;
+		e->gid = a->gid;
 	}
 }
 
-static enum sm_err sftp_stat_path(struct sftp_conn *c, const char *path, bool follow,
-                                  LIBSSH2_SFTP_ATTRIBUTES *a, struct sm_diag *d)
+/* One request naming a path: `type` `path` [`a`], waited for. */
+static int sftp_call_path(struct sm_sftpc *c, struct sm_sftpc_req *q, uint8_t type,
+                          const char *path, const struct sm_sftpc_attrs *a)
 {
-	if (libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path),
-	                         follow ? LIBSSH2_SFTP_STAT : LIBSSH2_SFTP_LSTAT, a) != 0)
-		return sftp_err(c, "stat", path, d);
-	return SM_OK;
+	sm_sftpc_begin(q, type);
+	sm_sftpc_cstr(q, path);
+	if (a)
+		sm_sftpc_attrs(q, a);
+	return sm_sftpc_call(c, q);
 }
 
-/* A symlink's target (LIBSSH2_SFTP_READLINK) or a real path
- * (LIBSSH2_SFTP_REALPATH), malloc'd into *out. */
-static enum sm_err sftp_resolve(struct sftp_conn *c, const char *path, int how, char **out,
-                                struct sm_diag *d)
+/* The same with a throwaway request: 0 or the failure. */
+static int sftp_simple(struct sm_sftpc *c, uint8_t type, const char *path,
+                       const struct sm_sftpc_attrs *a)
 {
-	char tb[SFTP_NAME_MAX];
-	int n = libssh2_sftp_symlink_ex(c->sftp, path, (unsigned)strlen(path), tb, sizeof(tb) - 1,
-	                                how);
-	if (n < 0)
-		return sftp_err(c, how == LIBSSH2_SFTP_READLINK ? "readlink" : "resolve", path, d);
-	if (!(*out = sm_strndup(tb, (size_t)n)))
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	return SM_OK;
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	int rc = sftp_call_path(c, &q, type, path, a);
+	sm_sftpc_req_release(&q);
+	return rc;
 }
 
-static enum sm_err sftp_readlink(struct sftp_conn *c, const char *path, char **out,
+/* STAT or LSTAT of path into *a: 0 or the failure. */
+static int sftp_stat_rc(struct sm_sftpc *c, const char *path, bool follow, struct sm_sftpc_attrs *a)
+{
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	int rc = sftp_call_path(c, &q, follow ? SM_SFTPC_STAT : SM_SFTPC_LSTAT, path, NULL);
+	if (rc == 0) {
+		struct sm_sftpc_rd r;
+		sm_sftpc_rd_init(&r, &q);
+		sm_sftpc_get_attrs(&r, a);
+		if (r.bad) {
+			sm_sftpc_fail(c, "malformed attributes from the server");
+			rc = SM_SFTPC_LINK;
+		}
+	}
+	sm_sftpc_req_release(&q);
+	return rc;
+}
+
+static enum sm_err sftp_stat_path(struct sm_sftpc *c, const char *path, bool follow,
+                                  struct sm_sftpc_attrs *a, struct sm_diag *d)
+{
+	int rc = sftp_stat_rc(c, path, follow, a);
+	return rc ? sftp_err(c, rc, "stat", path, d) : SM_OK;
+}
+
+/* The first name of a NAME reply (READLINK, REALPATH), malloc'd. */
+static enum sm_err sftp_name1(struct sm_sftpc *c, uint8_t type, const char *path, char **out,
+                              struct sm_diag *d)
+{
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	int rc = sftp_call_path(c, &q, type, path, NULL);
+	enum sm_err err = SM_OK;
+	if (rc) {
+		err = sftp_err(c, rc, type == SM_SFTPC_READLINK ? "readlink" : "resolve", path, d);
+		goto out;
+	}
+	struct sm_sftpc_rd r;
+	sm_sftpc_rd_init(&r, &q);
+	uint32_t count = sm_sftpc_get_u32(&r);
+	size_t n;
+	const char *s = sm_sftpc_get_str(&r, &n);
+	if (r.bad || count < 1 || n >= SFTP_NAME_MAX || memchr(s, '\0', n)) {
+		sm_sftpc_fail(c, "malformed name from the server");
+		err = sftp_err(c, SM_SFTPC_LINK, "resolve", path, d);
+		goto out;
+	}
+	if (!(*out = sm_strndup(s, n)))
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+out:
+	sm_sftpc_req_release(&q);
+	return err;
+}
+
+static enum sm_err sftp_readlink(struct sm_sftpc *c, const char *path, char **out,
                                  struct sm_diag *d)
 {
-	return sftp_resolve(c, path, LIBSSH2_SFTP_READLINK, out, d);
+	return sftp_name1(c, SM_SFTPC_READLINK, path, out, d);
 }
 
-static enum sm_err sftp_realpath(struct sftp_conn *c, const char *path, char **out,
+static enum sm_err sftp_realpath(struct sm_sftpc *c, const char *path, char **out,
                                  struct sm_diag *d)
 {
-	return sftp_resolve(c, path, LIBSSH2_SFTP_REALPATH, out, d);
+	return sftp_name1(c, SM_SFTPC_REALPATH, path, out, d);
+}
+
+/* Close a handle without waiting for the reply. */
+static void sftp_close_handle(struct sm_sftpc *c, const struct sm_sftpc_handle *h)
+{
+	struct sm_sftpc_req *q = malloc(sizeof(*q));
+	if (!q)
+		return; /* the server closes it with the channel */
+	sm_sftpc_req_init(q);
+	sm_sftpc_begin(q, SM_SFTPC_CLOSE);
+	sm_sftpc_handle(q, h);
+	sm_sftpc_submit_detached(c, q);
 }
 
 /* ---- open / close ---- */
@@ -441,6 +557,7 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	if (err != SM_OK)
 		return err;
 	pthread_mutex_init(&fs->mu, NULL);
+	pthread_cond_init(&fs->cv, NULL);
 	fs->mu_init = true;
 	fs->ssh = cfg->ssh;
 	fs->follow = cfg->follow_links;
@@ -451,22 +568,22 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	if (!(fs->root = sm_strndup(fs->loc.path, n)))
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	/* connect now: a refused key or host fails the run once, here */
-	struct sftp_conn *c = NULL;
+	struct sm_sftpc *c = NULL;
 	err = sftp_get(fs, &c, d);
 	if (err != SM_OK)
 		return err;
-	LIBSSH2_SFTP_ATTRIBUTES a;
+	struct sm_sftpc_attrs a;
 	const char *root = *fs->root ? fs->root : ".";
 	err = sftp_stat_path(c, root, true, &a, d);
-	if (err == SM_OK && !S_ISDIR(a.permissions))
+	if (err == SM_OK && !S_ISDIR(sftp_attr_mode(&a)))
 		err = sm_diag_set(d, SM_ENOTDIR, 0, "'%s' is not a directory", u->display);
 	else if (err == SM_ENOENT && !cfg->must_exist)
 		err = SM_OK; /* created on first write */
 	else if (err == SM_ENOENT)
 		err = sm_diag_set(d, err, 0, "'%s': no such directory", u->display);
 	/* other failures: the message names the remote path already */
-	if (err == SM_OK && !fs->loc.password)
-		fs->loc.password = sm_strdup(fs->ssh->typed_password(c->ssh));
+	if (err == SM_OK && !fs->loc.password && sm_sftpc_typed_password(c))
+		fs->loc.password = sm_strdup(sm_sftpc_typed_password(c));
 	sftp_put_conn(fs, c);
 	return err;
 }
@@ -476,24 +593,29 @@ static void sftp_close(struct sm_store *st)
 	struct sftp_store *fs = sftp_priv(st);
 	if (!fs)
 		return;
-	for (int i = 0; i < fs->n_idle; i++)
-		sftp_conn_close(fs, fs->idle[i]);
-	fs->n_idle = 0;
-	if (fs->mu_init)
+	for (int i = 0; i < fs->nconn; i++)
+		sm_sftpc_stop(fs->conn[i].c);
+	fs->nconn = 0;
+	if (fs->mu_init) {
+		pthread_cond_destroy(&fs->cv);
 		pthread_mutex_destroy(&fs->mu);
+	}
 	free(fs->root);
 	sm_sftp_loc_release(&fs->loc);
 }
 
 /* mkdir -p of a remote directory path. */
-static enum sm_err sftp_mkdir_p(struct sftp_conn *c, const char *path, long mode, struct sm_diag *d)
+static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, uint32_t mode,
+                                struct sm_diag *d)
 {
-	LIBSSH2_SFTP_ATTRIBUTES a;
-	if (libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path), LIBSSH2_SFTP_STAT, &a) == 0)
-		return S_ISDIR(a.permissions) ? SM_OK
-		                              : sm_diag_set(d, SM_ENOTDIR, 0,
-		                                            "sftp: '%s' is not a directory", path);
-	enum sm_err err = sftp_err(c, "stat", path, d);
+	struct sm_sftpc_attrs a;
+	int rc = sftp_stat_rc(c, path, true, &a);
+	if (rc == 0)
+		return S_ISDIR(sftp_attr_mode(&a))
+		               ? SM_OK
+		               : sm_diag_set(d, SM_ENOTDIR, 0, "sftp: '%s' is not a directory",
+		                             path);
+	enum sm_err err = sftp_err(c, rc, "stat", path, d);
 	if (err != SM_ENOENT)
 		return err;
 	char *parent = strdup(path);
@@ -509,17 +631,15 @@ static enum sm_err sftp_mkdir_p(struct sftp_conn *c, const char *path, long mode
 	free(parent);
 	if (err != SM_OK)
 		return err;
-	if (libssh2_sftp_mkdir_ex(c->sftp, path, (unsigned)strlen(path), mode) != 0) {
-		err = sftp_err(c, "mkdir", path, d);
-		/* made meanwhile by another thread: fine */
-		if (err != SM_EAGAIN &&
-		    libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path), LIBSSH2_SFTP_STAT,
-		                         &a) == 0 &&
-		    S_ISDIR(a.permissions))
-			return SM_OK;
-		return err;
-	}
-	return SM_OK;
+	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
+	rc = sftp_simple(c, SM_SFTPC_MKDIR, path, &ma);
+	if (rc == 0)
+		return SM_OK;
+	err = sftp_err(c, rc, "mkdir", path, d);
+	/* made meanwhile by another thread: fine */
+	if (err != SM_EAGAIN && sftp_stat_rc(c, path, true, &a) == 0 && S_ISDIR(sftp_attr_mode(&a)))
+		return SM_OK;
+	return err;
 }
 
 /* ---- listing ---- */
@@ -527,7 +647,7 @@ static enum sm_err sftp_mkdir_p(struct sftp_conn *c, const char *path, long mode
 struct sftp_name {
 	char *name;
 	bool dir;
-	LIBSSH2_SFTP_ATTRIBUTES a;
+	struct sm_sftpc_attrs a;
 	char *link; /* with read_links */
 };
 
@@ -541,7 +661,6 @@ struct sftp_frame {
 
 struct sftp_cursor {
 	struct sftp_store *fs;
-	struct sftp_conn *c; /* only while a directory is read */
 	struct sftp_frame *stack;
 	int depth;
 	int cap;
@@ -594,7 +713,7 @@ static void sftp_frame_release(struct sftp_frame *f)
  * listed already (the one being read, `path`, or one above it), as the file
  * backend does. Real paths are asked for only when such a link turns up.
  */
-static enum sm_err sftp_check_loop(struct sftp_cursor *cur, struct sftp_conn *c,
+static enum sm_err sftp_check_loop(struct sftp_cursor *cur, struct sm_sftpc *c,
                                    struct sftp_frame *f, const char *path, const char *link,
                                    const char *name, struct sm_diag *d)
 {
@@ -623,78 +742,147 @@ static enum sm_err sftp_check_loop(struct sftp_cursor *cur, struct sftp_conn *c,
 	return err;
 }
 
-/* Read and sort the directory at `path` into f. */
-static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sftp_frame *f, const char *path,
-                                   struct sm_diag *d)
+/* One name of a READDIR reply into f (skipped when it is no key). */
+static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, struct sftp_frame *f,
+                                  size_t *cap, const char *path, const char *name, size_t n,
+                                  struct sm_sftpc_attrs a, struct sm_diag *d)
 {
-	struct sftp_conn *c = cur->c;
-	memset(f, 0, sizeof(*f));
-	LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open_ex(c->sftp, path, (unsigned)strlen(path), 0, 0,
-	                                              LIBSSH2_SFTP_OPENDIR);
-	if (!h)
-		return sftp_err(c, "list", path, d);
-	char name[SFTP_NAME_MAX];
-	size_t cap = 0;
+	if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.') ||
+	    sm_store_is_tmp_name(name, n))
+		return SM_OK;
+	if (!n || memchr(name, '/', n) || memchr(name, '\0', n) || n >= SFTP_NAME_MAX)
+		return SM_OK; /* not a name a directory can hold */
+	bool link = (a.flags & SM_SFTPC_A_PERM) && S_ISLNK(a.perm);
+	char *target = NULL;
+	char *full = NULL;
 	enum sm_err err = SM_OK;
-	for (;;) {
-		LIBSSH2_SFTP_ATTRIBUTES a;
-		int n = libssh2_sftp_readdir_ex(h, name, sizeof(name) - 1, NULL, 0, &a);
-		if (n == 0)
-			break;
-		if (n < 0) {
-			err = sftp_err(c, "list", path, d);
-			break;
+	if (link && (cur->fs->follow || cur->fs->read_links)) {
+		struct sm_buf b = { 0 };
+		if (sm_buf_appendz(&b, path) || sm_buf_appendz(&b, "/") ||
+		    sm_buf_append(&b, name, n) || sm_buf_append(&b, "", 0)) {
+			sm_buf_release(&b);
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		}
-		name[n] = '\0';
-		if (!strcmp(name, ".") || !strcmp(name, "..") ||
-		    sm_store_is_tmp_name(name, (size_t)n))
-			continue;
-		if (memchr(name, '/', (size_t)n))
-			continue; /* not a name a directory can hold */
-		bool link = (a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && S_ISLNK(a.permissions);
-		char *target = NULL;
-		char full[SFTP_NAME_MAX * 2];
-		snprintf(full, sizeof(full), "%s/%s", path, name);
-		if (link && cur->fs->follow) {
-			LIBSSH2_SFTP_ATTRIBUTES t;
-			if (sftp_stat_path(c, full, true, &t, d) != SM_OK) {
-				if (d->err == SM_ENOENT)
-					continue; /* broken link: nothing to follow */
-				err = d->err;
-				break;
-			}
-			a = t;
-			if ((t.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && S_ISDIR(t.permissions)) {
-				err = sftp_check_loop(cur, c, f, path, full, name, d);
-				if (err != SM_OK)
-					break;
-			}
-		} else if (link && cur->fs->read_links) {
-			err = sftp_readlink(c, full, &target, d);
-			if (err != SM_OK)
-				break;
-		}
-		if (f->n == cap) {
-			cap = cap ? cap * 2 : 64;
-			struct sftp_name *nv = realloc(f->v, cap * sizeof(*nv));
-			if (!nv) {
-				free(target);
-				err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-				break;
-			}
-			f->v = nv;
-		}
-		struct sftp_name *e = &f->v[f->n];
-		*e = (struct sftp_name){ .name = strdup(name), .a = a, .link = target };
-		e->dir = (a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) && S_ISDIR(a.permissions);
-		if (!e->name) {
-			free(target);
-			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-			break;
-		}
-		f->n++;
+		full = b.p;
 	}
-	libssh2_sftp_close_handle(h);
+	char nm[SFTP_NAME_MAX];
+	memcpy(nm, name, n);
+	nm[n] = '\0';
+	if (link && cur->fs->follow) {
+		struct sm_sftpc_attrs t;
+		int rc = sftp_stat_rc(c, full, true, &t);
+		if (rc == SM_SFTPC_FX_NO_SUCH_FILE)
+			goto out; /* broken link: nothing to follow */
+		if (rc) {
+			err = sftp_err(c, rc, "stat", full, d);
+			goto out;
+		}
+		a = t;
+		if ((t.flags & SM_SFTPC_A_PERM) && S_ISDIR(t.perm)) {
+			err = sftp_check_loop(cur, c, f, path, full, nm, d);
+			if (err != SM_OK)
+				goto out;
+		}
+	} else if (link && cur->fs->read_links) {
+		err = sftp_readlink(c, full, &target, d);
+		if (err != SM_OK)
+			goto out;
+	}
+	if (f->n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 64;
+		struct sftp_name *nv = realloc(f->v, ncap * sizeof(*nv));
+		if (!nv) {
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			goto out;
+		}
+		f->v = nv;
+		*cap = ncap;
+	}
+	struct sftp_name *e = &f->v[f->n];
+	*e = (struct sftp_name){ .name = strdup(nm), .a = a, .link = target };
+	e->dir = (a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm);
+	if (!e->name) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	target = NULL;
+	f->n++;
+out:
+	free(target);
+	free(full);
+	return err;
+}
+
+#define SFTP_READDIR_AHEAD 2 /* READDIRs in flight: the last one's EOF costs no round trip */
+
+/* Read and sort the directory at `path` into f. */
+static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
+                                   struct sftp_frame *f, const char *path, struct sm_diag *d)
+{
+	memset(f, 0, sizeof(*f));
+	struct sm_sftpc_req q[SFTP_READDIR_AHEAD];
+	for (int i = 0; i < SFTP_READDIR_AHEAD; i++)
+		sm_sftpc_req_init(&q[i]);
+	struct sm_sftpc_handle h;
+	enum sm_err err = SM_OK;
+	int rc = sftp_call_path(c, &q[0], SM_SFTPC_OPENDIR, path, NULL);
+	if (rc) {
+		err = sftp_err(c, rc, "list", path, d);
+		goto out;
+	}
+	if (!sm_sftpc_get_handle(&q[0], &h)) {
+		sm_sftpc_fail(c, "malformed handle from the server");
+		err = sftp_err(c, SM_SFTPC_LINK, "list", path, d);
+		goto out;
+	}
+	for (int i = 0; i < SFTP_READDIR_AHEAD; i++) {
+		sm_sftpc_begin(&q[i], SM_SFTPC_READDIR);
+		sm_sftpc_handle(&q[i], &h);
+		sm_sftpc_submit(c, &q[i]);
+	}
+	size_t cap = 0;
+	int inflight = SFTP_READDIR_AHEAD;
+	bool eof = false;
+	for (int i = 0; inflight; i = (i + 1) % SFTP_READDIR_AHEAD) {
+		rc = sm_sftpc_wait(c, &q[i]);
+		inflight--;
+		if (rc == SM_SFTPC_FX_EOF) {
+			eof = true;
+			continue;
+		}
+		if (rc) {
+			if (err == SM_OK)
+				err = sftp_err(c, rc, "list", path, d);
+			continue;
+		}
+		struct sm_sftpc_rd r;
+		sm_sftpc_rd_init(&r, &q[i]);
+		uint32_t count = sm_sftpc_get_u32(&r);
+		for (uint32_t k = 0; k < count && !r.bad && err == SM_OK; k++) {
+			size_t nl, ll;
+			const char *name = sm_sftpc_get_str(&r, &nl);
+			sm_sftpc_get_str(&r, &ll); /* longname */
+			struct sm_sftpc_attrs a;
+			sm_sftpc_get_attrs(&r, &a);
+			if (!r.bad)
+				err = sftp_frame_add(cur, c, f, &cap, path, name, nl, a, d);
+		}
+		if (r.bad && err == SM_OK) {
+			sm_sftpc_fail(c, "malformed directory listing from the server");
+			err = sftp_err(c, SM_SFTPC_LINK, "list", path, d);
+		}
+		if (err == SM_OK && !eof) {
+			/* keep READDIR_AHEAD in flight until the end shows */
+			sm_sftpc_begin(&q[i], SM_SFTPC_READDIR);
+			sm_sftpc_handle(&q[i], &h);
+			sm_sftpc_submit(c, &q[i]);
+			inflight++;
+		}
+	}
+	sftp_close_handle(c, &h);
+out:
+	for (int i = 0; i < SFTP_READDIR_AHEAD; i++)
+		sm_sftpc_req_release(&q[i]);
 	if (err != SM_OK) {
 		sftp_frame_release(f);
 		return err;
@@ -719,15 +907,14 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	struct sftp_frame *f = &cur->stack[cur->depth];
 	/* A connection only while a directory is read: the frames live in
-	 * memory, so a walk does not hold one beside the thread's transfers,
-	 * and a dropped one is replaced at the directory being read. */
+	 * memory, and a dropped one is replaced at the directory being read. */
 	enum sm_err err = SM_OK;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		err = sftp_get(cur->fs, &cur->c, d);
+		struct sm_sftpc *c = NULL;
+		err = sftp_get(cur->fs, &c, d);
 		if (err == SM_OK)
-			err = sftp_frame_load(cur, f, path, d);
-		sftp_put_conn(cur->fs, cur->c);
-		cur->c = NULL;
+			err = sftp_frame_load(cur, c, f, path, d);
+		sftp_put_conn(cur->fs, c);
 		if (err != SM_EAGAIN)
 			break;
 	}
@@ -794,7 +981,6 @@ static void sftp_list_end(void *p)
 	free(cur->stack);
 	free(cur->last);
 	sm_buf_release(&cur->key);
-	sftp_put_conn(cur->fs, cur->c);
 	free(cur);
 }
 
@@ -872,40 +1058,112 @@ static void sftp_list_skip(void *p)
 
 /* ---- reading ---- */
 
+#define SFTP_READ_AHEAD 8 /* READs in flight per file (x max_read: >= 1 MiB) */
+
 struct sftp_reader {
 	struct sm_reader base;
 	struct sftp_store *fs;
-	struct sftp_conn *c;
-	LIBSSH2_SFTP_HANDLE *h;
+	struct sm_sftpc *c;
+	int weight; /* of c (sftp_get_w) */
+	struct sm_sftpc_handle h;
+	bool open;
 	char *path;
-	char *buf;
-	size_t cap, len, pos;
-	bool eof;
+	struct sm_sftpc_req q[SFTP_READ_AHEAD];
+	uint64_t q_off[SFTP_READ_AHEAD];
+	char *slab; /* SFTP_READ_AHEAD buffers of `chunk` bytes, one per request */
+	size_t chunk;
+	int ahead; /* requests to keep in flight: the ring's size */
+	int head;  /* the oldest request in flight */
+	int inflight;
+	uint64_t next_off; /* where the next request reads */
+	bool eof_seen;     /* a reply said EOF: ask for nothing more */
+	/* the chunk being handed out */
+	const char *cur;
+	size_t cur_len;
+	/* a short reply: the data goes on at resume, unless the next says EOF */
+	bool short_seen;
+	uint64_t resume;
 };
+
+static void sftpr_submit(struct sftp_reader *r)
+{
+	int i = (r->head + r->inflight) % r->ahead;
+	struct sm_sftpc_req *q = &r->q[i];
+	sm_sftpc_begin(q, SM_SFTPC_READ);
+	sm_sftpc_handle(q, &r->h);
+	sm_sftpc_u64(q, r->next_off);
+	sm_sftpc_u32(q, (uint32_t)r->chunk);
+	q->dst = r->slab + (size_t)i * r->chunk;
+	q->dst_cap = r->chunk;
+	r->q_off[i] = r->next_off;
+	r->next_off += r->chunk;
+	sm_sftpc_submit(r->c, q);
+	r->inflight++;
+}
+
+/* Wait for every request in flight and forget their replies. */
+static void sftpr_drain(struct sftp_reader *r)
+{
+	while (r->inflight) {
+		sm_sftpc_wait(r->c, &r->q[r->head]);
+		r->head = (r->head + 1) % r->ahead;
+		r->inflight--;
+	}
+}
+
+static void sftpr_fill(struct sftp_reader *r)
+{
+	while (!r->eof_seen && r->inflight < r->ahead)
+		sftpr_submit(r);
+}
 
 static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_t *got,
                               struct sm_diag *d)
 {
 	struct sftp_reader *r = (struct sftp_reader *)rd;
-	if (r->pos == r->len && !r->eof) {
-		/* refill with large requests: libssh2 keeps them all in flight */
-		r->len = r->pos = 0;
-		while (r->len < r->cap) {
-			ssize_t n = libssh2_sftp_read(r->h, r->buf + r->len, r->cap - r->len);
-			if (n < 0)
-				return sftp_err(r->c, "read", r->path, d);
-			if (n == 0) {
-				r->eof = true;
-				break;
-			}
-			r->len += (size_t)n;
+	while (!r->cur_len && r->inflight) {
+		int i = r->head;
+		struct sm_sftpc_req *q = &r->q[i];
+		int rc = sm_sftpc_wait(r->c, q);
+		r->head = (r->head + 1) % r->ahead;
+		r->inflight--;
+		if (rc == SM_SFTPC_FX_EOF) {
+			r->eof_seen = true;
+			r->short_seen = false;
+			sftpr_drain(r);
+			break;
 		}
+		if (rc) {
+			sftpr_drain(r);
+			return sftp_err(r->c, rc, "read", r->path, d);
+		}
+		if (r->short_seen) {
+			/* data after a short reply: the server cut a read short in
+			 * the middle; ask again from where it stopped */
+			sftpr_drain(r);
+			r->short_seen = false;
+			r->next_off = r->resume;
+			sftpr_fill(r);
+			continue;
+		}
+		r->cur = q->dst;
+		r->cur_len = q->dst_len;
+		if (q->dst_len < r->chunk) {
+			r->short_seen = true;
+			r->resume = r->q_off[i] + q->dst_len;
+		}
+		if (!q->dst_len)
+			continue;
+		/* the caller copies out of this buffer before it is reused: the
+		 * next request goes out on the next call */
+		break;
 	}
-	size_t n = r->len - r->pos;
-	if (n > cap)
-		n = cap;
-	memcpy(out, r->buf + r->pos, n);
-	r->pos += n;
+	size_t n = r->cur_len < cap ? r->cur_len : cap;
+	memcpy(out, r->cur, n);
+	r->cur += n;
+	r->cur_len -= n;
+	if (!r->cur_len)
+		sftpr_fill(r);
 	*got = n;
 	return SM_OK;
 }
@@ -913,15 +1171,84 @@ static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_
 static void sftpr_close(struct sm_reader *rd)
 {
 	struct sftp_reader *r = (struct sftp_reader *)rd;
-	if (r->h)
-		libssh2_sftp_close_handle(r->h);
-	sftp_put_conn(r->fs, r->c);
-	free(r->buf);
+	if (r->c) {
+		sftpr_drain(r);
+		if (r->open)
+			sftp_close_handle(r->c, &r->h);
+		sftp_put_conn_w(r->fs, r->weight, r->c);
+	}
+	for (int i = 0; i < SFTP_READ_AHEAD; i++)
+		sm_sftpc_req_release(&r->q[i]);
+	free(r->slab);
 	free(r->path);
 	free(r);
 }
 
 static const struct sm_reader_ops sftp_reader_ops = { .read = sftpr_read, .close = sftpr_close };
+
+/* OPEN, then FSTAT and the first READs together. */
+static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint64_t size_hint,
+                                       struct sm_diag *d)
+{
+	struct sm_sftpc_req st;
+	sm_sftpc_req_init(&st);
+	sm_sftpc_begin(&st, SM_SFTPC_OPEN);
+	sm_sftpc_cstr(&st, r->path);
+	sm_sftpc_u32(&st, SM_SFTPC_FXF_READ);
+	sm_sftpc_u32(&st, 0); /* no attributes */
+	enum sm_err err = SM_OK;
+	int rc = sm_sftpc_call(r->c, &st);
+	if (rc) {
+		err = sftp_err(r->c, rc, "read", r->path, d);
+		goto out;
+	}
+	if (!sm_sftpc_get_handle(&st, &r->h)) {
+		sm_sftpc_fail(r->c, "malformed handle from the server");
+		err = sftp_err(r->c, SM_SFTPC_LINK, "read", r->path, d);
+		goto out;
+	}
+	r->open = true;
+	sm_sftpc_begin(&st, SM_SFTPC_FSTAT);
+	sm_sftpc_handle(&st, &r->h);
+	sm_sftpc_submit(r->c, &st);
+	size_t max = sm_sftpc_max_read(r->c);
+	r->chunk = max;
+	r->ahead = (int)((SFTP_IO + max - 1) / max);
+	if (r->ahead > SFTP_READ_AHEAD)
+		r->ahead = SFTP_READ_AHEAD;
+	if (size_hint != UINT64_MAX && size_hint >= off) {
+		/* a small file: one READ for its bytes, one more to see the end */
+		uint64_t want = (size_hint - off) / max + 2;
+		if (want < (uint64_t)r->ahead)
+			r->ahead = (int)want;
+	}
+	r->slab = malloc((size_t)r->ahead * r->chunk);
+	r->next_off = off;
+	if (r->slab)
+		sftpr_fill(r);
+	rc = sm_sftpc_wait(r->c, &st);
+	if (!r->slab) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	if (rc) {
+		err = sftp_err(r->c, rc, "stat", r->path, d);
+		goto out;
+	}
+	struct sm_sftpc_rd rd;
+	struct sm_sftpc_attrs a;
+	sm_sftpc_rd_init(&rd, &st);
+	sm_sftpc_get_attrs(&rd, &a);
+	if ((a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm)) {
+		err = sm_diag_set(d, SM_EISDIR, 0, "sftp: '%s' is a directory", r->path);
+		goto out;
+	}
+	uint64_t size = (a.flags & SM_SFTPC_A_SIZE) ? a.size : UINT64_MAX;
+	r->base.size = size == UINT64_MAX ? UINT64_MAX : size > off ? size - off : 0;
+out:
+	sm_sftpc_req_release(&st);
+	return err;
+}
 
 static enum sm_err sftp_open_read(struct sm_store *st, const char *key, uint64_t off,
                                   uint64_t size_hint, struct sm_reader **out, struct sm_diag *d)
@@ -936,36 +1263,13 @@ static enum sm_err sftp_open_read(struct sm_store *st, const char *key, uint64_t
 		}
 		r->base.ops = &sftp_reader_ops;
 		r->fs = fs;
-		/* a small file needs no 1 MiB buffer */
-		r->cap = size_hint != UINT64_MAX && size_hint - off + 1 < SFTP_IO
-		                 ? (size_t)(size_hint - off + 1)
-		                 : SFTP_IO;
-		r->buf = malloc(r->cap);
-		if (!r->buf) {
-			sftpr_close(&r->base);
-			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		}
-		err = sftp_get(fs, &r->c, d);
-		LIBSSH2_SFTP_ATTRIBUTES a;
+		for (int i = 0; i < SFTP_READ_AHEAD; i++)
+			sm_sftpc_req_init(&r->q[i]);
+		r->weight = size_hint < SFTP_IO ? 1 : SFTP_SLOTS;
+		err = sftp_get_w(fs, r->weight, &r->c, d);
+		if (err == SM_OK)
+			err = sftp_open_read_once(r, off, size_hint, d);
 		if (err == SM_OK) {
-			r->h = libssh2_sftp_open_ex(r->c->sftp, r->path, (unsigned)strlen(r->path),
-			                            LIBSSH2_FXF_READ, 0, LIBSSH2_SFTP_OPENFILE);
-			if (!r->h)
-				err = sftp_err(r->c, "read", r->path, d);
-		}
-		if (err == SM_OK && libssh2_sftp_fstat_ex(r->h, &a, 0) != 0)
-			err = sftp_err(r->c, "stat", r->path, d);
-		if (err == SM_OK && (a.flags & LIBSSH2_SFTP_ATTR_PERMISSIONS) &&
-		    S_ISDIR(a.permissions))
-			err = sm_diag_set(d, SM_EISDIR, 0, "sftp: '%s' is a directory", r->path);
-		if (err == SM_OK) {
-			uint64_t size =
-			        (a.flags & LIBSSH2_SFTP_ATTR_SIZE) ? a.filesize : UINT64_MAX;
-			r->base.size = size == UINT64_MAX ? UINT64_MAX
-			               : size > off       ? size - off
-			                                  : 0;
-			if (off)
-				libssh2_sftp_seek64(r->h, off);
 			*out = &r->base;
 			return SM_OK;
 		}
@@ -978,24 +1282,24 @@ static enum sm_err sftp_open_read(struct sm_store *st, const char *key, uint64_t
 
 /* ---- writing ---- */
 
-static void sftp_put_attrs(const struct sm_put *p, LIBSSH2_SFTP_ATTRIBUTES *a)
+static void sftp_put_attrs(const struct sm_put *p, struct sm_sftpc_attrs *a)
 {
 	memset(a, 0, sizeof(*a));
 	if (p->flags & SM_PUT_MTIME) {
-		a->flags |= LIBSSH2_SFTP_ATTR_ACMODTIME;
+		a->flags |= SM_SFTPC_A_TIME;
 		int64_t s = p->mtime_ns / 1000000000;
 		if (p->mtime_ns < 0 && p->mtime_ns % 1000000000)
 			s--;
 		/* SFTP v3 times are unsigned 32-bit seconds */
 		s = s < 0 ? 0 : s > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : s;
-		a->mtime = a->atime = (unsigned long)s;
+		a->mtime = a->atime = (uint32_t)s;
 	}
 	if (p->flags & SM_PUT_MODE) {
-		a->flags |= LIBSSH2_SFTP_ATTR_PERMISSIONS;
-		a->permissions = p->mode & 07777;
+		a->flags |= SM_SFTPC_A_PERM;
+		a->perm = p->mode & 07777;
 	}
 	if (p->flags & SM_PUT_OWNER) {
-		a->flags |= LIBSSH2_SFTP_ATTR_UIDGID;
+		a->flags |= SM_SFTPC_A_UIDGID;
 		a->uid = p->uid;
 		a->gid = p->gid;
 	}
@@ -1017,65 +1321,62 @@ static void sftp_split(const char *path, char *dir, size_t n, const char **base)
 	}
 }
 
-/* Open `path` for writing, making its parents when they are missing. */
-static LIBSSH2_SFTP_HANDLE *sftp_create(struct sftp_conn *c, const char *path, const char *dir,
-                                        unsigned long flags, long mode, enum sm_err *err,
-                                        struct sm_diag *d)
+static int sftp_rename_rc(struct sm_sftpc *c, const char *from, const char *to, bool posix)
 {
-	LIBSSH2_SFTP_HANDLE *h = libssh2_sftp_open_ex(c->sftp, path, (unsigned)strlen(path), flags,
-	                                              mode, LIBSSH2_SFTP_OPENFILE);
-	if (h)
-		return h;
-	*err = sftp_err(c, "write", path, d);
-	if (*err != SM_ENOENT)
-		return NULL;
-	*err = sftp_mkdir_p(c, dir, 0755, d);
-	if (*err != SM_OK)
-		return NULL;
-	h = libssh2_sftp_open_ex(c->sftp, path, (unsigned)strlen(path), flags, mode,
-	                         LIBSSH2_SFTP_OPENFILE);
-	if (!h)
-		*err = sftp_err(c, "write", path, d);
-	return h;
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	if (posix)
+		sm_sftpc_begin_ext(&q, "posix-rename@openssh.com", SM_SFTPC_R_STATUS);
+	else
+		sm_sftpc_begin(&q, SM_SFTPC_RENAME);
+	sm_sftpc_cstr(&q, from);
+	sm_sftpc_cstr(&q, to);
+	int rc = sm_sftpc_call(c, &q);
+	sm_sftpc_req_release(&q);
+	return rc;
 }
 
-/* Rename tmp over path (see the top of the file for why not atomically):
- * an existing target is renamed aside, replaced, then removed. */
-static enum sm_err sftp_rename_over(struct sftp_conn *c, const char *tmp, const char *path,
+/*
+ * Rename tmp over path. With posix-rename@openssh.com (OpenSSH) that is
+ * one atomic rename(2). SFTP version 3's RENAME refuses to replace a file,
+ * so without it an existing target is renamed aside, replaced, then
+ * removed (a reader may briefly miss the key, but never sees half of it,
+ * and a failed rename puts the old one back).
+ */
+static enum sm_err sftp_rename_over(struct sm_sftpc *c, const char *tmp, const char *path,
                                     struct sm_diag *d)
 {
-	long fl = LIBSSH2_SFTP_RENAME_OVERWRITE | LIBSSH2_SFTP_RENAME_ATOMIC |
-	          LIBSSH2_SFTP_RENAME_NATIVE;
-	if (libssh2_sftp_rename_ex(c->sftp, tmp, (unsigned)strlen(tmp), path,
-	                           (unsigned)strlen(path), fl) == 0)
+	bool posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
+	int rc = sftp_rename_rc(c, tmp, path, posix);
+	if (rc == 0)
 		return SM_OK;
-	enum sm_err err = sftp_err(c, "rename", path, d);
+	enum sm_err err = sftp_err(c, rc, "rename", path, d);
 	if (err == SM_EAGAIN)
 		return err;
-	LIBSSH2_SFTP_ATTRIBUTES a;
-	if (libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path), LIBSSH2_SFTP_LSTAT, &a) !=
-	    0)
+	struct sm_sftpc_attrs a;
+	if (sftp_stat_rc(c, path, false, &a) != 0)
 		return err; /* not in the way: the rename failed for its own reason */
-	if (S_ISDIR(a.permissions))
+	if (S_ISDIR(sftp_attr_mode(&a)))
 		return sm_diag_set(d, SM_EISDIR, 0, "sftp: '%s' is a directory", path);
+	if (posix)
+		return err;
 	/* move the old one aside first, so a failure can put it back */
 	char dir[SFTP_NAME_MAX], aname[300], aside[SFTP_NAME_MAX * 2];
 	const char *base;
 	sftp_split(path, dir, sizeof(dir), &base);
 	sm_store_tmp_name(base, aname, sizeof(aname));
 	snprintf(aside, sizeof(aside), "%s/%s", dir, aname);
-	if (libssh2_sftp_rename_ex(c->sftp, path, (unsigned)strlen(path), aside,
-	                           (unsigned)strlen(aside), fl) != 0)
-		return sftp_err(c, "replace", path, d);
-	if (libssh2_sftp_rename_ex(c->sftp, tmp, (unsigned)strlen(tmp), path,
-	                           (unsigned)strlen(path), fl) != 0) {
-		err = sftp_err(c, "rename", path, d);
-		if (!c->broken)
-			libssh2_sftp_rename_ex(c->sftp, aside, (unsigned)strlen(aside), path,
-			                       (unsigned)strlen(path), fl);
+	rc = sftp_rename_rc(c, path, aside, false);
+	if (rc)
+		return sftp_err(c, rc, "replace", path, d);
+	rc = sftp_rename_rc(c, tmp, path, false);
+	if (rc) {
+		err = sftp_err(c, rc, "rename", path, d);
+		if (rc != SM_SFTPC_LINK)
+			sftp_rename_rc(c, aside, path, false);
 		return err;
 	}
-	if (libssh2_sftp_unlink_ex(c->sftp, aside, (unsigned)strlen(aside)) != 0)
+	if (sftp_simple(c, SM_SFTPC_REMOVE, aside, NULL) != 0)
 		sm_log(SM_LOG_INFO, "sftp: could not remove '%s' (listings skip it)", aside);
 	return SM_OK;
 }
@@ -1085,31 +1386,104 @@ static enum sm_err sftp_rename_over(struct sftp_conn *c, const char *tmp, const 
  * system (statvfs@openssh.com) so a full DST stops the run with one message
  * instead of failing every key. Returns err unless the disk is full.
  */
-static enum sm_err sftp_full(struct sftp_conn *c, const char *dir, const char *path,
-                             enum sm_err err, struct sm_diag *d)
+static enum sm_err sftp_full(struct sm_sftpc *c, const char *dir, const char *path, enum sm_err err,
+                             struct sm_diag *d)
 {
-	LIBSSH2_SFTP_STATVFS st;
-	if (c->broken || libssh2_sftp_statvfs(c->sftp, dir, strlen(dir), &st) != 0)
+	if (sm_sftpc_broken(c) || !sm_sftpc_has_ext(c, "statvfs@openssh.com"))
 		return err;
-	if (st.f_bavail * st.f_frsize >= (1u << 20) && st.f_favail > 0)
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin_ext(&q, "statvfs@openssh.com", SM_SFTPC_R_EXTENDED);
+	sm_sftpc_cstr(&q, dir);
+	bool full = false;
+	if (sm_sftpc_call(c, &q) == 0) {
+		struct sm_sftpc_rd r;
+		sm_sftpc_rd_init(&r, &q);
+		sm_sftpc_get_u64(&r); /* f_bsize */
+		uint64_t frsize = sm_sftpc_get_u64(&r);
+		sm_sftpc_get_u64(&r); /* f_blocks */
+		sm_sftpc_get_u64(&r); /* f_bfree */
+		uint64_t bavail = sm_sftpc_get_u64(&r);
+		sm_sftpc_get_u64(&r); /* f_files */
+		sm_sftpc_get_u64(&r); /* f_ffree */
+		uint64_t favail = sm_sftpc_get_u64(&r);
+		full = !r.bad && (bavail * frsize < (1u << 20) || favail == 0);
+	}
+	sm_sftpc_req_release(&q);
+	if (!full)
 		return err;
 	return sm_diag_set(d, SM_ENOSPC, 0, "sftp: write '%s': no space left on the server", path);
 }
 
-static enum sm_err sftp_write_all(struct sftp_conn *c, LIBSSH2_SFTP_HANDLE *h, const char *buf,
-                                  size_t n, const char *path, struct sm_diag *d)
+#define SFTP_WRITE_AHEAD 32 /* WRITEs in flight per file (x max_write: >= 1 MiB) */
+
+/* The WRITEs of one put, in a ring. */
+struct sftp_wring {
+	struct sm_sftpc *c;
+	struct sm_sftpc_req q[SFTP_WRITE_AHEAD];
+	int ahead, head, inflight;
+	int rc; /* the first failure */
+};
+
+static void sftp_wring_reap(struct sftp_wring *w)
 {
-	while (n) {
-		ssize_t w = libssh2_sftp_write(h, buf, n);
-		if (w < 0)
-			return sftp_err(c, "write", path, d);
-		buf += w;
-		n -= (size_t)w;
+	int rc = sm_sftpc_wait(w->c, &w->q[w->head]);
+	if (rc && !w->rc)
+		w->rc = rc;
+	w->head = (w->head + 1) % SFTP_WRITE_AHEAD;
+	w->inflight--;
+}
+
+/* A free request of the ring (waiting for the oldest when all are out). */
+static struct sm_sftpc_req *sftp_wring_next(struct sftp_wring *w)
+{
+	if (w->inflight == w->ahead)
+		sftp_wring_reap(w);
+	struct sm_sftpc_req *q = &w->q[(w->head + w->inflight) % SFTP_WRITE_AHEAD];
+	w->inflight++;
+	return q;
+}
+
+static void sftp_wring_drain(struct sftp_wring *w)
+{
+	while (w->inflight)
+		sftp_wring_reap(w);
+}
+
+/* OPEN path for writing, making its parents when they are missing. */
+static enum sm_err sftp_create(struct sm_sftpc *c, struct sm_sftpc_req *q, const char *path,
+                               const char *dir, uint32_t flags, uint32_t mode,
+                               struct sm_sftpc_handle *h, struct sm_diag *d)
+{
+	struct sm_sftpc_attrs a = { .flags = SM_SFTPC_A_PERM, .perm = mode };
+	int rc = 0;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		sm_sftpc_begin(q, SM_SFTPC_OPEN);
+		sm_sftpc_cstr(q, path);
+		sm_sftpc_u32(q, flags);
+		sm_sftpc_attrs(q, &a);
+		rc = sm_sftpc_call(c, q);
+		if (rc != SM_SFTPC_FX_NO_SUCH_FILE || attempt)
+			break;
+		enum sm_err err = sftp_mkdir_p(c, dir, 0755, d);
+		if (err != SM_OK)
+			return err;
+	}
+	if (rc)
+		return sftp_err(c, rc, "write", path, d);
+	if (!sm_sftpc_get_handle(q, h)) {
+		sm_sftpc_fail(c, "malformed handle from the server");
+		return sftp_err(c, SM_SFTPC_LINK, "write", path, d);
 	}
 	return SM_OK;
 }
 
-static enum sm_err sftp_put_once(struct sftp_conn *c, const char *path, char *tmp, size_t tmpn,
+/*
+ * One attempt of a put: OPEN the temp file; the WRITEs (up to
+ * SFTP_WRITE_AHEAD in flight), FSETSTAT and CLOSE pipelined, so a small
+ * file's bytes, attributes and close take one round trip; then the rename.
+ */
+static enum sm_err sftp_put_once(struct sm_sftpc *c, const char *path, char *tmp, size_t tmpn,
                                  struct sm_reader *r, const struct sm_put *p, char *buf, size_t cap,
                                  struct sm_diag *d)
 {
@@ -1123,46 +1497,276 @@ static enum sm_err sftp_put_once(struct sftp_conn *c, const char *path, char *tm
 		sm_store_tmp_name(base, tname, sizeof(tname));
 		snprintf(tmp, tmpn, "%s/%s", dir, tname);
 	}
-	long mode = (p->flags & SM_PUT_MODE) ? (long)(p->mode & 07777) : (long)(p->mode & 0755);
+	uint32_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
 	if (!mode)
 		mode = 0644;
-	unsigned long flags = LIBSSH2_FXF_WRITE | LIBSSH2_FXF_CREAT | LIBSSH2_FXF_TRUNC |
-	                      (inplace ? 0 : LIBSSH2_FXF_EXCL);
-	enum sm_err err = SM_OK;
-	LIBSSH2_SFTP_HANDLE *h = sftp_create(c, tmp, dir, flags, mode, &err, d);
-	if (!h)
-		return err;
+	uint32_t flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC |
+	                 (inplace ? 0 : SM_SFTPC_FXF_EXCL);
+	struct sftp_wring w = { .c = c };
+	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
+		sm_sftpc_req_init(&w.q[i]);
+	struct sm_sftpc_req fin[2]; /* FSETSTAT, CLOSE */
+	sm_sftpc_req_init(&fin[0]);
+	sm_sftpc_req_init(&fin[1]);
+	struct sm_sftpc_handle h;
+	enum sm_err err = sftp_create(c, &fin[1], tmp, dir, flags, mode, &h, d);
+	if (err != SM_OK)
+		goto out;
+	size_t max = sm_sftpc_max_write(c);
+	w.ahead = (int)((SFTP_IO + max - 1) / max);
+	if (w.ahead > SFTP_WRITE_AHEAD)
+		w.ahead = SFTP_WRITE_AHEAD;
 	uint64_t total = 0;
 	for (;;) {
 		size_t got = 0;
 		err = sm_reader_read_full(r, buf, cap, &got, d);
 		if (err != SM_OK || !got)
 			break;
-		err = sftp_write_all(c, h, buf, got, path, d);
-		if (err != SM_OK)
-			break;
+		for (size_t o = 0; o < got && !w.rc; o += max) {
+			size_t n = got - o < max ? got - o : max;
+			struct sm_sftpc_req *q = sftp_wring_next(&w);
+			sm_sftpc_begin(q, SM_SFTPC_WRITE);
+			sm_sftpc_handle(q, &h);
+			sm_sftpc_u64(q, total + o);
+			sm_sftpc_str(q, buf + o, n);
+			sm_sftpc_submit(c, q);
+		}
 		total += got;
-		if (got < cap)
+		if (w.rc || got < cap)
 			break;
 	}
+	if (err == SM_OK && w.rc)
+		err = sftp_err(c, w.rc, "write", path, d);
 	if (err == SM_OK && r->size != UINT64_MAX && total != r->size)
 		err = sm_diag_set(d, SM_ECHANGED, 0,
 		                  "'%s' has %" PRIu64 " bytes, %" PRIu64 " were listed", path,
 		                  total, r->size);
-	LIBSSH2_SFTP_ATTRIBUTES a;
+	struct sm_sftpc_attrs a;
 	sftp_put_attrs(p, &a);
-	if (err == SM_OK && a.flags && libssh2_sftp_fstat_ex(h, &a, 1) != 0)
-		err = sftp_err(c, "set attributes of", path, d);
-	if (libssh2_sftp_close_handle(h) != 0 && err == SM_OK)
-		err = sftp_err(c, "write", path, d); /* a late error from the server */
+	bool setattr = err == SM_OK && a.flags;
+	if (setattr) {
+		sm_sftpc_begin(&fin[0], SM_SFTPC_FSETSTAT);
+		sm_sftpc_handle(&fin[0], &h);
+		sm_sftpc_attrs(&fin[0], &a);
+		sm_sftpc_submit(c, &fin[0]);
+	}
+	sm_sftpc_begin(&fin[1], SM_SFTPC_CLOSE);
+	sm_sftpc_handle(&fin[1], &h);
+	sm_sftpc_submit(c, &fin[1]);
+	sftp_wring_drain(&w);
+	int src = setattr ? sm_sftpc_wait(c, &fin[0]) : 0;
+	int crc = sm_sftpc_wait(c, &fin[1]);
+	if (err == SM_OK && w.rc) /* one of the last WRITEs */
+		err = sftp_err(c, w.rc, "write", path, d);
+	if (err == SM_OK && src)
+		err = sftp_err(c, src, "set attributes of", path, d);
+	if (err == SM_OK && crc)
+		err = sftp_err(c, crc, "write", path, d); /* a late error from the server */
 	if (err == SM_EIO)
 		err = sftp_full(c, dir, path, err, d);
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
 	if (err == SM_OK && !inplace)
 		err = sftp_rename_over(c, tmp, path, d);
-	if (err != SM_OK && !inplace && !c->broken)
-		libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp));
+	if (err != SM_OK && !inplace && !sm_sftpc_broken(c))
+		sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
+out:
+	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
+		sm_sftpc_req_release(&w.q[i]);
+	sm_sftpc_req_release(&fin[0]);
+	sm_sftpc_req_release(&fin[1]);
+	return err;
+}
+
+/*
+ * A small file's put, run by callbacks on the engine's thread so that its
+ * thread sleeps once per file: OPEN; on its handle WRITE(s), FSETSTAT and
+ * CLOSE together; when all three stages answered, the rename. The thread
+ * waits on `fin`, posted when nothing of the job is in flight any more.
+ */
+#define SFTP_JOB_WRITES 8
+enum { SFTP_JQ_OPEN = 0, SFTP_JQ_SETSTAT = SFTP_JOB_WRITES + 1, SFTP_JQ_CLOSE, SFTP_JQ_N };
+enum sftp_stage { SFTP_ST_OPEN, SFTP_ST_WRITE, SFTP_ST_SETSTAT, SFTP_ST_CLOSE, SFTP_ST_RENAME };
+
+struct sftp_job {
+	struct sm_sftpc_req q[SFTP_JQ_N]; /* [OPEN] is the RENAME later */
+	struct sm_sftpc_req fin;
+	struct sm_sftpc_handle h;
+	const char *data;
+	size_t len;
+	size_t max_write;
+	const char *tmp, *path;
+	struct sm_sftpc_attrs attrs; /* for FSETSTAT (flags 0: none) */
+	bool rename;
+	bool posix;
+	atomic_int pending; /* replies of the WRITE/FSETSTAT/CLOSE stage to come */
+	atomic_int rc;      /* the first failure */
+	enum sftp_stage stage;
+};
+
+static void sftp_job_fail(struct sftp_job *j, int rc, enum sftp_stage st)
+{
+	int zero = 0;
+	if (atomic_compare_exchange_strong(&j->rc, &zero, rc))
+		j->stage = st;
+}
+
+static void sftp_job_renamed(struct sm_sftpc *c, struct sm_sftpc_req *q)
+{
+	struct sftp_job *j = q->arg;
+	if (q->rc)
+		sftp_job_fail(j, q->rc, SFTP_ST_RENAME);
+	sm_sftpc_post(c, &j->fin, atomic_load(&j->rc));
+}
+
+static void sftp_job_stage2(struct sm_sftpc *c, struct sm_sftpc_req *q)
+{
+	struct sftp_job *j = q->arg;
+	if (q->rc) {
+		enum sftp_stage st = q == &j->q[SFTP_JQ_CLOSE]     ? SFTP_ST_CLOSE
+		                     : q == &j->q[SFTP_JQ_SETSTAT] ? SFTP_ST_SETSTAT
+		                                                   : SFTP_ST_WRITE;
+		sftp_job_fail(j, q->rc, st);
+	}
+	if (atomic_fetch_sub(&j->pending, 1) != 1)
+		return;
+	if (atomic_load(&j->rc) || !j->rename) {
+		sm_sftpc_post(c, &j->fin, atomic_load(&j->rc));
+		return;
+	}
+	struct sm_sftpc_req *r = &j->q[SFTP_JQ_OPEN];
+	if (j->posix)
+		sm_sftpc_begin_ext(r, "posix-rename@openssh.com", SM_SFTPC_R_STATUS);
+	else
+		sm_sftpc_begin(r, SM_SFTPC_RENAME);
+	sm_sftpc_cstr(r, j->tmp);
+	sm_sftpc_cstr(r, j->path);
+	r->cb = sftp_job_renamed;
+	sm_sftpc_submit(c, r);
+}
+
+static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
+{
+	struct sftp_job *j = q->arg;
+	if (q->rc || !sm_sftpc_get_handle(q, &j->h)) {
+		if (!q->rc)
+			sm_sftpc_fail(c, "malformed handle from the server");
+		sftp_job_fail(j, q->rc ? q->rc : SM_SFTPC_LINK, SFTP_ST_OPEN);
+		sm_sftpc_post(c, &j->fin, atomic_load(&j->rc));
+		return;
+	}
+	int nw = (int)((j->len + j->max_write - 1) / j->max_write);
+	atomic_store(&j->pending, nw + (j->attrs.flags ? 1 : 0) + 1);
+	for (int i = 0; i < nw; i++) {
+		struct sm_sftpc_req *w = &j->q[1 + i];
+		size_t off = (size_t)i * j->max_write;
+		size_t n = j->len - off < j->max_write ? j->len - off : j->max_write;
+		sm_sftpc_begin(w, SM_SFTPC_WRITE);
+		sm_sftpc_handle(w, &j->h);
+		sm_sftpc_u64(w, off);
+		sm_sftpc_str(w, j->data + off, n);
+		w->cb = sftp_job_stage2;
+		sm_sftpc_submit(c, w);
+	}
+	if (j->attrs.flags) {
+		struct sm_sftpc_req *s = &j->q[SFTP_JQ_SETSTAT];
+		sm_sftpc_begin(s, SM_SFTPC_FSETSTAT);
+		sm_sftpc_handle(s, &j->h);
+		sm_sftpc_attrs(s, &j->attrs);
+		s->cb = sftp_job_stage2;
+		sm_sftpc_submit(c, s);
+	}
+	struct sm_sftpc_req *cl = &j->q[SFTP_JQ_CLOSE];
+	sm_sftpc_begin(cl, SM_SFTPC_CLOSE);
+	sm_sftpc_handle(cl, &j->h);
+	cl->cb = sftp_job_stage2;
+	sm_sftpc_submit(c, cl);
+}
+
+/* Run the job once: 0 or the failure, its stage in j->stage. */
+static int sftp_job_run(struct sm_sftpc *c, struct sftp_job *j, uint32_t flags, uint32_t mode)
+{
+	atomic_store(&j->rc, 0);
+	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
+	struct sm_sftpc_req *q = &j->q[SFTP_JQ_OPEN];
+	sm_sftpc_begin(q, SM_SFTPC_OPEN);
+	sm_sftpc_cstr(q, j->tmp);
+	sm_sftpc_u32(q, flags);
+	sm_sftpc_attrs(q, &ma);
+	for (int i = 0; i < SFTP_JQ_N; i++) {
+		j->q[i].cb = NULL;
+		j->q[i].arg = j;
+	}
+	q->cb = sftp_job_opened;
+	sm_sftpc_prepare(&j->fin);
+	sm_sftpc_submit(c, q);
+	return sm_sftpc_wait(c, &j->fin);
+}
+
+/* A put of `len` bytes at `data`, all in memory (see sftp_job). */
+static enum sm_err sftp_put_small(struct sm_sftpc *c, const char *path, char *tmp, size_t tmpn,
+                                  const char *data, size_t len, const struct sm_put *p,
+                                  struct sm_diag *d)
+{
+	char dir[SFTP_NAME_MAX], tname[300];
+	const char *base;
+	sftp_split(path, dir, sizeof(dir), &base);
+	bool inplace = p->flags & SM_PUT_INPLACE;
+	if (inplace) {
+		snprintf(tmp, tmpn, "%s", path);
+	} else {
+		sm_store_tmp_name(base, tname, sizeof(tname));
+		snprintf(tmp, tmpn, "%s/%s", dir, tname);
+	}
+	uint32_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
+	if (!mode)
+		mode = 0644;
+	uint32_t flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC |
+	                 (inplace ? 0 : SM_SFTPC_FXF_EXCL);
+	struct sftp_job *j = calloc(1, sizeof(*j));
+	if (!j)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	for (int i = 0; i < SFTP_JQ_N; i++)
+		sm_sftpc_req_init(&j->q[i]);
+	sm_sftpc_req_init(&j->fin);
+	j->data = data;
+	j->len = len;
+	j->max_write = sm_sftpc_max_write(c);
+	j->tmp = tmp;
+	j->path = path;
+	j->rename = !inplace;
+	j->posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
+	sftp_put_attrs(p, &j->attrs);
+	enum sm_err err = SM_OK;
+	int rc = sftp_job_run(c, j, flags, mode);
+	if (rc == SM_SFTPC_FX_NO_SUCH_FILE && j->stage == SFTP_ST_OPEN) {
+		err = sftp_mkdir_p(c, dir, 0755, d);
+		if (err != SM_OK)
+			goto out;
+		rc = sftp_job_run(c, j, flags, mode);
+	}
+	if (rc == 0)
+		goto out;
+	switch (j->stage) {
+	case SFTP_ST_OPEN: err = sftp_err(c, rc, "write", path, d); goto out; /* nothing was made */
+	case SFTP_ST_WRITE:
+	case SFTP_ST_CLOSE: err = sftp_err(c, rc, "write", path, d); break;
+	case SFTP_ST_SETSTAT: err = sftp_err(c, rc, "set attributes of", path, d); break;
+	case SFTP_ST_RENAME:
+		/* in the way, or no posix-rename: the careful way */
+		err = rc == SM_SFTPC_LINK ? sftp_err(c, rc, "rename", path, d)
+		                          : sftp_rename_over(c, tmp, path, d);
+		break;
+	}
+	if (err == SM_EIO)
+		err = sftp_full(c, dir, path, err, d);
+	if (err != SM_OK && !inplace && !sm_sftpc_broken(c))
+		sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
+out:
+	for (int i = 0; i < SFTP_JQ_N; i++)
+		sm_sftpc_req_release(&j->q[i]);
+	sm_sftpc_req_release(&j->fin);
+	free(j);
 	return err;
 }
 
@@ -1173,30 +1777,46 @@ static enum sm_err sftp_put(struct sm_store *st, const char *key, struct sm_read
 	char *path = sftp_path(fs, key);
 	size_t cap = r->size != UINT64_MAX && r->size < SFTP_IO ? (size_t)r->size + 1 : SFTP_IO;
 	char *buf = malloc(cap);
-	struct sftp_conn *c = NULL;
+	struct sm_sftpc *c = NULL;
 	enum sm_err err = SM_ENOMEM;
 	if (!path || !buf) {
 		sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
 	char tmp[SFTP_NAME_MAX * 2] = "";
-	err = sftp_get(fs, &c, d);
-	if (err == SM_OK)
+	int weight = r->size < SFTP_SMALL ? 1 : SFTP_SLOTS;
+	err = sftp_get_w(fs, weight, &c, d);
+	if (err == SM_OK && r->size < SFTP_SMALL &&
+	    r->size <= SFTP_JOB_WRITES * sm_sftpc_max_write(c)) {
+		/* all of it in memory first, then one pipelined job */
+		size_t got = 0;
+		err = sm_reader_read_full(r, buf, cap, &got, d);
+		if (err == SM_OK && got != r->size)
+			err = sm_diag_set(d, SM_ECHANGED, 0,
+			                  "'%s' has %s%zu bytes, %" PRIu64 " were listed", path,
+			                  got == cap ? "over " : "", got == cap ? got - 1 : got,
+			                  r->size);
+		if (err == SM_OK && (p->flags & SM_PUT_CHECK))
+			err = sm_reader_finish(r, d); /* every byte is read already */
+		if (err == SM_OK)
+			err = sftp_put_small(c, path, tmp, sizeof(tmp), buf, got, p, d);
+	} else if (err == SM_OK) {
 		err = sftp_put_once(c, path, tmp, sizeof(tmp), r, p, buf, cap, d);
-	if (err != SM_OK && c && c->broken && tmp[0] && !(p->flags & SM_PUT_INPLACE)) {
+	}
+	if (err != SM_OK && c && sm_sftpc_broken(c) && tmp[0] && !(p->flags & SM_PUT_INPLACE)) {
 		/* the link dropped mid-write: remove the temp file over another
 		 * (an idle one may have dropped too) */
-		for (int attempt = 0; attempt < 3 && c && c->broken; attempt++) {
-			sftp_put_conn(fs, c);
+		for (int attempt = 0; attempt < 3 && c && sm_sftpc_broken(c); attempt++) {
+			sftp_put_conn_w(fs, weight, c);
 			c = NULL;
+			weight = 1;
 			struct sm_diag ud;
-			if (sftp_get(fs, &c, &ud) == SM_OK &&
-			    libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp)) != 0)
-				sftp_err(c, "remove", tmp, &ud);
+			if (sftp_get(fs, &c, &ud) == SM_OK)
+				sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 		}
 	}
 	/* a failed attempt is retried by the caller, which opens the source again */
-	sftp_put_conn(fs, c);
+	sftp_put_conn_w(fs, weight, c);
 out:
 	free(buf);
 	free(path);
@@ -1205,49 +1825,32 @@ out:
 
 /*
  * Make the symlink tmp -> target. OpenSSH's server takes the two paths in
- * the opposite order to the draft, and libssh2 sends them the way OpenSSH
- * wants; but libssh2 1.10 reports a failure even when the server made the
- * link, so a reported failure is checked against what is there.
+ * the opposite order to the draft (target first, then the link), and is
+ * the server this speaks to.
  */
-static enum sm_err sftp_symlink_tmp(struct sftp_conn *c, const char *target, const char *tmp,
-                                    struct sm_diag *d)
+static int sftp_symlink_rc(struct sm_sftpc *c, const char *target, const char *tmp)
 {
-	if (libssh2_sftp_symlink_ex(c->sftp, target, (unsigned)strlen(target), (char *)tmp,
-	                            (unsigned)strlen(tmp), LIBSSH2_SFTP_SYMLINK) == 0)
-		return SM_OK;
-	enum sm_err err = sftp_err(c, "symlink", tmp, d);
-	if (err == SM_EAGAIN)
-		return err;
-	char *made = NULL;
-	enum sm_err rl = sftp_readlink(c, tmp, &made, d);
-	bool same = rl == SM_OK && strcmp(made, target) == 0;
-	free(made);
-	if (same)
-		return SM_OK;
-	if (rl == SM_EAGAIN)
-		return SM_EAGAIN;
-	/* nothing there: the parent is missing, or the refusal was real */
-	LIBSSH2_SFTP_ATTRIBUTES a;
-	char parent[SFTP_NAME_MAX];
-	const char *base;
-	sftp_split(tmp, parent, sizeof(parent), &base);
-	if (libssh2_sftp_stat_ex(c->sftp, parent, (unsigned)strlen(parent), LIBSSH2_SFTP_STAT,
-	                         &a) != 0)
-		return sftp_err(c, "symlink", tmp, d);
-	return sm_diag_set(d, err == SM_ENOENT ? SM_EIO : err, 0, "sftp: symlink '%s': refused",
-	                   tmp);
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin(&q, SM_SFTPC_SYMLINK);
+	sm_sftpc_cstr(&q, target);
+	sm_sftpc_cstr(&q, tmp);
+	int rc = sm_sftpc_call(c, &q);
+	sm_sftpc_req_release(&q);
+	return rc;
 }
 
 /* Path operations (stat, delete, mkdir, symlink, setattr), each retried
  * once on a fresh connection after a drop. */
 enum sftp_op { SFTP_STAT, SFTP_DEL, SFTP_MKDIR, SFTP_SYMLINK, SFTP_SETATTR };
 
-static enum sm_err sftp_op_once(struct sftp_store *fs, struct sftp_conn *c, enum sftp_op op,
+static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum sftp_op op,
                                 const char *key, const char *path, const char *target,
                                 const struct sm_put *p, struct sm_entry *out, struct sm_diag *d)
 {
-	LIBSSH2_SFTP_ATTRIBUTES a;
+	struct sm_sftpc_attrs a;
 	enum sm_err err;
+	int rc;
 	switch (op) {
 	case SFTP_STAT: {
 		err = sftp_stat_path(c, path, fs->follow, &a, d);
@@ -1263,32 +1866,31 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sftp_conn *c, enum
 	}
 	case SFTP_DEL:
 		if (sm_key_is_dir(key)) {
-			if (libssh2_sftp_rmdir_ex(c->sftp, path, (unsigned)strlen(path)) == 0)
+			rc = sftp_simple(c, SM_SFTPC_RMDIR, path, NULL);
+			if (rc == 0)
 				return SM_OK;
-			err = sftp_err(c, "delete", path, d);
-			if (err == SM_EIO &&
-			    libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path),
-			                         LIBSSH2_SFTP_LSTAT, &a) == 0)
+			err = sftp_err(c, rc, "delete", path, d);
+			if (err == SM_EIO && sftp_stat_rc(c, path, false, &a) == 0)
 				/* OpenSSH says "failure" for a directory that is not empty */
 				return sm_diag_set(d, SM_ENOTEMPTY, 0,
-				                   "sftp: delete '%s': directory "
-				                   "not empty",
-				                   path);
+				                   "sftp: delete '%s': directory not empty", path);
 		} else {
-			if (libssh2_sftp_unlink_ex(c->sftp, path, (unsigned)strlen(path)) == 0)
+			rc = sftp_simple(c, SM_SFTPC_REMOVE, path, NULL);
+			if (rc == 0)
 				return SM_OK;
-			err = sftp_err(c, "delete", path, d);
+			err = sftp_err(c, rc, "delete", path, d);
 		}
 		return err == SM_ENOENT ? SM_OK : err; /* absent = deleted */
 	case SFTP_MKDIR: {
-		long mode = (p->flags & SM_PUT_MODE) ? (long)(p->mode & 07777) : 0755;
+		uint32_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : 0755;
 		err = sftp_mkdir_p(c, path, mode, d);
 		sftp_put_attrs(p, &a);
-		a.flags &= ~(unsigned long)LIBSSH2_SFTP_ATTR_ACMODTIME; /* contents change it */
-		if (err == SM_OK && a.flags &&
-		    libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path),
-		                         LIBSSH2_SFTP_SETSTAT, &a) != 0)
-			err = sftp_err(c, "set attributes of", path, d);
+		a.flags &= ~(uint32_t)SM_SFTPC_A_TIME; /* contents change it */
+		if (err == SM_OK && a.flags) {
+			rc = sftp_simple(c, SM_SFTPC_SETSTAT, path, &a);
+			if (rc)
+				err = sftp_err(c, rc, "set attributes of", path, d);
+		}
 		return err;
 	}
 	case SFTP_SYMLINK: {
@@ -1297,27 +1899,26 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sftp_conn *c, enum
 		sftp_split(path, dir, sizeof(dir), &base);
 		sm_store_tmp_name(base, tname, sizeof(tname));
 		snprintf(tmp, sizeof(tmp), "%s/%s", dir, tname);
-		err = sftp_symlink_tmp(c, target, tmp, d);
-		if (err == SM_ENOENT) {
+		rc = sftp_symlink_rc(c, target, tmp);
+		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
 			err = sftp_mkdir_p(c, dir, 0755, d);
-			if (err == SM_OK)
-				err = sftp_symlink_tmp(c, target, tmp, d);
+			if (err != SM_OK)
+				return err;
+			rc = sftp_symlink_rc(c, target, tmp);
 		}
-		if (err != SM_OK)
-			return err;
+		if (rc)
+			return sftp_err(c, rc, "symlink", tmp, d);
 		err = sftp_rename_over(c, tmp, path, d);
-		if (err != SM_OK && !c->broken)
-			libssh2_sftp_unlink_ex(c->sftp, tmp, (unsigned)strlen(tmp));
+		if (err != SM_OK && !sm_sftpc_broken(c))
+			sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 		return err;
 	}
 	case SFTP_SETATTR:
 		sftp_put_attrs(p, &a);
 		if (!a.flags)
 			return SM_OK;
-		if (libssh2_sftp_stat_ex(c->sftp, path, (unsigned)strlen(path),
-		                         LIBSSH2_SFTP_SETSTAT, &a) != 0)
-			return sftp_err(c, "set attributes of", path, d);
-		return SM_OK;
+		rc = sftp_simple(c, SM_SFTPC_SETSTAT, path, &a);
+		return rc ? sftp_err(c, rc, "set attributes of", path, d) : SM_OK;
 	}
 	return SM_OK;
 }
@@ -1332,7 +1933,7 @@ static enum sm_err sftp_op(struct sm_store *st, enum sftp_op op, const char *key
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	enum sm_err err = SM_OK;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		struct sftp_conn *c = NULL;
+		struct sm_sftpc *c = NULL;
 		err = sftp_get(fs, &c, d);
 		if (err != SM_OK)
 			break;

@@ -27,6 +27,12 @@ struct sm_ssh_ops {
 	                       struct sm_diag *d);
 	/* The session (blocking mode, owned by the connection). */
 	LIBSSH2_SESSION *(*session)(struct sm_ssh_conn *c);
+	/* The connection's socket, for poll() by a caller driving the
+	 * session in non-blocking mode. */
+	int (*fd)(struct sm_ssh_conn *c);
+	/* How long a call may hear nothing before the link counts as dead
+	 * (ServerAliveInterval x (ServerAliveCountMax + 1), or the default). */
+	long (*io_timeout_ms)(struct sm_ssh_conn *c);
 	/* "user@host:port" for messages. */
 	const char *(*name)(struct sm_ssh_conn *c);
 	/* The password typed at the terminal for this connection, or NULL:
