@@ -1113,7 +1113,8 @@ static void sftpr_drain(struct sftp_reader *r)
 
 static void sftpr_fill(struct sftp_reader *r)
 {
-	while (!r->eof_seen && r->inflight < r->ahead)
+	/* after a short reply, wait to see whether the next says EOF */
+	while (!r->eof_seen && !r->short_seen && r->inflight < r->ahead)
 		sftpr_submit(r);
 }
 
@@ -1239,6 +1240,11 @@ static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint
 	struct sm_sftpc_attrs a;
 	sm_sftpc_rd_init(&rd, &st);
 	sm_sftpc_get_attrs(&rd, &a);
+	if (rd.bad) {
+		sm_sftpc_fail(r->c, "malformed attributes from the server");
+		err = sftp_err(r->c, SM_SFTPC_LINK, "stat", r->path, d);
+		goto out;
+	}
 	if ((a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm)) {
 		err = sm_diag_set(d, SM_EISDIR, 0, "sftp: '%s' is a directory", r->path);
 		goto out;

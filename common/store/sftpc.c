@@ -621,7 +621,8 @@ bool sm_sftpc_broken(struct sm_sftpc *c)
 
 const char *sm_sftpc_why(struct sm_sftpc *c)
 {
-	return c->broken ? c->why : ""; /* written once, before broken is set */
+	/* written once, when broken is set, and never again */
+	return sm_sftpc_broken(c) ? c->why : "";
 }
 
 const char *sm_sftpc_name(struct sm_sftpc *c)
