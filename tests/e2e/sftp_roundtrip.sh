@@ -4,6 +4,7 @@
 #  - local -> SFTP -> local with --perms --links --dirs keeps contents, modes,
 #    whole-second mtimes, symlinks and empty dirs; the remote tree (a local
 #    directory here) equals the source too; a second pass copies nothing;
+#  - transfer slots share SSH connections: -p 10 opens one, -p 25 at most 3;
 #  - --delete-dst over SFTP deletes exactly the DST-only keys, dirs included;
 #  - a 2 x 64 MiB file goes up and down intact;
 #  - the user@host:port:/path and sftp://user@host:port/path URL forms (the
@@ -54,6 +55,22 @@ expect_rc 0 "SFTP -> local following links"
 (cd "$T/followed" && find . -type f | LC_ALL=C sort) >"$T/got.follow"
 diff "$T/want.follow" "$T/got.follow" >"$T/diff" ||
 	fail "following links over SFTP: files differ from find -L: $(head -5 "$T/diff")"
+
+# 1b. transfer slots share connections (their requests pipelined on one
+#     SFTP channel): ten slots one connection, 25 at most three
+logins() { grep -c 'Accepted publickey' "$SSHD_LOG" || true; }
+before=$(logins)
+sm --links --dirs -p 10 "$T/src/" "sm-test:$R/shared10/"
+expect_rc 0 "local -> SFTP with -p 10"
+n=$(($(logins) - before))
+[ "$n" -eq 1 ] || fail "-p 10 opened $n SSH connections, want 1"
+expect_same_tree --mtime "$T/src" "$R/shared10" "local -> SFTP with -p 10"
+before=$(logins)
+sm --links --dirs -p 25 "$T/src/" "sm-test:$R/shared25/"
+expect_rc 0 "local -> SFTP with -p 25"
+n=$(($(logins) - before))
+[ "$n" -ge 1 ] && [ "$n" -le 3 ] || fail "-p 25 opened $n SSH connections, want 1 to 3"
+expect_same_tree --mtime "$T/src" "$R/shared25" "local -> SFTP with -p 25"
 
 # 2. --delete-dst over SFTP: exactly the DST-only keys go, directories too
 mkdir -p "$R/del"
