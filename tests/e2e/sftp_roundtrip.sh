@@ -12,6 +12,9 @@
 #  - the server's session process SIGKILLed mid-transfer (many files, a large
 #    file up and down, -p 2): the run reconnects, exits 0, the tree is
 #    complete and no temporary file is left behind;
+#  - the server's SFTP process stopped mid-run (sshd still answering
+#    keepalives): after ServerAliveInterval x (ServerAliveCountMax + 1)
+#    without a reply the run reconnects and completes;
 #  - a symlink loop on an SFTP SRC (followed, without --links) is refused.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
@@ -222,6 +225,46 @@ kill_run "400 files down" "$T/manyk" 200000 "sm-test:$R/many/" "$T/manyk/"
 expect_rc 0 "400 files down with sessions killed"
 expect_same_tree --no-dirs --mtime "$T/many" "$T/manyk" "400 files down with sessions killed"
 expect_no_temp_files "$T/manyk" "400 files down with sessions killed"
+
+# 5e. a server that goes silent: the SFTP process of the run's connection
+#     stopped (SIGSTOP) mid-run while its sshd still answers keepalives. With
+#     ServerAliveInterval 1 and ServerAliveCountMax 1 the engine gives up on
+#     the connection after 2 s without a reply; the run reconnects and
+#     completes.
+{
+	echo
+	echo "Host sm-alive"
+	sed -n '/^Host sm-test$/,/^$/p' "$HOME/.ssh/config" | sed '1d;/^$/d'
+	echo "    ServerAliveInterval 1"
+	echo "    ServerAliveCountMax 1"
+} >>"$HOME/.ssh/config"
+STOPPED=()
+on_exit 'for p in "${STOPPED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done'
+SM_CMD="syncmgr -v -p 4 $T/many/ sm-alive:$R/stall/"
+timeout -k 5 120 "$SYNCMGR" -v -p 4 "$T/many/" "sm-alive:$R/stall/" >"$T/sm.out" 2>"$T/sm.err" </dev/null &
+pid=$!
+while kill -0 "$pid" 2>/dev/null && [ "${#STOPPED[@]}" -eq 0 ]; do
+	if [ "$(bytes_in "$R/stall")" -ge 100000 ]; then
+		for s in $(sessions); do
+			for c in $(pgrep -P "$s" || true); do
+				kill -STOP "$c" 2>/dev/null && STOPPED+=("$c")
+			done
+		done
+	fi
+	sleep 0.01
+done
+set +e
+wait "$pid"
+SM_RC=$?
+set -e
+for p in "${STOPPED[@]}"; do kill -CONT "$p" 2>/dev/null || true; done
+[ "${#STOPPED[@]}" -gt 0 ] || fail "a silent server: the run ended before its SFTP process could be stopped"
+expect_rc 0 "a silent server (SFTP process stopped)"
+grep -q "no reply for 2 s" "$T/sm.err" ||
+	fail "a silent server: no 'no reply for 2 s' retry in the log: $(grep -m3 retrying "$T/sm.err")"
+no_temp_left "a silent server" "$R/stall"
+expect_same_tree --no-dirs --mtime "$T/many" "$R/stall" "a silent server (SFTP process stopped)"
+note "a silent server: $(grep -m1 'no reply' "$T/sm.err")"
 
 # 6. following symlinks (no --links) on an SFTP SRC refuses a loop, as the
 #    file backend does, instead of listing the same directory 40 deep
