@@ -68,16 +68,16 @@ else
 	failures+=("asan build failed")
 fi
 
-# 3. Fuzzing: the filter rules and the S3 reply parsers, briefly, from the
+# 3. Fuzzing: the filter rules and the S3 and SFTP reply parsers, briefly, from the
 # seed corpora.
 fuzz_built=false
 if [ -f build-fuzz/build.ninja ] ||
 	CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined \
 		-Db_lundef=false -Dbuildtype=debug >build-fuzz.setup.log 2>&1; then
-	ninja -C build-fuzz tests/fuzz_filter tests/fuzz_s3xml >build-fuzz.ninja.log 2>&1 && fuzz_built=true
+	ninja -C build-fuzz tests/fuzz_filter tests/fuzz_s3xml tests/fuzz_sftp >build-fuzz.ninja.log 2>&1 && fuzz_built=true
 fi
 if $fuzz_built; then
-	for target in filter s3xml; do
+	for target in filter s3xml sftp; do
 		corpus=$(mktemp -d)
 		cp "tests/fuzz/corpus/$target"/* "$corpus/"
 		if "build-fuzz/tests/fuzz_$target" -max_total_time="${FUZZ_SECONDS:-20}" -timeout=5 \

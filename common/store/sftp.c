@@ -604,42 +604,41 @@ static void sftp_close(struct sm_store *st)
 	sm_sftp_loc_release(&fs->loc);
 }
 
-/* mkdir -p of a remote directory path. */
+/* mkdir -p of a remote directory path: MKDIR first (usually the parent
+ * is there), the parents only when it says there is none. */
 static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, uint32_t mode,
                                 struct sm_diag *d)
 {
-	struct sm_sftpc_attrs a;
-	int rc = sftp_stat_rc(c, path, true, &a);
+	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
+	int rc = sftp_simple(c, SM_SFTPC_MKDIR, path, &ma);
 	if (rc == 0)
+		return SM_OK;
+	enum sm_err err = SM_OK;
+	char *slash = strrchr(path, '/');
+	if (rc == SM_SFTPC_FX_NO_SUCH_FILE && slash && slash != path) {
+		char *parent = sm_strndup(path, (size_t)(slash - path));
+		if (!parent)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		err = sftp_mkdir_p(c, parent, 0755, d);
+		free(parent);
+		if (err != SM_OK)
+			return err;
+		rc = sftp_simple(c, SM_SFTPC_MKDIR, path, &ma);
+		if (rc == 0)
+			return SM_OK;
+	}
+	if (rc == SM_SFTPC_LINK)
+		return sftp_err(c, rc, "mkdir", path, d);
+	/* there already (OpenSSH says "failure" for EEXIST), made meanwhile
+	 * by another thread, or refused: what is there? */
+	struct sm_sftpc_attrs a;
+	int src = sftp_stat_rc(c, path, true, &a);
+	if (src == 0)
 		return S_ISDIR(sftp_attr_mode(&a))
 		               ? SM_OK
 		               : sm_diag_set(d, SM_ENOTDIR, 0, "sftp: '%s' is not a directory",
 		                             path);
-	enum sm_err err = sftp_err(c, rc, "stat", path, d);
-	if (err != SM_ENOENT)
-		return err;
-	char *parent = strdup(path);
-	if (!parent)
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	char *slash = strrchr(parent, '/');
-	if (slash && slash != parent) {
-		*slash = '\0';
-		err = sftp_mkdir_p(c, parent, 0755, d);
-	} else {
-		err = SM_OK;
-	}
-	free(parent);
-	if (err != SM_OK)
-		return err;
-	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
-	rc = sftp_simple(c, SM_SFTPC_MKDIR, path, &ma);
-	if (rc == 0)
-		return SM_OK;
-	err = sftp_err(c, rc, "mkdir", path, d);
-	/* made meanwhile by another thread: fine */
-	if (err != SM_EAGAIN && sftp_stat_rc(c, path, true, &a) == 0 && S_ISDIR(sftp_attr_mode(&a)))
-		return SM_OK;
-	return err;
+	return sftp_err(c, src == SM_SFTPC_LINK ? src : rc, "mkdir", path, d);
 }
 
 /* ---- listing ---- */
@@ -859,12 +858,10 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
 		sm_sftpc_rd_init(&r, &q[i]);
 		uint32_t count = sm_sftpc_get_u32(&r);
 		for (uint32_t k = 0; k < count && !r.bad && err == SM_OK; k++) {
-			size_t nl, ll;
-			const char *name = sm_sftpc_get_str(&r, &nl);
-			sm_sftpc_get_str(&r, &ll); /* longname */
+			size_t nl;
+			const char *name;
 			struct sm_sftpc_attrs a;
-			sm_sftpc_get_attrs(&r, &a);
-			if (!r.bad)
+			if (sm_sftpc_get_name(&r, &name, &nl, &a))
 				err = sftp_frame_add(cur, c, f, &cap, path, name, nl, a, d);
 		}
 		if (r.bad && err == SM_OK) {

@@ -244,6 +244,37 @@ void sm_sftpc_get_attrs(struct sm_sftpc_rd *r, struct sm_sftpc_attrs *a)
 	}
 }
 
+bool sm_sftpc_get_name(struct sm_sftpc_rd *r, const char **name, size_t *n,
+                       struct sm_sftpc_attrs *a)
+{
+	size_t ln;
+	*name = sm_sftpc_get_str(r, n);
+	sm_sftpc_get_str(r, &ln); /* the long name, for humans */
+	sm_sftpc_get_attrs(r, a);
+	return !r->bad;
+}
+
+bool sm_sftpc_parse_version(const void *p, size_t n, uint32_t *version, char *exts, size_t cap,
+                            size_t *len)
+{
+	struct sm_sftpc_rd r = { .p = p, .n = n };
+	*version = sm_sftpc_get_u32(&r);
+	*len = 0;
+	while (r.n && !r.bad) {
+		size_t nl, dl;
+		const char *name = sm_sftpc_get_str(&r, &nl);
+		sm_sftpc_get_str(&r, &dl); /* its data */
+		if (r.bad)
+			break;
+		if (!nl || memchr(name, '\0', nl) || *len + nl + 1 > cap)
+			continue;
+		memcpy(exts + *len, name, nl);
+		*len += nl;
+		exts[(*len)++] = '\0';
+	}
+	return !r.bad;
+}
+
 bool sm_sftpc_get_handle(const struct sm_sftpc_req *q, struct sm_sftpc_handle *h)
 {
 	struct sm_sftpc_rd r;
@@ -709,25 +740,16 @@ static enum sm_err sftpc_hello(struct sm_sftpc *c, struct sm_diag *d)
 		                  c->ops->name(c->ssh));
 		goto out;
 	}
-	uint32_t ver = sftpc_be32(p + 1);
-	if (ver < SFTPC_VERSION) {
+	uint32_t ver;
+	if (!sm_sftpc_parse_version(p + 1, len - 1, &ver, c->exts, sizeof(c->exts), &c->exts_len)) {
+		err = sm_diag_set(d, SM_EIO, 0, "sftp: %s: bad SFTP greeting",
+		                  c->ops->name(c->ssh));
+		goto out;
+	}
+	if (ver < SFTPC_VERSION)
 		err = sm_diag_set(d, SM_ENOTSUP, 0,
 		                  "sftp: %s speaks SFTP version %" PRIu32 ", 3 is needed",
 		                  c->ops->name(c->ssh), ver);
-		goto out;
-	}
-	struct sm_sftpc_rd r = { .p = p + 5, .n = len - 5 };
-	while (r.n && !r.bad) {
-		size_t nl, dl;
-		const char *name = sm_sftpc_get_str(&r, &nl);
-		sm_sftpc_get_str(&r, &dl);
-		if (r.bad || !nl || memchr(name, '\0', nl) ||
-		    c->exts_len + nl + 1 > sizeof(c->exts))
-			break;
-		memcpy(c->exts + c->exts_len, name, nl);
-		c->exts_len += nl;
-		c->exts[c->exts_len++] = '\0';
-	}
 out:
 	free(p);
 	return err;

@@ -160,6 +160,16 @@ uint64_t sm_sftpc_get_u64(struct sm_sftpc_rd *r);
 /* A string borrowed from the reply (not NUL-terminated). */
 const char *sm_sftpc_get_str(struct sm_sftpc_rd *r, size_t *n);
 void sm_sftpc_get_attrs(struct sm_sftpc_rd *r, struct sm_sftpc_attrs *a);
+/* The next entry of a NAME reply (after its count): the name (borrowed,
+ * not NUL-terminated), the long name skipped, the attributes; false (and
+ * r->bad) when it is malformed. */
+bool sm_sftpc_get_name(struct sm_sftpc_rd *r, const char **name, size_t *n,
+                       struct sm_sftpc_attrs *a);
+/* A VERSION message p[0..n) after its type byte: the version, and the
+ * extension names (each followed by NUL) into exts[0..cap), *len bytes;
+ * names that do not fit are left out. False when it is malformed. */
+bool sm_sftpc_parse_version(const void *p, size_t n, uint32_t *version, char *exts, size_t cap,
+                            size_t *len);
 /* The handle of a HANDLE reply; false when it is malformed. */
 bool sm_sftpc_get_handle(const struct sm_sftpc_req *q, struct sm_sftpc_handle *h);
 
