@@ -295,6 +295,8 @@ static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc
                               struct sm_diag *d)
 {
 	struct sm_sftpc *dead[SFTP_CONNS_MAX];
+	struct sm_diag cd = { 0 };
+	enum sm_err cerr = SM_OK; /* a connect of ours failed: share or give up */
 	pthread_mutex_lock(&fs->mu);
 	for (;;) {
 		int nd = sftp_reap_locked(fs, dead);
@@ -310,21 +312,27 @@ static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc
 			    (best < 0 || fs->conn[i].users < fs->conn[best].users))
 				best = i;
 		/* one connect at a time: meanwhile the others share */
-		bool full = fs->nconn + fs->connecting >= SFTP_CONNS_MAX || fs->connecting;
-		if (best >= 0 && (fs->conn[best].users + weight <= SFTP_SLOTS || full)) {
+		bool busy = fs->nconn + fs->connecting >= SFTP_CONNS_MAX || fs->connecting ||
+		            cerr != SM_OK;
+		if (best >= 0 && (fs->conn[best].users + weight <= SFTP_SLOTS || busy)) {
 			fs->conn[best].users += weight;
 			*out = fs->conn[best].c;
 			pthread_mutex_unlock(&fs->mu);
 			return SM_OK;
 		}
-		if (full) { /* the first one is being connected: wait for it */
+		if (cerr != SM_OK) { /* and none left to share */
+			pthread_mutex_unlock(&fs->mu);
+			if (d)
+				*d = cd;
+			return cerr;
+		}
+		if (busy) { /* being connected, or all held broken: wait */
 			pthread_cond_wait(&fs->cv, &fs->mu);
 			continue;
 		}
 		fs->connecting++;
 		pthread_mutex_unlock(&fs->mu);
 		struct sm_sftpc *c = NULL;
-		struct sm_diag cd = { 0 };
 		enum sm_err err = sftp_connect(fs, &c, &cd);
 		pthread_mutex_lock(&fs->mu);
 		fs->connecting--;
@@ -335,18 +343,10 @@ static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc
 			pthread_mutex_unlock(&fs->mu);
 			return SM_OK;
 		}
-		if (best >= 0 && !sm_sftpc_broken(fs->conn[best].c)) {
-			/* one more was refused (MaxStartups, MaxSessions): share */
-			sm_log(SM_LOG_DEBUG, "sftp: one more connection failed: %s", cd.msg);
-			fs->conn[best].users += weight;
-			*out = fs->conn[best].c;
-			pthread_mutex_unlock(&fs->mu);
-			return SM_OK;
-		}
-		pthread_mutex_unlock(&fs->mu);
-		if (d)
-			*d = cd;
-		return err;
+		/* choose again: the table may have changed meanwhile; one more
+		 * refused (MaxStartups, MaxSessions) means sharing the others */
+		sm_log(SM_LOG_DEBUG, "sftp: a connection failed: %s", cd.msg);
+		cerr = err;
 	}
 }
 
@@ -360,6 +360,7 @@ static void sftp_put_conn_w(struct sftp_store *fs, int weight, struct sm_sftpc *
 		if (fs->conn[i].c == c)
 			fs->conn[i].users -= weight;
 	int nd = sftp_reap_locked(fs, dead);
+	pthread_cond_broadcast(&fs->cv); /* room, or a broken one gone */
 	pthread_mutex_unlock(&fs->mu);
 	sftp_stop_all(dead, nd);
 }
@@ -1055,7 +1056,7 @@ static void sftp_list_skip(void *p)
 
 /* ---- reading ---- */
 
-#define SFTP_READ_AHEAD 8 /* READs in flight per file (x max_read: >= 1 MiB) */
+#define SFTP_READ_AHEAD 32 /* READs in flight per file at most (1 MiB of max_read) */
 
 struct sftp_reader {
 	struct sm_reader base;
@@ -1079,6 +1080,7 @@ struct sftp_reader {
 	size_t cur_len;
 	/* a short reply: the data goes on at resume, unless the next says EOF */
 	bool short_seen;
+	size_t short_len;
 	uint64_t resume;
 };
 
@@ -1137,9 +1139,12 @@ static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_
 		}
 		if (r->short_seen) {
 			/* data after a short reply: the server cut a read short in
-			 * the middle; ask again from where it stopped */
+			 * the middle; ask again from where it stopped, for no more
+			 * than it gives at once */
 			sftpr_drain(r);
 			r->short_seen = false;
+			if (r->short_len >= 512 && r->short_len < r->chunk)
+				r->chunk = r->short_len;
 			r->next_off = r->resume;
 			sftpr_fill(r);
 			continue;
@@ -1148,6 +1153,7 @@ static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_
 		r->cur_len = q->dst_len;
 		if (q->dst_len < r->chunk) {
 			r->short_seen = true;
+			r->short_len = q->dst_len;
 			r->resume = r->q_off[i] + q->dst_len;
 		}
 		if (!q->dst_len)
@@ -1538,7 +1544,8 @@ static enum sm_err sftp_put_once(struct sm_sftpc *c, const char *path, char *tmp
 		if (w.rc || got < cap)
 			break;
 	}
-	if (err == SM_OK && w.rc)
+	bool server_err = err == SM_OK && w.rc; /* else the source's, or none */
+	if (server_err)
 		err = sftp_err(c, w.rc, "write", path, d);
 	if (err == SM_OK && r->size != UINT64_MAX && total != r->size)
 		err = sm_diag_set(d, SM_ECHANGED, 0,
@@ -1559,13 +1566,15 @@ static enum sm_err sftp_put_once(struct sm_sftpc *c, const char *path, char *tmp
 	sftp_wring_drain(&w);
 	int src = setattr ? sm_sftpc_wait(c, &fin[0]) : 0;
 	int crc = sm_sftpc_wait(c, &fin[1]);
+	if (err == SM_OK && (w.rc || src || crc))
+		server_err = true;
 	if (err == SM_OK && w.rc) /* one of the last WRITEs */
 		err = sftp_err(c, w.rc, "write", path, d);
 	if (err == SM_OK && src)
 		err = sftp_err(c, src, "set attributes of", path, d);
 	if (err == SM_OK && crc)
 		err = sftp_err(c, crc, "write", path, d); /* a late error from the server */
-	if (err == SM_EIO)
+	if (err == SM_EIO && server_err)
 		err = sftp_full(c, dir, path, err, d);
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
@@ -1849,7 +1858,8 @@ enum sftp_op { SFTP_STAT, SFTP_DEL, SFTP_MKDIR, SFTP_SYMLINK, SFTP_SETATTR };
 
 static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum sftp_op op,
                                 const char *key, const char *path, const char *target,
-                                const struct sm_put *p, struct sm_entry *out, struct sm_diag *d)
+                                const struct sm_put *p, struct sm_entry *out, char *tmpout,
+                                size_t tmpn, struct sm_diag *d)
 {
 	struct sm_sftpc_attrs a;
 	enum sm_err err;
@@ -1902,6 +1912,7 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		sftp_split(path, dir, sizeof(dir), &base);
 		sm_store_tmp_name(base, tname, sizeof(tname));
 		snprintf(tmp, sizeof(tmp), "%s/%s", dir, tname);
+		snprintf(tmpout, tmpn, "%s", tmp); /* to remove when the link drops */
 		rc = sftp_symlink_rc(c, target, tmp);
 		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
 			err = sftp_mkdir_p(c, dir, 0755, d);
@@ -1935,14 +1946,26 @@ static enum sm_err sftp_op(struct sm_store *st, enum sftp_op op, const char *key
 	if (!path)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	enum sm_err err = SM_OK;
-	for (int attempt = 0; attempt < 2; attempt++) {
+	char tmp[SFTP_NAME_MAX * 2] = ""; /* a symlink's temp name, after a drop */
+	for (int attempt = 0; attempt < 3; attempt++) {
+		if (attempt == 2 && !tmp[0])
+			break; /* the third round only removes a temp link */
 		struct sm_sftpc *c = NULL;
-		err = sftp_get(fs, &c, d);
-		if (err != SM_OK)
+		struct sm_diag ud;
+		enum sm_err gerr = sftp_get(fs, &c, attempt < 2 ? d : &ud);
+		if (gerr != SM_OK) {
+			if (attempt < 2)
+				err = gerr;
 			break;
-		err = sftp_op_once(fs, c, op, key, path, target, p, out, d);
+		}
+		if (tmp[0]) /* the link dropped after the temp link may have been made */
+			sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
+		tmp[0] = '\0';
+		if (attempt < 2)
+			err = sftp_op_once(fs, c, op, key, path, target, p, out, tmp, sizeof(tmp),
+			                   d);
 		sftp_put_conn(fs, c);
-		if (err != SM_EAGAIN)
+		if (attempt < 2 && err != SM_EAGAIN)
 			break;
 	}
 	free(path);

@@ -435,14 +435,48 @@ static bool sftpc_dispatch(struct sm_sftpc *c, const unsigned char *p, size_t n)
 	return rc != SM_SFTPC_LINK;
 }
 
+/* A STAT of the login directory, nobody waiting: the idle link's
+ * keepalive, answered by the SFTP server itself (so a server whose SFTP
+ * process hangs is noticed too, not only a dead TCP link). */
+static void sftpc_ping(struct sm_sftpc *c)
+{
+	struct sm_sftpc_req *q = malloc(sizeof(*q));
+	if (!q)
+		return;
+	sm_sftpc_req_init(q);
+	sm_sftpc_begin(q, SM_SFTPC_STAT);
+	sm_sftpc_cstr(q, ".");
+	sm_sftpc_submit_detached(c, q);
+}
+
+/*
+ * Which call owns a packet libssh2 could send only in part (the socket was
+ * full). Non-blocking libssh2 keeps that packet and refuses to send any
+ * other (LIBSSH2_ERROR_BAD_USE) until the call that made it is repeated:
+ * channel_write's data, or the window adjust that channel_read sends.
+ */
+enum sftpc_owner { SFTPC_OWN_NONE, SFTPC_OWN_WRITE, SFTPC_OWN_READ };
+
+static enum sftpc_owner sftpc_owner_after_eagain(struct sm_sftpc *c, enum sftpc_owner who)
+{
+	return (libssh2_session_block_directions(c->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+	               ? who
+	               : SFTPC_OWN_NONE;
+}
+
 static void *sftpc_io(void *arg)
 {
 	struct sm_sftpc *c = arg;
-	struct sm_buf w = { 0 };
+	struct sm_buf w = { .limit = c->outq.limit };
 	size_t wpos = 0;
 	unsigned char *rb = malloc(SFTPC_RBUF);
 	size_t rlen = 0;
+	enum sftpc_owner own = SFTPC_OWN_NONE;
+	/* the link counts as dead when requests wait io_ms without a byte
+	 * coming back; an idle one is pinged every ping_ms */
+	long ping_ms = c->io_ms / 4 > 250 ? c->io_ms / 4 : 250;
 	int64_t last_rx = sftpc_now_ms();
+	bool was_waiting = false;
 	if (!rb)
 		sftpc_failf(c, "out of memory");
 	for (;;) {
@@ -460,27 +494,42 @@ static void *sftpc_io(void *arg)
 		}
 		bool waiting = c->head != NULL;
 		pthread_mutex_unlock(&c->mu);
-		if (!waiting)
-			last_rx = sftpc_now_ms();
+		int64_t now = sftpc_now_ms();
+		if (waiting && !was_waiting)
+			last_rx = now; /* the clock starts with the first request */
+		was_waiting = waiting;
+		if (!waiting && now - last_rx >= ping_ms) {
+			sftpc_ping(c);
+			last_rx = now;
+			continue;
+		}
 		bool progress = false;
-		while (wpos < w.len) {
+		while (own != SFTPC_OWN_READ && wpos < w.len) {
 			ssize_t k = libssh2_channel_write(c->ch, w.p + wpos, w.len - wpos);
-			if (k == LIBSSH2_ERROR_EAGAIN)
+			if (k == LIBSSH2_ERROR_EAGAIN) {
+				own = sftpc_owner_after_eagain(c, SFTPC_OWN_WRITE);
 				break;
+			}
+			own = SFTPC_OWN_NONE;
 			if (k < 0) {
 				sftpc_libssh2_fail(c, "send");
 				goto out;
 			}
+			if (k == 0)
+				break; /* the server's window is full: its adjust comes in */
 			wpos += (size_t)k;
 			progress = true;
 		}
 		if (wpos == w.len)
 			w.len = wpos = 0;
-		for (;;) {
+		while (own != SFTPC_OWN_WRITE) {
 			ssize_t k =
 			        libssh2_channel_read(c->ch, (char *)rb + rlen, SFTPC_RBUF - rlen);
-			if (k == LIBSSH2_ERROR_EAGAIN)
+			if (k == LIBSSH2_ERROR_EAGAIN) {
+				own = sftpc_owner_after_eagain(c, SFTPC_OWN_READ);
 				break;
+			}
+			own = SFTPC_OWN_NONE;
 			if (k < 0) {
 				sftpc_libssh2_fail(c, "receive");
 				goto out;
@@ -515,15 +564,9 @@ static void *sftpc_io(void *arg)
 			memmove(rb, rb + pos, rlen - pos);
 			rlen -= pos;
 		}
-		int next_alive = 0;
-		int ka = libssh2_keepalive_send(c->s, &next_alive);
-		if (ka != 0 && ka != LIBSSH2_ERROR_EAGAIN) {
-			sftpc_libssh2_fail(c, "keepalive");
-			goto out;
-		}
 		if (progress)
 			continue;
-		int64_t now = sftpc_now_ms();
+		now = sftpc_now_ms();
 		if (waiting && now - last_rx > c->io_ms) {
 			sftpc_failf(c, "no reply for %ld s", c->io_ms / 1000);
 			goto out;
@@ -535,17 +578,14 @@ static void *sftpc_io(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		if (more)
 			continue;
-		int dir = libssh2_session_block_directions(c->s);
+		/* a packet sent in part waits for room in the socket only; else
+		 * replies (or window adjusts) come in */
 		struct pollfd pf[2] = {
-			{ .fd = c->fd,
-			  .events =
-			          (short)(POLLIN |
-			                  ((dir & LIBSSH2_SESSION_BLOCK_OUTBOUND) ? POLLOUT : 0)) },
+			{ .fd = c->fd, .events = own != SFTPC_OWN_NONE ? POLLOUT : POLLIN },
 			{ .fd = c->efd, .events = POLLIN },
 		};
-		int tmo = 1000;
-		if (next_alive > 0 && next_alive * 1000 < tmo)
-			tmo = next_alive * 1000;
+		int64_t due = waiting ? last_rx + c->io_ms + 1 : last_rx + ping_ms;
+		int tmo = due - now < 1 ? 1 : due - now > 1000 ? 1000 : (int)(due - now);
 		if (poll(pf, 2, tmo) < 0 && errno != EINTR) {
 			sftpc_failf(c, "poll: %s", strerror(errno));
 			goto out;
