@@ -233,6 +233,12 @@ struct sftp_slot {
 	int users;
 };
 
+#define SFTP_MADE 16
+struct sftp_made {
+	char *dir;
+	uint64_t seq; /* made_seq after it was made */
+};
+
 struct sftp_store {
 	struct sm_sftp_loc loc;
 	const struct sm_ssh_ops *ssh;
@@ -245,6 +251,11 @@ struct sftp_store {
 	struct sftp_slot conn[SFTP_CONNS_MAX];
 	int nconn;
 	int connecting;
+	/* parent directories puts made lately (sftp_parent_make) */
+	pthread_mutex_t mkdir_mu;
+	struct sftp_made made[SFTP_MADE];
+	int made_pos;
+	atomic_uint_fast64_t made_seq;
 };
 
 static struct sftp_store *sftp_priv(struct sm_store *st)
@@ -559,6 +570,7 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 		return err;
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_cond_init(&fs->cv, NULL);
+	pthread_mutex_init(&fs->mkdir_mu, NULL);
 	fs->mu_init = true;
 	fs->ssh = cfg->ssh;
 	fs->follow = cfg->follow_links;
@@ -600,7 +612,10 @@ static void sftp_close(struct sm_store *st)
 	if (fs->mu_init) {
 		pthread_cond_destroy(&fs->cv);
 		pthread_mutex_destroy(&fs->mu);
+		pthread_mutex_destroy(&fs->mkdir_mu);
 	}
+	for (int i = 0; i < SFTP_MADE; i++)
+		free(fs->made[i].dir);
 	free(fs->root);
 	sm_sftp_loc_release(&fs->loc);
 }
@@ -640,6 +655,39 @@ static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, uint32_t m
 		               : sm_diag_set(d, SM_ENOTDIR, 0, "sftp: '%s' is not a directory",
 		                             path);
 	return sftp_err(c, src == SM_SFTPC_LINK ? src : rc, "mkdir", path, d);
+}
+
+/*
+ * The missing parent `dir` of a put whose OPEN said "no such file". The
+ * threads writing into a new directory all find it missing at once: they
+ * take turns here, and the later ones find it made by the first (made
+ * after `seq`, read before their OPEN, so not a stale memory of a
+ * directory deleted since) instead of each asking MKDIR and STAT again.
+ */
+static enum sm_err sftp_parent_make(struct sftp_store *fs, struct sm_sftpc *c, const char *dir,
+                                    uint64_t seq, struct sm_diag *d)
+{
+	enum sm_err err = SM_OK;
+	pthread_mutex_lock(&fs->mkdir_mu);
+	for (int i = 0; i < SFTP_MADE; i++)
+		if (fs->made[i].dir && fs->made[i].seq > seq && !strcmp(fs->made[i].dir, dir))
+			goto out;
+	err = sftp_mkdir_p(c, dir, 0755, d);
+	if (err == SM_OK) {
+		struct sftp_made *m = &fs->made[fs->made_pos];
+		free(m->dir);
+		m->dir = strdup(dir); /* NULL: just not remembered */
+		m->seq = atomic_fetch_add(&fs->made_seq, 1) + 1;
+		fs->made_pos = (fs->made_pos + 1) % SFTP_MADE;
+	}
+out:
+	pthread_mutex_unlock(&fs->mkdir_mu);
+	return err;
+}
+
+static uint64_t sftp_made_seq(struct sftp_store *fs)
+{
+	return atomic_load(&fs->made_seq);
 }
 
 /* ---- listing ---- */
@@ -1460,12 +1508,13 @@ static void sftp_wring_drain(struct sftp_wring *w)
 }
 
 /* OPEN path for writing, making its parents when they are missing. */
-static enum sm_err sftp_create(struct sm_sftpc *c, struct sm_sftpc_req *q, const char *path,
-                               const char *dir, uint32_t flags, uint32_t mode,
+static enum sm_err sftp_create(struct sftp_store *fs, struct sm_sftpc *c, struct sm_sftpc_req *q,
+                               const char *path, const char *dir, uint32_t flags, uint32_t mode,
                                struct sm_sftpc_handle *h, struct sm_diag *d)
 {
 	struct sm_sftpc_attrs a = { .flags = SM_SFTPC_A_PERM, .perm = mode };
 	int rc = 0;
+	uint64_t seq = sftp_made_seq(fs);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		sm_sftpc_begin(q, SM_SFTPC_OPEN);
 		sm_sftpc_cstr(q, path);
@@ -1474,7 +1523,7 @@ static enum sm_err sftp_create(struct sm_sftpc *c, struct sm_sftpc_req *q, const
 		rc = sm_sftpc_call(c, q);
 		if (rc != SM_SFTPC_FX_NO_SUCH_FILE || attempt)
 			break;
-		enum sm_err err = sftp_mkdir_p(c, dir, 0755, d);
+		enum sm_err err = sftp_parent_make(fs, c, dir, seq, d);
 		if (err != SM_OK)
 			return err;
 	}
@@ -1492,9 +1541,9 @@ static enum sm_err sftp_create(struct sm_sftpc *c, struct sm_sftpc_req *q, const
  * SFTP_WRITE_AHEAD in flight), FSETSTAT and CLOSE pipelined, so a small
  * file's bytes, attributes and close take one round trip; then the rename.
  */
-static enum sm_err sftp_put_once(struct sm_sftpc *c, const char *path, char *tmp, size_t tmpn,
-                                 struct sm_reader *r, const struct sm_put *p, char *buf, size_t cap,
-                                 struct sm_diag *d)
+static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, const char *path,
+                                 char *tmp, size_t tmpn, struct sm_reader *r,
+                                 const struct sm_put *p, char *buf, size_t cap, struct sm_diag *d)
 {
 	char dir[SFTP_NAME_MAX], tname[300];
 	const char *base;
@@ -1518,7 +1567,7 @@ static enum sm_err sftp_put_once(struct sm_sftpc *c, const char *path, char *tmp
 	sm_sftpc_req_init(&fin[0]);
 	sm_sftpc_req_init(&fin[1]);
 	struct sm_sftpc_handle h;
-	enum sm_err err = sftp_create(c, &fin[1], tmp, dir, flags, mode, &h, d);
+	enum sm_err err = sftp_create(fs, c, &fin[1], tmp, dir, flags, mode, &h, d);
 	if (err != SM_OK)
 		goto out;
 	size_t max = sm_sftpc_max_write(c);
@@ -1716,9 +1765,9 @@ static int sftp_job_run(struct sm_sftpc *c, struct sftp_job *j, uint32_t flags, 
 }
 
 /* A put of `len` bytes at `data`, all in memory (see sftp_job). */
-static enum sm_err sftp_put_small(struct sm_sftpc *c, const char *path, char *tmp, size_t tmpn,
-                                  const char *data, size_t len, const struct sm_put *p,
-                                  struct sm_diag *d)
+static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, const char *path,
+                                  char *tmp, size_t tmpn, const char *data, size_t len,
+                                  const struct sm_put *p, struct sm_diag *d)
 {
 	char dir[SFTP_NAME_MAX], tname[300];
 	const char *base;
@@ -1750,9 +1799,10 @@ static enum sm_err sftp_put_small(struct sm_sftpc *c, const char *path, char *tm
 	j->posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
 	sftp_put_attrs(p, &j->attrs);
 	enum sm_err err = SM_OK;
+	uint64_t seq = sftp_made_seq(fs);
 	int rc = sftp_job_run(c, j, flags, mode);
 	if (rc == SM_SFTPC_FX_NO_SUCH_FILE && j->stage == SFTP_ST_OPEN) {
-		err = sftp_mkdir_p(c, dir, 0755, d);
+		err = sftp_parent_make(fs, c, dir, seq, d);
 		if (err != SM_OK)
 			goto out;
 		rc = sftp_job_run(c, j, flags, mode);
@@ -1811,9 +1861,9 @@ static enum sm_err sftp_put(struct sm_store *st, const char *key, struct sm_read
 		if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 			err = sm_reader_finish(r, d); /* every byte is read already */
 		if (err == SM_OK)
-			err = sftp_put_small(c, path, tmp, sizeof(tmp), buf, got, p, d);
+			err = sftp_put_small(fs, c, path, tmp, sizeof(tmp), buf, got, p, d);
 	} else if (err == SM_OK) {
-		err = sftp_put_once(c, path, tmp, sizeof(tmp), r, p, buf, cap, d);
+		err = sftp_put_once(fs, c, path, tmp, sizeof(tmp), r, p, buf, cap, d);
 	}
 	if (err != SM_OK && c && sm_sftpc_broken(c) && tmp[0] && !(p->flags & SM_PUT_INPLACE)) {
 		/* the link dropped mid-write: remove the temp file over another
@@ -1913,9 +1963,10 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		sm_store_tmp_name(base, tname, sizeof(tname));
 		snprintf(tmp, sizeof(tmp), "%s/%s", dir, tname);
 		snprintf(tmpout, tmpn, "%s", tmp); /* to remove when the link drops */
+		uint64_t seq = sftp_made_seq(fs);
 		rc = sftp_symlink_rc(c, target, tmp);
 		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
-			err = sftp_mkdir_p(c, dir, 0755, d);
+			err = sftp_parent_make(fs, c, dir, seq, d);
 			if (err != SM_OK)
 				return err;
 			rc = sftp_symlink_rc(c, target, tmp);
