@@ -25,7 +25,8 @@ struct sm_ssh_ops {
 	/* Connect, check the host key, authenticate. *out only on success. */
 	enum sm_err (*connect)(const struct sm_ssh_target *t, struct sm_ssh_conn **out,
 	                       struct sm_diag *d);
-	/* The session (blocking mode, owned by the connection). */
+	/* The session (owned by the connection; in blocking mode when it
+	 * comes, and a caller may drive it non-blocking from then on). */
 	LIBSSH2_SESSION *(*session)(struct sm_ssh_conn *c);
 	/* The connection's socket, for poll() by a caller driving the
 	 * session in non-blocking mode. */
