@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: packages, a normal build with
 # every suite (unit, conformance, e2e), an ASan+UBSan build with the unit and
-# conformance suites, and the clang-format check. Ends with the one line
+# conformance suites, a ThreadSanitizer build with the SFTP conformance and
+# round trips, the fuzz targets, and the clang-format check. Ends with the one line
 # "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -66,6 +67,18 @@ if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=
 else
 	failed=$((failed + 1))
 	failures+=("asan build failed")
+fi
+
+# 2b. ThreadSanitizer: the SFTP engine's threads (conformance and round
+# trips against OpenSSH, including dropped and silent connections).
+if build build-tsan -Db_sanitize=thread -Dbuildtype=debug; then
+	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
+		meson test -C build-tsan --print-errorlogs --num-processes 1 \
+		conformance-sftp sftp_roundtrip
+	count build-tsan "tsan"
+else
+	failed=$((failed + 1))
+	failures+=("tsan build failed")
 fi
 
 # 3. Fuzzing: the filter rules and the S3 and SFTP reply parsers, briefly, from the
