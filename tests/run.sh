@@ -69,12 +69,12 @@ else
 	failures+=("asan build failed")
 fi
 
-# 2b. ThreadSanitizer: the SFTP engine's threads (conformance and round
-# trips against OpenSSH, including dropped and silent connections).
+# 2b. ThreadSanitizer: the SFTP engine's threads (conformance, round
+# trips against OpenSSH with dropped and silent connections, a slow link).
 if build build-tsan -Db_sanitize=thread -Dbuildtype=debug; then
 	TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 		meson test -C build-tsan --print-errorlogs --num-processes 1 \
-		conformance-sftp sftp_roundtrip
+		conformance-sftp e2e-sftp_roundtrip e2e-sftp_slowlink
 	count build-tsan "tsan"
 else
 	failed=$((failed + 1))

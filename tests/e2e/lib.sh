@@ -287,10 +287,10 @@ aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }
 # key, `Host sm-test-wrong` with the refused one. For a changed host key run
 # "$E2E_DIR/../servers/sshd.sh" rekey "$SSHD_DIR" and source "$SSHD_DIR/env"
 # again (new SSHD_PID and SSHD_HOST_FP; known_hosts keeps the old keys).
-sshd_start() {
+sshd_start() { # [ADDR:PORT...]: more addresses to listen on
 	SSHD_DIR=$T/sshd
 	on_exit "'$E2E_DIR/../servers/sshd.sh' stop '$SSHD_DIR' >/dev/null 2>&1"
-	SSHD_PORT=${SSHD_PORT:-2222} "$E2E_DIR/../servers/sshd.sh" start "$SSHD_DIR" >/dev/null 2>"$T/sshd-start.log" ||
+	SSHD_PORT=${SSHD_PORT:-2222} "$E2E_DIR/../servers/sshd.sh" start "$SSHD_DIR" "$@" >/dev/null 2>"$T/sshd-start.log" ||
 		fail "sshd did not start: $(tail -20 "$T/sshd-start.log")"
 	# shellcheck disable=SC1091
 	. "$SSHD_DIR/env"

@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# SFTP over a slow link: the client in a network namespace of its own,
+# joined to this one by a veth pair held to 40 Mbit/s on both ends (tc tbf),
+# the private OpenSSH server listening on this side's address of the pair,
+# and the namespace's TCP buffers small (64 KiB to send, 128 KiB to
+# receive). The client's socket stays full for whole transfers, so libssh2 sends SSH
+# packets in part all the time (the SFTP engine must finish such a packet
+# before it sends any other) and large replies come in at the link's rate;
+# ServerAliveInterval 1 / ServerAliveCountMax 1 make the I/O timeout 2 s:
+#  - 16 MiB up and down arrive intact, no connection given up;
+#  - 300 small files up together with the large one (one run: their
+#    requests share a connection while the large file fills the link),
+#    then all of it down again.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+e2e_init sftp_slowlink
+need_root
+
+NS=smslow$$
+VH=smslh$$ # this side
+VN=smsln$$ # the namespace's side
+ADDR_H=10.79.5.1
+ADDR_N=10.79.5.2
+ip netns add "$NS" || fail "cannot create network namespace $NS"
+on_exit "ip netns del '$NS' 2>/dev/null; ip link del '$VH' 2>/dev/null"
+ip link add "$VH" address 02:00:0a:4f:05:01 type veth peer name "$VN" address 02:00:0a:4f:05:02
+ip link set "$VN" netns "$NS"
+ip addr add "$ADDR_H/30" dev "$VH"
+ip link set "$VH" up
+ip -n "$NS" addr add "$ADDR_N/30" dev "$VN"
+ip -n "$NS" link set "$VN" up
+ip -n "$NS" link set lo up
+ip neigh flush dev "$VH" 2>/dev/null || true
+tc qdisc replace dev "$VH" root tbf rate 40mbit burst 64kb latency 50ms
+ip netns exec "$NS" tc qdisc replace dev "$VN" root tbf rate 40mbit burst 64kb latency 50ms
+# small socket buffers in the namespace: the 1 MiB a file keeps in flight
+# does not fit, so sends block part way
+ip netns exec "$NS" sysctl -q -w net.ipv4.tcp_wmem="4096 16384 65536" \
+	net.ipv4.tcp_rmem="4096 65536 131072" || fail "cannot set the namespace's TCP buffers"
+
+port=${SSHD_PORT:-2244}
+SSHD_PORT=$port sshd_start "$ADDR_H:$port"
+export HOME=$SSH_TEST_HOME SSH_AUTH_SOCK=
+{
+	echo
+	echo "Host sm-slow"
+	sed -n '/^Host sm-test$/,/^$/p' "$HOME/.ssh/config" | sed '1d;/^$/d' |
+		sed "s/^\( *HostName\) .*/\1 $ADDR_H/"
+	echo "    ServerAliveInterval 1"
+	echo "    ServerAliveCountMax 1"
+} >>"$HOME/.ssh/config"
+R=$T/remote
+mkdir -p "$R"
+
+# slow ARGS...: syncmgr in the namespace (sets SM_RC; output in $T/sm.*)
+slow() {
+	SM_CMD="ip netns exec $NS syncmgr $(printf '%q ' "$@")"
+	set +e
+	timeout -k 5 120 ip netns exec "$NS" env HOME="$HOME" SSH_AUTH_SOCK= "$SYNCMGR" "$@" \
+		>"$T/sm.out" 2>"$T/sm.err" </dev/null
+	SM_RC=$?
+	set -e
+	[ "$SM_RC" -lt 124 ] || fail "syncmgr crashed or timed out (exit $SM_RC)"
+}
+no_retries() {
+	if grep -q "retrying" "$T/sm.err"; then
+		fail "$1: a connection was given up: $(grep -m2 retrying "$T/sm.err")"
+	fi
+}
+
+mkdir -p "$T/big"
+head -c $((16 << 20)) /dev/urandom >"$T/big/big.bin"
+touch -d '@1600000000' "$T/big/big.bin"
+t0=$SECONDS
+slow -v "$T/big/" "sm-slow:$R/big/"
+expect_rc 0 "16 MiB up a 40 Mbit/s link"
+no_retries "16 MiB up a 40 Mbit/s link"
+cmp "$T/big/big.bin" "$R/big/big.bin" || fail "16 MiB up a 40 Mbit/s link: the copy differs"
+note "16 MiB up: $((SECONDS - t0)) s"
+t0=$SECONDS
+slow -v "sm-slow:$R/big/" "$T/bigdown/"
+expect_rc 0 "16 MiB down a 40 Mbit/s link"
+no_retries "16 MiB down a 40 Mbit/s link"
+cmp "$T/big/big.bin" "$T/bigdown/big.bin" || fail "16 MiB down a 40 Mbit/s link: the copy differs"
+note "16 MiB down: $((SECONDS - t0)) s"
+
+mkdir -p "$T/mix"
+cp "$T/big/big.bin" "$T/mix/"
+for i in $(seq 1 300); do
+	d=$T/mix/d$((i % 6))
+	mkdir -p "$d"
+	head -c $((RANDOM % 6000 + 100)) /dev/urandom >"$d/f$i"
+done
+find "$T/mix" -type f -exec touch -d '@1600000000' {} +
+slow -v "$T/mix/" "sm-slow:$R/mix/"
+expect_rc 0 "a large file and 300 small ones up"
+no_retries "a large file and 300 small ones up"
+expect_same_tree --no-dirs --mtime "$T/mix" "$R/mix" "a large file and 300 small ones up"
+expect_no_temp_files "$R/mix" "a large file and 300 small ones up"
+slow -v "sm-slow:$R/mix/" "$T/mixdown/"
+expect_rc 0 "a large file and 300 small ones down"
+no_retries "a large file and 300 small ones down"
+expect_same_tree --no-dirs --mtime "$T/mix" "$T/mixdown" "a large file and 300 small ones down"
