@@ -236,7 +236,8 @@ struct sftp_slot {
 #define SFTP_MADE 16
 struct sftp_made {
 	char *dir;
-	uint64_t seq; /* made_seq after it was made */
+	bool making;  /* a thread is making it now */
+	uint64_t seq; /* made_seq after it was made (0: not made) */
 };
 
 struct sftp_store {
@@ -253,6 +254,7 @@ struct sftp_store {
 	int connecting;
 	/* parent directories puts made lately (sftp_parent_make) */
 	pthread_mutex_t mkdir_mu;
+	pthread_cond_t mkdir_cv; /* one was made (or failed) */
 	struct sftp_made made[SFTP_MADE];
 	int made_pos;
 	atomic_uint_fast64_t made_seq;
@@ -571,6 +573,7 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_cond_init(&fs->cv, NULL);
 	pthread_mutex_init(&fs->mkdir_mu, NULL);
+	pthread_cond_init(&fs->mkdir_cv, NULL);
 	fs->mu_init = true;
 	fs->ssh = cfg->ssh;
 	fs->follow = cfg->follow_links;
@@ -613,6 +616,7 @@ static void sftp_close(struct sm_store *st)
 		pthread_cond_destroy(&fs->cv);
 		pthread_mutex_destroy(&fs->mu);
 		pthread_mutex_destroy(&fs->mkdir_mu);
+		pthread_cond_destroy(&fs->mkdir_cv);
 	}
 	for (int i = 0; i < SFTP_MADE; i++)
 		free(fs->made[i].dir);
@@ -659,28 +663,60 @@ static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, uint32_t m
 
 /*
  * The missing parent `dir` of a put whose OPEN said "no such file". The
- * threads writing into a new directory all find it missing at once: they
- * take turns here, and the later ones find it made by the first (made
- * after `seq`, read before their OPEN, so not a stale memory of a
- * directory deleted since) instead of each asking MKDIR and STAT again.
+ * threads writing into a new directory all find it missing at once: the
+ * first makes it while the others wait for it (not over the network, and
+ * not for other directories), then find it made (after `seq`, read before
+ * their OPEN, so not a stale memory of a directory deleted since) instead
+ * of each asking MKDIR and STAT again.
  */
 static enum sm_err sftp_parent_make(struct sftp_store *fs, struct sm_sftpc *c, const char *dir,
                                     uint64_t seq, struct sm_diag *d)
 {
-	enum sm_err err = SM_OK;
 	pthread_mutex_lock(&fs->mkdir_mu);
-	for (int i = 0; i < SFTP_MADE; i++)
-		if (fs->made[i].dir && fs->made[i].seq > seq && !strcmp(fs->made[i].dir, dir))
-			goto out;
-	err = sftp_mkdir_p(c, dir, 0755, d);
-	if (err == SM_OK) {
-		struct sftp_made *m = &fs->made[fs->made_pos];
-		free(m->dir);
-		m->dir = strdup(dir); /* NULL: just not remembered */
-		m->seq = atomic_fetch_add(&fs->made_seq, 1) + 1;
-		fs->made_pos = (fs->made_pos + 1) % SFTP_MADE;
+	for (;;) {
+		struct sftp_made *busy = NULL;
+		bool made = false;
+		for (int i = 0; i < SFTP_MADE; i++) {
+			struct sftp_made *m = &fs->made[i];
+			if (!m->dir || strcmp(m->dir, dir))
+				continue;
+			if (m->making)
+				busy = m;
+			else if (m->seq > seq)
+				made = true;
+		}
+		if (made) {
+			pthread_mutex_unlock(&fs->mkdir_mu);
+			return SM_OK;
+		}
+		if (!busy)
+			break;
+		pthread_cond_wait(&fs->mkdir_cv, &fs->mkdir_mu);
 	}
-out:
+	/* ours to make: a slot not being made by another thread */
+	struct sftp_made *m = NULL;
+	for (int n = 0; n < SFTP_MADE && !m; n++) {
+		struct sftp_made *x = &fs->made[(fs->made_pos + n) % SFTP_MADE];
+		if (!x->making) {
+			m = x;
+			fs->made_pos = (int)((x - fs->made) + 1) % SFTP_MADE;
+		}
+	}
+	char *mine = m ? strdup(dir) : NULL; /* NULL: made without a note */
+	if (mine) {
+		free(m->dir);
+		m->dir = mine;
+		m->making = true;
+		m->seq = 0;
+	}
+	pthread_mutex_unlock(&fs->mkdir_mu);
+	enum sm_err err = sftp_mkdir_p(c, dir, 0755, d);
+	pthread_mutex_lock(&fs->mkdir_mu);
+	if (mine) {
+		m->making = false;
+		m->seq = err == SM_OK ? atomic_fetch_add(&fs->made_seq, 1) + 1 : 0;
+		pthread_cond_broadcast(&fs->mkdir_cv);
+	}
 	pthread_mutex_unlock(&fs->mkdir_mu);
 	return err;
 }
@@ -1129,6 +1165,7 @@ struct sftp_reader {
 	/* a short reply: the data goes on at resume, unless the next says EOF */
 	bool short_seen;
 	size_t short_len;
+	size_t last_short; /* the length of the short reply before */
 	uint64_t resume;
 };
 
@@ -1191,8 +1228,10 @@ static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_
 			 * than it gives at once */
 			sftpr_drain(r);
 			r->short_seen = false;
-			if (r->short_len >= 512 && r->short_len < r->chunk)
-				r->chunk = r->short_len;
+			if (r->short_len >= 512 && r->short_len < r->chunk &&
+			    r->short_len == r->last_short)
+				r->chunk = r->short_len; /* twice the same: its limit */
+			r->last_short = r->short_len;
 			r->next_off = r->resume;
 			sftpr_fill(r);
 			continue;

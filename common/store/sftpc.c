@@ -260,6 +260,9 @@ bool sm_sftpc_parse_version(const void *p, size_t n, uint32_t *version, char *ex
 	struct sm_sftpc_rd r = { .p = p, .n = n };
 	*version = sm_sftpc_get_u32(&r);
 	*len = 0;
+	if (r.bad)
+		return false;
+	/* the extensions: as many as are whole (a cut list loses its tail) */
 	while (r.n && !r.bad) {
 		size_t nl, dl;
 		const char *name = sm_sftpc_get_str(&r, &nl);
@@ -272,7 +275,7 @@ bool sm_sftpc_parse_version(const void *p, size_t n, uint32_t *version, char *ex
 		*len += nl;
 		exts[(*len)++] = '\0';
 	}
-	return !r.bad;
+	return true;
 }
 
 bool sm_sftpc_get_handle(const struct sm_sftpc_req *q, struct sm_sftpc_handle *h)
@@ -450,18 +453,21 @@ static void sftpc_ping(struct sm_sftpc *c)
 }
 
 /*
- * Which call owns a packet libssh2 could send only in part (the socket was
- * full). Non-blocking libssh2 keeps that packet and refuses to send any
- * other (LIBSSH2_ERROR_BAD_USE) until the call that made it is repeated:
- * channel_write's data, or the window adjust that channel_read sends.
+ * A packet that libssh2 could send only in part (the socket was full) is
+ * kept by libssh2, which then refuses to send any other
+ * (LIBSSH2_ERROR_BAD_USE) until the call that made it is repeated: our
+ * channel_write, channel_read's window adjust, or one of libssh2's own
+ * replies, which any read of the transport resumes. So while libssh2 holds
+ * such a packet ("stuck"), every round first pumps the transport
+ * (libssh2_channel_wait_eof only reads packets), then repeats both calls;
+ * BAD_USE just means the packet is another call's.
  */
-enum sftpc_owner { SFTPC_OWN_NONE, SFTPC_OWN_WRITE, SFTPC_OWN_READ };
+#define SFTPC_PACKETS_PER_ROUND 4 /* up to 128 KiB sent between reads */
+#define SFTPC_STUCK_ROUNDS 10000  /* writable rounds without any progress: give up */
 
-static enum sftpc_owner sftpc_owner_after_eagain(struct sm_sftpc *c, enum sftpc_owner who)
+static bool sftpc_outbound(struct sm_sftpc *c)
 {
-	return (libssh2_session_block_directions(c->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND)
-	               ? who
-	               : SFTPC_OWN_NONE;
+	return libssh2_session_block_directions(c->s) & LIBSSH2_SESSION_BLOCK_OUTBOUND;
 }
 
 static void *sftpc_io(void *arg)
@@ -471,7 +477,8 @@ static void *sftpc_io(void *arg)
 	size_t wpos = 0;
 	unsigned char *rb = malloc(SFTPC_RBUF);
 	size_t rlen = 0;
-	enum sftpc_owner own = SFTPC_OWN_NONE;
+	bool stuck = false;
+	int stuck_rounds = 0;
 	/* the link counts as dead when requests wait io_ms without a byte
 	 * coming back; an idle one is pinged every ping_ms */
 	long ping_ms = c->io_ms / 4 > 250 ? c->io_ms / 4 : 250;
@@ -504,13 +511,25 @@ static void *sftpc_io(void *arg)
 			continue;
 		}
 		bool progress = false;
-		while (own != SFTPC_OWN_READ && wpos < w.len) {
+		bool blocked = false; /* this round left a packet with libssh2 */
+		if (stuck) {
+			int pr = libssh2_channel_wait_eof(c->ch);
+			if (pr < 0 && pr != LIBSSH2_ERROR_EAGAIN && pr != LIBSSH2_ERROR_BAD_USE) {
+				sftpc_libssh2_fail(c, "receive");
+				goto out;
+			}
+		}
+		/* a few packets per round, so that replies are read in between */
+		for (int n = 0; n < SFTPC_PACKETS_PER_ROUND && wpos < w.len; n++) {
 			ssize_t k = libssh2_channel_write(c->ch, w.p + wpos, w.len - wpos);
-			if (k == LIBSSH2_ERROR_EAGAIN) {
-				own = sftpc_owner_after_eagain(c, SFTPC_OWN_WRITE);
+			if (k == LIBSSH2_ERROR_BAD_USE) {
+				blocked = true;
 				break;
 			}
-			own = SFTPC_OWN_NONE;
+			if (k == LIBSSH2_ERROR_EAGAIN) {
+				blocked = sftpc_outbound(c);
+				break;
+			}
 			if (k < 0) {
 				sftpc_libssh2_fail(c, "send");
 				goto out;
@@ -522,14 +541,17 @@ static void *sftpc_io(void *arg)
 		}
 		if (wpos == w.len)
 			w.len = wpos = 0;
-		while (own != SFTPC_OWN_WRITE) {
+		for (;;) {
 			ssize_t k =
 			        libssh2_channel_read(c->ch, (char *)rb + rlen, SFTPC_RBUF - rlen);
-			if (k == LIBSSH2_ERROR_EAGAIN) {
-				own = sftpc_owner_after_eagain(c, SFTPC_OWN_READ);
+			if (k == LIBSSH2_ERROR_BAD_USE) {
+				blocked = true;
 				break;
 			}
-			own = SFTPC_OWN_NONE;
+			if (k == LIBSSH2_ERROR_EAGAIN) {
+				blocked = blocked || sftpc_outbound(c);
+				break;
+			}
 			if (k < 0) {
 				sftpc_libssh2_fail(c, "receive");
 				goto out;
@@ -564,6 +586,12 @@ static void *sftpc_io(void *arg)
 			memmove(rb, rb + pos, rlen - pos);
 			rlen -= pos;
 		}
+		stuck = blocked;
+		stuck_rounds = progress || !stuck ? 0 : stuck_rounds + 1;
+		if (stuck_rounds > SFTPC_STUCK_ROUNDS) {
+			sftpc_failf(c, "the SSH layer cannot finish a packet it began");
+			goto out;
+		}
 		if (progress)
 			continue;
 		now = sftpc_now_ms();
@@ -578,10 +606,10 @@ static void *sftpc_io(void *arg)
 		pthread_mutex_unlock(&c->mu);
 		if (more)
 			continue;
-		/* a packet sent in part waits for room in the socket only; else
+		/* a packet sent in part waits for room in the socket; else
 		 * replies (or window adjusts) come in */
 		struct pollfd pf[2] = {
-			{ .fd = c->fd, .events = own != SFTPC_OWN_NONE ? POLLOUT : POLLIN },
+			{ .fd = c->fd, .events = stuck ? POLLOUT : POLLIN },
 			{ .fd = c->efd, .events = POLLIN },
 		};
 		int64_t due = waiting ? last_rx + c->io_ms + 1 : last_rx + ping_ms;

@@ -167,7 +167,8 @@ bool sm_sftpc_get_name(struct sm_sftpc_rd *r, const char **name, size_t *n,
                        struct sm_sftpc_attrs *a);
 /* A VERSION message p[0..n) after its type byte: the version, and the
  * extension names (each followed by NUL) into exts[0..cap), *len bytes;
- * names that do not fit are left out. False when it is malformed. */
+ * names that do not fit, and a cut last one, are left out. False when
+ * even the version is missing. */
 bool sm_sftpc_parse_version(const void *p, size_t n, uint32_t *version, char *exts, size_t cap,
                             size_t *len);
 /* The handle of a HANDLE reply; false when it is malformed. */

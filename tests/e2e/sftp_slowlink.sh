@@ -16,14 +16,25 @@ set -euo pipefail
 e2e_init sftp_slowlink
 need_root
 
+# Leftovers of a run that was killed before its cleanup (its PID is gone)
+# would route this run's subnet twice: remove them first.
+for ns in $(ip netns list 2>/dev/null | awk '/^smslow[0-9]+/ { print $1 }'); do
+	kill -0 "${ns#smslow}" 2>/dev/null || ip netns del "$ns" 2>/dev/null || true
+done
+for l in $(ip -o link show 2>/dev/null | awk -F': ' '$2 ~ /^smslh[0-9]+/ { sub(/@.*/, "", $2); print $2 }'); do
+	kill -0 "${l#smslh}" 2>/dev/null || ip link del "$l" 2>/dev/null || true
+done
 NS=smslow$$
 VH=smslh$$ # this side
 VN=smsln$$ # the namespace's side
-ADDR_H=10.79.5.1
-ADDR_N=10.79.5.2
+# a /30 of 10.79.0.0/16 of this run's own, so that two runs never clash
+net=$(($$ % 16000))
+ADDR_H=10.79.$((net / 64)).$((net % 64 * 4 + 1))
+ADDR_N=10.79.$((net / 64)).$((net % 64 * 4 + 2))
+mac=$(printf '%02x:%02x' $((net / 256)) $((net % 256)))
 ip netns add "$NS" || fail "cannot create network namespace $NS"
 on_exit "ip netns del '$NS' 2>/dev/null; ip link del '$VH' 2>/dev/null"
-ip link add "$VH" address 02:00:0a:4f:05:01 type veth peer name "$VN" address 02:00:0a:4f:05:02
+ip link add "$VH" address "02:00:01:$mac:01" type veth peer name "$VN" address "02:00:02:$mac:01"
 ip link set "$VN" netns "$NS"
 ip addr add "$ADDR_H/30" dev "$VH"
 ip link set "$VH" up
@@ -56,8 +67,10 @@ mkdir -p "$R"
 slow() {
 	SM_CMD="ip netns exec $NS syncmgr $(printf '%q ' "$@")"
 	set +e
+	# in the background and waited for, so that a TERM runs the cleanup at once
 	timeout -k 5 120 ip netns exec "$NS" env HOME="$HOME" SSH_AUTH_SOCK= "$SYNCMGR" "$@" \
-		>"$T/sm.out" 2>"$T/sm.err" </dev/null
+		>"$T/sm.out" 2>"$T/sm.err" </dev/null &
+	wait $!
 	SM_RC=$?
 	set -e
 	[ "$SM_RC" -lt 124 ] || fail "syncmgr crashed or timed out (exit $SM_RC)"

@@ -168,8 +168,10 @@ static void test_version_and_handle(void **state)
 	assert_true(sm_sftpc_parse_version(v, sizeof(v), &ver, exts, 5, &len));
 	assert_int_equal(len, 3);
 	assert_memory_equal(exts, "zz\0", 3);
-	/* truncated */
-	assert_false(sm_sftpc_parse_version(v, 10, &ver, exts, sizeof(exts), &len));
+	/* a cut list keeps what is whole; a cut version is refused */
+	assert_true(sm_sftpc_parse_version(v, 20, &ver, exts, sizeof(exts), &len));
+	assert_int_equal(len, 7);
+	assert_false(sm_sftpc_parse_version(v, 3, &ver, exts, sizeof(exts), &len));
 
 	struct sm_sftpc_req q;
 	sm_sftpc_req_init(&q);
