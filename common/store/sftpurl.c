@@ -190,4 +190,3 @@ fail:
 	sm_sftp_loc_release(&l);
 	return err;
 }
-
