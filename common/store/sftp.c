@@ -1236,6 +1236,41 @@ static void sftp_split(const char *path, char *dir, size_t n, const char **base)
 	}
 }
 
+/* A temporary name beside `path` (same directory) into tmp; its
+ * directory into dir. */
+static void sftp_tmp_beside(const char *path, char *dir, size_t dirn, char *tmp, size_t tmpn)
+{
+	char tname[300];
+	const char *base;
+	sftp_split(path, dir, dirn, &base);
+	sm_store_tmp_name(base, tname, sizeof(tname));
+	snprintf(tmp, tmpn, "%s/%s", dir, tname);
+}
+
+/* Where and how a put writes `path`: a temp name beside it (or path
+ * itself with SM_PUT_INPLACE) into tmp, the mode of the new file, and the
+ * OPEN flags. */
+struct sftp_dest {
+	char dir[SFTP_NAME_MAX];
+	bool inplace;
+	uint32_t mode;
+	uint32_t flags;
+};
+
+static void sftp_dest_init(struct sftp_dest *t, const char *path, const struct sm_put *p, char *tmp,
+                           size_t tmpn)
+{
+	t->inplace = p->flags & SM_PUT_INPLACE;
+	sftp_tmp_beside(path, t->dir, sizeof(t->dir), tmp, tmpn);
+	if (t->inplace)
+		snprintf(tmp, tmpn, "%s", path);
+	t->mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
+	if (!t->mode)
+		t->mode = 0644;
+	t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC |
+	           (t->inplace ? 0 : SM_SFTPC_FXF_EXCL);
+}
+
 static int sftp_rename_rc(struct sm_sftpc *c, const char *from, const char *to, bool posix)
 {
 	struct sm_sftpc_req q;
@@ -1276,11 +1311,8 @@ static enum sm_err sftp_rename_over(struct sm_sftpc *c, const char *tmp, const c
 	if (posix)
 		return err;
 	/* move the old one aside first, so a failure can put it back */
-	char dir[SFTP_NAME_MAX], aname[300], aside[SFTP_NAME_MAX * 2];
-	const char *base;
-	sftp_split(path, dir, sizeof(dir), &base);
-	sm_store_tmp_name(base, aname, sizeof(aname));
-	snprintf(aside, sizeof(aside), "%s/%s", dir, aname);
+	char dir[SFTP_NAME_MAX], aside[SFTP_NAME_MAX * 2];
+	sftp_tmp_beside(path, dir, sizeof(dir), aside, sizeof(aside));
 	rc = sftp_rename_rc(c, path, aside, false);
 	if (rc)
 		return sftp_err(c, rc, "replace", path, d);
@@ -1403,21 +1435,8 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
                                  char *tmp, size_t tmpn, struct sm_reader *r,
                                  const struct sm_put *p, char *buf, size_t cap, struct sm_diag *d)
 {
-	char dir[SFTP_NAME_MAX], tname[300];
-	const char *base;
-	sftp_split(path, dir, sizeof(dir), &base);
-	bool inplace = p->flags & SM_PUT_INPLACE;
-	if (inplace) {
-		snprintf(tmp, tmpn, "%s", path);
-	} else {
-		sm_store_tmp_name(base, tname, sizeof(tname));
-		snprintf(tmp, tmpn, "%s/%s", dir, tname);
-	}
-	uint32_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
-	if (!mode)
-		mode = 0644;
-	uint32_t flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC |
-	                 (inplace ? 0 : SM_SFTPC_FXF_EXCL);
+	struct sftp_dest t;
+	sftp_dest_init(&t, path, p, tmp, tmpn);
 	struct sftp_wring w = { .c = c };
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
 		sm_sftpc_req_init(&w.q[i]);
@@ -1425,7 +1444,7 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	sm_sftpc_req_init(&fin[0]);
 	sm_sftpc_req_init(&fin[1]);
 	struct sm_sftpc_handle h;
-	enum sm_err err = sftp_create(fs, c, &fin[1], tmp, dir, flags, mode, &h, d);
+	enum sm_err err = sftp_create(fs, c, &fin[1], tmp, t.dir, t.flags, t.mode, &h, d);
 	if (err != SM_OK)
 		goto out;
 	size_t max = sm_sftpc_max_write(c);
@@ -1482,12 +1501,12 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	if (err == SM_OK && crc)
 		err = sftp_err(c, crc, "write", path, d); /* a late error from the server */
 	if (err == SM_EIO && server_err)
-		err = sftp_full(c, dir, path, err, d);
+		err = sftp_full(c, t.dir, path, err, d);
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
-	if (err == SM_OK && !inplace)
+	if (err == SM_OK && !t.inplace)
 		err = sftp_rename_over(c, tmp, path, d);
-	if (err != SM_OK && !inplace && !sm_sftpc_broken(c))
+	if (err != SM_OK && !t.inplace && !sm_sftpc_broken(c))
 		sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 out:
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
@@ -1627,21 +1646,8 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
                                   char *tmp, size_t tmpn, const char *data, size_t len,
                                   const struct sm_put *p, struct sm_diag *d)
 {
-	char dir[SFTP_NAME_MAX], tname[300];
-	const char *base;
-	sftp_split(path, dir, sizeof(dir), &base);
-	bool inplace = p->flags & SM_PUT_INPLACE;
-	if (inplace) {
-		snprintf(tmp, tmpn, "%s", path);
-	} else {
-		sm_store_tmp_name(base, tname, sizeof(tname));
-		snprintf(tmp, tmpn, "%s/%s", dir, tname);
-	}
-	uint32_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
-	if (!mode)
-		mode = 0644;
-	uint32_t flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC |
-	                 (inplace ? 0 : SM_SFTPC_FXF_EXCL);
+	struct sftp_dest t;
+	sftp_dest_init(&t, path, p, tmp, tmpn);
 	struct sftp_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -1653,17 +1659,17 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	j->max_write = sm_sftpc_max_write(c);
 	j->tmp = tmp;
 	j->path = path;
-	j->rename = !inplace;
+	j->rename = !t.inplace;
 	j->posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
 	sftp_put_attrs(p, &j->attrs);
 	enum sm_err err = SM_OK;
 	uint64_t seq = sftp_made_seq(fs);
-	int rc = sftp_job_run(c, j, flags, mode);
+	int rc = sftp_job_run(c, j, t.flags, t.mode);
 	if (rc == SM_SFTPC_FX_NO_SUCH_FILE && j->stage == SFTP_ST_OPEN) {
-		err = sftp_parent_make(fs, c, dir, seq, d);
+		err = sftp_parent_make(fs, c, t.dir, seq, d);
 		if (err != SM_OK)
 			goto out;
-		rc = sftp_job_run(c, j, flags, mode);
+		rc = sftp_job_run(c, j, t.flags, t.mode);
 	}
 	if (rc == 0)
 		goto out;
@@ -1679,8 +1685,8 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 		break;
 	}
 	if (err == SM_EIO)
-		err = sftp_full(c, dir, path, err, d);
-	if (err != SM_OK && !inplace && !sm_sftpc_broken(c))
+		err = sftp_full(c, t.dir, path, err, d);
+	if (err != SM_OK && !t.inplace && !sm_sftpc_broken(c))
 		sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 out:
 	for (int i = 0; i < SFTP_JQ_N; i++)
@@ -1815,11 +1821,8 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		return err;
 	}
 	case SFTP_SYMLINK: {
-		char dir[SFTP_NAME_MAX], tname[300], tmp[SFTP_NAME_MAX * 2];
-		const char *base;
-		sftp_split(path, dir, sizeof(dir), &base);
-		sm_store_tmp_name(base, tname, sizeof(tname));
-		snprintf(tmp, sizeof(tmp), "%s/%s", dir, tname);
+		char dir[SFTP_NAME_MAX], tmp[SFTP_NAME_MAX * 2];
+		sftp_tmp_beside(path, dir, sizeof(dir), tmp, sizeof(tmp));
 		snprintf(tmpout, tmpn, "%s", tmp); /* to remove when the link drops */
 		uint64_t seq = sftp_made_seq(fs);
 		rc = sftp_symlink_rc(c, target, tmp);

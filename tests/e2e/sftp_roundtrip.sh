@@ -62,18 +62,17 @@ diff "$T/want.follow" "$T/got.follow" >"$T/diff" ||
 # 1b. transfer slots share connections (their requests pipelined on one
 #     SFTP channel): ten slots one connection, 25 at most three
 logins() { grep -c 'Accepted publickey' "$SSHD_LOG" || true; }
-before=$(logins)
-sm --links --dirs -p 10 "$T/src/" "sm-test:$R/shared10/"
-expect_rc 0 "local -> SFTP with -p 10"
-n=$(($(logins) - before))
-[ "$n" -eq 1 ] || fail "-p 10 opened $n SSH connections, want 1"
-expect_same_tree --mtime "$T/src" "$R/shared10" "local -> SFTP with -p 10"
-before=$(logins)
-sm --links --dirs -p 25 "$T/src/" "sm-test:$R/shared25/"
-expect_rc 0 "local -> SFTP with -p 25"
-n=$(($(logins) - before))
-[ "$n" -ge 1 ] && [ "$n" -le 3 ] || fail "-p 25 opened $n SSH connections, want 1 to 3"
-expect_same_tree --mtime "$T/src" "$R/shared25" "local -> SFTP with -p 25"
+shared_run() { # SLOTS MIN MAX: a copy with -p SLOTS opens MIN to MAX connections
+	local before n
+	before=$(logins)
+	sm --links --dirs -p "$1" "$T/src/" "sm-test:$R/shared$1/"
+	expect_rc 0 "local -> SFTP with -p $1"
+	n=$(($(logins) - before))
+	[ "$n" -ge "$2" ] && [ "$n" -le "$3" ] || fail "-p $1 opened $n SSH connections, want $2 to $3"
+	expect_same_tree --mtime "$T/src" "$R/shared$1" "local -> SFTP with -p $1"
+}
+shared_run 10 1 1
+shared_run 25 1 3
 
 # 2. --delete-dst over SFTP: exactly the DST-only keys go, directories too
 mkdir -p "$R/del"
