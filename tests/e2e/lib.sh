@@ -4,13 +4,19 @@
 #   e2e_init NAME        # checks $SYNCMGR, makes $T (temp dir), installs the EXIT trap
 #
 # Conventions: every helper that finds a problem calls `fail MSG`, which prints
-# "FAIL [NAME]: MSG" (plus $E2E_CONTEXT, e.g. the seed) and exits 1.
+# "FAIL [NAME]: MSG" (plus $E2E_CONTEXT, e.g. the seed), leaves a failure
+# marker in $T and exits 1.  A `fail` inside `$(...)` or a pipeline exits only
+# that subshell: the marker still fails the test, at the next `sm` or check
+# and at exit at the latest, so no helper can swallow a failure.
 
 E2E_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 PY=/usr/bin/python3
 E2E_CONTEXT=""
 E2E_CLEANUPS=()
 T=""
+E2E_FAILED="" # the failure marker file, set by e2e_init
+# set -e also inside $(...), so a failing step there ends that subshell
+shopt -s inherit_errexit
 
 e2e_init() {
 	E2E_NAME=$1
@@ -20,6 +26,7 @@ e2e_init() {
 	fi
 	case $SYNCMGR in /*) ;; *) SYNCMGR=$(cd "$(dirname "$SYNCMGR")" && pwd)/$(basename "$SYNCMGR") ;; esac
 	T=$(mktemp -d "${TMPDIR:-/tmp}/sm-e2e-$E2E_NAME.XXXXXX")
+	E2E_FAILED=$T/.e2e-failed
 	trap e2e_cleanup EXIT
 	trap 'exit 130' INT
 	trap 'exit 143' TERM HUP
@@ -37,6 +44,10 @@ on_exit() { E2E_CLEANUPS+=("$1"); }
 e2e_cleanup() {
 	local rc=$? i
 	set +e
+	if [ "$rc" -eq 0 ] && e2e_failed_earlier; then
+		echo "FAIL [$E2E_NAME]: a check failed in a subshell (its message is above); the test went on, but it has failed" >&2
+		rc=1
+	fi
 	for ((i = ${#E2E_CLEANUPS[@]} - 1; i >= 0; i--)); do
 		eval "${E2E_CLEANUPS[$i]}"
 	done
@@ -50,7 +61,19 @@ e2e_cleanup() {
 	exit "$rc"
 }
 
+# Did a `fail` run anywhere in this test, a subshell included?
+e2e_failed_earlier() { [ -n "$E2E_FAILED" ] && [ -e "$E2E_FAILED" ]; }
+
+# Stop now if a subshell failed a check (called by sm and the expect_* helpers).
+e2e_stop_if_failed() {
+	if e2e_failed_earlier; then
+		echo "FAIL [$E2E_NAME]: stopping: a check failed in a subshell (its message is above)" >&2
+		exit 1
+	fi
+}
+
 fail() {
+	if [ -n "$E2E_FAILED" ] && [ -d "$T" ]; then : >>"$E2E_FAILED"; fi
 	echo "FAIL [$E2E_NAME]: $*" >&2
 	if [ -n "$E2E_CONTEXT" ]; then echo "  context: $E2E_CONTEXT" >&2; fi
 	if [ -n "${SM_CMD:-}" ]; then
@@ -68,6 +91,7 @@ note() { echo "  $*" >&2; }
 # sm ARGS...: run syncmgr; never fails.  Sets SM_RC; stdout in $T/sm.out,
 # stderr in $T/sm.err.  SM_AS=nobody runs it as nobody:nogroup.
 sm() {
+	e2e_stop_if_failed
 	local pre=()
 	if [ "${SM_AS:-}" = nobody ]; then
 		pre=(setpriv --reuid=nobody --regid=nogroup --clear-groups)
@@ -88,6 +112,7 @@ sm() {
 
 # expect_rc N WHAT
 expect_rc() {
+	e2e_stop_if_failed
 	[ "$SM_RC" -eq "$1" ] || fail "$2: expected exit $1, got $SM_RC"
 }
 
@@ -104,7 +129,7 @@ summary() {
 # last line of stderr.
 expect_summary() {
 	local got last
-	got=$(summary)
+	got=$(summary) || fail "$2: no usable summary line"
 	last=$(tail -n 1 "$T/sm.err")
 	[ "$got" = "$1" ] || fail "$2: summary line differs
     expected: $1
@@ -112,23 +137,26 @@ expect_summary() {
 	[ "$last" = "$got" ] || fail "$2: summary is not the last stderr line (last: '$last')"
 }
 
-# field NAME: the count of one summary field (0 when absent)
+# field NAME: the count of one summary field (0 when absent).  Without exactly
+# one summary line it fails the test (from inside `$(field X)` too: see fail)
+# and prints nothing, so no comparison with a number can pass.
 field() {
 	local s v
-	s=$(summary)
+	s=$(summary) || fail "summary field '$1': no usable summary line"
 	v=$(printf '%s\n' "$s" | grep -oiE "(^|, )$1: [0-9]+" | grep -oE '[0-9]+$' || true)
 	echo "${v:-0}"
 }
 
 expect_field() {
 	local got
-	got=$(field "$1")
+	got=$(field "$1") || fail "$3: no summary field '$1'"
 	[ "$got" = "$2" ] || fail "$3: summary field '$1' expected $2, got $got  (summary: $(summary))"
 }
 
 # tree_cmp [--perms] [--no-dirs] [--mtime] A B: compare two trees by relative
-# path, type, content (sha256), symlink target, optionally permission bits,
-# optionally mtimes.  --no-dirs ignores directory entries (only files and
+# path, type, content (sha256), symlink target, optionally permission bits
+# (and, when run as root, owner and group: root may chown, so --perms must
+# keep them), optionally mtimes.  --no-dirs ignores directory entries (only files and
 # symlinks are compared; their paths still include the dirs).
 tree_cmp() {
 	"$PY" - "$@" <<'EOF'
@@ -138,6 +166,14 @@ perms = "--perms" in args
 nodirs = "--no-dirs" in args
 mtime = "--mtime" in args
 a, b = [x for x in args if not x.startswith("--")]
+owners = perms and os.geteuid() == 0
+
+def meta(st):
+    """What --perms compares: the mode bits, and as root the owner too."""
+    if not perms:
+        return None
+    m = stat.S_IMODE(st.st_mode)
+    return (m, st.st_uid, st.st_gid) if owners else (m,)
 
 def scan(root):
     out = {}
@@ -150,17 +186,17 @@ def scan(root):
             m = st.st_mode
             if stat.S_ISDIR(m):
                 if not nodirs:
-                    out[r] = ("dir", stat.S_IMODE(m) if perms else None, None,
-                              None)
+                    out[r] = ("dir", meta(st), None, None)
                 rec(r)
             elif stat.S_ISLNK(m):
-                out[r] = ("symlink", None, os.readlink(p), None)
+                out[r] = ("symlink", meta(st)[1:] if owners else None,
+                          os.readlink(p), None)
             elif stat.S_ISREG(m):
                 h = hashlib.sha256()
                 with open(p, "rb") as f:
                     for chunk in iter(lambda: f.read(1 << 20), b""):
                         h.update(chunk)
-                out[r] = ("file", stat.S_IMODE(m) if perms else None,
+                out[r] = ("file", meta(st),
                           "%d bytes sha256 %s" % (st.st_size, h.hexdigest()[:16]),
                           st.st_mtime_ns if mtime else None)
             else:
@@ -183,7 +219,15 @@ for k in sorted(set(A) | set(B)):
     else:
         what = []
         if x[1] != y[1]:
-            what.append("mode %o vs %o" % (x[1], y[1]))
+            def show(v):  # (mode[, uid, gid]) or a symlink's (uid, gid)
+                parts = []
+                if len(v) != 2:
+                    parts.append("mode %o" % v[0])
+                    v = v[1:]
+                if v:
+                    parts.append("uid %d gid %d" % v)
+                return " ".join(parts)
+            what.append("%s vs %s" % (show(x[1]), show(y[1])))
         if x[2] != y[2]:
             what.append("%s: %r vs %r" % ("target" if x[0] == "symlink" else "content", x[2], y[2]))
         if x[3] != y[3]:
