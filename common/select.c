@@ -308,6 +308,9 @@ bool sm_parse_time(const char *s, int64_t *out_ns)
 	/* reject dates mktime normalized (Feb 30 -> Mar 2) */
 	if (!utc_offset && (tm.tm_mday != d || tm.tm_mon != mo - 1))
 		return false;
+	/* nanoseconds since the epoch fit in int64 for 1677-09-21 .. 2262-04-11 */
+	if (t < INT64_MIN / 1000000000 + 1 || t > INT64_MAX / 1000000000 - 1)
+		return false;
 	*out_ns = (int64_t)t * 1000000000 + (int64_t)(frac * 1e9);
 	return true;
 }

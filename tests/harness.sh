@@ -112,8 +112,8 @@ harness_meson_stage() {
 	local label=$1 dir=$2 list expected rc=0 before
 	shift 2
 	rm -f "$dir"/meson-logs/testlog*.json "$dir"/meson-logs/testlog*.txt
-	if ! list=$(meson test -C "$dir" --no-rebuild --list "$@" 2>"$dir.list.err"); then
-		harness_fail "$label" "meson test --list failed: $(tail -3 "$dir.list.err")"
+	if ! list=$(meson test -C "$dir" --no-rebuild --list "$@" 2>"$dir.list.log"); then
+		harness_fail "$label" "meson test --list failed: $(tail -3 "$dir.list.log")"
 		return
 	fi
 	expected=$(grep -cv -e '^$' -e '^ninja: ' <<<"$list")

@@ -74,9 +74,13 @@ static void test_times(void **state)
 	assert_int_equal(ns, (1136214245LL - 7 * 3600) * 1000000000);
 	assert_true(sm_parse_time("2006-01-02T15:04:05.5-01:30", &ns));
 	assert_int_equal(ns, (1136214245LL + 5400) * 1000000000 + 500000000);
+	assert_true(sm_parse_time("1700-01-01T00:00:00Z", &ns));
+	assert_int_equal(ns, -8520336000LL * 1000000000);
 	static const char *const bad[] = {
-		"",          "2006-13-01",          "2006-02-30",       "2006-1-2",
-		"yesterday", "2006-01-02 25:00:00", "2006-01-02T15:04", "2006-01-02Z"
+		"", "2006-13-01", "2006-02-30", "2006-1-2", "yesterday", "2006-01-02 25:00:00",
+		"2006-01-02T15:04", "2006-01-02Z",
+		/* outside what int64 nanoseconds hold (found by fuzz_s3xml) */
+		"1000-01-01T00:00:00Z", "2263-01-01T00:00:00Z", "9999-12-31"
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (sm_parse_time(bad[i], &ns))
