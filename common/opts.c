@@ -55,7 +55,8 @@ enum opt_id {
 	O_METRICS,
 	O_JSON,
 	O_HELP,
-	O_VERSION
+	O_VERSION,
+	O_TEST_FAULT
 };
 
 enum opt_group { G_SEL, G_CHANGE, G_ACTION, G_SPEED, G_CLUSTER, G_WATCH, G_OUTPUT, G_MISC };
@@ -75,7 +76,7 @@ struct opt_def {
 	enum opt_group group;
 	bool later; /* feature not built yet: refuse instead of ignoring */
 	const char *arg;
-	const char *help;
+	const char *help; /* NULL: for tests, left out of --help */
 };
 
 static const struct opt_def opt_table[] = {
@@ -152,6 +153,8 @@ static const struct opt_def opt_table[] = {
 	{ "json", 0, 0, O_JSON, G_OUTPUT, true, NULL, "print the final report as JSON on stdout" },
 	{ "help", 'h', 0, O_HELP, G_MISC, false, NULL, "show this help" },
 	{ "version", 0, 0, O_VERSION, G_MISC, false, NULL, "show the version" },
+	/* tests only: inject store faults, "[src=|dst=]SPEC" (store.h) */
+	{ "test-fault", 0, 1, O_TEST_FAULT, G_MISC, false, "SPEC", NULL },
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
@@ -221,7 +224,7 @@ void sm_opts_help(FILE *out)
 		fprintf(out, "\n%s:\n", group_title[g]);
 		for (size_t i = 0; i < N_OPTS; i++) {
 			const struct opt_def *d = &opt_table[i];
-			if ((int)d->group != g)
+			if ((int)d->group != g || !d->help)
 				continue;
 			char lhs[64];
 			if (d->shortopt)
@@ -421,6 +424,7 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 		case O_QUIET: quiet++; break;
 		case O_HELP: sm_opts_help(out); return SM_OPTS_EXIT_OK;
 		case O_VERSION: fprintf(out, "syncmgr %s\n", SM_VERSION); return SM_OPTS_EXIT_OK;
+		case O_TEST_FAULT: o->fault_spec = optarg; break;
 		default:
 			fprintf(stderr, "syncmgr: --%s: not supported yet\n", def->name);
 			return SM_OPTS_USAGE;

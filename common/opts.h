@@ -55,8 +55,8 @@ struct sm_opts {
 	bool debug;
 	int verbose; /* -v count */
 
-	/* Not settable from the command line: tests inject store faults with it
-	 * ("OP:N[:transient]", see store.h). */
+	/* Tests inject store faults with it: --test-fault [src=|dst=]SPEC, left
+	 * out of --help ("OP:N[:transient|:sticky|:corrupt]", see store.h). */
 	const char *fault_spec;
 };
 

@@ -22,14 +22,16 @@ enum fault_op { F_LIST, F_STAT, F_READ, F_PUT, F_DEL, F_MKDIR, F_SYMLINK, F_SETA
 static const char *const fault_names[F_N] = { "list",  "stat",    "read",    "put", "del",
 	                                      "mkdir", "symlink", "setattr", "any" };
 #define FAULT_MAX 8
+struct fault_rule {
+	enum fault_op op;
+	long nth;
+	enum sm_err err;
+	bool sticky;
+	bool corrupt; /* put only: write flipped data, report success */
+};
 struct sm_fault {
 	int n;
-	struct {
-		enum fault_op op;
-		long nth;
-		enum sm_err err;
-		bool sticky;
-	} rule[FAULT_MAX];
+	struct fault_rule rule[FAULT_MAX];
 	atomic_long calls[F_N];
 };
 
@@ -196,14 +198,22 @@ enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_
 			err = sm_diag_set(d, SM_EINVAL, 0, "fault spec '%s': bad op or count", tok);
 			goto out;
 		}
-		f->rule[f->n].op = (enum fault_op)i;
-		f->rule[f->n].nth = (long)n;
-		f->rule[f->n].err = SM_EIO;
-		if (mode && strcmp(mode, "transient") == 0)
-			f->rule[f->n].err = SM_EAGAIN;
-		else if (mode && strcmp(mode, "sticky") == 0)
-			f->rule[f->n].sticky = true;
-		else if (mode) {
+		struct fault_rule *rule = &f->rule[f->n];
+		rule->op = (enum fault_op)i;
+		rule->nth = (long)n;
+		rule->err = SM_EIO;
+		if (mode && strcmp(mode, "transient") == 0) {
+			rule->err = SM_EAGAIN;
+		} else if (mode && strcmp(mode, "sticky") == 0) {
+			rule->sticky = true;
+		} else if (mode && strcmp(mode, "corrupt") == 0) {
+			if (rule->op != F_PUT) {
+				err = sm_diag_set(d, SM_EINVAL, 0,
+				                  "fault spec: mode 'corrupt' is for put only");
+				goto out;
+			}
+			rule->corrupt = true;
+		} else if (mode) {
 			err = sm_diag_set(d, SM_EINVAL, 0, "fault spec: unknown mode '%s'", mode);
 			goto out;
 		}
@@ -218,13 +228,12 @@ out:
 	return err;
 }
 
-/* Count a call of `op`; returns the injected error, or SM_OK. */
-static enum sm_err fault_hit(struct sm_store *st, enum fault_op op, const char *key,
-                             struct sm_diag *d)
+/* Count a call of `op`; returns the first rule it hits, or NULL. */
+static const struct fault_rule *fault_next(struct sm_store *st, enum fault_op op)
 {
 	struct sm_fault *f = st->fault;
 	if (!f)
-		return SM_OK;
+		return NULL;
 	long n = atomic_fetch_add(&f->calls[op], 1) + 1;
 	long any = atomic_fetch_add(&f->calls[F_ANY], 1) + 1;
 	for (int i = 0; i < f->n; i++) {
@@ -232,12 +241,66 @@ static enum sm_err fault_hit(struct sm_store *st, enum fault_op op, const char *
 		if (c < 0)
 			continue;
 		if (c == f->rule[i].nth || (f->rule[i].sticky && c > f->rule[i].nth))
-			return sm_diag_set(d, f->rule[i].err, 0, "injected %s fault on %s '%s'",
-			                   f->rule[i].err == SM_EAGAIN ? "transient" : "permanent",
-			                   fault_names[op], key ? key : "");
+			return &f->rule[i];
 	}
-	return SM_OK;
+	return NULL;
 }
+
+static enum sm_err fault_fail(const struct fault_rule *rule, enum fault_op op, const char *key,
+                              struct sm_diag *d)
+{
+	return sm_diag_set(d, rule->err, 0, "injected %s fault on %s '%s'",
+	                   rule->err == SM_EAGAIN ? "transient" : "permanent", fault_names[op],
+	                   key ? key : "");
+}
+
+/* Count a call of `op`; returns the injected error, or SM_OK. */
+static enum sm_err fault_hit(struct sm_store *st, enum fault_op op, const char *key,
+                             struct sm_diag *d)
+{
+	const struct fault_rule *rule = fault_next(st, op);
+	return rule ? fault_fail(rule, op, key, d) : SM_OK;
+}
+
+/*
+ * A reader that forwards to another and flips the lowest bit of the first
+ * byte it passes on: a put through it stores corrupted data of the right
+ * size and reports success. No fd(), so a local destination reads (and
+ * cannot copy_file_range() around the flip).
+ */
+struct fault_reader {
+	struct sm_reader base;
+	struct sm_reader *in; /* borrowed */
+	bool flipped;
+};
+
+static enum sm_err fault_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+                                     struct sm_diag *d)
+{
+	struct fault_reader *fr = (struct fault_reader *)r;
+	enum sm_err err = sm_reader_read(fr->in, buf, cap, got, d);
+	if (err == SM_OK && *got && !fr->flipped) {
+		((unsigned char *)buf)[0] ^= 1;
+		fr->flipped = true;
+	}
+	return err;
+}
+
+static enum sm_err fault_reader_finish(struct sm_reader *r, struct sm_diag *d)
+{
+	return sm_reader_finish(((struct fault_reader *)r)->in, d);
+}
+
+static void fault_reader_close(struct sm_reader *r)
+{
+	(void)r; /* the inner reader belongs to the caller */
+}
+
+static const struct sm_reader_ops fault_reader_ops = {
+	.read = fault_reader_read,
+	.finish = fault_reader_finish,
+	.close = fault_reader_close,
+};
 
 /* ---- stores ---- */
 
@@ -446,10 +509,20 @@ static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, cons
 enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
                          const struct sm_put *p, struct sm_diag *d)
 {
-	enum sm_err err = store_write_check(st, F_PUT, key, d);
+	enum sm_err err = sm_store_key_check(key, d);
 	if (err != SM_OK)
 		return err;
-	return st->ops->put(st, key, r, p, d);
+	const struct fault_rule *rule = fault_next(st, F_PUT);
+	if (!rule)
+		return st->ops->put(st, key, r, p, d);
+	if (!rule->corrupt)
+		return fault_fail(rule, F_PUT, key, d);
+	sm_log(SM_LOG_INFO, "injected corruption of put '%s' (its first byte flipped)", key);
+	struct fault_reader fr = {
+		.base = { .ops = &fault_reader_ops, .size = r->size, .mtime_ns = r->mtime_ns },
+		.in = r
+	};
+	return st->ops->put(st, key, &fr.base, p, d);
 }
 
 enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d)

@@ -243,10 +243,13 @@ enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store 
                           struct sm_diag *d);
 
 /*
- * Fault injection for tests (SQLite's test_vfs idea): "OP:N[:transient|:sticky]"
- * fails the Nth call of OP (list, stat, read, put, del, mkdir, symlink, setattr,
- * or any) with a permanent error, a retryable one (transient), or fails the
- * Nth and every later call (sticky). Several specs may be joined with ','.
+ * Fault injection for tests (SQLite's test_vfs idea):
+ * "OP:N[:transient|:sticky|:corrupt]" fails the Nth call of OP (list, stat,
+ * read, put, del, mkdir, symlink, setattr, or any) with a permanent error, a
+ * retryable one (transient), or fails the Nth and every later call (sticky).
+ * "put:N:corrupt" lets the Nth put succeed with the lowest bit of its first
+ * byte flipped (an empty file stays intact): damage only a re-read can see.
+ * Several specs may be joined with ','.
  */
 enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_diag *d);
 

@@ -36,6 +36,20 @@
 # Key authentication only, unless SSHD_PASSWORD=1 (PasswordAuthentication yes,
 # PermitRootLogin yes): with UsePAM no, sshd then checks /etc/shadow, and this
 # script sets no password anywhere.
+#
+# The SFTP subsystem is OpenSSH's internal-sftp, unless:
+#   SSHD_SFTP_DENY=REQ[,REQ...]  the server refuses these SFTP requests
+#       (sftp-server -P; names as `sftp-server -Q requests` prints them, e.g.
+#       posix-rename). OpenSSH (9.2) then no longer advertises a refused
+#       extension: SSHD_SFTP_DENY=posix-rename is a server without
+#       posix-rename@openssh.com, whose clients must use plain RENAME.
+#   SSHD_SFTP_LOG=LEVEL  every SFTP request the server handles is logged
+#       (sftp-server -l LEVEL: INFO names each open, close, rename, remove...;
+#       VERBOSE adds refused requests; DEBUG1 each read and write) to
+#       DIR/sftp-server.log, lines ending in CRLF, named in DIR/env as
+#       SSHD_SFTP_LOG_FILE. internal-sftp can only log to syslog, so this runs
+#       the stand-alone /usr/lib/openssh/sftp-server instead (the same code),
+#       through the user's shell.
 # A server that does not come up makes `start` fail with the tail of its log.
 # DIR must be empty, missing, or a directory this script made (which `start`
 # stops and wipes first); its path may hold only [A-Za-z0-9._/+-]. Only the
@@ -47,6 +61,9 @@ set -euo pipefail
 PORT=${SSHD_PORT:-2222}
 TIMEOUT=${SSHD_TIMEOUT:-20}
 PASSWORD=${SSHD_PASSWORD:-}
+SFTP_DENY=${SSHD_SFTP_DENY:-}
+SFTP_LOG=${SSHD_SFTP_LOG:-}
+SFTP_SERVER=/usr/lib/openssh/sftp-server
 PACKAGES=(openssh-server openssh-client iproute2 procps)
 SSHD=/usr/sbin/sshd
 MARKER=.sshd-sh
@@ -196,6 +213,7 @@ write_env() { # dir
 		local eps
 		eps=$(sed 1d "$dir/endpoints" | tr '\n' ' ')
 		[ -z "$eps" ] || echo "export SSHD_EXTRA_ENDPOINTS='${eps% }'"
+		[ ! -e "$dir/sftp-server.log" ] || echo "export SSHD_SFTP_LOG_FILE=$dir/sftp-server.log"
 	} >"$dir/env.new"
 	mv -f "$dir/env.new" "$dir/env"
 }
@@ -258,11 +276,24 @@ cmd_start() {
 	[ "$(printf '%s\n' ${extra[@]+"${extra[@]}"} | sort | uniq -d)" = "" ] || die "an address is given twice"
 	[[ $TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "bad SSHD_TIMEOUT '$TIMEOUT'"
 	case $PASSWORD in "" | 0 | 1) ;; *) die "bad SSHD_PASSWORD '$PASSWORD' (want 1 or nothing)" ;; esac
+	case $SFTP_LOG in "" | QUIET | FATAL | ERROR | INFO | VERBOSE | DEBUG | DEBUG1 | DEBUG2 | DEBUG3) ;;
+	*) die "bad SSHD_SFTP_LOG '$SFTP_LOG' (want INFO, VERBOSE, DEBUG1... as sftp-server -l takes)" ;;
+	esac
 	# Paths go unquoted into sshd_config and ssh_config (where % and ~ are special).
 	[[ $1 =~ ^[A-Za-z0-9._/+-]+$ ]] || die "DIR '$1' may hold only [A-Za-z0-9._/+-]"
 
 	ensure_packages
 	[ -x "$SSHD" ] || die "$SSHD is missing (openssh-server)"
+	if [ -n "$SFTP_DENY" ]; then
+		local known req
+		known=" $("$SFTP_SERVER" -Q requests 2>/dev/null | tr '\n' ' ')" ||
+			die "$SFTP_SERVER -Q requests failed (openssh-sftp-server)"
+		[[ $SFTP_DENY =~ ^[a-z-]+(,[a-z-]+)*$ ]] || die "bad SSHD_SFTP_DENY '$SFTP_DENY' (want REQ[,REQ...])"
+		for req in ${SFTP_DENY//,/ }; do
+			[[ $known == *" $req "* ]] || die "SSHD_SFTP_DENY: '$req' is no request of $SFTP_SERVER (-Q requests:$known)"
+		done
+	fi
+	[ -z "$SFTP_LOG" ] || [ -x "$SFTP_SERVER" ] || die "$SFTP_SERVER is missing (openssh-sftp-server)"
 
 	dir=$(absdir "$1" create) || die "cannot create $1"
 	[ "$dir" != / ] || die "refusing DIR /"
@@ -331,6 +362,16 @@ Host sm-test-wrong
 EOF
 	)
 
+	# The SFTP subsystem: internal-sftp, or sftp-server logging to a file
+	# (sshd runs a subsystem's command line with the user's shell).
+	local sftp=internal-sftp
+	if [ -n "$SFTP_LOG" ]; then
+		: >"$dir/sftp-server.log"
+		sftp="$SFTP_SERVER -e -l $SFTP_LOG"
+	fi
+	[ -z "$SFTP_DENY" ] || sftp+=" -P $SFTP_DENY"
+	[ -z "$SFTP_LOG" ] || sftp+=" 2>>$dir/sftp-server.log"
+
 	local listen="" pwauth=no rootlogin=prohibit-password
 	for ep in "${endpoints[@]}"; do listen+="ListenAddress $ep"$'\n'; done
 	if [ "$PASSWORD" = 1 ]; then
@@ -353,7 +394,7 @@ PasswordAuthentication $pwauth
 PermitEmptyPasswords no
 KbdInteractiveAuthentication no
 PermitRootLogin $rootlogin
-Subsystem sftp internal-sftp
+Subsystem sftp $sftp
 UseDNS no
 MaxStartups 100:30:200
 MaxSessions 64
