@@ -180,6 +180,12 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 		if (err == SM_OK) {
 			LIVE_ADD(tr->live, checked, 1);
 			LIVE_ADD(tr->live, checked_bytes, s->size);
+		} else if (err == SM_EDIFFER) {
+			/* A copy that failed verification has SRC's size and mtime:
+			 * left in place it would look current to every later run. */
+			struct sm_diag dd;
+			if (sm_xfer_delete(tr->w, tr->w->dst, dkey, &dd) != SM_OK)
+				sm_log(SM_LOG_WARN, "%s", dd.msg);
 		}
 	}
 	if (err != SM_OK) {
