@@ -1068,6 +1068,10 @@ static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_
 		 * next request goes out on the next call */
 		break;
 	}
+	if (!r->cur_len) { /* end of file: no buffer to copy from */
+		*got = 0;
+		return SM_OK;
+	}
 	size_t n = r->cur_len < cap ? r->cur_len : cap;
 	memcpy(out, r->cur, n);
 	r->cur += n;
