@@ -121,7 +121,8 @@ harness_meson_stage() {
 		harness_fail "$label" "no tests selected by '$*'"
 		return
 	fi
-	local san=$dir.sanitizer
+	local san
+	san=$(realpath -m "$dir.sanitizer") # absolute: tests run in other directories
 	rm -rf "$san"
 	mkdir -p "$san"
 	before=$failed
