@@ -3,7 +3,22 @@
  * backend. The backend is chosen by the base URL in $SM_STORE_URL (a local
  * directory, later s3://..., host:/path, dav://...); each test works under a
  * fresh prefix below it and removes what it wrote.
+ *
+ * The runner states what it expects and how to look past the store, and a
+ * missing statement fails the run (a check that cannot see fails, it never
+ * passes by skipping):
+ *   SM_EXPECT_CAPS   the capabilities the backend must advertise, ','-joined
+ *                    from dirs, links, mode, local ("" = none of them)
+ *   SM_STORE_RAW_DIR the directory on this machine that the base URL names
+ *                    (file and SFTP stores), or
+ *   SM_STORE_RAW_S3_ENDPOINT, SM_STORE_RAW_S3_BUCKET, SM_STORE_RAW_S3_PREFIX
+ *                    where the base URL's objects are (S3), read with
+ *                    /usr/bin/aws (credentials from the AWS_* environment)
  */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +27,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -21,19 +38,24 @@
 #include "../../common/util.h"
 
 static const char *base_url;
+static unsigned expect_caps; /* from $SM_EXPECT_CAPS */
+static const char *raw_dir;  /* $SM_STORE_RAW_DIR, or NULL */
+static const char *raw_s3_endpoint, *raw_s3_bucket, *raw_s3_prefix;
 
 struct fixture {
 	struct sm_store *st;
 	struct sm_url url;
 	struct sm_pool *pool;
+	char tag[24]; /* the test's prefix below the base: "t" + 16 hex digits */
 };
 
 static int fx_setup(void **state)
 {
 	struct fixture *fx = calloc(1, sizeof(*fx));
 	char url[1024];
-	snprintf(url, sizeof(url), "%s%st%016llx/", base_url,
-	         base_url[strlen(base_url) - 1] == '/' ? "" : "/", (unsigned long long)sm_rand64());
+	snprintf(fx->tag, sizeof(fx->tag), "t%016llx", (unsigned long long)sm_rand64());
+	snprintf(url, sizeof(url), "%s%s%s/", base_url,
+	         base_url[strlen(base_url) - 1] == '/' ? "" : "/", fx->tag);
 	struct sm_diag d;
 	if (sm_url_parse(url, &fx->url, &d) != SM_OK)
 		fail_msg("%s", d.msg);
@@ -142,6 +164,183 @@ static char *list_join(struct sm_store *st, const char *after, const char *last,
 	return b.p;
 }
 
+/* ---- the store as it really is, seen past the backend ---- */
+
+struct strv {
+	char **v;
+	size_t n;
+};
+
+static void strv_add(struct strv *sv, const char *s, size_t n)
+{
+	sv->v = realloc(sv->v, (sv->n + 1) * sizeof(*sv->v));
+	assert_non_null(sv->v);
+	sv->v[sv->n] = sm_strndup(s, n);
+	assert_non_null(sv->v[sv->n]);
+	sv->n++;
+}
+
+static void strv_free(struct strv *sv)
+{
+	for (size_t i = 0; i < sv->n; i++)
+		free(sv->v[i]);
+	free(sv->v);
+	sv->v = NULL;
+	sv->n = 0;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* The strings sorted and '|'-joined (caller frees). */
+static char *strv_join(struct strv *sv)
+{
+	qsort(sv->v, sv->n, sizeof(*sv->v), cmp_str);
+	struct sm_buf b = { 0 };
+	sm_buf_append(&b, "", 0);
+	for (size_t i = 0; i < sv->n; i++) {
+		if (i)
+			sm_buf_append(&b, "|", 1);
+		sm_buf_appendz(&b, sv->v[i]);
+	}
+	return b.p;
+}
+
+/* Every name below raw_dir/rel that is not a directory (temporary files
+ * included, whatever their name), as a path relative to `top`. */
+static void raw_walk(const char *top, const char *rel, struct strv *out)
+{
+	char path[PATH_MAX];
+	snprintf(path, sizeof(path), "%s/%s", top, rel);
+	DIR *dh = opendir(path);
+	if (!dh) {
+		if (errno == ENOENT && !*rel)
+			return; /* nothing was ever written below the prefix */
+		fail_msg("raw view: cannot open '%s': %s", path, strerror(errno));
+	}
+	for (;;) {
+		errno = 0;
+		struct dirent *de = readdir(dh);
+		if (!de) {
+			if (errno)
+				fail_msg("raw view: cannot read '%s': %s", path, strerror(errno));
+			break;
+		}
+		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
+			continue;
+		struct stat sb;
+		if (fstatat(dirfd(dh), de->d_name, &sb, AT_SYMLINK_NOFOLLOW) != 0)
+			fail_msg("raw view: cannot stat '%s/%s': %s", path, de->d_name,
+			         strerror(errno));
+		char sub[PATH_MAX];
+		int n = snprintf(sub, sizeof(sub), "%s%s%s", rel, de->d_name,
+		                 S_ISDIR(sb.st_mode) ? "/" : "");
+		assert_true(n > 0 && (size_t)n < sizeof(sub));
+		if (S_ISDIR(sb.st_mode))
+			raw_walk(top, sub, out);
+		else
+			strv_add(out, sub, (size_t)n);
+	}
+	closedir(dh);
+}
+
+/* Run /usr/bin/aws against the S3 endpoint with `args`; its standard
+ * output (caller frees). A failing aws fails the test. */
+static char *raw_aws(const char *const *args, size_t nargs)
+{
+	const char *argv[24] = { "/usr/bin/aws", "--endpoint-url", raw_s3_endpoint, "--output",
+		                 "text" };
+	size_t n = 5;
+	assert_true(n + nargs < sizeof(argv) / sizeof(argv[0]));
+	for (size_t i = 0; i < nargs; i++)
+		argv[n++] = args[i];
+	argv[n] = NULL;
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(pfd[1], 1);
+		close(pfd[0]);
+		close(pfd[1]);
+		execv(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	struct sm_buf b = { 0 };
+	char buf[4096];
+	for (;;) {
+		ssize_t k = read(pfd[0], buf, sizeof(buf));
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		sm_buf_append(&b, buf, (size_t)k);
+	}
+	close(pfd[0]);
+	sm_buf_append(&b, "", 0);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0)
+		assert_int_equal(errno, EINTR);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("raw view: aws %s failed (status %d): %s", args[0], status, b.p);
+	return b.p;
+}
+
+/* The keys below the test's prefix that `aws s3api <op>` lists in the
+ * text lines of `query`, relative to the prefix. */
+static void raw_s3_keys(const struct fixture *fx, const char *op, const char *query,
+                        struct strv *out)
+{
+	char prefix[1024];
+	snprintf(prefix, sizeof(prefix), "%s%s/", raw_s3_prefix, fx->tag);
+	const char *args[] = { "s3api",    op,     "--bucket", raw_s3_bucket,
+		               "--prefix", prefix, "--query",  query };
+	char *text = raw_aws(args, sizeof(args) / sizeof(args[0]));
+	size_t plen = strlen(prefix);
+	for (char *p = text; *p;) {
+		char *e = strchr(p, '\n');
+		size_t n = e ? (size_t)(e - p) : strlen(p);
+		if (n) {
+			if (n < plen || memcmp(p, prefix, plen) != 0)
+				fail_msg("raw view: aws s3api %s: '%.*s' is not below '%s'", op,
+				         (int)n, p, prefix);
+			strv_add(out, p + plen, n - plen);
+		}
+		p += n + (e != NULL);
+	}
+	free(text);
+}
+
+/* What the store really holds below the test's prefix must be exactly the
+ * files `want` ('|'-joined, sorted): no temporary file of an unfinished
+ * put, and (S3) no multipart upload left open. Directories do not count:
+ * a put may create parents. */
+static void raw_check(const struct fixture *fx, const char *what, const char *want)
+{
+	struct strv files = { 0 }, uploads = { 0 };
+	if (raw_dir) {
+		char top[PATH_MAX];
+		snprintf(top, sizeof(top), "%s/%s", raw_dir, fx->tag);
+		raw_walk(top, "", &files);
+	} else {
+		raw_s3_keys(fx, "list-objects-v2", "Contents[].[Key] || `[]`", &files);
+		raw_s3_keys(fx, "list-multipart-uploads", "Uploads[].[Key] || `[]`", &uploads);
+	}
+	char *got = strv_join(&files);
+	char *open_uploads = strv_join(&uploads);
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: the store holds [%s], want [%s]", what, got, want);
+	if (*open_uploads)
+		fail_msg("%s: multipart uploads left open: [%s]", what, open_uploads);
+	free(got);
+	free(open_uploads);
+	strv_free(&files);
+	strv_free(&uploads);
+}
+
 /* Keys chosen to stress the global order: '-' (0x2d) and '.' (0x2e) sort
  * before '/' (0x2f), so "a-b" and "a.b/" come before "a/". */
 static const char *const order_keys[] = {
@@ -150,11 +349,6 @@ static const char *const order_keys[] = {
 	"z~",
 };
 #define N_ORDER (sizeof(order_keys) / sizeof(order_keys[0]))
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
 
 static void put_order_keys(struct sm_store *st)
 {
@@ -180,7 +374,7 @@ static void test_order(void **state)
 	assert_string_equal(got, want.p);
 	free(got);
 	sm_buf_release(&want);
-	if (sm_store_has(fx->st, SM_CAP_DIRS)) {
+	if (expect_caps & SM_CAP_DIRS) {
 		got = list_join(fx->st, NULL, NULL, true);
 		assert_non_null(strstr(got, "a-b|a.b/|a.b/x|a/|a/x|a/y/|a/y/z|a0"));
 		free(got);
@@ -193,7 +387,7 @@ static void test_range_bounds(void **state)
 {
 	struct fixture *fx = *state;
 	put_order_keys(fx->st);
-	bool dirs = sm_store_has(fx->st, SM_CAP_DIRS);
+	bool dirs = expect_caps & SM_CAP_DIRS;
 	char *full = list_join(fx->st, NULL, NULL, dirs);
 	char *keys[64];
 	size_t nk = 0;
@@ -234,6 +428,148 @@ static void test_range_bounds(void **state)
 	for (size_t i = 0; i < nk; i++)
 		free(keys[i]);
 	free(full);
+}
+
+/* The range semantics written out by hand, not computed with
+ * sm_range_contains() (the store's own check): (after, last] with
+ * NULL or "" `after` = from the start and NULL `last` = to the end; a ""
+ * `last` is a bound below every key, so its range is empty. `files` is
+ * what a listing of order_keys shows without directory keys, `all` with
+ * them (stores with real directories). */
+#define CAFE "caf\xc3\xa9"
+#define NIHON "z/\xe6\x97\xa5\xe6\x9c\xac"
+#define ALL_FILES "a b|a-b|a.b/x|a/x|a/y/z|a0|ab|" CAFE "|line\nbreak|" NIHON "|z~"
+#define ALL_KEYS "a b|a-b|a.b/|a.b/x|a/|a/x|a/y/|a/y/z|a0|ab|" CAFE "|line\nbreak|z/|" NIHON "|z~"
+struct range_case {
+	const char *after, *last;
+	const char *files, *all;
+};
+static const struct range_case range_cases[] = {
+	{ NULL, NULL, ALL_FILES, ALL_KEYS },
+	{ "", NULL, ALL_FILES, ALL_KEYS },
+	{ NULL, "a-b", "a b|a-b", "a b|a-b" },
+	{ "a b", "a-b", "a-b", "a-b" },
+	{ "a-b", "a-b", "", "" },
+	{ "0", "a b", "a b", "a b" },
+	{ "a", "a0", "a b|a-b|a.b/x|a/x|a/y/z|a0", "a b|a-b|a.b/|a.b/x|a/|a/x|a/y/|a/y/z|a0" },
+	{ "a.", "a.b/", "", "a.b/" },
+	{ "a.b/", "a/", "a.b/x", "a.b/x|a/" },
+	{ "a/", "a/y/", "a/x", "a/x|a/y/" },
+	{ "a/y", "a0a", "a/y/z|a0", "a/y/|a/y/z|a0" },
+	{ "a/y/", "a/y/z", "a/y/z", "a/y/z" },
+	{ "a/y/z", "ab", "a0|ab", "a0|ab" },
+	{ "ab", "z", CAFE "|line\nbreak", CAFE "|line\nbreak" },
+	{ "line\nbreak", "z/", "", "z/" },
+	{ "z", NULL, NIHON "|z~", "z/|" NIHON "|z~" },
+	{ "z~", NULL, "", "" },
+	{ "\xff", NULL, "", "" },
+	{ NULL, "", "", "" },
+	{ "a b", "\xff", "a-b|a.b/x|a/x|a/y/z|a0|ab|" CAFE "|line\nbreak|" NIHON "|z~",
+	  "a-b|a.b/|a.b/x|a/|a/x|a/y/|a/y/z|a0|ab|" CAFE "|line\nbreak|z/|" NIHON "|z~" },
+};
+/* Adjacent ranges (tile[i].after = tile[i-1].last) from the start to the
+ * end: every key in exactly one of them. */
+static const struct range_case range_tiles[] = {
+	{ "", "a-b", "a b|a-b", "a b|a-b" },
+	{ "a-b", "a.b/", "", "a.b/" },
+	{ "a.b/", "a/x", "a.b/x|a/x", "a.b/x|a/|a/x" },
+	{ "a/x", "a/y/", "", "a/y/" },
+	{ "a/y/", "ab", "a/y/z|a0|ab", "a/y/z|a0|ab" },
+	{ "ab", "line\nbreak", CAFE "|line\nbreak", CAFE "|line\nbreak" },
+	{ "line\nbreak", "z", "", "" },
+	{ "z", NULL, NIHON "|z~", "z/|" NIHON "|z~" },
+};
+
+static void range_expect(struct sm_store *st, const struct range_case *c, bool dirs)
+{
+	const char *want = dirs ? c->all : c->files;
+	char *got = list_join(st, c->after, c->last, dirs);
+	if (strcmp(got, want) != 0)
+		fail_msg("range ('%s', '%s'] with%s directories: got [%s], want [%s]",
+		         c->after ? c->after : "(start)", c->last ? c->last : "(end)",
+		         dirs ? "" : "out", got, want);
+	free(got);
+}
+
+static void test_range_table(void **state)
+{
+	struct fixture *fx = *state;
+	put_order_keys(fx->st);
+	bool dirs = expect_caps & SM_CAP_DIRS;
+	for (size_t i = 0; i < sizeof(range_cases) / sizeof(range_cases[0]); i++) {
+		range_expect(fx->st, &range_cases[i], false);
+		if (dirs)
+			range_expect(fx->st, &range_cases[i], true);
+	}
+	/* the tiles cover the whole listing, each key once, in order */
+	for (int with_dirs = 0; with_dirs <= (int)dirs; with_dirs++) {
+		struct sm_buf cat = { 0 };
+		sm_buf_append(&cat, "", 0);
+		for (size_t i = 0; i < sizeof(range_tiles) / sizeof(range_tiles[0]); i++) {
+			const struct range_case *c = &range_tiles[i];
+			assert_true(i == 0 || strcmp(c->after, range_tiles[i - 1].last) == 0);
+			range_expect(fx->st, c, with_dirs);
+			char *got = list_join(fx->st, c->after, c->last, with_dirs);
+			if (*got && cat.len)
+				sm_buf_append(&cat, "|", 1);
+			sm_buf_appendz(&cat, got);
+			free(got);
+		}
+		assert_null(range_tiles[sizeof(range_tiles) / sizeof(range_tiles[0]) - 1].last);
+		assert_string_equal(cat.p, with_dirs ? ALL_KEYS : ALL_FILES);
+		sm_buf_release(&cat);
+	}
+}
+
+/* The capabilities the backend advertises are the ones the runner
+ * expects, so that no capability-gated case is skipped unnoticed. */
+static const struct {
+	const char *name;
+	unsigned bit;
+} cap_names[] = {
+	{ "dirs", SM_CAP_DIRS },
+	{ "links", SM_CAP_LINKS },
+	{ "mode", SM_CAP_MODE },
+	{ "local", SM_CAP_LOCAL },
+};
+#define N_CAPS (sizeof(cap_names) / sizeof(cap_names[0]))
+
+/* "dirs,links" into bits; false on an unknown name. */
+static bool caps_parse(const char *s, unsigned *out)
+{
+	unsigned caps = 0;
+	while (*s) {
+		size_t n = strcspn(s, ",");
+		size_t i = 0;
+		while (i < N_CAPS &&
+		       (strlen(cap_names[i].name) != n || memcmp(cap_names[i].name, s, n) != 0))
+			i++;
+		if (n && i == N_CAPS)
+			return false;
+		if (n)
+			caps |= cap_names[i].bit;
+		s += n + (s[n] == ',');
+	}
+	*out = caps;
+	return true;
+}
+
+static void test_capabilities(void **state)
+{
+	struct fixture *fx = *state;
+	char msg[512] = "";
+	size_t o = 0;
+	for (size_t i = 0; i < N_CAPS; i++) {
+		bool has = sm_store_has(fx->st, cap_names[i].bit);
+		bool want = expect_caps & cap_names[i].bit;
+		if (has != want && o < sizeof(msg))
+			o += (size_t)snprintf(msg + o, sizeof(msg) - o, "%s '%s' %s", o ? ";" : "",
+			                      cap_names[i].name,
+			                      has ? "advertised, not expected"
+			                          : "expected, not advertised");
+	}
+	if (*msg)
+		fail_msg("capabilities differ from SM_EXPECT_CAPS:%s", msg);
 }
 
 static void test_empty(void **state)
@@ -298,12 +634,14 @@ static void test_put_stat_read(void **state)
 	free(got);
 }
 
-/* A reader that produces `size` bytes of a pattern and can fail midway. */
+/* A reader that produces `size` bytes of a pattern and can fail midway, or
+ * say at the end that its source changed (finish). */
 struct pattern_reader {
 	struct sm_reader base;
 	uint64_t pos;
 	uint64_t size;
 	uint64_t fail_at; /* UINT64_MAX: never */
+	bool fail_finish;
 };
 
 static uint8_t pattern_byte(uint64_t i)
@@ -328,12 +666,22 @@ static enum sm_err pr_read(struct sm_reader *r, void *buf, size_t cap, size_t *g
 	return SM_OK;
 }
 
+static enum sm_err pr_finish(struct sm_reader *r, struct sm_diag *d)
+{
+	struct pattern_reader *p = (struct pattern_reader *)r;
+	if (p->fail_finish)
+		return sm_diag_set(d, SM_ECHANGED, 0, "source changed on purpose");
+	return SM_OK;
+}
+
 static void pr_close(struct sm_reader *r)
 {
 	(void)r;
 }
 
-static const struct sm_reader_ops pattern_ops = { .read = pr_read, .close = pr_close };
+static const struct sm_reader_ops pattern_ops = { .read = pr_read,
+	                                          .finish = pr_finish,
+	                                          .close = pr_close };
 
 static void test_huge_object(void **state)
 {
@@ -367,26 +715,65 @@ static void test_huge_object(void **state)
 	sm_reader_close(r);
 }
 
-/* A put whose reader fails leaves no key behind, and an older version of
- * the key intact; no temporary name shows in a listing. */
+/* Puts that fail at each stage a backend goes through: while reading a
+ * small put into memory, midway through a streamed one, after parts of a
+ * multipart upload (S3 goes multipart above 32 MiB), and at the very end
+ * when the source says it changed (SM_PUT_CHECK). */
+struct atomic_case {
+	const char *name;
+	uint64_t size;
+	uint64_t fail_at; /* UINT64_MAX: the reader does not fail */
+	bool fail_finish;
+};
+static const struct atomic_case atomic_cases[] = {
+	{ "reader fails midway", 4u << 20, 1u << 20, false },
+	{ "small put, reader fails", 200u << 10, 100u << 10, false },
+	{ "multipart, reader fails after two parts", 40u << 20, 20u << 20, false },
+	{ "source changed at the end", 4u << 20, UINT64_MAX, true },
+	{ "multipart, source changed at the end", 40u << 20, UINT64_MAX, true },
+};
+
+static void atomic_fail_put(struct fixture *fx, const struct atomic_case *c, const char *key)
+{
+	struct pattern_reader p = { .base = { .ops = &pattern_ops, .size = c->size },
+		                    .size = c->size,
+		                    .fail_at = c->fail_at,
+		                    .fail_finish = c->fail_finish };
+	struct sm_put put = { .mode = 0644, .flags = c->fail_finish ? SM_PUT_CHECK : 0 };
+	struct sm_diag d;
+	if (sm_store_put(fx->st, key, &p.base, &put, &d) == SM_OK)
+		fail_msg("%s: put '%s' succeeded", c->name, key);
+}
+
+/* A failed put leaves no key behind and an older version of the key
+ * intact, and nothing of itself: the store is looked at directly (the
+ * directory on disk, the SFTP server's directory, the S3 bucket and its
+ * multipart uploads), since listings skip temporary names by design. */
 static void test_atomic_put(void **state)
 {
 	struct fixture *fx = *state;
 	struct sm_diag d;
 	struct sm_entry e;
-	struct pattern_reader p = { .base = { .ops = &pattern_ops, .size = 4 << 20 },
-		                    .size = 4 << 20,
-		                    .fail_at = 1 << 20 };
-	struct sm_put put = { .mode = 0644 };
-	assert_int_not_equal(sm_store_put(fx->st, "dir/new", &p.base, &put, &d), SM_OK);
+	char what[256];
+	atomic_fail_put(fx, &atomic_cases[0], "dir/new");
 	assert_int_equal(sm_store_stat(fx->st, "dir/new", &e, &d), SM_ENOENT);
+	raw_check(fx, "a failed put into an empty store", "");
 	put_str(fx->st, "dir/old", "old contents");
-	p.pos = 0;
-	assert_int_not_equal(sm_store_put(fx->st, "dir/old", &p.base, &put, &d), SM_OK);
-	char *got = get_str(fx->st, "dir/old", 0);
-	assert_string_equal(got, "old contents");
-	free(got);
-	got = list_join(fx->st, NULL, NULL, false);
+	raw_check(fx, "a put", "dir/old");
+	for (size_t i = 0; i < sizeof(atomic_cases) / sizeof(atomic_cases[0]); i++) {
+		const struct atomic_case *c = &atomic_cases[i];
+		atomic_fail_put(fx, c, "dir/new");
+		assert_int_equal(sm_store_stat(fx->st, "dir/new", &e, &d), SM_ENOENT);
+		atomic_fail_put(fx, c, "dir/old");
+		char *got = get_str(fx->st, "dir/old", 0);
+		if (strcmp(got, "old contents") != 0)
+			fail_msg("%s: 'dir/old' now holds %zu bytes", c->name, strlen(got));
+		free(got);
+		snprintf(what, sizeof(what), "%s: failed puts of a new and an existing key",
+		         c->name);
+		raw_check(fx, what, "dir/old");
+	}
+	char *got = list_join(fx->st, NULL, NULL, false);
 	assert_string_equal(got, "dir/old");
 	free(got);
 }
@@ -407,13 +794,15 @@ static void test_unsafe_keys_refused(void **state)
 	}
 }
 
+/* The optional slots the runner says the store has (SM_EXPECT_CAPS;
+ * test_capabilities checks that the store advertises the same). */
 static void test_dirs_and_links(void **state)
 {
 	struct fixture *fx = *state;
 	struct sm_diag d;
 	struct sm_entry e = { 0 };
 	struct sm_put p = { .mode = 0750, .flags = SM_PUT_MODE };
-	if (sm_store_has(fx->st, SM_CAP_DIRS)) {
+	if (expect_caps & SM_CAP_DIRS) {
 		assert_int_equal(sm_store_mkdir(fx->st, "empty/sub/", &p, &d), SM_OK);
 		assert_int_equal(sm_store_mkdir(fx->st, "empty/sub/", &p, &d), SM_OK);
 		assert_int_equal(sm_store_stat(fx->st, "empty/sub/", &e, &d), SM_OK);
@@ -426,7 +815,7 @@ static void test_dirs_and_links(void **state)
 		put_str(fx->st, "empty/sub/f", "x");
 		assert_int_equal(sm_store_del(fx->st, "empty/sub/", &d), SM_ENOTEMPTY);
 	}
-	if (sm_store_has(fx->st, SM_CAP_LINKS)) {
+	if (expect_caps & SM_CAP_LINKS) {
 		struct sm_put lp = { .mtime_ns = 1400000000LL * 1000000000LL,
 			             .flags = SM_PUT_MTIME };
 		assert_int_equal(sm_store_symlink(fx->st, "ln", "../some target", &lp, &d), SM_OK);
@@ -438,6 +827,11 @@ static void test_dirs_and_links(void **state)
 		assert_int_equal(sm_store_stat(fx->st, "ln", &e, &d), SM_OK);
 		assert_string_equal(e.link, "other");
 		sm_entry_release(&e);
+	} else {
+		/* no links: said so, not faked */
+		struct sm_put lp = { 0 };
+		assert_int_equal(sm_store_symlink(fx->st, "ln", "other", &lp, &d), SM_ENOTSUP);
+		assert_int_equal(sm_store_stat(fx->st, "ln", &e, &d), SM_ENOENT);
 	}
 }
 
@@ -448,9 +842,31 @@ int main(void)
 		fprintf(stderr, "conformance: set SM_STORE_URL to the base URL of the store\n");
 		return 1;
 	}
+	const char *caps = getenv("SM_EXPECT_CAPS");
+	if (!caps || !caps_parse(caps, &expect_caps)) {
+		fprintf(stderr, "conformance: set SM_EXPECT_CAPS to the capabilities the store "
+		                "must advertise (','-joined: dirs, links, mode, local; \"\" for "
+		                "none)\n");
+		return 1;
+	}
+	raw_dir = getenv("SM_STORE_RAW_DIR");
+	raw_s3_endpoint = getenv("SM_STORE_RAW_S3_ENDPOINT");
+	raw_s3_bucket = getenv("SM_STORE_RAW_S3_BUCKET");
+	raw_s3_prefix = getenv("SM_STORE_RAW_S3_PREFIX");
+	bool s3 = raw_s3_endpoint && *raw_s3_endpoint && raw_s3_bucket && *raw_s3_bucket &&
+	          raw_s3_prefix;
+	if ((raw_dir && !*raw_dir) || !raw_dir == !s3) {
+		fprintf(stderr, "conformance: say where the store's bytes really are: "
+		                "SM_STORE_RAW_DIR, or SM_STORE_RAW_S3_ENDPOINT, "
+		                "SM_STORE_RAW_S3_BUCKET and SM_STORE_RAW_S3_PREFIX\n");
+		return 1;
+	}
+	setenv("AWS_PAGER", "", 1);
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_capabilities, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_order, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_range_bounds, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_range_table, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_empty, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_missing_key, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_idempotent_delete, fx_setup, fx_teardown),

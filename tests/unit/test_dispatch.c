@@ -166,11 +166,41 @@ static void test_lease_expiry_and_count_once(void **state)
 	sm_dispatch_stop(dp);
 }
 
+/* Send a GetTask on `s` without waiting for the reply. */
+static void send_get(nng_socket s)
+{
+	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_GET;
+	req.get = &get;
+	size_t len = 0;
+	uint8_t *buf = sm_wire_pack_request(&req, &len);
+	assert_non_null(buf);
+	assert_int_equal(nng_send(s, buf, len, 0), 0);
+	free(buf);
+}
+
+/* The reply to the request outstanding on `s`: NULL while there is none
+ * yet (nonblocking), else waits up to the socket's receive timeout. */
+static Syncmgr__Reply *recv_reply(nng_socket s, bool block)
+{
+	nng_msg *m = NULL;
+	int rv = nng_recvmsg(s, &m, block ? 0 : NNG_FLAG_NONBLOCK);
+	if (!block && rv == NNG_EAGAIN)
+		return NULL;
+	assert_int_equal(rv, 0);
+	Syncmgr__Reply *rep = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	nng_msg_free(m);
+	assert_non_null(rep);
+	return rep;
+}
+
 static void test_progress_renews_lease(void **state)
 {
 	(void)state;
 	const char *url = "inproc://test-dispatch-renew";
-	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = 300 };
+	const unsigned lease_ms = 400;
+	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = lease_ms };
 	struct sm_dispatch *dp = NULL;
 	struct sm_diag d;
 	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
@@ -178,20 +208,46 @@ static void test_progress_renews_lease(void **state)
 	sm_dispatch_finish(dp);
 	nng_socket a = client(url), b = client(url);
 	Syncmgr__Reply *ta = get_task(a);
+	assert_int_equal(ta->body_case, SYNCMGR__REPLY__BODY_TASK);
 	uint64_t id = ta->task->id;
 	syncmgr__reply__free_unpacked(ta, NULL);
-	/* a keeps reporting for 3 leases: b must not get the task meanwhile */
-	for (int i = 0; i < 9; i++) {
+	/* a keeps reporting for 6 leases while b keeps asking (a GetTask of
+	 * b's is always outstanding: parked, answered Wait, asked again), so
+	 * the moment the lease lapsed b would get the task: it must get
+	 * nothing but Wait meanwhile */
+	send_get(b);
+	int waits = 0;
+	double t0 = sm_now_s();
+	while (sm_now_s() - t0 < 6 * lease_ms / 1000.0) {
 		progress(a, id);
-		sm_sleep_ms(100);
+		sm_sleep_ms(lease_ms / 4);
+		Syncmgr__Reply *rb = recv_reply(b, false);
+		if (!rb)
+			continue;
+		if (rb->body_case != SYNCMGR__REPLY__BODY_WAIT)
+			fail_msg("b got reply %d (not Wait) %.2f s into a's renewed lease",
+			         (int)rb->body_case, sm_now_s() - t0);
+		syncmgr__reply__free_unpacked(rb, NULL);
+		waits++;
+		send_get(b);
 	}
+	/* b was answered (a GetTask is parked for 0.5 s, then Wait) */
+	if (waits < 3)
+		fail_msg("b was answered only %d times while a held the task", waits);
 	struct sm_dispatch_snapshot snap;
 	sm_dispatch_snapshot(dp, &snap);
 	assert_int_equal(snap.stats.copied, 1); /* live counters of the task in flight */
 	done(a, id, 3);
-	Syncmgr__Reply *tb = get_task(b);
+	/* b's outstanding GetTask: everything is done now */
+	Syncmgr__Reply *tb = recv_reply(b, true);
+	if (tb->body_case == SYNCMGR__REPLY__BODY_WAIT) {
+		syncmgr__reply__free_unpacked(tb, NULL);
+		tb = get_task(b);
+	}
 	assert_int_equal(tb->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
 	syncmgr__reply__free_unpacked(tb, NULL);
+	sm_dispatch_snapshot(dp, &snap);
+	assert_int_equal(snap.stats.copied, 3); /* counted once, from a's Done */
 	nng_close(a);
 	nng_close(b);
 	sm_dispatch_stop(dp);

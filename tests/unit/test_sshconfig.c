@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <grp.h>
 #include <limits.h>
 #include <pwd.h>
 #include <setjmp.h>
@@ -15,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -545,6 +547,95 @@ static void check_error(const char *name, enum sm_err want_err, const char *want
 		fail_msg("%s: *out written on error", name);
 }
 
+#define NOBODY 65534 /* nobody / nogroup */
+
+/* Hand HOME (the tree home_new() made) over to nobody, reachable by it. */
+static void home_give_to_nobody(void)
+{
+	char p[PATH_MAX];
+	snprintf(p, sizeof(p), "%s/.ssh", g_home);
+	const char *const dirs[] = { g_home, p };
+	for (size_t i = 0; i < 2; i++) {
+		assert_int_equal(chown(dirs[i], NOBODY, NOBODY), 0);
+		assert_int_equal(chmod(dirs[i], 0755), 0);
+	}
+	snprintf(p, sizeof(p), "%s/.ssh/config", g_home);
+	assert_int_equal(lchown(p, NOBODY, NOBODY), 0);
+}
+
+/*
+ * check_error() for a case that root would not see (root reads any file):
+ * under root, in a child that drops to nobody/nogroup and reports through
+ * a pipe and its exit status; otherwise in a child as the current user.
+ * Never skipped.
+ */
+static void check_error_unprivileged(const char *name, enum sm_err want_err, const char *want_msg)
+{
+	bool root = geteuid() == 0;
+	if (root)
+		home_give_to_nobody();
+	char w[PATH_MAX];
+	sub(want_msg, w, sizeof(w));
+	int pfd[2];
+	assert_int_equal(pipe(pfd), 0);
+	fflush(NULL);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		close(pfd[0]);
+		char msg[1024] = "";
+		int rc = 1;
+		if (root &&
+		    (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)) {
+			snprintf(msg, sizeof(msg), "cannot become nobody: %s", strerror(errno));
+			goto out;
+		}
+		if (root && (geteuid() != NOBODY || getegid() != NOBODY || setuid(0) == 0)) {
+			snprintf(msg, sizeof(msg), "still privileged after dropping to nobody");
+			goto out;
+		}
+		struct sm_ssh_host_cfg h;
+		memset(&h, 0x5a, sizeof(h));
+		struct sm_ssh_host_cfg before = h;
+		struct sm_diag d;
+		sm_diag_clear(&d);
+		enum sm_err err = sm_ssh_config_resolve(NULL, "host", NULL, 0, &h, &d);
+		if (err != want_err)
+			snprintf(msg, sizeof(msg), "as uid %d: err %d (%s), want %d",
+			         (int)geteuid(), err, d.msg, want_err);
+		else if (!strstr(d.msg, w))
+			snprintf(msg, sizeof(msg), "as uid %d: message '%.400s', want '%.400s'",
+			         (int)geteuid(), d.msg, w);
+		else if (memcmp(&h, &before, sizeof(h)))
+			snprintf(msg, sizeof(msg), "*out written on error");
+		else
+			rc = 0;
+	out:
+		if (write(pfd[1], msg, strlen(msg)) < 0)
+			rc = 2;
+		_exit(rc);
+	}
+	close(pfd[1]);
+	char msg[1024];
+	size_t n = 0;
+	for (;;) {
+		ssize_t k = read(pfd[0], msg + n, sizeof(msg) - 1 - n);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		n += (size_t)k;
+	}
+	msg[n] = '\0';
+	close(pfd[0]);
+	int status = 0;
+	while (waitpid(pid, &status, 0) < 0)
+		assert_int_equal(errno, EINTR);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("%s: %s (child status %d)", name, *msg ? msg : "the check did not run",
+		         status);
+}
+
 static void test_errors(void **state)
 {
 	(void)state;
@@ -618,11 +709,10 @@ static void test_error_limits(void **state)
 	snprintf(p, sizeof(p), "%s/.ssh", g_home);
 	check_error("directory", SM_EISDIR, "cannot read ssh config '{H}/.ssh': is a directory", p);
 
-	/* Unreadable (root reads anything, so only checked as another user). */
+	/* Unreadable: root reads anything, so the check runs as nobody. */
 	put_file(".ssh/config", "Port 2\n", 0000);
-	if (geteuid() != 0)
-		check_error("mode 000", SM_EACCES,
-		            "cannot read ssh config '{H}/.ssh/config': permission denied", NULL);
+	check_error_unprivileged("mode 000", SM_EACCES,
+	                         "cannot read ssh config '{H}/.ssh/config': permission denied");
 
 	/* Bad arguments. */
 	memset(&h, 0x5a, sizeof(h));
