@@ -10,6 +10,7 @@
 #include "../common/log.h"
 #include "../common/util.h"
 #include "../worker/wire.h"
+#include "journal.h"
 
 #define DISPATCH_NCTX 64     /* concurrent requests in service */
 #define DISPATCH_PARK_MS 500 /* a GetTask waits this long for work, then Wait */
@@ -17,7 +18,8 @@
 
 struct dtask {
 	uint64_t id;
-	uint8_t *reply; /* the packed Reply{task}, room for 2 more bytes */
+	uint64_t attempt; /* of the latest hand-out */
+	uint8_t *reply;   /* the packed Reply{task}, SM_WIRE_REPLY_ROOM spare bytes */
 	size_t len;
 	uint64_t keys;
 	uint64_t lease_deadline;
@@ -43,12 +45,6 @@ struct dctx {
 	struct dctx *next_parked;
 };
 
-struct dirs {
-	char **v;
-	size_t n;
-	size_t cap;
-};
-
 struct sm_dispatch {
 	struct sm_dispatch_cfg cfg;
 	nng_socket sock;
@@ -60,6 +56,7 @@ struct sm_dispatch {
 	struct dlist inflight;
 	struct dctx *parked;
 	uint64_t next_id;
+	uint64_t next_attempt;
 	uint64_t queued_keys;
 	struct sm_stats done;
 	bool finished;
@@ -67,8 +64,6 @@ struct sm_dispatch {
 	bool no_delete;
 	bool listing_failed;
 	bool closing;
-	struct dirs dst_dirs;
-	struct dirs src_dirs;
 	pthread_t timer;
 	bool timer_started;
 	pthread_cond_t timer_cv; /* wakes the timer at once when closing */
@@ -156,14 +151,21 @@ static void dctx_send_reply(struct dctx *c, const Syncmgr__Reply *rep)
 	free(buf);
 }
 
-static void dispatch_send_ack(struct sm_dispatch *dp, struct dctx *c)
+/* Ack; `revoked`: the task the request named is no longer the sender's. */
+static void dispatch_send_ack_revoked(struct sm_dispatch *dp, struct dctx *c, bool revoked)
 {
 	Syncmgr__Ack ack = SYNCMGR__ACK__INIT;
 	ack.abort = dp->aborted;
+	ack.revoked = revoked;
 	Syncmgr__Reply rep = SYNCMGR__REPLY__INIT;
 	rep.body_case = SYNCMGR__REPLY__BODY_ACK;
 	rep.ack = &ack;
 	dctx_send_reply(c, &rep);
+}
+
+static void dispatch_send_ack(struct sm_dispatch *dp, struct dctx *c)
+{
+	dispatch_send_ack_revoked(dp, c, false);
 }
 
 static void dispatch_send_shutdown(struct sm_dispatch *dp, struct dctx *c)
@@ -194,13 +196,13 @@ static void dispatch_hand_out(struct sm_dispatch *dp, struct dctx *c)
 	t->lease_deadline = sm_now_ns() + (uint64_t)dp->cfg.lease_ms * 1000000u;
 	memset(&t->live, 0, sizeof(t->live));
 	dlist_push_back(&dp->inflight, t);
-	/* Protobuf merges concatenated messages: append field 10 (allow_delete,
-	 * varint) to the packed Reply instead of re-packing the whole task. */
+	t->attempt = dp->next_attempt++;
+	/* Protobuf merges concatenated messages: append allow_delete and attempt
+	 * (varints) to the packed Reply instead of re-packing the whole task. */
 	size_t len = t->len;
-	if (!dp->no_delete) {
-		t->reply[len++] = (10 << 3) | 0;
-		t->reply[len++] = 1;
-	}
+	if (!dp->no_delete)
+		len = sm_wire_append_varint(t->reply, len, 10, 1);
+	len = sm_wire_append_varint(t->reply, len, 11, t->attempt);
 	dctx_send(c, t->reply, len);
 	pthread_cond_broadcast(&dp->cv); /* room in the queue */
 }
@@ -229,28 +231,6 @@ static void dispatch_serve_parked(struct sm_dispatch *dp, bool expire)
 		} else {
 			pp = &c->next_parked;
 		}
-	}
-}
-
-static void dirs_add(struct dirs *ds, const ProtobufCBinaryData *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		if (ds->n == ds->cap) {
-			size_t cap = ds->cap ? ds->cap * 2 : 64;
-			char **nv = realloc(ds->v, cap * sizeof(*nv));
-			if (!nv) {
-				sm_log(SM_LOG_ERROR, "out of memory: directory deletes dropped");
-				return;
-			}
-			ds->v = nv;
-			ds->cap = cap;
-		}
-		char *k = sm_strndup((const char *)v[i].data, v[i].len);
-		if (!k || memchr(v[i].data, '\0', v[i].len)) {
-			free(k);
-			continue;
-		}
-		ds->v[ds->n++] = k;
 	}
 }
 
@@ -321,13 +301,22 @@ static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmg
 				dp->aborted = true;
 				pthread_cond_broadcast(&dp->cv);
 			}
-			dirs_add(&dp->dst_dirs, dn->dst_dirs, dn->n_dst_dirs);
-			dirs_add(&dp->src_dirs, dn->src_dirs, dn->n_src_dirs);
+			/* this attempt's deletes are the task's */
+			sm_journal_accept(dp->cfg.journal, dn->attempt);
 			dispatch_check_failures(dp);
 			pthread_cond_broadcast(&dp->cv);
 		}
 		dispatch_send_ack(dp, c);
 		dispatch_serve_parked(dp, false);
+		return;
+	}
+	case SYNCMGR__REQUEST__BODY_DELETES: {
+		const Syncmgr__Deletes *dl = req->deletes;
+		bool live = dlist_find(&dp->inflight, dl->task_id) ||
+		            dlist_find(&dp->pending, dl->task_id);
+		if (live && dl->attempt)
+			sm_journal_add(dp->cfg.journal, dl->attempt, dl->keys, dl->n_keys);
+		dispatch_send_ack_revoked(dp, c, !live);
 		return;
 	}
 	default: dispatch_send_ack(dp, c); return;
@@ -411,6 +400,7 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	dp->cfg = *cfg;
 	dp->next_id = 1;
+	dp->next_attempt = 1;
 	/* Recursive: nng runs a completion inline when an aio is being stopped,
 	 * which may happen while a callback holds the lock during shutdown. */
 	pthread_mutexattr_t ma;
@@ -560,26 +550,6 @@ void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s
 	pthread_mutex_unlock(&dp->mu);
 }
 
-void sm_dispatch_take_dirs(struct sm_dispatch *dp, char ***dst, size_t *n_dst, char ***src,
-                           size_t *n_src)
-{
-	pthread_mutex_lock(&dp->mu);
-	*dst = dp->dst_dirs.v;
-	*n_dst = dp->dst_dirs.n;
-	*src = dp->src_dirs.v;
-	*n_src = dp->src_dirs.n;
-	memset(&dp->dst_dirs, 0, sizeof(dp->dst_dirs));
-	memset(&dp->src_dirs, 0, sizeof(dp->src_dirs));
-	pthread_mutex_unlock(&dp->mu);
-}
-
-static void dirs_free(struct dirs *ds)
-{
-	for (size_t i = 0; i < ds->n; i++)
-		free(ds->v[i]);
-	free(ds->v);
-}
-
 void sm_dispatch_stop(struct sm_dispatch *dp)
 {
 	if (!dp)
@@ -607,8 +577,6 @@ void sm_dispatch_stop(struct sm_dispatch *dp)
 		dtask_free(t);
 		t = n;
 	}
-	dirs_free(&dp->dst_dirs);
-	dirs_free(&dp->src_dirs);
 	pthread_mutex_destroy(&dp->mu);
 	pthread_cond_destroy(&dp->cv);
 	pthread_cond_destroy(&dp->timer_cv);

@@ -15,12 +15,14 @@
 #include "syncmgr.pb-c.h"
 
 struct sm_dispatch;
+struct sm_journal;
 
 struct sm_dispatch_cfg {
-	const char *url;      /* where to listen, e.g. "inproc://syncmgr-123" */
-	int max_queued;       /* tasks waiting before push() blocks */
-	unsigned lease_ms;    /* a task without a report for this long is re-queued */
-	uint64_t max_failure; /* abort once this many keys failed (0 = never) */
+	const char *url;            /* where to listen, e.g. "inproc://syncmgr-123" */
+	int max_queued;             /* tasks waiting before push() blocks */
+	unsigned lease_ms;          /* a task without a report for this long is re-queued */
+	uint64_t max_failure;       /* abort once this many keys failed (0 = never) */
+	struct sm_journal *journal; /* where workers' deletes go; borrowed */
 };
 
 enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
@@ -48,10 +50,6 @@ struct sm_dispatch_snapshot {
 	bool listing_failed; /* some worker's DST listing failed */
 };
 void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s);
-
-/* The directories workers left for the end (taken over by the caller). */
-void sm_dispatch_take_dirs(struct sm_dispatch *dp, char ***dst, size_t *n_dst, char ***src,
-                           size_t *n_src);
 
 void sm_dispatch_stop(struct sm_dispatch *dp); /* closes the socket, frees; accepts NULL */
 

@@ -19,6 +19,7 @@
 #include "../worker/task.h"
 #include "../worker/xfer.h"
 #include "dispatch.h"
+#include "journal.h"
 #include "plan.h"
 #include "progress.h"
 
@@ -251,50 +252,10 @@ static enum sm_err run_probe(struct sm_store *st, const char *side, struct sm_di
 	return sm_diag_set(d, err, ld.native, "%s %s: %s", side, st->display, ld.msg);
 }
 
-static int run_cmp_desc(const void *a, const void *b)
+/* A worker lost the manager: stop handing out work, so the run ends. */
+static void run_worker_lost(void *arg)
 {
-	return strcmp(*(char *const *)b, *(char *const *)a);
-}
-
-/* Directory deletes, deepest first (reverse key order puts children first). */
-static void run_delete_dirs(struct sm_wctx *w, struct sm_store *st, char **v, size_t n, bool count,
-                            struct sm_stats *acc)
-{
-	if (n == 0)
-		return;
-	qsort(v, n, sizeof(*v), run_cmp_desc);
-	for (size_t i = 0; i < n; i++) {
-		if (i > 0 && strcmp(v[i], v[i - 1]) == 0)
-			continue; /* reported twice by a re-run task */
-		if (w->o->dry) {
-			sm_log_lock();
-			fputs(st == w->dst ? "delete " : "delete-src ", stdout);
-			sm_log_key(stdout, v[i]);
-			fputc('\n', stdout);
-			sm_log_unlock();
-			acc->deleted += count;
-			continue;
-		}
-		struct sm_diag d;
-		enum sm_err err = sm_xfer_delete(w, st, v[i], &d);
-		if (err == SM_ENOTEMPTY) {
-			sm_log(SM_LOG_DEBUG, "kept '%s': not empty", v[i]);
-			continue;
-		}
-		if (err != SM_OK) {
-			sm_log(SM_LOG_ERROR, "%s", d.msg);
-			acc->failed++;
-			continue;
-		}
-		acc->deleted += count;
-	}
-}
-
-static void run_free_dirs(char **v, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		free(v[i]);
-	free(v);
+	sm_dispatch_abort(arg);
 }
 
 int sm_run(const struct sm_opts *o, struct sm_stats *out)
@@ -304,6 +265,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	struct sm_store *src = NULL, *dst = NULL;
 	struct sm_pool *pool = NULL;
 	struct sm_dispatch *dp = NULL;
+	struct sm_journal *journal = NULL;
 	struct sm_worker *wk = NULL;
 	struct sm_progress *prog = NULL;
 	struct sm_plan_stats ps = { 0 };
@@ -369,6 +331,12 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		                                     2, /* each queued task holds up to 1000 keys */
 		                       .lease_ms = RUN_LEASE_MS,
 		                       .max_failure = (uint64_t)o->max_failure };
+	if (sm_journal_new(&journal, &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
+	dcf.journal = journal;
 	if (sm_dispatch_start(&dcf, &dp, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		status = SM_EXIT_FAIL;
@@ -376,6 +344,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	}
 	struct sm_wctx w;
 	sm_wctx_init(&w, o, src, dst);
+	w.on_fatal = run_worker_lost;
+	w.fatal_arg = dp;
 	if (sm_worker_start(&w, url, o->threads, &wk, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		sm_dispatch_abort(dp);
@@ -403,20 +373,13 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	struct sm_dispatch_snapshot snap;
 	sm_dispatch_snapshot(dp, &snap);
 	bool listing_failed = pr.listing_failed || snap.listing_failed;
-	char **ddirs = NULL, **sdirs = NULL;
-	size_t nd = 0, ns = 0;
-	sm_dispatch_take_dirs(dp, &ddirs, &nd, &sdirs, &ns);
+	/* Deletes only now, and only when every listing was complete. */
 	struct sm_stats fin = { 0 };
-	if (listing_failed || snap.aborted || failed_run) {
-		if (nd && o->delete_dst)
-			sm_log(SM_LOG_WARN, "a listing failed: %zu directories not deleted", nd);
-		fin.extra += nd;
-	} else {
-		run_delete_dirs(&w, dst, ddirs, nd, true, &fin);
-		run_delete_dirs(&w, src, sdirs, ns, true, &fin);
-	}
-	run_free_dirs(ddirs, nd);
-	run_free_dirs(sdirs, ns);
+	const char *why = listing_failed ? "a listing failed"
+	                  : snap.aborted ? "the run stopped early"
+	                  : failed_run   ? "the run failed"
+	                                 : NULL;
+	sm_journal_apply(journal, &w, why == NULL, why, &fin);
 
 	sm_progress_stop(prog);
 	prog = NULL;
@@ -438,6 +401,7 @@ out:
 		sm_worker_join(wk);
 	}
 	sm_dispatch_stop(dp);
+	sm_journal_free(journal);
 	sm_store_close(dst);
 	sm_store_close(src);
 	sm_pool_free(pool);

@@ -21,43 +21,24 @@
 
 /* ---- running one task ---- */
 
-struct dirvec {
-	char **v;
+/* The task's deletes on their way to the manager's journal, which does them
+ * once the run is over (manager/journal.h): at most SM_DEL_MSG_KEYS per
+ * message. */
+struct del_out {
+	Syncmgr__DelKey k[SM_DEL_MSG_KEYS];
+	Syncmgr__DelKey *kp[SM_DEL_MSG_KEYS];
 	size_t n;
-	size_t cap;
-};
-
-static enum sm_err dirvec_push(struct dirvec *dv, const char *key)
-{
-	if (dv->n == dv->cap) {
-		size_t cap = dv->cap ? dv->cap * 2 : 16;
-		char **v = realloc(dv->v, cap * sizeof(*v));
-		if (!v)
-			return SM_ENOMEM;
-		dv->v = v;
-		dv->cap = cap;
-	}
-	if (!(dv->v[dv->n] = strdup(key)))
-		return SM_ENOMEM;
-	dv->n++;
-	return SM_OK;
-}
-
-/* File deletes held back to go in one request (S3 DeleteObjects). */
-struct del_batch {
-	struct sm_store *st;
-	struct dirvec keys;
 };
 
 struct task_run {
 	struct sm_wctx *w;
 	const Syncmgr__Task *t;
+	uint64_t attempt;
 	bool allow_delete;
+	const struct sm_del_sink *sink;
 	struct sm_stats *live;
-	struct dirvec dst_dirs;
-	struct dirvec src_dirs;
-	struct del_batch dst_del;
-	struct del_batch src_del;
+	struct del_out *out;
+	bool revoked; /* the manager gave the task to another attempt */
 	bool listing_failed;
 };
 
@@ -85,77 +66,65 @@ static void task_failed(struct task_run *tr, const struct sm_diag *d)
 	sm_wctx_count_failure(tr->w);
 }
 
-struct del_flush {
-	struct task_run *tr;
-	struct del_batch *b;
-};
-
-static void task_del_done(void *arg, size_t i, enum sm_err err, const struct sm_diag *d)
+/* Send the deletes gathered so far. A manager that cannot be reached stops
+ * the run: deletes must never be lost silently. */
+static void task_del_send(struct task_run *tr)
 {
-	struct del_flush *f = arg;
-	struct sm_diag again;
-	if (err != SM_OK && sm_err_retryable(err)) {
-		/* this key alone, with the usual retries */
-		err = sm_xfer_delete(f->tr->w, f->b->st, f->b->keys.v[i], &again);
-		d = &again;
-	}
-	if (err != SM_OK) {
-		task_failed(f->tr, d);
+	struct del_out *o = tr->out;
+	if (!o->n)
 		return;
-	}
-	LIVE_ADD(f->tr->live, deleted, 1);
-}
-
-/* Send the held-back deletes. */
-static void task_del_flush(struct task_run *tr, struct del_batch *b)
-{
-	if (!b->keys.n)
-		return;
-	struct del_flush f = { tr, b };
-	sm_store_del_many(b->st, (const char *const *)b->keys.v, b->keys.n, task_del_done, &f);
-	for (size_t i = 0; i < b->keys.n; i++)
-		free(b->keys.v[i]);
-	b->keys.n = 0;
-}
-
-/* Delete a file key of `b`'s store: held back for a batch where the store
- * deletes in batches, else now. */
-static void task_del_file(struct task_run *tr, struct del_batch *b, const char *key)
-{
 	struct sm_diag d;
-	if (sm_store_can_del_many(b->st)) {
-		if (dirvec_push(&b->keys, key) != SM_OK) {
-			sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
-			task_failed(tr, &d);
-		} else if (b->keys.n == SM_DEL_BATCH) {
-			task_del_flush(tr, b);
-		}
-		return;
+	bool revoked = false;
+	enum sm_err err =
+	        tr->sink->emit(tr->sink->arg, tr->t->id, tr->attempt, o->kp, o->n, &revoked, &d);
+	for (size_t i = 0; i < o->n; i++)
+		free(o->k[i].key.data);
+	o->n = 0;
+	if (err != SM_OK) {
+		LIVE_ADD(tr->live, failed, 1);
+		if (!atomic_exchange(&tr->w->abort, true))
+			sm_log(SM_LOG_ERROR, "%s: stopping the run", d.msg);
+		if (tr->w->on_fatal)
+			tr->w->on_fatal(tr->w->fatal_arg);
 	}
-	if (sm_xfer_delete(tr->w, b->st, key, &d) != SM_OK) {
+	if (revoked)
+		tr->revoked = true;
+}
+
+/* Hand a delete to the manager: a DST key (--delete-dst, debris) or a SRC
+ * key that reached DST (--delete-src, --delete-src-after), with what was
+ * copied so the manager can check it again before deleting. */
+static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool src, bool debris)
+{
+	struct del_out *o = tr->out;
+	if (tr->revoked || atomic_load(&tr->w->abort))
+		return;
+	Syncmgr__DelKey *k = &o->k[o->n];
+	syncmgr__del_key__init(k);
+	size_t len = strlen(e->key);
+	if (!(k->key.data = malloc(len ? len : 1))) {
+		struct sm_diag d;
+		sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
 		task_failed(tr, &d);
 		return;
 	}
-	LIVE_ADD(tr->live, deleted, 1); /* deletes on either side are counted */
+	memcpy(k->key.data, e->key, len);
+	k->key.len = len;
+	k->src = src;
+	k->dir = S_ISDIR(e->mode);
+	k->size = e->size;
+	k->mtime_ns = e->mtime_ns;
+	k->mtime_bound = e->mtime_bound;
+	k->debris = debris;
+	o->kp[o->n++] = k;
+	if (o->n == SM_DEL_MSG_KEYS)
+		task_del_send(tr);
 }
 
 /* Delete a SRC key after it reached DST (--delete-src, --delete-src-after). */
 static void task_delete_src(struct task_run *tr, const struct sm_entry *s)
 {
-	struct sm_diag d;
-	if (S_ISDIR(s->mode)) {
-		if (dirvec_push(&tr->src_dirs, s->key) != SM_OK) {
-			sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
-			task_failed(tr, &d);
-		}
-		return;
-	}
-	if (tr->w->o->dry) {
-		task_say("delete-src", s->key);
-		LIVE_ADD(tr->live, deleted, 1);
-		return;
-	}
-	task_del_file(tr, &tr->src_del, s->key);
+	task_del_queue(tr, s, true, false);
 }
 
 static void task_copy(struct task_run *tr, const struct sm_entry *s, const char *dkey)
@@ -212,20 +181,7 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 
 static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
 {
-	struct sm_diag d;
-	if (S_ISDIR(t->mode)) {
-		if (dirvec_push(&tr->dst_dirs, t->key) != SM_OK) {
-			sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
-			task_failed(tr, &d);
-		}
-		return; /* deepest first, after their contents, at the end of the run */
-	}
-	if (tr->w->o->dry) {
-		task_say("delete", t->key);
-		LIVE_ADD(tr->live, deleted, 1);
-		return;
-	}
-	task_del_file(tr, &tr->dst_del, t->key);
+	task_del_queue(tr, t, false, false);
 }
 
 /* --update compares mtimes, but an S3 listing gives only the upload time, an
@@ -274,8 +230,11 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	if (s && s->excluded)
 		return; /* deselected on SRC (--min-size & co.): DST stays as it is */
 	struct sm_entry sx, tx;
-	if (o->update && !o->force_update && !o->ignore_existing && s && t && S_ISREG(s->mode) &&
-	    S_ISREG(t->mode) && !task_exact_mtimes(tr, &s, &t, &sx, &tx, dkey))
+	/* --update and --delete-src compare mtimes: make S3's bounds exact */
+	if (s && t && S_ISREG(s->mode) && S_ISREG(t->mode) && !o->force_update &&
+	    !o->ignore_existing &&
+	    (o->update || (o->delete_src && !o->check_all && s->size == t->size)) &&
+	    !task_exact_mtimes(tr, &s, &t, &sx, &tx, dkey))
 		return;
 	struct sm_decision dec = sm_decide(s, t, o);
 	const char *key = s ? dkey : t->key;
@@ -445,7 +404,7 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 	struct sm_cursor *cur = NULL;
 	enum sm_err err = sm_store_list_begin(tr->w->dst, &r, &cur, d);
 	if (err != SM_OK) {
-		sm_log(SM_LOG_ERROR, "%s", d->msg);
+		sm_log(SM_LOG_ERROR, "DST: %s", d->msg);
 		tr->listing_failed = true;
 		err = SM_OK;
 		/* Without the DST listing nothing in the range can be decided. */
@@ -463,7 +422,8 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 			if (le == SM_EOF) {
 				dst_done = true;
 			} else if (le != SM_OK) {
-				sm_log(SM_LOG_ERROR, "%s", ld.msg);
+				sm_log(SM_LOG_ERROR, "DST: %s", ld.msg);
+				LIVE_ADD(tr->live, failed, 1); /* what could not be listed */
 				tr->listing_failed = true;
 				te = NULL;
 				if (le == SM_EORDER || le == SM_ENOMEM || le == SM_EIO ||
@@ -510,20 +470,25 @@ out:
 	return err;
 }
 
-enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_delete,
-                        struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d)
+enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t attempt,
+                        bool allow_delete, const struct sm_del_sink *sink, struct sm_stats *live,
+                        struct sm_task_result *res, struct sm_diag *d)
 {
 	struct task_run tr = { .w = w,
 		               .t = t,
-		               .allow_delete = allow_delete,
-		               .live = live,
-		               .dst_del = { .st = w->dst },
-		               .src_del = { .st = w->src } };
+		               .attempt = attempt,
+		               .allow_delete = allow_delete && sink,
+		               .sink = sink,
+		               .live = live };
 	struct sm_entry *src = NULL;
 	char *arena = NULL;
 	enum sm_err err = task_entries(t, &src, &arena, d);
 	if (err != SM_OK)
 		return err;
+	if (!(tr.out = calloc(1, sizeof(*tr.out)))) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
 	if (t->single && t->n_src == 1) {
 		char *dkey = sm_strndup((const char *)t->dst_key.data, t->dst_key.len);
 		if (!dkey) {
@@ -535,44 +500,22 @@ enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_de
 	} else {
 		err = task_merge(&tr, src, t->n_src, d);
 	}
-	task_del_flush(&tr, &tr.dst_del);
-	task_del_flush(&tr, &tr.src_del);
-	free(tr.dst_del.keys.v);
-	free(tr.src_del.keys.v);
+	if (tr.sink)
+		task_del_send(&tr);
 out:
+	if (tr.out)
+		for (size_t i = 0; i < tr.out->n; i++)
+			free(tr.out->k[i].key.data);
+	free(tr.out);
 	free(src);
 	free(arena);
-	if (err != SM_OK) {
-		for (size_t i = 0; i < tr.dst_dirs.n; i++)
-			free(tr.dst_dirs.v[i]);
-		for (size_t i = 0; i < tr.src_dirs.n; i++)
-			free(tr.src_dirs.v[i]);
-		free(tr.dst_dirs.v);
-		free(tr.src_dirs.v);
+	if (err != SM_OK)
 		return err;
-	}
 #define LIVE_LOAD(f) res->stats.f = __atomic_load_n(&live->f, __ATOMIC_RELAXED);
 	SM_STATS_FIELDS(LIVE_LOAD)
 #undef LIVE_LOAD
 	res->listing_failed = tr.listing_failed;
-	res->dst_dirs = tr.dst_dirs.v;
-	res->n_dst_dirs = tr.dst_dirs.n;
-	res->src_dirs = tr.src_dirs.v;
-	res->n_src_dirs = tr.src_dirs.n;
 	return SM_OK;
-}
-
-void sm_task_result_release(struct sm_task_result *r)
-{
-	if (!r)
-		return;
-	for (size_t i = 0; i < r->n_dst_dirs; i++)
-		free(r->dst_dirs[i]);
-	for (size_t i = 0; i < r->n_src_dirs; i++)
-		free(r->src_dirs[i]);
-	free(r->dst_dirs);
-	free(r->src_dirs);
-	memset(r, 0, sizeof(*r));
 }
 
 /* ---- the task loop ---- */
@@ -648,29 +591,17 @@ static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, struct sm_
 	return SM_OK;
 }
 
-static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
+static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id, uint64_t attempt,
                                 const struct sm_task_result *res, struct sm_diag *d)
 {
 	Syncmgr__Stats st;
 	sm_wire_stats_to_pb(&res->stats, &st);
 	Syncmgr__Done done = SYNCMGR__DONE__INIT;
 	done.task_id = id;
+	done.attempt = attempt;
 	done.stats = &st;
 	done.listing_failed = res->listing_failed;
 	done.abort = atomic_load(&wk->w->abort); /* e.g. DST out of space: stop the run */
-	ProtobufCBinaryData *dd = calloc(res->n_dst_dirs + res->n_src_dirs + 1, sizeof(*dd));
-	if (!dd)
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	for (size_t i = 0; i < res->n_dst_dirs; i++)
-		dd[i] = (ProtobufCBinaryData){ strlen(res->dst_dirs[i]),
-			                       (uint8_t *)res->dst_dirs[i] };
-	for (size_t i = 0; i < res->n_src_dirs; i++)
-		dd[res->n_dst_dirs + i] = (ProtobufCBinaryData){ strlen(res->src_dirs[i]),
-			                                         (uint8_t *)res->src_dirs[i] };
-	done.n_dst_dirs = res->n_dst_dirs;
-	done.dst_dirs = dd;
-	done.n_src_dirs = res->n_src_dirs;
-	done.src_dirs = dd + res->n_dst_dirs;
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
 	req.done = &done;
@@ -678,11 +609,53 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
 	struct sm_wire_arena arena;
 	sm_wire_arena_init(&arena, SM_WIRE_MAX_MSG);
 	enum sm_err err = wk_call(s, &req, &arena, &rep, d);
-	free(dd);
 	if (err == SM_OK && rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
 		atomic_store(&wk->w->abort, true);
 	sm_wire_arena_release(&arena);
 	return err;
+}
+
+/* The del sink of a task thread: a Deletes request on the thread's socket. */
+struct wk_sink {
+	struct sm_worker *wk;
+	nng_socket s;
+	struct sm_wire_arena arena; /* replies only: the task lives in another */
+};
+
+static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt,
+                                   Syncmgr__DelKey **keys, size_t n, bool *revoked,
+                                   struct sm_diag *d)
+{
+	struct wk_sink *ws = arg;
+	Syncmgr__Deletes dl = SYNCMGR__DELETES__INIT;
+	dl.task_id = task_id;
+	dl.attempt = attempt;
+	dl.n_keys = n;
+	dl.keys = keys;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_DELETES;
+	req.deletes = &dl;
+	Syncmgr__Reply *rep = NULL;
+	sm_wire_arena_reset(&ws->arena);
+	enum sm_err err = wk_call(ws->s, &req, &ws->arena, &rep, d);
+	if (err != SM_OK)
+		return err;
+	if (rep->body_case == SYNCMGR__REPLY__BODY_ACK) {
+		*revoked = rep->ack->revoked;
+		if (rep->ack->abort)
+			atomic_store(&ws->wk->w->abort, true);
+	}
+	return SM_OK;
+}
+
+/* A worker thread that lost the manager cannot hand back its task: stop the
+ * run with the cause instead of leaving it to wait for a lease. */
+static void wk_lost(struct sm_worker *wk, const struct sm_diag *d)
+{
+	if (!atomic_exchange(&wk->w->abort, true))
+		sm_log(SM_LOG_ERROR, "worker: %s: stopping the run", d->msg);
+	if (wk->w->on_fatal)
+		wk->w->on_fatal(wk->w->fatal_arg);
 }
 
 static void *wk_thread(void *arg)
@@ -693,7 +666,7 @@ static void *wk_thread(void *arg)
 	struct sm_diag d;
 	nng_socket s;
 	if (wk_dial(wk->url, &s, &d) != SM_OK) {
-		sm_log(SM_LOG_ERROR, "%s", d.msg);
+		wk_lost(wk, &d);
 		free(a);
 		return NULL;
 	}
@@ -703,11 +676,14 @@ static void *wk_thread(void *arg)
 	req.get = &get;
 	struct sm_wire_arena arena; /* unpacked tasks: 8x the message cap at most */
 	sm_wire_arena_init(&arena, 8 * (size_t)SM_WIRE_MAX_MSG);
+	struct wk_sink ws = { .wk = wk, .s = s };
+	sm_wire_arena_init(&ws.arena, SM_WIRE_MAX_MSG);
+	const struct sm_del_sink sink = { .emit = wk_emit_deletes, .arg = &ws };
 	for (;;) {
 		Syncmgr__Reply *rep = NULL;
 		sm_wire_arena_reset(&arena);
 		if (wk_call(s, &req, &arena, &rep, &d) != SM_OK) {
-			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			wk_lost(wk, &d);
 			break;
 		}
 		if (rep->body_case == SYNCMGR__REPLY__BODY_SHUTDOWN) {
@@ -724,7 +700,9 @@ static void *wk_thread(void *arg)
 		memset(&slot->live, 0, sizeof(slot->live));
 		__atomic_store_n(&slot->task_id, t->id, __ATOMIC_RELEASE);
 		struct sm_task_result res = { 0 };
-		enum sm_err err = sm_task_run(wk->w, t, rep->allow_delete, &slot->live, &res, &d);
+		uint64_t attempt = rep->attempt;
+		enum sm_err err = sm_task_run(wk->w, t, attempt, rep->allow_delete, &sink,
+		                              &slot->live, &res, &d);
 		if (err != SM_OK) {
 			/* The whole task failed before any key: report its keys failed. */
 			sm_log(SM_LOG_ERROR, "%s", d.msg);
@@ -733,14 +711,14 @@ static void *wk_thread(void *arg)
 		}
 		uint64_t id = t->id;
 		sm_wire_arena_reset(&arena);
-		err = wk_send_done(wk, s, id, &res, &d);
+		err = wk_send_done(wk, s, id, attempt, &res, &d);
 		__atomic_store_n(&slot->task_id, 0, __ATOMIC_RELEASE);
-		sm_task_result_release(&res);
 		if (err != SM_OK) {
-			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			wk_lost(wk, &d);
 			break;
 		}
 	}
+	sm_wire_arena_release(&ws.arena);
 	sm_wire_arena_release(&arena);
 	nng_close(s);
 	free(a);

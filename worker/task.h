@@ -24,17 +24,23 @@ void sm_worker_join(struct sm_worker *wk);
 struct sm_task_result {
 	struct sm_stats stats;
 	bool listing_failed;
-	char **dst_dirs; /* DST-only directories to delete at the end */
-	size_t n_dst_dirs;
-	char **src_dirs; /* SRC directories to delete at the end */
-	size_t n_src_dirs;
 };
-void sm_task_result_release(struct sm_task_result *r);
 
-/* Run one task. `live` is the task's counters, updated atomically while it
- * runs (the reporter reads them); on return they are final and copied into
- * res->stats. */
-enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, bool allow_delete,
-                        struct sm_stats *live, struct sm_task_result *res, struct sm_diag *d);
+/* Where a task's deletes go: to the manager's journal (manager/journal.h),
+ * which does them when the run is over and every listing is known complete.
+ * emit() sends one batch (borrowed for the call); *revoked is set when the
+ * task is no longer this attempt's. An error stops the run. */
+struct sm_del_sink {
+	enum sm_err (*emit)(void *arg, uint64_t task_id, uint64_t attempt, Syncmgr__DelKey **keys,
+	                    size_t n, bool *revoked, struct sm_diag *d);
+	void *arg;
+};
+
+/* Run one task (this `attempt` of it). `live` is the task's counters, updated
+ * atomically while it runs (the reporter reads them); on return they are
+ * final and copied into res->stats. Deletes go to `sink` (NULL: none). */
+enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t attempt,
+                        bool allow_delete, const struct sm_del_sink *sink, struct sm_stats *live,
+                        struct sm_task_result *res, struct sm_diag *d);
 
 #endif

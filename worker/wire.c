@@ -57,11 +57,22 @@ uint8_t *sm_wire_pack_reply(const Syncmgr__Reply *m, size_t *len)
 	size_t n = syncmgr__reply__get_packed_size(m);
 	if (n > SM_WIRE_MAX_MSG)
 		return NULL;
-	uint8_t *buf = malloc(n + 2); /* room for the appended allow_delete field */
+	uint8_t *buf = malloc(n + SM_WIRE_REPLY_ROOM); /* allow_delete, attempt appended */
 	if (!buf)
 		return NULL;
 	*len = syncmgr__reply__pack(m, buf);
 	return buf;
+}
+
+size_t sm_wire_append_varint(uint8_t *buf, size_t len, unsigned field, uint64_t v)
+{
+	buf[len++] = (uint8_t)(field << 3); /* wire type 0: varint; field < 16 */
+	do {
+		uint8_t b = v & 0x7f;
+		v >>= 7;
+		buf[len++] = v ? (b | 0x80) : b;
+	} while (v);
+	return len;
 }
 
 #define WIRE_CHUNK (64u << 10)

@@ -11,6 +11,16 @@
 
 /* Hard cap on any message between manager and worker. */
 #define SM_WIRE_MAX_MSG (64u << 20)
+/* Bytes a packed Reply has spare for fields appended at hand-out: allow_delete
+ * (2) and attempt (1 + a varint of up to 10). */
+#define SM_WIRE_REPLY_ROOM 16
+/* Keys of one Deletes message at most (each at most PATH_MAX bytes): far
+ * below SM_WIRE_MAX_MSG. */
+#define SM_DEL_MSG_KEYS 1000
+
+/* Append a varint field (tag, wire type 0) to a packed message; returns the
+ * new length. `buf` must have room for 11 more bytes. */
+size_t sm_wire_append_varint(uint8_t *buf, size_t len, unsigned field, uint64_t v);
 
 void sm_wire_stats_to_pb(const struct sm_stats *s, Syncmgr__Stats *pb);
 void sm_wire_stats_from_pb(const Syncmgr__Stats *pb, struct sm_stats *s);

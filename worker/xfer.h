@@ -18,6 +18,10 @@ struct sm_wctx {
 	atomic_uint_fast64_t failed; /* keys failed in this process, for --max-failure */
 	int max_attempts;            /* tries per operation for retryable errors */
 	unsigned backoff_ms;
+	/* Called (from any worker thread) when a worker cannot reach the manager
+	 * any more: the manager stops the run instead of waiting for it. */
+	void (*on_fatal)(void *arg);
+	void *fatal_arg;
 };
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,

@@ -1151,6 +1151,19 @@ out:
 	return err;
 }
 
+/* One syncfs(2) of the file system holding the root: every file, rename and
+ * directory written there so far reaches the disk (one call, however many
+ * files; a DST that spans mount points needs --fsync). */
+static enum sm_err file_sync(struct sm_store *st, struct sm_diag *d)
+{
+	int fd = atomic_load(&file_priv(st)->rootfd);
+	if (fd < 0)
+		return SM_OK; /* nothing was ever written */
+	if (syncfs(fd) != 0)
+		return sm_diag_errno(d, errno, "cannot sync '%s' to disk", file_priv(st)->root);
+	return SM_OK;
+}
+
 const struct sm_store_ops sm_file_ops = {
 	.scheme = "file",
 	.caps = SM_CAP_DIRS | SM_CAP_LINKS | SM_CAP_MODE | SM_CAP_LOCAL,
@@ -1168,4 +1181,5 @@ const struct sm_store_ops sm_file_ops = {
 	.mkdir = file_mkdir,
 	.symlink = file_symlink,
 	.setattr = file_setattr,
+	.sync = file_sync,
 };

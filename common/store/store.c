@@ -43,7 +43,13 @@ struct sm_cursor {
 	char *last;
 	struct sm_buf prev; /* previous key, for the order check */
 	bool have_prev;
+	unsigned errors_in_row; /* errors since the last entry */
+	bool ended;             /* given up: SM_EOF from now on */
 };
+
+/* A backend's cursor moves past a failed part of its listing or ends; this
+ * bound makes sure no cursor can fail forever in place. */
+#define STORE_LIST_ERRORS_MAX 10000
 
 bool sm_entry_is_dir(const struct sm_entry *e)
 {
@@ -385,9 +391,24 @@ fail:
 enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, struct sm_diag *d)
 {
 	const struct sm_entry *ent = NULL;
+	if (c->ended)
+		return SM_EOF;
 	enum sm_err err = c->st->ops->list_next(c->priv, &ent, d);
-	if (err != SM_OK)
+	if (err == SM_EOF)
 		return err;
+	if (err != SM_OK) {
+		if (++c->errors_in_row >= STORE_LIST_ERRORS_MAX) {
+			char last[sizeof(d->msg)];
+			snprintf(last, sizeof(last), "%s", d->msg);
+			c->ended = true;
+			return sm_diag_set(
+			        d, SM_EIO, 0,
+			        "%s: listing gave up after %u errors in a row (last: %s)",
+			        c->st->display, c->errors_in_row, last);
+		}
+		return err;
+	}
+	c->errors_in_row = 0;
 	if (!sm_range_contains(&c->range, ent->key))
 		return sm_diag_set(d, SM_EORDER, 0, "%s: listing returned '%s' outside its range",
 		                   c->st->display, ent->key);
@@ -615,6 +636,11 @@ enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store 
 	if (err != SM_OK)
 		return err;
 	return st->ops->copy(st, key, src, src_key, se, p, d);
+}
+
+enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d)
+{
+	return st->ops->sync ? st->ops->sync(st, d) : SM_OK;
 }
 
 enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,

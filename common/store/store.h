@@ -138,7 +138,10 @@ struct sm_store_ops {
 	/* Start a sorted listing of the keys in `r` (copied by the backend). */
 	enum sm_err (*list_begin)(struct sm_store *st, const struct sm_range *r, void **cur,
 	                          struct sm_diag *d);
-	/* Next entry, borrowed until the next call; SM_EOF at the end. */
+	/* Next entry, borrowed until the next call; SM_EOF at the end. After
+	 * an error the cursor has either moved past what failed (one unreadable
+	 * directory) or ended (the next call says SM_EOF): it never fails again
+	 * in the same place (a page that keeps failing would loop forever). */
 	enum sm_err (*list_next)(void *cur, const struct sm_entry **e, struct sm_diag *d);
 	void (*list_end)(void *cur);
 	/* Optional: do not descend into the directory entry next() just
@@ -177,6 +180,9 @@ struct sm_store_ops {
 	enum sm_err (*copy)(struct sm_store *st, const char *key, struct sm_store *src,
 	                    const char *src_key, const struct sm_entry *se, const struct sm_put *p,
 	                    struct sm_diag *d);
+	/* Optional: make everything written so far durable (a local file system:
+	 * one syncfs). NULL where a successful write is durable already (S3). */
+	enum sm_err (*sync)(struct sm_store *st, struct sm_diag *d);
 };
 
 struct sm_store {
@@ -190,6 +196,10 @@ struct sm_store {
 /* A key a store may write: not empty, not absolute, no "." or ".." or
  * empty component (a trailing '/' of a directory key is fine). */
 enum sm_err sm_store_key_check(const char *key, struct sm_diag *d);
+
+/* Make every write so far durable (see the `sync` slot); SM_OK where the
+ * backend needs nothing. */
+enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d);
 
 /* Temporary names of files being written: ".~sm" + 8 hex digits + "." +
  * the name (its first 200 bytes); listings of file-like stores skip them. */

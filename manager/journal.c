@@ -1,0 +1,400 @@
+#include "journal.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../common/log.h"
+#include "../common/util.h"
+
+enum {
+	J_SRC = 1u << 0,
+	J_DIR = 1u << 1,
+	J_BOUND = 1u << 2,
+	J_DEBRIS = 1u << 3,
+};
+
+/* One record in the spool: this header, then `klen` key bytes. */
+struct jrec {
+	uint64_t attempt;
+	uint64_t size;
+	int64_t mtime_ns;
+	uint32_t klen;
+	uint32_t flags;
+};
+
+struct sm_journal {
+	pthread_mutex_t mu;
+	FILE *spool;
+	bool broken;    /* a record could not be written: delete nothing */
+	uint8_t *bits;  /* accepted attempts */
+	size_t nbits;   /* bytes of `bits` */
+	uint64_t n_src; /* SRC records (accepted or not) */
+};
+
+enum sm_err sm_journal_new(struct sm_journal **out, struct sm_diag *d)
+{
+	struct sm_journal *j = calloc(1, sizeof(*j));
+	if (!j)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	/* tmpfile(): in P_tmpdir, already unlinked, gone with the process */
+	j->spool = tmpfile();
+	if (!j->spool) {
+		enum sm_err err = sm_diag_errno(d, errno, "cannot create the delete journal");
+		free(j);
+		return err;
+	}
+	pthread_mutex_init(&j->mu, NULL);
+	*out = j;
+	return SM_OK;
+}
+
+void sm_journal_free(struct sm_journal *j)
+{
+	if (!j)
+		return;
+	fclose(j->spool);
+	pthread_mutex_destroy(&j->mu);
+	free(j->bits);
+	free(j);
+}
+
+void sm_journal_add(struct sm_journal *j, uint64_t attempt, Syncmgr__DelKey *const *keys, size_t n)
+{
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->mu);
+	for (size_t i = 0; i < n && !j->broken; i++) {
+		const Syncmgr__DelKey *k = keys[i];
+		if (!k->key.len || k->key.len > UINT32_MAX || memchr(k->key.data, '\0', k->key.len))
+			continue; /* no such key can exist */
+		struct jrec r = { .attempt = attempt,
+			          .size = k->size,
+			          .mtime_ns = k->mtime_ns,
+			          .klen = (uint32_t)k->key.len,
+			          .flags = (k->src ? J_SRC : 0) | (k->dir ? J_DIR : 0) |
+			                   (k->mtime_bound ? J_BOUND : 0) |
+			                   (k->debris ? J_DEBRIS : 0) };
+		if (fwrite(&r, sizeof(r), 1, j->spool) != 1 ||
+		    fwrite(k->key.data, 1, k->key.len, j->spool) != k->key.len) {
+			sm_log(SM_LOG_ERROR,
+			       "cannot write the delete journal: %s: nothing "
+			       "will be deleted",
+			       strerror(errno));
+			j->broken = true;
+		}
+		if (k->src)
+			j->n_src++;
+	}
+	pthread_mutex_unlock(&j->mu);
+}
+
+void sm_journal_accept(struct sm_journal *j, uint64_t attempt)
+{
+	if (!j)
+		return;
+	pthread_mutex_lock(&j->mu);
+	size_t byte = attempt / 8;
+	if (byte >= j->nbits) {
+		size_t n = j->nbits ? j->nbits : 64;
+		while (n <= byte)
+			n *= 2;
+		uint8_t *b = realloc(j->bits, n);
+		if (!b) {
+			sm_log(SM_LOG_ERROR, "out of memory: nothing will be deleted");
+			j->broken = true;
+			pthread_mutex_unlock(&j->mu);
+			return;
+		}
+		memset(b + j->nbits, 0, n - j->nbits);
+		j->bits = b;
+		j->nbits = n;
+	}
+	j->bits[byte] |= (uint8_t)(1u << (attempt % 8));
+	pthread_mutex_unlock(&j->mu);
+}
+
+static bool journal_accepted(const struct sm_journal *j, uint64_t attempt)
+{
+	return attempt / 8 < j->nbits && (j->bits[attempt / 8] >> (attempt % 8)) & 1;
+}
+
+/* Read the next accepted record into *r and *key (grown as needed). False
+ * at the end or on a read error (*bad set then). */
+static bool journal_next(struct sm_journal *j, struct jrec *r, char **key, size_t *cap, bool *bad)
+{
+	for (;;) {
+		if (fread(r, sizeof(*r), 1, j->spool) != 1) {
+			*bad = ferror(j->spool) != 0;
+			return false;
+		}
+		if (r->klen >= *cap) {
+			char *k = realloc(*key, (size_t)r->klen + 1);
+			if (!k) {
+				*bad = true;
+				return false;
+			}
+			*key = k;
+			*cap = (size_t)r->klen + 1;
+		}
+		if (fread(*key, 1, r->klen, j->spool) != r->klen) {
+			*bad = true;
+			return false;
+		}
+		(*key)[r->klen] = '\0';
+		if (journal_accepted(j, r->attempt))
+			return true;
+	}
+}
+
+/* ---- doing the deletes ---- */
+
+struct jbatch {
+	struct sm_wctx *w;
+	struct sm_store *st;
+	struct sm_stats *acc;
+	char *keys[SM_DEL_BATCH];
+	size_t n;
+};
+
+static void jbatch_done(void *arg, size_t i, enum sm_err err, const struct sm_diag *d)
+{
+	struct jbatch *b = arg;
+	struct sm_diag again;
+	if (err != SM_OK && sm_err_retryable(err)) {
+		err = sm_xfer_delete(b->w, b->st, b->keys[i], &again); /* alone, with retries */
+		d = &again;
+	}
+	/* A directory of the same name replaced the file (a symlink on DST where
+	 * SRC has a directory): the DST-only key is gone already. */
+	if (err == SM_EISDIR)
+		err = SM_OK;
+	if (err != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s", d->msg);
+		b->acc->failed++;
+		return;
+	}
+	b->acc->deleted++;
+}
+
+static void jbatch_flush(struct jbatch *b)
+{
+	if (!b->n)
+		return;
+	if (sm_store_can_del_many(b->st)) {
+		sm_store_del_many(b->st, (const char *const *)b->keys, b->n, jbatch_done, b);
+	} else {
+		for (size_t i = 0; i < b->n; i++) {
+			struct sm_diag d;
+			jbatch_done(b, i, sm_xfer_delete(b->w, b->st, b->keys[i], &d), &d);
+		}
+	}
+	for (size_t i = 0; i < b->n; i++)
+		free(b->keys[i]);
+	b->n = 0;
+}
+
+static void jbatch_push(struct jbatch *b, const char *key)
+{
+	char *k = strdup(key);
+	if (!k) {
+		sm_log(SM_LOG_ERROR, "out of memory: '%s' not deleted", key);
+		b->acc->failed++;
+		return;
+	}
+	b->keys[b->n++] = k;
+	if (b->n == SM_DEL_BATCH)
+		jbatch_flush(b);
+}
+
+struct jdirs {
+	char **v;
+	size_t n;
+	size_t cap;
+};
+
+static bool jdirs_push(struct jdirs *ds, const char *key)
+{
+	if (ds->n == ds->cap) {
+		size_t cap = ds->cap ? ds->cap * 2 : 64;
+		char **v = realloc(ds->v, cap * sizeof(*v));
+		if (!v)
+			return false;
+		ds->v = v;
+		ds->cap = cap;
+	}
+	if (!(ds->v[ds->n] = strdup(key)))
+		return false;
+	ds->n++;
+	return true;
+}
+
+static void jdirs_release(struct jdirs *ds)
+{
+	for (size_t i = 0; i < ds->n; i++)
+		free(ds->v[i]);
+	free(ds->v);
+}
+
+static int jdirs_cmp_desc(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)b, *(char *const *)a);
+}
+
+static void journal_say(const char *verb, const char *key)
+{
+	sm_log_lock();
+	fputs(verb, stdout);
+	fputc(' ', stdout);
+	sm_log_key(stdout, key);
+	fputc('\n', stdout);
+	sm_log_unlock();
+}
+
+/* Directories, deepest first (reverse key order puts children first). A
+ * directory that is not empty (a key in it was kept) stays. */
+static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *ds,
+                         struct sm_stats *acc)
+{
+	if (!ds->n)
+		return;
+	qsort(ds->v, ds->n, sizeof(*ds->v), jdirs_cmp_desc);
+	for (size_t i = 0; i < ds->n; i++) {
+		if (i > 0 && strcmp(ds->v[i], ds->v[i - 1]) == 0)
+			continue;
+		if (w->o->dry) {
+			journal_say(st == w->dst ? "delete" : "delete-src", ds->v[i]);
+			acc->deleted++;
+			continue;
+		}
+		struct sm_diag d;
+		enum sm_err err = sm_xfer_delete(w, st, ds->v[i], &d);
+		if (err == SM_ENOTEMPTY) {
+			sm_log(SM_LOG_DEBUG, "kept '%s': not empty", ds->v[i]);
+			continue;
+		}
+		if (err != SM_OK) {
+			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			acc->failed++;
+			continue;
+		}
+		acc->deleted++;
+	}
+}
+
+/* Is the SRC key still what was copied? Only then may it go. */
+static bool journal_src_unchanged(struct sm_wctx *w, const struct jrec *r, const char *key,
+                                  struct sm_stats *acc)
+{
+	struct sm_entry e = { 0 };
+	struct sm_diag d;
+	enum sm_err err = sm_store_stat(w->src, key, &e, &d);
+	if (err == SM_ENOENT)
+		return false; /* gone already */
+	if (err != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s: not deleted from SRC", d.msg);
+		acc->failed++;
+		return false;
+	}
+	/* A listing's upload time bounds the real mtime (S3): a later upload
+	 * shows a later time. Otherwise the store reports what it listed. */
+	bool same = e.size == r->size &&
+	            ((r->flags & J_BOUND) ? e.mtime_ns <= r->mtime_ns : e.mtime_ns == r->mtime_ns);
+	sm_entry_release(&e);
+	if (!same) {
+		sm_log(SM_LOG_WARN, "'%s' changed on SRC after it was copied: not deleted from SRC",
+		       key);
+		acc->failed++;
+	}
+	return same;
+}
+
+void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, const char *why,
+                      struct sm_stats *acc)
+{
+	size_t cap = 4096;
+	char *key = malloc(cap);
+	struct jdirs ddirs = { 0 }, sdirs = { 0 };
+	struct jbatch *dst = calloc(1, sizeof(*dst)), *src = calloc(1, sizeof(*src));
+	bool bad = false;
+	if (!key || !dst || !src) {
+		sm_log(SM_LOG_ERROR, "out of memory: nothing deleted");
+		goto out;
+	}
+	*dst = (struct jbatch){ .w = w, .st = w->dst, .acc = acc };
+	*src = (struct jbatch){ .w = w, .st = w->src, .acc = acc };
+	if (fflush(j->spool) != 0 || fseek(j->spool, 0, SEEK_SET) != 0) {
+		sm_log(SM_LOG_ERROR, "cannot read the delete journal: %s", strerror(errno));
+		j->broken = true;
+	}
+	struct jrec r;
+	if (!allowed || j->broken) {
+		uint64_t kept = 0;
+		while (journal_next(j, &r, &key, &cap, &bad)) {
+			if (r.flags & J_SRC)
+				continue;
+			kept++;
+			acc->extra++; /* DST-only keys that stay */
+			if (!(r.flags & J_DIR))
+				acc->extra_bytes += r.size;
+		}
+		if (kept || j->n_src)
+			sm_log(SM_LOG_WARN,
+			       "deletes skipped: %s (%" PRIu64 " DST-only keys kept%s)",
+			       j->broken ? "the delete journal could not be used" : why, kept,
+			       j->n_src ? ", SRC kept" : "");
+		goto out;
+	}
+	bool src_ok = true;
+	if (j->n_src && !w->o->dry) {
+		/* The copies must be on disk before their sources go. */
+		struct sm_diag d;
+		if (sm_store_sync(w->dst, &d) != SM_OK) {
+			sm_log(SM_LOG_ERROR, "%s: nothing deleted from SRC", d.msg);
+			acc->failed++;
+			src_ok = false;
+		}
+	}
+	while (journal_next(j, &r, &key, &cap, &bad)) {
+		bool is_src = r.flags & J_SRC;
+		if (is_src && !src_ok)
+			continue;
+		if (r.flags & J_DIR) {
+			if (!jdirs_push(is_src ? &sdirs : &ddirs, key)) {
+				sm_log(SM_LOG_ERROR, "out of memory: '%s' not deleted", key);
+				acc->failed++;
+			}
+			continue;
+		}
+		if (r.flags & J_DEBRIS)
+			sm_log(SM_LOG_INFO, "removing '%s', left by an interrupted run", key);
+		if (w->o->dry) {
+			journal_say(is_src ? "delete-src" : "delete", key);
+			acc->deleted++;
+			continue;
+		}
+		if (is_src && !journal_src_unchanged(w, &r, key, acc))
+			continue;
+		jbatch_push(is_src ? src : dst, key);
+	}
+	if (bad) {
+		sm_log(SM_LOG_ERROR, "the delete journal is damaged: the rest not deleted");
+		acc->failed++;
+	}
+	jbatch_flush(dst);
+	jbatch_flush(src);
+	if (!bad) {
+		journal_dirs(w, w->dst, &ddirs, acc);
+		journal_dirs(w, w->src, &sdirs, acc);
+	}
+out:
+	jdirs_release(&ddirs);
+	jdirs_release(&sdirs);
+	free(dst);
+	free(src);
+	free(key);
+}
