@@ -85,6 +85,12 @@ struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *
 		return dec(SM_ACT_COPY, "size differs", false);
 	if (o->check_all)
 		return dec(SM_ACT_CHECK, "same size: comparing contents", true);
+	/* Deleting SRC needs the strongest evidence the run has: the same size
+	 * and mtime (whole seconds, as not every store keeps more), else the
+	 * key is copied first. */
+	if (o->delete_src && src->mtime_ns / 1000000000 != dst->mtime_ns / 1000000000)
+		return dec(SM_ACT_COPY, "same size, other mtime: copied before SRC is deleted",
+		           false);
 	if (decide_mode_differs(src, dst, o))
 		return dec(SM_ACT_ATTR, "mode differs", true);
 	return dec(SM_ACT_SKIP, "same size", true);

@@ -20,6 +20,8 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	atomic_init(&w->failed, 0);
 	w->max_attempts = 4;
 	w->backoff_ms = 50;
+	w->on_fatal = NULL;
+	w->fatal_arg = NULL;
 }
 
 void sm_wctx_count_failure(struct sm_wctx *w)
@@ -113,8 +115,9 @@ static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *
 		p.flags |= SM_PUT_MODE | (geteuid() == 0 ? SM_PUT_OWNER : 0);
 	if (w->o->inplace)
 		p.flags |= SM_PUT_INPLACE;
-	if (w->o->check_change)
-		p.flags |= SM_PUT_CHECK;
+	/* Every copy checks at the end that SRC did not change while it was
+	 * read: a mixed or stale copy is never committed with SRC's mtime. */
+	p.flags |= SM_PUT_CHECK;
 	return p;
 }
 
@@ -169,8 +172,14 @@ enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const ch
 		err = xfer_copy_once(w, src, dst_key, live, &counted, d);
 		if (err != SM_OK && live && counted)
 			__atomic_fetch_sub(live, counted, __ATOMIC_RELAXED);
-		if (err == SM_ECHANGED && attempt == 1 && !w->o->check_change)
+		/* Changed while it was read: nothing was committed. --check-change
+		 * fails the key; otherwise read it again, a few times. */
+		if (err == SM_ECHANGED && !w->o->check_change && attempt < w->max_attempts &&
+		    !atomic_load(&w->abort)) {
+			sm_log(SM_LOG_INFO, "'%s' changed while it was copied: copying it again",
+			       src->key);
 			continue;
+		}
 		if (err == SM_OK || !xfer_again(w, err, attempt, src->key, d))
 			break;
 	}
