@@ -52,7 +52,9 @@ struct s3_store {
 	char base[600];       /* scheme://host */
 	char bucket_uri[600]; /* "/bucket" (path style) or "" */
 	const char *storage_class;
-	struct sm_pool *pool; /* the run's transfer pool (borrowed), or NULL */
+	struct sm_pool *pool;     /* the run's transfer pool (borrowed), or NULL */
+	uint64_t copy_single_max; /* CopyObject up to this size, UploadPartCopy above */
+	uint64_t copy_part;
 };
 
 static struct s3_store *s3_priv(struct sm_store *st)
@@ -215,6 +217,13 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 		if (err == SM_OK && out->status / 100 != 2) {
 			err = s3_reply_err(s, out->status, capture ? &errbody : c->resp, what,
 			                   c->key, d);
+		} else if (err == SM_OK && c->resp && out->has_content_length &&
+		           strcmp(c->method, "HEAD") != 0 && c->resp->len != out->content_length) {
+			/* a body cut short must never pass for the whole object */
+			err = sm_diag_set(
+			        d, SM_EAGAIN, 0,
+			        "s3: %s '%s': a reply of %zu bytes, %" PRIu64 " announced", what,
+			        c->key ? c->key : "", c->resp->len, out->content_length);
 		}
 		sm_buf_release(&errbody);
 		if (err == SM_OK || !s3_retryable(err) || c->no_retry || c->reader ||
@@ -273,8 +282,29 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 	enum sm_err err = sm_s3_loc_parse(u->path, !cfg->no_https, &s->loc, d);
 	if (err != SM_OK)
 		return err;
+	/* The store is a directory: ".../bucket/data" holds "data/x", never
+	 * "data-old/x" nor "datax" (a raw string prefix would list, write and
+	 * delete beside it). */
+	size_t plen = strlen(s->loc.prefix);
+	if (plen && s->loc.prefix[plen - 1] != '/') {
+		char *dir = sm_strcat2(s->loc.prefix, "/");
+		if (!dir)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		free(s->loc.prefix);
+		s->loc.prefix = dir;
+	}
 	s->storage_class = cfg->storage_class;
 	s->pool = cfg->pool;
+	s->copy_single_max = S3_COPY_SINGLE_MAX;
+	s->copy_part = S3_COPY_PART;
+	/* Tests only: multipart copies of small objects (5 MiB parts), which the
+	 * test servers can hold, instead of 5 GiB ones. */
+	const char *tmax = getenv("SYNCMGR_TEST_S3_COPY_MAX");
+	int64_t v = 0;
+	if (tmax && sm_parse_i64(tmax, 1, INT64_MAX, &v)) {
+		s->copy_single_max = (uint64_t)v;
+		s->copy_part = 5ull << 20;
+	}
 	if (s->loc.path_style) {
 		snprintf(s->host, sizeof(s->host), "%s", s->loc.endpoint);
 		struct sm_buf b = { 0 };
@@ -414,8 +444,13 @@ static enum sm_err s3_list_next(void *cur, const struct sm_entry **out, struct s
 			if (!c->more)
 				return SM_EOF;
 			enum sm_err err = s3_list_page(c, d);
-			if (err != SM_OK)
+			if (err != SM_OK) {
+				/* s3_do retried what is worth retrying: a page that still
+				 * fails cannot be got past, so the listing ends here
+				 * with this error (asking again would loop forever). */
+				c->more = false;
 				return err;
+			}
 			continue;
 		}
 		struct sm_s3_object *o = &c->page.objs[c->idx++];
@@ -1173,7 +1208,7 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 	struct s3_store *s = s3_priv(st), *o = s3_priv(srcst);
 	if (!s3_same_service(s, o) || sm_key_is_dir(key) || !S_ISREG(se->mode))
 		return SM_ENOTSUP;
-	(void)p; /* the source's metadata (x-amz-meta-mtime) is copied as it is */
+	/* CopyObject copies the source's metadata (x-amz-meta-mtime) as it is */
 	char *full = s3_full(s, key), *sfull = s3_full(o, src_key);
 	struct sm_buf srcref = { 0 }, body = { .limit = S3_REPLY_MAX };
 	enum sm_err err = SM_ENOMEM;
@@ -1184,7 +1219,7 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 		goto out;
 	}
 	struct sm_http_req rep;
-	if (se->size <= S3_COPY_SINGLE_MAX) {
+	if (se->size <= s->copy_single_max) {
 		struct s3_call call = { .method = "PUT", .key = full, .resp = &body };
 		call.extra[call.nx++] = (struct sm_kv){ "x-amz-copy-source", srcref.p };
 		if (s->storage_class)
@@ -1195,9 +1230,29 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 			err = s3_body_error(&body, "copy", key, d);
 		goto out;
 	}
-	/* beyond 5 GiB: a multipart upload of copied ranges */
+	/* Beyond 5 GiB: a multipart upload of copied ranges. Every part is pinned
+	 * to the source's ETag (a source replaced midway fails the copy with 412
+	 * instead of mixing two versions), and the new object gets the source's
+	 * mtime, as CopyObject keeps it. */
+	struct s3_call head = { .method = "HEAD", .key = sfull };
+	err = s3_do(o, &head, &rep, "stat copy source", d);
+	if (err != SM_OK)
+		goto out;
+	char src_etag[128];
+	sm_strlcpy(src_etag, rep.etag, sizeof(src_etag));
+	if (!src_etag[0] || rep.content_length != se->size) {
+		err = sm_diag_set(d, SM_ECHANGED, 0, "'%s' changed before it was copied (%s)",
+		                  src_key, src_etag[0] ? "other size" : "no ETag");
+		goto out;
+	}
+	int64_t src_mt = s3_meta_mtime(rep.meta_mtime);
+	struct sm_put np = *p;
+	np.mtime_ns = src_mt ? src_mt : s3_http_mtime(rep.last_modified);
+	np.flags |= SM_PUT_MTIME;
+	char mt[48];
 	struct s3_call init = { .method = "POST", .key = full, .resp = &body };
 	init.query[init.nq++] = (struct sm_kv){ "uploads", "" };
+	s3_new_object_headers(s, &init, &np, mt, sizeof(mt));
 	err = s3_do(s, &init, &rep, "start copy", d);
 	char upload_id[512];
 	if (err == SM_OK && (sm_buf_append(&body, "", 0) != SM_OK ||
@@ -1207,10 +1262,10 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 		goto out;
 	struct sm_buf done = { 0 };
 	sm_buf_appendz(&done, "<CompleteMultipartUpload>");
-	uint64_t nparts = (se->size + S3_COPY_PART - 1) / S3_COPY_PART;
+	uint64_t nparts = (se->size + s->copy_part - 1) / s->copy_part;
 	for (uint64_t i = 0; i < nparts && err == SM_OK; i++) {
 		char num[24], range[80], etag[256], part_xml[400];
-		uint64_t a = i * S3_COPY_PART, b = a + S3_COPY_PART - 1;
+		uint64_t a = i * s->copy_part, b = a + s->copy_part - 1;
 		if (b >= se->size)
 			b = se->size - 1;
 		snprintf(num, sizeof(num), "%" PRIu64, i + 1);
@@ -1221,6 +1276,7 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 		pc.query[pc.nq++] = (struct sm_kv){ "uploadId", upload_id };
 		pc.extra[pc.nx++] = (struct sm_kv){ "x-amz-copy-source", srcref.p };
 		pc.extra[pc.nx++] = (struct sm_kv){ "x-amz-copy-source-range", range };
+		pc.extra[pc.nx++] = (struct sm_kv){ "x-amz-copy-source-if-match", src_etag };
 		err = s3_do(s, &pc, &rep, "copy part", d);
 		if (err == SM_OK && (sm_buf_append(&body, "", 0) != SM_OK ||
 		                     !s3_xml_tag(&body, "ETag", etag, sizeof(etag))))
