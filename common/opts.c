@@ -35,6 +35,7 @@ enum opt_id {
 	O_PERMS,
 	O_LINKS,
 	O_INPLACE,
+	O_FSYNC,
 	O_DELETE_DST,
 	O_DELETE_SRC,
 	O_DELETE_SRC_AFTER,
@@ -118,6 +119,9 @@ static const struct opt_def opt_table[] = {
 	  "copy symlinks as symlinks (default: follow them)" },
 	{ "inplace", 0, 0, O_INPLACE, G_ACTION, false, NULL,
 	  "write files in place instead of temp + rename" },
+	{ "fsync", 0, 0, O_FSYNC, G_ACTION, false, NULL,
+	  "fsync each file before it is renamed into place, and its directory after (DST is "
+	  "always synced once at the end)" },
 	{ "delete-dst", 0, 0, O_DELETE_DST, G_ACTION, false, NULL,
 	  "delete DST keys absent from SRC" },
 	{ "delete-src", 0, 0, O_DELETE_SRC, G_ACTION, false, NULL,
@@ -390,6 +394,7 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 		case O_PERMS: o->perms = true; break;
 		case O_LINKS: o->links = true; break;
 		case O_INPLACE: o->inplace = true; break;
+		case O_FSYNC: o->fsync = true; break;
 		case O_DELETE_DST: o->delete_dst = true; break;
 		case O_DELETE_SRC: o->delete_src = true; break;
 		case O_DELETE_SRC_AFTER: o->delete_src_after = true; break;

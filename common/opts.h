@@ -36,6 +36,7 @@ struct sm_opts {
 	bool perms;
 	bool links;
 	bool inplace;
+	bool fsync; /* --fsync: each file and its directory, not only syncfs at the end */
 	bool delete_dst;
 	bool delete_src;
 	bool delete_src_after;

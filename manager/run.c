@@ -380,6 +380,12 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	                  : failed_run   ? "the run failed"
 	                                 : NULL;
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
+	/* exit 0 means on disk: one syncfs per DST (none where a write is
+	 * durable on success, S3) */
+	if (!o->dry && sm_store_sync(dst, &d) != SM_OK) {
+		sm_log(SM_LOG_ERROR, "DST: %s", d.msg);
+		failed_run = true;
+	}
 
 	sm_progress_stop(prog);
 	prog = NULL;

@@ -118,6 +118,8 @@ static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *
 	/* Every copy checks at the end that SRC did not change while it was
 	 * read: a mixed or stale copy is never committed with SRC's mtime. */
 	p.flags |= SM_PUT_CHECK;
+	if (w->o->fsync)
+		p.flags |= SM_PUT_FSYNC;
 	return p;
 }
 

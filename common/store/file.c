@@ -976,6 +976,21 @@ static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct 
 	return SM_OK;
 }
 
+/* fsync the directory `dfd` (an O_PATH descriptor) holds: a rename or a new
+ * name in it reaches the disk. */
+static enum sm_err file_fsync_dir(int dfd, const char *key, struct sm_diag *d)
+{
+	int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (fd < 0 || fsync(fd) != 0) {
+		enum sm_err err = sm_diag_errno(d, errno, "cannot sync the directory of '%s'", key);
+		if (fd >= 0)
+			close(fd);
+		return err;
+	}
+	close(fd);
+	return SM_OK;
+}
+
 static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_reader *r,
                             const struct sm_put *p, struct sm_diag *d)
 {
@@ -1009,6 +1024,8 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 		err = file_apply_attrs(fs, fd, p, key, d);
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
+	if (err == SM_OK && (p->flags & SM_PUT_FSYNC) && fsync(fd) != 0)
+		err = sm_diag_errno(d, errno, "cannot sync '%s' to disk", key);
 	if (close(fd) != 0 && err == SM_OK)
 		err = sm_diag_errno(d, errno, "cannot write '%s'", key);
 	if (err == SM_OK && !inplace && renameat(at.dfd, tmp, at.dfd, at.base) != 0) {
@@ -1019,6 +1036,8 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 		else
 			err = sm_diag_errno(d, errno, "cannot rename into '%s'", key);
 	}
+	if (err == SM_OK && (p->flags & SM_PUT_FSYNC))
+		err = file_fsync_dir(at.dfd, key, d); /* the rename itself */
 	if (err != SM_OK && !inplace)
 		unlinkat(at.dfd, tmp, 0);
 out:

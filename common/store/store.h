@@ -97,6 +97,7 @@ enum {
 	SM_PUT_MTIME = 1u << 2,   /* set mtime_ns */
 	SM_PUT_INPLACE = 1u << 3, /* write the destination in place */
 	SM_PUT_CHECK = 1u << 4,   /* call the reader's finish() before committing */
+	SM_PUT_FSYNC = 1u << 5,   /* --fsync: data on disk before the rename, the rename after */
 };
 struct sm_put {
 	uint32_t mode;

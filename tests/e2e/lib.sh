@@ -341,3 +341,44 @@ sshd_start() { # [ADDR:PORT...]: more addresses to listen on
 	[ -n "${SSHD_PID:-}" ] && [ -n "${SSHD_HOST_FP:-}" ] && [ -d "${SSH_TEST_HOME:-}" ] ||
 		fail "sshd started without a complete $SSHD_DIR/env"
 }
+
+# Fault proxies in front of an S3 server (tests/servers/fault_proxy.py): the
+# first on ${PROXY_PORT:-7600}, each next one on the port after.
+# start_proxy NAME ARGS...: a fault proxy in front of radosgw on the next
+# port; sets PROXY (host:port). Its log is $T/proxy.log.NAME.
+start_proxy() {
+	local name=$1 port=${PROXY_PORT:-7600}
+	PROXY_PORT=$((port + 1))
+	mkfifo "$T/proxy.in.$name"
+	"$PY" "$E2E_DIR/../servers/fault_proxy.py" "$HP" --port "$port" "${@:2}" \
+		<"$T/proxy.in.$name" >"$T/proxy.port.$name" 2>"$T/proxy.log.$name" &
+	local pid=$!
+	PROXY_PID=$pid
+	exec {PFD}>"$T/proxy.in.$name"
+	on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+	for _ in $(seq 100); do
+		[ -s "$T/proxy.port.$name" ] && break
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.05
+	done
+	[ -s "$T/proxy.port.$name" ] ||
+		fail "fault proxy $name did not start on 127.0.0.1:$port: $(cat "$T/proxy.log.$name")"
+	PROXY=127.0.0.1:$(cat "$T/proxy.port.$name")
+}
+
+# stop_proxy NAME: close its stdin, wait until it has written its totals
+stop_proxy() {
+	exec {PFD}>&-
+	wait "$PROXY_PID" 2>/dev/null || true
+	grep -q '^fault_proxy: totals ' "$T/proxy.log.$1" ||
+		fail "fault proxy $1 wrote no totals: $(tail -5 "$T/proxy.log.$1")"
+}
+
+# pstat NAME COUNTER: one counter of a stopped proxy's totals (0 if absent)
+pstat() {
+	local v
+	v=$(sed -n 's/^fault_proxy: totals //p' "$T/proxy.log.$1" | tr ' ' '\n' |
+		sed -n "s/^$2=\([0-9]*\)\$/\1/p")
+	echo "${v:-0}"
+}
+

@@ -26,6 +26,14 @@ Faults:
                     every multipart part upload of KEY gets a 400 (a
                     permanent failure), to check that failed uploads are
                     aborted.
+  --status-of REGEX=CODE
+                    every request whose "METHOD /path?query" matches REGEX
+                    gets an S3 error with that status (403: AccessDenied),
+                    without reaching the upstream (e.g. the second page of a
+                    listing: "continuation-token=").
+  --log-headers REGEX
+                    log the headers of every request matching REGEX
+                    ("request: METHOD /path | name: value | ...").
 
 A reset is a real TCP RST (SO_LINGER 0, then close), at one of three points,
 taken in turn (each rule keeps its own turn, so that N resets of one rule
@@ -79,17 +87,26 @@ ap.add_argument("--hold-reply-of", default=None)
 ap.add_argument("--hold-until", default=None)
 ap.add_argument("--hold-signal", default=None)
 ap.add_argument("--hold-timeout", type=float, default=30.0)
+ap.add_argument("--status-of", default=None)
+ap.add_argument("--log-headers", default=None)
 args = ap.parse_args()
 if args.hold_reply_of and not args.hold_until:
     ap.error("--hold-reply-of needs --hold-until")
 first_of = re.compile(args.reset_first_of) if args.reset_first_of else None
 hold_re = re.compile(args.hold_reply_of) if args.hold_reply_of else None
+status_re = status_code = None
+if args.status_of:
+    _pat, _, _code = args.status_of.rpartition("=")
+    if not _pat or not _code.isdigit():
+        ap.error("--status-of wants REGEX=CODE")
+    status_re, status_code = re.compile(_pat), int(_code)
+headers_re = re.compile(args.log_headers) if args.log_headers else None
 
 rng = random.Random(args.seed)
 lock = threading.Lock()
 POINTS = ("mid-request", "before-reply", "mid-reply")
 counts = {"requests": 0, "503": 0, "reset": 0, "part400": 0, "held": 0,
-          "hold-timeout": 0, "body-bytes": 0}
+          "hold-timeout": 0, "body-bytes": 0, "status-of": 0}
 for _p in POINTS:
     counts[_p] = 0
 statuses = {}
@@ -206,6 +223,16 @@ class Proxy(http.server.BaseHTTPRequestHandler):
             counts["body-bytes"] += n
         if fault == "503":
             return self._reply(503, SLOWDOWN)
+        line = "%s %s" % (self.command, self.path)
+        if headers_re and headers_re.search(line):
+            log("request: %s | %s" % (line, " | ".join(
+                "%s: %s" % (k.lower(), v) for k, v in self.headers.items())))
+        if status_re and status_re.search(line):
+            with lock:
+                counts["status-of"] += 1
+            code = {403: b"AccessDenied", 404: b"NoSuchKey"}.get(status_code, b"InternalError")
+            return self._reply(status_code, b"<Error><Code>" + code +
+                               b"</Code><Message>injected</Message></Error>")
         if (args.fail_part_of and "partNumber=" in self.path
                 and args.fail_part_of in self.path.split("?")[0]):
             with lock:
@@ -267,7 +294,7 @@ sys.stdin.read()
 srv.shutdown()
 with lock:
     fields = ["requests", "503", "reset"] + list(POINTS) + [
-        "part400", "held", "hold-timeout", "body-bytes"]
+        "part400", "held", "hold-timeout", "body-bytes", "status-of"]
     line = " ".join("%s=%d" % (k, counts[k]) for k in fields)
     line += "".join(" %s=%d" % (k, v) for k, v in sorted(statuses.items()))
 log("totals " + line)
