@@ -222,6 +222,14 @@ static bool task_exact_mtimes(struct task_run *tr, const struct sm_entry **s,
 	}
 }
 
+/* --perms as root between local trees keeps owners (rsync -o -g): an
+ * existing DST key of another owner is fixed like one of another mode. */
+static bool task_owner_differs(const struct task_run *tr, const struct sm_entry *s,
+                               const struct sm_entry *t)
+{
+	return tr->w->owners && s && t && (s->uid != t->uid || s->gid != t->gid);
+}
+
 /* One row of the merge-join: s and/or t (SRC and DST entry of one key). */
 static void task_handle(struct task_run *tr, const struct sm_entry *s, const struct sm_entry *t,
                         const char *dkey)
@@ -237,6 +245,10 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	    !task_exact_mtimes(tr, &s, &t, &sx, &tx, dkey))
 		return;
 	struct sm_decision dec = sm_decide(s, t, o);
+	if (dec.act == SM_ACT_SKIP && dec.same && task_owner_differs(tr, s, t))
+		dec = (struct sm_decision){ .act = SM_ACT_ATTR,
+			                    .why = "owner differs",
+			                    .same = true };
 	const char *key = s ? dkey : t->key;
 	if (o->debug && dec.act != SM_ACT_IGNORE)
 		sm_log(SM_LOG_DEBUG, "%s '%s': %s", sm_act_name(dec.act), key, dec.why);
@@ -257,8 +269,9 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		}
 		LIVE_ADD(tr->live, checked, 1);
 		LIVE_ADD(tr->live, checked_bytes, s->size);
-		if (o->perms && (s->mode & 07777) != (t->mode & 07777) && !o->dry &&
-		    sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
+		if (o->perms &&
+		    ((s->mode & 07777) != (t->mode & 07777) || task_owner_differs(tr, s, t)) &&
+		    !o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
 			task_failed(tr, &d);
 			return;
 		}

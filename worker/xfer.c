@@ -16,6 +16,8 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	w->o = o;
 	w->src = src;
 	w->dst = dst;
+	w->owners = o->perms && geteuid() == 0 && src && dst && sm_store_has(src, SM_CAP_LOCAL) &&
+	            sm_store_has(dst, SM_CAP_LOCAL);
 	atomic_init(&w->abort, false);
 	atomic_init(&w->failed, 0);
 	w->max_attempts = 4;

@@ -16,6 +16,7 @@ struct sm_wctx {
 	struct sm_store *dst;
 	atomic_bool abort;           /* stop taking keys (--max-failure reached, or shutdown) */
 	atomic_uint_fast64_t failed; /* keys failed in this process, for --max-failure */
+	bool owners;                 /* --perms as root between local trees: owners are kept too */
 	int max_attempts;            /* tries per operation for retryable errors */
 	unsigned backoff_ms;
 	/* Called (from any worker thread) when a worker cannot reach the manager

@@ -30,7 +30,8 @@ expect_field deleted 3 "--delete-src (3 SRC keys deleted)"
 # the second pass finds the other three identical and deletes them too
 sm --delete-src "$S/" "$D/"
 expect_rc 0 "--delete-src second pass"
-[ -z "$(find "$S" -type f)" ] || fail "--delete-src second pass: SRC still has files: $(find "$S" -type f)"
+left=$(find "$S" -type f) || fail "--delete-src second pass: cannot list SRC"
+[ -z "$left" ] || fail "--delete-src second pass: SRC still has files: $left"
 expect_same_tree --no-dirs "$T/ds/orig" "$D" "--delete-src second pass: DST"
 
 # ---------------------------------------------------------- --delete-src-after
@@ -84,6 +85,8 @@ expect_field copied 4 "--check-new"
 expect_field checked 4 "--check-new (every copy verified)"
 expect_same_tree "$S" "$D" "--check-new"
 sm --check-new "$S/" "$D/"
+expect_rc 0 "--check-new second pass"
+summary >/dev/null # one summary line, or fail here (not inside a substitution)
 expect_field copied 0 "--check-new second pass"
 expect_field checked 0 "--check-new second pass (nothing copied, nothing to verify)"
 
@@ -95,6 +98,7 @@ expect_field copied 4 "--force-update"
 expect_field skipped 0 "--force-update"
 [ "$(ino "$D/a")" != "$ia" ] || fail "--force-update: 'a' was not rewritten (same inode)"
 sm -f --check-new "$S/" "$D/"
+expect_rc 0 "-f --check-new"
 expect_field copied 4 "-f --check-new"
 expect_field checked 4 "-f --check-new"
 expect_same_tree "$S" "$D" "--force-update"
@@ -115,10 +119,12 @@ expect_rc 0 "--limit 3, second run"
 expect_field copied 0 "--limit 3, second run"
 expect_field skipped 3 "--limit 3, second run"
 sm --limit 5 -f "$S/" "$D/"
+expect_rc 0 "--limit 5 -f"
 expect_field copied 5 "--limit 5 -f"
 n=$(find "$D" -type f | wc -l)
 [ "$n" -eq 5 ] || fail "--limit 5 -f: expected 5 files on DST, got $n"
 sm --limit -1 "$S/" "$D/"
+expect_rc 0 "--limit -1"
 expect_field copied 5 "--limit -1"
 expect_same_tree "$S" "$D" "--limit -1"
 expect_no_temp_files "$D" "--limit"
@@ -136,6 +142,7 @@ for i in $(seq -w 0 3 299); do chmod 000 "$M/src/f$i"; done
 chown nobody "$M/dst"
 SM_AS=nobody sm -p 2 --max-failure 5 "$M/src/" "$M/dst/"
 expect_rc 1 "--max-failure 5"
+summary >/dev/null # one summary line, or fail here (not inside a substitution)
 failed=$(field failed) copied=$(field copied)
 [ "$failed" -ge 5 ] || fail "--max-failure 5: only $failed keys failed, the run should have gone on to 5"
 [ "$failed" -le 7 ] || fail "--max-failure 5 -p 2: $failed keys failed; expected the run to stop after 5 (at most 5 + 2 in flight)"

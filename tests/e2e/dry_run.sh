@@ -98,8 +98,15 @@ expect_rc 0 "--dry single file"
 
 # 7. the real run does what the dry run said
 sm --dry --dirs --links --delete-dst "$S/" "$D/"
-ncopy=$(grep -c '^copy ' "$T/sm.out" || true)
-ndel=$(grep -c '^delete ' "$T/sm.out" || true)
+expect_rc 0 "--dry before the real run"
+plan=("copy a" "copy b c" "copy empty/" "copy link" "copy sub/d" "copy sub/e"
+	"delete old" "delete old link" "delete olddir/" "delete olddir/deep/"
+	"delete olddir/deep/z" "delete olddir/x y")
+expect_plan "--dry before the real run" "${plan[@]}"
+ncopy=0 ndel=0
+for l in "${plan[@]}"; do
+	case $l in "copy "*) ncopy=$((ncopy + 1)) ;; "delete "*) ndel=$((ndel + 1)) ;; esac
+done
 sm --dirs --links --delete-dst "$S/" "$D/"
 expect_rc 0 "real run"
 [ ! -s "$T/sm.out" ] || fail "real run printed on stdout: $(head -c 200 "$T/sm.out")"

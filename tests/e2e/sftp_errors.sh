@@ -107,6 +107,7 @@ HOME=$SSH_TEST_HOME timeout 15 ssh -F "$CFG" -o BatchMode=yes -o StrictHostKeyCh
 	fail "accept-new: OpenSSH's ssh does not accept the known_hosts syncmgr wrote: $(cat "$T/ssh.out")"
 sm "$T/src/" "sm-test:$R/c2/"
 expect_rc 0 "strict checking after accept-new added the key"
+summary >/dev/null # one summary line, or fail here (not inside a substitution)
 expect_field copied 0 "strict checking after accept-new added the key"
 other=$(cut -d' ' -f1,2 "$SSH_TEST_WRONG_KEY.pub")
 echo "hashed.example $other" >"$T/hashed"
@@ -215,23 +216,50 @@ smt "$T/src/" "sm-pw:$R/c6/" # sm: stdin /dev/null, timeout 60 (fails on a timeo
 refused "password only, stdin not a terminal" "$R/c6" "permission denied (" "password" \
 	"$SSH_TEST_USER@127.0.0.1:$SSHD_PW_PORT"
 within "password only, stdin not a terminal" 20
-# with a controlling terminal but stdin not one: still no prompt
-if command -v script >/dev/null; then
-	SM_T0=$SECONDS
-	set +e
-	timeout -k 5 60 script -qec "$(printf '%q ' "$SYNCMGR" "$T/src/" "sm-pw:$R/c6/") </dev/null" \
-		"$T/typescript" </dev/null >"$T/script.out" 2>&1
-	rc=$?
-	set -e
-	[ "$rc" -lt 124 ] || fail "password only, on a terminal with stdin /dev/null: timed out or crashed ($rc)"
-	[ "$rc" -eq 1 ] || fail "password only, on a terminal with stdin /dev/null: exit $rc: $(cat "$T/script.out")"
-	grep -qi "password:" "$T/script.out" &&
-		fail "password only, on a terminal with stdin /dev/null: prompted: $(cat "$T/script.out")"
-	within "password only, on a terminal with stdin /dev/null" 20
-	[ ! -e "$R/c6" ] || fail "password only, on a terminal: $R/c6 was written"
-else
-	note "no script(1): the terminal variant of the password case is skipped"
-fi
+# with a controlling terminal but stdin not one: still no prompt (script(1)
+# is util-linux's, always there on Debian: its absence fails, never skips)
+command -v script >/dev/null || fail "script(1) is missing: the terminal variant of the password case cannot run"
+SM_T0=$SECONDS
+set +e
+timeout -k 5 60 script -qec "$(printf '%q ' "$SYNCMGR" "$T/src/" "sm-pw:$R/c6/") </dev/null" \
+	"$T/typescript" </dev/null >"$T/script.out" 2>&1
+rc=$?
+set -e
+[ "$rc" -lt 124 ] || fail "password only, on a terminal with stdin /dev/null: timed out or crashed ($rc)"
+[ "$rc" -eq 1 ] || fail "password only, on a terminal with stdin /dev/null: exit $rc: $(cat "$T/script.out")"
+grep -q "permission denied (" "$T/script.out" ||
+	fail "password only, on a terminal with stdin /dev/null: no 'permission denied' (did it run?): $(cat "$T/script.out")"
+rc=0
+grep -qi "password:" "$T/script.out" || rc=$?
+[ "$rc" -eq 1 ] || fail "password only, on a terminal with stdin /dev/null: prompted (grep status $rc): $(cat "$T/script.out")"
+within "password only, on a terminal with stdin /dev/null" 20
+[ ! -e "$R/c6" ] || fail "password only, on a terminal: $R/c6 was written"
+
+# a wrong password in the URL: refused naming user@host:port, the password
+# never printed (also not in the --debug log)
+printf '\nHost sm-pwurl\n    HostName 127.0.0.1\n    Port %s\n    IdentityFile %s\n    IdentitiesOnly yes\n    UserKnownHostsFile %s\n' \
+	"$SSHD_PW_PORT" "$T/no-such-key" "$PW/home/.ssh/known_hosts" >>"$CFG"
+PWURL="$SSH_TEST_USER:NotThePw-Secret9@sm-pwurl:$R/c6b/"
+pw_hidden() { # WHAT: the password is on neither stdout nor stderr of the last run
+	local f rc
+	for f in "$T/sm.err" "$T/sm.out"; do
+		rc=0
+		grep -qF "NotThePw-Secret9" "$f" || rc=$?
+		[ "$rc" -eq 1 ] || fail "$1: the password was printed on ${f##*/sm.} (grep status $rc): $(grep -F NotThePw "$f" | head -3)"
+	done
+}
+PWLOG=$(. "$PW/env" && echo "$SSHD_LOG")
+[ -f "$PWLOG" ] || fail "the password sshd has no log at '$PWLOG'"
+tried=$(grep -c "Failed password for $SSH_TEST_USER " "$PWLOG" || true)
+smt "$T/src/" "$PWURL"
+refused "a wrong password in the URL" "$R/c6b" "permission denied (" "$SSH_TEST_USER@127.0.0.1:$SSHD_PW_PORT"
+pw_hidden "a wrong password in the URL"
+[ "$(grep -c "Failed password for $SSH_TEST_USER " "$PWLOG" || true)" -gt "$tried" ] ||
+	fail "a wrong password in the URL: the server saw no password attempt (its log: $(tail -3 "$PWLOG"))"
+within "a wrong password in the URL" 20
+sm --debug "$T/src/" "$PWURL"
+expect_rc 1 "a wrong password in the URL, --debug"
+pw_hidden "a wrong password in the URL, --debug"
 
 # 7. a missing remote SRC directory, and a SRC that is a file
 sm "sm-test:$R/no-such-dir/" "$T/c7/"

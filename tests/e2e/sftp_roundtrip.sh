@@ -43,12 +43,14 @@ expect_same_tree --perms --mtime "$T/src" "$R/tree" "the tree the server wrote"
 expect_no_temp_files "$R/tree" "local -> SFTP"
 sm --perms --links --dirs "$T/src/" "sm-test:$R/tree/"
 expect_rc 0 "local -> SFTP again"
+summary >/dev/null # one summary line, or fail here (not inside a substitution)
 expect_field copied 0 "second pass local -> SFTP"
 sm --perms --links --dirs "sm-test:$R/tree/" "$T/back/"
 expect_rc 0 "SFTP -> local"
 expect_same_tree --perms --mtime "$T/src" "$T/back" "local -> SFTP -> local"
 sm --perms --links --dirs "sm-test:$R/tree/" "$T/back/"
 expect_rc 0 "SFTP -> local again"
+summary >/dev/null
 expect_field copied 0 "second pass SFTP -> local"
 # without --links a symlink is followed: the server's files arrive, no links
 sm "sm-test:$R/tree/" "$T/followed/"
