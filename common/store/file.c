@@ -836,8 +836,12 @@ static enum sm_err fr_finish(struct sm_reader *r, struct sm_diag *d)
 	struct stat now;
 	if (fstat(fr->fd, &now) != 0)
 		return sm_diag_errno(d, errno, "cannot stat '%s'", fr->key);
+	/* ctime too: a write that kept the size and put the mtime back (cp -p,
+	 * tar, rsync) still moves it */
 	if (now.st_size != fr->st.st_size || now.st_mtim.tv_sec != fr->st.st_mtim.tv_sec ||
-	    now.st_mtim.tv_nsec != fr->st.st_mtim.tv_nsec || fr->pos != (uint64_t)now.st_size)
+	    now.st_mtim.tv_nsec != fr->st.st_mtim.tv_nsec ||
+	    now.st_ctim.tv_sec != fr->st.st_ctim.tv_sec ||
+	    now.st_ctim.tv_nsec != fr->st.st_ctim.tv_nsec || fr->pos != (uint64_t)now.st_size)
 		return sm_diag_set(d, SM_ECHANGED, 0, "'%s' changed while it was copied", fr->key);
 	return SM_OK;
 }

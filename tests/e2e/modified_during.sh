@@ -2,7 +2,9 @@
 # SRC changing under syncmgr (--threads 1):
 #  A. a 200 MiB file rewritten in place, over and over, by a background writer.
 #     With --check-change the key fails (exit 1, DST keeps the old version) or
-#     is copied as one consistent version; without it the run completes.
+#     is copied as one consistent version; without it the key is read again
+#     (the end-of-read check runs on every copy) and then copied whole or
+#     failed, never committed torn.
 #  B. a 200 MiB file being appended to: DST gets a prefix of SRC (never bytes
 #     SRC never had).  With --check-change, 1 MiB appended while the copy is
 #     provably under way (syncmgr stopped with SIGSTOP once its temp file
@@ -233,14 +235,29 @@ esac
 
 E2E_CONTEXT="rewrite in place, no --check-change"
 start_writer rewrite "$S/big"
-sm --threads 1 "$S/" "$D/"
+sm -v --threads 1 "$S/" "$D/"
 stop_writer
-expect_rc 0 "rewrite without --check-change: the run completes"
+# Every copy checks SRC at the end of its read: a file that keeps changing is
+# read again (4 tries) and then fails; a copy that got through is whole.
+# Never is a torn copy committed with SRC's mtime.
 expect_no_temp_files "$D" "rewrite without --check-change"
-dsize=$(stat -c %s "$D/big")
-if [ $(((dsize - BASE) % 65536)) -ne 0 ] || [ "$dsize" -le "$BASE" ]; then
-	fail "rewrite without --check-change: DST 'big' has size $dsize, which no version of SRC ever had"
-fi
+case $SM_RC in
+0)
+	ver=$(h check "$D/big") ||
+		fail "rewrite without --check-change: DST 'big' is neither the old nor a full new version: $ver"
+	[ "$ver" -ge 1 ] || fail "rewrite without --check-change: exit 0 but DST 'big' is the old version"
+	;;
+1)
+	expect_field failed 1 "rewrite without --check-change (exit 1)"
+	grep -q "'big' changed while it was copied" "$T/sm.err" ||
+		fail "rewrite without --check-change: no error naming 'big' as changed"
+	[ "$(grep -c "'big' changed while it was copied: copying it again" "$T/sm.err")" -ge 1 ] ||
+		fail "rewrite without --check-change: the key failed without being read again"
+	ver=$(h check "$D/big") || fail "rewrite without --check-change: DST 'big' is torn: $ver"
+	[ "$ver" -eq 0 ] || fail "rewrite without --check-change: the key failed but DST 'big' was replaced"
+	;;
+*) fail "rewrite without --check-change: exit $SM_RC, expected 0 or 1" ;;
+esac
 rm -rf "$T/a"
 
 # ----------------------------------------------------------------- B. append
@@ -251,15 +268,27 @@ truncate -s "$BASE" "$S/log" # version-7 blocks, exactly 200 MiB
 E2E_CONTEXT="append, no --check-change"
 mkdir -p "$D"
 start_writer append "$S/log"
-sm --threads 1 "$S/" "$D/"
+sm -v --threads 1 "$S/" "$D/"
 stop_writer
 expect_no_temp_files "$D" "append"
-expect_rc 0 "append without --check-change: the run completes"
-[ -f "$D/log" ] || fail "append: DST 'log' missing after exit 0"
-dsize=$(stat -c %s "$D/log")
-[ "$dsize" -ge "$BASE" ] || fail "append: DST 'log' is $dsize bytes, shorter than SRC ever was ($BASE)"
-cmp -s -n "$dsize" "$D/log" "$S/log" ||
-	fail "append: DST 'log' ($dsize bytes) is not a prefix of SRC 'log' ($(cmp -n "$dsize" "$D/log" "$S/log" 2>&1 | head -1))"
+# read again while it grows (4 tries), then copied whole or failed: a copy
+# of SRC as it was during a write is never committed
+case $SM_RC in
+1)
+	expect_field failed 1 "append without --check-change (exit 1)"
+	grep -q "'log' changed while it was copied: copying it again" "$T/sm.err" ||
+		fail "append without --check-change: the key failed without being read again"
+	[ ! -e "$D/log" ] || fail "append without --check-change: the key failed, yet DST 'log' exists"
+	;;
+0)
+	[ -f "$D/log" ] || fail "append: DST 'log' missing after exit 0"
+	dsize=$(stat -c %s "$D/log")
+	[ "$dsize" -ge "$BASE" ] || fail "append: DST 'log' is $dsize bytes, shorter than SRC ever was ($BASE)"
+	cmp -s -n "$dsize" "$D/log" "$S/log" ||
+		fail "append: DST 'log' ($dsize bytes) is not a prefix of SRC 'log' ($(cmp -n "$dsize" "$D/log" "$S/log" 2>&1 | head -1))"
+	;;
+*) fail "append without --check-change: exit $SM_RC, expected 0 or 1" ;;
+esac
 
 # --check-change: SRC grows while it is copied, which must fail the key.
 # pausecopy appends only while the copy is provably under way; a run where it
