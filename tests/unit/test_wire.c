@@ -43,12 +43,13 @@ static void test_task_round_trip(void **state)
 	uint8_t *buf = sm_wire_pack_reply(&rep, &len);
 	assert_non_null(buf);
 	/* the dispatch appends allow_delete to the packed reply */
-	buf[len++] = (10 << 3) | 0;
-	buf[len++] = 1;
+	len = sm_wire_append_varint(buf, len, 10, 1);
+	len = sm_wire_append_varint(buf, len, 11, UINT64_MAX); /* the attempt */
 	Syncmgr__Reply *got = syncmgr__reply__unpack(NULL, len, buf);
 	assert_non_null(got);
 	assert_int_equal(got->body_case, SYNCMGR__REPLY__BODY_TASK);
 	assert_true(got->allow_delete);
+	assert_true(got->attempt == UINT64_MAX);
 	assert_int_equal(got->task->id, 42);
 	assert_true(got->task->open_end);
 	assert_int_equal(got->task->n_src, 4);
@@ -102,12 +103,59 @@ static void test_garbage_is_rejected(void **state)
 	assert_null(syncmgr__request__unpack(NULL, sizeof(junk), junk));
 }
 
+/* The largest Deletes a worker sends (SM_DEL_MSG_KEYS keys of PATH_MAX bytes)
+ * fits the message cap with room to spare: no message grows with a run. */
+static void test_deletes_bounded(void **state)
+{
+	(void)state;
+	static uint8_t key[4096];
+	memset(key, 'k', sizeof(key));
+	Syncmgr__DelKey *k = calloc(SM_DEL_MSG_KEYS, sizeof(*k));
+	Syncmgr__DelKey **kp = calloc(SM_DEL_MSG_KEYS, sizeof(*kp));
+	assert_non_null(k);
+	assert_non_null(kp);
+	for (size_t i = 0; i < SM_DEL_MSG_KEYS; i++) {
+		syncmgr__del_key__init(&k[i]);
+		k[i].key.data = key;
+		k[i].key.len = sizeof(key);
+		k[i].src = true;
+		k[i].dir = i % 2;
+		k[i].size = UINT64_MAX;
+		k[i].mtime_ns = INT64_MIN;
+		k[i].mtime_bound = true;
+		k[i].debris = true;
+		kp[i] = &k[i];
+	}
+	Syncmgr__Deletes dl = SYNCMGR__DELETES__INIT;
+	dl.task_id = UINT64_MAX;
+	dl.attempt = UINT64_MAX;
+	dl.n_keys = SM_DEL_MSG_KEYS;
+	dl.keys = kp;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_DELETES;
+	req.deletes = &dl;
+	size_t len = 0;
+	uint8_t *buf = sm_wire_pack_request(&req, &len);
+	assert_non_null(buf);
+	assert_true(len < SM_WIRE_MAX_MSG / 8);
+	Syncmgr__Request *got = syncmgr__request__unpack(NULL, len, buf);
+	assert_non_null(got);
+	assert_int_equal(got->body_case, SYNCMGR__REQUEST__BODY_DELETES);
+	assert_int_equal(got->deletes->n_keys, SM_DEL_MSG_KEYS);
+	assert_true(got->deletes->keys[1]->dir && got->deletes->keys[0]->debris);
+	syncmgr__request__free_unpacked(got, NULL);
+	free(buf);
+	free(kp);
+	free(k);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_task_round_trip),
 		cmocka_unit_test(test_stats_round_trip),
 		cmocka_unit_test(test_garbage_is_rejected),
+		cmocka_unit_test(test_deletes_bounded),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
