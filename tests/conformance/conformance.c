@@ -197,7 +197,8 @@ static int cmp_str(const void *a, const void *b)
 /* The strings sorted and '|'-joined (caller frees). */
 static char *strv_join(struct strv *sv)
 {
-	qsort(sv->v, sv->n, sizeof(*sv->v), cmp_str);
+	if (sv->n) /* qsort(NULL, 0) is undefined */
+		qsort(sv->v, sv->n, sizeof(*sv->v), cmp_str);
 	struct sm_buf b = { 0 };
 	sm_buf_append(&b, "", 0);
 	for (size_t i = 0; i < sv->n; i++) {
