@@ -30,6 +30,7 @@ const char *sm_err_str(enum sm_err e)
 	case SM_EISDIR: return "is a directory";
 	case SM_ENOTDIR: return "not a directory";
 	case SM_EDIFFER: return "contents differ";
+	case SM_ECANCELED: return "stopped";
 	case SM_ENOTEMPTY: return "directory not empty";
 	}
 	return "unknown error";

@@ -22,7 +22,8 @@ enum sm_err {
 	SM_EISDIR,   /* a directory is in the way */
 	SM_ENOTDIR,  /* a non-directory is in the way */
 	SM_EDIFFER,  /* verification found different contents */
-	SM_ENOTEMPTY /* directory not empty */
+	SM_ENOTEMPTY, /* directory not empty */
+	SM_ECANCELED  /* the run is stopping (interrupted, --max-failure): not retried */
 };
 
 #define SM_DIAG_MAX 512

@@ -189,6 +189,11 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 {
 	const struct sm_opts *o = pl->o;
 	bool dir = S_ISDIR(e->mode);
+	if (e->debris) {
+		sm_log(SM_LOG_WARN, "SRC: '%s' is a temp file an interrupted run left: not copied",
+		       e->key);
+		return PLAN_NEXT;
+	}
 	if (pl->pruned.len && strncmp(e->key, pl->pruned.p, pl->pruned.len) == 0)
 		return PLAN_NEXT; /* below a pruned directory */
 	pl->pruned.len = 0;

@@ -3,11 +3,14 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../common/log.h"
@@ -252,6 +255,76 @@ static enum sm_err run_probe(struct sm_store *st, const char *side, struct sm_di
 	return sm_diag_set(d, err, ld.native, "%s %s: %s", side, st->display, ld.msg);
 }
 
+/*
+ * SIGINT and SIGTERM. The first stops the run cleanly: no more work is handed
+ * out, transfers stop between chunks and remove what they began (temp files,
+ * multipart uploads), nothing is deleted, the summary is printed, exit 1. A
+ * second one exits at once. The signals are blocked in every thread and one
+ * thread waits for them; SIGUSR2 from the run itself ends that thread.
+ */
+struct run_signals {
+	sigset_t set;
+	sigset_t old;
+	bool blocked;
+	pthread_t th;
+	bool started;
+	struct sm_dispatch *dp;
+	struct sm_wctx *w;
+	atomic_bool hit;
+};
+
+static void *run_sig_thread(void *arg)
+{
+	struct run_signals *rs = arg;
+	for (;;) {
+		int sig = 0;
+		if (sigwait(&rs->set, &sig) != 0)
+			continue;
+		if (sig == SIGUSR2)
+			return NULL;
+		if (atomic_exchange(&rs->hit, true)) {
+			static const char msg[] = "syncmgr: interrupted again: exiting now\n";
+			ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+			(void)n;
+			_exit(SM_EXIT_FAIL);
+		}
+		sm_log(SM_LOG_ERROR, "interrupted (%s): stopping; interrupt again to exit at once",
+		       sig == SIGINT ? "SIGINT" : "SIGTERM");
+		atomic_store(&rs->w->abort, true);
+		sm_dispatch_abort(rs->dp);
+	}
+}
+
+/* Block the signals in this thread and every thread it starts. */
+static void run_signals_block(struct run_signals *rs)
+{
+	sigemptyset(&rs->set);
+	sigaddset(&rs->set, SIGINT);
+	sigaddset(&rs->set, SIGTERM);
+	sigaddset(&rs->set, SIGUSR2);
+	rs->blocked = pthread_sigmask(SIG_BLOCK, &rs->set, &rs->old) == 0;
+}
+
+static void run_signals_start(struct run_signals *rs, struct sm_dispatch *dp, struct sm_wctx *w)
+{
+	rs->dp = dp;
+	rs->w = w;
+	rs->started = rs->blocked && pthread_create(&rs->th, NULL, run_sig_thread, rs) == 0;
+}
+
+static void run_signals_stop(struct run_signals *rs)
+{
+	if (rs->started) {
+		pthread_kill(rs->th, SIGUSR2);
+		pthread_join(rs->th, NULL);
+		rs->started = false;
+	}
+	if (rs->blocked) {
+		pthread_sigmask(SIG_SETMASK, &rs->old, NULL);
+		rs->blocked = false;
+	}
+}
+
 /* A worker lost the manager: stop handing out work, so the run ends. */
 static void run_worker_lost(void *arg)
 {
@@ -272,6 +345,11 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	struct sm_stats total = { 0 };
 	struct sm_diag d;
 	bool failed_run = false;
+	struct run_signals sig = { 0 };
+	run_signals_block(&sig);
+	struct timespec ts0;
+	clock_gettime(CLOCK_REALTIME, &ts0);
+	int64_t run_t0 = (int64_t)ts0.tv_sec * 1000000000 + ts0.tv_nsec;
 
 	int status = run_preflight(o, &rp);
 	if (status >= 0)
@@ -311,6 +389,19 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		status = SM_EXIT_FAIL;
 		goto out;
 	}
+	/* Multipart uploads a killed run left under DST: aborted under
+	 * --delete-dst (as its temp files are removed), else reported. */
+	uint64_t stale = 0;
+	if (sm_store_sweep(dst, run_t0, o->delete_dst && !o->dry, &stale, &d) != SM_OK)
+		sm_log(SM_LOG_WARN, "DST: %s", d.msg);
+	else if (stale && o->delete_dst && !o->dry)
+		sm_log(SM_LOG_INFO, "DST: aborted %llu multipart uploads an interrupted run left",
+		       (unsigned long long)stale);
+	else if (stale)
+		sm_log(SM_LOG_WARN,
+		       "DST: %llu multipart uploads an interrupted run left (--delete-dst aborts "
+		       "them)",
+		       (unsigned long long)stale);
 	if (o->fault_spec) {
 		/* "src=SPEC" or "dst=SPEC" (tests only) */
 		struct sm_store *target = strncmp(o->fault_spec, "src=", 4) == 0 ? src : dst;
@@ -346,6 +437,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	sm_wctx_init(&w, o, src, dst);
 	w.on_fatal = run_worker_lost;
 	w.fatal_arg = dp;
+	run_signals_start(&sig, dp, &w);
 	if (sm_worker_start(&w, url, o->threads, &wk, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		sm_dispatch_abort(dp);
@@ -375,10 +467,11 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	bool listing_failed = pr.listing_failed || snap.listing_failed;
 	/* Deletes only now, and only when every listing was complete. */
 	struct sm_stats fin = { 0 };
-	const char *why = listing_failed ? "a listing failed"
-	                  : snap.aborted ? "the run stopped early"
-	                  : failed_run   ? "the run failed"
-	                                 : NULL;
+	const char *why = atomic_load(&sig.hit) ? "interrupted"
+	                  : listing_failed      ? "a listing failed"
+	                  : snap.aborted        ? "the run stopped early"
+	                  : failed_run          ? "the run failed"
+	                                        : NULL;
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
 	/* exit 0 means on disk: one syncfs per DST (none where a write is
 	 * durable on success, S3) */
@@ -406,6 +499,7 @@ out:
 		sm_dispatch_abort(dp);
 		sm_worker_join(wk);
 	}
+	run_signals_stop(&sig); /* before dp goes: the thread may use it */
 	sm_dispatch_stop(dp);
 	sm_journal_free(journal);
 	sm_store_close(dst);

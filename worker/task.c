@@ -184,6 +184,19 @@ static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
 	task_del_queue(tr, t, false, false);
 }
 
+/* A temp file an interrupted run left on DST: removed under --delete-dst
+ * (through the journal, like any delete), else reported. */
+static void task_debris(struct task_run *tr, const struct sm_entry *t)
+{
+	if (tr->w->o->delete_dst && tr->allow_delete && !tr->listing_failed) {
+		task_del_queue(tr, t, false, true);
+		return;
+	}
+	sm_log(SM_LOG_WARN,
+	       "DST: '%s' is a temp file an interrupted run left (--delete-dst removes it)",
+	       t->key);
+}
+
 /* --update compares mtimes, but an S3 listing gives only the upload time, an
  * upper bound of the original mtime that the object keeps in
  * x-amz-meta-mtime. Ask the store (a HEAD) only while the bounds leave the
@@ -450,6 +463,11 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 			}
 			if (te && !task_dst_selected(tr, cur, te, &pruned)) {
 				te = NULL; /* outside the selection: neither extra nor deleted */
+				continue;
+			}
+			if (te && te->debris) {
+				task_debris(tr, te);
+				te = NULL;
 				continue;
 			}
 		}

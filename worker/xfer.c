@@ -55,6 +55,7 @@ static bool xfer_again(const struct sm_wctx *w, enum sm_err err, int attempt, co
 struct count_reader {
 	struct sm_reader base;
 	struct sm_reader *in;
+	const char *key;
 	uint64_t *live;
 	uint64_t n;
 };
@@ -70,7 +71,10 @@ static enum sm_err cr_read(struct sm_reader *r, void *buf, size_t cap, size_t *g
                            struct sm_diag *d)
 {
 	struct count_reader *cr = (struct count_reader *)r;
-	enum sm_err err = sm_reader_read(cr->in, buf, cap, got, d);
+	enum sm_err err = sm_reader_check_stop(r, cr->key, d);
+	if (err != SM_OK)
+		return err;
+	err = sm_reader_read(cr->in, buf, cap, got, d);
 	if (err == SM_OK)
 		cr_count(cr, *got);
 	return err;
@@ -158,8 +162,12 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 		return err;
 	if (r->mtime_ns)
 		p.mtime_ns = r->mtime_ns; /* e.g. S3's x-amz-meta-mtime: the original's */
-	struct count_reader cr = { .base = { .ops = &count_reader_ops, .size = r->size },
+	/* the transfer stops between chunks when the run does */
+	struct count_reader cr = { .base = { .ops = &count_reader_ops,
+		                             .size = r->size,
+		                             .stop = &w->abort },
 		                   .in = r,
+		                   .key = src->key,
 		                   .live = live };
 	err = sm_store_put(w->dst, dst_key, &cr.base, &p, d);
 	*counted += cr.n;

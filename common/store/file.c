@@ -451,8 +451,8 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 			if ((len == 1 && name[0] == '.') ||
 			    (len == 2 && name[0] == '.' && name[1] == '.'))
 				continue;
-			if (sm_store_is_tmp_name(name, len))
-				continue;
+			if (sm_store_is_tmp_name(name, len) && !sm_store_is_debris_name(name, len))
+				continue; /* this run's, in flight */
 			bool dir = de->d_type == DT_DIR;
 			if (de->d_type == DT_UNKNOWN || (de->d_type == DT_LNK && c->fs->follow)) {
 				struct stat st;
@@ -930,7 +930,11 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key, 
 	if (in >= 0) {
 		loff_t ioff = (loff_t)off;
 		for (;;) {
-			ssize_t n = copy_file_range(in, &ioff, fd, NULL, 1u << 30, 0);
+			enum sm_err serr = sm_reader_check_stop(r, key, d);
+			if (serr != SM_OK)
+				return serr;
+			/* 64 MiB steps: a stop is heard within a step */
+			ssize_t n = copy_file_range(in, &ioff, fd, NULL, 64u << 20, 0);
 			if (n > 0) {
 				*total += (uint64_t)n;
 				sm_reader_consumed(r, (uint64_t)n);

@@ -1315,6 +1315,84 @@ out:
 	return err;
 }
 
+/* ---- what interrupted runs left ---- */
+
+struct s3_stale {
+	int64_t before;
+	char **keys; /* full keys and upload ids, in pairs */
+	size_t n;
+	size_t cap;
+	bool nomem;
+};
+
+static bool s3_stale_add(void *arg, const char *key, const char *id, int64_t initiated)
+{
+	struct s3_stale *st = arg;
+	if (initiated >= st->before)
+		return true; /* begun after this run started: not ours to judge */
+	if (st->n + 2 > st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 32;
+		char **k = realloc(st->keys, cap * sizeof(*k));
+		if (!k) {
+			st->nomem = true;
+			return false;
+		}
+		st->keys = k;
+		st->cap = cap;
+	}
+	if (!(st->keys[st->n] = strdup(key)) || !(st->keys[st->n + 1] = strdup(id))) {
+		free(st->keys[st->n]);
+		st->nomem = true;
+		return false;
+	}
+	st->n += 2;
+	return true;
+}
+
+/* Multipart uploads under the prefix begun before `before_ns` (by a run that
+ * was killed): counted, and aborted when `remove`. */
+static enum sm_err s3_sweep(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
+                            struct sm_diag *d)
+{
+	struct s3_store *s = s3_priv(st);
+	struct s3_stale stale = { .before = before_ns };
+	struct sm_s3_uploads_page pg = { 0 };
+	enum sm_err err = SM_OK;
+	for (int pages = 0; pages < 1000; pages++) {
+		struct sm_buf body = { .limit = S3_REPLY_MAX };
+		struct s3_call call = { .method = "GET", .resp = &body };
+		call.query[call.nq++] = (struct sm_kv){ "uploads", "" };
+		if (*s->loc.prefix)
+			call.query[call.nq++] = (struct sm_kv){ "prefix", s->loc.prefix };
+		char km[sizeof(pg.next_key)], um[sizeof(pg.next_upload)];
+		if (pages > 0) {
+			sm_strlcpy(km, pg.next_key, sizeof(km));
+			sm_strlcpy(um, pg.next_upload, sizeof(um));
+			call.query[call.nq++] = (struct sm_kv){ "key-marker", km };
+			call.query[call.nq++] = (struct sm_kv){ "upload-id-marker", um };
+		}
+		struct sm_http_req rep;
+		err = s3_do(s, &call, &rep, "list uploads", d);
+		if (err == SM_OK)
+			err = sm_s3_parse_uploads(body.p, body.len, s3_stale_add, &stale, &pg, d);
+		sm_buf_release(&body);
+		if (err == SM_OK && stale.nomem)
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		if (err != SM_OK || !pg.truncated || !pg.next_key[0])
+			break;
+	}
+	for (size_t i = 0; i + 1 < stale.n; i += 2) {
+		if (remove && err == SM_OK)
+			s3_abort_upload(s, stale.keys[i], stale.keys[i + 1]);
+		free(stale.keys[i]);
+		free(stale.keys[i + 1]);
+	}
+	free(stale.keys);
+	if (err == SM_OK)
+		*found = stale.n / 2;
+	return err;
+}
+
 const struct sm_store_ops sm_s3_ops = {
 	.scheme = "s3",
 	.caps = 0,
@@ -1331,4 +1409,5 @@ const struct sm_store_ops sm_s3_ops = {
 	.del_many = s3_del_many,
 	.mkdir = s3_mkdir,
 	.copy = s3_copy,
+	.sweep = s3_sweep,
 };

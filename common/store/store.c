@@ -125,6 +125,13 @@ int sm_reader_fd(struct sm_reader *r, uint64_t *off)
 	return r->ops->fd ? r->ops->fd(r, off) : -1;
 }
 
+enum sm_err sm_reader_check_stop(const struct sm_reader *r, const char *key, struct sm_diag *d)
+{
+	if (r->stop && atomic_load(r->stop))
+		return sm_diag_set(d, SM_ECANCELED, 0, "'%s': stopped midway", key);
+	return SM_OK;
+}
+
 void sm_reader_consumed(struct sm_reader *r, uint64_t n)
 {
 	if (r->ops->consumed)
@@ -409,6 +416,14 @@ enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, s
 		return err;
 	}
 	c->errors_in_row = 0;
+	/* A temp file of an interrupted run, which file-like stores (the ones
+	 * that write through temp names) pass on: marked here for all of them.
+	 * The entry is the backend's, rebuilt on every call. */
+	const char *slash = strrchr(ent->key, '/');
+	const char *base = slash && slash[1] ? slash + 1 : ent->key;
+	((struct sm_entry *)ent)->debris = sm_store_has(c->st, SM_CAP_DIRS) &&
+	                                   !S_ISDIR(ent->mode) &&
+	                                   sm_store_is_tmp_name(base, strlen(base));
 	if (!sm_range_contains(&c->range, ent->key))
 		return sm_diag_set(d, SM_EORDER, 0, "%s: listing returned '%s' outside its range",
 		                   c->st->display, ent->key);
@@ -492,13 +507,39 @@ bool sm_store_is_tmp_name(const char *name, size_t len)
 	return name[STORE_TMP_PREFIX_LEN + 8] == '.';
 }
 
+/* The first 4 of a temp name's 8 hex digits are this run's tag, the rest
+ * random: a listing tells this run's files in flight (hidden) from those an
+ * interrupted run left (debris). 0 until the first temp name. */
+static _Atomic uint32_t store_tmp_tag;
+
+static uint32_t store_tag(void)
+{
+	uint32_t t = atomic_load(&store_tmp_tag);
+	while (!t) {
+		uint32_t want = 1 + (uint32_t)(sm_rand64() % 0xffff);
+		if (atomic_compare_exchange_strong(&store_tmp_tag, &t, want))
+			t = want;
+	}
+	return t;
+}
+
 void sm_store_tmp_name(const char *base, char *out, size_t n)
 {
 	size_t blen = strlen(base);
 	if (blen > STORE_TMP_NAME_MAX)
 		blen = STORE_TMP_NAME_MAX;
-	snprintf(out, n, STORE_TMP_PREFIX "%08" PRIx32 ".%.*s", (uint32_t)sm_rand64(), (int)blen,
-	         base);
+	snprintf(out, n, STORE_TMP_PREFIX "%04" PRIx32 "%04" PRIx32 ".%.*s", store_tag(),
+	         (uint32_t)(sm_rand64() & 0xffff), (int)blen, base);
+}
+
+bool sm_store_is_debris_name(const char *name, size_t len)
+{
+	if (!sm_store_is_tmp_name(name, len))
+		return false;
+	char tag[5];
+	memcpy(tag, name + STORE_TMP_PREFIX_LEN, 4);
+	tag[4] = '\0';
+	return strtoul(tag, NULL, 16) != store_tag();
 }
 
 enum sm_err sm_store_key_check(const char *key, struct sm_diag *d)
@@ -641,6 +682,13 @@ enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store 
 enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d)
 {
 	return st->ops->sync ? st->ops->sync(st, d) : SM_OK;
+}
+
+enum sm_err sm_store_sweep(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
+                           struct sm_diag *d)
+{
+	*found = 0;
+	return st->ops->sweep ? st->ops->sweep(st, before_ns, remove, found, d) : SM_OK;
 }
 
 enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,

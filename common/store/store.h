@@ -10,6 +10,7 @@
 #ifndef SM_STORE_H
 #define SM_STORE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -27,6 +28,7 @@ struct sm_entry {
 	uint32_t gid;
 	char *link;    /* symlink target when the store reads links, else NULL */
 	bool excluded; /* planner: on SRC but deselected (size, mtime) */
+	bool debris;   /* a temp file an interrupted run left (sm_store_is_debris_name) */
 	/* mtime_ns is only an upper bound: a listing that carries the upload
 	 * time (S3 LastModified), where stat() knows the original mtime
 	 * (x-amz-meta-mtime), which is never later. */
@@ -79,7 +81,13 @@ struct sm_reader {
 	uint64_t size;    /* expected total bytes, or UINT64_MAX when unknown */
 	int64_t mtime_ns; /* the source's own mtime when the reader knows it better than
 	                   * the listing (S3's x-amz-meta-mtime), else 0 */
+	/* Set by whoever runs the transfer (may be NULL): when it turns true the
+	 * transfer stops between chunks with SM_ECANCELED, and the destination
+	 * removes what it began (temp file, multipart upload). */
+	const atomic_bool *stop;
 };
+/* SM_ECANCELED (filled in) once r->stop is set, else SM_OK. */
+enum sm_err sm_reader_check_stop(const struct sm_reader *r, const char *key, struct sm_diag *d);
 enum sm_err sm_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
                            struct sm_diag *d);
 /* Read exactly cap bytes unless the data ends first (*got < cap then). */
@@ -184,6 +192,11 @@ struct sm_store_ops {
 	/* Optional: make everything written so far durable (a local file system:
 	 * one syncfs). NULL where a successful write is durable already (S3). */
 	enum sm_err (*sync)(struct sm_store *st, struct sm_diag *d);
+	/* Optional: what interrupted runs left that no listing shows (S3:
+	 * multipart uploads under the prefix begun before `before_ns`): counted
+	 * into *found, and removed when `remove`. */
+	enum sm_err (*sweep)(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
+	                     struct sm_diag *d);
 };
 
 struct sm_store {
@@ -201,11 +214,17 @@ enum sm_err sm_store_key_check(const char *key, struct sm_diag *d);
 /* Make every write so far durable (see the `sync` slot); SM_OK where the
  * backend needs nothing. */
 enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d);
+/* See the `sweep` slot; *found = 0 where the backend has nothing to sweep. */
+enum sm_err sm_store_sweep(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
+                           struct sm_diag *d);
 
 /* Temporary names of files being written: ".~sm" + 8 hex digits + "." +
  * the name (its first 200 bytes); listings of file-like stores skip them. */
 void sm_store_tmp_name(const char *base, char *out, size_t n);
 bool sm_store_is_tmp_name(const char *name, size_t len);
+/* A temp name this process did not make: left by an interrupted run. Listings
+ * skip this run's temp files and pass these on, marked `debris`. */
+bool sm_store_is_debris_name(const char *name, size_t len);
 
 /* Open the store for `u`. *out written only on success. */
 enum sm_err sm_store_open(const struct sm_url *u, const struct sm_store_cfg *cfg,

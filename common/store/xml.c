@@ -365,6 +365,91 @@ enum sm_err sm_s3_parse_delete(const void *body, size_t len, sm_s3_delete_fn fn,
 	return err;
 }
 
+/* ---- ListMultipartUploads ---- */
+
+struct uploads_ctx {
+	sm_s3_upload_fn fn;
+	void *arg;
+	struct sm_s3_uploads_page *page;
+	char *key;
+	char upload_id[512];
+	int64_t initiated;
+	bool in_upload;
+	bool stopped;
+	bool root;
+	const char *err;
+};
+
+static bool uploads_cb(void *arg, const char *path, bool start, const char *text, size_t len)
+{
+	(void)len;
+	struct uploads_ctx *uc = arg;
+	if (start && strcmp(path, "ListMultipartUploadsResult") == 0)
+		uc->root = true;
+	if (strcmp(path, "ListMultipartUploadsResult/Upload") == 0) {
+		if (start) {
+			uc->in_upload = true;
+			free(uc->key);
+			uc->key = NULL;
+			uc->upload_id[0] = '\0';
+			uc->initiated = 0;
+			return true;
+		}
+		uc->in_upload = false;
+		if (!uc->key || !uc->upload_id[0]) {
+			uc->err = "an <Upload> without <Key> or <UploadId>";
+			return false;
+		}
+		if (!uc->fn(uc->arg, uc->key, uc->upload_id, uc->initiated)) {
+			uc->stopped = true;
+			return false;
+		}
+		return true;
+	}
+	if (start)
+		return true;
+	if (uc->in_upload && strcmp(path, "ListMultipartUploadsResult/Upload/Key") == 0) {
+		free(uc->key);
+		uc->key = strdup(text);
+		return uc->key != NULL;
+	}
+	if (uc->in_upload && strcmp(path, "ListMultipartUploadsResult/Upload/UploadId") == 0)
+		sm_strlcpy(uc->upload_id, text, sizeof(uc->upload_id));
+	else if (uc->in_upload &&
+	         strcmp(path, "ListMultipartUploadsResult/Upload/Initiated") == 0 &&
+	         !sm_parse_time(text, &uc->initiated))
+		uc->err = "bad <Initiated> in an upload listing";
+	else if (strcmp(path, "ListMultipartUploadsResult/IsTruncated") == 0)
+		uc->page->truncated = strcmp(text, "true") == 0;
+	else if (strcmp(path, "ListMultipartUploadsResult/NextKeyMarker") == 0)
+		sm_strlcpy(uc->page->next_key, text, sizeof(uc->page->next_key));
+	else if (strcmp(path, "ListMultipartUploadsResult/NextUploadIdMarker") == 0)
+		sm_strlcpy(uc->page->next_upload, text, sizeof(uc->page->next_upload));
+	return uc->err == NULL;
+}
+
+enum sm_err sm_s3_parse_uploads(const void *body, size_t len, sm_s3_upload_fn fn, void *arg,
+                                struct sm_s3_uploads_page *page, struct sm_diag *d)
+{
+	memset(page, 0, sizeof(*page));
+	struct uploads_ctx uc = { .fn = fn, .arg = arg, .page = page };
+	struct sm_xml *x = NULL;
+	enum sm_err err = sm_xml_new(uploads_cb, &uc, 0, &x, d);
+	if (err != SM_OK)
+		return err;
+	err = sm_xml_feed(x, body, len, true, d);
+	sm_xml_free(x);
+	free(uc.key);
+	if (uc.err)
+		err = sm_diag_set(d, SM_EIO, 0, "%s", uc.err);
+	else if (uc.stopped)
+		err = sm_diag_set(d, SM_EIO, 0, "an upload listing was stopped");
+	else if (err == SM_OK && !uc.root)
+		err = sm_diag_set(d, SM_EIO, 0,
+		                  "an upload listing without <ListMultipartUploadsResult>");
+	return err;
+}
+
 enum sm_err sm_xml_escape(struct sm_buf *out, const char *s)
 {
 	for (const unsigned char *p = (const unsigned char *)s; *p; p++) {

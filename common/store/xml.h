@@ -69,6 +69,19 @@ typedef bool (*sm_s3_delete_fn)(void *arg, const char *key, const struct sm_s3_e
 enum sm_err sm_s3_parse_delete(const void *body, size_t len, sm_s3_delete_fn fn, void *arg,
                                struct sm_diag *d);
 
+/* A ListMultipartUploads reply: fn(arg, key, upload_id, initiated_ns) for
+ * each open upload (keys as the server sent them); fn returns false to stop
+ * (the parse then fails). The markers for the next page go to *page. */
+typedef bool (*sm_s3_upload_fn)(void *arg, const char *key, const char *upload_id,
+                                int64_t initiated_ns);
+struct sm_s3_uploads_page {
+	bool truncated;
+	char next_key[1100];
+	char next_upload[512];
+};
+enum sm_err sm_s3_parse_uploads(const void *body, size_t len, sm_s3_upload_fn fn, void *arg,
+                                struct sm_s3_uploads_page *page, struct sm_diag *d);
+
 /* Append s with XML's special characters escaped; SM_EINVAL for a control
  * character XML 1.0 cannot carry. */
 enum sm_err sm_xml_escape(struct sm_buf *out, const char *s);

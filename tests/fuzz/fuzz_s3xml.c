@@ -1,6 +1,7 @@
 /*
  * libFuzzer target for the S3 reply parsers (peer data): the input is fed
- * to the ListObjectsV2, <Error> and DeleteObjects parsers in turn.
+ * to the ListObjectsV2, <Error>, DeleteObjects and ListMultipartUploads
+ * parsers in turn.
  * Build: CC=clang meson setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined
  * Run:   build-fuzz/tests/fuzz_s3xml -max_total_time=30 tests/fuzz/corpus/s3xml
  */
@@ -19,6 +20,13 @@ static bool fuzz_del_cb(void *arg, const char *key, const struct sm_s3_error *e)
 	return key[0] != '!'; /* sometimes "not asked for" */
 }
 
+static bool fuzz_upload_cb(void *arg, const char *key, const char *id, int64_t initiated)
+{
+	size_t *n = arg;
+	*n += strlen(key) + strlen(id) + (size_t)(initiated & 1);
+	return key[0] != '!';
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size > 1 << 20)
@@ -35,5 +43,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)sm_s3_parse_error(data, size, &e);
 	size_t n = 0;
 	(void)sm_s3_parse_delete(data, size, fuzz_del_cb, &n, &d);
+	struct sm_s3_uploads_page up;
+	(void)sm_s3_parse_uploads(data, size, fuzz_upload_cb, &n, &up, &d);
 	return 0;
 }
