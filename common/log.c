@@ -44,7 +44,11 @@ void sm_log_write(enum sm_log_level level, const char *fmt, ...)
 	pthread_mutex_lock(&log_mu);
 	if (log_hook.clear)
 		log_hook.clear(log_hook.arg);
-	fprintf(stderr, "syncmgr: %s%s\n", p, line);
+	/* keys inside messages are peer data: escaped like sm_log_key, so a name
+	 * can never send the terminal an escape sequence */
+	fprintf(stderr, "syncmgr: %s", p);
+	sm_log_key(stderr, line);
+	fputc('\n', stderr);
 	if (log_hook.redraw)
 		log_hook.redraw(log_hook.arg);
 	pthread_mutex_unlock(&log_mu);

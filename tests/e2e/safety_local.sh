@@ -10,6 +10,7 @@
 #     exit 1; --dry --debug claims no delete either;
 #  6. thousands of DST-only directories with --dirs --delete-dst: deleted in
 #     bounded batches, the run ends;
+# 13. control characters of a key are escaped in every message;
 #  7. durability: --delete-src-after syncs DST (syncfs) before the first SRC
 #     unlink; --fsync fsyncs each file before its rename and the directory
 #     after; every run syncs DST once before exit 0 (strace).
@@ -147,3 +148,14 @@ for r in renames:
         sys.exit(1)
 EOF
 grep -q 'syncfs(' "$T/t2" || fail "no syncfs of DST before exit 0"
+
+# 13. A key's control characters never reach the terminal raw, in any message.
+mkdir -p "$T/s13/src"
+esc=$'\e[31mred\a'
+echo x >"$T/s13/src/$esc"
+chmod 000 "$T/s13/src/$esc" # root's: nobody cannot read it
+chown nobody:nogroup "$T/s13" "$T/s13/src"
+SM_AS=nobody sm "$T/s13/src/" "$T/s13/dst/"
+expect_rc 1 "an unreadable file with escapes in its name"
+grep -qF '\x1b[31mred\x07' "$T/sm.err" || fail "the key is not in the error message, escaped: $(cat -v "$T/sm.err")"
+! grep -q $'\e' "$T/sm.err" || fail "a raw escape character reached stderr: $(cat -v "$T/sm.err")"
