@@ -19,6 +19,7 @@
 
 #include "../../common/util.h"
 #include "../../manager/dispatch.h"
+#include "../../worker/task.h"
 #include "../../worker/wire.h"
 
 static nng_socket client(const char *url)
@@ -282,12 +283,40 @@ static void test_forbid_delete_and_abort(void **state)
 	sm_dispatch_stop(dp);
 }
 
+static void count_fatal(void *arg)
+{
+	__atomic_fetch_add((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+/* A worker that cannot reach its manager stops the run (on_fatal, abort)
+ * instead of leaving it to wait for a lease that no one holds. */
+static void test_worker_without_manager_stops_run(void **state)
+{
+	(void)state;
+	struct sm_opts o;
+	sm_opts_defaults(&o);
+	struct sm_wctx w;
+	sm_wctx_init(&w, &o, NULL, NULL);
+	int fatal = 0;
+	w.on_fatal = count_fatal;
+	w.fatal_arg = &fatal;
+	struct sm_worker *wk = NULL;
+	struct sm_diag d;
+	assert_int_equal(sm_worker_start(&w, "inproc://test-dispatch-no-manager", 2, &wk, &d),
+	                 SM_OK);
+	sm_worker_join(wk); /* returns: every thread gave up */
+	assert_true(__atomic_load_n(&fatal, __ATOMIC_SEQ_CST) >= 1);
+	assert_true(atomic_load(&w.abort));
+	sm_opts_release(&o);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_lease_expiry_and_count_once),
 		cmocka_unit_test(test_progress_renews_lease),
 		cmocka_unit_test(test_forbid_delete_and_abort),
+		cmocka_unit_test(test_worker_without_manager_stops_run),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
