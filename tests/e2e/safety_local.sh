@@ -114,7 +114,9 @@ trace() { # FILE ARGS...: run syncmgr under strace
 	local out=$1
 	shift
 	SM_CMD="strace syncmgr $*"
-	strace -f -qq -e trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,unlink,unlinkat \
+	# LeakSanitizer cannot run under ptrace (the ASan build)
+	ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0" \
+		strace -f -qq -e trace=fsync,fdatasync,syncfs,rename,renameat,renameat2,unlink,unlinkat \
 		-o "$out" "$SYNCMGR_REAL" "$@" >"$T/sm.out" 2>"$T/sm.err" </dev/null
 }
 trace "$T/t1" --delete-src-after "$T/s7/src/" "$T/s7/dst/" || fail "traced --delete-src-after failed"
