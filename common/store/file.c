@@ -959,6 +959,68 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key, 
 	return err;
 }
 
+/* What a non-regular file is, for messages. */
+static const char *file_type_name(mode_t m)
+{
+	if (S_ISLNK(m))
+		return "a symlink";
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	return "not a regular file";
+}
+
+static enum sm_err file_not_regular(mode_t m, const char *key, struct sm_diag *d)
+{
+	return sm_diag_set(d, S_ISDIR(m) ? SM_EISDIR : SM_EINVAL, 0,
+	                   "cannot write '%s' in place: %s on DST is not a regular file", key,
+	                   file_type_name(m));
+}
+
+/*
+ * Open base (in dfd) to be written in place (--inplace): only a regular
+ * file, or a new one. Whatever else is there (a symlink, a FIFO, a device)
+ * is refused before it is opened, so a device's open has no effect and a
+ * FIFO cannot block the run; O_NOFOLLOW | O_NONBLOCK cover a swap between
+ * that look and the open (a symlink fails with ELOOP, a FIFO without a
+ * reader with ENXIO, one with a reader does not block), and fstat() on the
+ * descriptor has the last word: nothing but a regular file is written.
+ * *out is written only on success.
+ */
+static enum sm_err file_open_inplace(int dfd, const char *base, const char *key, int *out,
+                                     struct sm_diag *d)
+{
+	struct stat sb;
+	if (fstatat(dfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode))
+		return file_not_regular(sb.st_mode, key, d);
+	int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		if ((e == ELOOP || e == ENXIO) &&
+		    fstatat(dfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode))
+			return file_not_regular(sb.st_mode, key, d);
+		return sm_diag_errno(d, e, "cannot write '%s'", key);
+	}
+	enum sm_err err = SM_OK;
+	if (fstat(fd, &sb) != 0)
+		err = sm_diag_errno(d, errno, "cannot stat '%s'", key);
+	else if (!S_ISREG(sb.st_mode))
+		err = file_not_regular(sb.st_mode, key, d);
+	if (err != SM_OK) {
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return SM_OK;
+}
+
 static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct sm_put *p,
                                     const char *key, struct sm_diag *d)
 {
@@ -988,7 +1050,9 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 	char tmp[NAME_MAX + 1];
 	int fd = -1;
 	if (inplace) {
-		fd = openat(at.dfd, at.base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		err = file_open_inplace(at.dfd, at.base, key, &fd, d);
+		if (err != SM_OK)
+			goto out;
 	} else {
 		for (int tries = 0; tries < 8; tries++) {
 			sm_store_tmp_name(at.base, tmp, sizeof(tmp));
