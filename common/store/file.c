@@ -1021,6 +1021,42 @@ static enum sm_err file_open_inplace(int dfd, const char *base, const char *key,
 	return SM_OK;
 }
 
+/*
+ * chmod base (in dfd) without following a symlink there: a directory or
+ * file of the listing replaced by a symlink meanwhile must not have the
+ * link's target chmod'ed. fchmodat() with AT_SYMLINK_NOFOLLOW does that
+ * without a race (glibc opens base O_PATH | O_NOFOLLOW and chmods the
+ * descriptor through /proc/self/fd; fchmodat2 where the kernel and libc
+ * have it); it fails with EOPNOTSUPP for a symlink (whose mode means
+ * nothing on Linux: nothing to do) and where /proc is missing: then base
+ * is opened O_NOFOLLOW and fchmod()ed, which is as safe, but needs read
+ * permission.
+ */
+static enum sm_err file_chmod_at(int dfd, const char *base, mode_t mode, const char *key,
+                                 struct sm_diag *d)
+{
+	if (fchmodat(dfd, base, mode, AT_SYMLINK_NOFOLLOW) == 0)
+		return SM_OK;
+	if (errno != EOPNOTSUPP)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && errno == ELOOP)
+		return SM_OK; /* a symlink */
+	if (fd < 0)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	struct stat sb;
+	enum sm_err err = SM_OK;
+	if (fstat(fd, &sb) != 0)
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	else if (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
+		err = sm_diag_set(d, SM_EINVAL, 0, "cannot chmod '%s': %s on DST", key,
+		                  file_type_name(sb.st_mode));
+	else if (fchmod(fd, mode) != 0)
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	close(fd);
+	return err;
+}
+
 static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct sm_put *p,
                                     const char *key, struct sm_diag *d)
 {
@@ -1143,8 +1179,8 @@ static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 		goto out;
 	}
-	if ((p->flags & SM_PUT_MODE) && fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0)
-		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	if (p->flags & SM_PUT_MODE)
+		err = file_chmod_at(at.dfd, at.base, p->mode & 07777, key, d);
 out:
 	file_at_close(&at);
 	return err;
@@ -1200,10 +1236,10 @@ static enum sm_err file_setattr(struct sm_store *st, const char *key, const stru
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 		goto out;
 	}
-	if ((p->flags & SM_PUT_MODE) && !link &&
-	    fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0) {
-		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
-		goto out;
+	if ((p->flags & SM_PUT_MODE) && !link) {
+		err = file_chmod_at(at.dfd, at.base, p->mode & 07777, key, d);
+		if (err != SM_OK)
+			goto out;
 	}
 	if (p->flags & SM_PUT_MTIME) {
 		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, file_timespec(p->mtime_ns) };
