@@ -552,6 +552,11 @@ struct sftp_name {
 	bool dir;
 	struct sm_sftpc_attrs a;
 	char *link; /* with read_links */
+	/* not SM_OK: this name is reported as this error (with `msg`) instead
+	 * of as an entry, where the file backend's walk fails on it too (a
+	 * broken or looping symlink being followed) */
+	enum sm_err err;
+	char *msg;
 };
 
 struct sftp_frame {
@@ -605,6 +610,7 @@ static void sftp_frame_release(struct sftp_frame *f)
 	for (size_t i = 0; i < f->n; i++) {
 		free(f->v[i].name);
 		free(f->v[i].link);
+		free(f->v[i].msg);
 	}
 	free(f->v);
 	free(f->real);
@@ -671,20 +677,35 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 	char nm[SFTP_NAME_MAX];
 	memcpy(nm, name, n);
 	nm[n] = '\0';
+	/* a name that fails on its own: reported in its place, as the file
+	 * backend does, not dropped (a SRC key silently missing lets
+	 * --delete-dst delete DST's copy) */
+	enum sm_err bad = SM_OK;
+	struct sm_diag bd;
 	if (link && cur->fs->follow) {
 		struct sm_sftpc_attrs t;
 		int rc = sftp_stat_rc(c, full, true, &t);
-		if (rc == SM_SFTPC_FX_NO_SUCH_FILE)
-			goto out; /* broken link: nothing to follow */
-		if (rc) {
-			err = sftp_err(c, rc, "stat", full, d);
+		if (rc == SM_SFTPC_LINK) {
+			err = sftp_err(c, rc, "stat", full, d); /* the directory again */
 			goto out;
 		}
-		a = t;
-		if ((t.flags & SM_SFTPC_A_PERM) && S_ISDIR(t.perm)) {
-			err = sftp_check_loop(cur, c, f, path, full, nm, d);
-			if (err != SM_OK)
+		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
+			/* OpenSSH also says so for ELOOP (a link to itself) */
+			bad = sm_diag_set(&bd, SM_ENOENT, ENOENT,
+			                  "broken symlink '%s%s' (its target does not exist)",
+			                  cur->key.p, nm);
+		} else if (rc) {
+			bad = sftp_err(c, rc, "stat", full, &bd);
+		} else {
+			a = t;
+			if ((t.flags & SM_SFTPC_A_PERM) && S_ISDIR(t.perm))
+				bad = sftp_check_loop(cur, c, f, path, full, nm, &bd);
+			if (bad == SM_EAGAIN || bad == SM_ENOMEM) {
+				err = bad;
+				if (d)
+					*d = bd;
 				goto out;
+			}
 		}
 	} else if (link && cur->fs->read_links) {
 		err = sftp_readlink(c, full, &target, d);
@@ -702,14 +723,12 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 		*cap = ncap;
 	}
 	struct sftp_name *e = &f->v[f->n];
-	*e = (struct sftp_name){ .name = strdup(nm), .a = a, .link = target };
+	*e = (struct sftp_name){ .name = strdup(nm), .a = a, .link = target, .err = bad };
 	e->dir = (a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm);
-	if (!e->name) {
-		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		goto out;
-	}
 	target = NULL;
-	f->n++;
+	f->n++; /* frame_release frees what is there */
+	if (!e->name || (bad != SM_OK && !(e->msg = strdup(bd.msg))))
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 out:
 	free(target);
 	free(full);
@@ -931,6 +950,8 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 			cur->done = true;
 			break;
 		}
+		if (nm->err != SM_OK)
+			return sm_diag_set(d, nm->err, 0, "%s", nm->msg);
 		cur->ent = (struct sm_entry){ .key = cur->key.p, .link = nm->link };
 		sftp_fill(&cur->ent, &nm->a);
 		if (nm->dir) {
