@@ -576,7 +576,12 @@ struct sftp_cursor {
 	struct sm_entry ent;
 	char *last;
 	bool done;
-	bool pushed;
+	/* next() returned a directory (cur->key): the next call reads it
+	 * first, unless list_skip() came between. Read only then, a directory
+	 * a caller skips (parallel listing hands it to another cursor) is never
+	 * read twice, and one that cannot be read fails the call that goes
+	 * into it, once: the call after that goes on after it. */
+	bool descend;
 };
 
 static int sftp_name_cmp(const void *pa, const void *pb)
@@ -935,7 +940,12 @@ static enum sm_err sftp_list_begin(struct sm_store *st, const struct sm_range *r
 static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct sm_diag *d)
 {
 	struct sftp_cursor *cur = p;
-	cur->pushed = false;
+	if (cur->descend) {
+		cur->descend = false; /* whatever comes of it: never twice */
+		enum sm_err err = sftp_push(cur, d);
+		if (err != SM_OK && err != SM_ENOENT) /* ENOENT: removed since it was listed */
+			return err;
+	}
 	while (!cur->done && cur->depth > 0) {
 		struct sftp_frame *f = &cur->stack[cur->depth - 1];
 		if (f->pos == f->n) {
@@ -954,14 +964,8 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 			return sm_diag_set(d, nm->err, 0, "%s", nm->msg);
 		cur->ent = (struct sm_entry){ .key = cur->key.p, .link = nm->link };
 		sftp_fill(&cur->ent, &nm->a);
-		if (nm->dir) {
-			enum sm_err err = sftp_push(cur, d);
-			if (err == SM_ENOENT)
-				continue; /* removed since it was listed */
-			if (err != SM_OK)
-				return err;
-			cur->pushed = true;
-		}
+		/* nothing below a directory at the range's end is in the range */
+		cur->descend = nm->dir && !(cur->last && strcmp(cur->key.p, cur->last) >= 0);
 		*out = &cur->ent;
 		return SM_OK;
 	}
@@ -972,10 +976,7 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 static void sftp_list_skip(void *p)
 {
 	struct sftp_cursor *cur = p;
-	if (!cur->pushed)
-		return;
-	sftp_frame_release(&cur->stack[--cur->depth]);
-	cur->pushed = false;
+	cur->descend = false;
 }
 
 /* ---- reading ---- */
