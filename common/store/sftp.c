@@ -1008,6 +1008,10 @@ struct sftp_reader {
 	size_t short_len;
 	size_t last_short; /* the length of the short reply before */
 	uint64_t resume;
+	/* for finish(): */
+	uint64_t pos;                 /* the offset of the next byte handed out */
+	uint64_t listed;              /* the size the listing gave, or UINT64_MAX */
+	struct sm_sftpc_attrs opened; /* FSTAT just after OPEN */
 };
 
 static void sftpr_submit(struct sftp_reader *r)
@@ -1098,6 +1102,7 @@ static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_
 	memcpy(out, r->cur, n);
 	r->cur += n;
 	r->cur_len -= n;
+	r->pos += n;
 	if (!r->cur_len)
 		sftpr_fill(r);
 	*got = n;
@@ -1120,7 +1125,59 @@ static void sftpr_close(struct sm_reader *rd)
 	free(r);
 }
 
-static const struct sm_reader_ops sftp_reader_ops = { .read = sftpr_read, .close = sftpr_close };
+/*
+ * After the last byte, before the destination commits (--check-change):
+ * FSTAT the handle again. The file changed when its size or mtime is not
+ * what the FSTAT after OPEN saw, when the bytes read are not its size, or
+ * when its size at OPEN was not the listed one (changed between listing
+ * and read: its new bytes would be committed under the listed mtime).
+ * SFTP version 3 has whole seconds: a rewrite in place within the second
+ * of the last change that keeps the size goes unseen.
+ */
+static enum sm_err sftpr_finish(struct sm_reader *rd, struct sm_diag *d)
+{
+	struct sftp_reader *r = (struct sftp_reader *)rd;
+	sftpr_drain(r);
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin(&q, SM_SFTPC_FSTAT);
+	sm_sftpc_handle(&q, &r->h);
+	enum sm_err err = SM_OK;
+	int rc = sm_sftpc_call(r->c, &q);
+	if (rc) {
+		err = sftp_err(r->c, rc, "stat", r->path, d);
+		goto out;
+	}
+	struct sm_sftpc_rd rr;
+	struct sm_sftpc_attrs a;
+	sm_sftpc_rd_init(&rr, &q);
+	sm_sftpc_get_attrs(&rr, &a);
+	if (rr.bad) {
+		sm_sftpc_fail(r->c, "malformed attributes from the server");
+		err = sftp_err(r->c, SM_SFTPC_LINK, "stat", r->path, d);
+		goto out;
+	}
+	const struct sm_sftpc_attrs *o = &r->opened;
+	if ((o->flags & SM_SFTPC_A_SIZE) && r->listed != UINT64_MAX && o->size != r->listed)
+		err = sm_diag_set(d, SM_ECHANGED, 0,
+		                  "sftp: '%s' changed after it was listed (%" PRIu64
+		                  " bytes then, %" PRIu64 " when read)",
+		                  r->path, r->listed, o->size);
+	else if (((a.flags & o->flags & SM_SFTPC_A_SIZE) && a.size != o->size) ||
+	         ((a.flags & o->flags & SM_SFTPC_A_TIME) && a.mtime != o->mtime) ||
+	         ((a.flags & SM_SFTPC_A_SIZE) && r->pos != a.size))
+		err = sm_diag_set(d, SM_ECHANGED, 0, "sftp: '%s' changed while it was copied",
+		                  r->path);
+out:
+	sm_sftpc_req_release(&q);
+	return err;
+}
+
+static const struct sm_reader_ops sftp_reader_ops = {
+	.read = sftpr_read,
+	.finish = sftpr_finish,
+	.close = sftpr_close,
+};
 
 /* OPEN, then FSTAT and the first READs together. */
 static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint64_t size_hint,
@@ -1186,6 +1243,9 @@ static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint
 	}
 	uint64_t size = (a.flags & SM_SFTPC_A_SIZE) ? a.size : UINT64_MAX;
 	r->base.size = size == UINT64_MAX ? UINT64_MAX : size > off ? size - off : 0;
+	r->opened = a;
+	r->pos = off;
+	r->listed = size_hint;
 out:
 	sm_sftpc_req_release(&st);
 	return err;
