@@ -1541,7 +1541,7 @@ static void sftp_tmp_beside(const char *path, char *dir, size_t dirn, char *tmp,
 
 /* Where and how a put writes `path`: a temp name beside it (or path
  * itself with SM_PUT_INPLACE) into tmp, the mode of the new file, and the
- * OPEN flags. */
+ * OPEN flags (SM_PUT_INPLACE: see sftp_inplace_flags). */
 struct sftp_dest {
 	char dir[SFTP_NAME_MAX];
 	bool inplace;
@@ -1559,8 +1559,83 @@ static void sftp_dest_init(struct sftp_dest *t, const char *path, const struct s
 	t->mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
 	if (!t->mode)
 		t->mode = 0644;
-	t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC |
-	           (t->inplace ? 0 : SM_SFTPC_FXF_EXCL);
+	t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC | SM_SFTPC_FXF_EXCL;
+}
+
+static enum sm_err sftp_not_regular(const char *path, uint32_t mode, struct sm_diag *d)
+{
+	const char *what = S_ISLNK(mode)    ? "a symlink"
+	                   : S_ISDIR(mode)  ? "a directory"
+	                   : S_ISFIFO(mode) ? "a FIFO"
+	                   : S_ISSOCK(mode) ? "a socket"
+	                   : S_ISCHR(mode)  ? "a character device"
+	                   : S_ISBLK(mode)  ? "a block device"
+	                                    : "an unknown kind of file";
+	return sm_diag_set(d, S_ISDIR(mode) ? SM_EISDIR : SM_EINVAL, 0,
+	                   "sftp: cannot write '%s' in place: %s on DST is not a regular file",
+	                   path, what);
+}
+
+/*
+ * --inplace writes `path` itself, so only a regular file or a new one: a
+ * symlink would be written through (OPEN follows it), a FIFO blocks the
+ * server's SFTP process in open(), a device takes the data. LSTAT first:
+ * anything else is refused before it is opened. An existing file is opened
+ * with TRUNC, a new one with CREAT | EXCL, which refuses any name made
+ * meanwhile, a dangling symlink included. *was gets the LSTAT (for
+ * sftp_inplace_same).
+ */
+static enum sm_err sftp_inplace_flags(struct sm_sftpc *c, const char *path, struct sftp_dest *t,
+                                      struct sm_sftpc_attrs *was, struct sm_diag *d)
+{
+	int rc = sftp_stat_rc(c, path, false, was);
+	if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
+		t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_EXCL;
+		return SM_OK;
+	}
+	if (rc)
+		return sftp_err(c, rc, "stat", path, d);
+	uint32_t mode = sftp_attr_mode(was);
+	if (!S_ISREG(mode))
+		return sftp_not_regular(path, mode, d);
+	t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_TRUNC;
+	return SM_OK;
+}
+
+/*
+ * The file OPEN gave us is the one LSTAT saw (SFTP version 3 cannot open
+ * without following a symlink, nor tell inodes apart: a swap between the
+ * two shows as another type, size or mtime). SM_EAGAIN otherwise: a later
+ * attempt looks again.
+ */
+static enum sm_err sftp_inplace_same(struct sm_sftpc *c, const struct sm_sftpc_handle *h,
+                                     const char *path, const struct sm_sftpc_attrs *was,
+                                     struct sm_diag *d)
+{
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin(&q, SM_SFTPC_FSTAT);
+	sm_sftpc_handle(&q, h);
+	enum sm_err err = SM_OK;
+	struct sm_sftpc_attrs a = { 0 };
+	int rc = sm_sftpc_call(c, &q);
+	if (rc == 0) {
+		struct sm_sftpc_rd r;
+		sm_sftpc_rd_init(&r, &q);
+		sm_sftpc_get_attrs(&r, &a);
+		if (r.bad) {
+			sm_sftpc_fail(c, "malformed attributes from the server");
+			rc = SM_SFTPC_LINK;
+		}
+	}
+	if (rc)
+		err = sftp_err(c, rc, "stat", path, d);
+	else if (!S_ISREG(sftp_attr_mode(&a)) || a.size != was->size || a.mtime != was->mtime ||
+	         a.perm != was->perm)
+		err = sm_diag_set(d, SM_EAGAIN, 0, "sftp: '%s' changed on DST while it was opened",
+		                  path);
+	sm_sftpc_req_release(&q);
+	return err;
 }
 
 static int sftp_rename_rc(struct sm_sftpc *c, const char *from, const char *to, bool posix)
@@ -1737,11 +1812,21 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	sm_sftpc_req_init(&fin[0]);
 	sm_sftpc_req_init(&fin[1]);
 	struct sm_sftpc_handle h;
+	struct sm_sftpc_attrs was = { 0 };
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
+	if (err == SM_OK && t.inplace)
+		err = sftp_inplace_flags(c, path, &t, &was, d);
 	if (err == SM_OK)
 		err = sftp_create(fs, c, &fin[1], key, tmp, t.flags, t.mode, &h, d);
 	if (err != SM_OK)
 		goto out;
+	if (t.inplace && (t.flags & SM_SFTPC_FXF_CREAT) == 0) {
+		err = sftp_inplace_same(c, &h, path, &was, d);
+		if (err != SM_OK) {
+			sftp_close_handle(c, &h);
+			goto out;
+		}
+	}
 	size_t max = sm_sftpc_max_write(c);
 	w.ahead = (int)((SFTP_IO + max - 1) / max);
 	if (w.ahead > SFTP_WRITE_AHEAD)
@@ -1936,7 +2021,8 @@ static int sftp_job_run(struct sm_sftpc *c, struct sftp_job *j, uint32_t flags, 
 	return sm_sftpc_wait(c, &j->fin);
 }
 
-/* A put of `len` bytes at `data`, all in memory (see sftp_job). */
+/* A put of `len` bytes at `data`, all in memory (see sftp_job); never
+ * SM_PUT_INPLACE (sftp_put_once does those). */
 static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, const char *key,
                                   const char *path, char *tmp, size_t tmpn, const char *data,
                                   size_t len, const struct sm_put *p, struct sm_diag *d)
@@ -2009,7 +2095,7 @@ static enum sm_err sftp_put(struct sm_store *st, const char *key, struct sm_read
 	char tmp[SFTP_NAME_MAX * 2] = "";
 	int weight = r->size < SFTP_SMALL ? 1 : SFTP_SLOTS;
 	err = sftp_get_w(fs, weight, &c, d);
-	if (err == SM_OK && r->size < SFTP_SMALL &&
+	if (err == SM_OK && !(p->flags & SM_PUT_INPLACE) && r->size < SFTP_SMALL &&
 	    r->size <= SFTP_JOB_WRITES * sm_sftpc_max_write(c)) {
 		/* all of it in memory first, then one pipelined job */
 		size_t got = 0;
