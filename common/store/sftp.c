@@ -1581,9 +1581,9 @@ static enum sm_err sftp_not_regular(const char *path, uint32_t mode, struct sm_d
  * symlink would be written through (OPEN follows it), a FIFO blocks the
  * server's SFTP process in open(), a device takes the data. LSTAT first:
  * anything else is refused before it is opened. An existing file is opened
- * with TRUNC, a new one with CREAT | EXCL, which refuses any name made
- * meanwhile, a dangling symlink included. *was gets the LSTAT (for
- * sftp_inplace_same).
+ * without TRUNC (cut at the end, after the last byte: sftp_put_once), a new
+ * one with CREAT | EXCL, which refuses any name made meanwhile, a dangling
+ * symlink included. *was gets the LSTAT (for sftp_inplace_same).
  */
 static enum sm_err sftp_inplace_flags(struct sm_sftpc *c, const char *path, struct sftp_dest *t,
                                       struct sm_sftpc_attrs *was, struct sm_diag *d)
@@ -1598,7 +1598,7 @@ static enum sm_err sftp_inplace_flags(struct sm_sftpc *c, const char *path, stru
 	uint32_t mode = sftp_attr_mode(was);
 	if (!S_ISREG(mode))
 		return sftp_not_regular(path, mode, d);
-	t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_TRUNC;
+	t->flags = SM_SFTPC_FXF_WRITE;
 	return SM_OK;
 }
 
@@ -1850,6 +1850,9 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 		if (w.rc || got < cap)
 			break;
 	}
+	/* in place, every WRITE is answered before the size is set */
+	if (t.inplace)
+		sftp_wring_drain(&w);
 	bool server_err = err == SM_OK && w.rc; /* else the source's, or none */
 	if (server_err)
 		err = sftp_err(c, w.rc, "write", path, d);
@@ -1859,6 +1862,12 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 		                  total, r->size);
 	struct sm_sftpc_attrs a;
 	sftp_put_attrs(p, &a);
+	if (t.inplace) {
+		/* the end of the new data: cut after the last byte was written
+		 * (never at OPEN: a transfer failing there would leave DST cut) */
+		a.flags |= SM_SFTPC_A_SIZE;
+		a.size = total;
+	}
 	bool setattr = err == SM_OK && a.flags;
 	if (setattr) {
 		sm_sftpc_begin(&fin[0], SM_SFTPC_FSETSTAT);

@@ -12,7 +12,9 @@
 #     them; each key fails with an error line naming it ("not a regular
 #     file"); the rest is copied.
 #  C. (item 13a) --inplace into a server that refuses WRITE: the failed
-#     transfer leaves DST's old bytes as they were (no truncation at OPEN).
+#     transfer leaves DST's old bytes as they were (no truncation at OPEN);
+#     on a server that takes them, a file that shrinks is cut after its new
+#     last byte and one that grows is whole, both in place.
 #  D. (item 9) a broken symlink on an SFTP SRC (followed, no --links) is an
 #     error as on a local SRC: the same summary and exit status as the file
 #     backend gives for the same tree; --delete-dst deletes nothing.
@@ -150,6 +152,17 @@ sums_after=$(cd "$D" && sha256sum small.bin big.bin)
 [ "$sums_before" = "$sums_after" ] ||
 	defer_fail "--inplace, WRITE refused: the failed transfer changed DST ($(stat -c '%n %s bytes' "$D/small.bin" "$D/big.bin" | tr '\n' ' '))"
 "$E2E_DIR/../servers/sshd.sh" stop "$T/sshd-deny" >/dev/null 2>&1 || true
+# and on a server that takes the WRITEs, in place means in place: a file that
+# shrinks is cut after its new last byte, one that grows is whole (same inode)
+head -c 700 /dev/urandom >"$S/small.bin"
+head -c $((5 << 20)) /dev/urandom >"$S/big.bin"
+ino_before=$(stat -c %i "$D/small.bin" "$D/big.bin")
+smt 60 --inplace "$S/" "sm-test:$D/"
+[ "$SM_RC" -eq 0 ] || defer_fail "--inplace, shrink and grow: exit $SM_RC, want 0"
+for f in small.bin big.bin; do
+	cmp -s "$S/$f" "$D/$f" || defer_fail "--inplace, shrink and grow: '$f' differs ($(stat -c %s "$D/$f") bytes, want $(stat -c %s "$S/$f"))"
+done
+[ "$(stat -c %i "$D/small.bin" "$D/big.bin")" = "$ino_before" ] || defer_fail "--inplace, shrink and grow: not written in place (new inodes)"
 
 # ------------------------------------- D. a broken symlink on an SFTP SRC
 S=$R/d/src
