@@ -347,7 +347,13 @@ struct file_cursor {
 	char *last;
 	char *linkbuf;
 	bool done;
-	bool pushed; /* next() pushed a frame for the directory it returned */
+	/* next() returned a directory (c->key, the name before the top
+	 * frame's pos): the next call opens and reads it first, unless
+	 * list_skip() came between. Read only then, a directory a caller skips
+	 * (parallel listing hands it to another cursor) is never read twice,
+	 * and one that cannot be opened fails the call that goes into it,
+	 * once: the call after that goes on after it. */
+	bool descend;
 	/* While seeking: the next directory loaded keeps only the names that do
 	 * not sort below this bound (a component of `after`), so a task starting
 	 * deep in a big tree does not sort whole ancestor directories. */
@@ -675,7 +681,17 @@ static enum sm_err file_read_link(struct file_cursor *c, int dirfd, const char *
 static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct sm_diag *d)
 {
 	struct file_cursor *c = cur;
-	c->pushed = false;
+	if (c->descend) {
+		c->descend = false; /* whatever comes of it: never twice */
+		struct file_frame *f = &c->stack[c->depth - 1];
+		const struct file_name *nm = &f->names[f->pos - 1];
+		char name[NAME_MAX + 1];
+		memcpy(name, f->arena + nm->off, nm->len);
+		name[nm->len] = '\0';
+		enum sm_err err = file_push(c, f->fd, name, d);
+		if (err != SM_OK)
+			return err;
+	}
 	while (!c->done && c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
 		if (f->pos == f->n) {
@@ -719,12 +735,8 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 			if (err != SM_OK)
 				return err;
 		}
-		if (nm->dir) {
-			enum sm_err err = file_push(c, f->fd, name, d);
-			if (err != SM_OK)
-				return err;
-			c->pushed = true;
-		}
+		/* nothing below a directory at the range's end is in the range */
+		c->descend = nm->dir && !(c->last && strcmp(c->key.p, c->last) >= 0);
 		*out = &c->ent;
 		return SM_OK;
 	}
@@ -735,10 +747,7 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 static void file_list_skip(void *cur)
 {
 	struct file_cursor *c = cur;
-	if (!c->pushed)
-		return;
-	file_frame_release(&c->stack[--c->depth]);
-	c->pushed = false;
+	c->descend = false;
 }
 
 static void file_list_end(void *cur)

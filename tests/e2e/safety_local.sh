@@ -14,6 +14,9 @@
 #     itself cannot be staged reliably: every chmod is an fchmod(fd), an
 #     fchmodat2(..., AT_SYMLINK_NOFOLLOW), or a chmod of /proc/self/fd/N (an
 #     O_PATH|O_NOFOLLOW descriptor: glibc's AT_SYMLINK_NOFOLLOW).
+#  3. a SRC directory that cannot be opened (nobody, a 0700 directory) is
+#     one failure, one error line, with --list-threads 1 and 3; the rest is
+#     copied and --delete-dst deletes nothing.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init safety_local
@@ -104,6 +107,32 @@ bad=$(grep -E '(fchmodat2?|chmod)\(' "$T/strace.out" |
 	grep -vE 'AT_SYMLINK_NOFOLLOW' |
 	grep -vE '"/proc/self/fd/[0-9]+"' || true)
 [ -z "$bad" ] || defer_fail "chmod through a name that may be a symlink: $(echo "$bad" | head -4 | tr '\n' '|')"
+
+# ------------------- 3. a SRC directory that cannot be opened, reported once
+# (run as nobody; the directory is root's 0700). With --list-threads the
+# cursor of the neighbouring subtree ran on into it and reported it again.
+chmod 0755 "$T"
+S=$T/lk/src
+mkdir -p "$S/a" "$S/locked" "$S/z"
+echo 1 >"$S/a/1.txt"
+echo secret >"$S/locked/secret.txt"
+echo 2 >"$S/z/2.txt"
+chmod -R a+rX "$T/lk"
+chmod 0700 "$S/locked"
+for lt in 1 3; do
+	D=$T/lk/dst$lt
+	mkdir -p "$D"
+	echo "only on DST" >"$D/extra.txt"
+	chown -R nobody:nogroup "$D"
+	what="an unreadable SRC directory, --list-threads $lt"
+	SM_AS=nobody sm --delete-dst --list-threads "$lt" "$S/" "$D/"
+	[ "$SM_RC" -eq 1 ] || defer_fail "$what: exit $SM_RC, want 1"
+	[ "$(field failed)" = 1 ] || defer_fail "$what: failed $(field failed), want 1"
+	n=$(grep -c "locked/'" "$T/sm.err" || true)
+	[ "$n" -eq 1 ] || defer_fail "$what: $n error lines about 'locked/', want 1"
+	cmp -s "$S/a/1.txt" "$D/a/1.txt" && cmp -s "$S/z/2.txt" "$D/z/2.txt" || defer_fail "$what: the readable files were not copied"
+	[ -e "$D/extra.txt" ] || defer_fail "$what: DST-only 'extra.txt' deleted after a failed listing"
+done
 
 if [ "${#DEFERRED[@]}" -gt 0 ]; then
 	fail "${#DEFERRED[@]} check(s) failed (see above)"
