@@ -30,7 +30,7 @@ set -euo pipefail
 e2e_init safety_sftp
 need_root
 
-SSHD_PORT=${SSHD_PORT:-2350} sshd_start
+SSHD_PORT=${SSHD_PORT:-2246} sshd_start
 export HOME=$SSH_TEST_HOME SSH_AUTH_SOCK=
 DENY_PORT=${SSHD_DENY_PORT:-$((SSHD_PORT + 1))}
 NOBODY_PORT=${SSHD_NOBODY_PORT:-$((SSHD_PORT + 2))}
