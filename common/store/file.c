@@ -347,7 +347,13 @@ struct file_cursor {
 	char *last;
 	char *linkbuf;
 	bool done;
-	bool pushed; /* next() pushed a frame for the directory it returned */
+	/* next() returned a directory (c->key, the name before the top
+	 * frame's pos): the next call opens and reads it first, unless
+	 * list_skip() came between. Read only then, a directory a caller skips
+	 * (parallel listing hands it to another cursor) is never read twice,
+	 * and one that cannot be opened fails the call that goes into it,
+	 * once: the call after that goes on after it. */
+	bool descend;
 	/* While seeking: the next directory loaded keeps only the names that do
 	 * not sort below this bound (a component of `after`), so a task starting
 	 * deep in a big tree does not sort whole ancestor directories. */
@@ -675,7 +681,17 @@ static enum sm_err file_read_link(struct file_cursor *c, int dirfd, const char *
 static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct sm_diag *d)
 {
 	struct file_cursor *c = cur;
-	c->pushed = false;
+	if (c->descend) {
+		c->descend = false; /* whatever comes of it: never twice */
+		struct file_frame *f = &c->stack[c->depth - 1];
+		const struct file_name *nm = &f->names[f->pos - 1];
+		char name[NAME_MAX + 1];
+		memcpy(name, f->arena + nm->off, nm->len);
+		name[nm->len] = '\0';
+		enum sm_err err = file_push(c, f->fd, name, d);
+		if (err != SM_OK)
+			return err;
+	}
 	while (!c->done && c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
 		if (f->pos == f->n) {
@@ -719,12 +735,8 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 			if (err != SM_OK)
 				return err;
 		}
-		if (nm->dir) {
-			enum sm_err err = file_push(c, f->fd, name, d);
-			if (err != SM_OK)
-				return err;
-			c->pushed = true;
-		}
+		/* nothing below a directory at the range's end is in the range */
+		c->descend = nm->dir && !(c->last && strcmp(c->key.p, c->last) >= 0);
 		*out = &c->ent;
 		return SM_OK;
 	}
@@ -735,10 +747,7 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 static void file_list_skip(void *cur)
 {
 	struct file_cursor *c = cur;
-	if (!c->pushed)
-		return;
-	file_frame_release(&c->stack[--c->depth]);
-	c->pushed = false;
+	c->descend = false;
 }
 
 static void file_list_end(void *cur)
@@ -967,6 +976,104 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key, 
 	return err;
 }
 
+/* What a non-regular file is, for messages. */
+static const char *file_type_name(mode_t m)
+{
+	if (S_ISLNK(m))
+		return "a symlink";
+	if (S_ISDIR(m))
+		return "a directory";
+	if (S_ISFIFO(m))
+		return "a FIFO";
+	if (S_ISSOCK(m))
+		return "a socket";
+	if (S_ISCHR(m))
+		return "a character device";
+	if (S_ISBLK(m))
+		return "a block device";
+	return "not a regular file";
+}
+
+static enum sm_err file_not_regular(mode_t m, const char *key, struct sm_diag *d)
+{
+	return sm_diag_set(d, S_ISDIR(m) ? SM_EISDIR : SM_EINVAL, 0,
+	                   "cannot write '%s' in place: %s on DST is not a regular file", key,
+	                   file_type_name(m));
+}
+
+/*
+ * Open base (in dfd) to be written in place (--inplace): only a regular
+ * file, or a new one. Whatever else is there (a symlink, a FIFO, a device)
+ * is refused before it is opened, so a device's open has no effect and a
+ * FIFO cannot block the run; O_NOFOLLOW | O_NONBLOCK cover a swap between
+ * that look and the open (a symlink fails with ELOOP, a FIFO without a
+ * reader with ENXIO, one with a reader does not block), and fstat() on the
+ * descriptor has the last word: nothing but a regular file is written.
+ * *out is written only on success.
+ */
+static enum sm_err file_open_inplace(int dfd, const char *base, const char *key, int *out,
+                                     struct sm_diag *d)
+{
+	struct stat sb;
+	if (fstatat(dfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode))
+		return file_not_regular(sb.st_mode, key, d);
+	int fd = openat(dfd, base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		int e = errno;
+		if ((e == ELOOP || e == ENXIO) &&
+		    fstatat(dfd, base, &sb, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISREG(sb.st_mode))
+			return file_not_regular(sb.st_mode, key, d);
+		return sm_diag_errno(d, e, "cannot write '%s'", key);
+	}
+	enum sm_err err = SM_OK;
+	if (fstat(fd, &sb) != 0)
+		err = sm_diag_errno(d, errno, "cannot stat '%s'", key);
+	else if (!S_ISREG(sb.st_mode))
+		err = file_not_regular(sb.st_mode, key, d);
+	if (err != SM_OK) {
+		close(fd);
+		return err;
+	}
+	*out = fd;
+	return SM_OK;
+}
+
+/*
+ * chmod base (in dfd) without following a symlink there: a directory or
+ * file of the listing replaced by a symlink meanwhile must not have the
+ * link's target chmod'ed. fchmodat() with AT_SYMLINK_NOFOLLOW does that
+ * without a race (glibc opens base O_PATH | O_NOFOLLOW and chmods the
+ * descriptor through /proc/self/fd; fchmodat2 where the kernel and libc
+ * have it); it fails with EOPNOTSUPP for a symlink (whose mode means
+ * nothing on Linux: nothing to do) and where /proc is missing: then base
+ * is opened O_NOFOLLOW and fchmod()ed, which is as safe, but needs read
+ * permission.
+ */
+static enum sm_err file_chmod_at(int dfd, const char *base, mode_t mode, const char *key,
+                                 struct sm_diag *d)
+{
+	if (fchmodat(dfd, base, mode, AT_SYMLINK_NOFOLLOW) == 0)
+		return SM_OK;
+	if (errno != EOPNOTSUPP)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	int fd = openat(dfd, base, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd < 0 && errno == ELOOP)
+		return SM_OK; /* a symlink */
+	if (fd < 0)
+		return sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	struct stat sb;
+	enum sm_err err = SM_OK;
+	if (fstat(fd, &sb) != 0)
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	else if (!S_ISREG(sb.st_mode) && !S_ISDIR(sb.st_mode))
+		err = sm_diag_set(d, SM_EINVAL, 0, "cannot chmod '%s': %s on DST", key,
+		                  file_type_name(sb.st_mode));
+	else if (fchmod(fd, mode) != 0)
+		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	close(fd);
+	return err;
+}
+
 static enum sm_err file_apply_attrs(struct file_store *fs, int fd, const struct sm_put *p,
                                     const char *key, struct sm_diag *d)
 {
@@ -1011,7 +1118,9 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 	char tmp[NAME_MAX + 1];
 	int fd = -1;
 	if (inplace) {
-		fd = openat(at.dfd, at.base, O_WRONLY | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+		err = file_open_inplace(at.dfd, at.base, key, &fd, d);
+		if (err != SM_OK)
+			goto out;
 	} else {
 		for (int tries = 0; tries < 8; tries++) {
 			sm_store_tmp_name(at.base, tmp, sizeof(tmp));
@@ -1106,8 +1215,8 @@ static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 		goto out;
 	}
-	if ((p->flags & SM_PUT_MODE) && fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0)
-		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
+	if (p->flags & SM_PUT_MODE)
+		err = file_chmod_at(at.dfd, at.base, p->mode & 07777, key, d);
 out:
 	file_at_close(&at);
 	return err;
@@ -1163,10 +1272,10 @@ static enum sm_err file_setattr(struct sm_store *st, const char *key, const stru
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 		goto out;
 	}
-	if ((p->flags & SM_PUT_MODE) && !link &&
-	    fchmodat(at.dfd, at.base, p->mode & 07777, 0) != 0) {
-		err = sm_diag_errno(d, errno, "cannot chmod '%s'", key);
-		goto out;
+	if ((p->flags & SM_PUT_MODE) && !link) {
+		err = file_chmod_at(at.dfd, at.base, p->mode & 07777, key, d);
+		if (err != SM_OK)
+			goto out;
 	}
 	if (p->flags & SM_PUT_MTIME) {
 		struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, file_timespec(p->mtime_ns) };

@@ -52,11 +52,14 @@ struct sftp_slot {
 	int users;
 };
 
-#define SFTP_MADE 16
-struct sftp_made {
-	char *dir;
-	bool making;  /* a thread is making it now */
-	uint64_t seq; /* made_seq after it was made (0: not made) */
+/* DST directories found to be real directories lately (sftp_parents) */
+#define SFTP_DIRS 64
+#define SFTP_DIR_TTL_NS 1000000000ull /* looked at again after a second */
+struct sftp_dir {
+	char *key;      /* a directory key without its '/' */
+	bool busy;      /* a thread is looking at (and making) it now */
+	uint64_t seq;   /* dirs_seq when it was found good (0: not) */
+	uint64_t at_ns; /* and when (sm_now_ns) */
 };
 
 struct sftp_store {
@@ -71,12 +74,12 @@ struct sftp_store {
 	struct sftp_slot conn[SFTP_CONNS_MAX];
 	int nconn;
 	int connecting;
-	/* parent directories puts made lately (sftp_parent_make) */
-	pthread_mutex_t mkdir_mu;
-	pthread_cond_t mkdir_cv; /* one was made (or failed) */
-	struct sftp_made made[SFTP_MADE];
-	int made_pos;
-	atomic_uint_fast64_t made_seq;
+	/* directories writes found good lately (sftp_parents) */
+	pthread_mutex_t dirs_mu;
+	pthread_cond_t dirs_cv; /* a look finished */
+	struct sftp_dir dirs[SFTP_DIRS];
+	int dirs_pos;
+	atomic_uint_fast64_t dirs_seq;
 };
 
 static struct sftp_store *sftp_priv(struct sm_store *st)
@@ -391,8 +394,9 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 		return err;
 	pthread_mutex_init(&fs->mu, NULL);
 	pthread_cond_init(&fs->cv, NULL);
-	pthread_mutex_init(&fs->mkdir_mu, NULL);
-	pthread_cond_init(&fs->mkdir_cv, NULL);
+	pthread_mutex_init(&fs->dirs_mu, NULL);
+	pthread_cond_init(&fs->dirs_cv, NULL);
+	atomic_init(&fs->dirs_seq, 1); /* sftp_dirs_now() is never 0 */
 	fs->mu_init = true;
 	fs->ssh = cfg->ssh;
 	fs->follow = cfg->follow_links;
@@ -434,21 +438,23 @@ static void sftp_close(struct sm_store *st)
 	if (fs->mu_init) {
 		pthread_cond_destroy(&fs->cv);
 		pthread_mutex_destroy(&fs->mu);
-		pthread_mutex_destroy(&fs->mkdir_mu);
-		pthread_cond_destroy(&fs->mkdir_cv);
+		pthread_mutex_destroy(&fs->dirs_mu);
+		pthread_cond_destroy(&fs->dirs_cv);
 	}
-	for (int i = 0; i < SFTP_MADE; i++)
-		free(fs->made[i].dir);
+	for (int i = 0; i < SFTP_DIRS; i++)
+		free(fs->dirs[i].key);
 	free(fs->root);
 	sm_sftp_loc_release(&fs->loc);
 }
 
-/* mkdir -p of a remote directory path: MKDIR first (usually the parent
- * is there), the parents only when it says there is none. */
-static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, uint32_t mode,
-                                struct sm_diag *d)
+/* ---- DST directories ---- */
+
+/* mkdir -p of the root (a path the user gave: a symlink in it is theirs,
+ * so it is followed): MKDIR first (usually the parent is there), the
+ * parents only when it says there is none. */
+static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, struct sm_diag *d)
 {
-	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
+	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = 0755 };
 	int rc = sftp_simple(c, SM_SFTPC_MKDIR, path, &ma);
 	if (rc == 0)
 		return SM_OK;
@@ -458,7 +464,7 @@ static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, uint32_t m
 		char *parent = sm_strndup(path, (size_t)(slash - path));
 		if (!parent)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		err = sftp_mkdir_p(c, parent, 0755, d);
+		err = sftp_mkdir_p(c, parent, d);
 		free(parent);
 		if (err != SM_OK)
 			return err;
@@ -480,69 +486,269 @@ static enum sm_err sftp_mkdir_p(struct sm_sftpc *c, const char *path, uint32_t m
 	return sftp_err(c, src == SM_SFTPC_LINK ? src : rc, "mkdir", path, d);
 }
 
-/*
- * The missing parent `dir` of a put whose OPEN said "no such file". The
- * threads writing into a new directory all find it missing at once: the
- * first makes it while the others wait for it (not over the network, and
- * not for other directories), then find it made (after `seq`, read before
- * their OPEN, so not a stale memory of a directory deleted since) instead
- * of each asking MKDIR and STAT again.
- */
-static enum sm_err sftp_parent_make(struct sftp_store *fs, struct sm_sftpc *c, const char *dir,
-                                    uint64_t seq, struct sm_diag *d)
+static enum sm_err sftp_root_make(struct sftp_store *fs, struct sm_sftpc *c, struct sm_diag *d)
 {
-	pthread_mutex_lock(&fs->mkdir_mu);
-	for (;;) {
-		struct sftp_made *busy = NULL;
-		bool made = false;
-		for (int i = 0; i < SFTP_MADE; i++) {
-			struct sftp_made *m = &fs->made[i];
-			if (!m->dir || strcmp(m->dir, dir))
-				continue;
-			if (m->making)
-				busy = m;
-			else if (m->seq > seq)
-				made = true;
+	return sftp_mkdir_p(c, *fs->root ? fs->root : ".", d);
+}
+
+/*
+ * Make the directory `path` (of key `dkey`, below the root). One that is
+ * there already (OpenSSH says "failure" for EEXIST), made meanwhile by
+ * another thread, is fine when LSTAT finds a directory; a symlink there is
+ * replaced by a directory (as rsync does, and the file backend), unless
+ * the store follows links (a SRC); a file there is an error. A missing
+ * root is made first.
+ */
+static enum sm_err sftp_dir_make(struct sftp_store *fs, struct sm_sftpc *c, const char *dkey,
+                                 const char *path, uint32_t mode, struct sm_diag *d)
+{
+	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
+	bool top = !strchr(dkey, '/');
+	int rc = 0;
+	for (int attempt = 0; attempt < 3; attempt++) {
+		rc = sftp_simple(c, SM_SFTPC_MKDIR, path, &ma);
+		if (rc == 0)
+			return SM_OK;
+		if (rc == SM_SFTPC_LINK)
+			break;
+		if (rc == SM_SFTPC_FX_NO_SUCH_FILE && top && attempt == 0) {
+			enum sm_err err = sftp_root_make(fs, c, d);
+			if (err != SM_OK)
+				return err;
+			continue;
 		}
-		if (made) {
-			pthread_mutex_unlock(&fs->mkdir_mu);
+		struct sm_sftpc_attrs a;
+		int lrc = sftp_stat_rc(c, path, fs->follow, &a);
+		if (lrc) {
+			rc = lrc == SM_SFTPC_LINK ? lrc : rc; /* else MKDIR's own failure */
+			break;
+		}
+		uint32_t m = sftp_attr_mode(&a);
+		if (S_ISDIR(m))
+			return SM_OK;
+		if (!S_ISLNK(m) || attempt == 2)
+			return sm_diag_set(d, SM_ENOTDIR, 0, "sftp: '%s' on DST is not a directory",
+			                   path);
+		sm_log(SM_LOG_INFO, "replacing symlink '%s' on DST by a directory", dkey);
+		rc = sftp_simple(c, SM_SFTPC_REMOVE, path, NULL);
+		if (rc && rc != SM_SFTPC_FX_NO_SUCH_FILE)
+			break;
+	}
+	return sftp_err(c, rc, "mkdir", path, d);
+}
+
+#define SFTP_LOOK 16 /* LSTATs of one look in flight at once */
+
+/*
+ * Look at the directories of `dkey` (a directory key without its '/'), top
+ * down, SFTP_LOOK LSTATs in flight. Each must be a real directory. With
+ * `create` a missing one is made and a symlink replaced by a directory
+ * (the LSTATs below one that was not a directory looked through it or at
+ * nothing: what is below is made); without, either is SM_ENOENT (the key
+ * cannot be there). A file in the way is SM_ENOTDIR.
+ */
+static enum sm_err sftp_dirs_walk(struct sftp_store *fs, struct sm_sftpc *c, const char *dkey,
+                                  bool create, struct sm_diag *d)
+{
+	struct sm_sftpc_req q[SFTP_LOOK];
+	char *path[SFTP_LOOK] = { 0 };
+	char *k[SFTP_LOOK] = { 0 };
+	for (int i = 0; i < SFTP_LOOK; i++)
+		sm_sftpc_req_init(&q[i]);
+	size_t len = strlen(dkey), pos = 0;
+	bool made = false; /* one above was made: the rest is missing */
+	enum sm_err err = SM_OK;
+	while (pos < len && err == SM_OK) {
+		int n = 0;
+		for (; n < SFTP_LOOK && pos < len; n++) {
+			const char *slash = memchr(dkey + pos, '/', len - pos);
+			size_t end = slash ? (size_t)(slash - dkey) : len;
+			k[n] = sm_strndup(dkey, end);
+			path[n] = k[n] ? sftp_path(fs, k[n]) : NULL;
+			pos = end + 1;
+			if (!path[n]) {
+				err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+				n++;
+				break;
+			}
+		}
+		int sent = 0;
+		for (; err == SM_OK && !made && sent < n; sent++) {
+			sm_sftpc_begin(&q[sent], fs->follow ? SM_SFTPC_STAT : SM_SFTPC_LSTAT);
+			sm_sftpc_cstr(&q[sent], path[sent]);
+			sm_sftpc_submit(c, &q[sent]);
+		}
+		for (int i = 0; i < n; i++) {
+			int rc = i < sent ? sm_sftpc_wait(c, &q[i]) : 0;
+			if (err != SM_OK)
+				continue; /* only collecting the replies */
+			if (made || i >= sent) {
+				err = sftp_dir_make(fs, c, k[i], path[i], 0755, d);
+				continue;
+			}
+			struct sm_sftpc_attrs a = { 0 };
+			if (rc == 0) {
+				struct sm_sftpc_rd r;
+				sm_sftpc_rd_init(&r, &q[i]);
+				sm_sftpc_get_attrs(&r, &a);
+				if (r.bad) {
+					sm_sftpc_fail(c, "malformed attributes from the server");
+					rc = SM_SFTPC_LINK;
+				}
+			}
+			uint32_t m = sftp_attr_mode(&a);
+			if (rc == 0 && S_ISDIR(m))
+				continue;
+			if (rc == 0 && !S_ISLNK(m))
+				err = sm_diag_set(d, SM_ENOTDIR, 0,
+				                  "sftp: '%s' on DST is not a directory", path[i]);
+			else if (rc && rc != SM_SFTPC_FX_NO_SUCH_FILE)
+				err = sftp_err(c, rc, "stat", path[i], d);
+			else if (!create)
+				err = sm_diag_set(d, SM_ENOENT, 0, "sftp: '%s' on DST is %s",
+				                  path[i],
+				                  rc ? "missing" : "a symlink, not a directory");
+			else
+				err = sftp_dir_make(fs, c, k[i], path[i], 0755, d);
+			made = true;
+		}
+		for (int i = 0; i < n; i++) {
+			free(path[i]);
+			free(k[i]);
+			path[i] = k[i] = NULL;
+		}
+	}
+	for (int i = 0; i < SFTP_LOOK; i++)
+		sm_sftpc_req_release(&q[i]);
+	return err;
+}
+
+static uint64_t sftp_dirs_now(struct sftp_store *fs)
+{
+	return atomic_load(&fs->dirs_seq);
+}
+
+/*
+ * A write never goes through a symlink on DST, as in the file backend:
+ * before a put, symlink or mkdir makes `key` (`create`), and before a
+ * delete or setattr touches it, every directory above it below the root is
+ * a real directory (sftp_dirs_walk: missing ones made, symlinks replaced;
+ * without `create`, SM_ENOENT when one is missing or a symlink).
+ * SFTP version 3 has no O_NOFOLLOW: a symlink planted between this look and
+ * the request is still followed; the look keeps that window to a request
+ * or two. A directory found good is taken as good for SFTP_DIR_TTL_NS, so
+ * the files of one directory cost one look, not one each; the threads that
+ * write into a new directory take turns: the first looks (and makes it)
+ * while the others wait for it, not over the network, and then find it
+ * good. `after`: 0 before the write, or sftp_dirs_now() (never 0) read
+ * before a request that found the parent missing: then a look from before
+ * it does not count, and a key in the root has its missing root made.
+ */
+static enum sm_err sftp_parents(struct sftp_store *fs, struct sm_sftpc *c, const char *key,
+                                bool create, uint64_t after, struct sm_diag *d)
+{
+	if (fs->follow && !create)
+		return SM_OK; /* a SRC, which follows its links anyway */
+	size_t kn = strlen(key);
+	if (kn && key[kn - 1] == '/')
+		kn--;
+	const char *slash = memrchr(key, '/', kn);
+	if (!slash) /* in the root: only a missing root to make */
+		return create && after ? sftp_root_make(fs, c, d) : SM_OK;
+	char *dkey = sm_strndup(key, (size_t)(slash - key));
+	if (!dkey)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	pthread_mutex_lock(&fs->dirs_mu);
+	struct sftp_dir *m;
+	for (;;) {
+		bool busy = false, good = false;
+		uint64_t now = sm_now_ns();
+		m = NULL;
+		for (int i = 0; i < SFTP_DIRS; i++) {
+			struct sftp_dir *x = &fs->dirs[i];
+			if (!x->key || strcmp(x->key, dkey))
+				continue;
+			if (x->busy)
+				busy = true;
+			else if (x->seq > after && now - x->at_ns < SFTP_DIR_TTL_NS)
+				good = true;
+			else
+				m = x;
+		}
+		if (good) {
+			pthread_mutex_unlock(&fs->dirs_mu);
+			free(dkey);
 			return SM_OK;
 		}
 		if (!busy)
 			break;
-		pthread_cond_wait(&fs->mkdir_cv, &fs->mkdir_mu);
+		pthread_cond_wait(&fs->dirs_cv, &fs->dirs_mu);
 	}
-	/* ours to make: a slot not being made by another thread */
-	struct sftp_made *m = NULL;
-	for (int n = 0; n < SFTP_MADE && !m; n++) {
-		struct sftp_made *x = &fs->made[(fs->made_pos + n) % SFTP_MADE];
-		if (!x->making) {
+	/* ours to look at: its old slot, or one nobody is using (none free:
+	 * looked at without a note) */
+	for (int n = 0; n < SFTP_DIRS && !m; n++) {
+		struct sftp_dir *x = &fs->dirs[(fs->dirs_pos + n) % SFTP_DIRS];
+		if (!x->busy) {
 			m = x;
-			fs->made_pos = (int)((x - fs->made) + 1) % SFTP_MADE;
+			fs->dirs_pos = (int)((x - fs->dirs) + 1) % SFTP_DIRS;
 		}
 	}
-	char *mine = m ? strdup(dir) : NULL; /* NULL: made without a note */
-	if (mine) {
-		free(m->dir);
-		m->dir = mine;
-		m->making = true;
+	if (m) {
+		free(m->key);
+		m->key = dkey;
+		m->busy = true;
 		m->seq = 0;
+		dkey = NULL;
 	}
-	pthread_mutex_unlock(&fs->mkdir_mu);
-	enum sm_err err = sftp_mkdir_p(c, dir, 0755, d);
-	pthread_mutex_lock(&fs->mkdir_mu);
-	if (mine) {
-		m->making = false;
-		m->seq = err == SM_OK ? atomic_fetch_add(&fs->made_seq, 1) + 1 : 0;
-		pthread_cond_broadcast(&fs->mkdir_cv);
+	pthread_mutex_unlock(&fs->dirs_mu);
+	/* a busy slot is left alone by the others: its key is ours to read */
+	enum sm_err err = sftp_dirs_walk(fs, c, m ? m->key : dkey, create, d);
+	pthread_mutex_lock(&fs->dirs_mu);
+	if (m) {
+		m->busy = false;
+		m->seq = err == SM_OK ? atomic_fetch_add(&fs->dirs_seq, 1) + 1 : 0;
+		m->at_ns = sm_now_ns();
+		pthread_cond_broadcast(&fs->dirs_cv);
 	}
-	pthread_mutex_unlock(&fs->mkdir_mu);
+	pthread_mutex_unlock(&fs->dirs_mu);
+	free(dkey);
 	return err;
 }
 
-static uint64_t sftp_made_seq(struct sftp_store *fs)
+/*
+ * Set attributes of `path` without following a symlink there: with
+ * lsetstat@openssh.com (the server's fchmodat, utimensat and fchownat with
+ * AT_SYMLINK_NOFOLLOW) where offered, else SETSTAT after an LSTAT found no
+ * symlink (SFTP version 3 has nothing better: a swap between the two is
+ * still followed). A symlink's mode is not set (it means nothing); without
+ * lsetstat nothing of a symlink is set.
+ */
+static enum sm_err sftp_setstat_nofollow(struct sm_sftpc *c, const char *path,
+                                         const struct sm_sftpc_attrs *a, struct sm_diag *d)
 {
-	return atomic_load(&fs->made_seq);
+	struct sm_sftpc_attrs now, want = *a;
+	int rc = sftp_stat_rc(c, path, false, &now);
+	if (rc)
+		return sftp_err(c, rc, "set attributes of", path, d);
+	bool lset = sm_sftpc_has_ext(c, "lsetstat@openssh.com");
+	if (S_ISLNK(sftp_attr_mode(&now))) {
+		want.flags &= ~(uint32_t)SM_SFTPC_A_PERM;
+		if (!lset)
+			want.flags = 0;
+	}
+	if (!want.flags)
+		return SM_OK;
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	if (lset)
+		sm_sftpc_begin_ext(&q, "lsetstat@openssh.com", SM_SFTPC_R_STATUS);
+	else
+		sm_sftpc_begin(&q, SM_SFTPC_SETSTAT);
+	sm_sftpc_cstr(&q, path);
+	sm_sftpc_attrs(&q, &want);
+	rc = sm_sftpc_call(c, &q);
+	sm_sftpc_req_release(&q);
+	return rc ? sftp_err(c, rc, "set attributes of", path, d) : SM_OK;
 }
 
 /* ---- listing ---- */
@@ -552,6 +758,11 @@ struct sftp_name {
 	bool dir;
 	struct sm_sftpc_attrs a;
 	char *link; /* with read_links */
+	/* not SM_OK: this name is reported as this error (with `msg`) instead
+	 * of as an entry, where the file backend's walk fails on it too (a
+	 * broken or looping symlink being followed) */
+	enum sm_err err;
+	char *msg;
 };
 
 struct sftp_frame {
@@ -571,7 +782,12 @@ struct sftp_cursor {
 	struct sm_entry ent;
 	char *last;
 	bool done;
-	bool pushed;
+	/* next() returned a directory (cur->key): the next call reads it
+	 * first, unless list_skip() came between. Read only then, a directory
+	 * a caller skips (parallel listing hands it to another cursor) is never
+	 * read twice, and one that cannot be read fails the call that goes
+	 * into it, once: the call after that goes on after it. */
+	bool descend;
 };
 
 static int sftp_name_cmp(const void *pa, const void *pb)
@@ -605,6 +821,7 @@ static void sftp_frame_release(struct sftp_frame *f)
 	for (size_t i = 0; i < f->n; i++) {
 		free(f->v[i].name);
 		free(f->v[i].link);
+		free(f->v[i].msg);
 	}
 	free(f->v);
 	free(f->real);
@@ -671,20 +888,35 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 	char nm[SFTP_NAME_MAX];
 	memcpy(nm, name, n);
 	nm[n] = '\0';
+	/* a name that fails on its own: reported in its place, as the file
+	 * backend does, not dropped (a SRC key silently missing lets
+	 * --delete-dst delete DST's copy) */
+	enum sm_err bad = SM_OK;
+	struct sm_diag bd;
 	if (link && cur->fs->follow) {
 		struct sm_sftpc_attrs t;
 		int rc = sftp_stat_rc(c, full, true, &t);
-		if (rc == SM_SFTPC_FX_NO_SUCH_FILE)
-			goto out; /* broken link: nothing to follow */
-		if (rc) {
-			err = sftp_err(c, rc, "stat", full, d);
+		if (rc == SM_SFTPC_LINK) {
+			err = sftp_err(c, rc, "stat", full, d); /* the directory again */
 			goto out;
 		}
-		a = t;
-		if ((t.flags & SM_SFTPC_A_PERM) && S_ISDIR(t.perm)) {
-			err = sftp_check_loop(cur, c, f, path, full, nm, d);
-			if (err != SM_OK)
+		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
+			/* OpenSSH also says so for ELOOP (a link to itself) */
+			bad = sm_diag_set(&bd, SM_ENOENT, ENOENT,
+			                  "broken symlink '%s%s' (its target does not exist)",
+			                  cur->key.p, nm);
+		} else if (rc) {
+			bad = sftp_err(c, rc, "stat", full, &bd);
+		} else {
+			a = t;
+			if ((t.flags & SM_SFTPC_A_PERM) && S_ISDIR(t.perm))
+				bad = sftp_check_loop(cur, c, f, path, full, nm, &bd);
+			if (bad == SM_EAGAIN || bad == SM_ENOMEM) {
+				err = bad;
+				if (d)
+					*d = bd;
 				goto out;
+			}
 		}
 	} else if (link && cur->fs->read_links) {
 		err = sftp_readlink(c, full, &target, d);
@@ -702,14 +934,12 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 		*cap = ncap;
 	}
 	struct sftp_name *e = &f->v[f->n];
-	*e = (struct sftp_name){ .name = strdup(nm), .a = a, .link = target };
+	*e = (struct sftp_name){ .name = strdup(nm), .a = a, .link = target, .err = bad };
 	e->dir = (a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm);
-	if (!e->name) {
-		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		goto out;
-	}
 	target = NULL;
-	f->n++;
+	f->n++; /* frame_release frees what is there */
+	if (!e->name || (bad != SM_OK && !(e->msg = strdup(bd.msg))))
+		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 out:
 	free(target);
 	free(full);
@@ -916,7 +1146,12 @@ static enum sm_err sftp_list_begin(struct sm_store *st, const struct sm_range *r
 static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct sm_diag *d)
 {
 	struct sftp_cursor *cur = p;
-	cur->pushed = false;
+	if (cur->descend) {
+		cur->descend = false; /* whatever comes of it: never twice */
+		enum sm_err err = sftp_push(cur, d);
+		if (err != SM_OK && err != SM_ENOENT) /* ENOENT: removed since it was listed */
+			return err;
+	}
 	while (!cur->done && cur->depth > 0) {
 		struct sftp_frame *f = &cur->stack[cur->depth - 1];
 		if (f->pos == f->n) {
@@ -931,16 +1166,12 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 			cur->done = true;
 			break;
 		}
+		if (nm->err != SM_OK)
+			return sm_diag_set(d, nm->err, 0, "%s", nm->msg);
 		cur->ent = (struct sm_entry){ .key = cur->key.p, .link = nm->link };
 		sftp_fill(&cur->ent, &nm->a);
-		if (nm->dir) {
-			enum sm_err err = sftp_push(cur, d);
-			if (err == SM_ENOENT)
-				continue; /* removed since it was listed */
-			if (err != SM_OK)
-				return err;
-			cur->pushed = true;
-		}
+		/* nothing below a directory at the range's end is in the range */
+		cur->descend = nm->dir && !(cur->last && strcmp(cur->key.p, cur->last) >= 0);
 		*out = &cur->ent;
 		return SM_OK;
 	}
@@ -951,10 +1182,7 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 static void sftp_list_skip(void *p)
 {
 	struct sftp_cursor *cur = p;
-	if (!cur->pushed)
-		return;
-	sftp_frame_release(&cur->stack[--cur->depth]);
-	cur->pushed = false;
+	cur->descend = false;
 }
 
 /* ---- reading ---- */
@@ -986,6 +1214,10 @@ struct sftp_reader {
 	size_t short_len;
 	size_t last_short; /* the length of the short reply before */
 	uint64_t resume;
+	/* for finish(): */
+	uint64_t pos;                 /* the offset of the next byte handed out */
+	uint64_t listed;              /* the size the listing gave, or UINT64_MAX */
+	struct sm_sftpc_attrs opened; /* FSTAT just after OPEN */
 };
 
 static void sftpr_submit(struct sftp_reader *r)
@@ -1076,6 +1308,7 @@ static enum sm_err sftpr_read(struct sm_reader *rd, void *out, size_t cap, size_
 	memcpy(out, r->cur, n);
 	r->cur += n;
 	r->cur_len -= n;
+	r->pos += n;
 	if (!r->cur_len)
 		sftpr_fill(r);
 	*got = n;
@@ -1098,7 +1331,59 @@ static void sftpr_close(struct sm_reader *rd)
 	free(r);
 }
 
-static const struct sm_reader_ops sftp_reader_ops = { .read = sftpr_read, .close = sftpr_close };
+/*
+ * After the last byte, before the destination commits (--check-change):
+ * FSTAT the handle again. The file changed when its size or mtime is not
+ * what the FSTAT after OPEN saw, when the bytes read are not its size, or
+ * when its size at OPEN was not the listed one (changed between listing
+ * and read: its new bytes would be committed under the listed mtime).
+ * SFTP version 3 has whole seconds: a rewrite in place within the second
+ * of the last change that keeps the size goes unseen.
+ */
+static enum sm_err sftpr_finish(struct sm_reader *rd, struct sm_diag *d)
+{
+	struct sftp_reader *r = (struct sftp_reader *)rd;
+	sftpr_drain(r);
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin(&q, SM_SFTPC_FSTAT);
+	sm_sftpc_handle(&q, &r->h);
+	enum sm_err err = SM_OK;
+	int rc = sm_sftpc_call(r->c, &q);
+	if (rc) {
+		err = sftp_err(r->c, rc, "stat", r->path, d);
+		goto out;
+	}
+	struct sm_sftpc_rd rr;
+	struct sm_sftpc_attrs a;
+	sm_sftpc_rd_init(&rr, &q);
+	sm_sftpc_get_attrs(&rr, &a);
+	if (rr.bad) {
+		sm_sftpc_fail(r->c, "malformed attributes from the server");
+		err = sftp_err(r->c, SM_SFTPC_LINK, "stat", r->path, d);
+		goto out;
+	}
+	const struct sm_sftpc_attrs *o = &r->opened;
+	if ((o->flags & SM_SFTPC_A_SIZE) && r->listed != UINT64_MAX && o->size != r->listed)
+		err = sm_diag_set(d, SM_ECHANGED, 0,
+		                  "sftp: '%s' changed after it was listed (%" PRIu64
+		                  " bytes then, %" PRIu64 " when read)",
+		                  r->path, r->listed, o->size);
+	else if (((a.flags & o->flags & SM_SFTPC_A_SIZE) && a.size != o->size) ||
+	         ((a.flags & o->flags & SM_SFTPC_A_TIME) && a.mtime != o->mtime) ||
+	         ((a.flags & SM_SFTPC_A_SIZE) && r->pos != a.size))
+		err = sm_diag_set(d, SM_ECHANGED, 0, "sftp: '%s' changed while it was copied",
+		                  r->path);
+out:
+	sm_sftpc_req_release(&q);
+	return err;
+}
+
+static const struct sm_reader_ops sftp_reader_ops = {
+	.read = sftpr_read,
+	.finish = sftpr_finish,
+	.close = sftpr_close,
+};
 
 /* OPEN, then FSTAT and the first READs together. */
 static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint64_t size_hint,
@@ -1164,6 +1449,9 @@ static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint
 	}
 	uint64_t size = (a.flags & SM_SFTPC_A_SIZE) ? a.size : UINT64_MAX;
 	r->base.size = size == UINT64_MAX ? UINT64_MAX : size > off ? size - off : 0;
+	r->opened = a;
+	r->pos = off;
+	r->listed = size_hint;
 out:
 	sm_sftpc_req_release(&st);
 	return err;
@@ -1253,7 +1541,7 @@ static void sftp_tmp_beside(const char *path, char *dir, size_t dirn, char *tmp,
 
 /* Where and how a put writes `path`: a temp name beside it (or path
  * itself with SM_PUT_INPLACE) into tmp, the mode of the new file, and the
- * OPEN flags. */
+ * OPEN flags (SM_PUT_INPLACE: see sftp_inplace_flags). */
 struct sftp_dest {
 	char dir[SFTP_NAME_MAX];
 	bool inplace;
@@ -1271,8 +1559,83 @@ static void sftp_dest_init(struct sftp_dest *t, const char *path, const struct s
 	t->mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
 	if (!t->mode)
 		t->mode = 0644;
-	t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC |
-	           (t->inplace ? 0 : SM_SFTPC_FXF_EXCL);
+	t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_TRUNC | SM_SFTPC_FXF_EXCL;
+}
+
+static enum sm_err sftp_not_regular(const char *path, uint32_t mode, struct sm_diag *d)
+{
+	const char *what = S_ISLNK(mode)    ? "a symlink"
+	                   : S_ISDIR(mode)  ? "a directory"
+	                   : S_ISFIFO(mode) ? "a FIFO"
+	                   : S_ISSOCK(mode) ? "a socket"
+	                   : S_ISCHR(mode)  ? "a character device"
+	                   : S_ISBLK(mode)  ? "a block device"
+	                                    : "an unknown kind of file";
+	return sm_diag_set(d, S_ISDIR(mode) ? SM_EISDIR : SM_EINVAL, 0,
+	                   "sftp: cannot write '%s' in place: %s on DST is not a regular file",
+	                   path, what);
+}
+
+/*
+ * --inplace writes `path` itself, so only a regular file or a new one: a
+ * symlink would be written through (OPEN follows it), a FIFO blocks the
+ * server's SFTP process in open(), a device takes the data. LSTAT first:
+ * anything else is refused before it is opened. An existing file is opened
+ * without TRUNC (cut at the end, after the last byte: sftp_put_once), a new
+ * one with CREAT | EXCL, which refuses any name made meanwhile, a dangling
+ * symlink included. *was gets the LSTAT (for sftp_inplace_same).
+ */
+static enum sm_err sftp_inplace_flags(struct sm_sftpc *c, const char *path, struct sftp_dest *t,
+                                      struct sm_sftpc_attrs *was, struct sm_diag *d)
+{
+	int rc = sftp_stat_rc(c, path, false, was);
+	if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
+		t->flags = SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_EXCL;
+		return SM_OK;
+	}
+	if (rc)
+		return sftp_err(c, rc, "stat", path, d);
+	uint32_t mode = sftp_attr_mode(was);
+	if (!S_ISREG(mode))
+		return sftp_not_regular(path, mode, d);
+	t->flags = SM_SFTPC_FXF_WRITE;
+	return SM_OK;
+}
+
+/*
+ * The file OPEN gave us is the one LSTAT saw (SFTP version 3 cannot open
+ * without following a symlink, nor tell inodes apart: a swap between the
+ * two shows as another type, size or mtime). SM_EAGAIN otherwise: a later
+ * attempt looks again.
+ */
+static enum sm_err sftp_inplace_same(struct sm_sftpc *c, const struct sm_sftpc_handle *h,
+                                     const char *path, const struct sm_sftpc_attrs *was,
+                                     struct sm_diag *d)
+{
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin(&q, SM_SFTPC_FSTAT);
+	sm_sftpc_handle(&q, h);
+	enum sm_err err = SM_OK;
+	struct sm_sftpc_attrs a = { 0 };
+	int rc = sm_sftpc_call(c, &q);
+	if (rc == 0) {
+		struct sm_sftpc_rd r;
+		sm_sftpc_rd_init(&r, &q);
+		sm_sftpc_get_attrs(&r, &a);
+		if (r.bad) {
+			sm_sftpc_fail(c, "malformed attributes from the server");
+			rc = SM_SFTPC_LINK;
+		}
+	}
+	if (rc)
+		err = sftp_err(c, rc, "stat", path, d);
+	else if (!S_ISREG(sftp_attr_mode(&a)) || a.size != was->size || a.mtime != was->mtime ||
+	         a.perm != was->perm)
+		err = sm_diag_set(d, SM_EAGAIN, 0, "sftp: '%s' changed on DST while it was opened",
+		                  path);
+	sm_sftpc_req_release(&q);
+	return err;
 }
 
 static int sftp_rename_rc(struct sm_sftpc *c, const char *from, const char *to, bool posix)
@@ -1401,14 +1764,15 @@ static void sftp_wring_drain(struct sftp_wring *w)
 		sftp_wring_reap(w);
 }
 
-/* OPEN path for writing, making its parents when they are missing. */
+/* OPEN path (a name in the directory of `key`, whose parents were looked
+ * at) for writing; when it says the directory is missing, make it. */
 static enum sm_err sftp_create(struct sftp_store *fs, struct sm_sftpc *c, struct sm_sftpc_req *q,
-                               const char *path, const char *dir, uint32_t flags, uint32_t mode,
+                               const char *key, const char *path, uint32_t flags, uint32_t mode,
                                struct sm_sftpc_handle *h, struct sm_diag *d)
 {
 	struct sm_sftpc_attrs a = { .flags = SM_SFTPC_A_PERM, .perm = mode };
 	int rc = 0;
-	uint64_t seq = sftp_made_seq(fs);
+	uint64_t seq = sftp_dirs_now(fs);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		sm_sftpc_begin(q, SM_SFTPC_OPEN);
 		sm_sftpc_cstr(q, path);
@@ -1417,7 +1781,7 @@ static enum sm_err sftp_create(struct sftp_store *fs, struct sm_sftpc *c, struct
 		rc = sm_sftpc_call(c, q);
 		if (rc != SM_SFTPC_FX_NO_SUCH_FILE || attempt)
 			break;
-		enum sm_err err = sftp_parent_make(fs, c, dir, seq, d);
+		enum sm_err err = sftp_parents(fs, c, key, true, seq, d);
 		if (err != SM_OK)
 			return err;
 	}
@@ -1435,8 +1799,8 @@ static enum sm_err sftp_create(struct sftp_store *fs, struct sm_sftpc *c, struct
  * SFTP_WRITE_AHEAD in flight), FSETSTAT and CLOSE pipelined, so a small
  * file's bytes, attributes and close take one round trip; then the rename.
  */
-static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, const char *path,
-                                 char *tmp, size_t tmpn, struct sm_reader *r,
+static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, const char *key,
+                                 const char *path, char *tmp, size_t tmpn, struct sm_reader *r,
                                  const struct sm_put *p, char *buf, size_t cap, struct sm_diag *d)
 {
 	struct sftp_dest t;
@@ -1448,9 +1812,21 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	sm_sftpc_req_init(&fin[0]);
 	sm_sftpc_req_init(&fin[1]);
 	struct sm_sftpc_handle h;
-	enum sm_err err = sftp_create(fs, c, &fin[1], tmp, t.dir, t.flags, t.mode, &h, d);
+	struct sm_sftpc_attrs was = { 0 };
+	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
+	if (err == SM_OK && t.inplace)
+		err = sftp_inplace_flags(c, path, &t, &was, d);
+	if (err == SM_OK)
+		err = sftp_create(fs, c, &fin[1], key, tmp, t.flags, t.mode, &h, d);
 	if (err != SM_OK)
 		goto out;
+	if (t.inplace && (t.flags & SM_SFTPC_FXF_CREAT) == 0) {
+		err = sftp_inplace_same(c, &h, path, &was, d);
+		if (err != SM_OK) {
+			sftp_close_handle(c, &h);
+			goto out;
+		}
+	}
 	size_t max = sm_sftpc_max_write(c);
 	w.ahead = (int)((SFTP_IO + max - 1) / max);
 	if (w.ahead > SFTP_WRITE_AHEAD)
@@ -1474,6 +1850,9 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 		if (w.rc || got < cap)
 			break;
 	}
+	/* in place, every WRITE is answered before the size is set */
+	if (t.inplace)
+		sftp_wring_drain(&w);
 	bool server_err = err == SM_OK && w.rc; /* else the source's, or none */
 	if (server_err)
 		err = sftp_err(c, w.rc, "write", path, d);
@@ -1483,6 +1862,12 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 		                  total, r->size);
 	struct sm_sftpc_attrs a;
 	sftp_put_attrs(p, &a);
+	if (t.inplace) {
+		/* the end of the new data: cut after the last byte was written
+		 * (never at OPEN: a transfer failing there would leave DST cut) */
+		a.flags |= SM_SFTPC_A_SIZE;
+		a.size = total;
+	}
 	bool setattr = err == SM_OK && a.flags;
 	if (setattr) {
 		sm_sftpc_begin(&fin[0], SM_SFTPC_FSETSTAT);
@@ -1645,10 +2030,11 @@ static int sftp_job_run(struct sm_sftpc *c, struct sftp_job *j, uint32_t flags, 
 	return sm_sftpc_wait(c, &j->fin);
 }
 
-/* A put of `len` bytes at `data`, all in memory (see sftp_job). */
-static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, const char *path,
-                                  char *tmp, size_t tmpn, const char *data, size_t len,
-                                  const struct sm_put *p, struct sm_diag *d)
+/* A put of `len` bytes at `data`, all in memory (see sftp_job); never
+ * SM_PUT_INPLACE (sftp_put_once does those). */
+static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, const char *key,
+                                  const char *path, char *tmp, size_t tmpn, const char *data,
+                                  size_t len, const struct sm_put *p, struct sm_diag *d)
 {
 	struct sftp_dest t;
 	sftp_dest_init(&t, path, p, tmp, tmpn);
@@ -1666,11 +2052,13 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	j->rename = !t.inplace;
 	j->posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
 	sftp_put_attrs(p, &j->attrs);
-	enum sm_err err = SM_OK;
-	uint64_t seq = sftp_made_seq(fs);
+	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
+	if (err != SM_OK)
+		goto out;
+	uint64_t seq = sftp_dirs_now(fs);
 	int rc = sftp_job_run(c, j, t.flags, t.mode);
 	if (rc == SM_SFTPC_FX_NO_SUCH_FILE && j->stage == SFTP_ST_OPEN) {
-		err = sftp_parent_make(fs, c, t.dir, seq, d);
+		err = sftp_parents(fs, c, key, true, seq, d);
 		if (err != SM_OK)
 			goto out;
 		rc = sftp_job_run(c, j, t.flags, t.mode);
@@ -1716,7 +2104,7 @@ static enum sm_err sftp_put(struct sm_store *st, const char *key, struct sm_read
 	char tmp[SFTP_NAME_MAX * 2] = "";
 	int weight = r->size < SFTP_SMALL ? 1 : SFTP_SLOTS;
 	err = sftp_get_w(fs, weight, &c, d);
-	if (err == SM_OK && r->size < SFTP_SMALL &&
+	if (err == SM_OK && !(p->flags & SM_PUT_INPLACE) && r->size < SFTP_SMALL &&
 	    r->size <= SFTP_JOB_WRITES * sm_sftpc_max_write(c)) {
 		/* all of it in memory first, then one pipelined job */
 		size_t got = 0;
@@ -1729,9 +2117,9 @@ static enum sm_err sftp_put(struct sm_store *st, const char *key, struct sm_read
 		if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 			err = sm_reader_finish(r, d); /* every byte is read already */
 		if (err == SM_OK)
-			err = sftp_put_small(fs, c, path, tmp, sizeof(tmp), buf, got, p, d);
+			err = sftp_put_small(fs, c, key, path, tmp, sizeof(tmp), buf, got, p, d);
 	} else if (err == SM_OK) {
-		err = sftp_put_once(fs, c, path, tmp, sizeof(tmp), r, p, buf, cap, d);
+		err = sftp_put_once(fs, c, key, path, tmp, sizeof(tmp), r, p, buf, cap, d);
 	}
 	if (err != SM_OK && c && sm_sftpc_broken(c) && tmp[0] && !(p->flags & SM_PUT_INPLACE)) {
 		/* the link dropped mid-write: remove the temp file over another
@@ -1796,6 +2184,11 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		return err;
 	}
 	case SFTP_DEL:
+		err = sftp_parents(fs, c, key, false, 0, d);
+		if (err == SM_ENOENT)
+			return SM_OK; /* a parent is missing or a symlink: the key is not there */
+		if (err != SM_OK)
+			return err;
 		if (sm_key_is_dir(key)) {
 			rc = sftp_simple(c, SM_SFTPC_RMDIR, path, NULL);
 			if (rc == 0)
@@ -1814,24 +2207,31 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		return err == SM_ENOENT ? SM_OK : err; /* absent = deleted */
 	case SFTP_MKDIR: {
 		uint32_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : 0755;
-		err = sftp_mkdir_p(c, path, mode, d);
+		size_t kn = strlen(key);
+		char *dkey = sm_strndup(key, kn && key[kn - 1] == '/' ? kn - 1 : kn);
+		if (!dkey)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		err = sftp_parents(fs, c, key, true, 0, d);
+		if (err == SM_OK)
+			err = sftp_dir_make(fs, c, dkey, path, mode, d);
+		free(dkey);
 		sftp_put_attrs(p, &a);
 		a.flags &= ~(uint32_t)SM_SFTPC_A_TIME; /* contents change it */
-		if (err == SM_OK && a.flags) {
-			rc = sftp_simple(c, SM_SFTPC_SETSTAT, path, &a);
-			if (rc)
-				err = sftp_err(c, rc, "set attributes of", path, d);
-		}
+		if (err == SM_OK && a.flags)
+			err = sftp_setstat_nofollow(c, path, &a, d);
 		return err;
 	}
 	case SFTP_SYMLINK: {
 		char dir[SFTP_NAME_MAX], tmp[SFTP_NAME_MAX * 2];
 		sftp_tmp_beside(path, dir, sizeof(dir), tmp, sizeof(tmp));
+		err = sftp_parents(fs, c, key, true, 0, d);
+		if (err != SM_OK)
+			return err;
 		snprintf(tmpout, tmpn, "%s", tmp); /* to remove when the link drops */
-		uint64_t seq = sftp_made_seq(fs);
+		uint64_t seq = sftp_dirs_now(fs);
 		rc = sftp_symlink_rc(c, target, tmp);
 		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
-			err = sftp_parent_make(fs, c, dir, seq, d);
+			err = sftp_parents(fs, c, key, true, seq, d);
 			if (err != SM_OK)
 				return err;
 			rc = sftp_symlink_rc(c, target, tmp);
@@ -1847,8 +2247,8 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		sftp_put_attrs(p, &a);
 		if (!a.flags)
 			return SM_OK;
-		rc = sftp_simple(c, SM_SFTPC_SETSTAT, path, &a);
-		return rc ? sftp_err(c, rc, "set attributes of", path, d) : SM_OK;
+		err = sftp_parents(fs, c, key, false, 0, d);
+		return err == SM_OK ? sftp_setstat_nofollow(c, path, &a, d) : err;
 	}
 	return SM_OK;
 }

@@ -50,6 +50,10 @@
 #       SSHD_SFTP_LOG_FILE. internal-sftp can only log to syslog, so this runs
 #       the stand-alone /usr/lib/openssh/sftp-server instead (the same code),
 #       through the user's shell.
+#   SSHD_SFTP_AS=nobody  the SFTP server runs as nobody:nogroup (setpriv), not
+#       as the user who logged in (root here), so a directory the test makes
+#       0700 is out of its reach as it is for an unprivileged SFTP user
+#       ("permission denied"). This also runs the stand-alone sftp-server.
 # A server that does not come up makes `start` fail with the tail of its log.
 # DIR must be empty, missing, or a directory this script made (which `start`
 # stops and wipes first); its path may hold only [A-Za-z0-9._/+-]. Only the
@@ -63,6 +67,7 @@ TIMEOUT=${SSHD_TIMEOUT:-20}
 PASSWORD=${SSHD_PASSWORD:-}
 SFTP_DENY=${SSHD_SFTP_DENY:-}
 SFTP_LOG=${SSHD_SFTP_LOG:-}
+SFTP_AS=${SSHD_SFTP_AS:-}
 SFTP_SERVER=/usr/lib/openssh/sftp-server
 PACKAGES=(openssh-server openssh-client iproute2 procps)
 SSHD=/usr/sbin/sshd
@@ -293,7 +298,9 @@ cmd_start() {
 			[[ $known == *" $req "* ]] || die "SSHD_SFTP_DENY: '$req' is no request of $SFTP_SERVER (-Q requests:$known)"
 		done
 	fi
-	[ -z "$SFTP_LOG" ] || [ -x "$SFTP_SERVER" ] || die "$SFTP_SERVER is missing (openssh-sftp-server)"
+	case $SFTP_AS in "" | nobody) ;; *) die "bad SSHD_SFTP_AS '$SFTP_AS' (want nobody or nothing)" ;; esac
+	[ -z "$SFTP_LOG$SFTP_AS" ] || [ -x "$SFTP_SERVER" ] || die "$SFTP_SERVER is missing (openssh-sftp-server)"
+	[ -z "$SFTP_AS" ] || [ "$(id -u)" -eq 0 ] || die "SSHD_SFTP_AS needs root (setpriv)"
 
 	dir=$(absdir "$1" create) || die "cannot create $1"
 	[ "$dir" != / ] || die "refusing DIR /"
@@ -363,11 +370,16 @@ EOF
 	)
 
 	# The SFTP subsystem: internal-sftp, or sftp-server logging to a file
-	# (sshd runs a subsystem's command line with the user's shell).
+	# and/or running as nobody (sshd runs a subsystem's command line with
+	# the user's shell).
 	local sftp=internal-sftp
 	if [ -n "$SFTP_LOG" ]; then
 		: >"$dir/sftp-server.log"
 		sftp="$SFTP_SERVER -e -l $SFTP_LOG"
+	fi
+	if [ -n "$SFTP_AS" ]; then
+		[ "$sftp" != internal-sftp ] || sftp=$SFTP_SERVER
+		sftp="/usr/bin/setpriv --reuid=nobody --regid=nogroup --clear-groups $sftp"
 	fi
 	[ -z "$SFTP_DENY" ] || sftp+=" -P $SFTP_DENY"
 	[ -z "$SFTP_LOG" ] || sftp+=" 2>>$dir/sftp-server.log"
