@@ -247,10 +247,17 @@ static enum sm_err run_probe(struct sm_store *st, const char *side, struct sm_di
 	struct sm_diag ld;
 	enum sm_err err = sm_store_list_begin(st, &r, &c, &ld);
 	const struct sm_entry *e;
-	if (err == SM_OK)
+	bool began = err == SM_OK;
+	if (began)
 		err = sm_store_list_next(c, &e, &ld);
 	sm_store_list_end(c);
 	if (err == SM_OK || err == SM_EOF)
+		return SM_OK;
+	/* A file-like store whose listing began and then reported one name (a
+	 * broken symlink, an unreadable directory) answers: the run reports
+	 * that name when it lists it. An object store's ENOENT or EACCES is
+	 * the bucket's. */
+	if (began && sm_store_has(st, SM_CAP_DIRS) && (err == SM_ENOENT || err == SM_EACCES))
 		return SM_OK;
 	return sm_diag_set(d, err, ld.native, "%s %s: %s", side, st->display, ld.msg);
 }

@@ -902,8 +902,11 @@ static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t
 		return sm_diag_set(d, SM_EISDIR, EISDIR, "cannot read '%s': is a directory", key);
 	}
 	memcpy(fr->key, key, klen + 1);
-	fr->base.ops = &file_reader_ops;
-	fr->base.mtime_ns = 0; /* the listing's mtime is the file's */
+	/* the mtime of what is read: a file changed since it was listed is
+	 * committed under its mtime of now, not the listed one */
+	fr->base = (struct sm_reader){ .ops = &file_reader_ops,
+		                       .mtime_ns = (int64_t)fr->st.st_mtim.tv_sec * 1000000000 +
+		                                   fr->st.st_mtim.tv_nsec };
 	fr->base.size = (uint64_t)fr->st.st_size > off ? (uint64_t)fr->st.st_size - off : 0;
 	fr->fd = fd;
 	fr->pos = off;

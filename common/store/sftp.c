@@ -867,8 +867,10 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
                                   size_t *cap, const char *path, const char *name, size_t n,
                                   struct sm_sftpc_attrs a, struct sm_diag *d)
 {
+	/* this run's temp files are hidden; an interrupted run's are listed and
+	 * marked debris by the store layer */
 	if ((n == 1 && name[0] == '.') || (n == 2 && name[0] == '.' && name[1] == '.') ||
-	    sm_store_is_tmp_name(name, n))
+	    (sm_store_is_tmp_name(name, n) && !sm_store_is_debris_name(name, n)))
 		return SM_OK;
 	if (!n || memchr(name, '/', n) || memchr(name, '\0', n) || n >= SFTP_NAME_MAX)
 		return SM_OK; /* not a name a directory can hold */
@@ -1216,7 +1218,6 @@ struct sftp_reader {
 	uint64_t resume;
 	/* for finish(): */
 	uint64_t pos;                 /* the offset of the next byte handed out */
-	uint64_t listed;              /* the size the listing gave, or UINT64_MAX */
 	struct sm_sftpc_attrs opened; /* FSTAT just after OPEN */
 };
 
@@ -1334,9 +1335,9 @@ static void sftpr_close(struct sm_reader *rd)
 /*
  * After the last byte, before the destination commits (--check-change):
  * FSTAT the handle again. The file changed when its size or mtime is not
- * what the FSTAT after OPEN saw, when the bytes read are not its size, or
- * when its size at OPEN was not the listed one (changed between listing
- * and read: its new bytes would be committed under the listed mtime).
+ * what the FSTAT after OPEN saw, or when the bytes read are not its size (a
+ * file changed between listing and OPEN is copied as it was at OPEN, under
+ * its mtime of then).
  * SFTP version 3 has whole seconds: a rewrite in place within the second
  * of the last change that keeps the size goes unseen.
  */
@@ -1364,14 +1365,9 @@ static enum sm_err sftpr_finish(struct sm_reader *rd, struct sm_diag *d)
 		goto out;
 	}
 	const struct sm_sftpc_attrs *o = &r->opened;
-	if ((o->flags & SM_SFTPC_A_SIZE) && r->listed != UINT64_MAX && o->size != r->listed)
-		err = sm_diag_set(d, SM_ECHANGED, 0,
-		                  "sftp: '%s' changed after it was listed (%" PRIu64
-		                  " bytes then, %" PRIu64 " when read)",
-		                  r->path, r->listed, o->size);
-	else if (((a.flags & o->flags & SM_SFTPC_A_SIZE) && a.size != o->size) ||
-	         ((a.flags & o->flags & SM_SFTPC_A_TIME) && a.mtime != o->mtime) ||
-	         ((a.flags & SM_SFTPC_A_SIZE) && r->pos != a.size))
+	if (((a.flags & o->flags & SM_SFTPC_A_SIZE) && a.size != o->size) ||
+	    ((a.flags & o->flags & SM_SFTPC_A_TIME) && a.mtime != o->mtime) ||
+	    ((a.flags & SM_SFTPC_A_SIZE) && r->pos != a.size))
 		err = sm_diag_set(d, SM_ECHANGED, 0, "sftp: '%s' changed while it was copied",
 		                  r->path);
 out:
@@ -1451,7 +1447,10 @@ static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint
 	r->base.size = size == UINT64_MAX ? UINT64_MAX : size > off ? size - off : 0;
 	r->opened = a;
 	r->pos = off;
-	r->listed = size_hint;
+	/* a file changed since it was listed is copied as it was at OPEN, with
+	 * the mtime it had then, as local files are */
+	if (a.flags & SM_SFTPC_A_TIME)
+		r->base.mtime_ns = (int64_t)a.mtime * 1000000000;
 out:
 	sm_sftpc_req_release(&st);
 	return err;
@@ -1799,6 +1798,13 @@ static enum sm_err sftp_create(struct sftp_store *fs, struct sm_sftpc *c, struct
  * SFTP_WRITE_AHEAD in flight), FSETSTAT and CLOSE pipelined, so a small
  * file's bytes, attributes and close take one round trip; then the rename.
  */
+/* --fsync on a server that offers fsync@openssh.com (OpenSSH): each file is
+ * fsynced on the server before it is closed and renamed into place. */
+static bool sftp_wants_fsync(struct sm_sftpc *c, const struct sm_put *p)
+{
+	return (p->flags & SM_PUT_FSYNC) && sm_sftpc_has_ext(c, "fsync@openssh.com");
+}
+
 static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, const char *key,
                                  const char *path, char *tmp, size_t tmpn, struct sm_reader *r,
                                  const struct sm_put *p, char *buf, size_t cap, struct sm_diag *d)
@@ -1808,9 +1814,10 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	struct sftp_wring w = { .c = c };
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
 		sm_sftpc_req_init(&w.q[i]);
-	struct sm_sftpc_req fin[2]; /* FSETSTAT, CLOSE */
+	struct sm_sftpc_req fin[3]; /* FSETSTAT, CLOSE, fsync@openssh.com */
 	sm_sftpc_req_init(&fin[0]);
 	sm_sftpc_req_init(&fin[1]);
+	sm_sftpc_req_init(&fin[2]);
 	struct sm_sftpc_handle h;
 	struct sm_sftpc_attrs was = { 0 };
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
@@ -1875,12 +1882,22 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 		sm_sftpc_attrs(&fin[0], &a);
 		sm_sftpc_submit(c, &fin[0]);
 	}
+	/* --fsync: the server fsyncs the file before it is closed and renamed */
+	bool fsync = err == SM_OK && sftp_wants_fsync(c, p);
+	if (fsync) {
+		sm_sftpc_begin_ext(&fin[2], "fsync@openssh.com", SM_SFTPC_R_STATUS);
+		sm_sftpc_handle(&fin[2], &h);
+		sm_sftpc_submit(c, &fin[2]);
+	}
 	sm_sftpc_begin(&fin[1], SM_SFTPC_CLOSE);
 	sm_sftpc_handle(&fin[1], &h);
 	sm_sftpc_submit(c, &fin[1]);
 	sftp_wring_drain(&w);
 	int src = setattr ? sm_sftpc_wait(c, &fin[0]) : 0;
+	int frc = fsync ? sm_sftpc_wait(c, &fin[2]) : 0;
 	int crc = sm_sftpc_wait(c, &fin[1]);
+	if (!crc)
+		crc = frc;
 	if (err == SM_OK && (w.rc || src || crc))
 		server_err = true;
 	if (err == SM_OK && w.rc) /* one of the last WRITEs */
@@ -1902,6 +1919,7 @@ out:
 		sm_sftpc_req_release(&w.q[i]);
 	sm_sftpc_req_release(&fin[0]);
 	sm_sftpc_req_release(&fin[1]);
+	sm_sftpc_req_release(&fin[2]);
 	return err;
 }
 
@@ -1912,7 +1930,13 @@ out:
  * waits on `fin`, posted when nothing of the job is in flight any more.
  */
 #define SFTP_JOB_WRITES 8
-enum { SFTP_JQ_OPEN = 0, SFTP_JQ_SETSTAT = SFTP_JOB_WRITES + 1, SFTP_JQ_CLOSE, SFTP_JQ_N };
+enum {
+	SFTP_JQ_OPEN = 0,
+	SFTP_JQ_SETSTAT = SFTP_JOB_WRITES + 1,
+	SFTP_JQ_FSYNC,
+	SFTP_JQ_CLOSE,
+	SFTP_JQ_N
+};
 enum sftp_stage { SFTP_ST_OPEN, SFTP_ST_WRITE, SFTP_ST_SETSTAT, SFTP_ST_CLOSE, SFTP_ST_RENAME };
 
 struct sftp_job {
@@ -1926,6 +1950,7 @@ struct sftp_job {
 	struct sm_sftpc_attrs attrs; /* for FSETSTAT (flags 0: none) */
 	bool rename;
 	bool posix;
+	bool fsync;         /* fsync@openssh.com before CLOSE (--fsync) */
 	atomic_int pending; /* replies of the WRITE/FSETSTAT/CLOSE stage to come */
 	atomic_int rc;      /* the first failure */
 	enum sftp_stage stage;
@@ -1983,7 +2008,7 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 		return;
 	}
 	int nw = (int)((j->len + j->max_write - 1) / j->max_write);
-	atomic_store(&j->pending, nw + (j->attrs.flags ? 1 : 0) + 1);
+	atomic_store(&j->pending, nw + (j->attrs.flags ? 1 : 0) + (j->fsync ? 1 : 0) + 1);
 	for (int i = 0; i < nw; i++) {
 		struct sm_sftpc_req *w = &j->q[1 + i];
 		size_t off = (size_t)i * j->max_write;
@@ -2002,6 +2027,13 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 		sm_sftpc_attrs(s, &j->attrs);
 		s->cb = sftp_job_stage2;
 		sm_sftpc_submit(c, s);
+	}
+	if (j->fsync) {
+		struct sm_sftpc_req *f = &j->q[SFTP_JQ_FSYNC];
+		sm_sftpc_begin_ext(f, "fsync@openssh.com", SM_SFTPC_R_STATUS);
+		sm_sftpc_handle(f, &j->h);
+		f->cb = sftp_job_stage2;
+		sm_sftpc_submit(c, f);
 	}
 	struct sm_sftpc_req *cl = &j->q[SFTP_JQ_CLOSE];
 	sm_sftpc_begin(cl, SM_SFTPC_CLOSE);
@@ -2051,6 +2083,7 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	j->path = path;
 	j->rename = !t.inplace;
 	j->posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
+	j->fsync = sftp_wants_fsync(c, p);
 	sftp_put_attrs(p, &j->attrs);
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
 	if (err != SM_OK)

@@ -171,9 +171,7 @@ static const struct sm_reader_ops mem_reader_ops = { .read = mem_read, .close = 
 
 void sm_mem_reader_init(struct sm_mem_reader *m, const void *data, size_t len)
 {
-	m->base.ops = &mem_reader_ops;
-	m->base.size = len;
-	m->base.mtime_ns = 0;
+	m->base = (struct sm_reader){ .ops = &mem_reader_ops, .size = len };
 	m->data = data;
 	m->len = len;
 	m->pos = 0;
