@@ -54,6 +54,16 @@ void sm_log_write(enum sm_log_level level, const char *fmt, ...)
 	pthread_mutex_unlock(&log_mu);
 }
 
+void sm_log_say(const char *verb, const char *key)
+{
+	sm_log_lock();
+	fputs(verb, stdout);
+	fputc(' ', stdout);
+	sm_log_key(stdout, key);
+	fputc('\n', stdout);
+	sm_log_unlock();
+}
+
 void sm_log_key(FILE *f, const char *key)
 {
 	for (const unsigned char *s = (const unsigned char *)key; *s; s++) {

@@ -33,9 +33,11 @@ void sm_log_set_hook(const struct sm_log_hook *hook);
 void sm_log_lock(void);
 void sm_log_unlock(void);
 
+#include <stdio.h>
+/* One "VERB KEY" line on stdout (--dry's plan), the key escaped. */
+void sm_log_say(const char *verb, const char *key);
 /* Print `key` to `f` with control characters and backslashes escaped (\n, \t,
  * \\, \xHH), so one key stays one line. */
-#include <stdio.h>
 void sm_log_key(FILE *f, const char *key);
 
 #endif

@@ -245,16 +245,6 @@ static int jdirs_cmp_desc(const void *a, const void *b)
 	return strcmp(*(char *const *)b, *(char *const *)a);
 }
 
-static void journal_say(const char *verb, const char *key)
-{
-	sm_log_lock();
-	fputs(verb, stdout);
-	fputc(' ', stdout);
-	sm_log_key(stdout, key);
-	fputc('\n', stdout);
-	sm_log_unlock();
-}
-
 /* Directories, deepest first (reverse key order puts children first). A
  * directory that is not empty (a key in it was kept) stays. */
 static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *ds,
@@ -267,7 +257,7 @@ static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *d
 		if (i > 0 && strcmp(ds->v[i], ds->v[i - 1]) == 0)
 			continue;
 		if (w->o->dry) {
-			journal_say(st == w->dst ? "delete" : "delete-src", ds->v[i]);
+			sm_log_say(st == w->dst ? "delete" : "delete-src", ds->v[i]);
 			acc->deleted++;
 			continue;
 		}
@@ -373,7 +363,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		if (r.flags & J_DEBRIS)
 			sm_log(SM_LOG_INFO, "removing '%s', left by an interrupted run", key);
 		if (w->o->dry) {
-			journal_say(is_src ? "delete-src" : "delete", key);
+			sm_log_say(is_src ? "delete-src" : "delete", key);
 			acc->deleted++;
 			continue;
 		}

@@ -42,16 +42,6 @@ struct task_run {
 	bool listing_failed;
 };
 
-static void task_say(const char *verb, const char *key)
-{
-	sm_log_lock();
-	fputs(verb, stdout);
-	fputc(' ', stdout);
-	sm_log_key(stdout, key);
-	fputc('\n', stdout);
-	sm_log_unlock();
-}
-
 static void task_failed(struct task_run *tr, const struct sm_diag *d)
 {
 	LIVE_ADD(tr->live, failed, 1);
@@ -132,7 +122,7 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 	const struct sm_opts *o = tr->w->o;
 	struct sm_diag d;
 	if (o->dry) {
-		task_say("copy", dkey);
+		sm_log_say("copy", dkey);
 		LIVE_ADD(tr->live, copied, 1);
 		LIVE_ADD(tr->live, copied_bytes, s->size);
 		if (o->delete_src_after)

@@ -61,45 +61,12 @@ print("%d bytes, not one version: its 8 MiB chunks are %s" % (len(a), " ".join(p
 EOF
 }
 
-# start_proxy NAME: a proxy in front of radosgw on the next port that holds
+# hold_proxy NAME: a proxy in front of radosgw on the next port that holds
 # its reply to the first GET of obj/big.bin until $T/NAME.go exists (it
 # creates $T/NAME.held once it holds it); sets PROXY (host:port)
-start_proxy() {
-	local name=$1 port=$PROXY_PORT
-	PROXY_PORT=$((PROXY_PORT + 1))
-	mkfifo "$T/proxy.in.$name"
-	"$PY" "$E2E_DIR/../servers/fault_proxy.py" "$HP" --port "$port" --p503 0 --preset 0 \
-		--hold-reply-of '^GET /pin/obj/big\.bin$' --hold-until "$T/$name.go" \
-		--hold-signal "$T/$name.held" --hold-timeout 30 \
-		<"$T/proxy.in.$name" >"$T/proxy.port.$name" 2>"$T/proxy.log.$name" &
-	local pid=$!
-	PROXY_PID=$pid
-	exec {PFD}>"$T/proxy.in.$name"
-	on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
-	for _ in $(seq 100); do
-		[ -s "$T/proxy.port.$name" ] && break
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.05
-	done
-	[ -s "$T/proxy.port.$name" ] ||
-		fail "fault proxy $name did not start on 127.0.0.1:$port: $(cat "$T/proxy.log.$name")"
-	PROXY=127.0.0.1:$(cat "$T/proxy.port.$name")
-}
-
-# stop_proxy NAME: close its stdin, wait until it has written its totals
-stop_proxy() {
-	exec {PFD}>&-
-	wait "$PROXY_PID" 2>/dev/null || true
-	grep -q '^fault_proxy: totals ' "$T/proxy.log.$1" ||
-		fail "fault proxy $1 wrote no totals: $(tail -5 "$T/proxy.log.$1")"
-}
-
-# pstat NAME COUNTER: one counter of a stopped proxy's totals (0 if absent)
-pstat() {
-	local v
-	v=$(sed -n 's/^fault_proxy: totals //p' "$T/proxy.log.$1" | tr ' ' '\n' |
-		sed -n "s/^$2=\([0-9]*\)\$/\1/p")
-	echo "${v:-0}"
+hold_proxy() {
+	start_proxy "$1" --p503 0 --preset 0 --hold-reply-of '^GET /pin/obj/big\.bin$' \
+		--hold-until "$T/$1.go" --hold-signal "$T/$1.held" --hold-timeout 30
 }
 
 # replace_when_held NAME: in the background, once proxy NAME holds the first
@@ -140,7 +107,7 @@ file_state() {
 # version whole
 put_object "$T/old.bin"
 aws s3 cp --quiet "$T/small.txt" s3://pin/obj/small.txt
-start_proxy a
+hold_proxy a
 replace_when_held a
 sm --no-https -v "s3://$CRED@$PROXY/pin/obj/" "$T/dst-a/"
 got=$(version "$T/dst-a/big.bin")
@@ -161,7 +128,7 @@ mkdir -p "$T/dst-b"
 head -c 1000 /dev/urandom >"$T/dst-b/big.bin"
 touch -d '@1000000000' "$T/dst-b/big.bin" # older, other size: it is copied
 before=$(file_state "$T/dst-b/big.bin")
-start_proxy b
+hold_proxy b
 replace_when_held b
 sm --no-https -v --check-change "s3://$CRED@$PROXY/pin/obj/" "$T/dst-b/"
 after=$(file_state "$T/dst-b/big.bin" 2>&1 || true)

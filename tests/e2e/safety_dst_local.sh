@@ -22,26 +22,6 @@ set -euo pipefail
 e2e_init safety_dst_local
 need_root
 
-# Failures that do not stop the remaining cases: reported together at the end.
-DEFERRED=()
-defer_fail() {
-	echo "  FAIL (deferred) [$E2E_NAME]: $*" >&2
-	if [ -s "$T/sm.err" ]; then tail -n 6 "$T/sm.err" | sed 's/^/    /' >&2; fi
-	DEFERRED+=("$*")
-}
-
-# smt SECONDS ARGS...: sm with a shorter timeout; a run killed by it sets
-# SM_RC 124 without failing the test (the caller checks).
-smt() {
-	local secs=$1
-	shift
-	SM_CMD="syncmgr $(printf '%q ' "$@")"
-	set +e
-	timeout -k 5 "$secs" "$SYNCMGR" "$@" >"$T/sm.out" 2>"$T/sm.err" </dev/null
-	SM_RC=$?
-	set -e
-}
-
 # error_names KEY WORDS: an error line on stderr names 'KEY' and holds WORDS
 error_names() {
 	grep -F -- "'$1'" "$T/sm.err" | grep -v '^Found: ' | grep -qiF -- "$2"
@@ -136,6 +116,3 @@ for lt in 1 3; do
 	[ -e "$D/extra.txt" ] || defer_fail "$what: DST-only 'extra.txt' deleted after a failed listing"
 done
 
-if [ "${#DEFERRED[@]}" -gt 0 ]; then
-	fail "${#DEFERRED[@]} check(s) failed (see above)"
-fi

@@ -43,26 +43,6 @@ echo "outside, keep" >"$O/target.txt"
 chmod 0755 "$O" "$O/odir"
 chmod 0640 "$O/target.txt"
 
-# Failures that do not stop the remaining cases: reported together at the end.
-DEFERRED=()
-defer_fail() {
-	echo "  FAIL (deferred) [$E2E_NAME]: $*" >&2
-	if [ -s "$T/sm.err" ]; then { grep -v progress "$T/sm.err" || true; } | tail -n 6 | sed 's/^/    /' >&2; fi
-	DEFERRED+=("$*")
-}
-
-# smt SECONDS ARGS...: sm with its own timeout; a run killed by it sets
-# SM_RC 124 without failing the test (the caller checks).
-smt() {
-	local secs=$1
-	shift
-	SM_CMD="syncmgr $(printf '%q ' "$@")"
-	set +e
-	timeout -k 5 "$secs" "$SYNCMGR" "$@" >"$T/sm.out" 2>"$T/sm.err" </dev/null
-	SM_RC=$?
-	set -e
-}
-
 # error_line PATH-END WORDS: an error line (not the summary, not progress)
 # holds "PATH-END'" and WORDS
 error_line() {
@@ -308,6 +288,3 @@ else
 	expect_no_temp_files "$D" "$what"
 fi
 
-if [ "${#DEFERRED[@]}" -gt 0 ]; then
-	fail "${#DEFERRED[@]} check(s) failed (see above)"
-fi

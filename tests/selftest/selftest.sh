@@ -3,7 +3,8 @@
 # with) each way a failure could pass unseen, and require that it is counted
 # as failed:
 #   - end-to-end tests on tests/e2e/lib.sh that fail plainly, lack their
-#     summary line, have it twice, or fail a check inside a pipeline;
+#     summary line, have it twice, fail a check inside a pipeline, or defer
+#     a failure and run on to their end;
 #   - a truncated, a malformed and a short meson test log;
 #   - a `meson test` that dies, with a stale all-passing log left behind;
 #   - a fuzz target with undefined behaviour (with and without
@@ -48,9 +49,9 @@ meson setup "$W/build" "$here/project" >"$W/setup.log" 2>&1 || {
 	echo "selftest: FAIL cannot set up the self-test project" >&2
 	exit 1
 }
-case_ "e2e tests (failing, no summary, two summaries, failure in a pipeline)" 1 4 \
+case_ "e2e tests (failing, no summary, two summaries, failure in a pipeline, deferred)" 1 5 \
 	harness_meson_stage selftest-e2e "$W/build"
-for t in failing nosummary twosummaries subshell; do
+for t in failing nosummary twosummaries subshell deferred; do
 	case_ "e2e test '$t' alone" 0 1 harness_meson_stage "selftest-$t" "$W/build" "$t"
 done
 case_ "e2e test 'ok' alone" 1 0 harness_meson_stage selftest-ok "$W/build" ok

@@ -27,6 +27,11 @@ subshell) # a failing check inside a pipeline whose status nobody reads
 	FAKE_RC=1 sm a/ b/
 	expect_rc 0 "fake run" | cat
 	;;
+deferred) # a deferred failure, then the test runs on to its end
+	defer_fail "a deliberately deferred failure"
+	sm a/ b/
+	expect_rc 0 "fake run"
+	;;
 *)
 	fail "unknown case '$1'"
 	;;
