@@ -6,22 +6,22 @@
 
 enum sm_err {
 	SM_OK = 0,
-	SM_EOF,      /* end of a stream or listing: not a failure */
-	SM_ENOENT,   /* no such key or path */
-	SM_EEXIST,   /* exists already */
-	SM_EACCES,   /* permission denied or read-only */
-	SM_EINVAL,   /* bad argument or bad input */
-	SM_ENOSPC,   /* out of space or quota */
-	SM_EIO,      /* permanent I/O error */
-	SM_EAGAIN,   /* transient: worth retrying */
-	SM_ENOMEM,   /* out of memory */
-	SM_EORDER,   /* a listing returned keys out of order */
-	SM_ECHANGED, /* the source changed while it was copied */
-	SM_EUNSAFE,  /* the key would escape the store's root */
-	SM_ENOTSUP,  /* operation not supported by this store */
-	SM_EISDIR,   /* a directory is in the way */
-	SM_ENOTDIR,  /* a non-directory is in the way */
-	SM_EDIFFER,  /* verification found different contents */
+	SM_EOF,       /* end of a stream or listing: not a failure */
+	SM_ENOENT,    /* no such key or path */
+	SM_EEXIST,    /* exists already */
+	SM_EACCES,    /* permission denied or read-only */
+	SM_EINVAL,    /* bad argument or bad input */
+	SM_ENOSPC,    /* out of space or quota */
+	SM_EIO,       /* permanent I/O error */
+	SM_EAGAIN,    /* transient: worth retrying */
+	SM_ENOMEM,    /* out of memory */
+	SM_EORDER,    /* a listing returned keys out of order */
+	SM_ECHANGED,  /* the source changed while it was copied */
+	SM_EUNSAFE,   /* the key would escape the store's root */
+	SM_ENOTSUP,   /* operation not supported by this store */
+	SM_EISDIR,    /* a directory is in the way */
+	SM_ENOTDIR,   /* a non-directory is in the way */
+	SM_EDIFFER,   /* verification found different contents */
 	SM_ENOTEMPTY, /* directory not empty */
 	SM_ECANCELED  /* the run is stopping (interrupted, --max-failure): not retried */
 };
