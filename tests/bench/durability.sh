@@ -8,7 +8,7 @@
 #   tests/bench/durability.sh [--scale F] [--runs N] [--workdir DIR] [--syncmgr PATH]
 #
 # Data: 20000 files of 0.5-8 KiB in 200 dirs (times --scale). Each timed
-# command copies into an empty DST (removed and `sync`ed before); the median
+# command copies into a new, empty DST (after a `sync`); the median
 # of --runs rounds is reported, tools interleaved within each round. On tmpfs
 # (/dev/shm) syncs cost nothing; on a disk they are the write-back itself.
 # Prints a Markdown table on stdout: median seconds and each time divided by
@@ -40,23 +40,25 @@ files=$(awk -v s="$scale" 'BEGIN { n = int(20000 * s); print (n < 1 ? 1 : n) }')
 echo "$prog: $files files in $W ($(df -T "$W" | awk 'NR == 2 { print $2 }'))" >&2
 
 tools=("syncmgr" "syncmgr --fsync" "rsync -a" "rsync -a + sync" "rsync -a --fsync")
-run_tool() { # TOOL
+run_tool() { # TOOL DST
 	case $1 in
-	"syncmgr") "$syncmgr" -q "$W/src/" "$W/dst/" ;;
-	"syncmgr --fsync") "$syncmgr" -q --fsync "$W/src/" "$W/dst/" ;;
-	"rsync -a") rsync -a "$W/src/" "$W/dst/" ;;
-	"rsync -a + sync") rsync -a "$W/src/" "$W/dst/" && sync -f "$W/dst" ;;
-	"rsync -a --fsync") rsync -a --fsync "$W/src/" "$W/dst/" ;;
+	"syncmgr") "$syncmgr" -q "$W/src/" "$2/" ;;
+	"syncmgr --fsync") "$syncmgr" -q --fsync "$W/src/" "$2/" ;;
+	"rsync -a") rsync -a "$W/src/" "$2/" ;;
+	"rsync -a + sync") rsync -a "$W/src/" "$2/" && sync -f "$2" ;;
+	"rsync -a --fsync") rsync -a --fsync "$W/src/" "$2/" ;;
 	esac
 }
 declare -A times
 for ((r = 0; r < runs; r++)); do
 	for ((k = 0; k < ${#tools[@]}; k++)); do
 		t=${tools[$(((k + r) % ${#tools[@]}))]}
-		rm -rf "$W/dst"
+		# a fresh DST each time, the old ones kept until the end: removing
+		# one would leave its disk work (journal, discards) to the next tool
+		dst=$W/dst.$r.$k
 		sync
 		t0=$(date +%s%N)
-		run_tool "$t" || die "$t failed"
+		run_tool "$t" "$dst" || die "$t failed"
 		t1=$(date +%s%N)
 		s=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')
 		times[$t]="${times[$t]:-} $s"
