@@ -1,12 +1,14 @@
 #include "journal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../common/log.h"
 #include "../common/util.h"
@@ -41,10 +43,24 @@ enum sm_err sm_journal_new(struct sm_journal **out, struct sm_diag *d)
 	struct sm_journal *j = calloc(1, sizeof(*j));
 	if (!j)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	/* tmpfile(): in P_tmpdir, already unlinked, gone with the process */
-	j->spool = tmpfile();
-	if (!j->spool) {
-		enum sm_err err = sm_diag_errno(d, errno, "cannot create the delete journal");
+	/* in TMPDIR, unnamed (O_TMPFILE): gone with the process, however it ends */
+	const char *dir = getenv("TMPDIR");
+	if (!dir || !*dir)
+		dir = "/tmp";
+	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
+		/* a file system without O_TMPFILE: a named one, unlinked at once */
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/.syncmgr-journal-XXXXXX", dir);
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path);
+	}
+	if (fd < 0 || !(j->spool = fdopen(fd, "w+"))) {
+		enum sm_err err =
+		        sm_diag_errno(d, errno, "cannot create the delete journal in '%s'", dir);
+		if (fd >= 0)
+			close(fd);
 		free(j);
 		return err;
 	}
