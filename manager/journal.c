@@ -56,7 +56,9 @@ enum sm_err sm_journal_new(struct sm_journal **out, struct sm_diag *d)
 		if (fd >= 0)
 			unlink(path);
 	}
-	if (fd < 0 || !(j->spool = fdopen(fd, "w+"))) {
+	if (fd >= 0)
+		j->spool = fdopen(fd, "w+");
+	if (!j->spool) {
 		enum sm_err err =
 		        sm_diag_errno(d, errno, "cannot create the delete journal in '%s'", dir);
 		if (fd >= 0)
@@ -243,7 +245,8 @@ static bool jdirs_push(struct jdirs *ds, const char *key)
 		ds->v = v;
 		ds->cap = cap;
 	}
-	if (!(ds->v[ds->n] = strdup(key)))
+	ds->v[ds->n] = strdup(key);
+	if (!ds->v[ds->n])
 		return false;
 	ds->n++;
 	return true;
@@ -306,10 +309,13 @@ static bool journal_src_unchanged(struct sm_wctx *w, const struct jrec *r, const
 		acc->failed++;
 		return false;
 	}
-	/* A listing's upload time bounds the real mtime (S3): a later upload
-	 * shows a later time. Otherwise the store reports what it listed. */
+	/* A listing's time is the upload time (S3 LastModified): the object is
+	 * the one copied only if it still has that upload time (HEAD gives whole
+	 * seconds). Otherwise the store reports the mtime it listed. */
 	bool same = e.size == r->size &&
-	            ((r->flags & J_BOUND) ? e.mtime_ns <= r->mtime_ns : e.mtime_ns == r->mtime_ns);
+	            ((r->flags & J_BOUND)
+	                     ? e.upload_ns && e.upload_ns / 1000000000 == r->mtime_ns / 1000000000
+	                     : e.mtime_ns == r->mtime_ns);
 	sm_entry_release(&e);
 	if (!same) {
 		sm_log(SM_LOG_WARN, "'%s' changed on SRC after it was copied: not deleted from SRC",
@@ -341,8 +347,8 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 	if (!allowed || j->broken) {
 		uint64_t kept = 0;
 		while (journal_next(j, &r, &key, &cap, &bad)) {
-			if (r.flags & J_SRC)
-				continue;
+			if (r.flags & (J_SRC | J_DEBRIS))
+				continue; /* SRC stays; debris is no user key */
 			kept++;
 			acc->extra++; /* DST-only keys that stay */
 			if (!(r.flags & J_DIR))
@@ -366,6 +372,10 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		}
 	}
 	while (journal_next(j, &r, &key, &cap, &bad)) {
+		if (atomic_load(&w->abort)) { /* interrupted while deleting */
+			sm_log(SM_LOG_WARN, "interrupted: the remaining deletes not done");
+			break;
+		}
 		bool is_src = r.flags & J_SRC;
 		if (is_src && !src_ok)
 			continue;

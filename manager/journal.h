@@ -31,13 +31,15 @@ struct sm_journal;
 enum sm_err sm_journal_new(struct sm_journal **out, struct sm_diag *d);
 void sm_journal_free(struct sm_journal *j); /* accepts NULL */
 
-/* Keep a batch of deletes of one attempt. Thread-safe. A journal that
- * cannot write stays broken: apply() then deletes nothing. */
+/* Keep a batch of deletes of one attempt; borrows `keys` for the call.
+ * Thread-safe. A journal that cannot write stays broken: apply() then
+ * deletes nothing. */
 void sm_journal_add(struct sm_journal *j, uint64_t attempt, Syncmgr__DelKey *const *keys, size_t n);
 /* The attempt whose result counts (its task's Done was accepted). */
 void sm_journal_accept(struct sm_journal *j, uint64_t attempt);
 
-/* At the end of the run: do the deletes of accepted attempts when `allowed`,
+/* At the end of the run, once every worker is joined (it reads the journal
+ * without its lock): do the deletes of accepted attempts when `allowed`,
  * else keep every key, count DST keys as extra and say once why (`why`).
  * Counts deleted, failed and extra into *acc. --dry prints instead. */
 void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, const char *why,

@@ -275,9 +275,11 @@ struct run_signals {
 	bool blocked;
 	pthread_t th;
 	bool started;
+	pthread_mutex_t mu; /* dp and w, published once the run has them */
 	struct sm_dispatch *dp;
 	struct sm_wctx *w;
 	atomic_bool hit;
+	atomic_bool stopping; /* the run is over: SIGUSR2 ends the thread */
 };
 
 static void *run_sig_thread(void *arg)
@@ -287,10 +289,21 @@ static void *run_sig_thread(void *arg)
 		int sig = 0;
 		if (sigwait(&rs->set, &sig) != 0)
 			continue;
-		if (sig == SIGUSR2)
-			return NULL;
+		if (sig == SIGUSR2) {
+			if (atomic_load(&rs->stopping))
+				return NULL;
+			continue;
+		}
 		if (atomic_exchange(&rs->hit, true)) {
 			static const char msg[] = "syncmgr: interrupted again: exiting now\n";
+			ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
+			(void)n;
+			_exit(SM_EXIT_FAIL);
+		}
+		pthread_mutex_lock(&rs->mu);
+		if (!rs->w) {
+			/* before the first transfer: nothing to clean up */
+			static const char msg[] = "syncmgr: interrupted\n";
 			ssize_t n = write(STDERR_FILENO, msg, sizeof(msg) - 1);
 			(void)n;
 			_exit(SM_EXIT_FAIL);
@@ -299,29 +312,40 @@ static void *run_sig_thread(void *arg)
 		       sig == SIGINT ? "SIGINT" : "SIGTERM");
 		atomic_store(&rs->w->abort, true);
 		sm_dispatch_abort(rs->dp);
+		pthread_mutex_unlock(&rs->mu);
 	}
 }
 
-/* Block the signals in this thread and every thread it starts. */
-static void run_signals_block(struct run_signals *rs)
+/* Block the signals in this thread and every thread it starts, and start the
+ * thread that waits for them (without it, they are not blocked). */
+static void run_signals_start(struct run_signals *rs)
 {
+	pthread_mutex_init(&rs->mu, NULL);
 	sigemptyset(&rs->set);
 	sigaddset(&rs->set, SIGINT);
 	sigaddset(&rs->set, SIGTERM);
 	sigaddset(&rs->set, SIGUSR2);
 	rs->blocked = pthread_sigmask(SIG_BLOCK, &rs->set, &rs->old) == 0;
+	rs->started = rs->blocked && pthread_create(&rs->th, NULL, run_sig_thread, rs) == 0;
+	if (rs->blocked && !rs->started) {
+		pthread_sigmask(SIG_SETMASK, &rs->old, NULL);
+		rs->blocked = false;
+	}
 }
 
-static void run_signals_start(struct run_signals *rs, struct sm_dispatch *dp, struct sm_wctx *w)
+/* From now on a signal stops the run through `dp` and `w`. */
+static void run_signals_attach(struct run_signals *rs, struct sm_dispatch *dp, struct sm_wctx *w)
 {
+	pthread_mutex_lock(&rs->mu);
 	rs->dp = dp;
 	rs->w = w;
-	rs->started = rs->blocked && pthread_create(&rs->th, NULL, run_sig_thread, rs) == 0;
+	pthread_mutex_unlock(&rs->mu);
 }
 
 static void run_signals_stop(struct run_signals *rs)
 {
 	if (rs->started) {
+		atomic_store(&rs->stopping, true);
 		pthread_kill(rs->th, SIGUSR2);
 		pthread_join(rs->th, NULL);
 		rs->started = false;
@@ -330,6 +354,7 @@ static void run_signals_stop(struct run_signals *rs)
 		pthread_sigmask(SIG_SETMASK, &rs->old, NULL);
 		rs->blocked = false;
 	}
+	pthread_mutex_destroy(&rs->mu);
 }
 
 /* A worker lost the manager: stop handing out work, so the run ends. */
@@ -353,7 +378,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	struct sm_diag d;
 	bool failed_run = false;
 	struct run_signals sig = { 0 };
-	run_signals_block(&sig);
+	run_signals_start(&sig);
 	struct timespec ts0;
 	clock_gettime(CLOCK_REALTIME, &ts0);
 	int64_t run_t0 = (int64_t)ts0.tv_sec * 1000000000 + ts0.tv_nsec;
@@ -396,19 +421,16 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		status = SM_EXIT_FAIL;
 		goto out;
 	}
-	/* Multipart uploads a killed run left under DST: aborted under
-	 * --delete-dst (as its temp files are removed), else reported. */
+	/* Multipart uploads a killed run left under DST: reported now, aborted
+	 * at the end under --delete-dst (like deletes, only after a complete
+	 * run). */
 	uint64_t stale = 0;
-	if (sm_store_sweep(dst, run_t0, o->delete_dst && !o->dry, &stale, &d) != SM_OK)
+	if (sm_store_sweep(dst, run_t0, false, &stale, &d) != SM_OK)
 		sm_log(SM_LOG_WARN, "DST: %s", d.msg);
-	else if (stale && o->delete_dst && !o->dry)
-		sm_log(SM_LOG_INFO, "DST: aborted %llu multipart uploads an interrupted run left",
-		       (unsigned long long)stale);
 	else if (stale)
-		sm_log(SM_LOG_WARN,
-		       "DST: %llu multipart uploads an interrupted run left (--delete-dst aborts "
-		       "them)",
-		       (unsigned long long)stale);
+		sm_log(SM_LOG_WARN, "DST: %llu multipart uploads an interrupted run left%s",
+		       (unsigned long long)stale,
+		       o->delete_dst && !o->dry ? "" : " (--delete-dst aborts them)");
 	if (o->fault_spec) {
 		/* "src=SPEC" or "dst=SPEC" (tests only) */
 		struct sm_store *target = strncmp(o->fault_spec, "src=", 4) == 0 ? src : dst;
@@ -444,7 +466,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	sm_wctx_init(&w, o, src, dst);
 	w.on_fatal = run_worker_lost;
 	w.fatal_arg = dp;
-	run_signals_start(&sig, dp, &w);
+	run_signals_attach(&sig, dp, &w);
 	if (sm_worker_start(&w, url, o->threads, &wk, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		sm_dispatch_abort(dp);
@@ -480,9 +502,20 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	                  : failed_run          ? "the run failed"
 	                                        : NULL;
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
+	if (!why && stale && o->delete_dst && !o->dry) {
+		if (sm_store_sweep(dst, run_t0, true, &stale, &d) != SM_OK)
+			sm_log(SM_LOG_WARN, "DST: %s", d.msg);
+		else if (stale)
+			sm_log(SM_LOG_INFO,
+			       "DST: aborted %llu multipart uploads an interrupted run left",
+			       (unsigned long long)stale);
+	}
 	/* exit 0 means on disk: one syncfs per DST (none where a write is
 	 * durable on success, S3) */
-	if (!o->dry && sm_store_sync(dst, &d) != SM_OK) {
+	enum sm_err serr = o->dry ? SM_OK : sm_store_sync(dst, &d);
+	if (serr == SM_ENOTSUP) {
+		sm_log(SM_LOG_DEBUG, "DST: %s", d.msg); /* SFTP without --fsync: the server's */
+	} else if (serr != SM_OK) {
 		sm_log(SM_LOG_ERROR, "DST: %s", d.msg);
 		failed_run = true;
 	}
@@ -491,7 +524,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	prog = NULL;
 	sm_progress_totals(dp, &ps, &total);
 	sm_stats_add(&total, &fin);
-	failed_run = failed_run || listing_failed || snap.aborted;
+	failed_run = failed_run || listing_failed || snap.aborted || atomic_load(&sig.hit);
 	status = (total.failed || total.lost || failed_run) ? SM_EXIT_FAIL : SM_EXIT_OK;
 
 	char line[512];

@@ -92,7 +92,8 @@ static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool s
 	Syncmgr__DelKey *k = &o->k[o->n];
 	syncmgr__del_key__init(k);
 	size_t len = strlen(e->key);
-	if (!(k->key.data = malloc(len ? len : 1))) {
+	k->key.data = malloc(len ? len : 1);
+	if (!k->key.data) {
 		struct sm_diag d;
 		sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
 		task_failed(tr, &d);
@@ -506,7 +507,8 @@ enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t atte
 	enum sm_err err = task_entries(t, &src, &arena, d);
 	if (err != SM_OK)
 		return err;
-	if (!(tr.out = calloc(1, sizeof(*tr.out)))) {
+	tr.out = calloc(1, sizeof(*tr.out));
+	if (!tr.out) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}

@@ -124,7 +124,10 @@ static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *
 	/* Every copy checks at the end that SRC did not change while it was
 	 * read: a mixed or stale copy is never committed with SRC's mtime. */
 	p.flags |= SM_PUT_CHECK;
-	if (w->o->fsync)
+	/* SRC keys go only once their copies are durable: a remote DST without
+	 * syncfs (SFTP) fsyncs each file then */
+	if (w->o->fsync ||
+	    ((w->o->delete_src || w->o->delete_src_after) && !sm_store_has(w->dst, SM_CAP_LOCAL)))
 		p.flags |= SM_PUT_FSYNC;
 	return p;
 }

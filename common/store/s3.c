@@ -505,8 +505,10 @@ static enum sm_err s3_stat(struct sm_store *st, const char *key, struct sm_entry
 		return err;
 	bool dir = sm_key_is_dir(key);
 	int64_t mt = s3_meta_mtime(rep.meta_mtime);
+	int64_t up = s3_http_mtime(rep.last_modified);
 	*out = (struct sm_entry){ .size = dir ? 0 : rep.content_length,
-		                  .mtime_ns = mt ? mt : s3_http_mtime(rep.last_modified),
+		                  .mtime_ns = mt ? mt : up,
+		                  .upload_ns = up,
 		                  .mode = dir ? (S_IFDIR | 0755) : (S_IFREG | 0644) };
 	return SM_OK;
 }
@@ -1328,8 +1330,8 @@ struct s3_stale {
 static bool s3_stale_add(void *arg, const char *key, const char *id, int64_t initiated)
 {
 	struct s3_stale *st = arg;
-	if (initiated >= st->before)
-		return true; /* begun after this run started: not ours to judge */
+	if (!initiated || initiated >= st->before)
+		return true; /* begun after this run started, or no time: not ours to judge */
 	if (st->n + 2 > st->cap) {
 		size_t cap = st->cap ? st->cap * 2 : 32;
 		char **k = realloc(st->keys, cap * sizeof(*k));
@@ -1340,8 +1342,11 @@ static bool s3_stale_add(void *arg, const char *key, const char *id, int64_t ini
 		st->keys = k;
 		st->cap = cap;
 	}
-	if (!(st->keys[st->n] = strdup(key)) || !(st->keys[st->n + 1] = strdup(id))) {
+	st->keys[st->n] = strdup(key);
+	st->keys[st->n + 1] = strdup(id);
+	if (!st->keys[st->n] || !st->keys[st->n + 1]) {
 		free(st->keys[st->n]);
+		free(st->keys[st->n + 1]);
 		st->nomem = true;
 		return false;
 	}
@@ -1355,6 +1360,9 @@ static enum sm_err s3_sweep(struct sm_store *st, int64_t before_ns, bool remove,
                             struct sm_diag *d)
 {
 	struct s3_store *s = s3_priv(st);
+	/* the bucket's root holds other writers' uploads too: only old ones */
+	if (!*s->loc.prefix)
+		before_ns -= 24 * 3600 * INT64_C(1000000000);
 	struct s3_stale stale = { .before = before_ns };
 	struct sm_s3_uploads_page pg = { 0 };
 	enum sm_err err = SM_OK;
@@ -1378,8 +1386,9 @@ static enum sm_err s3_sweep(struct sm_store *st, int64_t before_ns, bool remove,
 		sm_buf_release(&body);
 		if (err == SM_OK && stale.nomem)
 			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		if (err != SM_OK || !pg.truncated || !pg.next_key[0])
-			break;
+		if (err != SM_OK || !pg.truncated || !pg.next_key[0] ||
+		    (pages > 0 && strcmp(pg.next_key, km) == 0 && strcmp(pg.next_upload, um) == 0))
+			break; /* the end, or markers that do not advance */
 	}
 	for (size_t i = 0; i + 1 < stale.n; i += 2) {
 		if (remove && err == SM_OK)

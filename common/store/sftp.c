@@ -68,6 +68,7 @@ struct sftp_store {
 	char *root; /* remote root without a trailing '/' ("" = login dir, "/" = /) */
 	bool follow;
 	bool read_links;
+	atomic_bool unsynced; /* a file was written without fsync@openssh.com */
 	pthread_mutex_t mu;
 	pthread_cond_t cv; /* a connect finished */
 	bool mu_init;
@@ -1884,6 +1885,8 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	}
 	/* --fsync: the server fsyncs the file before it is closed and renamed */
 	bool fsync = err == SM_OK && sftp_wants_fsync(c, p);
+	if (!fsync)
+		atomic_store(&fs->unsynced, true);
 	if (fsync) {
 		sm_sftpc_begin_ext(&fin[2], "fsync@openssh.com", SM_SFTPC_R_STATUS);
 		sm_sftpc_handle(&fin[2], &h);
@@ -2084,6 +2087,8 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	j->rename = !t.inplace;
 	j->posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
 	j->fsync = sftp_wants_fsync(c, p);
+	if (!j->fsync)
+		atomic_store(&fs->unsynced, true);
 	sftp_put_attrs(p, &j->attrs);
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
 	if (err != SM_OK)
@@ -2350,6 +2355,19 @@ static enum sm_err sftp_setattr(struct sm_store *st, const char *key, const stru
 	return sftp_op(st, SFTP_SETATTR, key, NULL, p, NULL, d);
 }
 
+/* Durable so far only if every file written was fsynced on the server
+ * (--fsync, or forced before SRC deletes, on a server with
+ * fsync@openssh.com): SFTP has no syncfs. */
+static enum sm_err sftp_sync(struct sm_store *st, struct sm_diag *d)
+{
+	if (atomic_load(&sftp_priv(st)->unsynced))
+		return sm_diag_set(d, SM_ENOTSUP, 0,
+		                   "%s: files were written without fsync@openssh.com (the "
+		                   "server lacks it, or no --fsync): they cannot be synced",
+		                   st->display);
+	return SM_OK;
+}
+
 const struct sm_store_ops sm_sftp_ops = {
 	.scheme = "sftp",
 	.caps = SM_CAP_DIRS | SM_CAP_LINKS | SM_CAP_MODE,
@@ -2367,4 +2385,5 @@ const struct sm_store_ops sm_sftp_ops = {
 	.mkdir = sftp_mkdir,
 	.symlink = sftp_symlink,
 	.setattr = sftp_setattr,
+	.sync = sftp_sync,
 };

@@ -33,6 +33,9 @@ struct sm_entry {
 	 * time (S3 LastModified), where stat() knows the original mtime
 	 * (x-amz-meta-mtime), which is never later. */
 	bool mtime_bound;
+	/* stat() of an object store: the object's own upload time (S3
+	 * Last-Modified, whole seconds), which a listing's bound names; else 0. */
+	int64_t upload_ns;
 };
 
 bool sm_entry_is_dir(const struct sm_entry *e);
