@@ -71,7 +71,7 @@ fi
 if build build-tsan -Db_sanitize=thread -Dbuildtype=debug \
 	-Dc_args="$SANITIZE_C_ARGS" -Dc_link_args="$SANITIZE_C_ARGS"; then
 	harness_meson_stage "tsan" build-tsan --num-processes 1 \
-		pool dispatch lister engine conformance-file conformance-sftp e2e-sftp_roundtrip \
+		pool dispatch lister engine dircache conformance-file conformance-sftp e2e-sftp_roundtrip \
 		e2e-sftp_slowlink
 else
 	harness_fail "tsan" "the ThreadSanitizer build failed"
