@@ -30,6 +30,9 @@
 /* Buffers the transfer pool's parallel pieces (parts, ranges) may hold
  * beyond each transfer's first. */
 #define RUN_POOL_BUDGET (64u << 20)
+/* Bytes of DST directory listings kept for reuse beyond those in use (one
+ * directory of 1M names takes ~20 MB): half the 64 MiB RSS goal. */
+#define RUN_LIST_CACHE ((size_t)32 << 20)
 
 /* What preflight found out about SRC and DST. */
 struct run_plan {
@@ -398,12 +401,16 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		                     .no_https = o->no_https,
 		                     .pool = pool,
 		                     .ssh = &sm_ssh_ops };
+	/* DST listings come from the store's listing cache: each directory
+	 * read once per run, however many range tasks cut it (issue 13). SRC
+	 * is listed once by the planner and needs none. */
 	struct sm_store_cfg dcfg = { .follow_links = false,
 		                     .read_links = o->links,
 		                     .no_https = o->no_https,
 		                     .storage_class = o->storage_class,
 		                     .pool = pool,
-		                     .ssh = &sm_ssh_ops };
+		                     .ssh = &sm_ssh_ops,
+		                     .list_cache = RUN_LIST_CACHE };
 	if (sm_store_open(&rp.src, &scfg, &src, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: SRC %s\n", d.msg);
 		status = SM_EXIT_FAIL;

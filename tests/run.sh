@@ -64,12 +64,15 @@ else
 fi
 
 # 3. ThreadSanitizer: the threaded unit tests (transfer pool, dispatch,
-# parallel lister, engine) and the SFTP engine's threads (conformance, round
-# trips against OpenSSH with dropped and silent connections, a slow link).
+# parallel lister, engine), the listing cache that range cursors on many
+# threads share (conformance-file, conformance-sftp), and the SFTP engine's
+# threads (conformance, round trips against OpenSSH with dropped and silent
+# connections, a slow link).
 if build build-tsan -Db_sanitize=thread -Dbuildtype=debug \
 	-Dc_args="$SANITIZE_C_ARGS" -Dc_link_args="$SANITIZE_C_ARGS"; then
 	harness_meson_stage "tsan" build-tsan --num-processes 1 \
-		pool dispatch lister engine conformance-sftp e2e-sftp_roundtrip e2e-sftp_slowlink
+		pool dispatch lister engine dircache conformance-file conformance-sftp e2e-sftp_roundtrip \
+		e2e-sftp_slowlink
 else
 	harness_fail "tsan" "the ThreadSanitizer build failed"
 fi

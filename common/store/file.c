@@ -5,6 +5,10 @@
  * getdents64 and sorted with '/' appended to subdirectory names, so the walk
  * yields the global byte order an object store lists in. A range cursor seeks
  * by descending the components of its `after` key with binary searches.
+ * With cfg.list_cache (a run's DST) the sorted listings are kept in the
+ * store's cache (dircache.c) and shared by all cursors: a directory is read
+ * once per run, not once per range task in it (see file_frame_dir() for
+ * why that is exact).
  *
  * Writes go to a temporary name in the target directory (".~sm" + 8 hex digits
  * + "." + name) that listings skip, and are renamed into place.
@@ -27,6 +31,7 @@
 
 #include "../log.h"
 #include "../util.h"
+#include "dircache.h"
 #include "store.h"
 
 #define FILE_COPY_BUF (64u << 10)
@@ -39,7 +44,10 @@ struct file_store {
 	bool follow;
 	bool read_links;
 	mode_t umask;
+	struct sm_dircache *dcache; /* listings kept for the run (cfg.list_cache), or NULL */
 };
+
+static void file_dir_free(void *p);
 
 static struct file_store *file_priv(struct sm_store *st)
 {
@@ -292,6 +300,9 @@ static enum sm_err file_open(struct sm_store *st, const struct sm_url *u,
 	fs->root = strdup(u->path);
 	if (!fs->root)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	if (cfg->list_cache &&
+	    sm_dircache_new(cfg->list_cache, file_dir_free, &fs->dcache) != SM_OK)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT && !cfg->must_exist)
@@ -315,6 +326,14 @@ static void file_close(struct sm_store *st)
 		close(fd);
 	if (fs->root)
 		pthread_mutex_destroy(&fs->root_mu);
+	if (fs->dcache) {
+		struct sm_dircache_stats ds;
+		sm_dircache_stats(fs->dcache, &ds);
+		sm_log(SM_LOG_DEBUG,
+		       "'%s': listing cache: %lu directories read, %lu served again, %lu evicted",
+		       fs->root, ds.loads, ds.hits, ds.evictions);
+	}
+	sm_dircache_free(fs->dcache);
 	free(fs->root);
 }
 
@@ -326,12 +345,21 @@ struct file_name {
 	uint8_t dir;
 };
 
-struct file_frame {
-	int fd;
-	size_t prefix_len; /* bytes of the cursor's key that name this directory */
+/* A directory's names, sorted: a cursor's own, or shared read-only through
+ * the store's listing cache. */
+struct file_dir {
 	char *arena;
 	struct file_name *names;
 	size_t n;
+	dev_t dev; /* of the directory read, to tell a different one at its path */
+	ino_t ino;
+};
+
+struct file_frame {
+	int fd;
+	size_t prefix_len; /* bytes of the cursor's key that name this directory */
+	struct file_dir *dir;
+	struct sm_dircache_ent *ent; /* dir's cache entry, or NULL: dir is the frame's */
 	size_t pos;
 	dev_t dev;
 	ino_t ino;
@@ -397,47 +425,59 @@ static int file_name_cmp(const void *pa, const void *pb, void *arg)
 	return ca - cb;
 }
 
-static void file_frame_release(struct file_frame *f)
+static void file_dir_free(void *p)
+{
+	struct file_dir *dir = p;
+	if (!dir)
+		return;
+	free(dir->arena);
+	free(dir->names);
+	free(dir);
+}
+
+static void file_frame_release(struct file_store *fs, struct file_frame *f)
 {
 	if (f->fd >= 0)
 		close(f->fd);
-	free(f->arena);
-	free(f->names);
+	if (f->ent)
+		sm_dircache_release(fs->dcache, f->ent);
+	else
+		file_dir_free(f->dir);
 	memset(f, 0, sizeof(*f));
 	f->fd = -1;
 }
 
 /*
- * Read and sort the directory open at `fd` (taken over). `path` names it in
- * messages.
+ * Read and sort the directory open at `fd` (borrowed) into *out (written
+ * only on success, with its size in bytes in *bytes). `path` names it in
+ * messages. `whole`: every name (a listing for the cache, which serves any
+ * range); else the names this cursor can list only, which spares a task
+ * starting deep in a big tree sorting whole ancestor directories.
  */
-static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, int fd,
-                                   const char *path, struct sm_diag *d)
+static enum sm_err file_dir_load(struct file_cursor *c, int fd, const char *path, bool whole,
+                                 struct file_dir **out, size_t *bytes, struct sm_diag *d)
 {
-	memset(f, 0, sizeof(*f));
-	f->fd = fd;
-	struct stat dst;
-	if (fstat(fd, &dst) == 0) {
-		f->dev = dst.st_dev;
-		f->ino = dst.st_ino;
-	}
 	/* Names above the range's end at this depth are never listed: drop them
 	 * too (the directory is on the path to `last`). */
 	const char *hi = NULL;
 	size_t hilen = 0;
-	if (c->last && strncmp(c->last, c->key.p, c->key.len) == 0) {
+	if (!whole && c->last && strncmp(c->last, c->key.p, c->key.len) == 0) {
 		hi = c->last + c->key.len;
 		const char *slash = strchr(hi, '/');
 		hilen = slash ? (size_t)(slash - hi) + 1 : strlen(hi);
 	}
+	const char *lo = whole ? NULL : c->seek_lo;
 	size_t acap = 4096, alen = 0, ncap = 64;
-	f->arena = malloc(acap);
-	f->names = malloc(ncap * sizeof(*f->names));
+	struct file_dir *dir = calloc(1, sizeof(*dir));
+	if (dir) {
+		dir->arena = malloc(acap);
+		dir->names = malloc(ncap * sizeof(*dir->names));
+	}
 	if (!c->dents)
 		c->dents = malloc(FILE_DENTS_BUF);
 	char *dents = c->dents;
 	enum sm_err err = SM_OK;
-	if (!f->arena || !f->names || !dents) {
+	if (!dir || !dir->arena || !dir->names || !dents) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
@@ -459,49 +499,117 @@ static enum sm_err file_frame_load(struct file_cursor *c, struct file_frame *f, 
 				continue;
 			if (sm_store_is_tmp_name(name, len) && !sm_store_is_debris_name(name, len))
 				continue; /* this run's, in flight */
-			bool dir = de->d_type == DT_DIR;
+			bool isdir = de->d_type == DT_DIR;
 			if (de->d_type == DT_UNKNOWN || (de->d_type == DT_LNK && c->fs->follow)) {
 				struct stat st;
 				int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
-				dir = fstatat(fd, name, &st, fl) == 0 && S_ISDIR(st.st_mode);
+				isdir = fstatat(fd, name, &st, fl) == 0 && S_ISDIR(st.st_mode);
 			}
-			if (c->seek_lo &&
-			    file_raw_cmp(name, len, dir, c->seek_lo, c->seek_lolen) < 0)
+			if (lo && file_raw_cmp(name, len, isdir, lo, c->seek_lolen) < 0)
 				continue; /* before the seek position: never listed */
-			if (hi && file_raw_cmp(name, len, dir, hi, hilen) > 0)
+			if (hi && file_raw_cmp(name, len, isdir, hi, hilen) > 0)
 				continue; /* after the range's end */
-			if (f->n == ncap) {
+			if (dir->n == ncap) {
 				ncap *= 2;
-				struct file_name *nn = realloc(f->names, ncap * sizeof(*nn));
+				struct file_name *nn = realloc(dir->names, ncap * sizeof(*nn));
 				if (!nn) {
 					err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 					goto out;
 				}
-				f->names = nn;
+				dir->names = nn;
 			}
 			if (alen + len > acap) {
 				while (alen + len > acap)
 					acap *= 2;
-				char *na = realloc(f->arena, acap);
+				char *na = realloc(dir->arena, acap);
 				if (!na) {
 					err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 					goto out;
 				}
-				f->arena = na;
+				dir->arena = na;
 			}
-			memcpy(f->arena + alen, name, len);
-			f->names[f->n++] = (struct file_name){ (uint32_t)alen, (uint16_t)len, dir };
+			memcpy(dir->arena + alen, name, len);
+			dir->names[dir->n++] =
+			        (struct file_name){ (uint32_t)alen, (uint16_t)len, isdir };
 			alen += len;
 		}
 	}
-	qsort_r(f->names, f->n, sizeof(*f->names), file_name_cmp, f->arena);
+	qsort_r(dir->names, dir->n, sizeof(*dir->names), file_name_cmp, dir->arena);
+	if (whole && dir->n) {
+		/* kept for the run: give back what the doubling left over */
+		struct file_name *nn = realloc(dir->names, dir->n * sizeof(*nn));
+		char *na = alen ? realloc(dir->arena, alen) : NULL;
+		if (nn)
+			dir->names = nn;
+		if (na) {
+			dir->arena = na;
+			acap = alen;
+		}
+		ncap = nn ? dir->n : ncap;
+	}
+	*bytes = sizeof(*dir) + acap + ncap * sizeof(*dir->names);
+	*out = dir;
+	dir = NULL;
 out:
-	if (err != SM_OK) {
-		f->fd = -1; /* the caller still owns fd on failure */
-		free(f->arena);
-		free(f->names);
-		f->arena = NULL;
-		f->names = NULL;
+	file_dir_free(dir);
+	return err;
+}
+
+/*
+ * The sorted names of the directory open at `fd` (borrowed; `dev`/`ino`
+ * from its fstat) for frame f: from the store's listing cache when it has
+ * one (loaded into it on a miss), else read for this cursor alone.
+ *
+ * Why a listing read earlier in the run is exact where the cache serves
+ * (the DST of a run, manager/run.c): a DST key in a task's range is
+ * written only by that task (worker/task.c), after it listed the range,
+ * and deletes wait for the end of the run (manager/journal.c), so what a
+ * snapshot shows of a range is what a fresh read would show when the task
+ * begins; this run's temp files are hidden from both. A task that runs
+ * again (an expired lease) may see an older snapshot than its first try's
+ * writes: it copies those keys again, which is harmless. A put's missing
+ * parent directories (keys of other ranges) are made by mkdir as well,
+ * which finds them; a symlink a put replaced by a directory is handled in
+ * file_list_next().
+ */
+static enum sm_err file_frame_dir(struct file_cursor *c, struct file_frame *f, int fd,
+                                  const char *path, struct sm_diag *d)
+{
+	struct sm_dircache *dc = c->fs->dcache;
+	size_t bytes = 0;
+	for (int attempt = 0; dc && attempt < 2; attempt++) {
+		bool load = false;
+		struct sm_dircache_ent *e =
+		        sm_dircache_get(dc, c->key.len ? c->key.p : "", c->key.len, &load);
+		if (!e)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		if (load) {
+			struct file_dir *dir = NULL;
+			enum sm_err err = file_dir_load(c, fd, path, true, &dir, &bytes, d);
+			if (err != SM_OK) {
+				sm_dircache_abandon(dc, e); /* an error is never cached */
+				return err;
+			}
+			dir->dev = f->dev;
+			dir->ino = f->ino;
+			sm_dircache_fill(dc, e, dir, bytes);
+			f->dir = dir;
+			f->ent = e;
+			return SM_OK;
+		}
+		struct file_dir *dir = sm_dircache_val(e);
+		if (dir->dev == f->dev && dir->ino == f->ino) {
+			f->dir = dir;
+			f->ent = e;
+			return SM_OK;
+		}
+		/* another directory stands at this path now: read it anew */
+		sm_dircache_stale(dc, e);
+	}
+	enum sm_err err = file_dir_load(c, fd, path, dc != NULL, &f->dir, &bytes, d);
+	if (err == SM_OK) {
+		f->dir->dev = f->dev;
+		f->dir->ino = f->ino;
 	}
 	return err;
 }
@@ -526,15 +634,26 @@ static enum sm_err file_push(struct file_cursor *c, int parentfd, const char *na
 		c->cap = ncap;
 	}
 	struct file_frame *f = &c->stack[c->depth];
-	enum sm_err err = file_frame_load(c, f, fd, c->key.len ? c->key.p : c->fs->root, d);
+	memset(f, 0, sizeof(*f));
+	struct stat dst;
+	if (fstat(fd, &dst) != 0) {
+		enum sm_err err = sm_diag_errno(d, errno, "cannot list '%s'",
+		                                c->key.len ? c->key.p : c->fs->root);
+		close(fd);
+		return err;
+	}
+	f->dev = dst.st_dev;
+	f->ino = dst.st_ino;
+	enum sm_err err = file_frame_dir(c, f, fd, c->key.len ? c->key.p : c->fs->root, d);
 	if (err != SM_OK) {
 		close(fd);
 		return err;
 	}
+	f->fd = fd;
 	/* Following symlinks can loop: refuse a directory that is its own ancestor. */
 	for (int i = 0; c->fs->follow && i < c->depth; i++) {
 		if (c->stack[i].dev == f->dev && c->stack[i].ino == f->ino) {
-			file_frame_release(f);
+			file_frame_release(c->fs, f);
 			return sm_diag_set(d, SM_EINVAL, ELOOP,
 			                   "symlink loop at '%s': directory already being listed",
 			                   c->key.p);
@@ -548,10 +667,11 @@ static enum sm_err file_push(struct file_cursor *c, int parentfd, const char *na
 /* Binary search: first name in f not below s[0..slen). */
 static size_t file_lower_bound(const struct file_frame *f, const char *s, size_t slen)
 {
-	size_t lo = 0, hi = f->n;
+	const struct file_dir *dir = f->dir;
+	size_t lo = 0, hi = dir->n;
 	while (lo < hi) {
 		size_t mid = lo + (hi - lo) / 2;
-		if (file_name_cmp_str(f->arena, &f->names[mid], s, slen) < 0)
+		if (file_name_cmp_str(dir->arena, &dir->names[mid], s, slen) < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
@@ -583,19 +703,20 @@ static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm
 	const char *rest = after;
 	while (c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
+		const struct file_dir *dir = f->dir;
 		const char *slash = strchr(rest, '/');
 		size_t clen = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
 		size_t i = file_lower_bound(f, rest, clen);
-		if (i < f->n && file_name_cmp_str(f->arena, &f->names[i], rest, clen) == 0) {
+		if (i < dir->n && file_name_cmp_str(dir->arena, &dir->names[i], rest, clen) == 0) {
 			f->pos = i + 1; /* the key itself is not in the range */
-			if (!slash || !f->names[i].dir)
+			if (!slash || !dir->names[i].dir)
 				return SM_OK;
-			const struct file_name *nm = &f->names[i];
-			if (file_key_set(c, f->prefix_len, f->arena + nm->off, nm->len, true) !=
+			const struct file_name *nm = &dir->names[i];
+			if (file_key_set(c, f->prefix_len, dir->arena + nm->off, nm->len, true) !=
 			    SM_OK)
 				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 			char name[NAME_MAX + 1];
-			memcpy(name, f->arena + nm->off, nm->len);
+			memcpy(name, dir->arena + nm->off, nm->len);
 			name[nm->len] = '\0';
 			rest = slash + 1;
 			file_seek_bound(c, rest);
@@ -653,7 +774,7 @@ static enum sm_err file_list_begin(struct sm_store *st, const struct sm_range *r
 	return SM_OK;
 fail:
 	for (int i = 0; i < c->depth; i++)
-		file_frame_release(&c->stack[i]);
+		file_frame_release(c->fs, &c->stack[i]);
 	free(c->stack);
 	free(c->last);
 	free(c->dents);
@@ -684,9 +805,9 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 	if (c->descend) {
 		c->descend = false; /* whatever comes of it: never twice */
 		struct file_frame *f = &c->stack[c->depth - 1];
-		const struct file_name *nm = &f->names[f->pos - 1];
+		const struct file_name *nm = &f->dir->names[f->pos - 1];
 		char name[NAME_MAX + 1];
-		memcpy(name, f->arena + nm->off, nm->len);
+		memcpy(name, f->dir->arena + nm->off, nm->len);
 		name[nm->len] = '\0';
 		enum sm_err err = file_push(c, f->fd, name, d);
 		if (err != SM_OK)
@@ -694,20 +815,21 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 	}
 	while (!c->done && c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
-		if (f->pos == f->n) {
-			file_frame_release(f);
+		const struct file_dir *dir = f->dir;
+		if (f->pos == dir->n) {
+			file_frame_release(c->fs, f);
 			c->depth--;
 			continue;
 		}
-		const struct file_name *nm = &f->names[f->pos++];
-		if (file_key_set(c, f->prefix_len, f->arena + nm->off, nm->len, nm->dir) != SM_OK)
+		const struct file_name *nm = &dir->names[f->pos++];
+		if (file_key_set(c, f->prefix_len, dir->arena + nm->off, nm->len, nm->dir) != SM_OK)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		if (c->last && strcmp(c->key.p, c->last) > 0) {
 			c->done = true;
 			break;
 		}
 		char name[NAME_MAX + 1];
-		memcpy(name, f->arena + nm->off, nm->len);
+		memcpy(name, dir->arena + nm->off, nm->len);
 		name[nm->len] = '\0';
 		struct stat st;
 		int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
@@ -724,6 +846,13 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 				continue; /* removed since it was listed */
 			return sm_diag_errno(d, e, "cannot stat '%s'", c->key.p);
 		}
+		/* A name the listing cache shows as no directory that is one now:
+		 * a symlink that a put of a key below it (another task's) replaced
+		 * by a directory (file_at_walk). The symlink is gone; the
+		 * directory's own key is a SRC directory's, which this task makes
+		 * (mkdir finds it), as it would after a fresh read without it. */
+		if (f->ent && !nm->dir && S_ISDIR(st.st_mode))
+			continue;
 		if (S_ISDIR(st.st_mode) != (bool)nm->dir)
 			return sm_diag_set(d, SM_EAGAIN, 0,
 			                   "'%s' changed between directory and file while listed",
@@ -756,7 +885,7 @@ static void file_list_end(void *cur)
 	if (!c)
 		return;
 	for (int i = 0; i < c->depth; i++)
-		file_frame_release(&c->stack[i]);
+		file_frame_release(c->fs, &c->stack[i]);
 	free(c->stack);
 	free(c->last);
 	free(c->linkbuf);

@@ -28,6 +28,7 @@
 #include <sys/stat.h>
 
 #include "../log.h"
+#include "dircache.h"
 #include "../util.h"
 #include "sftpc.h"
 #include "sshlink.h"
@@ -81,7 +82,13 @@ struct sftp_store {
 	struct sftp_dir dirs[SFTP_DIRS];
 	int dirs_pos;
 	atomic_uint_fast64_t dirs_seq;
+	/* listings kept for the run (cfg.list_cache), or NULL; never where
+	 * symlinks are followed: a listing then holds per-cursor results
+	 * (loop checks against the cursor's own ancestors) */
+	struct sm_dircache *dcache;
 };
+
+static void sftp_listing_free(void *p);
 
 static struct sftp_store *sftp_priv(struct sm_store *st)
 {
@@ -402,6 +409,9 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	fs->ssh = cfg->ssh;
 	fs->follow = cfg->follow_links;
 	fs->read_links = cfg->read_links;
+	if (cfg->list_cache && !cfg->follow_links &&
+	    sm_dircache_new(cfg->list_cache, sftp_listing_free, &fs->dcache) != SM_OK)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	size_t n = strlen(fs->loc.path);
 	while (n > 1 && fs->loc.path[n - 1] == '/')
 		n--;
@@ -444,6 +454,7 @@ static void sftp_close(struct sm_store *st)
 	}
 	for (int i = 0; i < SFTP_DIRS; i++)
 		free(fs->dirs[i].key);
+	sm_dircache_free(fs->dcache);
 	free(fs->root);
 	sm_sftp_loc_release(&fs->loc);
 }
@@ -766,9 +777,16 @@ struct sftp_name {
 	char *msg;
 };
 
-struct sftp_frame {
+/* A directory's sorted names as the store's listing cache keeps them. */
+struct sftp_listing {
 	struct sftp_name *v;
 	size_t n;
+};
+
+struct sftp_frame {
+	struct sftp_name *v; /* the frame's own, or borrowed from `ent`'s listing */
+	size_t n;
+	struct sm_dircache_ent *ent; /* the listing's cache entry, or NULL */
 	size_t pos;
 	size_t prefix_len; /* bytes of the cursor's key naming this directory */
 	char *real;        /* its real path, once a followed link needed it */
@@ -817,14 +835,29 @@ static int sftp_name_cmp_str(const struct sftp_name *a, const char *s, size_t sl
 	return (alen > slen) - (alen < slen);
 }
 
-static void sftp_frame_release(struct sftp_frame *f)
+static void sftp_names_free(struct sftp_name *v, size_t n)
 {
-	for (size_t i = 0; i < f->n; i++) {
-		free(f->v[i].name);
-		free(f->v[i].link);
-		free(f->v[i].msg);
+	for (size_t i = 0; i < n; i++) {
+		free(v[i].name);
+		free(v[i].link);
+		free(v[i].msg);
 	}
-	free(f->v);
+	free(v);
+}
+
+static void sftp_listing_free(void *p)
+{
+	struct sftp_listing *l = p;
+	sftp_names_free(l->v, l->n);
+	free(l);
+}
+
+static void sftp_frame_release(struct sftp_store *fs, struct sftp_frame *f)
+{
+	if (f->ent)
+		sm_dircache_release(fs->dcache, f->ent);
+	else
+		sftp_names_free(f->v, f->n);
 	free(f->real);
 	memset(f, 0, sizeof(*f));
 }
@@ -1018,11 +1051,37 @@ out:
 	for (int i = 0; i < SFTP_READDIR_AHEAD; i++)
 		sm_sftpc_req_release(&q[i]);
 	if (err != SM_OK) {
-		sftp_frame_release(f);
+		sftp_frame_release(cur->fs, f);
 		return err;
 	}
 	if (f->n)
 		qsort(f->v, f->n, sizeof(*f->v), sftp_name_cmp);
+	return SM_OK;
+}
+
+/*
+ * Hand the listing just loaded into f to the cache entry e (to fill):
+ * the frame borrows it from then on. Why a listing read earlier in the run
+ * is exact for a run's DST: see file_frame_dir() in file.c; unlike there,
+ * the attributes come from the listing too, and they are as exact, for the
+ * same reason (a key of a range is written only by its task).
+ */
+static enum sm_err sftp_frame_share(struct sftp_store *fs, struct sftp_frame *f,
+                                    struct sm_dircache_ent *e, struct sm_diag *d)
+{
+	struct sftp_listing *l = malloc(sizeof(*l));
+	if (!l) {
+		sm_dircache_abandon(fs->dcache, e);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	l->v = f->v;
+	l->n = f->n;
+	size_t bytes = sizeof(*l) + f->n * sizeof(*f->v);
+	for (size_t i = 0; i < f->n; i++)
+		bytes += strlen(f->v[i].name) + 1 + (f->v[i].link ? strlen(f->v[i].link) + 1 : 0) +
+		         (f->v[i].msg ? strlen(f->v[i].msg) + 1 : 0);
+	sm_dircache_fill(fs->dcache, e, l, bytes);
+	f->ent = e;
 	return SM_OK;
 }
 
@@ -1040,6 +1099,24 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 	if (!path)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	struct sftp_frame *f = &cur->stack[cur->depth];
+	struct sm_dircache_ent *e = NULL;
+	if (cur->fs->dcache) {
+		bool load = false;
+		e = sm_dircache_get(cur->fs->dcache, cur->key.len ? cur->key.p : "", cur->key.len,
+		                    &load);
+		if (!e) {
+			free(path);
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		}
+		if (!load) {
+			const struct sftp_listing *l = sm_dircache_val(e);
+			*f = (struct sftp_frame){ .v = l->v, .n = l->n, .ent = e };
+			free(path);
+			f->prefix_len = cur->key.len;
+			cur->depth++;
+			return SM_OK;
+		}
+	}
 	/* A connection only while a directory is read: the frames live in
 	 * memory, and a dropped one is replaced at the directory being read. */
 	enum sm_err err = SM_OK;
@@ -1053,8 +1130,18 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 			break;
 	}
 	free(path);
-	if (err != SM_OK)
+	if (err != SM_OK) {
+		if (e)
+			sm_dircache_abandon(cur->fs->dcache, e); /* an error is never cached */
 		return err;
+	}
+	if (e) {
+		err = sftp_frame_share(cur->fs, f, e, d);
+		if (err != SM_OK) {
+			sftp_frame_release(cur->fs, f);
+			return err;
+		}
+	}
 	f->prefix_len = cur->key.len;
 	cur->depth++;
 	return SM_OK;
@@ -1111,7 +1198,7 @@ static void sftp_list_end(void *p)
 	if (!cur)
 		return;
 	for (int i = 0; i < cur->depth; i++)
-		sftp_frame_release(&cur->stack[i]);
+		sftp_frame_release(cur->fs, &cur->stack[i]);
 	free(cur->stack);
 	free(cur->last);
 	sm_buf_release(&cur->key);
@@ -1158,7 +1245,7 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 	while (!cur->done && cur->depth > 0) {
 		struct sftp_frame *f = &cur->stack[cur->depth - 1];
 		if (f->pos == f->n) {
-			sftp_frame_release(f);
+			sftp_frame_release(cur->fs, f);
 			cur->depth--;
 			continue;
 		}

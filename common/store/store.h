@@ -61,6 +61,13 @@ struct sm_store_cfg {
 	struct sm_pool *pool;         /* the run's transfer pool (borrowed, outlives the
 	                            * store), or NULL: large transfers in one piece */
 	const struct sm_ssh_ops *ssh; /* SFTP: the SSH layer (deploy/ssh.c), or NULL */
+	/* File-like stores: a directory's sorted names may be served from a
+	 * listing read earlier through this store, kept in a cache of about
+	 * this many bytes (0 = every listing reads afresh). Such a listing does
+	 * not show what was written since; only for callers for which that is
+	 * exact: a run's DST, where a key in a task's range is written only
+	 * by that task after it listed the range (worker/task.c). */
+	size_t list_cache;
 };
 
 /* A byte source for put(): a store's reader or any other producer. */

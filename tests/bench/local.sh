@@ -8,6 +8,8 @@
 #     LARGE      8 files of 256 MiB (2 GiB)
 #     EMPTY100K  100k empty files in 100 dirs   (syncmgr only: memory check)
 #     EMPTY1M    1M empty files in 1000 dirs    (syncmgr only: memory check)
+#     ONEDIR1M   1M empty files in ONE directory  (syncmgr, cp -a, rsync -a)
+#     DIR10K     200k empty files in 20 dirs of 10k (syncmgr, cp -a, rsync -a)
 #   and two phases per tool and data set:
 #     initial    copy into an empty DST (DST removed with rm -rf, then `sync`)
 #     no-change  the same command again onto the complete DST (cp -a: skipped)
@@ -32,20 +34,25 @@
 #   files/s checked); the highest peak RSS of all runs in MiB; and on syncmgr
 #   rows its time divided by the median time of cp -a / rsync -a for the same
 #   data set and phase (< 1 means syncmgr is faster).
-#   Then each target with PASS / MISS and the measured value.  Times come with
+#   Then each target with PASS / MISS and the measured value (issue 13's
+#   for ONEDIR1M and DIR10K: initial and no-change <= 0.6x rsync -a, initial
+#   <= 1.1x cp -a on ONEDIR1M, peak RSS <= 64 MiB).  Times come with
 #   0.01 s resolution: at tiny --scale the ratios are noise (n/a when a time
 #   is 0.00); only full-scale (--scale 1) numbers mean anything.
 #
-# Usage: tests/bench/local.sh [--scale F] [--runs N] [--workdir DIR] [--syncmgr PATH]
-#   --scale F     multiply file counts (SMALL, EMPTY*) and file sizes (LARGE) by F (default 1)
+# Usage: tests/bench/local.sh [--scale F] [--runs N] [--workdir DIR] [--syncmgr PATH] [--sets LIST]
+#   --scale F     multiply file counts (SMALL, EMPTY*, ONEDIR1M, DIR10K) and file
+#                 sizes (LARGE) by F (default 1)
 #   --runs N      rounds; the median is reported (default 3)
 #   --workdir DIR parent of the scratch dir (default /var/tmp); the script works in
 #                 a fresh mktemp -d below it and removes that dir on exit
 #   --syncmgr P   syncmgr binary (default: $SYNCMGR, else build/manager/syncmgr of
 #                 this checkout, else `syncmgr` on PATH)
+#   --sets LIST   only these data sets, ','-joined (default: all); targets of
+#                 sets not run say n/a
 # Needs: bash, /usr/bin/python3, /usr/bin/time (Debian package `time`), cp,
 # rsync, rclone, diff, find; about 3x the data size free (~8 GB at scale 1)
-# and ~3.7M free inodes.
+# and ~7.3M free inodes.
 
 set -euo pipefail
 export LC_ALL=C
@@ -63,9 +70,29 @@ usage() { sed -n 's/^# \{0,1\}//; /^Usage:/,/^Needs:/p' "$0" | sed '$d'; }
 die() { echo "$prog: $*" >&2; exit 2; }
 log() { echo "$*" >&2; }
 
+all_sets=(SMALL LARGE EMPTY100K EMPTY1M ONEDIR1M DIR10K)
+want_sets=""
+args=()
+while [ $# -gt 0 ]; do
+	case $1 in
+	--sets) [ $# -ge 2 ] || die "--sets needs a value"; want_sets=$2; shift 2 ;;
+	--sets=*) want_sets=${1#*=}; shift ;;
+	*) args+=("$1"); shift ;;
+	esac
+done
+sets=()
+for set in "${all_sets[@]}"; do
+	[ -z "$want_sets" ] || [[ ,$want_sets, == *",$set,"* ]] && sets+=("$set")
+done
+for set in ${want_sets//,/ }; do
+	[[ " ${all_sets[*]} " == *" $set "* ]] || die "--sets: unknown data set '$set' (${all_sets[*]})"
+done
+[ ${#sets[@]} -gt 0 ] || die "--sets: no data set"
+has_set() { [[ " ${sets[*]} " == *" $1 "* ]]; }
+
 # shellcheck source=tests/bench/lib.sh
 . "$here/lib.sh"
-bench_options "$@"
+bench_options "${args[@]}"
 
 # ---- tools ------------------------------------------------------------------
 [ -x /usr/bin/time ] || die "/usr/bin/time missing (apt-get install time)"
@@ -82,12 +109,24 @@ large_files=8
 large_size=$(awk -v s="$scale" 'BEGIN { v = int(268435456 * s / 4096 + 0.5) * 4096; print (v < 4096 ? 4096 : v) }')
 e1m_files=$(sc 1000000) e1m_dirs=$(sc 1000)
 e100k_files=$(sc 100000) e100k_dirs=$(sc 100)
+onedir_files=$(sc 1000000)
+dir10k_files=$(sc 200000) dir10k_dirs=20
+# sets not run take no room
+has_set SMALL || small_files=0 small_dirs=0
+has_set LARGE || large_files=0
+has_set EMPTY1M || e1m_files=0 e1m_dirs=0
+has_set EMPTY100K || e100k_files=0 e100k_dirs=0
+has_set ONEDIR1M || onedir_files=0
+has_set DIR10K || dir10k_files=0 dir10k_dirs=0
 
-# Disk estimate (bytes): small files average ~1.53 4-KiB blocks, big dirs ~48 KiB.
+# Disk estimate (bytes): small files average ~1.53 4-KiB blocks, big dirs ~48 KiB,
+# ~40 B of directory per name in the huge ones.
 data_est=$(awk -v sf="$small_files" -v sd="$small_dirs" -v lf="$large_files" -v ls="$large_size" \
 	-v ef="$e1m_files" -v ed="$e1m_dirs" -v hf="$e100k_files" -v hd="$e100k_dirs" \
-	'BEGIN { printf "%.0f", sf * 6656 + sd * 4096 + lf * ls + (ed + hd) * 49152 + (ef + hf) * 0 }')
-inode_est=$((small_files + small_dirs + large_files + e1m_files + e1m_dirs + e100k_files + e100k_dirs + 4))
+	-v of="$onedir_files" -v tf="$dir10k_files" \
+	'BEGIN { printf "%.0f", sf * 6656 + sd * 4096 + lf * ls + (ed + hd) * 49152 + (ef + hf) * 0 + (of + tf) * 40 }')
+inode_est=$((small_files + small_dirs + large_files + e1m_files + e1m_dirs + e100k_files + e100k_dirs +
+	onedir_files + dir10k_files + dir10k_dirs + 6))
 human() { awk -v b="$1" 'BEGIN { split("B KiB MiB GiB TiB", u); i = 1; while (b >= 1024 && i < 5) { b /= 1024; i++ } printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'; }
 
 # ---- scratch dir --------------------------------------------------------------
@@ -124,7 +163,6 @@ log "$prog: scale $scale, runs $runs, workdir $W, syncmgr $syncmgr"
 log "$prog: data ~$(human "$data_est"), $(human "$avail") free"
 
 # ---- data sets ------------------------------------------------------------------
-sets=(SMALL LARGE EMPTY100K EMPTY1M)
 declare -A nfiles nbytes
 gen() { # SET KIND ARGS...
 	local set=$1 kind=$2 out
@@ -133,10 +171,12 @@ gen() { # SET KIND ARGS...
 	out=$(/usr/bin/python3 "$here/gen.py" "$kind" "$W/src/$set" "$@") || { log "$prog: gen.py failed"; exit 1; }
 	read -r "nfiles[$set]" "nbytes[$set]" <<<"$out"
 }
-gen SMALL small --files "$small_files" --dirs "$small_dirs" --min-size 512 --max-size 8192 --seed 1
-gen LARGE large --files "$large_files" --size "$large_size" --seed 2
-gen EMPTY100K empty --files "$e100k_files" --dirs "$e100k_dirs"
-gen EMPTY1M empty --files "$e1m_files" --dirs "$e1m_dirs"
+has_set SMALL && gen SMALL small --files "$small_files" --dirs "$small_dirs" --min-size 512 --max-size 8192 --seed 1
+has_set LARGE && gen LARGE large --files "$large_files" --size "$large_size" --seed 2
+has_set EMPTY100K && gen EMPTY100K empty --files "$e100k_files" --dirs "$e100k_dirs"
+has_set EMPTY1M && gen EMPTY1M empty --files "$e1m_files" --dirs "$e1m_dirs"
+has_set ONEDIR1M && gen ONEDIR1M empty --files "$onedir_files" --dirs 1
+has_set DIR10K && gen DIR10K empty --files "$dir10k_files" --dirs "$dir10k_dirs"
 sync
 
 # ---- measuring --------------------------------------------------------------------
@@ -204,14 +244,14 @@ fresh_dst() {
 for ((round = 1; round <= runs; round++)); do
 	for set in "${sets[@]}"; do
 		case $set in
-		SMALL | LARGE) order=() ;;
-		*) order=(syncmgr) ;;
+		SMALL | LARGE) these=("${tools[@]}") ;;
+		ONEDIR1M | DIR10K) these=(syncmgr cp rsync) ;;
+		*) these=(syncmgr) ;;
 		esac
-		if [ ${#order[@]} -eq 0 ]; then
-			for ((i = 0; i < ${#tools[@]}; i++)); do
-				order+=("${tools[(i + round - 1) % ${#tools[@]}]}")
-			done
-		fi
+		order=()
+		for ((i = 0; i < ${#these[@]}; i++)); do
+			order+=("${these[(i + round - 1) % ${#these[@]}]}")
+		done
 		for tool in "${order[@]}"; do
 			fresh_dst
 			run "$set" initial "$tool" "$round"
@@ -244,6 +284,8 @@ describe() {
 	LARGE) echo "${nfiles[$1]} files of $(human "$large_size"), $(human "${nbytes[$1]}")" ;;
 	EMPTY100K) echo "${nfiles[$1]} empty files in $e100k_dirs dir(s) (syncmgr only)" ;;
 	EMPTY1M) echo "${nfiles[$1]} empty files in $e1m_dirs dir(s) (syncmgr only)" ;;
+	ONEDIR1M) echo "${nfiles[$1]} empty files in one directory (rclone not run)" ;;
+	DIR10K) echo "${nfiles[$1]} empty files in $dir10k_dirs directories (rclone not run)" ;;
 	esac
 }
 
@@ -276,7 +318,7 @@ for set in "${sets[@]}"; do
 			if [ "$tool" = syncmgr ]; then
 				rcp=$(div "$t" "$(median "$set" "$phase" cp)")
 				rrs=$(div "$t" "$(median "$set" "$phase" rsync)")
-				[ "$set" = SMALL ] || [ "$set" = LARGE ] || rcp="" rrs=""
+				case $set in SMALL | LARGE | ONEDIR1M | DIR10K) ;; *) rcp="" rrs="" ;; esac
 			fi
 			printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$set" "$phase" "${label[$tool]}" "$t" "$tput" \
 				"$(mib "$(peak "$set" "$phase" "$tool")")" "${rcp:-–}" "${rrs:-–}"
@@ -303,6 +345,8 @@ max_rss=$(awk '$3 == "syncmgr" && $6 > m { m = $6; w = $1 " " $2 } END { print m
 read -r max_rss_kib max_rss_where <<<"$max_rss"
 rss_1m=$(awk '$1 == "EMPTY1M" && $3 == "syncmgr" && $6 > m { m = $6 } END { print m + 0 }' "$results")
 rss_100k=$(awk '$1 == "EMPTY100K" && $3 == "syncmgr" && $6 > m { m = $6 } END { print m + 0 }' "$results")
+# rss SET -> syncmgr's highest peak RSS in MiB for SET, or n/a when not run
+rss_of() { awk -v s="$1" '$1 == s && $3 == "syncmgr" && $6 > m { m = $6 } END { if (m) printf "%.1f", m / 1024; else print "n/a" }' "$results"; }
 
 cat <<EOF
 
@@ -318,6 +362,14 @@ target "SMALL no-change: syncmgr time ÷ rsync -a" "$(div "$s_nc" "$(median SMAL
 target "LARGE initial: syncmgr MB/s ÷ cp -a MB/s" "$(div "$(median LARGE initial cp)" "$(median LARGE initial syncmgr)")" ">=" 0.90
 target "syncmgr peak RSS MiB, worst run ($max_rss_where)" "$(mib "$max_rss_kib")" "<=" 64
 target "syncmgr peak RSS EMPTY1M ÷ EMPTY100K ($(mib "$rss_1m") / $(mib "$rss_100k") MiB)" "$(div "$rss_1m" "$rss_100k" %.3f)" "<=" 1.10
+# issue 13: linear cost in a directory's size
+for set in ONEDIR1M DIR10K; do
+	target "$set initial: syncmgr time ÷ rsync -a" "$(div "$(median $set initial syncmgr)" "$(median $set initial rsync)")" "<=" 0.60
+	target "$set no-change: syncmgr time ÷ rsync -a" "$(div "$(median $set no-change syncmgr)" "$(median $set no-change rsync)")" "<=" 0.60
+done
+target "ONEDIR1M initial: syncmgr time ÷ cp -a" "$(div "$(median ONEDIR1M initial syncmgr)" "$(median ONEDIR1M initial cp)")" "<=" 1.10
+target "ONEDIR1M syncmgr peak RSS MiB" "$(rss_of ONEDIR1M)" "<=" 64
+target "DIR10K syncmgr peak RSS MiB" "$(rss_of DIR10K)" "<=" 64
 
 if [ ${#notes[@]} -gt 0 ]; then
 	printf '\n### Notes\n\n'

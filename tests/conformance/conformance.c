@@ -19,8 +19,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -558,7 +560,7 @@ static bool caps_parse(const char *s, unsigned *out)
 static void test_capabilities(void **state)
 {
 	struct fixture *fx = *state;
-	char msg[512] = "";
+	char msg[1024] = "";
 	size_t o = 0;
 	for (size_t i = 0; i < N_CAPS; i++) {
 		bool has = sm_store_has(fx->st, cap_names[i].bit);
@@ -836,6 +838,257 @@ static void test_dirs_and_links(void **state)
 	}
 }
 
+/* ---- a big directory through many range cursors ---- */
+
+/*
+ * One directory of many names (with subdirectories and names that sort
+ * around the '/' a directory gets: "-" and "." before it, "0" after),
+ * listed by many range cursors at once, as a run's tasks list one huge DST
+ * directory: each range's keys must be exactly the slice of the expected
+ * order that falls in it. The expected order is worked out here, from the
+ * keys written (directory keys with their '/', sorted with strcmp), not
+ * asked of the store. The cursors come from stores opened with a listing
+ * cache (cfg.list_cache: a run's DST), one large enough to keep the
+ * directory and one so small that every release evicts, and from the
+ * fixture's store without one.
+ */
+#define BIG_LOCAL 20000 /* names on a local store; fewer where each put is a request */
+#define BIG_REMOTE 2000
+#define BIG_THREADS 4
+
+struct big {
+	struct sm_store *st;
+	char **keys; /* every key, sorted */
+	size_t nk;
+	const char **bounds; /* range ends, sorted; bounds[0] = "", then (after, last] pairs */
+	size_t nb;
+	size_t nranges; /* tiles (bounds[i], bounds[i + 1]], then ranges over a few tiles */
+	size_t (*pairs)[2];
+	atomic_size_t next;
+	pthread_mutex_t mu;
+	char *fail; /* the first mismatch */
+};
+
+static void big_add(struct strv *sv, const char *fmt, unsigned i)
+{
+	char k[64];
+	int n = snprintf(k, sizeof(k), fmt, i);
+	strv_add(sv, k, (size_t)n);
+}
+
+/* The keys of range r: a binary search for its start, then on to its end. */
+static void big_want(const struct big *b, const char *after, const char *last, struct sm_buf *out)
+{
+	size_t lo = 0, hi = b->nk;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		if (strcmp(b->keys[mid], after) <= 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	sm_buf_append(out, "", 0);
+	for (size_t i = lo; i < b->nk && (!last || strcmp(b->keys[i], last) <= 0); i++) {
+		if (out->len)
+			sm_buf_append(out, "|", 1);
+		sm_buf_appendz(out, b->keys[i]);
+	}
+}
+
+/* List range i with its own cursor; false (and b->fail set) on a mismatch. */
+static bool big_check(struct big *b, size_t i)
+{
+	const char *after = b->bounds[b->pairs[i][0]];
+	const char *last = b->pairs[i][1] < b->nb ? b->bounds[b->pairs[i][1]] : NULL;
+	struct sm_range r = { .after = after, .last = last };
+	struct sm_cursor *c = NULL;
+	struct sm_diag d;
+	struct sm_buf got = { 0 }, want = { 0 };
+	char msg[1024] = "";
+	sm_buf_append(&got, "", 0);
+	if (sm_store_list_begin(b->st, &r, &c, &d) != SM_OK) {
+		snprintf(msg, sizeof(msg), "list_begin ('%s', '%s']: %s", after,
+		         last ? last : "(end)", d.msg);
+	} else {
+		const struct sm_entry *e;
+		enum sm_err err;
+		while ((err = sm_store_list_next(c, &e, &d)) == SM_OK) {
+			if (got.len)
+				sm_buf_append(&got, "|", 1);
+			sm_buf_appendz(&got, e->key);
+		}
+		if (err != SM_EOF)
+			snprintf(msg, sizeof(msg), "list_next ('%s', '%s']: %s", after,
+			         last ? last : "(end)", d.msg);
+		sm_store_list_end(c);
+	}
+	big_want(b, after, last, &want);
+	if (!*msg && strcmp(got.p, want.p) != 0) {
+		/* where they part, not two lists of thousands of keys */
+		size_t k = 0;
+		while (got.p[k] && got.p[k] == want.p[k])
+			k++;
+		size_t from = k > 40 ? k - 40 : 0;
+		snprintf(msg, sizeof(msg), "range ('%s', '%s']: got [...%.80s], want [...%.80s]",
+		         after, last ? last : "(end)", got.p + from, want.p + from);
+	}
+	sm_buf_release(&got);
+	sm_buf_release(&want);
+	if (!*msg)
+		return true;
+	pthread_mutex_lock(&b->mu);
+	if (!b->fail)
+		b->fail = strdup(msg);
+	pthread_mutex_unlock(&b->mu);
+	return false;
+}
+
+static void *big_thread(void *arg)
+{
+	struct big *b = arg;
+	for (;;) {
+		size_t i = atomic_fetch_add(&b->next, 1);
+		if (i >= b->nranges || !big_check(b, i))
+			break;
+	}
+	return NULL;
+}
+
+/* All ranges through store st from BIG_THREADS threads at once. */
+static void big_run(struct big *b, struct sm_store *st, const char *what)
+{
+	b->st = st;
+	atomic_store(&b->next, 0);
+	pthread_t th[BIG_THREADS];
+	for (int i = 0; i < BIG_THREADS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, big_thread, b), 0);
+	for (int i = 0; i < BIG_THREADS; i++)
+		pthread_join(th[i], NULL);
+	if (b->fail)
+		fail_msg("%s: %s", what, b->fail);
+}
+
+static void test_big_dir(void **state)
+{
+	struct fixture *fx = *state;
+	bool dirs = expect_caps & SM_CAP_DIRS;
+	unsigned n = (expect_caps & SM_CAP_LOCAL) ? BIG_LOCAL : BIG_REMOTE;
+	struct strv files = { 0 }, keys = { 0 };
+	for (unsigned i = 0; i < n; i++) {
+		big_add(&files, "big/f%06u", i);
+		if (i % 7 == 3)
+			big_add(&files, "big/f%06u-x", i);
+		if (i % 11 == 5)
+			big_add(&files, "big/f%06u.x", i);
+		if (i % 1000 == 500) { /* a directory among them, with one below it */
+			big_add(&files, "big/g%06u/in", i);
+			big_add(&files, "big/g%06u/sub/in", i);
+			big_add(&files, "big/g%06u-", i);
+			big_add(&files, "big/g%06u.", i);
+			big_add(&files, "big/g%06u0", i);
+			if (dirs) {
+				big_add(&keys, "big/g%06u/", i);
+				big_add(&keys, "big/g%06u/sub/", i);
+			}
+		}
+	}
+	big_add(&files, "big-", 0);
+	big_add(&files, "big.", 0);
+	big_add(&files, "big0", 0);
+	if (dirs)
+		strv_add(&keys, "big/", 4);
+	for (size_t i = 0; i < files.n; i++) {
+		put_str(fx->st, files.v[i], "");
+		strv_add(&keys, files.v[i], strlen(files.v[i]));
+	}
+	qsort(keys.v, keys.n, sizeof(*keys.v), cmp_str);
+
+	/* Bounds: ~200 keys and as many points between keys (a key with a byte
+	 * added, one cut short), sorted; tiles between neighbours, then as
+	 * many ranges over a few neighbouring tiles. */
+	struct big b = { .keys = keys.v, .nk = keys.n };
+	pthread_mutex_init(&b.mu, NULL);
+	struct strv between = { 0 };
+	size_t want_b = 400;
+	b.bounds = calloc(want_b + 1, sizeof(*b.bounds));
+	b.bounds[b.nb++] = "";
+	for (size_t i = 0; i < want_b / 2; i++) {
+		const char *k = keys.v[sm_rand64() % keys.n];
+		b.bounds[b.nb++] = k;
+		size_t kl = strlen(k);
+		if (i % 2)
+			strv_add(&between, k, kl > 1 ? kl - 1 : kl);
+		else {
+			char tmp[80];
+			snprintf(tmp, sizeof(tmp), "%s%c", k, i % 4 ? '0' : '!');
+			strv_add(&between, tmp, strlen(tmp));
+		}
+	}
+	for (size_t i = 0; i < between.n; i++)
+		b.bounds[b.nb++] = between.v[i];
+	qsort(b.bounds + 1, b.nb - 1, sizeof(*b.bounds), cmp_str);
+	b.pairs = calloc(2 * b.nb + 1, sizeof(*b.pairs));
+	for (size_t i = 0; i < b.nb; i++) { /* the last tile runs to the end (nb) */
+		b.pairs[b.nranges][0] = i;
+		b.pairs[b.nranges++][1] = i + 1;
+	}
+	for (size_t i = 0; i < b.nb; i++) { /* spanning up to 8 tiles: every key is stat'ed */
+		size_t x = sm_rand64() % b.nb, y = x + sm_rand64() % 9;
+		b.pairs[b.nranges][0] = x;
+		b.pairs[b.nranges++][1] = y < b.nb ? y : b.nb;
+	}
+
+	/* through a cache that keeps the directory, one that keeps nothing
+	 * unused, and none (the fixture's store: a few tiles only) */
+	struct sm_store_cfg cfg = { .read_links = true,
+		                    .no_https = getenv("SM_STORE_NO_HTTPS") != NULL,
+		                    .pool = fx->pool,
+		                    .ssh = &sm_ssh_ops,
+		                    .list_cache = 64u << 20 };
+	struct sm_diag d;
+	struct sm_store *cached = NULL, *tiny = NULL;
+	if (sm_store_open(&fx->url, &cfg, &cached, &d) != SM_OK)
+		fail_msg("open with a listing cache: %s", d.msg);
+	cfg.list_cache = 1;
+	if (sm_store_open(&fx->url, &cfg, &tiny, &d) != SM_OK)
+		fail_msg("open with a tiny listing cache: %s", d.msg);
+	big_run(&b, cached, "listing cache");
+	big_run(&b, cached, "listing cache, again");
+	/* these two read the directory for (almost) every range: fewer */
+	size_t all = b.nranges;
+	b.nranges = 40;
+	big_run(&b, tiny, "listing cache of 1 byte");
+	b.nranges = 20;
+	big_run(&b, fx->st, "no listing cache");
+	b.nranges = all;
+
+	/* the tiles together are the whole listing, each key once */
+	struct sm_buf cat = { 0 }, full = { 0 };
+	sm_buf_append(&cat, "", 0);
+	for (size_t i = 0; i < b.nb; i++) {
+		const char *last = i + 1 < b.nb ? b.bounds[i + 1] : NULL;
+		char *got = list_join(cached, b.bounds[i], last, true);
+		if (*got && cat.len)
+			sm_buf_append(&cat, "|", 1);
+		sm_buf_appendz(&cat, got);
+		free(got);
+	}
+	big_want(&b, "", NULL, &full);
+	assert_true(strcmp(cat.p, full.p) == 0);
+	sm_buf_release(&cat);
+	sm_buf_release(&full);
+
+	sm_store_close(tiny);
+	sm_store_close(cached);
+	free(b.fail);
+	free(b.pairs);
+	free(b.bounds);
+	pthread_mutex_destroy(&b.mu);
+	strv_free(&between);
+	strv_free(&keys);
+	strv_free(&files);
+}
+
 int main(void)
 {
 	base_url = getenv("SM_STORE_URL");
@@ -876,6 +1129,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_atomic_put, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_unsafe_keys_refused, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_dirs_and_links, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_big_dir, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name(base_url, tests, NULL, NULL);
 }
