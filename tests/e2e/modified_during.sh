@@ -162,12 +162,21 @@ elif cmd == "pausecopy":     # pausecopy DST SRCFILE RESULT OUT ERR CMD...: see 
     with open(result, "w") as f:
         f.write(what + "\n")
     sys.exit(rc if rc >= 0 else 128 - rc)
-elif cmd == "race":          # race DST TEMPWAIT_S DEL... : delete DEL once a temp file appears in DST
-    dst, wait = sys.argv[2], float(sys.argv[3])
-    t0 = time.time()
+elif cmd == "race":          # race DST TEMPWAIT_S DEL... : delete DEL once a temp file in DST
+    dst, wait = sys.argv[2], float(sys.argv[3])  # holds 16 MiB: the copy is well under way,
+    t0 = time.time()                             # the listing (ms) long done, even under ASan
+    def grown():
+        for n in os.listdir(dst):
+            if n.startswith(".~sm"):
+                try:
+                    if os.stat(os.path.join(dst, n)).st_size >= 16 << 20:
+                        return True
+                except FileNotFoundError:
+                    pass
+        return False
     while time.time() - t0 < wait:
         try:
-            if any(n.startswith(".~sm") for n in os.listdir(dst)):
+            if grown():
                 break
         except FileNotFoundError:
             pass
