@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "util.h"
+
 bool sm_err_retryable(enum sm_err e)
 {
 	return e == SM_EAGAIN;
@@ -87,6 +89,27 @@ enum sm_err sm_diag_set(struct sm_diag *d, enum sm_err e, int native, const char
 	diag_vfill(d, e, native, NULL, fmt, ap);
 	va_end(ap);
 	return e;
+}
+
+enum sm_err sm_diag_prefix(struct sm_diag *d, const char *fmt, ...)
+{
+	char what[512], msg[sizeof(d->msg)];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(what, sizeof(what), fmt, ap);
+	va_end(ap);
+	sm_strlcpy(msg, d->msg, sizeof(msg));
+	return sm_diag_set(d, d->err, d->native, "%s: %s", what, msg);
+}
+
+enum sm_err sm_diag_label(struct sm_diag *d, enum sm_err err, const char *label)
+{
+	if (err == SM_OK || err == SM_EOF || !d || !label)
+		return err;
+	if (strncmp(d->msg, "SRC: ", 5) == 0 || strncmp(d->msg, "DST: ", 5) == 0)
+		return err;
+	sm_diag_prefix(d, "%s", label);
+	return err;
 }
 
 enum sm_err sm_diag_errno(struct sm_diag *d, int errnum, const char *fmt, ...)

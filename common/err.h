@@ -43,6 +43,13 @@ const char *sm_err_str(enum sm_err e);
 /* Fill `d` (may be NULL) and return `e`. */
 enum sm_err sm_diag_set(struct sm_diag *d, enum sm_err e, int native, const char *fmt, ...)
         __attribute__((format(printf, 4, 5)));
+/* Put "WHAT: " before d's message (WHAT from fmt); returns d->err. */
+enum sm_err sm_diag_prefix(struct sm_diag *d, const char *fmt, ...)
+        __attribute__((format(printf, 2, 3)));
+/* After a failure (err is neither SM_OK nor SM_EOF), put "LABEL: " before
+ * d's message unless it has a side's label already ("SRC: ", "DST: ");
+ * NULL label or d: nothing. Returns err. */
+enum sm_err sm_diag_label(struct sm_diag *d, enum sm_err err, const char *label);
 /* Map errno `errnum` to an sm_err, fill `d` with "FMT: strerror", return it. */
 enum sm_err sm_diag_errno(struct sm_diag *d, int errnum, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

@@ -2,12 +2,26 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 int sm_log_threshold = SM_LOG_NOTICE;
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sm_log_hook log_hook;
+
+/* The kinds of per-key errors seen (sm_log_key_error), a few dozen at most:
+ * past that, every further kind is written in full. */
+#define LOG_KINDS 64
+struct log_kind {
+	char *shape; /* the message with its key replaced by "<key>" */
+	uint64_t n;
+};
+static struct log_kind log_kinds[LOG_KINDS];
+static int log_nkinds;
 
 void sm_log_lock(void)
 {
@@ -52,6 +66,71 @@ void sm_log_write(enum sm_log_level level, const char *fmt, ...)
 	if (log_hook.redraw)
 		log_hook.redraw(log_hook.arg);
 	pthread_mutex_unlock(&log_mu);
+}
+
+/* `msg` with `key` replaced by "<key>" where it is quoted ('KEY', or a
+ * path '/root/KEY'), malloc'd. */
+static char *log_shape(const char *key, const char *msg)
+{
+	size_t kn = strlen(key), mn = strlen(msg), n = 0;
+	char *out = malloc(mn + 1 + (kn ? (mn / kn + 1) * 5 : 0));
+	if (!out)
+		return NULL;
+	for (const char *m = msg; *m;) {
+		if (kn && (m == msg || m[-1] == '\'' || m[-1] == '/') && strncmp(m, key, kn) == 0 &&
+		    m[kn] == '\'') {
+			memcpy(out + n, "<key>", 5);
+			n += 5;
+			m += kn;
+		} else {
+			out[n++] = *m++;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
+void sm_log_key_error(const char *key, const char *msg)
+{
+	if (sm_log_threshold >= SM_LOG_INFO) {
+		sm_log_write(SM_LOG_ERROR, "%s", msg);
+		return;
+	}
+	char *shape = log_shape(key, msg);
+	bool show = true;
+	pthread_mutex_lock(&log_mu);
+	if (shape) {
+		int i = 0;
+		while (i < log_nkinds && strcmp(log_kinds[i].shape, shape) != 0)
+			i++;
+		if (i == log_nkinds && log_nkinds < LOG_KINDS) {
+			log_kinds[log_nkinds++] = (struct log_kind){ shape, 0 };
+			shape = NULL;
+		}
+		if (i < log_nkinds)
+			show = ++log_kinds[i].n <= SM_LOG_REPEAT_SHOW;
+	}
+	pthread_mutex_unlock(&log_mu);
+	free(shape);
+	if (show)
+		sm_log_write(SM_LOG_ERROR, "%s", msg);
+}
+
+void sm_log_repeat_flush(void)
+{
+	pthread_mutex_lock(&log_mu);
+	int n = log_nkinds;
+	struct log_kind kinds[LOG_KINDS];
+	memcpy(kinds, log_kinds, sizeof(kinds));
+	log_nkinds = 0;
+	pthread_mutex_unlock(&log_mu);
+	for (int i = 0; i < n; i++) {
+		if (kinds[i].n > SM_LOG_REPEAT_SHOW)
+			sm_log_write(SM_LOG_ERROR, "... and %llu more like: %s",
+			             (unsigned long long)(kinds[i].n - SM_LOG_REPEAT_SHOW),
+			             kinds[i].shape);
+		free(kinds[i].shape);
+	}
 }
 
 void sm_log_say(const char *verb, const char *key)

@@ -33,6 +33,17 @@ void sm_log_set_hook(const struct sm_log_hook *hook);
 void sm_log_lock(void);
 void sm_log_unlock(void);
 
+/*
+ * Per-key errors: the same failure for many keys (a DST that refuses every
+ * write) is written SM_LOG_REPEAT_SHOW times, then only counted, unless -v;
+ * sm_log_repeat_flush() then writes "... and N more like: MSG" once per kind.
+ * Two messages are of one kind when they are equal once each one's key is
+ * replaced by "<key>".
+ */
+#define SM_LOG_REPEAT_SHOW 3
+void sm_log_key_error(const char *key, const char *msg);
+void sm_log_repeat_flush(void);
+
 #include <stdio.h>
 /* One "VERB KEY" line on stdout (--dry's plan), the key escaped. */
 void sm_log_say(const char *verb, const char *key);

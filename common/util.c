@@ -210,3 +210,31 @@ uint64_t sm_rand64(void)
 	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
 	return z ^ (z >> 31);
 }
+
+/* realpath() of `path`, or of its nearest existing ancestor plus the rest. */
+char *sm_realpath_loose(const char *path)
+{
+	char buf[PATH_MAX];
+	if (realpath(path, buf))
+		return strdup(buf);
+	char tmp[PATH_MAX];
+	if (sm_strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
+		return NULL;
+	size_t n = strlen(tmp);
+	while (n > 1 && tmp[n - 1] == '/')
+		tmp[--n] = '\0';
+	char *slash = strrchr(tmp, '/');
+	const char *rest = slash ? slash + 1 : tmp;
+	char *parent = slash ? (slash == tmp ? strdup("/") : sm_strndup(tmp, (size_t)(slash - tmp)))
+	                     : strdup(".");
+	if (!parent)
+		return NULL;
+	char *rp = sm_realpath_loose(parent);
+	free(parent);
+	if (!rp)
+		return NULL;
+	char out[PATH_MAX];
+	snprintf(out, sizeof(out), "%s%s%s", rp, strcmp(rp, "/") ? "/" : "", rest);
+	free(rp);
+	return strdup(out);
+}

@@ -13,6 +13,9 @@ size_t sm_strlcpy(char *dst, const char *src, size_t size);
 /* strdup that returns NULL on NULL input or out of memory. */
 char *sm_strdup(const char *s);
 char *sm_strndup(const char *s, size_t n);
+/* realpath() of `path`, or of its nearest existing ancestor plus the rest
+ * (a DST not made yet); malloc'd, NULL on failure. */
+char *sm_realpath_loose(const char *path);
 /* malloc'd concatenation of a and b; NULL when out of memory. */
 char *sm_strcat2(const char *a, const char *b);
 

@@ -192,7 +192,7 @@ static void jbatch_done(void *arg, size_t i, enum sm_err err, const struct sm_di
 	if (err == SM_EISDIR)
 		err = SM_OK;
 	if (err != SM_OK) {
-		sm_log(SM_LOG_ERROR, "%s", d->msg);
+		sm_log_key_error(b->keys[i], d->msg);
 		b->acc->failed++;
 		return;
 	}
@@ -287,7 +287,7 @@ static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *d
 			continue;
 		}
 		if (err != SM_OK) {
-			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			sm_log_key_error(ds->v[i], d.msg);
 			acc->failed++;
 			continue;
 		}

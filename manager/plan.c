@@ -272,7 +272,7 @@ nomem:
  * unless the listing itself is broken. False to stop. */
 static bool plan_list_error(struct plan *pl, enum sm_err le, const struct sm_diag *ld)
 {
-	sm_log(SM_LOG_ERROR, "SRC: %s", ld->msg);
+	sm_log(SM_LOG_ERROR, "%s", ld->msg); /* labelled "SRC: " by the store */
 	pl->res->listing_failed = true;
 	sm_dispatch_forbid_delete(pl->dp);
 	__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);

@@ -50,34 +50,6 @@ static void run_plan_release(struct run_plan *rp)
 	free(rp->single_dst_key);
 }
 
-/* realpath() of `path`, or of its nearest existing ancestor plus the rest. */
-static char *run_realpath_loose(const char *path)
-{
-	char buf[PATH_MAX];
-	if (realpath(path, buf))
-		return strdup(buf);
-	char tmp[PATH_MAX];
-	if (sm_strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp))
-		return NULL;
-	size_t n = strlen(tmp);
-	while (n > 1 && tmp[n - 1] == '/')
-		tmp[--n] = '\0';
-	char *slash = strrchr(tmp, '/');
-	const char *rest = slash ? slash + 1 : tmp;
-	char *parent = slash ? (slash == tmp ? strdup("/") : sm_strndup(tmp, (size_t)(slash - tmp)))
-	                     : strdup(".");
-	if (!parent)
-		return NULL;
-	char *rp = run_realpath_loose(parent);
-	free(parent);
-	if (!rp)
-		return NULL;
-	char out[PATH_MAX];
-	snprintf(out, sizeof(out), "%s%s%s", rp, strcmp(rp, "/") ? "/" : "", rest);
-	free(rp);
-	return strdup(out);
-}
-
 static bool run_path_within(const char *inner, const char *outer)
 {
 	size_t n = strlen(outer);
@@ -119,43 +91,17 @@ static int run_check_writable(const struct run_plan *rp, const char *real)
 	return -1;
 }
 
-/* A run with an object store on one side or both: local sides must be
- * directories (SRC) or writable (DST); the stores are probed later. */
-static int run_preflight_remote(const struct sm_opts *o, struct run_plan *rp)
-{
-	struct sm_diag d;
-	if (strcmp(rp->src.scheme, "file") == 0) {
-		struct stat st;
-		if (stat(rp->src.path, &st) != 0) {
-			sm_diag_errno(&d, errno, "SRC '%s'", rp->src.display);
-			fprintf(stderr, "syncmgr: %s\n", d.msg);
-			return SM_EXIT_FAIL;
-		}
-		if (!S_ISDIR(st.st_mode)) {
-			fprintf(stderr,
-			        "syncmgr: SRC '%s': not a directory (a single file syncs "
-			        "between local paths only)\n",
-			        rp->src.display);
-			return SM_EXIT_FAIL;
-		}
-	}
-	if (strcmp(rp->dst.scheme, "file") == 0 && !o->dry) {
-		char *rd = run_realpath_loose(rp->dst.path);
-		int st = rd ? run_check_writable(rp, rd) : SM_EXIT_FAIL;
-		free(rd);
-		return st;
-	}
-	return -1;
-}
-
 /* Checks before anything is written. Returns an exit status, or -1 to go on. */
 static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 {
 	struct sm_diag d;
-	if (sm_url_parse(o->src, &rp->src, &d) != SM_OK ||
-	    sm_url_parse(o->dst, &rp->dst, &d) != SM_OK) {
+	enum sm_err perr = sm_url_parse(o->src, &rp->src, &d);
+	if (perr == SM_OK)
+		perr = sm_url_parse(o->dst, &rp->dst, &d);
+	if (perr != SM_OK) {
+		/* a malformed URL is a usage error; missing credentials are not */
 		fprintf(stderr, "syncmgr: %s\n", d.msg);
-		return SM_EXIT_USAGE;
+		return perr == SM_EINVAL || perr == SM_ENOTSUP ? SM_EXIT_USAGE : SM_EXIT_FAIL;
 	}
 	if (rp->src.trailing != rp->dst.trailing) {
 		fprintf(stderr, "syncmgr: SRC '%s' and DST '%s' must both end in '/' or both not\n",
@@ -163,7 +109,7 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		return SM_EXIT_USAGE;
 	}
 	if (strcmp(rp->src.scheme, "file") != 0 || strcmp(rp->dst.scheme, "file") != 0)
-		return run_preflight_remote(o, rp);
+		return -1; /* run_open() checks the stores once they are open */
 	/* Local SRC: it must exist; a plain file is a single-object run. */
 	struct stat sst;
 	if (stat(rp->src.path, &sst) != 0) {
@@ -212,8 +158,8 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		return SM_EXIT_FAIL;
 	}
 	/* Neither tree may contain the other (unless one file is synced). */
-	char *rs = run_realpath_loose(rp->src.path);
-	char *rd = run_realpath_loose(rp->dst.path);
+	char *rs = sm_realpath_loose(rp->src.path);
+	char *rd = sm_realpath_loose(rp->dst.path);
 	int status = -1;
 	if (!rs || !rd) {
 		fprintf(stderr, "syncmgr: cannot resolve SRC '%s' or DST '%s'\n", rp->src.display,
@@ -240,29 +186,41 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 	return status;
 }
 
-/* List one key of a remote store to see that it answers. */
-static enum sm_err run_probe(struct sm_store *st, const char *side, struct sm_diag *d)
+/* A run with a remote store: what run_preflight() checks of local paths,
+ * asked of the open stores (SPEC.md §1, one object; neither tree inside the
+ * other; DST writable). Returns an exit status, or -1 to go on. */
+static int run_check_stores(const struct sm_opts *o, struct run_plan *rp, struct sm_store *src,
+                            struct sm_store *dst)
 {
-	if (sm_store_has(st, SM_CAP_LOCAL))
-		return SM_OK;
-	struct sm_range r = { 0 };
-	struct sm_cursor *c = NULL;
-	struct sm_diag ld;
-	enum sm_err err = sm_store_list_begin(st, &r, &c, &ld);
-	const struct sm_entry *e;
-	bool began = err == SM_OK;
-	if (began)
-		err = sm_store_list_next(c, &e, &ld);
-	sm_store_list_end(c);
-	if (err == SM_OK || err == SM_EOF)
-		return SM_OK;
-	/* A file-like store whose listing began and then reported one name (a
-	 * broken symlink, an unreadable directory) answers: the run reports
-	 * that name when it lists it. An object store's ENOENT or EACCES is
-	 * the bucket's. */
-	if (began && sm_store_has(st, SM_CAP_DIRS) && (err == SM_ENOENT || err == SM_EACCES))
-		return SM_OK;
-	return sm_diag_set(d, err, ld.native, "%s %s: %s", side, st->display, ld.msg);
+	if (src->one) {
+		if (!(rp->single_key = strdup(src->one)) ||
+		    !(rp->single_dst_key = strdup(dst->one ? dst->one : src->one))) {
+			fprintf(stderr, "syncmgr: out of memory\n");
+			return SM_EXIT_FAIL;
+		}
+		if (sm_store_overlap(src, dst) && strcmp(src->where, dst->where) == 0 &&
+		    strcmp(rp->single_key, rp->single_dst_key) == 0) {
+			fprintf(stderr, "syncmgr: SRC '%s' and DST '%s' are the same object\n",
+			        rp->src.display, rp->dst.display);
+			return SM_EXIT_USAGE;
+		}
+	} else {
+		int ov = sm_store_overlap(src, dst);
+		if (ov) {
+			fprintf(stderr, "syncmgr: %s '%s' is inside %s '%s'\n",
+			        ov == 1 ? "DST" : "SRC",
+			        ov == 1 ? rp->dst.display : rp->src.display,
+			        ov == 1 ? "SRC" : "DST",
+			        ov == 1 ? rp->src.display : rp->dst.display);
+			return SM_EXIT_USAGE;
+		}
+	}
+	struct sm_diag d;
+	if (!o->dry && sm_store_writable(dst, &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg); /* "DST: ..." */
+		return SM_EXIT_FAIL;
+	}
+	return -1;
 }
 
 /*
@@ -395,7 +353,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		status = SM_EXIT_FAIL;
 		goto out;
 	}
-	struct sm_store_cfg scfg = { .follow_links = !o->links,
+	struct sm_store_cfg scfg = { .label = "SRC",
+		                     .follow_links = !o->links,
 		                     .read_links = o->links,
 		                     .must_exist = true,
 		                     .no_https = o->no_https,
@@ -404,36 +363,41 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	/* DST listings come from the store's listing cache: each directory
 	 * read once per run, however many range tasks cut it (issue 13). SRC
 	 * is listed once by the planner and needs none. */
-	struct sm_store_cfg dcfg = { .follow_links = false,
+	struct sm_store_cfg dcfg = { .label = "DST",
+		                     .follow_links = false,
 		                     .read_links = o->links,
 		                     .no_https = o->no_https,
 		                     .storage_class = o->storage_class,
 		                     .pool = pool,
 		                     .ssh = &sm_ssh_ops,
 		                     .list_cache = RUN_LIST_CACHE };
+	/* Opening a remote store connects and asks it once (bucket,
+	 * credentials, endpoint, SSH host): one that refuses us fails here,
+	 * not in every task. A local-only run was checked by run_preflight(). */
+	bool local = !rp.single_key && strcmp(rp.src.scheme, "file") == 0 &&
+	             strcmp(rp.dst.scheme, "file") == 0;
+	if (!local && !rp.single_key && !rp.src.trailing)
+		scfg.one = SM_ONE_SRC;
 	if (sm_store_open(&rp.src, &scfg, &src, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: SRC %s\n", d.msg);
 		status = SM_EXIT_FAIL;
 		goto out;
 	}
+	if (src->one)
+		dcfg.one = SM_ONE_DST;
 	if (sm_store_open(&rp.dst, &dcfg, &dst, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: DST %s\n", d.msg);
 		status = SM_EXIT_FAIL;
 		goto out;
 	}
-	/* An object store that refuses us (secret, bucket, endpoint) fails here,
-	 * once, not in every task. */
-	if (run_probe(src, "SRC", &d) != SM_OK || run_probe(dst, "DST", &d) != SM_OK) {
-		fprintf(stderr, "syncmgr: %s\n", d.msg);
-		status = SM_EXIT_FAIL;
+	if (!local && !rp.single_key && (status = run_check_stores(o, &rp, src, dst)) >= 0)
 		goto out;
-	}
 	/* Multipart uploads a killed run left under DST: reported now, aborted
 	 * at the end under --delete-dst (like deletes, only after a complete
 	 * run). */
 	uint64_t stale = 0;
 	if (sm_store_sweep(dst, run_t0, false, &stale, &d) != SM_OK)
-		sm_log(SM_LOG_WARN, "DST: %s", d.msg);
+		sm_log(SM_LOG_WARN, "%s", d.msg);
 	else if (stale)
 		sm_log(SM_LOG_WARN, "DST: %llu multipart uploads an interrupted run left%s",
 		       (unsigned long long)stale,
@@ -486,8 +450,10 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	bool remote = !sm_store_has(src, SM_CAP_LOCAL) || !sm_store_has(dst, SM_CAP_LOCAL);
 	enum sm_err perr =
 	        sm_plan_run(o, src, dp, remote, rp.single_key, rp.single_dst_key, &ps, &pr, &d);
-	if (perr != SM_OK && !(pr.fatal && d.err == SM_EIO && strcmp(d.msg, "run aborted") == 0))
-		sm_log(SM_LOG_ERROR, "SRC: %s", d.msg);
+	if (perr != SM_OK && !(pr.fatal && d.err == SM_EIO && strcmp(d.msg, "run aborted") == 0)) {
+		sm_diag_label(&d, perr, "SRC");
+		sm_log(SM_LOG_ERROR, "%s", d.msg);
+	}
 	if (pr.fatal) {
 		failed_run = true;
 		sm_dispatch_abort(dp);
@@ -511,7 +477,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
 	if (!why && stale && o->delete_dst && !o->dry) {
 		if (sm_store_sweep(dst, run_t0, true, &stale, &d) != SM_OK)
-			sm_log(SM_LOG_WARN, "DST: %s", d.msg);
+			sm_log(SM_LOG_WARN, "%s", d.msg);
 		else if (stale)
 			sm_log(SM_LOG_INFO,
 			       "DST: aborted %llu multipart uploads an interrupted run left",
@@ -521,9 +487,9 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	 * durable on success, S3) */
 	enum sm_err serr = o->dry ? SM_OK : sm_store_sync(dst, &d);
 	if (serr == SM_ENOTSUP) {
-		sm_log(SM_LOG_DEBUG, "DST: %s", d.msg); /* SFTP without --fsync: the server's */
+		sm_log(SM_LOG_DEBUG, "%s", d.msg); /* SFTP without --fsync: the server's */
 	} else if (serr != SM_OK) {
-		sm_log(SM_LOG_ERROR, "DST: %s", d.msg);
+		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		failed_run = true;
 	}
 
@@ -534,6 +500,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	failed_run = failed_run || listing_failed || snap.aborted || atomic_load(&sig.hit);
 	status = (total.failed || total.lost || failed_run) ? SM_EXIT_FAIL : SM_EXIT_OK;
 
+	sm_log_repeat_flush(); /* "... and N more like" the errors not shown */
 	char line[512];
 	sm_stats_summary(&total, line, sizeof(line));
 	sm_log_lock();

@@ -42,12 +42,12 @@ struct task_run {
 	bool listing_failed;
 };
 
-static void task_failed(struct task_run *tr, const struct sm_diag *d)
+static void task_failed(struct task_run *tr, const char *key, const struct sm_diag *d)
 {
 	LIVE_ADD(tr->live, failed, 1);
 	if (atomic_load(&tr->w->abort))
 		return; /* stopping: the cause was reported once already */
-	sm_log(SM_LOG_ERROR, "%s", d->msg);
+	sm_log_key_error(key, d->msg);
 	if (d->err == SM_ENOSPC && !atomic_exchange(&tr->w->abort, true)) {
 		/* Nothing more will fit: stop instead of failing every key. */
 		sm_log(SM_LOG_ERROR, "stopping: DST %s is out of space", tr->w->dst->display);
@@ -96,7 +96,7 @@ static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool s
 	if (!k->key.data) {
 		struct sm_diag d;
 		sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
-		task_failed(tr, &d);
+		task_failed(tr, e->key, &d);
 		return;
 	}
 	memcpy(k->key.data, e->key, len);
@@ -162,7 +162,7 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 	}
 	sm_entry_release(&gone);
 	if (err != SM_OK) {
-		task_failed(tr, &d);
+		task_failed(tr, s->key, &d);
 		return;
 	}
 	LIVE_ADD(tr->live, copied, 1);
@@ -210,7 +210,7 @@ static bool task_exact_mtimes(struct task_run *tr, const struct sm_entry **s,
 		enum sm_err err = sm_store_stat(src_side ? tr->w->src : tr->w->dst,
 		                                src_side ? (*s)->key : dkey, &e, &d);
 		if (err != SM_OK && err != SM_ENOENT) {
-			task_failed(tr, &d);
+			task_failed(tr, (*s)->key, &d);
 			return false;
 		}
 		if (err == SM_ENOENT && !src_side) {
@@ -268,7 +268,7 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 			return;
 		}
 		if (err != SM_OK) {
-			task_failed(tr, &d);
+			task_failed(tr, key, &d);
 			return;
 		}
 		LIVE_ADD(tr->live, checked, 1);
@@ -276,7 +276,7 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		if (o->perms &&
 		    ((s->mode & 07777) != (t->mode & 07777) || task_owner_differs(tr, s, t)) &&
 		    !o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
-			task_failed(tr, &d);
+			task_failed(tr, s->key, &d);
 			return;
 		}
 		LIVE_ADD(tr->live, skipped, 1);
@@ -287,7 +287,7 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	}
 	case SM_ACT_ATTR:
 		if (!o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
-			task_failed(tr, &d);
+			task_failed(tr, s->key, &d);
 			return;
 		}
 		/* the contents were already there */
@@ -380,7 +380,7 @@ static void task_single(struct task_run *tr, const struct sm_entry *s, const cha
 	} else if (err == SM_ENOENT) {
 		task_handle(tr, s, NULL, dkey);
 	} else {
-		task_failed(tr, &d);
+		task_failed(tr, s->key, &d);
 	}
 }
 
@@ -421,7 +421,7 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 	struct sm_cursor *cur = NULL;
 	enum sm_err err = sm_store_list_begin(tr->w->dst, &r, &cur, d);
 	if (err != SM_OK) {
-		sm_log(SM_LOG_ERROR, "DST: %s", d->msg);
+		sm_log(SM_LOG_ERROR, "%s", d->msg);
 		tr->listing_failed = true;
 		err = SM_OK;
 		/* Without the DST listing nothing in the range can be decided. */
@@ -439,7 +439,7 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 			if (le == SM_EOF) {
 				dst_done = true;
 			} else if (le != SM_OK) {
-				sm_log(SM_LOG_ERROR, "DST: %s", ld.msg);
+				sm_log(SM_LOG_ERROR, "%s", ld.msg);
 				LIVE_ADD(tr->live, failed, 1); /* what could not be listed */
 				tr->listing_failed = true;
 				te = NULL;

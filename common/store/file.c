@@ -48,6 +48,8 @@ struct file_store {
 };
 
 static void file_dir_free(void *p);
+static enum sm_err file_open_one(struct sm_store *st, struct file_store *fs, const struct sm_url *u,
+                                 int one, struct sm_diag *d);
 
 static struct file_store *file_priv(struct sm_store *st)
 {
@@ -303,6 +305,16 @@ static enum sm_err file_open(struct sm_store *st, const struct sm_url *u,
 	if (cfg->list_cache &&
 	    sm_dircache_new(cfg->list_cache, file_dir_free, &fs->dcache) != SM_OK)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	enum sm_err err = file_open_one(st, fs, u, cfg->one, d);
+	if (err != SM_OK)
+		return err;
+	char *real = sm_realpath_loose(fs->root);
+	if (!real)
+		return sm_diag_errno(d, errno, "'%s': cannot resolve the path", u->display);
+	err = sm_store_set_where(st, "file", real, d);
+	free(real);
+	if (err != SM_OK)
+		return err;
 	int fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0) {
 		if (errno == ENOENT && !cfg->must_exist)
@@ -313,6 +325,61 @@ static enum sm_err file_open(struct sm_store *st, const struct sm_url *u,
 		return sm_diag_errno(d, errno, "'%s'", u->display);
 	}
 	atomic_store(&fs->rootfd, fd);
+	return SM_OK;
+}
+
+/* cfg.one (store.h): a root that names one file becomes its parent, the
+ * file's name goes to st->one. */
+static enum sm_err file_open_one(struct sm_store *st, struct file_store *fs, const struct sm_url *u,
+                                 int one, struct sm_diag *d)
+{
+	struct stat sb;
+	if (one == SM_ONE_NO)
+		return SM_OK;
+	if (stat(fs->root, &sb) == 0 && S_ISDIR(sb.st_mode))
+		return SM_OK;
+	if (one == SM_ONE_SRC) {
+		if (stat(fs->root, &sb) != 0)
+			return sm_diag_errno(d, errno, "'%s'", u->display);
+		if (!S_ISREG(sb.st_mode))
+			return sm_diag_set(d, SM_ENOTDIR, 0,
+			                   "'%s' is neither a directory nor a regular file",
+			                   u->display);
+	}
+	char *parent = NULL, *name = NULL;
+	enum sm_err err = sm_store_split_last(fs->root, &parent, &name, d);
+	if (err != SM_OK)
+		return err;
+	free(fs->root);
+	fs->root = *parent ? parent : strdup(".");
+	if (!*parent)
+		free(parent);
+	st->one = name;
+	return fs->root ? SM_OK : sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+}
+
+/* The nearest existing ancestor of the root (the root itself if it exists)
+ * must be writable: a run creates the rest. */
+static enum sm_err file_writable(struct sm_store *st, struct sm_diag *d)
+{
+	struct file_store *fs = file_priv(st);
+	char probe[PATH_MAX];
+	if (sm_strlcpy(probe, st->where ? st->where : fs->root, sizeof(probe)) >= sizeof(probe))
+		return sm_diag_set(d, SM_EINVAL, 0, "'%s': path too long", st->display);
+	while (access(probe, F_OK) != 0 && strcmp(probe, "/") != 0) {
+		size_t n = strlen(probe);
+		while (n > 1 && probe[n - 1] == '/')
+			probe[--n] = '\0';
+		char *s = strrchr(probe, '/');
+		if (!s)
+			break;
+		if (s == probe)
+			s[1] = '\0';
+		else
+			*s = '\0';
+	}
+	if (access(probe, W_OK) != 0)
+		return sm_diag_errno(d, errno, "'%s'", st->display);
 	return SM_OK;
 }
 
@@ -1450,4 +1517,5 @@ const struct sm_store_ops sm_file_ops = {
 	.symlink = file_symlink,
 	.setattr = file_setattr,
 	.sync = file_sync,
+	.writable = file_writable,
 };

@@ -39,6 +39,8 @@ enum sm_err sm_http_new(const struct sm_http_cfg *cfg, struct sm_http **out, str
 		h->cfg.connect_timeout_ms = 10000;
 	if (!h->cfg.stall_seconds)
 		h->cfg.stall_seconds = 30;
+	if (!h->cfg.answer_seconds)
+		h->cfg.answer_seconds = 10;
 	if (!h->cfg.max_handles)
 		h->cfg.max_handles = 64;
 	h->idle = calloc((size_t)h->cfg.max_handles, sizeof(*h->idle));
@@ -98,6 +100,13 @@ struct http_io {
 	enum sm_err rerr; /* the reader's failure, if any */
 	struct sm_diag rdiag;
 	bool body_full; /* the response cap was hit */
+	/* the first-byte timeout (answer_seconds) */
+	bool answered;   /* a status line came */
+	bool timed_out;  /* no answer in time: the transfer was aborted */
+	double waited_s; /* since the request (or its last body byte) was sent */
+	double t_sent;
+	curl_off_t ul_seen;
+	long answer_s;
 };
 
 static size_t http_read_cb(char *buf, size_t size, size_t nitems, void *arg)
@@ -193,11 +202,35 @@ static void http_header_value(const char *line, size_t n, size_t namelen, char *
 	out[vn] = '\0';
 }
 
+/* No reply this long after the request went out (the body included: a
+ * slow upload is the stall timeout's business): give up on this attempt. */
+static int http_progress_cb(void *arg, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                            curl_off_t ulnow)
+{
+	(void)dltotal;
+	(void)dlnow;
+	(void)ultotal;
+	struct http_io *io = arg;
+	if (io->answered)
+		return 0;
+	double now = sm_now_s();
+	if (ulnow != io->ul_seen) {
+		io->ul_seen = ulnow;
+		io->t_sent = now;
+	}
+	io->waited_s = now - io->t_sent;
+	if (io->waited_s < (double)io->answer_s)
+		return 0;
+	io->timed_out = true;
+	return 1;
+}
+
 static size_t http_header_cb(char *line, size_t size, size_t nitems, void *arg)
 {
 	struct http_io *io = arg;
 	struct sm_http_req *r = io->r;
 	size_t n = size * nitems;
+	io->answered = true;
 	if (n > 5 && strncmp(line, "HTTP/", 5) == 0) {
 		/* a new status line (after 100 Continue or a redirect) */
 		r->etag[0] = r->meta_mtime[0] = r->last_modified[0] = r->content_type[0] = '\0';
@@ -287,7 +320,7 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 	if (nh)
 		hdrs = nh;
 
-	struct http_io io = { .r = r };
+	struct http_io io = { .r = r, .t_sent = sm_now_s(), .answer_s = h->cfg.answer_seconds };
 	r->status = 0;
 	curl_easy_setopt(c, CURLOPT_URL, r->url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
@@ -299,6 +332,9 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_LIMIT, 1024L);
 	curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, h->cfg.stall_seconds);
 	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
+	curl_easy_setopt(c, CURLOPT_XFERINFOFUNCTION, http_progress_cb);
+	curl_easy_setopt(c, CURLOPT_XFERINFODATA, &io);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "syncmgr/" SM_VERSION);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, http_header_cb);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &io);
@@ -343,6 +379,9 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 		                                            : (size_t)SM_BUF_DEFAULT_LIMIT);
 	} else if (rc == CURLE_OK) {
 		err = SM_OK;
+	} else if (rc == CURLE_ABORTED_BY_CALLBACK && io.timed_out) {
+		err = sm_diag_set(d, SM_EAGAIN, (int)rc, "%s: no answer within %ld s", hp,
+		                  h->cfg.answer_seconds);
 	} else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
 	           rc == CURLE_COULDNT_RESOLVE_PROXY) {
 		err = sm_diag_set(d, SM_EIO, (int)rc, "cannot reach %s: %s", hp,
@@ -355,8 +394,10 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 		        hp, curl_easy_strerror(rc));
 	} else if (rc == CURLE_SSL_CONNECT_ERROR) {
 		/* a reset mid-handshake looks the same: worth another attempt */
-		err = sm_diag_set(d, SM_EAGAIN, (int)rc, "TLS handshake with %s failed: %s", hp,
-		                  curl_easy_strerror(rc));
+		err = sm_diag_set(d, SM_EAGAIN, (int)rc,
+		                  "TLS handshake with %s failed: %s (a plain-HTTP endpoint? then "
+		                  "use --no-https)",
+		                  hp, curl_easy_strerror(rc));
 	} else if (rc == CURLE_OPERATION_TIMEDOUT || rc == CURLE_SEND_ERROR ||
 	           rc == CURLE_RECV_ERROR || rc == CURLE_GOT_NOTHING || rc == CURLE_PARTIAL_FILE ||
 	           rc == CURLE_HTTP2 || rc == CURLE_HTTP2_STREAM || rc == CURLE_SEND_FAIL_REWIND) {

@@ -16,6 +16,7 @@
  * request is signed anew (SigV4) for each attempt; 5xx, 429, SlowDown and
  * transport errors are retried with exponential backoff and jitter.
  */
+#include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
@@ -41,6 +42,8 @@
 #define S3_PART_MIN (8u << 20)
 #define S3_MAX_PARTS 10000
 #define S3_ATTEMPTS 6
+/* The requests of open(): a store that does not answer fails the run fast. */
+#define S3_PROBE_ATTEMPTS 2
 #define S3_REPLY_MAX (16u << 20)        /* XML replies */
 #define S3_COPY_SINGLE_MAX (5ull << 30) /* CopyObject's limit; UploadPartCopy above */
 #define S3_COPY_PART (512ull << 20)
@@ -81,11 +84,13 @@ struct s3_call {
 	size_t (*sink)(void *arg, const void *data, size_t n);
 	void *sink_arg;
 	bool no_retry; /* e.g. a sink that already received bytes */
+	int attempts;  /* 0: S3_ATTEMPTS */
 };
 
 /* Map an S3 error reply to an sm_err with the message users need. */
 static enum sm_err s3_reply_err(struct s3_store *s, long status, const struct sm_buf *body,
-                                const char *what, const char *key, struct sm_diag *d)
+                                const char *method, const char *what, const char *key,
+                                struct sm_diag *d)
 {
 	struct sm_s3_error e = { 0 };
 	if (body && body->len)
@@ -102,8 +107,14 @@ static enum sm_err s3_reply_err(struct s3_store *s, long status, const struct sm
 		                   s->loc.access_key ? s->loc.access_key : "(anonymous)",
 		                   s->loc.endpoint);
 	if (code && strcmp(code, "NoSuchBucket") == 0)
-		return sm_diag_set(d, SM_ENOENT, (int)status, "s3: NoSuchBucket: bucket '%s' on %s",
-		                   s->loc.bucket, s->loc.endpoint);
+		return sm_diag_set(d, SM_ENOENT, (int)status,
+		                   "bucket '%s' does not exist on %s (NoSuchBucket)", s->loc.bucket,
+		                   s->loc.endpoint);
+	if (status == 404 && !code && !key && strcmp(method, "HEAD") != 0)
+		return sm_diag_set(d, SM_EIO, (int)status,
+		                   "%s answered 404 to a request for bucket '%s' without an S3 "
+		                   "error: not an S3 endpoint (check the URL)",
+		                   s->loc.endpoint, s->loc.bucket);
 	if (status == 404 || (code && strcmp(code, "NoSuchKey") == 0))
 		return sm_diag_set(d, SM_ENOENT, (int)status, "s3: %s '%s': no such key", what, k);
 	if (status == 403)
@@ -215,8 +226,8 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 			c->resp->len = 0;
 		err = sm_http_do(s->http, out, d);
 		if (err == SM_OK && out->status / 100 != 2) {
-			err = s3_reply_err(s, out->status, capture ? &errbody : c->resp, what,
-			                   c->key, d);
+			err = s3_reply_err(s, out->status, capture ? &errbody : c->resp, c->method,
+			                   what, c->key, d);
 		} else if (err == SM_OK && c->resp && out->has_content_length &&
 		           strcmp(c->method, "HEAD") != 0 && c->resp->len != out->content_length) {
 			/* a body cut short must never pass for the whole object */
@@ -227,7 +238,7 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 		}
 		sm_buf_release(&errbody);
 		if (err == SM_OK || !s3_retryable(err) || c->no_retry || c->reader ||
-		    attempt >= S3_ATTEMPTS)
+		    attempt >= (c->attempts ? c->attempts : S3_ATTEMPTS))
 			break;
 		unsigned ms = 100u << (attempt - 1);
 		ms += (unsigned)(sm_rand64() % (ms / 2 + 1));
@@ -274,6 +285,9 @@ static int64_t s3_http_mtime(const char *v)
 }
 
 /* ---- open / close ---- */
+
+static enum sm_err s3_open_probe(struct sm_store *st, struct s3_store *s, const struct sm_url *u,
+                                 int one, struct sm_diag *d);
 
 static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
                            const struct sm_store_cfg *cfg, struct sm_diag *d)
@@ -326,7 +340,88 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 			return sm_diag_errno(d, errno, "AWS_CA_BUNDLE: cannot read '%s'", ca);
 		hc.ca_file = ca;
 	}
-	return sm_http_new(&hc, &s->http, d);
+	err = sm_http_new(&hc, &s->http, d);
+	if (err == SM_OK)
+		err = s3_open_probe(st, s, u, cfg->one, d);
+	return err;
+}
+
+/* One key under `prefix` into *any: the bucket, the credentials and the
+ * endpoint answer once, at open, with few attempts (a silent endpoint fails
+ * in seconds, not after every retry of every task). */
+static enum sm_err s3_probe_list(struct s3_store *s, const char *prefix, bool *any,
+                                 struct sm_diag *d)
+{
+	struct sm_buf body = { .limit = S3_REPLY_MAX };
+	struct s3_call call = { .method = "GET", .resp = &body, .attempts = S3_PROBE_ATTEMPTS };
+	call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
+	call.query[call.nq++] = (struct sm_kv){ "max-keys", "1" };
+	if (*prefix)
+		call.query[call.nq++] = (struct sm_kv){ "prefix", prefix };
+	struct sm_http_req rep;
+	struct sm_s3_list_page page = { 0 };
+	enum sm_err err = s3_do(s, &call, &rep, "list", d);
+	if (err == SM_OK)
+		err = sm_s3_parse_list(body.p, body.len, &page, d);
+	if (err == SM_OK)
+		*any = page.n > 0;
+	sm_s3_list_page_release(&page);
+	sm_buf_release(&body);
+	return err;
+}
+
+/* cfg.one (store.h), the probe, and the root's place. */
+static enum sm_err s3_open_probe(struct sm_store *st, struct s3_store *s, const struct sm_url *u,
+                                 int one, struct sm_diag *d)
+{
+	bool any = false;
+	enum sm_err err = s3_probe_list(s, s->loc.prefix, &any, d);
+	if (err != SM_OK)
+		return sm_diag_prefix(d, "'%s'", u->display);
+	if (one != SM_ONE_NO && *s->loc.prefix && !u->trailing && !any) {
+		bool reroot = one == SM_ONE_DST;
+		if (one == SM_ONE_SRC) {
+			char *obj = sm_strndup(s->loc.prefix, strlen(s->loc.prefix) - 1);
+			if (!obj)
+				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			struct s3_call call = { .method = "HEAD",
+				                .key = obj,
+				                .attempts = S3_PROBE_ATTEMPTS };
+			struct sm_http_req rep;
+			err = s3_do(s, &call, &rep, "stat", d);
+			free(obj);
+			if (err == SM_ENOENT)
+				return sm_diag_set(d, SM_ENOENT, 0,
+				                   "'%s': no such object or prefix", u->display);
+			if (err != SM_OK)
+				return sm_diag_prefix(d, "'%s'", u->display);
+			reroot = true;
+		}
+		if (reroot) {
+			char *parent = NULL, *name = NULL;
+			err = sm_store_split_last(s->loc.prefix, &parent, &name, d);
+			if (err != SM_OK)
+				return err;
+			char *prefix = *parent ? sm_strcat2(parent, "/") : sm_strdup("");
+			free(parent);
+			if (!prefix) {
+				free(name);
+				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			}
+			free(s->loc.prefix);
+			s->loc.prefix = prefix;
+			st->one = name;
+		}
+	}
+	char space[600];
+	int n = snprintf(space, sizeof(space), "s3://%s/%s", s->loc.endpoint, s->loc.bucket);
+	for (int i = 5; i < n && space[i] != '/'; i++)
+		space[i] = (char)tolower((unsigned char)space[i]);
+	char *where = sm_strcat2("/", s->loc.prefix);
+	err = where ? sm_store_set_where(st, space, where, d)
+	            : sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	free(where);
+	return err;
 }
 
 static void s3_close(struct sm_store *st)

@@ -391,6 +391,10 @@ static void sftp_close_handle(struct sm_sftpc *c, const struct sm_sftpc_handle *
 
 /* ---- open / close ---- */
 
+static enum sm_err sftp_reroot(struct sm_store *st, struct sftp_store *fs, struct sm_diag *d);
+static enum sm_err sftp_where(struct sm_store *st, struct sftp_store *fs, struct sm_sftpc *c,
+                              struct sm_diag *d);
+
 static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
                              const struct sm_store_cfg *cfg, struct sm_diag *d)
 {
@@ -425,16 +429,89 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	struct sm_sftpc_attrs a;
 	const char *root = *fs->root ? fs->root : ".";
 	err = sftp_stat_path(c, root, true, &a, d);
-	if (err == SM_OK && !S_ISDIR(sftp_attr_mode(&a)))
+	bool isdir = err == SM_OK && S_ISDIR(sftp_attr_mode(&a));
+	if (cfg->one == SM_ONE_SRC && err == SM_OK && S_ISREG(sftp_attr_mode(&a)))
+		err = sftp_reroot(st, fs, d);
+	else if (cfg->one == SM_ONE_DST && (err == SM_ENOENT || (err == SM_OK && !isdir)))
+		err = sftp_reroot(st, fs, d);
+	else if (err == SM_OK && !isdir)
 		err = sm_diag_set(d, SM_ENOTDIR, 0, "'%s' is not a directory", u->display);
 	else if (err == SM_ENOENT && !cfg->must_exist)
 		err = SM_OK; /* created on first write */
 	else if (err == SM_ENOENT)
-		err = sm_diag_set(d, err, 0, "'%s': no such directory", u->display);
+		err = sm_diag_set(d, err, 0, "'%s': no such %s", u->display,
+		                  cfg->one == SM_ONE_SRC ? "file or directory" : "directory");
 	/* other failures: the message names the remote path already */
+	if (err == SM_OK)
+		err = sftp_where(st, fs, c, d);
 	if (err == SM_OK && !fs->loc.password && sm_sftpc_typed_password(c))
 		fs->loc.password = sm_strdup(sm_sftpc_typed_password(c));
 	sftp_put_conn(fs, c);
+	return err;
+}
+
+/* cfg.one (store.h): the root names one object: its parent becomes the root. */
+static enum sm_err sftp_reroot(struct sm_store *st, struct sftp_store *fs, struct sm_diag *d)
+{
+	char *parent = NULL, *name = NULL;
+	enum sm_err err = sm_store_split_last(fs->root, &parent, &name, d);
+	if (err != SM_OK)
+		return err;
+	free(fs->root);
+	fs->root = parent; /* "" is the login directory */
+	st->one = name;
+	return SM_OK;
+}
+
+/* The server's absolute path of `path`, or of its nearest existing ancestor
+ * plus the rest (a root not made yet). */
+static enum sm_err sftp_resolve_loose(struct sm_sftpc *c, const char *path, char **out,
+                                      struct sm_diag *d)
+{
+	char *real = NULL;
+	struct sm_diag ld;
+	enum sm_err err = sftp_realpath(c, *path ? path : ".", &real, &ld);
+	if (err == SM_OK) {
+		*out = real;
+		return SM_OK;
+	}
+	if (err != SM_ENOENT && err != SM_EIO) {
+		*d = ld;
+		return err;
+	}
+	char *parent = NULL, *name = NULL;
+	if (!*path || sm_store_split_last(path, &parent, &name, &ld) != SM_OK) {
+		*d = ld;
+		return err;
+	}
+	char *pr = NULL;
+	err = sftp_resolve_loose(c, parent, &pr, d);
+	if (err == SM_OK) {
+		char *dir = strcmp(pr, "/") ? sm_strcat2(pr, "/") : sm_strdup(pr);
+		*out = dir ? sm_strcat2(dir, name) : NULL;
+		free(dir);
+		if (!*out)
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	free(pr);
+	free(parent);
+	free(name);
+	return err;
+}
+
+/* sm_store_set_where(): one space per account on a server. */
+static enum sm_err sftp_where(struct sm_store *st, struct sftp_store *fs, struct sm_sftpc *c,
+                              struct sm_diag *d)
+{
+	char *real = NULL;
+	enum sm_err err = sftp_resolve_loose(c, fs->root, &real, d);
+	if (err != SM_OK)
+		return err;
+	char *space = sm_strcat2("sftp://", sm_sftpc_name(c));
+	err = space ? sm_store_set_where(st, space, real, d)
+	            : sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	free(space);
+	free(real);
 	return err;
 }
 
@@ -2455,6 +2532,54 @@ static enum sm_err sftp_sync(struct sm_store *st, struct sm_diag *d)
 	return SM_OK;
 }
 
+/* The root made (mkdir -p) and a temp file created in it and removed: a
+ * refused DST fails the run once, here, not once per key. */
+static enum sm_err sftp_writable(struct sm_store *st, struct sm_diag *d)
+{
+	struct sftp_store *fs = sftp_priv(st);
+	struct sm_sftpc *c = NULL;
+	enum sm_err err = sftp_get(fs, &c, d);
+	if (err != SM_OK)
+		return err;
+	char tname[64], *path = NULL;
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	struct sm_diag ld;
+	err = sftp_root_make(fs, c, &ld);
+	if (err != SM_OK)
+		goto out;
+	sm_store_tmp_name("probe", tname, sizeof(tname));
+	path = *fs->root ? sm_strcat2(fs->root, "/") : sm_strdup("");
+	char *full = path ? sm_strcat2(path, tname) : NULL;
+	free(path);
+	path = full;
+	if (!path) {
+		err = sm_diag_set(&ld, SM_ENOMEM, 0, "out of memory");
+		goto out;
+	}
+	struct sm_sftpc_attrs a = { .flags = SM_SFTPC_A_PERM, .perm = 0600 };
+	sm_sftpc_begin(&q, SM_SFTPC_OPEN);
+	sm_sftpc_cstr(&q, path);
+	sm_sftpc_u32(&q, SM_SFTPC_FXF_WRITE | SM_SFTPC_FXF_CREAT | SM_SFTPC_FXF_EXCL);
+	sm_sftpc_attrs(&q, &a);
+	int rc = sm_sftpc_call(c, &q);
+	struct sm_sftpc_handle h;
+	if (rc) {
+		err = sftp_err(c, rc, "create a file in", *fs->root ? fs->root : ".", &ld);
+		goto out;
+	}
+	if (sm_sftpc_get_handle(&q, &h))
+		sftp_close_handle(c, &h);
+	sftp_simple(c, SM_SFTPC_REMOVE, path, NULL);
+out:
+	if (err != SM_OK)
+		sm_diag_set(d, err, ld.native, "'%s' is not writable: %s", st->display, ld.msg);
+	sm_sftpc_req_release(&q);
+	free(path);
+	sftp_put_conn(fs, c);
+	return err;
+}
+
 const struct sm_store_ops sm_sftp_ops = {
 	.scheme = "sftp",
 	.caps = SM_CAP_DIRS | SM_CAP_LINKS | SM_CAP_MODE,
@@ -2473,4 +2598,5 @@ const struct sm_store_ops sm_sftp_ops = {
 	.symlink = sftp_symlink,
 	.setattr = sftp_setattr,
 	.sync = sftp_sync,
+	.writable = sftp_writable,
 };

@@ -100,7 +100,7 @@ bool sm_range_contains(const struct sm_range *r, const char *key)
 enum sm_err sm_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
                            struct sm_diag *d)
 {
-	return r->ops->read(r, buf, cap, got, d);
+	return sm_diag_label(d, r->ops->read(r, buf, cap, got, d), r->label);
 }
 
 enum sm_err sm_reader_read_full(struct sm_reader *r, void *buf, size_t cap, size_t *got,
@@ -111,7 +111,7 @@ enum sm_err sm_reader_read_full(struct sm_reader *r, void *buf, size_t cap, size
 		size_t n = 0;
 		enum sm_err e = r->ops->read(r, (char *)buf + total, cap - total, &n, d);
 		if (e != SM_OK)
-			return e;
+			return sm_diag_label(d, e, r->label);
 		if (n == 0)
 			break;
 		total += n;
@@ -140,7 +140,7 @@ void sm_reader_consumed(struct sm_reader *r, uint64_t n)
 
 enum sm_err sm_reader_finish(struct sm_reader *r, struct sm_diag *d)
 {
-	return r->ops->finish ? r->ops->finish(r, d) : SM_OK;
+	return r->ops->finish ? sm_diag_label(d, r->ops->finish(r, d), r->label) : SM_OK;
 }
 
 void sm_reader_close(struct sm_reader *r)
@@ -354,8 +354,84 @@ void sm_store_close(struct sm_store *st)
 	st->ops->close(st);
 	free(st->priv);
 	free(st->display);
+	free(st->space);
+	free(st->where);
+	free(st->one);
 	free(st->fault);
 	free(st);
+}
+
+enum sm_err sm_store_set_where(struct sm_store *st, const char *space, const char *where,
+                               struct sm_diag *d)
+{
+	size_t n = strlen(where);
+	char *sp = strdup(space);
+	char *wh = malloc(n + 2);
+	if (!sp || !wh) {
+		free(sp);
+		free(wh);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	memcpy(wh, where, n + 1);
+	if (!n || wh[n - 1] != '/')
+		memcpy(wh + n, "/", 2);
+	free(st->space);
+	free(st->where);
+	st->space = sp;
+	st->where = wh;
+	return SM_OK;
+}
+
+enum sm_err sm_store_split_last(const char *path, char **parent, char **name, struct sm_diag *d)
+{
+	size_t n = strlen(path);
+	while (n > 1 && path[n - 1] == '/')
+		n--;
+	size_t b = n;
+	while (b > 0 && path[b - 1] != '/')
+		b--;
+	if (b == n || (n - b == 1 && path[b] == '.') ||
+	    (n - b == 2 && path[b] == '.' && path[b + 1] == '.'))
+		return sm_diag_set(d, SM_EINVAL, 0, "'%.*s' names no object", (int)n, path);
+	size_t pl = b;
+	while (pl > 1 && path[pl - 1] == '/')
+		pl--; /* "a//b" → "a"; "/b" keeps "/" */
+	char *p = sm_strndup(path, pl);
+	char *nm = sm_strndup(path + b, n - b);
+	if (!p || !nm) {
+		free(p);
+		free(nm);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	*parent = p;
+	*name = nm;
+	return SM_OK;
+}
+
+static bool store_within(const char *inner, const char *outer)
+{
+	return strncmp(inner, outer, strlen(outer)) == 0;
+}
+
+int sm_store_overlap(const struct sm_store *a, const struct sm_store *b)
+{
+	if (!a->space || !b->space || !a->where || !b->where || strcmp(a->space, b->space) != 0)
+		return 0;
+	if (store_within(b->where, a->where))
+		return 1;
+	if (store_within(a->where, b->where))
+		return 2;
+	return 0;
+}
+
+static enum sm_err store_writable_raw(struct sm_store *st, struct sm_diag *d)
+{
+	return st->ops->writable ? st->ops->writable(st, d) : SM_OK;
+}
+
+enum sm_err sm_store_writable(struct sm_store *st, struct sm_diag *d)
+{
+	return sm_diag_label(d, store_writable_raw(st, d), st->cfg.label);
 }
 
 bool sm_store_has(const struct sm_store *st, unsigned cap)
@@ -363,8 +439,8 @@ bool sm_store_has(const struct sm_store *st, unsigned cap)
 	return (st->ops->caps & cap) == cap;
 }
 
-enum sm_err sm_store_list_begin(struct sm_store *st, const struct sm_range *r,
-                                struct sm_cursor **out, struct sm_diag *d)
+static enum sm_err store_list_begin_raw(struct sm_store *st, const struct sm_range *r,
+                                        struct sm_cursor **out, struct sm_diag *d)
 {
 	enum sm_err err = fault_hit(st, F_LIST, r->after, d);
 	if (err != SM_OK)
@@ -393,7 +469,14 @@ fail:
 	return err;
 }
 
-enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, struct sm_diag *d)
+enum sm_err sm_store_list_begin(struct sm_store *st, const struct sm_range *r,
+                                struct sm_cursor **out, struct sm_diag *d)
+{
+	return sm_diag_label(d, store_list_begin_raw(st, r, out, d), st->cfg.label);
+}
+
+static enum sm_err store_list_next_raw(struct sm_cursor *c, const struct sm_entry **e,
+                                       struct sm_diag *d)
 {
 	const struct sm_entry *ent = NULL;
 	if (c->ended)
@@ -439,6 +522,11 @@ enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, s
 	return SM_OK;
 }
 
+enum sm_err sm_store_list_next(struct sm_cursor *c, const struct sm_entry **e, struct sm_diag *d)
+{
+	return sm_diag_label(d, store_list_next_raw(c, e, d), c->st->cfg.label);
+}
+
 void sm_store_list_end(struct sm_cursor *c)
 {
 	if (!c)
@@ -461,8 +549,8 @@ void sm_store_list_skip(struct sm_cursor *c)
 		c->st->ops->list_skip(c->priv);
 }
 
-enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
-                          struct sm_diag *d)
+static enum sm_err store_stat_raw(struct sm_store *st, const char *key, struct sm_entry *out,
+                                  struct sm_diag *d)
 {
 	enum sm_err err = fault_hit(st, F_STAT, key, d);
 	if (err != SM_OK)
@@ -470,22 +558,32 @@ enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry 
 	return st->ops->stat(st, key, out, d);
 }
 
+enum sm_err sm_store_stat(struct sm_store *st, const char *key, struct sm_entry *out,
+                          struct sm_diag *d)
+{
+	return sm_diag_label(d, store_stat_raw(st, key, out, d), st->cfg.label);
+}
+
 enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t off,
                                struct sm_reader **out, struct sm_diag *d)
 {
 	enum sm_err err = fault_hit(st, F_READ, key, d);
-	if (err != SM_OK)
-		return err;
-	return st->ops->open_read(st, key, off, UINT64_MAX, out, d);
+	if (err == SM_OK)
+		err = st->ops->open_read(st, key, off, UINT64_MAX, out, d);
+	if (err == SM_OK)
+		(*out)->label = st->cfg.label;
+	return sm_diag_label(d, err, st->cfg.label);
 }
 
 enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
                                 struct sm_reader **out, struct sm_diag *d)
 {
 	enum sm_err err = fault_hit(st, F_READ, e->key, d);
-	if (err != SM_OK)
-		return err;
-	return st->ops->open_read(st, e->key, 0, e->size, out, d);
+	if (err == SM_OK)
+		err = st->ops->open_read(st, e->key, 0, e->size, out, d);
+	if (err == SM_OK)
+		(*out)->label = st->cfg.label;
+	return sm_diag_label(d, err, st->cfg.label);
 }
 
 #define STORE_TMP_PREFIX ".~sm"
@@ -566,8 +664,8 @@ static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, cons
 	return fault_hit(st, op, key, d);
 }
 
-enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
-                         const struct sm_put *p, struct sm_diag *d)
+static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm_reader *r,
+                                 const struct sm_put *p, struct sm_diag *d)
 {
 	enum sm_err err = sm_store_key_check(key, d);
 	if (err != SM_OK)
@@ -585,12 +683,23 @@ enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader 
 	return st->ops->put(st, key, &fr.base, p, d);
 }
 
-enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d)
+enum sm_err sm_store_put(struct sm_store *st, const char *key, struct sm_reader *r,
+                         const struct sm_put *p, struct sm_diag *d)
+{
+	return sm_diag_label(d, store_put_raw(st, key, r, p, d), st->cfg.label);
+}
+
+static enum sm_err store_del_raw(struct sm_store *st, const char *key, struct sm_diag *d)
 {
 	enum sm_err err = store_write_check(st, F_DEL, key, d);
 	if (err != SM_OK)
 		return err;
 	return st->ops->del(st, key, d);
+}
+
+enum sm_err sm_store_del(struct sm_store *st, const char *key, struct sm_diag *d)
+{
+	return sm_diag_label(d, store_del_raw(st, key, d), st->cfg.label);
 }
 
 bool sm_store_can_del_many(const struct sm_store *st)
@@ -602,11 +711,18 @@ struct del_many_ctx {
 	const size_t *idx; /* the backend's i -> the caller's */
 	sm_del_done_fn done;
 	void *arg;
+	const char *label;
 };
 
 static void del_many_done(void *arg, size_t i, enum sm_err err, const struct sm_diag *d)
 {
 	struct del_many_ctx *c = arg;
+	struct sm_diag ld;
+	if (err != SM_OK && d && c->label) {
+		ld = *d;
+		sm_diag_label(&ld, err, c->label);
+		d = &ld;
+	}
 	c->done(c->arg, c->idx[i], err, d);
 }
 
@@ -627,14 +743,16 @@ void sm_store_del_many(struct sm_store *st, const char *const *keys, size_t n, s
 	for (size_t i = 0; i < n; i++) {
 		enum sm_err err = store_write_check(st, F_DEL, keys[i], &d);
 		if (err != SM_OK) {
+			sm_diag_label(&d, err, st->cfg.label);
 			done(arg, i, err, &d);
 			continue;
 		}
 		ok[m] = keys[i];
 		idx[m++] = i;
 	}
-	struct del_many_ctx c = { .idx = idx, .done = done, .arg = arg };
+	struct del_many_ctx c = { .idx = idx, .done = done, .arg = arg, .label = st->cfg.label };
 	enum sm_err err = m ? st->ops->del_many(st, ok, m, del_many_done, &c, &d) : SM_OK;
+	sm_diag_label(&d, err, st->cfg.label);
 	for (size_t j = 0; err != SM_OK && j < m; j++)
 		done(arg, idx[j], err, &d);
 out:
@@ -642,8 +760,8 @@ out:
 	free(idx);
 }
 
-enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
-                           struct sm_diag *d)
+static enum sm_err store_mkdir_raw(struct sm_store *st, const char *key, const struct sm_put *p,
+                                   struct sm_diag *d)
 {
 	if (!st->ops->mkdir)
 		return SM_OK; /* no real directories: nothing to create */
@@ -653,8 +771,14 @@ enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm
 	return st->ops->mkdir(st, key, p, d);
 }
 
-enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *target,
-                             const struct sm_put *p, struct sm_diag *d)
+enum sm_err sm_store_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
+                           struct sm_diag *d)
+{
+	return sm_diag_label(d, store_mkdir_raw(st, key, p, d), st->cfg.label);
+}
+
+static enum sm_err store_symlink_raw(struct sm_store *st, const char *key, const char *target,
+                                     const struct sm_put *p, struct sm_diag *d)
 {
 	if (!st->ops->symlink)
 		return sm_diag_set(d, SM_ENOTSUP, 0, "%s: symlinks not supported for '%s'",
@@ -665,9 +789,15 @@ enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *t
 	return st->ops->symlink(st, key, target, p, d);
 }
 
-enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store *src,
-                          const char *src_key, const struct sm_entry *se, const struct sm_put *p,
-                          struct sm_diag *d)
+enum sm_err sm_store_symlink(struct sm_store *st, const char *key, const char *target,
+                             const struct sm_put *p, struct sm_diag *d)
+{
+	return sm_diag_label(d, store_symlink_raw(st, key, target, p, d), st->cfg.label);
+}
+
+static enum sm_err store_copy_raw(struct sm_store *st, const char *key, struct sm_store *src,
+                                  const char *src_key, const struct sm_entry *se,
+                                  const struct sm_put *p, struct sm_diag *d)
 {
 	if (!st->ops->copy || st->ops != src->ops || st->fault || src->fault)
 		return SM_ENOTSUP;
@@ -677,20 +807,38 @@ enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store 
 	return st->ops->copy(st, key, src, src_key, se, p, d);
 }
 
-enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d)
+enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store *src,
+                          const char *src_key, const struct sm_entry *se, const struct sm_put *p,
+                          struct sm_diag *d)
+{
+	return sm_diag_label(d, store_copy_raw(st, key, src, src_key, se, p, d), st->cfg.label);
+}
+
+static enum sm_err store_sync_raw(struct sm_store *st, struct sm_diag *d)
 {
 	return st->ops->sync ? st->ops->sync(st, d) : SM_OK;
 }
 
-enum sm_err sm_store_sweep(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
-                           struct sm_diag *d)
+enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d)
+{
+	return sm_diag_label(d, store_sync_raw(st, d), st->cfg.label);
+}
+
+static enum sm_err store_sweep_raw(struct sm_store *st, int64_t before_ns, bool remove,
+                                   uint64_t *found, struct sm_diag *d)
 {
 	*found = 0;
 	return st->ops->sweep ? st->ops->sweep(st, before_ns, remove, found, d) : SM_OK;
 }
 
-enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
-                             struct sm_diag *d)
+enum sm_err sm_store_sweep(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
+                           struct sm_diag *d)
+{
+	return sm_diag_label(d, store_sweep_raw(st, before_ns, remove, found, d), st->cfg.label);
+}
+
+static enum sm_err store_setattr_raw(struct sm_store *st, const char *key, const struct sm_put *p,
+                                     struct sm_diag *d)
 {
 	if (!st->ops->setattr)
 		return SM_OK;
@@ -698,4 +846,10 @@ enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct 
 	if (err != SM_OK)
 		return err;
 	return st->ops->setattr(st, key, p, d);
+}
+
+enum sm_err sm_store_setattr(struct sm_store *st, const char *key, const struct sm_put *p,
+                             struct sm_diag *d)
+{
+	return sm_diag_label(d, store_setattr_raw(st, key, p, d), st->cfg.label);
 }

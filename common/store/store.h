@@ -68,7 +68,24 @@ struct sm_store_cfg {
 	 * exact: a run's DST, where a key in a task's range is written only
 	 * by that task after it listed the range (worker/task.c). */
 	size_t list_cache;
+	/* The URL may name one object rather than a directory (it has no
+	 * trailing '/'): see enum sm_store_one. */
+	int one;
+	/* "SRC" or "DST", or NULL: every failure of the sm_store_*() and
+	 * sm_reader_*() wrappers says which side it was ("DST: ..."). */
+	const char *label;
 };
+
+/*
+ * One-object runs (SPEC.md §1: a SRC without a trailing '/' that names one
+ * object syncs that object). With SM_ONE_SRC, a store whose URL names one
+ * existing object that is not a directory opens with that object's parent as
+ * its root and sm_store.one set to the object's name; a URL naming nothing at
+ * all is SM_ENOENT. With SM_ONE_DST (the DST of a one-object run), a URL
+ * that is not an existing directory opens the same way: its last name is the
+ * name to write. Otherwise the store opens as a directory, sm_store.one NULL.
+ */
+enum sm_store_one { SM_ONE_NO = 0, SM_ONE_SRC, SM_ONE_DST };
 
 /* A byte source for put(): a store's reader or any other producer. */
 struct sm_reader;
@@ -95,6 +112,9 @@ struct sm_reader {
 	 * transfer stops between chunks with SM_ECANCELED, and the destination
 	 * removes what it began (temp file, multipart upload). */
 	const atomic_bool *stop;
+	/* Set by sm_store_open_read(): the store's cfg.label, put before the
+	 * reader's error messages. */
+	const char *label;
 };
 /* SM_ECANCELED (filled in) once r->stop is set, else SM_OK. */
 enum sm_err sm_reader_check_stop(const struct sm_reader *r, const char *key, struct sm_diag *d);
@@ -207,6 +227,10 @@ struct sm_store_ops {
 	 * into *found, and removed when `remove`. */
 	enum sm_err (*sweep)(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
 	                     struct sm_diag *d);
+	/* Optional: SM_OK when a run can write below the root (creating the
+	 * root if missing); else one message naming the root and the cause.
+	 * Leaves nothing behind (a probe file, if any, is a temp name). */
+	enum sm_err (*writable)(struct sm_store *st, struct sm_diag *d);
 };
 
 struct sm_store {
@@ -215,7 +239,27 @@ struct sm_store {
 	char *display; /* printable URL, secrets masked */
 	struct sm_store_cfg cfg;
 	struct sm_fault *fault; /* NULL unless tests injected faults */
+	/* Where the root is, for telling whether two stores overlap: `space`
+	 * names one namespace of paths ("file", "s3://ENDPOINT/BUCKET",
+	 * "sftp://USER@HOST:PORT"), `where` the root's absolute path in it,
+	 * ending in '/'. Set by open() (sm_store_set_where); NULL when unknown. */
+	char *space;
+	char *where;
+	char *one; /* see enum sm_store_one; owned */
 };
+
+/* For backends' open(): record the root's place (copies both strings). */
+enum sm_err sm_store_set_where(struct sm_store *st, const char *space, const char *where,
+                               struct sm_diag *d);
+/* For backends' open() under cfg.one: split `path` ("a/b/c", trailing '/'
+ * ignored) into its parent ("a/b", "" for none) and last name, both
+ * malloc'd; SM_EINVAL when there is no name. */
+enum sm_err sm_store_split_last(const char *path, char **parent, char **name, struct sm_diag *d);
+/* 0: disjoint; 1: b's root is inside a's (or the same); 2: a's is inside b's.
+ * Stores of different spaces, or of unknown place, are disjoint. */
+int sm_store_overlap(const struct sm_store *a, const struct sm_store *b);
+/* See the `writable` slot; SM_OK where the backend has no such check. */
+enum sm_err sm_store_writable(struct sm_store *st, struct sm_diag *d);
 
 /* A key a store may write: not empty, not absolute, no "." or ".." or
  * empty component (a trailing '/' of a directory key is fine). */
