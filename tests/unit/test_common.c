@@ -15,8 +15,8 @@
 
 static enum sm_opts_result parse(struct sm_opts *o, const char *line)
 {
-	static char buf[512]; /* the parsed options point into it */
-	char *argv[32];
+	static char buf[512];  /* the parsed options point into it */
+	static char *argv[32]; /* match_keys too */
 	int argc = 0;
 	snprintf(buf, sizeof(buf), "syncmgr %s", line);
 	char *save = NULL;
