@@ -17,9 +17,11 @@ struct sm_opts {
 	struct sm_filter filter; /* --include/--exclude in order, --match-full-path */
 	struct sm_select sel;    /* --files-from, --start/--end, sizes, ages, times */
 
-	/* `syncmgr match KEY...`: print keep/exclude for each key */
+	/* `syncmgr match KEY...`: print keep/exclude for each key; `match -`
+	 * reads the keys from stdin (match_stdin, and match_keys is {"-"}) */
 	bool match_mode;
-	char **match_keys;
+	bool match_stdin;
+	char **match_keys; /* points into argv */
 	int n_match_keys;
 
 	/* What counts as changed */
@@ -69,8 +71,11 @@ enum sm_opts_result {
 
 void sm_opts_defaults(struct sm_opts *o);
 void sm_opts_release(struct sm_opts *o);
-/* Parse argv (options anywhere). Prints --help/--version to `out` and
- * one-line errors to stderr. */
+/* Parse argv: options anywhere until "--", long ones only by their full name
+ * (getopt_long's abbreviations are refused), values as "--opt v", "--opt=v",
+ * "-p v" or "-pv". Like getopt it reorders argv (the operands first); src,
+ * dst and match_keys point into it. Prints --help/--version to `out` and
+ * one-line errors to stderr, with a hint for other tools' spellings. */
 enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE *out);
 void sm_opts_help(FILE *out);
 

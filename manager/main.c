@@ -1,28 +1,78 @@
 /* syncmgr: the entry point. Parses the command line and runs the sync. */
+#include <errno.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../common/log.h"
 #include "../common/opts.h"
 #include "run.h"
 
-/* `syncmgr match KEY...`: one line per key, like a run would decide. */
+/* One verdict line for `syncmgr match`, like a run would decide. */
+static void main_match_key(const struct sm_opts *o, const char *key)
+{
+	struct sm_filter_why why;
+	bool keep = sm_filter_keep(&o->filter, key, &why);
+	fputs(keep ? "keep " : "exclude ", stdout);
+	sm_log_key(stdout, key);
+	if (o->verbose) {
+		char reason[512];
+		sm_filter_explain(&o->filter, key, &why, reason, sizeof(reason));
+		fprintf(stdout, "  (%s)", reason);
+	}
+	fputc('\n', stdout);
+}
+
+/* `syncmgr match -`: a key a line from stdin, the newline stripped and every
+ * other byte kept (an empty line is the empty key: one verdict per line). A
+ * NUL byte or a line longer than any key can be (PATH_MAX) is bad input. */
+static int main_match_stdin(const struct sm_opts *o)
+{
+	static char key[PATH_MAX + 1];
+	size_t n = 0;
+	unsigned long line = 1;
+	int c;
+	while ((c = getchar()) != EOF) {
+		if (c == '\n') {
+			key[n] = '\0';
+			main_match_key(o, key);
+			n = 0;
+			line++;
+			continue;
+		}
+		if (c == '\0' || n == PATH_MAX) {
+			fflush(stdout);
+			if (c == '\0')
+				fprintf(stderr, "syncmgr: match: stdin line %lu holds a NUL byte\n",
+				        line);
+			else
+				fprintf(stderr, "syncmgr: match: stdin line %lu is over %d bytes\n",
+				        line, PATH_MAX);
+			return SM_EXIT_USAGE;
+		}
+		key[n++] = (char)c;
+	}
+	if (ferror(stdin)) {
+		fflush(stdout);
+		fprintf(stderr, "syncmgr: match: cannot read stdin: %s\n", strerror(errno));
+		return SM_EXIT_FAIL;
+	}
+	if (n > 0) { /* a last line without its newline */
+		key[n] = '\0';
+		main_match_key(o, key);
+	}
+	return fflush(stdout) == 0 ? SM_EXIT_OK : SM_EXIT_FAIL;
+}
+
+/* `syncmgr match KEY...` or `syncmgr match -`. */
 static int main_match(const struct sm_opts *o)
 {
-	for (int i = 0; i < o->n_match_keys; i++) {
-		const char *key = o->match_keys[i];
-		struct sm_filter_why why;
-		bool keep = sm_filter_keep(&o->filter, key, &why);
-		fputs(keep ? "keep " : "exclude ", stdout);
-		sm_log_key(stdout, key);
-		if (o->verbose) {
-			char reason[512];
-			sm_filter_explain(&o->filter, key, &why, reason, sizeof(reason));
-			fprintf(stdout, "  (%s)", reason);
-		}
-		fputc('\n', stdout);
-	}
+	if (o->match_stdin)
+		return main_match_stdin(o);
+	for (int i = 0; i < o->n_match_keys; i++)
+		main_match_key(o, o->match_keys[i]);
 	return fflush(stdout) == 0 ? SM_EXIT_OK : SM_EXIT_FAIL;
 }
 

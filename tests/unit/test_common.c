@@ -15,8 +15,8 @@
 
 static enum sm_opts_result parse(struct sm_opts *o, const char *line)
 {
-	static char buf[512]; /* the parsed options point into it */
-	char *argv[32];
+	static char buf[512];  /* the parsed options point into it */
+	static char *argv[32]; /* match_keys too */
 	int argc = 0;
 	snprintf(buf, sizeof(buf), "syncmgr %s", line);
 	char *save = NULL;
@@ -45,6 +45,26 @@ static void test_opts_positions_and_forms(void **state)
 	assert_string_equal(o.dst, "b/");
 	assert_int_equal(parse(&o, "--limit -1 a b"), SM_OPTS_RUN);
 	assert_int_equal(o.limit, -1);
+	assert_int_equal(parse(&o, "a/ -p10 b/ -uvl"), SM_OPTS_RUN);
+	assert_int_equal(o.threads, 10);
+	assert_true(o.update && o.verbose && o.links);
+	assert_string_equal(o.dst, "b/");
+	assert_int_equal(parse(&o, "-up7 --include=x --exclude * -- -a/ -b/"), SM_OPTS_RUN);
+	assert_int_equal(o.threads, 7);
+	assert_string_equal(o.src, "-a/");
+	assert_string_equal(o.dst, "-b/");
+	sm_opts_release(&o);
+	assert_int_equal(parse(&o, "--exclude *.h match a.h -- -v -"), SM_OPTS_USAGE);
+	sm_opts_release(&o);
+	assert_int_equal(parse(&o, "--exclude *.h match a.h -- -v"), SM_OPTS_RUN);
+	assert_true(o.match_mode);
+	assert_int_equal(o.n_match_keys, 2);
+	assert_string_equal(o.match_keys[0], "a.h");
+	assert_string_equal(o.match_keys[1], "-v");
+	assert_int_equal(o.verbose, 0);
+	sm_opts_release(&o);
+	assert_int_equal(parse(&o, "match -v -"), SM_OPTS_RUN);
+	assert_true(o.match_stdin);
 }
 
 static void test_opts_errors(void **state)
@@ -68,6 +88,20 @@ static void test_opts_errors(void **state)
 		"--existing --ignore-existing a/ b/",
 		"--threads",
 		"match",
+		"--thr 4 a/ b/",     /* no abbreviations */
+		"--manager x a/ b/", /* not --manager-addr */
+		"--dirs=yes a/ b/",
+		"-p=10 a/ b/",
+		"--delete a/ b/",
+		"-n a/ b/",
+		"--version x",
+		"--help x",
+		"-vh",
+		"match --min-size 1 k",
+		"match --files-from /dev/null k",
+		"--limit 3 match k",
+		"match -p 4 k",
+		"match - k",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		if (parse(&o, bad[i]) != SM_OPTS_USAGE)
