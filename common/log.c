@@ -2,12 +2,21 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 
 int sm_log_threshold = SM_LOG_NOTICE;
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sm_log_hook log_hook;
+static bool say_stderr; /* --json: stdout holds the report only */
+
+void sm_log_say_to_stderr(void)
+{
+	pthread_mutex_lock(&log_mu);
+	say_stderr = true;
+	pthread_mutex_unlock(&log_mu);
+}
 
 void sm_log_lock(void)
 {
@@ -57,10 +66,15 @@ void sm_log_write(enum sm_log_level level, const char *fmt, ...)
 void sm_log_say(const char *verb, const char *key)
 {
 	sm_log_lock();
-	fputs(verb, stdout);
-	fputc(' ', stdout);
-	sm_log_key(stdout, key);
-	fputc('\n', stdout);
+	FILE *f = say_stderr ? stderr : stdout;
+	if (say_stderr && log_hook.clear)
+		log_hook.clear(log_hook.arg);
+	fputs(verb, f);
+	fputc(' ', f);
+	sm_log_key(f, key);
+	fputc('\n', f);
+	if (say_stderr && log_hook.redraw)
+		log_hook.redraw(log_hook.arg);
 	sm_log_unlock();
 }
 

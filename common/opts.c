@@ -152,9 +152,10 @@ static const struct opt_def opt_table[] = {
 	{ "debug", 0, 0, O_DEBUG, G_OUTPUT, false, NULL,
 	  "log why each key is copied, skipped or deleted" },
 	{ "quiet", 'q', 0, O_QUIET, G_OUTPUT, false, NULL, "errors and the summary only" },
-	{ "metrics", 0, 1, O_METRICS, G_OUTPUT, true, "ADDR",
-	  "serve Prometheus metrics at http://ADDR/metrics" },
-	{ "json", 0, 0, O_JSON, G_OUTPUT, true, NULL, "print the final report as JSON on stdout" },
+	{ "metrics", 0, 1, O_METRICS, G_OUTPUT, false, "ADDR",
+	  "serve Prometheus metrics at http://ADDR/metrics (:PORT is 127.0.0.1:PORT)" },
+	{ "json", 0, 0, O_JSON, G_OUTPUT, false, NULL,
+	  "print the final report as JSON on stdout (--dry's plan: on stderr)" },
 	{ "help", 'h', 0, O_HELP, G_MISC, false, NULL, "show this help" },
 	{ "version", 0, 0, O_VERSION, G_MISC, false, NULL, "show the version" },
 	/* tests only: inject store faults, "[src=|dst=]SPEC" (store.h) */
@@ -429,6 +430,8 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 		case O_QUIET: quiet++; break;
 		case O_HELP: sm_opts_help(out); return SM_OPTS_EXIT_OK;
 		case O_VERSION: fprintf(out, "syncmgr %s\n", SM_VERSION); return SM_OPTS_EXIT_OK;
+		case O_METRICS: o->metrics_addr = optarg; break;
+		case O_JSON: o->json = true; break;
 		case O_TEST_FAULT: o->fault_spec = optarg; break;
 		default:
 			fprintf(stderr, "syncmgr: --%s: not supported yet\n", def->name);

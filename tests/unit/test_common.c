@@ -45,6 +45,9 @@ static void test_opts_positions_and_forms(void **state)
 	assert_string_equal(o.dst, "b/");
 	assert_int_equal(parse(&o, "--limit -1 a b"), SM_OPTS_RUN);
 	assert_int_equal(o.limit, -1);
+	assert_int_equal(parse(&o, "a/ --json b/ --metrics :9100"), SM_OPTS_RUN);
+	assert_true(o.json);
+	assert_string_equal(o.metrics_addr, ":9100");
 }
 
 static void test_opts_errors(void **state)
@@ -59,14 +62,13 @@ static void test_opts_errors(void **state)
 		"--worker h a/ b/",
 
 		"--watch a/ b/",
-		"--json a/ b/",
-		"--metrics :9 a/ b/",
 		"--bwlimit 10 a/ b/",
 		"a/",
 		"",
 		"a/ b/ c/",
 		"--existing --ignore-existing a/ b/",
 		"--threads",
+		"a/ b/ --metrics",
 		"match",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
