@@ -8,8 +8,10 @@
 # filled before the run began. A --dry run blocks on its plan lines in the
 # middle of the run (scraped, then let go 4 KiB at a time); a --json run
 # blocks on its report, which is written after the summary line and before
-# the metrics server stops (the final scrape). Then: ADDR errors (exit 2),
-# a port in use (exit 1, nothing copied).
+# the metrics server stops (the final scrape). A --dry --json run, whose
+# plan goes to stderr, held there and interrupted: its report says
+# "interrupted". Then: ADDR errors (exit 2), a port in use (exit 1, nothing
+# copied).
 #
 # Ports: 127.0.0.1:$METRICS_PORT (default 9470) and the one after it.
 set -euo pipefail
@@ -21,12 +23,15 @@ BUSY_PORT=$((PORT + 1))
 command -v curl >/dev/null || fail "curl is missing (apt-get install curl)"
 "$PY" -c 'import prometheus_client.parser' 2>/dev/null ||
 	fail "python3-prometheus-client is missing (apt-get install python3-prometheus-client)"
-listening 127.0.0.1 "$PORT" 2>/dev/null && fail "something listens on 127.0.0.1:$PORT already (set METRICS_PORT)"
+for p in "$PORT" "$BUSY_PORT"; do
+	"$PY" -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null ||
+		fail "127.0.0.1:$p is in use already (set METRICS_PORT to a free pair of ports)"
+done
 
 # held.py MODE PORT OUT ERR SYNCMGR ARGS...: run syncmgr with its stdout on a
 # full 4 KiB pipe; scrape as MODE says; write the scrapes (JSON) to OUT.
 cat >"$T/held.py" <<'EOF'
-import fcntl, json, os, subprocess, sys, time
+import fcntl, json, os, signal, subprocess, sys, time
 from prometheus_client.parser import text_string_to_metric_families
 
 mode, port, out_path, err_path, exe = sys.argv[1:6]
@@ -82,7 +87,8 @@ def scrape():
         die("no worker=\"local\" series: %r" % s)
     return s
 
-def start():
+def start(hold_stderr=False):
+    """Start syncmgr with its stdout (or stderr) on a full pipe."""
     r, w = os.pipe()
     fcntl.fcntl(w, fcntl.F_SETPIPE_SZ, 4096)
     fl = fcntl.fcntl(w, fcntl.F_GETFL)
@@ -94,8 +100,9 @@ def start():
     except BlockingIOError:
         pass
     fcntl.fcntl(w, fcntl.F_SETFL, fl)
-    p = subprocess.Popen([exe] + args, stdout=w, stderr=open(err_path, "wb"),
-                         stdin=subprocess.DEVNULL)
+    other = open(err_path, "wb")
+    p = subprocess.Popen([exe] + args, stdout=other if hold_stderr else w,
+                         stderr=w if hold_stderr else other, stdin=subprocess.DEVNULL)
     os.close(w)
     return p, r, filled
 
@@ -117,11 +124,27 @@ def wait_for(cond, what, p):
         time.sleep(0.02)
     die("gave up waiting for %s" % what)
 
-p, r, filled = start()
+p, r, filled = start(hold_stderr=(mode == "interrupt"))
 scrapes = []
 out = b""
 try:
-    if mode == "mid":
+    if mode == "interrupt":
+        # --dry --json: the plan lines go to stderr, which is full: SIGINT
+        # in the middle of the run, then let stderr flow
+        def held():
+            s = scrape()
+            ok = s and s["syncmgr_pending_objects"] > 0 and s["local"]["syncmgr_tasks_in_flight"] == 1
+            return s if ok else None
+        scrapes.append(wait_for(held, "a scrape in the middle of the run", p))
+        p.send_signal(signal.SIGINT)
+        while True:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+        # stdout went to err_path: the report, after the bytes held.py
+        # expects in front of it
+        out = b"#" * filled + open(err_path, "rb").read()
+    elif mode == "mid":
         # the plan lines fill stdout: the run stops in the middle, a key
         # found and not yet counted, its task in flight
         def held():
@@ -249,7 +272,17 @@ check "final scrape" "$T/final.json" \
 	'(lambda j: all(last["local"][c] == j["found" if c == "scanned" else c] for c in ["scanned", "excluded", "skipped", "copied", "copied_bytes", "failed", "deleted", "extra", "checked", "lost"]) and j["workers"][0]["copied_bytes"] == last["local"]["copied_bytes"])(json.loads(res["stdout"]))'
 for i in 1 2 3 4; do [ ! -e "$D/stale$i" ] || fail "final scrape: --delete-dst left 'stale$i'"; done
 
-# 3. ADDR errors: a one-line message naming ADDR, exit 2, nothing copied
+# 3. interrupted (SIGINT while the run is held on its --dry plan lines,
+# which --json sends to stderr): the report says so, exit 1 (the run may
+# still finish its keys: the signal waits for the log lock like any line)
+"$PY" "$T/held.py" interrupt "$PORT" "$T/int.json" "$T/int.out" "$SYNCMGR" \
+	-p1 --dry --json --metrics ":$PORT" "$S/" "$T/dst3/" >"$T/held.log" 2>&1 ||
+	fail "interrupted run: $(cat "$T/held.log")"
+check "interrupted run" "$T/int.json" \
+	'res["rc"] == 1' \
+	'(lambda j: j["status"] == "interrupted" and j["exit_code"] == 1 and j["dry_run"] and j["copied"] > 0)(json.loads(res["stdout"]))'
+
+# 4. ADDR errors: a one-line message naming ADDR, exit 2, nothing copied
 for addr in "nope" ":0" ":65536" "::1:$PORT" "host:" "[::1]$PORT"; do
 	sm --metrics "$addr" "$S/" "$T/d3/"
 	expect_rc 2 "--metrics '$addr'"
@@ -258,7 +291,7 @@ for addr in "nope" ":0" ":65536" "::1:$PORT" "host:" "[::1]$PORT"; do
 	[ ! -e "$T/d3" ] || fail "--metrics '$addr': DST was written"
 done
 
-# 4. a port in use: exit 1 before anything is copied
+# 5. a port in use: exit 1 before anything is copied
 mkfifo "$T/hold.in"
 "$PY" -c 'import socket, sys, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
