@@ -24,7 +24,9 @@ command -v curl >/dev/null || fail "curl is missing (apt-get install curl)"
 "$PY" -c 'import prometheus_client.parser' 2>/dev/null ||
 	fail "python3-prometheus-client is missing (apt-get install python3-prometheus-client)"
 for p in "$PORT" "$BUSY_PORT"; do
-	"$PY" -c 'import socket, sys; socket.socket().bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null ||
+	"$PY" -c 'import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$p" 2>/dev/null ||
 		fail "127.0.0.1:$p is in use already (set METRICS_PORT to a free pair of ports)"
 done
 
