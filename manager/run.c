@@ -425,6 +425,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	clock_gettime(CLOCK_REALTIME, &ts0);
 	int64_t run_t0 = (int64_t)ts0.tv_sec * 1000000000 + ts0.tv_nsec;
 
+	/* a bad --metrics ADDR is a usage error, found before anything else */
 	int status = -1;
 	char murl[300];
 	if (o->metrics_addr && sm_metrics_url(o->metrics_addr, murl, sizeof(murl), &d) != SM_OK) {
@@ -600,8 +601,9 @@ out:
 		sm_worker_join(wk);
 	}
 	status = run_report(o, &rp, status, atomic_load(&sig.hit), t0, &total, dp, &ps, &fin);
-	sm_metrics_stop(metrics); /* served until the report is out */
-	run_signals_stop(&sig);   /* before dp goes: the thread may use it */
+	/* the metrics are served until the report is out */
+	sm_metrics_stop(metrics);
+	run_signals_stop(&sig); /* before dp goes: the thread may use it */
 	sm_dispatch_stop(dp);
 	sm_journal_free(journal);
 	sm_store_close(dst);
