@@ -12,6 +12,14 @@ int sm_log_threshold = SM_LOG_NOTICE;
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sm_log_hook log_hook;
+static bool say_stderr; /* --json: stdout holds the report only */
+
+void sm_log_say_to_stderr(void)
+{
+	pthread_mutex_lock(&log_mu);
+	say_stderr = true;
+	pthread_mutex_unlock(&log_mu);
+}
 
 /* The kinds of per-key errors seen (sm_log_key_error), a few dozen at most:
  * past that, every further kind is written in full. */
@@ -136,10 +144,15 @@ void sm_log_repeat_flush(void)
 void sm_log_say(const char *verb, const char *key)
 {
 	sm_log_lock();
-	fputs(verb, stdout);
-	fputc(' ', stdout);
-	sm_log_key(stdout, key);
-	fputc('\n', stdout);
+	FILE *f = say_stderr ? stderr : stdout;
+	if (say_stderr && log_hook.clear)
+		log_hook.clear(log_hook.arg);
+	fputs(verb, f);
+	fputc(' ', f);
+	sm_log_key(f, key);
+	fputc('\n', f);
+	if (say_stderr && log_hook.redraw)
+		log_hook.redraw(log_hook.arg);
 	sm_log_unlock();
 }
 

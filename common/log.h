@@ -47,6 +47,8 @@ void sm_log_repeat_flush(void);
 #include <stdio.h>
 /* One "VERB KEY" line on stdout (--dry's plan), the key escaped. */
 void sm_log_say(const char *verb, const char *key);
+/* Send those lines to stderr instead (--json keeps stdout for the report). */
+void sm_log_say_to_stderr(void);
 /* Print `key` to `f` with control characters and backslashes escaped (\n, \t,
  * \\, \xHH), so one key stays one line. */
 void sm_log_key(FILE *f, const char *key);

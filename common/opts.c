@@ -152,9 +152,10 @@ static const struct opt_def opt_table[] = {
 	{ "debug", 0, 0, O_DEBUG, G_OUTPUT, false, NULL,
 	  "log why each key is copied, skipped or deleted" },
 	{ "quiet", 'q', 0, O_QUIET, G_OUTPUT, false, NULL, "errors and the summary only" },
-	{ "metrics", 0, 1, O_METRICS, G_OUTPUT, true, "ADDR",
-	  "serve Prometheus metrics at http://ADDR/metrics" },
-	{ "json", 0, 0, O_JSON, G_OUTPUT, true, NULL, "print the final report as JSON on stdout" },
+	{ "metrics", 0, 1, O_METRICS, G_OUTPUT, false, "ADDR",
+	  "serve Prometheus metrics at http://ADDR/metrics (:PORT is 127.0.0.1:PORT)" },
+	{ "json", 0, 0, O_JSON, G_OUTPUT, false, NULL,
+	  "print the final report as JSON on stdout (--dry's plan: on stderr)" },
 	{ "help", 'h', 0, O_HELP, G_MISC, false, NULL, "show this help" },
 	{ "version", 0, 0, O_VERSION, G_MISC, false, NULL, "show the version" },
 	/* tests only: inject store faults, "[src=|dst=]SPEC" (store.h) */
@@ -759,6 +760,8 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 			break;
 		case O_DEBUG: o->debug = true; break;
 		case O_QUIET: quiet++; break;
+		case O_METRICS: o->metrics_addr = val; break;
+		case O_JSON: o->json = true; break;
 		case O_TEST_FAULT: o->fault_spec = val; break;
 		default: /* later features and --help/--version: opts_check's */
 			fprintf(stderr, "syncmgr: %s: not supported yet\n", t.spell);

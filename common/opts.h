@@ -58,6 +58,11 @@ struct sm_opts {
 	bool debug;
 	int verbose; /* -v count */
 
+	/* --metrics ADDR (checked when the run starts), --json (the report on
+	 * stdout, nothing else there) */
+	const char *metrics_addr;
+	bool json;
+
 	/* Tests inject store faults with it: --test-fault [src=|dst=]SPEC, left
 	 * out of --help ("OP:N[:transient|:sticky|:corrupt]", see store.h). */
 	const char *fault_spec;

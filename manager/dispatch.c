@@ -15,6 +15,9 @@
 #define DISPATCH_NCTX 64     /* concurrent requests in service */
 #define DISPATCH_PARK_MS 500 /* a GetTask waits this long for work, then Wait */
 #define DISPATCH_TICK_MS 50
+#define DISPATCH_MAX_WORKERS 1024  /* names beyond these count as the last one's */
+#define DISPATCH_FAIL_KEY_MAX 4096 /* bytes of a failed key a worker reports (PATH_MAX) */
+#define DISPATCH_FAIL_MSG_MAX 1024 /* and of its message (longer: cut) */
 
 struct dtask {
 	uint64_t id;
@@ -23,6 +26,7 @@ struct dtask {
 	size_t len;
 	uint64_t keys;
 	uint64_t lease_deadline;
+	size_t worker;        /* who runs it (index in workers), while in flight */
 	struct sm_stats live; /* cumulative, from progress reports */
 	struct dtask *next;
 	struct dtask *prev;
@@ -34,6 +38,15 @@ struct dlist {
 	size_t n;
 };
 
+/* A participant of the run: the manager's own threads ("local") or a
+ * remote worker, known by the name its requests carry. */
+struct dworker {
+	char *name;
+	struct sm_stats done; /* of its finished tasks */
+	uint64_t tasks;       /* finished */
+	unsigned transfers;   /* copies in progress, from its last progress report */
+};
+
 enum dctx_state { DCTX_RECV, DCTX_SEND, DCTX_PARKED };
 
 struct dctx {
@@ -42,6 +55,7 @@ struct dctx {
 	nng_aio *aio;
 	enum dctx_state state;
 	uint64_t park_deadline;
+	size_t worker; /* who asks, while parked */
 	struct dctx *next_parked;
 };
 
@@ -59,6 +73,11 @@ struct sm_dispatch {
 	uint64_t next_attempt;
 	uint64_t queued_keys;
 	struct sm_stats done;
+	struct dworker *workers; /* [0] is "local" */
+	size_t nworkers;
+	size_t capworkers;
+	struct sm_dispatch_failure *fails; /* the run's first failed keys */
+	size_t nfails;
 	bool finished;
 	bool aborted;
 	bool no_delete;
@@ -121,6 +140,64 @@ static void dtask_free(struct dtask *t)
 		return;
 	free(t->reply);
 	free(t);
+}
+
+static char *dispatch_strdup_len(const void *p, size_t n)
+{
+	char *s = malloc(n + 1);
+	if (!s)
+		return NULL;
+	memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+/* The index of the worker called `name` ("" or NULL: "local"), added when
+ * new (mu held). Out of memory or past the cap: the last one known. */
+static size_t dispatch_worker(struct sm_dispatch *dp, const char *name)
+{
+	if (!name || !*name)
+		return 0;
+	for (size_t i = 0; i < dp->nworkers; i++)
+		if (strcmp(dp->workers[i].name, name) == 0)
+			return i;
+	if (dp->nworkers == DISPATCH_MAX_WORKERS)
+		return dp->nworkers - 1;
+	if (dp->nworkers == dp->capworkers) {
+		size_t cap = dp->capworkers * 2;
+		struct dworker *v = realloc(dp->workers, cap * sizeof(*v));
+		if (!v)
+			return dp->nworkers - 1;
+		dp->workers = v;
+		dp->capworkers = cap;
+	}
+	struct dworker *w = &dp->workers[dp->nworkers];
+	memset(w, 0, sizeof(*w));
+	w->name = strdup(name);
+	if (!w->name)
+		return dp->nworkers - 1;
+	return dp->nworkers++;
+}
+
+/* Keep a failed key among the run's first SM_DISPATCH_FAILED_KEYS (mu held). */
+static void dispatch_note_failure(struct sm_dispatch *dp, size_t worker, const void *key,
+                                  size_t key_len, const void *msg, size_t msg_len)
+{
+	if (dp->nfails == SM_DISPATCH_FAILED_KEYS || key_len > DISPATCH_FAIL_KEY_MAX)
+		return; /* a longer key is no key: counted, not listed */
+	if (msg_len > DISPATCH_FAIL_MSG_MAX)
+		msg_len = DISPATCH_FAIL_MSG_MAX;
+	struct sm_dispatch_failure *f = &dp->fails[dp->nfails];
+	f->key = dispatch_strdup_len(key, key_len);
+	f->msg = dispatch_strdup_len(msg, msg_len);
+	if (!f->key || !f->msg) {
+		free(f->key);
+		free(f->msg);
+		return;
+	}
+	f->key_len = key_len;
+	f->worker = dp->workers[worker].name;
+	dp->nfails++;
 }
 
 /* Send `buf` as the reply on `c` (mu held). */
@@ -187,11 +264,13 @@ static void dispatch_send_wait(struct dctx *c)
 	dctx_send_reply(c, &rep);
 }
 
-/* Hand the first pending task to `c` (mu held, a task pending). */
-static void dispatch_hand_out(struct sm_dispatch *dp, struct dctx *c)
+/* Hand the first pending task to `c`, for `worker` (mu held, a task
+ * pending). */
+static void dispatch_hand_out(struct sm_dispatch *dp, struct dctx *c, size_t worker)
 {
 	struct dtask *t = dp->pending.head;
 	dlist_remove(&dp->pending, t);
+	t->worker = worker;
 	dp->queued_keys -= t->keys;
 	t->lease_deadline = sm_now_ns() + (uint64_t)dp->cfg.lease_ms * 1000000u;
 	memset(&t->live, 0, sizeof(t->live));
@@ -221,7 +300,7 @@ static void dispatch_serve_parked(struct sm_dispatch *dp, bool expire)
 		struct dctx *c = *pp;
 		if (dp->pending.n && !dp->aborted) {
 			*pp = c->next_parked;
-			dispatch_hand_out(dp, c);
+			dispatch_hand_out(dp, c, c->worker);
 		} else if (dispatch_all_done(dp)) {
 			*pp = c->next_parked;
 			dispatch_send_shutdown(dp, c);
@@ -252,14 +331,16 @@ static void dispatch_check_failures(struct sm_dispatch *dp)
 /* Handle one request (mu held). Replies, or parks `c`. */
 static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req)
 {
+	size_t worker = dispatch_worker(dp, req->worker);
 	switch (req->body_case) {
 	case SYNCMGR__REQUEST__BODY_GET:
 		if (dp->pending.n && !dp->aborted) {
-			dispatch_hand_out(dp, c);
+			dispatch_hand_out(dp, c, worker);
 		} else if (dispatch_all_done(dp)) {
 			dispatch_send_shutdown(dp, c);
 		} else {
 			c->state = DCTX_PARKED;
+			c->worker = worker;
 			c->park_deadline = sm_now_ns() + (uint64_t)DISPATCH_PARK_MS * 1000000u;
 			c->next_parked = dp->parked;
 			dp->parked = c;
@@ -275,6 +356,7 @@ static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmg
 			t->lease_deadline = lease;
 			sm_wire_stats_from_pb(tp->stats, &t->live);
 		}
+		dp->workers[worker].transfers = req->progress->transfers;
 		dispatch_check_failures(dp);
 		dispatch_send_ack(dp, c);
 		return;
@@ -293,6 +375,13 @@ static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmg
 			struct sm_stats st;
 			sm_wire_stats_from_pb(dn->stats, &st);
 			sm_stats_add(&dp->done, &st);
+			sm_stats_add(&dp->workers[worker].done, &st);
+			dp->workers[worker].tasks++;
+			for (size_t i = 0; i < dn->n_failed_keys; i++)
+				dispatch_note_failure(dp, worker, dn->failed_keys[i]->key.data,
+				                      dn->failed_keys[i]->key.len,
+				                      dn->failed_keys[i]->error.data,
+				                      dn->failed_keys[i]->error.len);
 			if (dn->listing_failed) {
 				dp->listing_failed = true;
 				dp->no_delete = true;
@@ -392,6 +481,18 @@ static void *dispatch_timer(void *arg)
 	return NULL;
 }
 
+static void dispatch_free_lists(struct sm_dispatch *dp)
+{
+	for (size_t i = 0; i < dp->nworkers; i++)
+		free(dp->workers[i].name);
+	free(dp->workers);
+	for (size_t i = 0; i < dp->nfails; i++) {
+		free(dp->fails[i].key);
+		free(dp->fails[i].msg);
+	}
+	free(dp->fails);
+}
+
 enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
                               struct sm_diag *d)
 {
@@ -401,6 +502,18 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 	dp->cfg = *cfg;
 	dp->next_id = 1;
 	dp->next_attempt = 1;
+	dp->capworkers = 4;
+	dp->workers = calloc(dp->capworkers, sizeof(*dp->workers));
+	dp->fails = calloc(SM_DISPATCH_FAILED_KEYS, sizeof(*dp->fails));
+	if (!dp->workers || !dp->fails || !(dp->workers[0].name = strdup("local"))) {
+		if (dp->workers)
+			free(dp->workers[0].name);
+		free(dp->workers);
+		free(dp->fails);
+		free(dp);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	dp->nworkers = 1;
 	/* Recursive: nng runs a completion inline when an aio is being stopped,
 	 * which may happen while a callback holds the lock during shutdown. */
 	pthread_mutexattr_t ma;
@@ -458,6 +571,7 @@ fail_nosock:
 	pthread_mutex_destroy(&dp->mu);
 	pthread_cond_destroy(&dp->cv);
 	pthread_cond_destroy(&dp->timer_cv);
+	dispatch_free_lists(dp);
 	free(dp);
 	return err;
 }
@@ -550,6 +664,47 @@ void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s
 	pthread_mutex_unlock(&dp->mu);
 }
 
+size_t sm_dispatch_workers(struct sm_dispatch *dp, struct sm_dispatch_worker *out, size_t max)
+{
+	pthread_mutex_lock(&dp->mu);
+	size_t n = dp->nworkers;
+	for (size_t i = 0; i < n && i < max; i++) {
+		const struct dworker *w = &dp->workers[i];
+		out[i] = (struct sm_dispatch_worker){ .name = w->name,
+			                              .stats = w->done,
+			                              .tasks_done = w->tasks };
+	}
+	for (struct dtask *t = dp->inflight.head; t; t = t->next) {
+		if (t->worker >= max)
+			continue;
+		sm_stats_add(&out[t->worker].stats, &t->live);
+		out[t->worker].tasks_in_flight++;
+	}
+	/* a worker without a task in flight transfers nothing, whatever it
+	 * said last */
+	for (size_t i = 0; i < n && i < max; i++)
+		if (out[i].tasks_in_flight)
+			out[i].transfers = dp->workers[i].transfers;
+	pthread_mutex_unlock(&dp->mu);
+	return n;
+}
+
+void sm_dispatch_add_failure(struct sm_dispatch *dp, const char *key, const char *msg)
+{
+	pthread_mutex_lock(&dp->mu);
+	dispatch_note_failure(dp, 0, key, strlen(key), msg, strlen(msg));
+	pthread_mutex_unlock(&dp->mu);
+}
+
+size_t sm_dispatch_failures(struct sm_dispatch *dp, const struct sm_dispatch_failure **out)
+{
+	pthread_mutex_lock(&dp->mu);
+	size_t n = dp->nfails;
+	pthread_mutex_unlock(&dp->mu);
+	*out = dp->fails;
+	return n;
+}
+
 void sm_dispatch_stop(struct sm_dispatch *dp)
 {
 	if (!dp)
@@ -580,5 +735,6 @@ void sm_dispatch_stop(struct sm_dispatch *dp)
 	pthread_mutex_destroy(&dp->mu);
 	pthread_cond_destroy(&dp->cv);
 	pthread_cond_destroy(&dp->timer_cv);
+	dispatch_free_lists(dp);
 	free(dp);
 }

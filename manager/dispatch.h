@@ -51,6 +51,36 @@ struct sm_dispatch_snapshot {
 };
 void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s);
 
+/* One participant of the run: the manager's own worker threads ("local",
+ * always first) or a remote worker, by the name its requests carry. */
+struct sm_dispatch_worker {
+	const char *name;         /* valid until sm_dispatch_stop() */
+	struct sm_stats stats;    /* its finished tasks + cumulative of those in flight */
+	uint64_t tasks_done;      /* tasks whose result counted */
+	uint64_t tasks_in_flight; /* handed out to it, not done */
+	unsigned transfers;       /* copies in progress, from its last report */
+};
+/* Fill up to `max` participants' counters (the task counters only: the
+ * planner's and the end's deletes are the caller's to add to "local").
+ * Returns how many there are. */
+size_t sm_dispatch_workers(struct sm_dispatch *dp, struct sm_dispatch_worker *out, size_t max);
+
+/* The run's first failed keys, in the order their results were counted:
+ * those the workers' task results carry (up to SM_TASK_FAILED_KEYS a task)
+ * and those the manager adds. */
+#define SM_DISPATCH_FAILED_KEYS 100
+struct sm_dispatch_failure {
+	char *key; /* NUL-terminated; key_len bytes (a key has no NUL) */
+	size_t key_len;
+	char *msg;
+	const char *worker; /* who reported it */
+};
+/* A failure of the manager's own (an end-of-run delete), as "local". */
+void sm_dispatch_add_failure(struct sm_dispatch *dp, const char *key, const char *msg);
+/* The failures kept so far: *out points into dp (entries never change once
+ * added; valid until sm_dispatch_stop()). */
+size_t sm_dispatch_failures(struct sm_dispatch *dp, const struct sm_dispatch_failure **out);
+
 void sm_dispatch_stop(struct sm_dispatch *dp); /* closes the socket, frees; accepts NULL */
 
 #endif

@@ -36,7 +36,25 @@ struct sm_journal {
 	uint8_t *bits;  /* accepted attempts */
 	size_t nbits;   /* bytes of `bits` */
 	uint64_t n_src; /* SRC records (accepted or not) */
+	void (*fail_fn)(void *arg, const char *key, const char *msg);
+	void *fail_arg;
 };
+
+void sm_journal_set_fail_hook(struct sm_journal *j,
+                              void (*fn)(void *arg, const char *key, const char *msg), void *arg)
+{
+	j->fail_fn = fn;
+	j->fail_arg = arg;
+}
+
+/* A key not deleted: counted, and told to the hook. */
+static void journal_failed(struct sm_journal *j, struct sm_stats *acc, const char *key,
+                           const char *msg)
+{
+	acc->failed++;
+	if (j->fail_fn)
+		j->fail_fn(j->fail_arg, key, msg);
+}
 
 enum sm_err sm_journal_new(struct sm_journal **out, struct sm_diag *d)
 {
@@ -172,6 +190,7 @@ static bool journal_next(struct sm_journal *j, struct jrec *r, char **key, size_
 /* ---- doing the deletes ---- */
 
 struct jbatch {
+	struct sm_journal *j;
 	struct sm_wctx *w;
 	struct sm_store *st;
 	struct sm_stats *acc;
@@ -193,7 +212,7 @@ static void jbatch_done(void *arg, size_t i, enum sm_err err, const struct sm_di
 		err = SM_OK;
 	if (err != SM_OK) {
 		sm_log_key_error(b->keys[i], d->msg);
-		b->acc->failed++;
+		journal_failed(b->j, b->acc, b->keys[i], d->msg);
 		return;
 	}
 	b->acc->deleted++;
@@ -221,7 +240,7 @@ static void jbatch_push(struct jbatch *b, const char *key)
 	char *k = strdup(key);
 	if (!k) {
 		sm_log(SM_LOG_ERROR, "out of memory: '%s' not deleted", key);
-		b->acc->failed++;
+		journal_failed(b->j, b->acc, key, "out of memory: not deleted");
 		return;
 	}
 	b->keys[b->n++] = k;
@@ -266,8 +285,8 @@ static int jdirs_cmp_desc(const void *a, const void *b)
 
 /* Directories, deepest first (reverse key order puts children first). A
  * directory that is not empty (a key in it was kept) stays. */
-static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *ds,
-                         struct sm_stats *acc)
+static void journal_dirs(struct sm_journal *j, struct sm_wctx *w, struct sm_store *st,
+                         struct jdirs *ds, struct sm_stats *acc)
 {
 	if (!ds->n)
 		return;
@@ -288,7 +307,7 @@ static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *d
 		}
 		if (err != SM_OK) {
 			sm_log_key_error(ds->v[i], d.msg);
-			acc->failed++;
+			journal_failed(j, acc, ds->v[i], d.msg);
 			continue;
 		}
 		acc->deleted++;
@@ -296,8 +315,8 @@ static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *d
 }
 
 /* Is the SRC key still what was copied? Only then may it go. */
-static bool journal_src_unchanged(struct sm_wctx *w, const struct jrec *r, const char *key,
-                                  struct sm_stats *acc)
+static bool journal_src_unchanged(struct sm_journal *j, struct sm_wctx *w, const struct jrec *r,
+                                  const char *key, struct sm_stats *acc)
 {
 	struct sm_entry e = { 0 };
 	struct sm_diag d;
@@ -306,7 +325,9 @@ static bool journal_src_unchanged(struct sm_wctx *w, const struct jrec *r, const
 		return false; /* gone already */
 	if (err != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s: not deleted from SRC", d.msg);
-		acc->failed++;
+		char msg[SM_DIAG_MAX + 32];
+		snprintf(msg, sizeof(msg), "%s: not deleted from SRC", d.msg);
+		journal_failed(j, acc, key, msg);
 		return false;
 	}
 	/* A listing's time is the upload time (S3 LastModified): the object is
@@ -320,7 +341,8 @@ static bool journal_src_unchanged(struct sm_wctx *w, const struct jrec *r, const
 	if (!same) {
 		sm_log(SM_LOG_WARN, "'%s' changed on SRC after it was copied: not deleted from SRC",
 		       key);
-		acc->failed++;
+		journal_failed(j, acc, key,
+		               "changed on SRC after it was copied: not deleted from SRC");
 	}
 	return same;
 }
@@ -337,8 +359,8 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		sm_log(SM_LOG_ERROR, "out of memory: nothing deleted");
 		goto out;
 	}
-	*dst = (struct jbatch){ .w = w, .st = w->dst, .acc = acc };
-	*src = (struct jbatch){ .w = w, .st = w->src, .acc = acc };
+	*dst = (struct jbatch){ .j = j, .w = w, .st = w->dst, .acc = acc };
+	*src = (struct jbatch){ .j = j, .w = w, .st = w->src, .acc = acc };
 	if (fflush(j->spool) != 0 || fseek(j->spool, 0, SEEK_SET) != 0) {
 		sm_log(SM_LOG_ERROR, "cannot read the delete journal: %s", strerror(errno));
 		j->broken = true;
@@ -382,7 +404,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		if (r.flags & J_DIR) {
 			if (!jdirs_push(is_src ? &sdirs : &ddirs, key)) {
 				sm_log(SM_LOG_ERROR, "out of memory: '%s' not deleted", key);
-				acc->failed++;
+				journal_failed(j, acc, key, "out of memory: not deleted");
 			}
 			continue;
 		}
@@ -393,7 +415,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 			acc->deleted++;
 			continue;
 		}
-		if (is_src && !journal_src_unchanged(w, &r, key, acc))
+		if (is_src && !journal_src_unchanged(j, w, &r, key, acc))
 			continue;
 		jbatch_push(is_src ? src : dst, key);
 	}
@@ -404,8 +426,8 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 	jbatch_flush(dst);
 	jbatch_flush(src);
 	if (!bad) {
-		journal_dirs(w, w->dst, &ddirs, acc);
-		journal_dirs(w, w->src, &sdirs, acc);
+		journal_dirs(j, w, w->dst, &ddirs, acc);
+		journal_dirs(j, w, w->src, &sdirs, acc);
 	}
 out:
 	jdirs_release(&ddirs);

@@ -38,6 +38,11 @@ void sm_journal_add(struct sm_journal *j, uint64_t attempt, Syncmgr__DelKey *con
 /* The attempt whose result counts (its task's Done was accepted). */
 void sm_journal_accept(struct sm_journal *j, uint64_t attempt);
 
+/* Where apply() tells each key it could not delete, with the message (for
+ * --json's failed keys); `arg` borrowed until apply() returns. */
+void sm_journal_set_fail_hook(struct sm_journal *j,
+                              void (*fn)(void *arg, const char *key, const char *msg), void *arg);
+
 /* At the end of the run, once every worker is joined (it reads the journal
  * without its lock): do the deletes of accepted attempts when `allowed`,
  * else keep every key, count DST keys as extra and say once why (`why`).

@@ -89,6 +89,8 @@ int main(int argc, char **argv)
 		return rc;
 	}
 	sm_log_threshold = o.log_level;
+	if (o.json)
+		sm_log_say_to_stderr();
 	/* One malloc arena: the threads allocate little on their hot paths, and
 	 * per-thread arenas kept RSS growing with run time through
 	 * fragmentation (measured: 4.5 MiB instead of 7.6 MiB for 1M keys). */

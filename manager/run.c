@@ -23,8 +23,10 @@
 #include "../worker/xfer.h"
 #include "dispatch.h"
 #include "journal.h"
+#include "metrics.h"
 #include "plan.h"
 #include "progress.h"
+#include "report.h"
 
 #define RUN_LEASE_MS 30000
 /* Buffers the transfer pool's parallel pieces (parts, ranges) may hold
@@ -318,6 +320,40 @@ static void run_signals_stop(struct run_signals *rs)
 	pthread_mutex_destroy(&rs->mu);
 }
 
+/* A key the journal could not delete: among the run's failed keys. */
+static void run_delete_failed(void *arg, const char *key, const char *msg)
+{
+	sm_dispatch_add_failure(arg, key, msg);
+}
+
+/* --json: the report on stdout (not for usage errors). A report that cannot
+ * be written fails the run. */
+static int run_report(const struct sm_opts *o, const struct run_plan *rp, int status,
+                      bool interrupted, double t0, const struct sm_stats *total,
+                      struct sm_dispatch *dp, struct sm_plan_stats *ps, const struct sm_stats *fin)
+{
+	if (!o->json || status == SM_EXIT_USAGE)
+		return status;
+	struct sm_report r = { .src = rp->src.display,
+		               .dst = rp->dst.display,
+		               .dry = o->dry,
+		               .exit_code = status,
+		               .interrupted = interrupted,
+		               .elapsed_s = sm_now_s() - t0,
+		               .total = *total,
+		               .dp = dp,
+		               .ps = ps,
+		               .extra = fin };
+	sm_log_lock();
+	bool ok = sm_report_print(&r, stdout);
+	sm_log_unlock();
+	if (!ok) {
+		sm_log(SM_LOG_ERROR, "cannot write the JSON report: %s", strerror(errno));
+		return SM_EXIT_FAIL;
+	}
+	return status;
+}
+
 /* A worker lost the manager: stop handing out work, so the run ends. */
 static void run_worker_lost(void *arg)
 {
@@ -336,6 +372,9 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	struct sm_progress *prog = NULL;
 	struct sm_plan_stats ps = { 0 };
 	struct sm_stats total = { 0 };
+	struct sm_stats fin = { 0 }; /* the deletes at the end */
+	struct sm_metrics *metrics = NULL;
+	double t0 = sm_now_s();
 	struct sm_diag d;
 	bool failed_run = false;
 	struct run_signals sig = { 0 };
@@ -344,9 +383,22 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	clock_gettime(CLOCK_REALTIME, &ts0);
 	int64_t run_t0 = (int64_t)ts0.tv_sec * 1000000000 + ts0.tv_nsec;
 
-	int status = run_preflight(o, &rp);
+	/* a bad --metrics ADDR is a usage error, found before anything else */
+	int status = -1;
+	char murl[300];
+	if (o->metrics_addr && sm_metrics_url(o->metrics_addr, murl, sizeof(murl), &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
+		status = SM_EXIT_USAGE;
+		goto out;
+	}
+	status = run_preflight(o, &rp);
 	if (status >= 0)
 		goto out;
+	if (o->metrics_addr && sm_metrics_start(o->metrics_addr, &metrics, &d) != SM_OK) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
+		status = d.err == SM_EINVAL ? SM_EXIT_USAGE : SM_EXIT_FAIL;
+		goto out;
+	}
 
 	if (sm_pool_new(o->threads, RUN_POOL_BUDGET, &pool, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: %s\n", d.msg);
@@ -433,6 +485,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		status = SM_EXIT_FAIL;
 		goto out;
 	}
+	sm_journal_set_fail_hook(journal, run_delete_failed, dp);
+	sm_metrics_attach(metrics, dp, &ps);
 	struct sm_wctx w;
 	sm_wctx_init(&w, o, src, dst);
 	w.on_fatal = run_worker_lost;
@@ -468,13 +522,13 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	sm_dispatch_snapshot(dp, &snap);
 	bool listing_failed = pr.listing_failed || snap.listing_failed;
 	/* Deletes only now, and only when every listing was complete. */
-	struct sm_stats fin = { 0 };
 	const char *why = atomic_load(&sig.hit) ? "interrupted"
 	                  : listing_failed      ? "a listing failed"
 	                  : snap.aborted        ? "the run stopped early"
 	                  : failed_run          ? "the run failed"
 	                                        : NULL;
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
+	sm_metrics_add_local(metrics, &fin);
 	if (!why && stale && o->delete_dst && !o->dry) {
 		if (sm_store_sweep(dst, run_t0, true, &stale, &d) != SM_OK)
 			sm_log(SM_LOG_WARN, "%s", d.msg);
@@ -513,6 +567,9 @@ out:
 		sm_dispatch_abort(dp);
 		sm_worker_join(wk);
 	}
+	status = run_report(o, &rp, status, atomic_load(&sig.hit), t0, &total, dp, &ps, &fin);
+	/* the metrics are served until the report is out */
+	sm_metrics_stop(metrics);
 	run_signals_stop(&sig); /* before dp goes: the thread may use it */
 	sm_dispatch_stop(dp);
 	sm_journal_free(journal);

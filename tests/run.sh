@@ -54,7 +54,7 @@ fi
 asan_e2e=(e2e-rsync_compat e2e-summary_exit e2e-dry_run e2e-bad_input e2e-modified_during
 	e2e-actions e2e-order e2e-dst_symlinks e2e-filter_selection e2e-s3_roundtrip
 	e2e-sftp_roundtrip e2e-safety_local e2e-safety_s3 e2e-kill_resume e2e-safety_dst_local
-	e2e-safety_sftp)
+	e2e-safety_sftp e2e-json_report e2e-metrics)
 if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
 	-Dc_args="$SANITIZE_C_ARGS" -Dc_link_args="$SANITIZE_C_ARGS"; then
 	harness_meson_stage "asan" build-asan --num-processes 2 --suite unit --suite conformance
@@ -67,12 +67,13 @@ fi
 # parallel lister, engine), the listing cache that range cursors on many
 # threads share (conformance-file, conformance-sftp), and the SFTP engine's
 # threads (conformance, round trips against OpenSSH with dropped and silent
-# connections, a slow link).
+# connections, a slow link), and the --metrics server's thread reading the
+# run's counters while it runs (e2e-metrics).
 if build build-tsan -Db_sanitize=thread -Dbuildtype=debug \
 	-Dc_args="$SANITIZE_C_ARGS" -Dc_link_args="$SANITIZE_C_ARGS"; then
 	harness_meson_stage "tsan" build-tsan --num-processes 1 \
 		pool dispatch lister engine dircache conformance-file conformance-sftp e2e-sftp_roundtrip \
-		e2e-sftp_slowlink
+		e2e-sftp_slowlink e2e-metrics
 else
 	harness_fail "tsan" "the ThreadSanitizer build failed"
 fi

@@ -38,13 +38,44 @@ struct task_run {
 	const struct sm_del_sink *sink;
 	struct sm_stats *live;
 	struct del_out *out;
-	bool revoked; /* the manager gave the task to another attempt */
+	struct sm_task_fails *fails; /* NULL: failed keys are not noted */
+	bool revoked;                /* the manager gave the task to another attempt */
 	bool listing_failed;
 };
+
+void sm_task_fails_reset(struct sm_task_fails *f)
+{
+	if (!f)
+		return;
+	for (size_t i = 0; i < f->n; i++) {
+		free(f->key[i]);
+		free(f->msg[i]);
+	}
+	f->n = 0;
+}
+
+/* Keep `key` and `msg` among the task's first failed keys (a copy of each;
+ * out of memory: not kept, the count still has it). */
+static void task_note_failure(struct task_run *tr, const char *key, const char *msg)
+{
+	struct sm_task_fails *f = tr->fails;
+	if (!f || f->n == SM_TASK_FAILED_KEYS)
+		return;
+	char *k = strdup(key), *m = strdup(msg);
+	if (!k || !m) {
+		free(k);
+		free(m);
+		return;
+	}
+	f->key[f->n] = k;
+	f->msg[f->n] = m;
+	f->n++;
+}
 
 static void task_failed(struct task_run *tr, const char *key, const struct sm_diag *d)
 {
 	LIVE_ADD(tr->live, failed, 1);
+	task_note_failure(tr, key, d->msg);
 	if (atomic_load(&tr->w->abort))
 		return; /* stopping: the cause was reported once already */
 	sm_log_key_error(key, d->msg);
@@ -134,7 +165,9 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 	 * files; a key that ends up failing takes its bytes back. */
 	uint64_t *live = &tr->live->copied_bytes;
 	uint64_t start = __atomic_load_n(live, __ATOMIC_RELAXED);
+	atomic_fetch_add(&tr->w->transfers, 1);
 	enum sm_err err = sm_xfer_copy(tr->w, s, dkey, live, &d);
+	atomic_fetch_sub(&tr->w->transfers, 1);
 	if (err == SM_OK && S_ISREG(s->mode) && (o->check_new || o->check_all)) {
 		err = sm_xfer_compare(tr->w, s->key, dkey, &d);
 		if (err == SM_OK) {
@@ -162,7 +195,7 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 	}
 	sm_entry_release(&gone);
 	if (err != SM_OK) {
-		task_failed(tr, s->key, &d);
+		task_failed(tr, dkey, &d);
 		return;
 	}
 	LIVE_ADD(tr->live, copied, 1);
@@ -210,7 +243,7 @@ static bool task_exact_mtimes(struct task_run *tr, const struct sm_entry **s,
 		enum sm_err err = sm_store_stat(src_side ? tr->w->src : tr->w->dst,
 		                                src_side ? (*s)->key : dkey, &e, &d);
 		if (err != SM_OK && err != SM_ENOENT) {
-			task_failed(tr, (*s)->key, &d);
+			task_failed(tr, src_side ? (*s)->key : dkey, &d);
 			return false;
 		}
 		if (err == SM_ENOENT && !src_side) {
@@ -276,7 +309,7 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		if (o->perms &&
 		    ((s->mode & 07777) != (t->mode & 07777) || task_owner_differs(tr, s, t)) &&
 		    !o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
-			task_failed(tr, s->key, &d);
+			task_failed(tr, key, &d);
 			return;
 		}
 		LIVE_ADD(tr->live, skipped, 1);
@@ -287,7 +320,7 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	}
 	case SM_ACT_ATTR:
 		if (!o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
-			task_failed(tr, s->key, &d);
+			task_failed(tr, key, &d);
 			return;
 		}
 		/* the contents were already there */
@@ -380,7 +413,7 @@ static void task_single(struct task_run *tr, const struct sm_entry *s, const cha
 	} else if (err == SM_ENOENT) {
 		task_handle(tr, s, NULL, dkey);
 	} else {
-		task_failed(tr, s->key, &d);
+		task_failed(tr, dkey, &d);
 	}
 }
 
@@ -425,8 +458,10 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 		tr->listing_failed = true;
 		err = SM_OK;
 		/* Without the DST listing nothing in the range can be decided. */
-		for (size_t i = 0; i < n; i++)
+		for (size_t i = 0; i < n; i++) {
 			LIVE_ADD(tr->live, failed, 1);
+			task_note_failure(tr, src[i].key, d->msg);
+		}
 		goto out;
 	}
 	const struct sm_entry *te = NULL;
@@ -447,8 +482,10 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 				    le == SM_EAGAIN) {
 					dst_done = true;
 					/* DST unknown for the rest: count it failed, copy nothing */
-					for (; i < n; i++)
+					for (; i < n; i++) {
 						LIVE_ADD(tr->live, failed, 1);
+						task_note_failure(tr, src[i].key, ld.msg);
+					}
 				}
 				continue;
 			}
@@ -501,6 +538,7 @@ enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t atte
 		               .attempt = attempt,
 		               .allow_delete = allow_delete && sink,
 		               .sink = sink,
+		               .fails = res->fails,
 		               .live = live };
 	struct sm_entry *src = NULL;
 	char *arena = NULL;
@@ -587,13 +625,15 @@ static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
 	return SM_OK;
 }
 
-/* One request/reply exchange. *out is unpacked into `a` (valid until the
- * arena is reset). */
-static enum sm_err wk_call(nng_socket s, const Syncmgr__Request *req, struct sm_wire_arena *a,
-                           Syncmgr__Reply **out, struct sm_diag *d)
+/* One request/reply exchange of worker `wk` (its name goes with it). *out
+ * is unpacked into `a` (valid until the arena is reset). */
+static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, const Syncmgr__Request *req,
+                           struct sm_wire_arena *a, Syncmgr__Reply **out, struct sm_diag *d)
 {
+	Syncmgr__Request named = *req;
+	named.worker = (char *)(wk->w->name ? wk->w->name : "");
 	size_t len = 0;
-	uint8_t *buf = sm_wire_pack_request(req, &len);
+	uint8_t *buf = sm_wire_pack_request(&named, &len);
 	if (!buf)
 		return sm_diag_set(d, SM_ENOMEM, 0, "cannot pack a request");
 	int rv = nng_send(s, buf, len, 0);
@@ -619,7 +659,20 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
 {
 	Syncmgr__Stats st;
 	sm_wire_stats_to_pb(&res->stats, &st);
+	Syncmgr__FailedKey fk[SM_TASK_FAILED_KEYS];
+	Syncmgr__FailedKey *fkp[SM_TASK_FAILED_KEYS];
+	size_t nf = res->fails ? res->fails->n : 0;
+	for (size_t i = 0; i < nf; i++) {
+		syncmgr__failed_key__init(&fk[i]);
+		fk[i].key.data = (uint8_t *)res->fails->key[i];
+		fk[i].key.len = strlen(res->fails->key[i]);
+		fk[i].error.data = (uint8_t *)res->fails->msg[i];
+		fk[i].error.len = strlen(res->fails->msg[i]);
+		fkp[i] = &fk[i];
+	}
 	Syncmgr__Done done = SYNCMGR__DONE__INIT;
+	done.n_failed_keys = nf;
+	done.failed_keys = nf ? fkp : NULL;
 	done.task_id = id;
 	done.attempt = attempt;
 	done.stats = &st;
@@ -631,7 +684,7 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
 	Syncmgr__Reply *rep = NULL;
 	struct sm_wire_arena arena;
 	sm_wire_arena_init(&arena, SM_WIRE_MAX_MSG);
-	enum sm_err err = wk_call(s, &req, &arena, &rep, d);
+	enum sm_err err = wk_call(wk, s, &req, &arena, &rep, d);
 	if (err == SM_OK && rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
 		atomic_store(&wk->w->abort, true);
 	sm_wire_arena_release(&arena);
@@ -660,7 +713,7 @@ static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt
 	req.deletes = &dl;
 	Syncmgr__Reply *rep = NULL;
 	sm_wire_arena_reset(&ws->arena);
-	enum sm_err err = wk_call(ws->s, &req, &ws->arena, &rep, d);
+	enum sm_err err = wk_call(ws->wk, ws->s, &req, &ws->arena, &rep, d);
 	if (err != SM_OK)
 		return err;
 	if (rep->body_case == SYNCMGR__REPLY__BODY_ACK) {
@@ -702,10 +755,11 @@ static void *wk_thread(void *arg)
 	struct wk_sink ws = { .wk = wk, .s = s };
 	sm_wire_arena_init(&ws.arena, SM_WIRE_MAX_MSG);
 	const struct sm_del_sink sink = { .emit = wk_emit_deletes, .arg = &ws };
+	struct sm_task_fails fails = { 0 };
 	for (;;) {
 		Syncmgr__Reply *rep = NULL;
 		sm_wire_arena_reset(&arena);
-		if (wk_call(s, &req, &arena, &rep, &d) != SM_OK) {
+		if (wk_call(wk, s, &req, &arena, &rep, &d) != SM_OK) {
 			wk_lost(wk, &d);
 			break;
 		}
@@ -722,7 +776,7 @@ static void *wk_thread(void *arg)
 		const Syncmgr__Task *t = rep->task;
 		memset(&slot->live, 0, sizeof(slot->live));
 		__atomic_store_n(&slot->task_id, t->id, __ATOMIC_RELEASE);
-		struct sm_task_result res = { 0 };
+		struct sm_task_result res = { .fails = &fails };
 		uint64_t attempt = rep->attempt;
 		enum sm_err err = sm_task_run(wk->w, t, attempt, rep->allow_delete, &sink,
 		                              &slot->live, &res, &d);
@@ -735,6 +789,7 @@ static void *wk_thread(void *arg)
 		uint64_t id = t->id;
 		sm_wire_arena_reset(&arena);
 		err = wk_send_done(wk, s, id, attempt, &res, &d);
+		sm_task_fails_reset(&fails);
 		__atomic_store_n(&slot->task_id, 0, __ATOMIC_RELEASE);
 		if (err != SM_OK) {
 			wk_lost(wk, &d);
@@ -799,12 +854,13 @@ static void *wk_reporter(void *arg)
 		Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
 		pr.n_tasks = n;
 		pr.tasks = tpp;
+		pr.transfers = atomic_load(&wk->w->transfers);
 		Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 		req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
 		req.progress = &pr;
 		Syncmgr__Reply *rep = NULL;
 		sm_wire_arena_reset(&arena);
-		if (wk_call(s, &req, &arena, &rep, &d) != SM_OK) {
+		if (wk_call(wk, s, &req, &arena, &rep, &d) != SM_OK) {
 			sm_log(SM_LOG_WARN, "%s", d.msg);
 			continue;
 		}

@@ -20,10 +20,25 @@ enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
 /* Wait until the manager has shut the workers down, then free them. */
 void sm_worker_join(struct sm_worker *wk);
 
+/* The first failed keys of a task with their messages (each malloc'd),
+ * sent with its Done; stats.failed counts every failure. As many as the
+ * manager keeps for the run (SM_DISPATCH_FAILED_KEYS): at most ~460 KiB. */
+#define SM_TASK_FAILED_KEYS 100
+struct sm_task_fails {
+	size_t n;
+	char *key[SM_TASK_FAILED_KEYS];
+	char *msg[SM_TASK_FAILED_KEYS];
+};
+/* Free the strings and empty the list; accepts NULL. */
+void sm_task_fails_reset(struct sm_task_fails *f);
+
 /* The result of running one task (for tests and the in-process path). */
 struct sm_task_result {
 	struct sm_stats stats;
 	bool listing_failed;
+	/* In: where to note the task's first failed keys (NULL: nowhere). Owned
+	 * by the caller, who resets it. */
+	struct sm_task_fails *fails;
 };
 
 /* Where a task's deletes go: to the manager's journal (manager/journal.h),

@@ -22,6 +22,8 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	atomic_init(&w->failed, 0);
 	w->max_attempts = 4;
 	w->backoff_ms = 50;
+	w->name = "local";
+	atomic_init(&w->transfers, 0);
 	w->on_fatal = NULL;
 	w->fatal_arg = NULL;
 }

@@ -19,6 +19,8 @@ struct sm_wctx {
 	bool owners;                 /* --perms as root between local trees: owners are kept too */
 	int max_attempts;            /* tries per operation for retryable errors */
 	unsigned backoff_ms;
+	const char *name;      /* this worker in reports to the manager ("local") */
+	atomic_uint transfers; /* copies in progress now, for --metrics */
 	/* Called (from any worker thread) when a worker cannot reach the manager
 	 * any more: the manager stops the run instead of waiting for it. */
 	void (*on_fatal)(void *arg);

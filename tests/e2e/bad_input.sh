@@ -146,7 +146,7 @@ expect_absent "$T/d7" "usage errors"
 
 # --- options and URLs of later features: exit 2, "not supported yet"
 for args in "--worker h1,h2" "--manager-addr 127.0.0.1:1" \
-	"--watch" "--metrics 127.0.0.1:9567" "--json" "--bwlimit 10"; do
+	"--watch" "--bwlimit 10"; do
 	opt=${args%% *}
 	# shellcheck disable=SC2086
 	sm $args "$S/" "$T/d8/"

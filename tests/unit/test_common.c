@@ -65,6 +65,10 @@ static void test_opts_positions_and_forms(void **state)
 	sm_opts_release(&o);
 	assert_int_equal(parse(&o, "match -v -"), SM_OPTS_RUN);
 	assert_true(o.match_stdin);
+	sm_opts_release(&o);
+	assert_int_equal(parse(&o, "a/ --json b/ --metrics :9100"), SM_OPTS_RUN);
+	assert_true(o.json);
+	assert_string_equal(o.metrics_addr, ":9100");
 }
 
 static void test_opts_errors(void **state)
@@ -79,14 +83,13 @@ static void test_opts_errors(void **state)
 		"--worker h a/ b/",
 
 		"--watch a/ b/",
-		"--json a/ b/",
-		"--metrics :9 a/ b/",
 		"--bwlimit 10 a/ b/",
 		"a/",
 		"",
 		"a/ b/ c/",
 		"--existing --ignore-existing a/ b/",
 		"--threads",
+		"a/ b/ --metrics",
 		"match",
 		"--thr 4 a/ b/",     /* no abbreviations */
 		"--manager x a/ b/", /* not --manager-addr */

@@ -288,6 +288,147 @@ static void count_fatal(void *arg)
 	__atomic_fetch_add((int *)arg, 1, __ATOMIC_SEQ_CST);
 }
 
+/* A request of worker `name` (NULL: unnamed, i.e. "local"). */
+static Syncmgr__Reply *call_as(nng_socket s, const char *name, Syncmgr__Request *req)
+{
+	req->worker = (char *)(name ? name : "");
+	return call(s, req);
+}
+
+static uint64_t get_as(nng_socket s, const char *name)
+{
+	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_GET;
+	req.get = &get;
+	for (int i = 0; i < 50; i++) {
+		Syncmgr__Reply *rep = call_as(s, name, &req);
+		uint64_t id = rep->body_case == SYNCMGR__REPLY__BODY_TASK ? rep->task->id : 0;
+		syncmgr__reply__free_unpacked(rep, NULL);
+		if (id)
+			return id;
+	}
+	fail_msg("no task after 50 waits");
+	return 0;
+}
+
+/* Done of task `id` by `name` with `nf` failed keys "NAME-fI". */
+static void done_as(nng_socket s, const char *name, uint64_t id, uint64_t copied, size_t nf)
+{
+	struct sm_stats st = { .copied = copied, .failed = nf };
+	Syncmgr__Stats pb;
+	sm_wire_stats_to_pb(&st, &pb);
+	Syncmgr__FailedKey *fk = calloc(nf ? nf : 1, sizeof(*fk));
+	Syncmgr__FailedKey **fkp = calloc(nf ? nf : 1, sizeof(*fkp));
+	char(*keys)[32] = calloc(nf ? nf : 1, sizeof(*keys));
+	assert_true(fk && fkp && keys);
+	for (size_t i = 0; i < nf; i++) {
+		syncmgr__failed_key__init(&fk[i]);
+		snprintf(keys[i], sizeof(keys[i]), "%s-f%zu", name ? name : "local", i);
+		fk[i].key.data = (uint8_t *)keys[i];
+		fk[i].key.len = strlen(keys[i]);
+		fk[i].error.data = (uint8_t *)"boom";
+		fk[i].error.len = 4;
+		fkp[i] = &fk[i];
+	}
+	Syncmgr__Done dn = SYNCMGR__DONE__INIT;
+	dn.task_id = id;
+	dn.stats = &pb;
+	dn.n_failed_keys = nf;
+	dn.failed_keys = fkp;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
+	req.done = &dn;
+	syncmgr__reply__free_unpacked(call_as(s, name, &req), NULL);
+	free(fk);
+	free(fkp);
+	free(keys);
+}
+
+/* Counters per participant ("local" always first, others by the name their
+ * requests carry), copies in progress from progress reports, and the run's
+ * first failed keys from the Done messages, capped. */
+static void test_workers_and_failed_keys(void **state)
+{
+	(void)state;
+	const char *url = "inproc://test-dispatch-workers";
+	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = 30000 };
+	struct sm_dispatch *dp = NULL;
+	struct sm_diag d;
+	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	struct sm_dispatch_worker w[4];
+	assert_int_equal(sm_dispatch_workers(dp, w, 4), 1);
+	assert_string_equal(w[0].name, "local");
+	push(dp, "f");
+	push(dp, "m");
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+
+	nng_socket l = client(url), r = client(url);
+	uint64_t id1 = get_as(l, NULL);
+	uint64_t id2 = get_as(r, "host-b");
+	uint64_t id3 = get_as(r, "host-b");
+
+	/* host-b reports task 2 with 3 copies in progress */
+	Syncmgr__Stats pb;
+	struct sm_stats live = { .copied = 5 };
+	sm_wire_stats_to_pb(&live, &pb);
+	Syncmgr__TaskProgress tp = SYNCMGR__TASK_PROGRESS__INIT;
+	tp.task_id = id2;
+	tp.stats = &pb;
+	Syncmgr__TaskProgress *tpp = &tp;
+	Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
+	pr.n_tasks = 1;
+	pr.tasks = &tpp;
+	pr.transfers = 3;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
+	req.progress = &pr;
+	syncmgr__reply__free_unpacked(call_as(r, "host-b", &req), NULL);
+	assert_int_equal(sm_dispatch_workers(dp, w, 4), 2);
+	assert_string_equal(w[1].name, "host-b");
+	assert_int_equal(w[0].tasks_in_flight, 1);
+	assert_int_equal(w[1].tasks_in_flight, 2);
+	assert_int_equal(w[1].transfers, 3);
+	assert_int_equal(w[1].stats.copied, 5);
+	assert_int_equal(w[1].tasks_done, 0);
+
+	done_as(l, NULL, id1, 2, 3);
+	done_as(r, "host-b", id2, 6, 2);
+	sm_dispatch_add_failure(dp, "gone/x", "cannot delete");
+	done_as(r, "host-b", id3, 0, 150); /* more than the run keeps */
+	done_as(r, "host-b", id3, 0, 150); /* a second Done of it counts nothing */
+
+	assert_int_equal(sm_dispatch_workers(dp, w, 4), 2);
+	assert_int_equal(w[0].tasks_done, 1);
+	assert_int_equal(w[0].stats.copied, 2);
+	assert_int_equal(w[0].stats.failed, 3);
+	assert_int_equal(w[0].tasks_in_flight, 0);
+	assert_int_equal(w[1].tasks_done, 2);
+	assert_int_equal(w[1].stats.copied, 6);
+	assert_int_equal(w[1].stats.failed, 152);
+	assert_int_equal(w[1].transfers, 0); /* nothing in flight: nothing in progress */
+	/* max smaller than the number of participants: the first ones */
+	assert_int_equal(sm_dispatch_workers(dp, w, 1), 2);
+
+	const struct sm_dispatch_failure *f = NULL;
+	assert_int_equal(sm_dispatch_failures(dp, &f), SM_DISPATCH_FAILED_KEYS);
+	assert_string_equal(f[0].key, "local-f0");
+	assert_string_equal(f[0].msg, "boom");
+	assert_string_equal(f[0].worker, "local");
+	assert_string_equal(f[3].key, "host-b-f0");
+	assert_string_equal(f[3].worker, "host-b");
+	assert_string_equal(f[5].key, "gone/x");
+	assert_string_equal(f[5].msg, "cannot delete");
+	assert_string_equal(f[5].worker, "local");
+	assert_string_equal(f[6].key, "host-b-f0");
+	assert_int_equal(f[6].key_len, strlen("host-b-f0"));
+	assert_string_equal(f[99].key, "host-b-f93");
+	nng_close(l);
+	nng_close(r);
+	sm_dispatch_stop(dp);
+}
+
 /* A worker that cannot reach its manager stops the run (on_fatal, abort)
  * instead of leaving it to wait for a lease that no one holds. */
 static void test_worker_without_manager_stops_run(void **state)
@@ -317,6 +458,7 @@ int main(void)
 		cmocka_unit_test(test_progress_renews_lease),
 		cmocka_unit_test(test_forbid_delete_and_abort),
 		cmocka_unit_test(test_worker_without_manager_stops_run),
+		cmocka_unit_test(test_workers_and_failed_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
