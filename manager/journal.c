@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "../common/log.h"
+#include "../common/spill.h"
 #include "../common/util.h"
 
 enum {
@@ -248,39 +249,44 @@ static void jbatch_push(struct jbatch *b, const char *key)
 		jbatch_flush(b);
 }
 
+/* Directory keys to delete, gathered in bounded memory (a run may delete
+ * millions of directories): sorted in reverse on disk past the budget. */
+#define JOURNAL_DIRS_BUDGET ((size_t)8 << 20)
+
 struct jdirs {
-	char **v;
-	size_t n;
-	size_t cap;
+	struct sm_spill *sp; /* NULL until the first directory */
 };
+
+static int jdirs_cmp_desc(const void *a, size_t alen, const void *b, size_t blen, void *arg)
+{
+	(void)arg;
+	int c = memcmp(b, a, alen < blen ? alen : blen);
+	return c ? c : (blen > alen) - (blen < alen);
+}
 
 static bool jdirs_push(struct jdirs *ds, const char *key)
 {
-	if (ds->n == ds->cap) {
-		size_t cap = ds->cap ? ds->cap * 2 : 64;
-		char **v = realloc(ds->v, cap * sizeof(*v));
-		if (!v)
+	struct sm_diag d;
+	if (!ds->sp) {
+		/* tests lower the budget to see the sort spill */
+		size_t budget = JOURNAL_DIRS_BUDGET;
+		const char *tb = getenv("SYNCMGR_TEST_SPILL_BUDGET");
+		int64_t v = 0;
+		if (tb && sm_parse_i64(tb, 4096, INT64_MAX, &v))
+			budget = (size_t)v;
+		if (sm_spill_new(budget, jdirs_cmp_desc, NULL, &ds->sp, &d) != SM_OK)
 			return false;
-		ds->v = v;
-		ds->cap = cap;
 	}
-	ds->v[ds->n] = strdup(key);
-	if (!ds->v[ds->n])
+	if (sm_spill_add(ds->sp, key, strlen(key), &d) != SM_OK) {
+		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		return false;
-	ds->n++;
+	}
 	return true;
 }
 
 static void jdirs_release(struct jdirs *ds)
 {
-	for (size_t i = 0; i < ds->n; i++)
-		free(ds->v[i]);
-	free(ds->v);
-}
-
-static int jdirs_cmp_desc(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)b, *(char *const *)a);
+	sm_spill_free(ds->sp);
 }
 
 /* Directories, deepest first (reverse key order puts children first). A
@@ -288,30 +294,56 @@ static int jdirs_cmp_desc(const void *a, const void *b)
 static void journal_dirs(struct sm_journal *j, struct sm_wctx *w, struct sm_store *st,
                          struct jdirs *ds, struct sm_stats *acc)
 {
-	if (!ds->n)
+	if (!ds->sp)
 		return;
-	qsort(ds->v, ds->n, sizeof(*ds->v), jdirs_cmp_desc);
-	for (size_t i = 0; i < ds->n; i++) {
-		if (i > 0 && strcmp(ds->v[i], ds->v[i - 1]) == 0)
+	struct sm_diag d;
+	enum sm_err err = sm_spill_sort(ds->sp, &d);
+	if (sm_spill_runs(ds->sp))
+		sm_log(SM_LOG_INFO,
+		       "%llu directories to delete sorted on disk (%llu bytes in TMPDIR)",
+		       (unsigned long long)sm_spill_count(ds->sp),
+		       (unsigned long long)sm_spill_disk_bytes(ds->sp));
+	char *prev = NULL, *key = NULL;
+	const void *rec;
+	size_t len;
+	while (err == SM_OK && (err = sm_spill_next(ds->sp, &rec, &len, &d)) == SM_OK) {
+		free(key);
+		key = sm_strndup(rec, len);
+		if (!key) {
+			err = sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
+			break;
+		}
+		if (prev && strcmp(key, prev) == 0)
 			continue;
+		free(prev);
+		prev = key;
+		key = NULL;
+		if (atomic_load(&w->abort))
+			break; /* interrupted while deleting */
 		if (w->o->dry) {
-			sm_log_say(st == w->dst ? "delete" : "delete-src", ds->v[i]);
+			sm_log_say(st == w->dst ? "delete" : "delete-src", prev);
 			acc->deleted++;
 			continue;
 		}
-		struct sm_diag d;
-		enum sm_err err = sm_xfer_delete(w, st, ds->v[i], &d);
-		if (err == SM_ENOTEMPTY) {
-			sm_log(SM_LOG_DEBUG, "kept '%s': not empty", ds->v[i]);
+		struct sm_diag dd;
+		enum sm_err de = sm_xfer_delete(w, st, prev, &dd);
+		if (de == SM_ENOTEMPTY) {
+			sm_log(SM_LOG_DEBUG, "kept '%s': not empty", prev);
 			continue;
 		}
-		if (err != SM_OK) {
-			sm_log_key_error(ds->v[i], d.msg);
-			journal_failed(j, acc, ds->v[i], d.msg);
+		if (de != SM_OK) {
+			sm_log_key_error(prev, dd.msg);
+			journal_failed(j, acc, prev, dd.msg);
 			continue;
 		}
 		acc->deleted++;
 	}
+	if (err != SM_OK && err != SM_EOF) {
+		sm_log(SM_LOG_ERROR, "%s: the remaining directories not deleted", d.msg);
+		acc->failed++;
+	}
+	free(prev);
+	free(key);
 }
 
 /* Is the SRC key still what was copied? Only then may it go. */
