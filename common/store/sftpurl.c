@@ -25,15 +25,20 @@ void sm_sftp_loc_release(struct sm_sftp_loc *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Percent-decoded copy of s[0..n). */
+/* Percent-decoded copy of s[0..n), or NULL (a bad escape, out of memory):
+ * only %XX, a '+' stays a '+' (secrets hold them; it is no space here). */
 static char *sftp_decode(const char *s, size_t n)
 {
-	char *v = sm_strndup(s, n);
-	if (v && !sm_url_decode(v)) {
-		free(v);
+	struct sm_buf b = { 0 };
+	bool ok = sm_buf_appendz(&b, "") == SM_OK;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (s[i] == '+' ? sm_buf_appendz(&b, "%2B") : sm_buf_append(&b, s + i, 1)) ==
+		     SM_OK;
+	if (!ok || !sm_url_decode(b.p)) {
+		sm_buf_release(&b);
 		return NULL;
 	}
-	return v;
+	return b.p;
 }
 
 /* Does `p` (up to `end`) start with a host followed by ':' ("[v6]:" too)? */

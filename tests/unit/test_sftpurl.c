@@ -53,6 +53,7 @@ static void test_sftp_forms(void **state)
 		  "sftp://u:****@[::1]:22/x" },
 		{ "sftp://u:p@/s@s@h/x", "u", "p@/s@s", "h", 0, "/x", "sftp://u:****@h/x" },
 		{ "u:p@/s@host:/x", "u", "p@/s", "host", 0, "/x", "u:****@host:/x" },
+		{ "u:p+ss @host:/x", "u", "p+ss ", "host", 0, "/x", "u:****@host:/x" },
 		{ "sftp://u:pa%2Fss%40x@host/x", "u", "pa/ss@x", "host", 0, "/x",
 		  "sftp://u:****@host/x" },
 		/* an '@' in the path is no user part */
