@@ -416,7 +416,7 @@ bool sm_ssh_key_encrypted(const char *text)
  * unknown: not, and libssh2 will say why it cannot use it). */
 static bool ssh_key_file_encrypted(const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: no wait */
 	if (fd < 0)
 		return false;
 	char *buf = malloc(SSH_KEY_HEAD_MAX + 1);
@@ -636,6 +636,7 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 		}
 	}
 	bool pw_offered = ssh_method_offered(methods, "password");
+	bool pw_tried = pw_offered && password; /* then the refusal is the password's */
 	if (password && pw_offered &&
 	    libssh2_userauth_password_ex(s, user, (unsigned)strlen(user), password,
 	                                 (unsigned)strlen(password), NULL) == 0)
@@ -649,16 +650,17 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 			if (rc == 0)
 				c->typed = strdup(pw); /* asked once per run, not per connection */
 			memset(pw, 0, sizeof(pw));
+			pw_tried = true;
 			if (rc == 0)
 				return SM_OK;
 		}
 	}
-	if (locked_key)
+	if (locked_key && !pw_tried)
 		return sm_diag_set(d, SM_EACCES, 0,
 		                   "ssh: key '%s' is encrypted and no ssh-agent holds it; add it "
 		                   "with ssh-add or use an unencrypted key",
 		                   locked_key);
-	if (wrong_pass_key)
+	if (wrong_pass_key && !pw_tried)
 		return sm_diag_set(d, SM_EACCES, 0,
 		                   "ssh: %s: permission denied (%s): wrong passphrase for key '%s'",
 		                   c->name, methods[0] ? methods : "no method offered",
