@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,145 @@ static bool ssh_key_is_rsa(const char *path)
 	return rsa;
 }
 
+/* ---- encrypted identities ---- */
+
+#define SSH_KEY_HEAD_MAX 16384 /* what of a key file is read to tell whether it is encrypted */
+#define SSH_PASS_TRIES 3       /* passphrase prompts per key, as ssh */
+
+/* Decode base64 from s (whitespace skipped, stops at anything else) into
+ * out, at most n bytes; returns the count. */
+static size_t ssh_b64_decode(const char *s, unsigned char *out, size_t n)
+{
+	static const char tbl[] =
+	        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	size_t got = 0;
+	unsigned acc = 0;
+	int bits = 0;
+	for (; *s && got < n; s++) {
+		if (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+			continue;
+		const char *v = strchr(tbl, *s);
+		if (!v)
+			break; /* '=' padding or the END line */
+		acc = (acc << 6) | (unsigned)(v - tbl);
+		bits += 6;
+		if (bits >= 8) {
+			bits -= 8;
+			out[got++] = (unsigned char)(acc >> bits);
+			acc &= (1u << bits) - 1;
+		}
+	}
+	return got;
+}
+
+bool sm_ssh_key_encrypted(const char *text)
+{
+	const char *begin = strstr(text, "-----BEGIN ");
+	if (!begin)
+		return false;
+	const char *eol = strchr(begin, '\n');
+	const char *body = eol ? eol + 1 : begin + strlen(begin);
+	/* PKCS#8 */
+	if (strncmp(begin, "-----BEGIN ENCRYPTED PRIVATE KEY-----", 37) == 0)
+		return true;
+	/* OpenSSH's own format: "openssh-key-v1\0", then the cipher name as
+	 * an SSH string (uint32 length, bytes) */
+	if (strncmp(begin, "-----BEGIN OPENSSH PRIVATE KEY-----", 35) == 0) {
+		static const char magic[] = "openssh-key-v1"; /* and its NUL */
+		unsigned char raw[64];
+		size_t n = ssh_b64_decode(body, raw, sizeof(raw));
+		if (n < sizeof(magic) + 4 || memcmp(raw, magic, sizeof(magic)) != 0)
+			return false;
+		const unsigned char *p = raw + sizeof(magic);
+		uint32_t len =
+		        (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+		if (len > n - sizeof(magic) - 4)
+			return false; /* cut short: let libssh2 say what is wrong */
+		return !(len == 4 && memcmp(p + 4, "none", 4) == 0);
+	}
+	/* traditional PEM: "Proc-Type: 4,ENCRYPTED" is the first header */
+	if (strncmp(body, "Proc-Type:", 10) == 0) {
+		const char *enc = strstr(body, "ENCRYPTED");
+		return enc && enc < body + strcspn(body, "\r\n");
+	}
+	return false;
+}
+
+/* Whether the private key file at path is encrypted (unreadable or
+ * unknown: not, and libssh2 will say why it cannot use it). */
+static bool ssh_key_file_encrypted(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK); /* a FIFO: no wait */
+	if (fd < 0)
+		return false;
+	char *buf = malloc(SSH_KEY_HEAD_MAX + 1);
+	size_t got = 0;
+	while (buf && got < SSH_KEY_HEAD_MAX) {
+		ssize_t r = read(fd, buf + got, SSH_KEY_HEAD_MAX - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		got += (size_t)r;
+	}
+	close(fd);
+	if (!buf)
+		return false;
+	buf[got] = '\0';
+	bool enc = sm_ssh_key_encrypted(buf);
+	free(buf);
+	return enc;
+}
+
+/*
+ * Passphrases typed for encrypted identities, by key file: asked once per
+ * run, whichever thread connects first, and reused by every later
+ * connection (the SSH layer has no per-run state to carry them, unlike the
+ * typed password the SFTP store hands back). The lock is held while a
+ * prompt is on the terminal, so one prompt shows at a time.
+ */
+struct ssh_pass {
+	struct ssh_pass *next;
+	char *pass;
+	char path[];
+};
+static pthread_mutex_t ssh_pass_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ssh_pass *ssh_passes;
+
+/* A copy of the passphrase known for path, or NULL. Call with the lock. */
+static char *ssh_pass_get(const char *path)
+{
+	for (struct ssh_pass *p = ssh_passes; p; p = p->next)
+		if (strcmp(p->path, path) == 0)
+			return strdup(p->pass);
+	return NULL;
+}
+
+/* Remember pass for path (best effort). Call with the lock. */
+static void ssh_pass_put(const char *path, const char *pass)
+{
+	size_t n = strlen(path) + 1;
+	struct ssh_pass *p = malloc(sizeof(*p) + n);
+	if (!p)
+		return;
+	if (!(p->pass = strdup(pass))) {
+		free(p);
+		return;
+	}
+	memcpy(p->path, path, n);
+	p->next = ssh_passes;
+	ssh_passes = p;
+}
+
+static void ssh_wipe(char *s)
+{
+	if (s) {
+		volatile char *v = s;
+		while (*v)
+			*v++ = '\0';
+	}
+}
+
 /* Read a password from the terminal, echo off. */
 static bool ssh_prompt(const char *prompt, char *buf, size_t n)
 {
@@ -372,6 +512,76 @@ static bool ssh_prompt(const char *prompt, char *buf, size_t n)
 	return ok;
 }
 
+/* Can we ask at the terminal? As for passwords: only when stdin is one. */
+static bool ssh_interactive(void)
+{
+	return isatty(STDIN_FILENO) != 0;
+}
+
+enum ssh_key_auth {
+	SSH_KEY_OK,
+	SSH_KEY_REFUSED,          /* decrypted, and the server said no */
+	SSH_KEY_NO_TERMINAL,      /* no passphrase known and none can be asked */
+	SSH_KEY_WRONG_PASSPHRASE, /* every try was wrong, or none was typed */
+};
+
+/*
+ * Public-key authentication with an encrypted identity: the passphrase
+ * typed earlier in the run, else asked at the terminal (echo off, up to
+ * SSH_PASS_TRIES times, "Enter passphrase for key '...': " as ssh asks). A
+ * wrong passphrase fails in libssh2 before anything is sent (the public
+ * key is derived from the private one), so it costs the server nothing.
+ */
+static enum ssh_key_auth ssh_auth_encrypted(LIBSSH2_SESSION *s, const char *user, const char *key)
+{
+	unsigned ulen = (unsigned)strlen(user);
+	pthread_mutex_lock(&ssh_pass_mu);
+	char *known = ssh_pass_get(key);
+	pthread_mutex_unlock(&ssh_pass_mu);
+	if (known) {
+		int rc = libssh2_userauth_publickey_fromfile_ex(s, user, ulen, NULL, key, known);
+		ssh_wipe(known);
+		free(known);
+		return rc == 0 ? SSH_KEY_OK : SSH_KEY_REFUSED;
+	}
+	if (!ssh_interactive())
+		return SSH_KEY_NO_TERMINAL;
+	/* one prompt at a time; another thread may have had it typed */
+	pthread_mutex_lock(&ssh_pass_mu);
+	enum ssh_key_auth res = SSH_KEY_WRONG_PASSPHRASE;
+	if ((known = ssh_pass_get(key))) {
+		pthread_mutex_unlock(&ssh_pass_mu);
+		int rc = libssh2_userauth_publickey_fromfile_ex(s, user, ulen, NULL, key, known);
+		ssh_wipe(known);
+		free(known);
+		return rc == 0 ? SSH_KEY_OK : SSH_KEY_REFUSED;
+	}
+	for (int i = 0; i < SSH_PASS_TRIES; i++) {
+		char prompt[4200], pass[1024];
+		snprintf(prompt, sizeof(prompt),
+		         "%s for key '%s': ", i ? "Bad passphrase, try again" : "Enter passphrase",
+		         key);
+		if (!ssh_prompt(prompt, pass, sizeof(pass))) {
+			if (i == 0)
+				res = SSH_KEY_NO_TERMINAL; /* no /dev/tty */
+			break;
+		}
+		if (!*pass)
+			break; /* an empty answer skips the key, as in ssh */
+		int rc = libssh2_userauth_publickey_fromfile_ex(s, user, ulen, NULL, key, pass);
+		int e = rc ? libssh2_session_last_errno(s) : 0;
+		if (rc == 0 || e != LIBSSH2_ERROR_FILE) {
+			ssh_pass_put(key, pass); /* it opened the key */
+			res = rc == 0 ? SSH_KEY_OK : SSH_KEY_REFUSED;
+		}
+		ssh_wipe(pass);
+		if (rc == 0 || e != LIBSSH2_ERROR_FILE)
+			break;
+	}
+	pthread_mutex_unlock(&ssh_pass_mu);
+	return res;
+}
+
 static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg *hc,
                             const char *user, const char *password, struct sm_diag *d)
 {
@@ -388,7 +598,9 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 	char methods[256];
 	snprintf(methods, sizeof(methods), "%s", list ? list : "");
 	int agent_keys = 0;
-	const char *rsa_refused = NULL; /* an RSA identity the server turned down */
+	const char *rsa_refused = NULL;    /* an RSA identity the server turned down */
+	const char *locked_key = NULL;     /* an encrypted identity off a terminal */
+	const char *wrong_pass_key = NULL; /* an identity whose passphrase was not typed right */
 	if (ssh_method_offered(methods, "publickey")) {
 		if (!hc->identities_only && ssh_auth_agent(s, user, &agent_keys))
 			return SM_OK;
@@ -396,21 +608,35 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 			const char *key = hc->identity_files[i];
 			if (access(key, R_OK) != 0)
 				continue;
-			if (libssh2_userauth_publickey_fromfile_ex(s, user, (unsigned)strlen(user),
-			                                           NULL, key, NULL) == 0)
+			int rc;
+			if (ssh_key_file_encrypted(key)) {
+				enum ssh_key_auth r = ssh_auth_encrypted(s, user, key);
+				if (r == SSH_KEY_OK)
+					return SM_OK;
+				if (r == SSH_KEY_NO_TERMINAL && !locked_key)
+					locked_key = key;
+				if (r == SSH_KEY_WRONG_PASSPHRASE && !wrong_pass_key)
+					wrong_pass_key = key;
+				if (r != SSH_KEY_REFUSED)
+					continue;
+				rc = -1;
+			} else {
+				rc = libssh2_userauth_publickey_fromfile_ex(
+				        s, user, (unsigned)strlen(user), NULL, key, NULL);
+			}
+			if (rc == 0)
 				return SM_OK;
 			char em[256];
 			int e = libssh2_session_last_errno(s);
 			if (e == LIBSSH2_ERROR_FILE || e == LIBSSH2_ERROR_METHOD_NOT_SUPPORTED)
-				sm_log(SM_LOG_INFO,
-				       "ssh: cannot use identity %s: %s (a key with a "
-				       "passphrase needs ssh-agent)",
-				       key, ssh_errmsg(s, em, sizeof(em)));
+				sm_log(SM_LOG_INFO, "ssh: cannot use identity %s: %s", key,
+				       ssh_errmsg(s, em, sizeof(em)));
 			else if (!rsa_refused && ssh_key_is_rsa(key))
 				rsa_refused = key;
 		}
 	}
 	bool pw_offered = ssh_method_offered(methods, "password");
+	bool pw_tried = pw_offered && password; /* then the refusal is the password's */
 	if (password && pw_offered &&
 	    libssh2_userauth_password_ex(s, user, (unsigned)strlen(user), password,
 	                                 (unsigned)strlen(password), NULL) == 0)
@@ -424,10 +650,21 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 			if (rc == 0)
 				c->typed = strdup(pw); /* asked once per run, not per connection */
 			memset(pw, 0, sizeof(pw));
+			pw_tried = true;
 			if (rc == 0)
 				return SM_OK;
 		}
 	}
+	if (locked_key && !pw_tried)
+		return sm_diag_set(d, SM_EACCES, 0,
+		                   "ssh: key '%s' is encrypted and no ssh-agent holds it; add it "
+		                   "with ssh-add or use an unencrypted key",
+		                   locked_key);
+	if (wrong_pass_key && !pw_tried)
+		return sm_diag_set(d, SM_EACCES, 0,
+		                   "ssh: %s: permission denied (%s): wrong passphrase for key '%s'",
+		                   c->name, methods[0] ? methods : "no method offered",
+		                   wrong_pass_key);
 	if (rsa_refused)
 		return sm_diag_set(d, SM_EACCES, 0,
 		                   "ssh: %s: permission denied (%s): the RSA key %s was refused, "

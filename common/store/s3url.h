@@ -6,10 +6,21 @@
  *                                                  explicit ports
  *   s3://BUCKET[/PREFIX]                             AWS
  * oss://, cos:// and minio:// are S3-compatible aliases with the endpoint in
- * the URL. Secrets may be percent-encoded. Credentials not in the URL come
- * from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then
- * $HOME/.aws/credentials (profile $AWS_PROFILE or "default"); the region
- * from the endpoint name, AWS_REGION, or us-east-1.
+ * the URL. Secrets may be percent-encoded (only %XX: a '+' is a '+'); a
+ * secret key holding '/', '+' or '@' also works unencoded, the credentials
+ * ending at the last '@' before the host (one holding both '@' and then
+ * '/' needs %40 or %2F). An '@' after the bucket belongs to the prefix.
+ * An explicit port is 1-65535.
+ *
+ * Credentials not in the URL come from AWS_ACCESS_KEY_ID /
+ * AWS_SECRET_ACCESS_KEY / AWS_SESSION_TOKEN, then $HOME/.aws/credentials
+ * (profile $AWS_PROFILE or "default"). There is no anonymous mode: none
+ * found, half the environment's pair, a profile that is not in the file, a
+ * profile without a key or a file that cannot be read is an error naming
+ * what was looked for. The region comes from the endpoint name,
+ * AWS_REGION, or us-east-1.
+ *
+ * Messages quote the URL with the secrets masked, never as given.
  */
 #ifndef SM_S3URL_H
 #define SM_S3URL_H
@@ -33,8 +44,9 @@ struct sm_s3_loc {
 };
 
 /* Parse an S3-style URL; `https` from --no-https. Credentials and region
- * are resolved too (see above); a missing secret is an error naming where
- * it was looked for. */
+ * are resolved too (see above). Errors: SM_EINVAL for a malformed URL (a
+ * usage error), SM_EACCES when no credentials can be had (not a usage
+ * error: the run's exit 1), SM_ENOMEM. */
 enum sm_err sm_s3_loc_parse(const char *url, bool https, struct sm_s3_loc *out, struct sm_diag *d);
 void sm_s3_loc_release(struct sm_s3_loc *l);
 /* True for the S3-compatible schemes. */

@@ -3,7 +3,18 @@
  * to the login directory), `[user[:pass]@]host:port:/path`, and
  * `sftp://[user[:pass]@]host[:port]/path`. IPv6 hosts go in brackets.
  * User and password may be percent-encoded; the password never appears in
- * `display` (user:****@host:/path).
+ * `display` (user:****@host:/path) nor in a parse error, which quotes the
+ * location with the password masked.
+ *
+ * The user part ends at the last '@' before the host: `u:p@ss@host:/x` has
+ * the password `p@ss`. A password holding '/' works unencoded when the
+ * user:pass before the '/' cannot be read otherwise (`u:pa/ss@host:/x`,
+ * `sftp://u:pa/ss@host/x`); an '@' after the first '/' is otherwise part
+ * of the path (`host:/a@b`, `srv:dir/a@b`).
+ *
+ * Ports are 1-65535; anything else is an error naming the port. In the scp
+ * form only `host:DIGITS:/path` has a port: `host:2024:notes` is the
+ * relative path `2024:notes`, and `host:99999:/p` a bad port.
  */
 #ifndef SM_SFTP_H
 #define SM_SFTP_H

@@ -25,15 +25,20 @@ void sm_sftp_loc_release(struct sm_sftp_loc *l)
 	memset(l, 0, sizeof(*l));
 }
 
-/* Percent-decoded copy of s[0..n). */
+/* Percent-decoded copy of s[0..n), or NULL (a bad escape, out of memory):
+ * only %XX, a '+' stays a '+' (secrets hold them; it is no space here). */
 static char *sftp_decode(const char *s, size_t n)
 {
-	char *v = sm_strndup(s, n);
-	if (v && !sm_url_decode(v)) {
-		free(v);
+	struct sm_buf b = { 0 };
+	bool ok = sm_buf_appendz(&b, "") == SM_OK;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (s[i] == '+' ? sm_buf_appendz(&b, "%2B") : sm_buf_append(&b, s + i, 1)) ==
+		     SM_OK;
+	if (!ok || !sm_url_decode(b.p)) {
+		sm_buf_release(&b);
 		return NULL;
 	}
-	return v;
+	return b.p;
 }
 
 /* Does `p` (up to `end`) start with a host followed by ':' ("[v6]:" too)? */
@@ -47,18 +52,87 @@ static bool sftp_host_colon(const char *p, const char *end)
 	return colon && colon != p;
 }
 
+/* Is q..end (no '@' in it) a host and a ':' ("[v6]:" too)? */
+static bool sftp_at_host_colon(const char *q, const char *end)
+{
+	const char *colon = memchr(q, ':', (size_t)(end - q));
+	return sftp_host_colon(q, end) && colon && !memchr(q, '@', (size_t)(colon - q));
+}
+
 /*
  * The '@' ending the user part of an scp-style location, or NULL: the last
- * '@' before the first '/' that is followed by "host:". So "srv:a@b/" is
- * host srv, path a@b/ (rsync's reading), and "u:p@host:/x" has a password.
+ * '@' before the first '/' that a ':' follows. So "srv:a@b/" is host srv,
+ * path a@b/ (rsync's reading), "u:p@ss@host:/x" has the password p@ss, and
+ * "u:p@ss@:/x" has no host (an error, not a path "p@ss@:/x"). Failing that,
+ * a password holding '/' ("u:pa/ss@host:/x"): user and password start
+ * before the first '/' (both non-empty), and the first later '@' followed
+ * by "host:" ends them.
  */
 static const char *sftp_scp_at(const char *s)
 {
 	const char *end = s + strcspn(s, "/");
 	for (const char *q = end; q > s; q--)
-		if (q[-1] == '@' && sftp_host_colon(q, end))
+		if (q[-1] == '@' && memchr(q, ':', (size_t)(end - q)))
 			return q - 1;
+	const char *colon = memchr(s, ':', (size_t)(end - s));
+	if (!*end || !colon || colon == s || colon + 1 == end || *s == '[' ||
+	    memchr(s, '@', (size_t)(colon - s)))
+		return NULL;
+	for (const char *q = strchr(end, '@'); q; q = strchr(q + 1, '@'))
+		if (sftp_at_host_colon(q + 1, q + 1 + strcspn(q + 1, "/")))
+			return q;
 	return NULL;
+}
+
+/* Is p..end a URL authority without user part: host or [v6], then an
+ * optional ':' and digits? */
+static bool sftp_authority(const char *p, const char *end)
+{
+	if (*p == '[') {
+		const char *e = memchr(p, ']', (size_t)(end - p));
+		if (!e)
+			return false;
+		p = e + 1;
+		if (p == end)
+			return true;
+		if (*p != ':')
+			return false;
+	} else {
+		p = memchr(p, ':', (size_t)(end - p));
+		if (!p)
+			return true;
+	}
+	p++;
+	while (p < end && *p >= '0' && *p <= '9')
+		p++;
+	return p == end;
+}
+
+/*
+ * The '@' ending the userinfo of an sftp:// URL (p after "sftp://"), or
+ * NULL: the last '@' before the first '/', when a host follows it. Failing
+ * that, when what stands before the first '/' is no host[:port] but
+ * user:pass, a password holding '/' ("sftp://u:pa/ss@host/x"): the first
+ * later '@' followed by a host (no '@' up to the next '/').
+ */
+static const char *sftp_url_at(const char *p)
+{
+	const char *end = p + strcspn(p, "/");
+	const char *at = NULL;
+	for (const char *q = p; q < end; q++)
+		if (*q == '@')
+			at = q;
+	if (at && at + 1 < end)
+		return at;
+	const char *colon = memchr(p, ':', (size_t)(end - p));
+	if (!*end || !colon || colon == p || (!at && sftp_authority(p, end)))
+		return at;
+	for (const char *q = strchr(end, '@'); q; q = strchr(q + 1, '@')) {
+		size_t n = strcspn(q + 1, "/");
+		if (n && !memchr(q + 1, '@', n))
+			return q;
+	}
+	return at;
 }
 
 bool sm_sftp_url(const char *s)
@@ -68,28 +142,41 @@ bool sm_sftp_url(const char *s)
 	if (strstr(s, "://"))
 		return false;
 	/* rsync's rule: a host and ':' before the first '/' */
-	const char *at = sftp_scp_at(s);
-	const char *p = at ? at + 1 : s;
-	return sftp_host_colon(p, s + strcspn(s, "/"));
+	/* rsync's rule: a host and ':' before the first '/'; or a user part
+	 * (then a bad host is an error, not a local path showing a password) */
+	return sftp_scp_at(s) || sftp_host_colon(s, s + strcspn(s, "/"));
+}
+
+/* A port of n characters at q: digits, 1-65535. */
+static bool sftp_port(const char *q, size_t n, int *out)
+{
+	char num[8];
+	int64_t v;
+	if (n == 0 || n >= sizeof(num) || strspn(q, "0123456789") < n)
+		return false;
+	memcpy(num, q, n);
+	num[n] = '\0';
+	if (!sm_parse_i64(num, 1, 65535, &v))
+		return false;
+	*out = (int)v;
+	return true;
 }
 
 enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_diag *d)
 {
 	struct sm_sftp_loc l = { 0 };
+	struct sm_buf shown = { 0 }; /* s for messages, the password masked */
 	bool url = strncmp(s, "sftp://", 7) == 0;
 	const char *p = url ? s + 7 : s;
-	/* userinfo: a URL's up to the last '@' of its authority */
-	const char *at = NULL;
-	if (url) {
-		for (const char *q = p; *q && *q != '/'; q++)
-			if (*q == '@')
-				at = q;
-	} else {
-		at = sftp_scp_at(p);
-	}
+	const char *at = url ? sftp_url_at(p) : sftp_scp_at(p);
+	const char *colon = at ? memchr(p, ':', (size_t)(at - p)) : NULL;
 	enum sm_err err = SM_EINVAL;
+	if (sm_buf_appendz(&shown, url ? "sftp://" : "") ||
+	    (at && (sm_buf_append(&shown, p, (size_t)((colon ? colon : at) - p)) ||
+	            sm_buf_appendz(&shown, colon ? ":****@" : "@"))) ||
+	    sm_buf_appendz(&shown, at ? at + 1 : p))
+		goto nomem;
 	if (at) {
-		const char *colon = memchr(p, ':', (size_t)(at - p));
 		l.user = sftp_decode(p, (size_t)((colon ? colon : at) - p));
 		if (colon)
 			l.password = sftp_decode(colon + 1, (size_t)(at - colon - 1));
@@ -97,17 +184,16 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 			sm_diag_set(
 			        d, SM_EINVAL, 0,
 			        "'%s': bad user or password (percent-encode special characters)",
-			        url ? "sftp://..." : "user@host:...");
+			        shown.p);
 			goto fail;
 		}
 		p = at + 1;
 	}
-	const char *shown = p; /* messages quote from here: never the password */
 	const char *h = p, *hend;
 	if (*p == '[') {
 		hend = strchr(p, ']');
 		if (!hend) {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': unclosed '[' in the host", shown);
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': unclosed '[' in the host", shown.p);
 			goto fail;
 		}
 		h = p + 1;
@@ -117,76 +203,65 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 		p = hend;
 	}
 	if (hend == h || memchr(h, '@', (size_t)(hend - h))) {
-		sm_diag_set(d, SM_EINVAL, 0, "'%s': no host", shown);
+		sm_diag_set(d, SM_EINVAL, 0, "'%s': no host", shown.p);
 		goto fail;
 	}
 	if (!(l.host = sm_strndup(h, (size_t)(hend - h))))
 		goto nomem;
-	/* optional :port (the scp form: host:port:/path) */
+	/* the port: sftp://host:port/path, or the scp form host:port:/path
+	 * (digits, then ":/": so host:2024:notes is a relative path) */
 	const char *rest = p;
 	if (*p == ':') {
 		const char *q = p + 1;
-		size_t nd = strspn(q, "0123456789");
-		/* scp form: only host:port:/path, so host:2024:notes is a path */
-		bool has_port = url ? nd > 0 : (nd > 0 && q[nd] == ':' && q[nd + 1] == '/');
-		if (url && !has_port && *q != '/' && *q) {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': bad port", shown);
+		size_t n = url ? strcspn(q, "/") : strspn(q, "0123456789");
+		bool has_port = url ? n > 0 : (n > 0 && q[n] == ':' && q[n + 1] == '/');
+		if (has_port && !sftp_port(q, n, &l.port)) {
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': bad port '%.*s' (1-65535)", shown.p,
+			            n > 32 ? 32 : (int)n, q);
 			goto fail;
 		}
-		if (has_port) {
-			int64_t port;
-			char num[8] = "";
-			if (nd >= sizeof(num) ||
-			    (memcpy(num, q, nd), !sm_parse_i64(num, 1, 65535, &port))) {
-				sm_diag_set(d, SM_EINVAL, 0, "'%.*s': bad port", (int)nd, q);
-				goto fail;
-			}
-			l.port = (int)port;
-			rest = q + nd;
-		}
+		if (has_port || url)
+			rest = q + n;
 	}
 	if (url) {
 		if (*rest && *rest != '/') {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': the path must start with '/'", shown);
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': the path must start with '/'", shown.p);
 			goto fail;
 		}
 		l.path = sm_strdup(*rest ? rest : "/");
 	} else {
 		if (*rest != ':') {
-			sm_diag_set(d, SM_EINVAL, 0, "'%s': want host:/path", shown);
+			sm_diag_set(d, SM_EINVAL, 0, "'%s': want host:/path", shown.p);
 			goto fail;
 		}
 		l.path = sm_strdup(rest + 1);
 	}
 	/* the display form: the password masked */
 	struct sm_buf b = { 0 };
+	bool v6 = strchr(l.host, ':') != NULL;
+	char port[16] = "";
+	if (l.port)
+		snprintf(port, sizeof(port), ":%d", l.port);
 	if (sm_buf_appendz(&b, url ? "sftp://" : "") ||
 	    (l.user && (sm_buf_appendz(&b, l.user) || (l.password && sm_buf_appendz(&b, ":****")) ||
 	                sm_buf_appendz(&b, "@"))) ||
-	    sm_buf_appendz(&b, strchr(l.host, ':') ? "[" : "") || sm_buf_appendz(&b, l.host) ||
-	    sm_buf_appendz(&b, strchr(l.host, ':') ? "]" : "")) {
+	    sm_buf_appendz(&b, v6 ? "[" : "") || sm_buf_appendz(&b, l.host) ||
+	    sm_buf_appendz(&b, v6 ? "]" : "") || sm_buf_appendz(&b, port) ||
+	    sm_buf_appendz(&b, url ? "" : ":") || sm_buf_appendz(&b, l.path ? l.path : "")) {
 		sm_buf_release(&b);
-		err = SM_ENOMEM;
-		goto nomem;
-	}
-	char tail[32] = "";
-	if (l.port)
-		snprintf(tail, sizeof(tail), url ? ":%d" : ":%d", l.port);
-	if (sm_buf_appendz(&b, tail) || sm_buf_appendz(&b, url ? "" : ":") ||
-	    sm_buf_appendz(&b, l.path ? l.path : "")) {
-		sm_buf_release(&b);
-		err = SM_ENOMEM;
 		goto nomem;
 	}
 	l.display = b.p;
 	if (!l.host || !l.path || !l.display)
 		goto nomem;
+	sm_buf_release(&shown);
 	*out = l;
 	return SM_OK;
 nomem:
 	sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	err = SM_ENOMEM;
 fail:
+	sm_buf_release(&shown);
 	sm_sftp_loc_release(&l);
 	return err;
 }

@@ -37,6 +37,31 @@ static void test_sftp_forms(void **state)
 		{ "srv:backups@2024/", NULL, NULL, "srv", 0, "backups@2024/", "srv:backups@2024/" },
 		{ "bob@srv:bk@2024/x", "bob", NULL, "srv", 0, "bk@2024/x", "bob@srv:bk@2024/x" },
 		{ "host:2024:notes", NULL, NULL, "host", 0, "2024:notes", "host:2024:notes" },
+		/* a password with '@' splits at the last '@' (all three forms) */
+		{ "u:p@ss@host:/path", "u", "p@ss", "host", 0, "/path", "u:****@host:/path" },
+		{ "u:p@ss@host:2222:/path", "u", "p@ss", "host", 2222, "/path",
+		  "u:****@host:2222:/path" },
+		{ "sftp://u:p@ss@host:2222/path", "u", "p@ss", "host", 2222, "/path",
+		  "sftp://u:****@host:2222/path" },
+		{ "u:p@ss:w@rd@host:rel", "u", "p@ss:w@rd", "host", 0, "rel", "u:****@host:rel" },
+		{ "me@corp@host:/x", "me@corp", NULL, "host", 0, "/x", "me@corp@host:/x" },
+		/* a password with '/' (percent-encoded or not) */
+		{ "u:pa/ss@host:/x", "u", "pa/ss", "host", 0, "/x", "u:****@host:/x" },
+		{ "u:p@s/s@host:/x", "u", "p@s/s", "host", 0, "/x", "u:****@host:/x" },
+		{ "sftp://u:pa/ss@host/x", "u", "pa/ss", "host", 0, "/x", "sftp://u:****@host/x" },
+		{ "sftp://u:p/s@s@[::1]:22/x", "u", "p/s@s", "::1", 22, "/x",
+		  "sftp://u:****@[::1]:22/x" },
+		{ "sftp://u:p@/s@s@h/x", "u", "p@/s@s", "h", 0, "/x", "sftp://u:****@h/x" },
+		{ "u:p@/s@host:/x", "u", "p@/s", "host", 0, "/x", "u:****@host:/x" },
+		{ "u:p+ss @host:/x", "u", "p+ss ", "host", 0, "/x", "u:****@host:/x" },
+		{ "sftp://u:pa%2Fss%40x@host/x", "u", "pa/ss@x", "host", 0, "/x",
+		  "sftp://u:****@host/x" },
+		/* an '@' in the path is no user part */
+		{ "sftp://h:22/a@b", NULL, NULL, "h", 22, "/a@b", "sftp://h:22/a@b" },
+		{ "sftp://h/a@b/c", NULL, NULL, "h", 0, "/a@b/c", "sftp://h/a@b/c" },
+		{ "srv:dir/a@b", NULL, NULL, "srv", 0, "dir/a@b", "srv:dir/a@b" },
+		{ "sftp://h:/p", NULL, NULL, "h", 0, "/p", "sftp://h/p" },
+		{ "h:65535:/p", NULL, NULL, "h", 65535, "/p", "h:65535:/p" },
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct sm_sftp_loc l;
@@ -63,17 +88,48 @@ static void test_sftp_forms(void **state)
 	for (size_t i = 0; i < sizeof(not_sftp) / sizeof(not_sftp[0]); i++)
 		if (sm_sftp_url(not_sftp[i]))
 			fail_msg("'%s' taken for SFTP", not_sftp[i]);
-	static const char *bad[] = {
-		"me@:/x",        "[::1:/x",        "sftp://host:x/y",
-		"host:99999:/x", "me:%zz@host:/x", "sftp://me:s3cret@host:x/y"
+	static const struct {
+		const char *in, *msg;
+	} bad[] = {
+		{ "me@:/x", "'me@:/x': no host" },
+		{ "[::1:/x", "'[::1:/x': unclosed '['" },
+		{ "sftp://host:x/y", "'sftp://host:x/y': bad port 'x' (1-65535)" },
+		{ "h:99999:/p", "'h:99999:/p': bad port '99999' (1-65535)" },
+		{ "sftp://h:0/p", "'sftp://h:0/p': bad port '0' (1-65535)" },
+		{ "sftp://h:abc/p", "'sftp://h:abc/p': bad port 'abc' (1-65535)" },
+		{ "h:0:/p", "'h:0:/p': bad port '0' (1-65535)" },
+		{ "me:%zz@host:/x", "'me:****@host:/x': bad user or password" },
+		/* with a password: the message shows the masked form */
+		{ "u:S3cr@tPw@host:99999:/p",
+		  "'u:****@host:99999:/p': bad port '99999' (1-65535)" },
+		{ "sftp://u:S3cr@tPw@h:0/p", "'sftp://u:****@h:0/p': bad port '0' (1-65535)" },
+		{ "sftp://u:S3cr@tPw@h:abc/p", "'sftp://u:****@h:abc/p': bad port 'abc'" },
+		{ "sftp://u:S3cr@tPw@h:12ab/p", "'sftp://u:****@h:12ab/p': bad port '12ab'" },
+		{ "sftp://u:S3/cr@tPw@h:0/p", "'sftp://u:****@h:0/p': bad port '0'" },
+		{ "u:S3cr@tPw@h:123456789:/p", "bad port '123456789'" },
+		{ "u:S3cr%zzPw@host:/p", "'u:****@host:/p': bad user or password" },
+		{ "sftp://u:S3cr@tPw@/p", "'sftp://u:****@/p': no host" },
+		{ "sftp://u:S3cr@tPw@[::1/p", "'sftp://u:****@[::1/p': unclosed '['" },
+		{ "sftp://u:S3cr@tPw@[::1]x/p", "the path must start with '/'" },
+		{ "u:S3cr@tPw@:/p", "'u:****@:/p': no host" },
+		{ "u:S3cr@tPw@[::1:/p", "'u:****@[::1:/p': unclosed '['" },
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct sm_sftp_loc l;
 		struct sm_diag d;
-		if (sm_sftp_loc_parse(bad[i], &l, &d) == SM_OK)
-			fail_msg("'%s' parsed", bad[i]);
-		assert_non_null(strchr(d.msg, '\''));
-		assert_null(strstr(d.msg, "s3cret")); /* never the password */
+		if (sm_sftp_loc_parse(bad[i].in, &l, &d) != SM_EINVAL)
+			fail_msg("'%s' parsed or failed otherwise", bad[i].in);
+		if (!strstr(d.msg, bad[i].msg))
+			fail_msg("'%s': got \"%s\", want \"%s\"", bad[i].in, d.msg, bad[i].msg);
+		/* never a password, nor any 4 characters of it; and a location
+		 * with a password is never taken for a local path */
+		static const char pw[] = "S3cr@tPw";
+		if (strstr(bad[i].in, "S3") && !sm_sftp_url(bad[i].in))
+			fail_msg("'%s' taken for a local path", bad[i].in);
+		for (size_t k = 0; k + 4 <= sizeof(pw) - 1; k++)
+			if (memmem(d.msg, strlen(d.msg), pw + k, 4))
+				fail_msg("'%s': the message shows '%.4s' of the password: %s",
+				         bad[i].in, pw + k, d.msg);
 	}
 }
 

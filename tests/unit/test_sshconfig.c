@@ -1,6 +1,7 @@
 /* ~/.ssh/config resolution: Host patterns, first value wins, URL overrides,
  * IdentityFile / UserKnownHostsFile accumulation and expansion, defaults,
- * Match, Include, quoting, and the errors with their file:line. Each case
+ * Match, Include, quoting, and the errors with their file:line; and how
+ * an encrypted private key is told from a plain one (ssh.c). Each case
  * runs in a fresh mkdtemp HOME. */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "../../deploy/ssh.h"
 #include "../../deploy/sshconfig.h"
 
 static char g_home[64]; /* "/tmp/test_sshconfig.XXXXXX" */
@@ -793,6 +795,64 @@ static void test_pattern(void **state)
 	assert_false(sm_ssh_pattern_match("a", NULL));
 }
 
+/* Telling an encrypted private key from a plain one by its first lines
+ * (the starts of real ssh-keygen outputs; the rest is never read). */
+static void test_key_encrypted(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *text;
+		bool encrypted;
+	} keys[] = {
+		/* OpenSSH format, aes256-ctr (ssh-keygen -N pass), across lines */
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+		  "b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABCFO1tVd0\n"
+		  "WSGWn+DBB6YALjAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIKGFs7M/kXQ+qoaC\n",
+		  true },
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\r\n"
+		  "b3BlbnNzaC1rZXktdjEAAAAACmFl\r\nczI1Ni1jdHI=\r\n",
+		  true },
+		/* OpenSSH format, cipher "none" */
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+		  "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+		  "QyNTUxOQAAACDlAxVpT4miXQna6E1765AU4qndaqCfC/5xzu+MNb4TvAAAAJDh+VSB4flU\n",
+		  false },
+		/* traditional PEM, encrypted and not */
+		{ "-----BEGIN EC PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\n"
+		  "DEK-Info: AES-128-CBC,ED1399F9164C51498CEABE30DB7B92A6\n\nMHcC\n",
+		  true },
+		{ "-----BEGIN RSA PRIVATE KEY-----\r\nProc-Type: 4,ENCRYPTED\r\nDEK-Info: x\r\n",
+		  true },
+		{ "-----BEGIN EC PRIVATE KEY-----\n"
+		  "MHcCAQEEILE5wCOOLv4A6oCkQgl+81loMvkFRM9kGHQQc2+bIEb6oAoGCCqGSM49\n",
+		  false },
+		/* PKCS#8, encrypted and not */
+		{ "-----BEGIN ENCRYPTED PRIVATE KEY-----\n"
+		  "MIHsMFcGCSqGSIb3DQEFDTBKMCkGCSqGSIb3DQEFDDAcBAj/LEHHSvh7NAICCAAw\n",
+		  true },
+		{ "-----BEGIN PRIVATE KEY-----\n"
+		  "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgjCmUNWraO3XCMIAh\n",
+		  false },
+		/* what cannot be told: not encrypted (libssh2 then says why) */
+		{ "", false },
+		{ "PuTTY-User-Key-File-3: ssh-ed25519\nEncryption: aes256-cbc\n", false },
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\n", false },
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAABAGFlcw==\n",
+		  false },
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEA/////25vbmU=\n",
+		  false },
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjAAAAAACmFlczI1Ni1jdHI=\n",
+		  false },
+		{ "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNz", false },
+		{ "-----BEGIN EC PRIVATE KEY-----", false },
+		{ "-----BEGIN EC PRIVATE KEY-----\nDEK-Info: x\nProc-Type: 4,ENCRYPTED\n", false },
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (sm_ssh_key_encrypted(keys[i].text) != keys[i].encrypted)
+			fail_msg("key %zu (%.40s...): want %s", i, keys[i].text,
+			         keys[i].encrypted ? "encrypted" : "not encrypted");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -802,6 +862,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_error_limits, teardown),
 		cmocka_unit_test_teardown(test_explicit_missing, teardown),
 		cmocka_unit_test(test_pattern),
+		cmocka_unit_test(test_key_encrypted),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
