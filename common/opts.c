@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "url.h"
 #include "util.h"
 
 enum opt_id {
@@ -822,12 +823,15 @@ enum sm_opts_result sm_opts_parse(struct sm_opts *o, int argc, char **argv, FILE
 		return SM_OPTS_RUN;
 	}
 	if (n_operands == 1) {
-		fprintf(stderr, "syncmgr: missing DST after '%s'\n", operand[0]);
+		char masked[512];
+		fprintf(stderr, "syncmgr: missing DST after '%s'\n",
+		        sm_url_mask(operand[0], masked, sizeof(masked)));
 		return SM_OPTS_USAGE;
 	}
 	if (n_operands > 2) {
+		char masked[512];
 		fprintf(stderr, "syncmgr: '%s': unexpected argument (one SRC and one DST)\n",
-		        operand[2]);
+		        sm_url_mask(operand[2], masked, sizeof(masked)));
 		return SM_OPTS_USAGE;
 	}
 	o->src = operand[0];

@@ -1,5 +1,6 @@
 #include "url.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,6 +23,26 @@ void sm_url_release(struct sm_url *u)
 	free(u->path);
 	free(u->display);
 	memset(u, 0, sizeof(*u));
+}
+
+const char *sm_url_mask(const char *s, char *buf, size_t n)
+{
+	/* userinfo: after "scheme://", or from the start, up to the last '@'
+	 * before the first '/' that follows it */
+	const char *ui = strstr(s, "://");
+	ui = ui ? ui + 3 : s;
+	const char *slash = strchr(ui, '/');
+	const char *at = NULL;
+	for (const char *p = ui; *p && (!slash || p < slash); p++)
+		if (*p == '@')
+			at = p;
+	const char *colon = at ? memchr(ui, ':', (size_t)(at - ui)) : NULL;
+	if (!colon) {
+		snprintf(buf, n, "%s", s);
+		return buf;
+	}
+	snprintf(buf, n, "%.*s****%s", (int)(colon + 1 - s), s, at);
+	return buf;
 }
 
 enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
@@ -72,13 +93,15 @@ enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d)
 		return SM_OK;
 	}
 	const char *path = s;
+	char masked[512];
 	if (strncmp(s, "file://", 7) == 0) {
 		path = s + 7;
 		if (*path != '/')
 			return sm_diag_set(d, SM_EINVAL, 0, "'%s': file:// needs an absolute path",
-			                   s);
+			                   sm_url_mask(s, masked, sizeof(masked)));
 	} else if (strstr(s, "://")) {
-		return sm_diag_set(d, SM_EINVAL, 0, "'%s': unknown storage scheme", s);
+		return sm_diag_set(d, SM_EINVAL, 0, "'%s': unknown storage scheme",
+		                   sm_url_mask(s, masked, sizeof(masked)));
 	}
 	u.scheme = sm_strdup("file");
 	u.path = sm_strdup(path);

@@ -3,6 +3,7 @@
 #define SM_URL_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "err.h"
 
@@ -17,5 +18,9 @@ struct sm_url {
  * naming the URL. */
 enum sm_err sm_url_parse(const char *s, struct sm_url *out, struct sm_diag *d);
 void sm_url_release(struct sm_url *u);
+/* `s` for a message about a string that may not parse as a URL: a password
+ * in it ("scheme://user:PASS@host...", "user:PASS@host:path") replaced by
+ * "****". Written to buf (n bytes, truncated); returns buf. */
+const char *sm_url_mask(const char *s, char *buf, size_t n);
 
 #endif

@@ -184,12 +184,32 @@ static void test_urls(void **state)
 	assert_int_equal(sm_url_parse("gopher://x/", &u, &d), SM_EINVAL);
 }
 
+/* Strings that are no URL we parse still have their passwords masked. */
+static void test_url_mask(void **state)
+{
+	(void)state;
+	static const char *const cases[][2] = {
+		{ "s4://AK:SECRET@h/b/", "s4://AK:****@h/b/" },
+		{ "http://u:pw@h/x@y/", "http://u:****@h/x@y/" },
+		{ "me:p@ss@host:/x/", "me:****@host:/x/" },
+		{ "sftp://me:p@ss@h:22/x", "sftp://me:****@h:22/x" },
+		{ "me@host:/x/", "me@host:/x/" },
+		{ "/local/a@b:c", "/local/a@b:c" },
+		{ "plain", "plain" },
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char buf[128];
+		assert_string_equal(sm_url_mask(cases[i][0], buf, sizeof(buf)), cases[i][1]);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_opts_positions_and_forms),
 		cmocka_unit_test(test_opts_errors),
 		cmocka_unit_test(test_key_check),
+		cmocka_unit_test(test_url_mask),
 		cmocka_unit_test(test_sizes_and_summary),
 		cmocka_unit_test(test_urls),
 	};
