@@ -9,6 +9,7 @@
 #include "../common/util.h"
 
 #define XFER_CMP_BUF (256u << 10)
+#define XFER_RETRY_BUDGET_MS 15000u
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
                   struct sm_store *dst)
@@ -22,6 +23,7 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	atomic_init(&w->failed, 0);
 	w->max_attempts = 4;
 	w->backoff_ms = 50;
+	sm_retry_health_init(&w->health);
 	w->name = "local";
 	atomic_init(&w->transfers, 0);
 	w->on_fatal = NULL;
@@ -35,21 +37,25 @@ void sm_wctx_count_failure(struct sm_wctx *w)
 		atomic_store(&w->abort, true);
 }
 
-/* Sleep before attempt `n` (1-based retries): exponential with jitter. */
-static void xfer_backoff(const struct sm_wctx *w, int n)
+/* Another attempt of an operation on `key` (common/retry.h): at least
+ * max_attempts, and while the run's transfers succeeded lately, for up to
+ * XFER_RETRY_BUDGET_MS, so a short outage of a store costs no key. */
+static bool xfer_again(struct sm_wctx *w, enum sm_err err, int attempt, uint64_t t0,
+                       const char *key, const struct sm_diag *d)
 {
-	unsigned ms = w->backoff_ms << (n - 1);
-	ms += (unsigned)(sm_rand64() % (ms / 2 + 1));
-	sm_sleep_ms(ms);
-}
-
-static bool xfer_again(const struct sm_wctx *w, enum sm_err err, int attempt, const char *key,
-                       const struct sm_diag *d)
-{
-	if (!sm_err_retryable(err) || attempt >= w->max_attempts || atomic_load(&w->abort))
+	if (err == SM_OK) {
+		sm_retry_ok(&w->health);
+		return false;
+	}
+	struct sm_retry pol = { .min_attempts = (unsigned)w->max_attempts,
+		                .budget_ms = XFER_RETRY_BUDGET_MS,
+		                .base_ms = w->backoff_ms,
+		                .cap_ms = 2000,
+		                .health = &w->health };
+	if (atomic_load(&w->abort) || !sm_retry_should(&pol, err, attempt, t0))
 		return false;
 	sm_log(SM_LOG_INFO, "retrying '%s' (attempt %d): %s", key, attempt + 1, d->msg);
-	xfer_backoff(w, attempt);
+	sm_retry_backoff(&pol, attempt);
 	return true;
 }
 
@@ -184,6 +190,7 @@ enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const ch
                          uint64_t *live, struct sm_diag *d)
 {
 	enum sm_err err;
+	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		uint64_t counted = 0;
 		err = xfer_copy_once(w, src, dst_key, live, &counted, d);
@@ -197,7 +204,7 @@ enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const ch
 			       src->key);
 			continue;
 		}
-		if (err == SM_OK || !xfer_again(w, err, attempt, src->key, d))
+		if (!xfer_again(w, err, attempt, t0, src->key, d))
 			break;
 	}
 	return err;
@@ -247,9 +254,10 @@ enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_
                             struct sm_diag *d)
 {
 	enum sm_err err;
+	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		err = xfer_compare_once(w, key, dst_key, d);
-		if (err == SM_OK || !xfer_again(w, err, attempt, key, d))
+		if (!xfer_again(w, err, attempt, t0, key, d))
 			break;
 	}
 	return err;
@@ -261,9 +269,10 @@ enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const
 	struct sm_put p = xfer_attrs(w, src);
 	p.flags &= ~(unsigned)(SM_PUT_MTIME | SM_PUT_INPLACE | SM_PUT_CHECK);
 	enum sm_err err;
+	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		err = sm_store_setattr(w->dst, dst_key, &p, d);
-		if (err == SM_OK || !xfer_again(w, err, attempt, dst_key, d))
+		if (!xfer_again(w, err, attempt, t0, dst_key, d))
 			break;
 	}
 	return err;
@@ -273,9 +282,10 @@ enum sm_err sm_xfer_delete(struct sm_wctx *w, struct sm_store *st, const char *k
                            struct sm_diag *d)
 {
 	enum sm_err err;
+	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		err = sm_store_del(st, key, d);
-		if (err == SM_OK || !xfer_again(w, err, attempt, key, d))
+		if (!xfer_again(w, err, attempt, t0, key, d))
 			break;
 	}
 	return err;

@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "../common/opts.h"
+#include "../common/retry.h"
 #include "../common/store/store.h"
 
 /* What every worker thread of one process shares. */
@@ -17,10 +18,11 @@ struct sm_wctx {
 	atomic_bool abort;           /* stop taking keys (--max-failure reached, or shutdown) */
 	atomic_uint_fast64_t failed; /* keys failed in this process, for --max-failure */
 	bool owners;                 /* --perms as root between local trees: owners are kept too */
-	int max_attempts;            /* tries per operation for retryable errors */
+	int max_attempts;            /* tries per operation for retryable errors, at least */
 	unsigned backoff_ms;
-	const char *name;      /* this worker in reports to the manager ("local") */
-	atomic_uint transfers; /* copies in progress now, for --metrics */
+	struct sm_retry_health health; /* the last successful operation of any key */
+	const char *name;              /* this worker in reports to the manager ("local") */
+	atomic_uint transfers;         /* copies in progress now, for --metrics */
 	/* Called (from any worker thread) when a worker cannot reach the manager
 	 * any more: the manager stops the run instead of waiting for it. */
 	void (*on_fatal)(void *arg);

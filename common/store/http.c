@@ -382,8 +382,11 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 	} else if (rc == CURLE_ABORTED_BY_CALLBACK && io.timed_out) {
 		err = sm_diag_set(d, SM_EAGAIN, (int)rc, "%s: no answer within %ld s", hp,
 		                  h->cfg.answer_seconds);
-	} else if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST ||
-	           rc == CURLE_COULDNT_RESOLVE_PROXY) {
+	} else if (rc == CURLE_COULDNT_CONNECT) {
+		/* refused or unreachable: an endpoint restarting is back soon */
+		err = sm_diag_set(d, SM_EAGAIN, (int)rc, "cannot reach %s: %s", hp,
+		                  curl_easy_strerror(rc));
+	} else if (rc == CURLE_COULDNT_RESOLVE_HOST || rc == CURLE_COULDNT_RESOLVE_PROXY) {
 		err = sm_diag_set(d, SM_EIO, (int)rc, "cannot reach %s: %s", hp,
 		                  curl_easy_strerror(rc));
 	} else if (rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CACERT_BADFILE) {

@@ -29,6 +29,7 @@
 
 #include "../log.h"
 #include "../pool.h"
+#include "../retry.h"
 #include "../util.h"
 #include "http.h"
 #include "s3url.h"
@@ -44,6 +45,9 @@
 #define S3_ATTEMPTS 6
 /* The requests of open(): a store that does not answer fails the run fast. */
 #define S3_PROBE_ATTEMPTS 2
+/* A request goes on retrying a transient failure this long (past
+ * S3_ATTEMPTS) while the endpoint answered lately (common/retry.h). */
+#define S3_RETRY_BUDGET_MS 12000u
 #define S3_REPLY_MAX (16u << 20)        /* XML replies */
 #define S3_COPY_SINGLE_MAX (5ull << 30) /* CopyObject's limit; UploadPartCopy above */
 #define S3_COPY_PART (512ull << 20)
@@ -51,6 +55,7 @@
 struct s3_store {
 	struct sm_s3_loc loc;
 	struct sm_http *http;
+	struct sm_retry_health health; /* the endpoint's last answer */
 	char host[512];
 	char base[600];       /* scheme://host */
 	char bucket_uri[600]; /* "/bucket" (path style) or "" */
@@ -132,11 +137,6 @@ static enum sm_err s3_reply_err(struct s3_store *s, long status, const struct sm
 	                   code ? " " : "", code ? code : "", e.message[0] ? ": " : "", e.message);
 }
 
-static bool s3_retryable(enum sm_err e)
-{
-	return e == SM_EAGAIN;
-}
-
 /* Build, sign and send one call, retrying transient failures. *out gets
  * the reply of the last attempt (status 2xx on SM_OK). */
 static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_req *out,
@@ -179,6 +179,7 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 		sm_sha256_hex(c->body ? c->body : "", c->body_len, hash);
 		ph = hash;
 	}
+	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		char date[17];
 		sm_sigv4_date((int64_t)time(NULL), date);
@@ -237,13 +238,21 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 			        c->key ? c->key : "", c->resp->len, out->content_length);
 		}
 		sm_buf_release(&errbody);
-		if (err == SM_OK || !s3_retryable(err) || c->no_retry || c->reader ||
-		    attempt >= (c->attempts ? c->attempts : S3_ATTEMPTS))
+		if (out->status && out->status < 500)
+			sm_retry_ok(&s->health); /* the endpoint answers */
+		/* the requests of open() fail fast; the others ride out a short
+		 * outage (common/retry.h) */
+		struct sm_retry pol = { .min_attempts =
+			                        c->attempts ? (unsigned)c->attempts : S3_ATTEMPTS,
+			                .budget_ms = S3_RETRY_BUDGET_MS,
+			                .base_ms = 100,
+			                .cap_ms = 2000,
+			                .health = c->attempts ? NULL : &s->health };
+		if (err == SM_OK || c->no_retry || c->reader ||
+		    !sm_retry_should(&pol, err, attempt, t0))
 			break;
-		unsigned ms = 100u << (attempt - 1);
-		ms += (unsigned)(sm_rand64() % (ms / 2 + 1));
 		sm_log(SM_LOG_INFO, "retrying %s (attempt %d): %s", what, attempt + 1, d->msg);
-		sm_sleep_ms(ms);
+		sm_retry_backoff(&pol, attempt);
 	}
 out:
 	if (err == SM_ENOMEM && d && d->err != SM_ENOMEM)
@@ -307,6 +316,7 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 		free(s->loc.prefix);
 		s->loc.prefix = dir;
 	}
+	sm_retry_health_init(&s->health);
 	s->storage_class = cfg->storage_class;
 	s->pool = cfg->pool;
 	s->copy_single_max = S3_COPY_SINGLE_MAX;

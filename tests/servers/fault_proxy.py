@@ -31,6 +31,11 @@ Faults:
                     gets an S3 error with that status (403: AccessDenied),
                     without reaching the upstream (e.g. the second page of a
                     listing: "continuation-token=").
+  --outage-file FILE
+                    while FILE exists the proxy is down: its open
+                    connections are reset and new ones refused (its
+                    listening socket closed); it listens again on the same
+                    port once FILE is gone (a load balancer restarting).
   --log-headers REGEX
                     log the headers of every request matching REGEX
                     ("request: METHOD /path | name: value | ...").
@@ -89,6 +94,7 @@ ap.add_argument("--hold-signal", default=None)
 ap.add_argument("--hold-timeout", type=float, default=30.0)
 ap.add_argument("--status-of", default=None)
 ap.add_argument("--log-headers", default=None)
+ap.add_argument("--outage-file", default=None)
 args = ap.parse_args()
 if args.hold_reply_of and not args.hold_until:
     ap.error("--hold-reply-of needs --hold-until")
@@ -106,7 +112,7 @@ rng = random.Random(args.seed)
 lock = threading.Lock()
 POINTS = ("mid-request", "before-reply", "mid-reply")
 counts = {"requests": 0, "503": 0, "reset": 0, "part400": 0, "held": 0,
-          "hold-timeout": 0, "body-bytes": 0, "status-of": 0}
+          "hold-timeout": 0, "body-bytes": 0, "status-of": 0, "outages": 0}
 for _p in POINTS:
     counts[_p] = 0
 statuses = {}
@@ -277,6 +283,15 @@ class Proxy(http.server.BaseHTTPRequestHandler):
     do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _forward
 
     def handle(self):
+        with lock:
+            live.add(self.connection)
+        try:
+            self._handle()
+        finally:
+            with lock:
+                live.discard(self.connection)
+
+    def _handle(self):
         try:
             super().handle()
         except (Reset, BrokenPipeError, ConnectionResetError):
@@ -287,14 +302,45 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     daemon_threads = True
 
 
+live = set()  # client connections being served
 srv = Server(("127.0.0.1", args.port), Proxy)
-print(srv.server_address[1], flush=True)
+port = srv.server_address[1]
+print(port, flush=True)
 threading.Thread(target=srv.serve_forever, daemon=True).start()
+
+
+def outages():
+    """--outage-file: down while the file exists, up again after."""
+    global srv
+    while True:
+        while not os.path.exists(args.outage_file):
+            time.sleep(0.02)
+        srv.shutdown()
+        srv.server_close()
+        with lock:
+            conns = list(live)
+            counts["outages"] += 1
+        for c in conns:
+            try:
+                c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        log("outage: down, %d connections reset" % len(conns))
+        while os.path.exists(args.outage_file):
+            time.sleep(0.02)
+        srv = Server(("127.0.0.1", port), Proxy)
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        log("outage: up again")
+
+
+if args.outage_file:
+    threading.Thread(target=outages, daemon=True).start()
 sys.stdin.read()
 srv.shutdown()
 with lock:
     fields = ["requests", "503", "reset"] + list(POINTS) + [
-        "part400", "held", "hold-timeout", "body-bytes", "status-of"]
+        "part400", "held", "hold-timeout", "body-bytes", "status-of", "outages"]
     line = " ".join("%s=%d" % (k, counts[k]) for k in fields)
     line += "".join(" %s=%d" % (k, v) for k, v in sorted(statuses.items()))
 log("totals " + line)
