@@ -2,12 +2,15 @@
 
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <unistd.h>
 
 int sm_log_threshold = SM_LOG_NOTICE;
 
 static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct sm_log_hook log_hook;
+static bool log_stdout_tty; /* stdout shares the terminal of the status line */
 
 void sm_log_lock(void)
 {
@@ -21,11 +24,13 @@ void sm_log_unlock(void)
 
 void sm_log_set_hook(const struct sm_log_hook *hook)
 {
+	bool tty = hook && isatty(STDOUT_FILENO);
 	pthread_mutex_lock(&log_mu);
 	if (hook)
 		log_hook = *hook;
 	else
 		log_hook = (struct sm_log_hook){ 0 };
+	log_stdout_tty = tty;
 	pthread_mutex_unlock(&log_mu);
 }
 
@@ -57,10 +62,16 @@ void sm_log_write(enum sm_log_level level, const char *fmt, ...)
 void sm_log_say(const char *verb, const char *key)
 {
 	sm_log_lock();
+	if (log_stdout_tty && log_hook.clear)
+		log_hook.clear(log_hook.arg);
 	fputs(verb, stdout);
 	fputc(' ', stdout);
 	sm_log_key(stdout, key);
 	fputc('\n', stdout);
+	if (log_stdout_tty && log_hook.redraw) {
+		fflush(stdout); /* before the status line comes back on stderr */
+		log_hook.redraw(log_hook.arg);
+	}
 	sm_log_unlock();
 }
 

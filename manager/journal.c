@@ -171,6 +171,16 @@ static bool journal_next(struct sm_journal *j, struct jrec *r, char **key, size_
 
 /* ---- doing the deletes ---- */
 
+/* The counts go up with atomic adds: the progress display reads them. */
+#define JOURNAL_COUNT(acc, field, n) __atomic_fetch_add(&(acc)->field, (n), __ATOMIC_RELAXED)
+
+/* -v: each key deleted, as it happens. */
+static void journal_said_deleted(const struct sm_wctx *w, const struct sm_store *st,
+                                 const char *key)
+{
+	sm_log(SM_LOG_INFO, "deleted '%s'%s", key, st == w->src ? " from SRC" : "");
+}
+
 struct jbatch {
 	struct sm_wctx *w;
 	struct sm_store *st;
@@ -193,10 +203,11 @@ static void jbatch_done(void *arg, size_t i, enum sm_err err, const struct sm_di
 		err = SM_OK;
 	if (err != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d->msg);
-		b->acc->failed++;
+		JOURNAL_COUNT(b->acc, failed, 1);
 		return;
 	}
-	b->acc->deleted++;
+	JOURNAL_COUNT(b->acc, deleted, 1);
+	journal_said_deleted(b->w, b->st, b->keys[i]);
 }
 
 static void jbatch_flush(struct jbatch *b)
@@ -221,7 +232,7 @@ static void jbatch_push(struct jbatch *b, const char *key)
 	char *k = strdup(key);
 	if (!k) {
 		sm_log(SM_LOG_ERROR, "out of memory: '%s' not deleted", key);
-		b->acc->failed++;
+		JOURNAL_COUNT(b->acc, failed, 1);
 		return;
 	}
 	b->keys[b->n++] = k;
@@ -277,7 +288,7 @@ static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *d
 			continue;
 		if (w->o->dry) {
 			sm_log_say(st == w->dst ? "delete" : "delete-src", ds->v[i]);
-			acc->deleted++;
+			JOURNAL_COUNT(acc, deleted, 1);
 			continue;
 		}
 		struct sm_diag d;
@@ -288,10 +299,11 @@ static void journal_dirs(struct sm_wctx *w, struct sm_store *st, struct jdirs *d
 		}
 		if (err != SM_OK) {
 			sm_log(SM_LOG_ERROR, "%s", d.msg);
-			acc->failed++;
+			JOURNAL_COUNT(acc, failed, 1);
 			continue;
 		}
-		acc->deleted++;
+		JOURNAL_COUNT(acc, deleted, 1);
+		journal_said_deleted(w, st, ds->v[i]);
 	}
 }
 
@@ -306,7 +318,7 @@ static bool journal_src_unchanged(struct sm_wctx *w, const struct jrec *r, const
 		return false; /* gone already */
 	if (err != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s: not deleted from SRC", d.msg);
-		acc->failed++;
+		JOURNAL_COUNT(acc, failed, 1);
 		return false;
 	}
 	/* A listing's time is the upload time (S3 LastModified): the object is
@@ -320,7 +332,7 @@ static bool journal_src_unchanged(struct sm_wctx *w, const struct jrec *r, const
 	if (!same) {
 		sm_log(SM_LOG_WARN, "'%s' changed on SRC after it was copied: not deleted from SRC",
 		       key);
-		acc->failed++;
+		JOURNAL_COUNT(acc, failed, 1);
 	}
 	return same;
 }
@@ -350,9 +362,9 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 			if (r.flags & (J_SRC | J_DEBRIS))
 				continue; /* SRC stays; debris is no user key */
 			kept++;
-			acc->extra++; /* DST-only keys that stay */
+			JOURNAL_COUNT(acc, extra, 1); /* DST-only keys that stay */
 			if (!(r.flags & J_DIR))
-				acc->extra_bytes += r.size;
+				JOURNAL_COUNT(acc, extra_bytes, r.size);
 		}
 		if (kept || j->n_src)
 			sm_log(SM_LOG_WARN,
@@ -367,7 +379,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		struct sm_diag d;
 		if (sm_store_sync(w->dst, &d) != SM_OK) {
 			sm_log(SM_LOG_ERROR, "%s: nothing deleted from SRC", d.msg);
-			acc->failed++;
+			JOURNAL_COUNT(acc, failed, 1);
 			src_ok = false;
 		}
 	}
@@ -382,7 +394,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		if (r.flags & J_DIR) {
 			if (!jdirs_push(is_src ? &sdirs : &ddirs, key)) {
 				sm_log(SM_LOG_ERROR, "out of memory: '%s' not deleted", key);
-				acc->failed++;
+				JOURNAL_COUNT(acc, failed, 1);
 			}
 			continue;
 		}
@@ -390,7 +402,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 			sm_log(SM_LOG_INFO, "removing '%s', left by an interrupted run", key);
 		if (w->o->dry) {
 			sm_log_say(is_src ? "delete-src" : "delete", key);
-			acc->deleted++;
+			JOURNAL_COUNT(acc, deleted, 1);
 			continue;
 		}
 		if (is_src && !journal_src_unchanged(w, &r, key, acc))
@@ -399,7 +411,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 	}
 	if (bad) {
 		sm_log(SM_LOG_ERROR, "the delete journal is damaged: the rest not deleted");
-		acc->failed++;
+		JOURNAL_COUNT(acc, failed, 1);
 	}
 	jbatch_flush(dst);
 	jbatch_flush(src);

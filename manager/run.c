@@ -508,6 +508,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	                  : snap.aborted        ? "the run stopped early"
 	                  : failed_run          ? "the run failed"
 	                                        : NULL;
+	sm_progress_phase(prog, "deleting", &fin);
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
 	if (!why && stale && o->delete_dst && !o->dry) {
 		if (sm_store_sweep(dst, run_t0, true, &stale, &d) != SM_OK)
@@ -519,6 +520,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	}
 	/* exit 0 means on disk: one syncfs per DST (none where a write is
 	 * durable on success, S3) */
+	sm_progress_phase(prog, "syncing DST", &fin);
 	enum sm_err serr = o->dry ? SM_OK : sm_store_sync(dst, &d);
 	if (serr == SM_ENOTSUP) {
 		sm_log(SM_LOG_DEBUG, "DST: %s", d.msg); /* SFTP without --fsync: the server's */
