@@ -385,6 +385,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	struct timespec ts0;
 	clock_gettime(CLOCK_REALTIME, &ts0);
 	int64_t run_t0 = (int64_t)ts0.tv_sec * 1000000000 + ts0.tv_nsec;
+	double t_start = sm_now_s(); /* for the summary's elapsed time */
 
 	int status = run_preflight(o, &rp);
 	if (status >= 0)
@@ -536,11 +537,14 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	failed_run = failed_run || listing_failed || snap.aborted || atomic_load(&sig.hit);
 	status = (total.failed || total.lost || failed_run) ? SM_EXIT_FAIL : SM_EXIT_OK;
 
-	char line[512];
+	char line[512], rates[256];
 	sm_stats_summary(&total, line, sizeof(line));
+	sm_stats_summary_rates(&total, sm_now_s() - t_start, o->dry, rates, sizeof(rates));
 	sm_log_lock();
 	fflush(stdout);
 	fprintf(stderr, "%s\n", line);
+	if (o->log_level >= SM_LOG_NOTICE) /* -q: the summary line alone */
+		fprintf(stderr, "%s\n", rates);
 	sm_log_unlock();
 out:
 	sm_progress_stop(prog);
