@@ -1,12 +1,14 @@
 /* The sm_store_*() wrappers: scheme registry, key and order checks, faults. */
 #include "store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../log.h"
 #include "../util.h"
@@ -28,9 +30,8 @@ struct fault_rule {
 	enum sm_err err;
 	bool sticky;
 	bool corrupt; /* put only: write flipped data, report success */
-	bool slow;    /* put only: this one and every later one, FAULT_SLOW_MS a step */
+	bool slow;    /* put only: this one and every later one, slowly (fault_slow) */
 };
-#define FAULT_SLOW_MS 5
 struct sm_fault {
 	int n;
 	struct fault_rule rule[FAULT_MAX];
@@ -322,10 +323,21 @@ static const struct sm_reader_ops fault_reader_ops = {
 	.close = fault_reader_close,
 };
 
+/* A slow put's pause after a step of `n` bytes: 0.25 ms, plus the bytes at
+ * 512 MiB/s. */
+static void fault_slow(uint64_t n)
+{
+	uint64_t ns = 250000 + n * 1000000000 / (512u << 20);
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000),
+		               .tv_nsec = (long)(ns % 1000000000) };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
 /*
- * A reader that forwards to another, its fd() included, and takes
- * FAULT_SLOW_MS longer for each step of data: a read, or a step a local
- * destination copied from the fd (reported by consumed()).
+ * A reader that forwards to another, its fd() included, and pauses after
+ * each step of data (fault_slow): a read, or a step a local destination
+ * copied from the fd (reported by consumed()).
  */
 struct slow_reader {
 	struct sm_reader base;
@@ -335,8 +347,10 @@ struct slow_reader {
 static enum sm_err slow_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
                                     struct sm_diag *d)
 {
-	sm_sleep_ms(FAULT_SLOW_MS);
-	return sm_reader_read(((struct slow_reader *)r)->in, buf, cap, got, d);
+	enum sm_err err = sm_reader_read(((struct slow_reader *)r)->in, buf, cap, got, d);
+	if (err == SM_OK)
+		fault_slow(*got);
+	return err;
 }
 
 static int slow_reader_fd(struct sm_reader *r, uint64_t *off)
@@ -347,7 +361,7 @@ static int slow_reader_fd(struct sm_reader *r, uint64_t *off)
 static void slow_reader_consumed(struct sm_reader *r, uint64_t n)
 {
 	sm_reader_consumed(((struct slow_reader *)r)->in, n);
-	sm_sleep_ms(FAULT_SLOW_MS);
+	fault_slow(n);
 }
 
 static enum sm_err slow_reader_finish(struct sm_reader *r, struct sm_diag *d)
