@@ -64,15 +64,17 @@ void sm_stats_summary_rates(const struct sm_stats *s, double elapsed_s, bool dry
 	sm_fmt_elapsed(el, sizeof(el), elapsed_s);
 	/* a run shorter than a millisecond: rates over a millisecond */
 	double t = elapsed_s > 1e-3 ? elapsed_s : 1e-3;
-	stats_fmt_rate(keys, sizeof(keys), (double)s->found / t);
+	/* keys copied, skipped, failed or lost: those the run decided */
+	uint64_t handled = s->copied + s->skipped + s->failed + s->lost;
+	stats_fmt_rate(keys, sizeof(keys), (double)handled / t);
 	if (!dry) {
 		sm_fmt_size(bytes, sizeof(bytes), (uint64_t)((double)s->copied_bytes / t));
-		snprintf(buf, n, "Elapsed: %s, %s keys/s found, %s/s copied", el, keys, bytes);
+		snprintf(buf, n, "Elapsed: %s, %s keys/s, %s/s copied", el, keys, bytes);
 		return;
 	}
 	sm_fmt_size(bytes, sizeof(bytes), s->copied_bytes);
 	int len = snprintf(buf, n,
-	                   "Elapsed: %s, %s keys/s found; dry run, nothing was changed: "
+	                   "Elapsed: %s, %s keys/s; dry run, nothing was changed: "
 	                   "would copy %" PRIu64 " (%s)",
 	                   el, keys, s->copied, bytes);
 	size_t off = len < 0 ? 0 : (size_t)len;

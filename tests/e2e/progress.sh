@@ -37,7 +37,7 @@ on_tty() {
 expect_lines_summary() {
 	[ "$(wc -l <"$1")" -ge 2 ] || fail "$3: expected the two summary lines, got: $(cat "$1")"
 	tail -n 2 "$1" | head -n 1 | grep -qxE -- "$2" || fail "$3: summary differs: $(tail -n 2 "$1" | head -n 1)"
-	tail -n 1 "$1" | grep -qxE '^Elapsed: [0-9hms.]+, [0-9.]+ keys/s found, [0-9.]+ (B|KiB|MiB|GiB)/s copied' ||
+	tail -n 1 "$1" | grep -qxE '^Elapsed: [0-9hms.]+, [0-9.]+ keys/s, [0-9.]+ (B|KiB|MiB|GiB)/s copied' ||
 		fail "$3: no 'Elapsed:' line after the summary: $(tail -n 1 "$1")"
 }
 BIG_SUMMARY='Found: 1, excluded: 0 \(0 B\), skipped: 0 \(0 B\), copied: 1 \(2\.0 GiB\), extra: 0 \(0 B\)'
@@ -165,7 +165,7 @@ head -c 10 /dev/urandom >"$D/x"
 sm --dry --dirs --links --delete-dst "$S/" "$D/"
 expect_rc 0 "--dry"
 expect_summary "Found: 4, excluded: 0 (0 B), skipped: 0 (0 B), copied: 4 (2.1 KiB), extra: 0 (0 B), deleted: 2" "--dry"
-tail -n 1 "$T/sm.err" | grep -qxE 'Elapsed: [0-9hms.]+, [0-9.]+ keys/s found; dry run, nothing was changed: would copy 4 \(2\.1 KiB\), delete 2' ||
+tail -n 1 "$T/sm.err" | grep -qxE 'Elapsed: [0-9hms.]+, [0-9.]+ keys/s; dry run, nothing was changed: would copy 4 \(2\.1 KiB\), delete 2' ||
 	fail "--dry: the second line does not say it was a dry run: $(tail -n 1 "$T/sm.err")"
 
 sm -q "$S/" "$T/q/"

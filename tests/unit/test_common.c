@@ -144,22 +144,25 @@ static void test_summary_rates(void **state)
 		{ { .found = 50000, .copied = 50000, .copied_bytes = 100u << 20 },
 		  12.5,
 		  false,
-		  "Elapsed: 12.5s, 4000 keys/s found, 8.0 MiB/s copied" },
-		{ { .found = 3 }, 62, false, "Elapsed: 1m02s, 0.0 keys/s found, 0 B/s copied" },
+		  "Elapsed: 12.5s, 4000 keys/s, 8.0 MiB/s copied" },
+		{ { .found = 3, .skipped = 1 },
+		  62,
+		  false,
+		  "Elapsed: 1m02s, 0.0 keys/s, 0 B/s copied" },
 		/* a run shorter than a millisecond: rates over a millisecond */
 		{ { .found = 1, .copied = 1, .copied_bytes = 1024 },
 		  0,
 		  false,
-		  "Elapsed: 0ms, 1000 keys/s found, 1000 KiB/s copied" },
+		  "Elapsed: 0ms, 1000 keys/s, 1000 KiB/s copied" },
 		{ { .found = 6, .copied = 4, .copied_bytes = 7100 },
 		  0.2,
 		  true,
-		  "Elapsed: 200ms, 30 keys/s found; dry run, nothing was changed: would copy 4 "
+		  "Elapsed: 200ms, 20 keys/s; dry run, nothing was changed: would copy 4 "
 		  "(6.9 KiB)" },
 		{ { .found = 6, .copied = 4, .copied_bytes = 7100, .deleted = 3 },
 		  0.2,
 		  true,
-		  "Elapsed: 200ms, 30 keys/s found; dry run, nothing was changed: would copy 4 "
+		  "Elapsed: 200ms, 20 keys/s; dry run, nothing was changed: would copy 4 "
 		  "(6.9 KiB), delete 3" },
 	};
 	char line[256];
