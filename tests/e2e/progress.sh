@@ -98,7 +98,8 @@ expect_rc 1 "50 000 files on a terminal"
 	fail "50 000 files: bad progress frames (capture: $(head -c 600 "$T/tty.out" | cat -v))"
 [ "$(wc -l <"$T/tty.lines")" -eq 3 ] ||
 	fail "50 000 files: expected the error line and the two summary lines, got: $(head -5 "$T/tty.lines")"
-grep -qx "syncmgr: error: injected permanent fault on put 'd[0-9]*/f[0-9]*'" "$T/tty.lines" ||
+# (main labels the side: "DST: injected ...")
+grep -qxE "syncmgr: error: (DST: )?injected permanent fault on put 'd[0-9]+/f[0-9]+'" "$T/tty.lines" ||
 	fail "50 000 files: the error line is not whole: $(head -3 "$T/tty.lines")"
 expect_lines_summary "$T/tty.lines" \
 	'Found: 50000, excluded: 0 \(0 B\), skipped: 0 \(0 B\), copied: 49999 \([0-9]+ MiB\), extra: 0 \(0 B\), failed: 1' \
@@ -191,7 +192,7 @@ expect_rc 0 "-v again"
 rm -rf "$D"
 sm -v --threads 1 --test-fault dst=put:1 "$S/" "$D/"
 expect_rc 1 "-v with a failing key"
-[ "$(err_lines | grep -c '^syncmgr: error: injected permanent fault on put ')" -eq 1 ] ||
+[ "$(err_lines | grep -cE '^syncmgr: error: (DST: )?injected permanent fault on put ')" -eq 1 ] ||
 	fail "-v: the failed key is not one error line: $(err_lines)"
 [ "$(err_lines | grep -c "^syncmgr: copied '")" -eq 2 ] || fail "-v: expected 2 keys copied: $(err_lines)"
 
