@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int sm_log_threshold = SM_LOG_NOTICE;
 
@@ -30,6 +31,7 @@ struct log_kind {
 };
 static struct log_kind log_kinds[LOG_KINDS];
 static int log_nkinds;
+static bool log_stdout_tty; /* stdout shares the terminal of the status line */
 
 void sm_log_lock(void)
 {
@@ -43,11 +45,13 @@ void sm_log_unlock(void)
 
 void sm_log_set_hook(const struct sm_log_hook *hook)
 {
+	bool tty = hook && isatty(STDOUT_FILENO);
 	pthread_mutex_lock(&log_mu);
 	if (hook)
 		log_hook = *hook;
 	else
 		log_hook = (struct sm_log_hook){ 0 };
+	log_stdout_tty = tty;
 	pthread_mutex_unlock(&log_mu);
 }
 
@@ -145,14 +149,19 @@ void sm_log_say(const char *verb, const char *key)
 {
 	sm_log_lock();
 	FILE *f = say_stderr ? stderr : stdout;
-	if (say_stderr && log_hook.clear)
+	/* the status line is on stderr: clear it first when the line goes to
+	 * the same terminal */
+	bool clear = say_stderr || log_stdout_tty;
+	if (clear && log_hook.clear)
 		log_hook.clear(log_hook.arg);
 	fputs(verb, f);
 	fputc(' ', f);
 	sm_log_key(f, key);
 	fputc('\n', f);
-	if (say_stderr && log_hook.redraw)
+	if (clear && log_hook.redraw) {
+		fflush(f); /* before the status line comes back on stderr */
 		log_hook.redraw(log_hook.arg);
+	}
 	sm_log_unlock();
 }
 

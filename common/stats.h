@@ -2,6 +2,7 @@
 #ifndef SM_STATS_H
 #define SM_STATS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,5 +23,13 @@ struct sm_stats {
 void sm_stats_add(struct sm_stats *acc, const struct sm_stats *d);
 /* The summary line of SPEC.md §1 (without a trailing newline). */
 void sm_stats_summary(const struct sm_stats *s, char *buf, size_t n);
+/* The second summary line: elapsed time and average rates (keys copied,
+ * skipped, failed or lost per second; bytes copied per second), e.g.
+ *   Elapsed: 1m02s, 806 keys/s, 56.7 MiB/s copied
+ * A `dry` run says that nothing was changed and what it would have done. */
+void sm_stats_summary_rates(const struct sm_stats *s, double elapsed_s, bool dry, char *buf,
+                            size_t n);
+/* A duration for people: "210ms", "2.13s", "12.3s", "1m02s", "1h02m03s". */
+void sm_fmt_elapsed(char *buf, size_t n, double seconds);
 
 #endif

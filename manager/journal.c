@@ -52,7 +52,7 @@ void sm_journal_set_fail_hook(struct sm_journal *j,
 static void journal_failed(struct sm_journal *j, struct sm_stats *acc, const char *key,
                            const char *msg)
 {
-	acc->failed++;
+	__atomic_fetch_add(&acc->failed, 1, __ATOMIC_RELAXED); /* progress reads it */
 	if (j->fail_fn)
 		j->fail_fn(j->fail_arg, key, msg);
 }
@@ -190,6 +190,16 @@ static bool journal_next(struct sm_journal *j, struct jrec *r, char **key, size_
 
 /* ---- doing the deletes ---- */
 
+/* The counts go up with atomic adds: the progress display reads them. */
+#define JOURNAL_COUNT(acc, field, n) __atomic_fetch_add(&(acc)->field, (n), __ATOMIC_RELAXED)
+
+/* -v: each key deleted, as it happens. */
+static void journal_said_deleted(const struct sm_wctx *w, const struct sm_store *st,
+                                 const char *key)
+{
+	sm_log(SM_LOG_INFO, "deleted '%s'%s", key, st == w->src ? " from SRC" : "");
+}
+
 struct jbatch {
 	struct sm_journal *j;
 	struct sm_wctx *w;
@@ -216,7 +226,8 @@ static void jbatch_done(void *arg, size_t i, enum sm_err err, const struct sm_di
 		journal_failed(b->j, b->acc, b->keys[i], d->msg);
 		return;
 	}
-	b->acc->deleted++;
+	JOURNAL_COUNT(b->acc, deleted, 1);
+	journal_said_deleted(b->w, b->st, b->keys[i]);
 }
 
 static void jbatch_flush(struct jbatch *b)
@@ -322,7 +333,7 @@ static void journal_dirs(struct sm_journal *j, struct sm_wctx *w, struct sm_stor
 			break; /* interrupted while deleting */
 		if (w->o->dry) {
 			sm_log_say(st == w->dst ? "delete" : "delete-src", prev);
-			acc->deleted++;
+			JOURNAL_COUNT(acc, deleted, 1);
 			continue;
 		}
 		struct sm_diag dd;
@@ -336,11 +347,12 @@ static void journal_dirs(struct sm_journal *j, struct sm_wctx *w, struct sm_stor
 			journal_failed(j, acc, prev, dd.msg);
 			continue;
 		}
-		acc->deleted++;
+		JOURNAL_COUNT(acc, deleted, 1);
+		journal_said_deleted(w, st, prev);
 	}
 	if (err != SM_OK && err != SM_EOF) {
 		sm_log(SM_LOG_ERROR, "%s: the remaining directories not deleted", d.msg);
-		acc->failed++;
+		JOURNAL_COUNT(acc, failed, 1);
 	}
 	free(prev);
 	free(key);
@@ -404,9 +416,9 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 			if (r.flags & (J_SRC | J_DEBRIS))
 				continue; /* SRC stays; debris is no user key */
 			kept++;
-			acc->extra++; /* DST-only keys that stay */
+			JOURNAL_COUNT(acc, extra, 1); /* DST-only keys that stay */
 			if (!(r.flags & J_DIR))
-				acc->extra_bytes += r.size;
+				JOURNAL_COUNT(acc, extra_bytes, r.size);
 		}
 		if (kept || j->n_src)
 			sm_log(SM_LOG_WARN,
@@ -421,7 +433,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		struct sm_diag d;
 		if (sm_store_sync(w->dst, &d) != SM_OK) {
 			sm_log(SM_LOG_ERROR, "%s: nothing deleted from SRC", d.msg);
-			acc->failed++;
+			JOURNAL_COUNT(acc, failed, 1);
 			src_ok = false;
 		}
 	}
@@ -444,7 +456,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 			sm_log(SM_LOG_INFO, "removing '%s', left by an interrupted run", key);
 		if (w->o->dry) {
 			sm_log_say(is_src ? "delete-src" : "delete", key);
-			acc->deleted++;
+			JOURNAL_COUNT(acc, deleted, 1);
 			continue;
 		}
 		if (is_src && !journal_src_unchanged(j, w, &r, key, acc))
@@ -453,7 +465,7 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 	}
 	if (bad) {
 		sm_log(SM_LOG_ERROR, "the delete journal is damaged: the rest not deleted");
-		acc->failed++;
+		JOURNAL_COUNT(acc, failed, 1);
 	}
 	jbatch_flush(dst);
 	jbatch_flush(src);

@@ -46,7 +46,9 @@ void sm_journal_set_fail_hook(struct sm_journal *j,
 /* At the end of the run, once every worker is joined (it reads the journal
  * without its lock): do the deletes of accepted attempts when `allowed`,
  * else keep every key, count DST keys as extra and say once why (`why`).
- * Counts deleted, failed and extra into *acc. --dry prints instead. */
+ * Counts deleted, failed and extra into *acc with atomic adds (the progress
+ * display reads them meanwhile); -v logs each key deleted. --dry prints
+ * instead. */
 void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, const char *why,
                       struct sm_stats *acc);
 

@@ -209,9 +209,11 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 		if (by_rules && plan_wanted(e, o)) {
 			__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
 			__atomic_fetch_add(&pl->ps->excluded, 1, __ATOMIC_RELAXED);
-			if (!dir)
+			if (!dir) {
+				__atomic_fetch_add(&pl->ps->found_bytes, e->size, __ATOMIC_RELAXED);
 				__atomic_fetch_add(&pl->ps->excluded_bytes, e->size,
 				                   __ATOMIC_RELAXED);
+			}
 		}
 		if (prune) {
 			pl->pruned.len = 0;
@@ -453,6 +455,7 @@ static enum sm_err plan_single(const struct sm_opts *o, struct sm_store *src,
 	t.dst_key.len = strlen(dst_key);
 	__atomic_fetch_add(&ps->found, 1, __ATOMIC_RELAXED);
 	__atomic_fetch_add(&ps->found_bytes, e.size, __ATOMIC_RELAXED);
+	__atomic_store_n(&ps->listed, true, __ATOMIC_RELEASE);
 	err = sm_dispatch_push(dp, &t, d);
 	e.key = NULL;
 	sm_entry_release(&e);
@@ -476,8 +479,10 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 		cfg.max_keys = cfg.min_keys = PLAN_REMOTE_KEYS;
 	if (sm_cutter_init(&pl.cut, &cfg, plan_emit, dp) != SM_OK)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	if (o->limit == 0)
+	if (o->limit == 0) {
+		__atomic_store_n(&ps->listed, true, __ATOMIC_RELEASE);
 		goto out; /* --limit 0: nothing to process */
+	}
 	enum plan_verdict v;
 	if (o->sel.files) {
 		v = plan_files_from(&pl);
@@ -491,6 +496,8 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 	if (pl.limited || pl.err != SM_OK) {
 		if (pl.err != SM_OK)
 			res->fatal = true;
+		else
+			__atomic_store_n(&ps->listed, true, __ATOMIC_RELEASE); /* --limit */
 		goto out;
 	}
 	if (v == PLAN_STOP || res->fatal) {
@@ -499,6 +506,9 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 		pl.err = sm_diag_set(d, SM_EIO, 0, "SRC listing stopped early");
 		goto out;
 	}
+	/* Every key is counted: the totals are known (the last cut may still
+	 * wait for room in the queue). */
+	__atomic_store_n(&ps->listed, true, __ATOMIC_RELEASE);
 	/* The last task reaches the end of the selected range. */
 	pl.err = sm_cutter_cut(&pl.cut, o->sel.end, d);
 	if (pl.err != SM_OK)

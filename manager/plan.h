@@ -66,13 +66,17 @@ struct sm_plan_result {
 	bool fatal;          /* could not list SRC at all, or aborted */
 };
 
-/* Live counters the planner keeps (found, found_bytes), read by progress. */
+/* Live counters the planner keeps, read by progress (atomic access). */
 struct sm_plan_stats {
 	uint64_t found;
-	uint64_t found_bytes;
+	uint64_t found_bytes; /* of every file found, excluded ones too */
 	uint64_t excluded;
 	uint64_t excluded_bytes;
 	uint64_t failed; /* SRC entries that could not be listed */
+	/* Set once SRC's listing is complete: the counters above are the run's
+	 * totals from then on (progress shows a percentage and an ETA only
+	 * then). Never set when the listing stopped early. */
+	bool listed;
 };
 
 /* List SRC (or, with `single_key`, stat that one key and sync it as

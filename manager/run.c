@@ -527,6 +527,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	                  : snap.aborted        ? "the run stopped early"
 	                  : failed_run          ? "the run failed"
 	                                        : NULL;
+	sm_progress_phase(prog, "deleting", &fin);
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
 	sm_metrics_add_local(metrics, &fin);
 	if (!why && stale && o->delete_dst && !o->dry) {
@@ -539,6 +540,7 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	}
 	/* exit 0 means on disk: one syncfs per DST (none where a write is
 	 * durable on success, S3) */
+	sm_progress_phase(prog, "syncing DST", &fin);
 	enum sm_err serr = o->dry ? SM_OK : sm_store_sync(dst, &d);
 	if (serr == SM_ENOTSUP) {
 		sm_log(SM_LOG_DEBUG, "%s", d.msg); /* SFTP without --fsync: the server's */
@@ -555,11 +557,14 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	status = (total.failed || total.lost || failed_run) ? SM_EXIT_FAIL : SM_EXIT_OK;
 
 	sm_log_repeat_flush(); /* "... and N more like" the errors not shown */
-	char line[512];
+	char line[512], rates[256];
 	sm_stats_summary(&total, line, sizeof(line));
+	sm_stats_summary_rates(&total, sm_now_s() - t0, o->dry, rates, sizeof(rates));
 	sm_log_lock();
 	fflush(stdout);
 	fprintf(stderr, "%s\n", line);
+	if (o->log_level >= SM_LOG_NOTICE) /* -q: the summary line alone */
+		fprintf(stderr, "%s\n", rates);
 	sm_log_unlock();
 out:
 	sm_progress_stop(prog);

@@ -159,12 +159,20 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 			return sm_diag_set(d, SM_EINVAL, 0, "symlink '%s' has no target", src->key);
 		return sm_store_symlink(w->dst, dst_key, src->link, &p, d);
 	}
-	/* same backend, same service: let the server copy (S3 CopyObject) */
+	/* same backend, same service: let the server copy (S3 CopyObject);
+	 * one that goes in parts counts them as they are done, the rest counts
+	 * at the end. `live` is this task's: only this thread adds to it. */
+	uint64_t mark = live ? __atomic_load_n(live, __ATOMIC_RELAXED) : 0;
+	p.progress = live;
 	enum sm_err err = sm_store_copy(w->dst, dst_key, w->src, src->key, src, &p, d);
-	if (err == SM_OK && live)
-		__atomic_fetch_add(live, src->size, __ATOMIC_RELAXED);
-	if (err == SM_OK)
-		*counted += src->size;
+	p.progress = NULL;
+	uint64_t parts = live ? __atomic_load_n(live, __ATOMIC_RELAXED) - mark : 0;
+	*counted += parts;
+	if (err == SM_OK && parts < src->size) {
+		if (live)
+			__atomic_fetch_add(live, src->size - parts, __ATOMIC_RELAXED);
+		*counted += src->size - parts;
+	}
 	if (err != SM_ENOTSUP)
 		return err;
 	struct sm_reader *r = NULL;

@@ -35,6 +35,7 @@
 #include "store.h"
 
 #define FILE_COPY_BUF (64u << 10)
+#define FILE_COPY_STEP (4u << 20) /* bytes per copy_file_range() */
 #define FILE_DENTS_BUF (32u << 10)
 
 struct file_store {
@@ -1141,8 +1142,10 @@ static enum sm_err file_copy_data(int fd, struct sm_reader *r, const char *key, 
 			enum sm_err serr = sm_reader_check_stop(r, key, d);
 			if (serr != SM_OK)
 				return serr;
-			/* 64 MiB steps: a stop is heard within a step */
-			ssize_t n = copy_file_range(in, &ioff, fd, NULL, 64u << 20, 0);
+			/* Steps of a few MiB: a stop is heard within a step,
+			 * and progress moves during a large file (its bytes
+			 * count per step, in consumed()) */
+			ssize_t n = copy_file_range(in, &ioff, fd, NULL, FILE_COPY_STEP, 0);
 			if (n > 0) {
 				*total += (uint64_t)n;
 				sm_reader_consumed(r, (uint64_t)n);

@@ -1396,6 +1396,8 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 			if (sm_buf_appendz(&done, part_xml) != SM_OK)
 				err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		}
+		if (err == SM_OK && p->progress)
+			__atomic_fetch_add(p->progress, b - a + 1, __ATOMIC_RELAXED);
 	}
 	if (err == SM_OK && sm_buf_appendz(&done, "</CompleteMultipartUpload>") != SM_OK)
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");

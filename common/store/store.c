@@ -1,12 +1,14 @@
 /* The sm_store_*() wrappers: scheme registry, key and order checks, faults. */
 #include "store.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../log.h"
 #include "../util.h"
@@ -28,6 +30,7 @@ struct fault_rule {
 	enum sm_err err;
 	bool sticky;
 	bool corrupt; /* put only: write flipped data, report success */
+	bool slow;    /* put only: this one and every later one, slowly (fault_slow) */
 };
 struct sm_fault {
 	int n;
@@ -224,6 +227,13 @@ enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_
 				goto out;
 			}
 			rule->corrupt = true;
+		} else if (mode && strcmp(mode, "slow") == 0) {
+			if (rule->op != F_PUT) {
+				err = sm_diag_set(d, SM_EINVAL, 0,
+				                  "fault spec: mode 'slow' is for put only");
+				goto out;
+			}
+			rule->slow = rule->sticky = true;
 		} else if (mode) {
 			err = sm_diag_set(d, SM_EINVAL, 0, "fault spec: unknown mode '%s'", mode);
 			goto out;
@@ -311,6 +321,65 @@ static const struct sm_reader_ops fault_reader_ops = {
 	.read = fault_reader_read,
 	.finish = fault_reader_finish,
 	.close = fault_reader_close,
+};
+
+/* A slow put's pause after a step of `n` bytes: 0.25 ms, plus the bytes at
+ * 512 MiB/s. */
+static void fault_slow(uint64_t n)
+{
+	uint64_t ns = 250000 + n * 1000000000 / (512u << 20);
+	struct timespec ts = { .tv_sec = (time_t)(ns / 1000000000),
+		               .tv_nsec = (long)(ns % 1000000000) };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/*
+ * A reader that forwards to another, its fd() included, and pauses after
+ * each step of data (fault_slow): a read, or a step a local destination
+ * copied from the fd (reported by consumed()).
+ */
+struct slow_reader {
+	struct sm_reader base;
+	struct sm_reader *in; /* borrowed */
+};
+
+static enum sm_err slow_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
+                                    struct sm_diag *d)
+{
+	enum sm_err err = sm_reader_read(((struct slow_reader *)r)->in, buf, cap, got, d);
+	if (err == SM_OK)
+		fault_slow(*got);
+	return err;
+}
+
+static int slow_reader_fd(struct sm_reader *r, uint64_t *off)
+{
+	return sm_reader_fd(((struct slow_reader *)r)->in, off);
+}
+
+static void slow_reader_consumed(struct sm_reader *r, uint64_t n)
+{
+	sm_reader_consumed(((struct slow_reader *)r)->in, n);
+	fault_slow(n);
+}
+
+static enum sm_err slow_reader_finish(struct sm_reader *r, struct sm_diag *d)
+{
+	return sm_reader_finish(((struct slow_reader *)r)->in, d);
+}
+
+static void slow_reader_close(struct sm_reader *r)
+{
+	(void)r; /* the inner reader belongs to the caller */
+}
+
+static const struct sm_reader_ops slow_reader_ops = {
+	.read = slow_reader_read,
+	.fd = slow_reader_fd,
+	.consumed = slow_reader_consumed,
+	.finish = slow_reader_finish,
+	.close = slow_reader_close,
 };
 
 /* ---- stores ---- */
@@ -673,13 +742,22 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 	const struct fault_rule *rule = fault_next(st, F_PUT);
 	if (!rule)
 		return st->ops->put(st, key, r, p, d);
+	if (rule->slow) {
+		struct slow_reader sr = { .base = { .ops = &slow_reader_ops,
+			                            .size = r->size,
+			                            .mtime_ns = r->mtime_ns,
+			                            .stop = r->stop },
+			                  .in = r };
+		return st->ops->put(st, key, &sr.base, p, d);
+	}
 	if (!rule->corrupt)
 		return fault_fail(rule, F_PUT, key, d);
 	sm_log(SM_LOG_INFO, "injected corruption of put '%s' (its first byte flipped)", key);
-	struct fault_reader fr = {
-		.base = { .ops = &fault_reader_ops, .size = r->size, .mtime_ns = r->mtime_ns },
-		.in = r
-	};
+	struct fault_reader fr = { .base = { .ops = &fault_reader_ops,
+		                             .size = r->size,
+		                             .mtime_ns = r->mtime_ns,
+		                             .stop = r->stop },
+		                   .in = r };
 	return st->ops->put(st, key, &fr.base, p, d);
 }
 

@@ -143,6 +143,9 @@ struct sm_put {
 	uint32_t gid;
 	int64_t mtime_ns;
 	unsigned flags;
+	/* copy() only, may be NULL: advanced with atomic adds by the bytes
+	 * copied so far, where the copy goes in parts (for progress) */
+	uint64_t *progress;
 };
 
 /* Capability bits: which optional slots the backend fills. */
@@ -333,6 +336,10 @@ enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store 
  * retryable one (transient), or fails the Nth and every later call (sticky).
  * "put:N:corrupt" lets the Nth put succeed with the lowest bit of its first
  * byte flipped (an empty file stays intact): damage only a re-read can see.
+ * "put:N:slow" lets the Nth put and every later one succeed, slowly: each
+ * step of their data (a read, or a copy_file_range() step) takes 0.25 ms
+ * more, plus its bytes at 512 MiB/s, so a progress display can be watched
+ * during a large file on any machine.
  * Several specs may be joined with ','.
  */
 enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_diag *d);

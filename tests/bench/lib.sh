@@ -95,8 +95,8 @@ bench_exec() {
 # Returns 1 (after a note) when there is no summary line.
 summary_counts() {
 	local set=$1 phase=$2 round=$3 ef=$4
-	if grep -qv '^Found:' "$ef"; then
-		note "syncmgr wrote more than the summary to stderr ($set $phase, round $round): $(grep -v '^Found:' "$ef" | head -n 3 | tr '\n' '|')"
+	if grep -qv -e '^Found:' -e '^Elapsed:' "$ef"; then
+		note "syncmgr wrote more than the summary to stderr ($set $phase, round $round): $(grep -v -e '^Found:' -e '^Elapsed:' "$ef" | head -n 3 | tr '\n' '|')"
 	fi
 	line=$(grep '^Found:' "$ef" | tail -n 1 || true)
 	if [ -z "$line" ]; then

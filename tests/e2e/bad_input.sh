@@ -21,7 +21,7 @@ snap_src=$(tree_snapshot "$S")
 expect_error() {
 	local rc=$1 re=$2 what=$3 lines
 	expect_rc "$rc" "$what"
-	lines=$(grep -v '^Found: ' "$T/sm.err" || true)
+	lines=$(err_lines)
 	if [ "$rc" -eq 2 ] && grep -q '^Found: ' "$T/sm.err"; then
 		fail "$what: a usage error printed a summary line"
 	fi

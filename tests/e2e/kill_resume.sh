@@ -96,7 +96,7 @@ for sig in INT TERM; do
 	wait "$pid" || rc=$?
 	[ "$rc" -eq 1 ] || fail "SIG$sig: exit $rc, expected 1"
 	grep -q "interrupted (SIG$sig)" "$T/sig.err" || fail "SIG$sig: no 'interrupted' line: $(cat "$T/sig.err")"
-	tail -n 1 "$T/sig.err" | grep -q '^Found: ' || fail "SIG$sig: the summary is not the last line"
+	summary_last "$T/sig.err" | grep -q '^Found: ' || fail "SIG$sig: the summary is not the last line"
 	expect_no_temp_files "$T/dst" "after SIG$sig"
 done
 

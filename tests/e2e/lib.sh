@@ -146,12 +146,21 @@ summary() {
 	grep '^Found: ' "$T/sm.err"
 }
 
+# The last stderr line of the summary (of file $1, default sm.err): the
+# "Found: " line, or the "Elapsed: " line that may follow it (not under -q).
+summary_last() {
+	local f=${1:-$T/sm.err} last
+	last=$(tail -n 1 "$f")
+	case $last in "Elapsed: "*) last=$(tail -n 2 "$f" | head -n 1) ;; esac
+	printf '%s\n' "$last"
+}
+
 # expect_summary LINE WHAT: the summary line must equal LINE exactly and be the
-# last line of stderr.
+# last line of stderr (but for the "Elapsed: " line after it).
 expect_summary() {
 	local got last
 	got=$(summary) || fail "$2: no usable summary line"
-	last=$(tail -n 1 "$T/sm.err")
+	last=$(summary_last)
 	[ "$got" = "$1" ] || fail "$2: summary line differs
     expected: $1
     got:      $got"
@@ -315,8 +324,8 @@ expect_no_temp_files() {
 
 gentree() { "$PY" "$E2E_DIR/gentree.py" "$@"; }
 
-# stderr lines that are neither the summary nor progress/log lines of level info
-err_lines() { grep -v '^Found: ' "$T/sm.err" || true; }
+# stderr lines that are not the summary (its "Found: " and "Elapsed: " lines)
+err_lines() { grep -v -e '^Found: ' -e '^Elapsed: ' "$T/sm.err" || true; }
 
 # rgw_start: a radosgw of this test's own in $T/rgw, stopped at exit. Sets
 # S3_ENDPOINT and AWS_* (tests/servers/radosgw.sh), HP (host:port) and CRED

@@ -157,6 +157,58 @@ static void test_sizes_and_summary(void **state)
 	                    "extra: 0 (0 B), checked: 1 (5 B), deleted: 4, failed: 1, lost: 2");
 }
 
+/* The second summary line, table-driven. */
+static void test_summary_rates(void **state)
+{
+	(void)state;
+	static const struct {
+		double secs;
+		const char *elapsed;
+	} el[] = { { 0, "0ms" },       { 0.213, "213ms" },  { 0.9996, "1.00s" }, { 9.99, "9.99s" },
+		   { 9.996, "10.0s" }, { 12.34, "12.3s" },  { 59.94, "59.9s" },  { 59.96, "1m00s" },
+		   { 62.4, "1m02s" },  { 3723, "1h02m03s" } };
+	char b[32];
+	for (size_t i = 0; i < sizeof(el) / sizeof(el[0]); i++) {
+		sm_fmt_elapsed(b, sizeof(b), el[i].secs);
+		assert_string_equal(b, el[i].elapsed);
+	}
+	static const struct {
+		struct sm_stats s;
+		double secs;
+		bool dry;
+		const char *want;
+	} tc[] = {
+		{ { .found = 50000, .copied = 50000, .copied_bytes = 100u << 20 },
+		  12.5,
+		  false,
+		  "Elapsed: 12.5s, 4000 keys/s, 8.0 MiB/s copied" },
+		{ { .found = 3, .skipped = 1 },
+		  62,
+		  false,
+		  "Elapsed: 1m02s, 0.0 keys/s, 0 B/s copied" },
+		/* a run shorter than a millisecond: rates over a millisecond */
+		{ { .found = 1, .copied = 1, .copied_bytes = 1024 },
+		  0,
+		  false,
+		  "Elapsed: 0ms, 1000 keys/s, 1000 KiB/s copied" },
+		{ { .found = 6, .copied = 4, .copied_bytes = 7100 },
+		  0.2,
+		  true,
+		  "Elapsed: 200ms, 20 keys/s; dry run, nothing was changed: would copy 4 "
+		  "(6.9 KiB)" },
+		{ { .found = 6, .copied = 4, .copied_bytes = 7100, .deleted = 3 },
+		  0.2,
+		  true,
+		  "Elapsed: 200ms, 20 keys/s; dry run, nothing was changed: would copy 4 "
+		  "(6.9 KiB), delete 3" },
+	};
+	char line[256];
+	for (size_t i = 0; i < sizeof(tc) / sizeof(tc[0]); i++) {
+		sm_stats_summary_rates(&tc[i].s, tc[i].secs, tc[i].dry, line, sizeof(line));
+		assert_string_equal(line, tc[i].want);
+	}
+}
+
 static void test_urls(void **state)
 {
 	(void)state;
@@ -211,6 +263,7 @@ int main(void)
 		cmocka_unit_test(test_key_check),
 		cmocka_unit_test(test_url_mask),
 		cmocka_unit_test(test_sizes_and_summary),
+		cmocka_unit_test(test_summary_rates),
 		cmocka_unit_test(test_urls),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
