@@ -237,20 +237,22 @@ static void task_debris(struct task_run *tr, const struct sm_entry *t)
 	       t->key);
 }
 
-/* --update compares mtimes, but an S3 listing gives only the upload time, an
- * upper bound of the original mtime that the object keeps in
- * x-amz-meta-mtime. Ask the store (a HEAD) only while the bounds leave the
- * comparison open; *s and *t then point to sx and tx. False when the key
- * failed. */
+/* --update compares mtimes, but an S3 listing gives only the upload time,
+ * while the object keeps its original mtime in x-amz-meta-mtime. Ask the
+ * store (a HEAD) for each side the listing gave only that time of; *s and
+ * *t then point to sx and tx. False when the key failed. */
 static bool task_exact_mtimes(struct task_run *tr, const struct sm_entry **s,
                               const struct sm_entry **t, struct sm_entry *sx, struct sm_entry *tx,
                               const char *dkey)
 {
 	for (;;) {
-		bool sb = (*s)->mtime_bound, tb = (*t)->mtime_bound;
-		int64_t ss = (*s)->mtime_ns / 1000000000, ds = (*t)->mtime_ns / 1000000000;
-		if ((!sb && !tb) || (sb && !tb && ss < ds) || (tb && !sb && ss > ds))
-			return true; /* exact, or decided by the bound alone */
+		/* A bound decides nothing alone: a client clock ahead of the
+		 * server's writes an x-amz-meta-mtime later than the upload
+		 * time (issue 21: a file 90 s in the future was uploaded again
+		 * on every run). */
+		if (!(*s)->mtime_bound && !(*t)->mtime_bound)
+			return true;
+		bool sb = (*s)->mtime_bound;
 		bool src_side = sb;
 		const struct sm_entry **slot = src_side ? s : t;
 		struct sm_entry *x = src_side ? sx : tx;

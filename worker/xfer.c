@@ -179,7 +179,7 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 	err = sm_store_open_entry(w->src, src, &r, d);
 	if (err != SM_OK)
 		return err;
-	if (r->mtime_ns)
+	if (r->has_mtime)
 		p.mtime_ns = r->mtime_ns; /* e.g. S3's x-amz-meta-mtime: the original's */
 	/* the transfer stops between chunks when the run does */
 	struct count_reader cr = {

@@ -270,19 +270,24 @@ static char *s3_full(struct s3_store *s, const char *key)
 	return sm_strcat2(s->loc.prefix, key);
 }
 
-static int64_t s3_meta_mtime(const char *v)
+/* x-amz-meta-mtime ("SECONDS[.FRACTION]", as rclone writes it) into *out;
+ * false when the object has none. 0 (the epoch) is a time like any other. */
+static bool s3_meta_mtime(const char *v, int64_t *out)
 {
 	if (!v || !*v)
-		return 0;
+		return false;
 	char *end = NULL;
 	long long sec = strtoll(v, &end, 10);
+	if (end == v)
+		return false;
 	int64_t ns = 0;
 	if (end && *end == '.') {
 		int64_t scale = 100000000;
 		for (const char *p = end + 1; *p >= '0' && *p <= '9' && scale; p++, scale /= 10)
 			ns += (*p - '0') * scale;
 	}
-	return (int64_t)sec * 1000000000 + ns;
+	*out = (int64_t)sec * 1000000000 + (sec < 0 ? -ns : ns);
+	return true;
 }
 
 static int64_t s3_http_mtime(const char *v)
@@ -609,10 +614,11 @@ static enum sm_err s3_stat(struct sm_store *st, const char *key, struct sm_entry
 	if (err != SM_OK)
 		return err;
 	bool dir = sm_key_is_dir(key);
-	int64_t mt = s3_meta_mtime(rep.meta_mtime);
+	int64_t mt = 0;
+	bool has_mt = s3_meta_mtime(rep.meta_mtime, &mt);
 	int64_t up = s3_http_mtime(rep.last_modified);
 	*out = (struct sm_entry){ .size = dir ? 0 : rep.content_length,
-		                  .mtime_ns = mt ? mt : up,
+		                  .mtime_ns = has_mt ? mt : up,
 		                  .upload_ns = up,
 		                  .mode = dir ? (S_IFDIR | 0755) : (S_IFREG | 0644) };
 	return SM_OK;
@@ -726,9 +732,11 @@ static enum sm_err s3r_first(struct s3_reader *r, uint64_t off, uint64_t size_hi
 		return sm_diag_set(d, SM_EIO, 0, "s3: '%s': a range reply past the object's end",
 		                   r->key);
 	r->next = off + p->buf.len;
-	int64_t mt = s3_meta_mtime(rep.meta_mtime);
-	if (mt)
+	int64_t mt = 0;
+	if (s3_meta_mtime(rep.meta_mtime, &mt)) {
 		r->base.mtime_ns = mt;
+		r->base.has_mtime = true;
+	}
 	return SM_OK;
 }
 
@@ -1352,9 +1360,10 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 		                  src_key, src_etag[0] ? "other size" : "no ETag");
 		goto out;
 	}
-	int64_t src_mt = s3_meta_mtime(rep.meta_mtime);
+	int64_t src_mt = 0;
+	bool has_src_mt = s3_meta_mtime(rep.meta_mtime, &src_mt);
 	struct sm_put np = *p;
-	np.mtime_ns = src_mt ? src_mt : s3_http_mtime(rep.last_modified);
+	np.mtime_ns = has_src_mt ? src_mt : s3_http_mtime(rep.last_modified);
 	np.flags |= SM_PUT_MTIME;
 	char mt[48];
 	struct s3_call init = { .method = "POST", .key = full, .resp = &body };

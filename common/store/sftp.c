@@ -1614,8 +1614,10 @@ static enum sm_err sftp_open_read_once(struct sftp_reader *r, uint64_t off, uint
 	r->pos = off;
 	/* a file changed since it was listed is copied as it was at OPEN, with
 	 * the mtime it had then, as local files are */
-	if (a.flags & SM_SFTPC_A_TIME)
+	if (a.flags & SM_SFTPC_A_TIME) {
 		r->base.mtime_ns = (int64_t)a.mtime * 1000000000;
+		r->base.has_mtime = true;
+	}
 out:
 	sm_sftpc_req_release(&st);
 	return err;

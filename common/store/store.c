@@ -746,6 +746,7 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 		struct slow_reader sr = { .base = { .ops = &slow_reader_ops,
 			                            .size = r->size,
 			                            .mtime_ns = r->mtime_ns,
+			                            .has_mtime = r->has_mtime,
 			                            .stop = r->stop },
 			                  .in = r };
 		return st->ops->put(st, key, &sr.base, p, d);
@@ -756,6 +757,7 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 	struct fault_reader fr = { .base = { .ops = &fault_reader_ops,
 		                             .size = r->size,
 		                             .mtime_ns = r->mtime_ns,
+		                             .has_mtime = r->has_mtime,
 		                             .stop = r->stop },
 		                   .in = r };
 	return st->ops->put(st, key, &fr.base, p, d);

@@ -106,8 +106,9 @@ struct sm_reader_ops {
 struct sm_reader {
 	const struct sm_reader_ops *ops;
 	uint64_t size;    /* expected total bytes, or UINT64_MAX when unknown */
-	int64_t mtime_ns; /* the source's own mtime when the reader knows it better than
-	                   * the listing (S3's x-amz-meta-mtime), else 0 */
+	int64_t mtime_ns; /* the source's own mtime when has_mtime: the reader knows it
+	                   * better than the listing (S3's x-amz-meta-mtime) */
+	bool has_mtime;
 	/* Set by whoever runs the transfer (may be NULL): when it turns true the
 	 * transfer stops between chunks with SM_ECANCELED, and the destination
 	 * removes what it began (temp file, multipart upload). */
