@@ -110,8 +110,12 @@ enum sm_err sm_key_check(const char *key, struct sm_diag *d)
 		if (len == 0)
 			return sm_diag_set(d, SM_EUNSAFE, 0, "key '%s' has an empty component",
 			                   key);
-		if ((len == 1 && c[0] == '.') || (len == 2 && c[0] == '.' && c[1] == '.'))
-			return sm_diag_set(d, SM_EUNSAFE, 0, "key '%s' would escape the root", key);
+		if (len == 1 && c[0] == '.')
+			return sm_diag_set(d, SM_EUNSAFE, 0, "key '%s' has a '.' component", key);
+		if (len == 2 && c[0] == '.' && c[1] == '.')
+			return sm_diag_set(
+			        d, SM_EUNSAFE, 0,
+			        "key '%s' has a '..' component (it would leave the root)", key);
 		if (!e)
 			break;
 		c = e + 1;

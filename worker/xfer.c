@@ -146,9 +146,9 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 {
 	struct sm_put p = xfer_attrs(w, src);
 	/* refuse a key that would escape DST before reading anything */
-	enum sm_err kerr = sm_store_key_check(dst_key, d);
+	enum sm_err kerr = sm_store_key_check(w->dst, dst_key, d);
 	if (kerr != SM_OK)
-		return kerr;
+		return sm_diag_label(d, kerr, w->dst->cfg.label);
 	if (S_ISDIR(src->mode)) {
 		if (!w->o->perms)
 			p.flags &= ~(unsigned)SM_PUT_MODE;

@@ -574,7 +574,9 @@ static enum sm_err s3_list_next(void *cur, const struct sm_entry **out, struct s
 			c->idx = c->page.n;
 			return SM_EOF;
 		}
-		bool dir = key[strlen(key) - 1] == '/';
+		/* a key ending in '/' is a directory marker, unless it holds
+		 * bytes: then it is an object like any other (issue 21) */
+		bool dir = key[strlen(key) - 1] == '/' && o->size == 0;
 		c->ent = (struct sm_entry){ .key = (char *)key,
 			                    .size = dir ? 0 : o->size,
 			                    .mtime_ns = o->mtime_ns,
@@ -613,7 +615,7 @@ static enum sm_err s3_stat(struct sm_store *st, const char *key, struct sm_entry
 	free(full);
 	if (err != SM_OK)
 		return err;
-	bool dir = sm_key_is_dir(key);
+	bool dir = sm_key_is_dir(key) && rep.content_length == 0;
 	int64_t mt = 0;
 	bool has_mt = s3_meta_mtime(rep.meta_mtime, &mt);
 	int64_t up = s3_http_mtime(rep.last_modified);

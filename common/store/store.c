@@ -707,9 +707,14 @@ bool sm_store_is_debris_name(const char *name, size_t len)
 	return strtoul(tag, NULL, 16) != store_tag();
 }
 
-enum sm_err sm_store_key_check(const char *key, struct sm_diag *d)
+enum sm_err sm_store_key_check(const struct sm_store *st, const char *key, struct sm_diag *d)
 {
 	size_t n = strlen(key);
+	if (!sm_store_has(st, SM_CAP_DIRS)) {
+		/* an object store's keys are opaque: "/lead", "e//f", "c/./d" are
+		 * names like any other, copied and deleted verbatim */
+		return n ? SM_OK : sm_diag_set(d, SM_EUNSAFE, 0, "empty key refused");
+	}
 	enum sm_err err;
 	if (n > 1 && key[n - 1] == '/') {
 		char *k = sm_strndup(key, n - 1);
@@ -727,7 +732,7 @@ enum sm_err sm_store_key_check(const char *key, struct sm_diag *d)
 static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, const char *key,
                                      struct sm_diag *d)
 {
-	enum sm_err err = sm_store_key_check(key, d);
+	enum sm_err err = sm_store_key_check(st, key, d);
 	if (err != SM_OK)
 		return err;
 	return fault_hit(st, op, key, d);
@@ -736,9 +741,19 @@ static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, cons
 static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm_reader *r,
                                  const struct sm_put *p, struct sm_diag *d)
 {
-	enum sm_err err = sm_store_key_check(key, d);
+	enum sm_err err = sm_store_key_check(st, key, d);
 	if (err != SM_OK)
 		return err;
+	size_t n = strlen(key);
+	if (sm_store_has(st, SM_CAP_DIRS) && key[n - 1] == '/') {
+		/* an object store's "x/" with bytes in it (issue 21) */
+		if (r->size == UINT64_MAX)
+			return sm_diag_set(d, SM_EINVAL, 0,
+			                   "'%s' holds bytes; a directory cannot: not copied", key);
+		return sm_diag_set(d, SM_EINVAL, 0,
+		                   "'%s' holds %" PRIu64 " bytes; a directory cannot: not copied",
+		                   key, r->size);
+	}
 	const struct fault_rule *rule = fault_next(st, F_PUT);
 	if (!rule)
 		return st->ops->put(st, key, r, p, d);

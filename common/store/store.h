@@ -265,9 +265,11 @@ int sm_store_overlap(const struct sm_store *a, const struct sm_store *b);
 /* See the `writable` slot; SM_OK where the backend has no such check. */
 enum sm_err sm_store_writable(struct sm_store *st, struct sm_diag *d);
 
-/* A key a store may write: not empty, not absolute, no "." or ".." or
- * empty component (a trailing '/' of a directory key is fine). */
-enum sm_err sm_store_key_check(const char *key, struct sm_diag *d);
+/* A key `st` may write. A file-like store (SM_CAP_DIRS): not empty, not
+ * absolute, no "." or ".." or empty component (a trailing '/' of a
+ * directory key is fine), so no write leaves its root. An object store:
+ * any non-empty key, verbatim. */
+enum sm_err sm_store_key_check(const struct sm_store *st, const char *key, struct sm_diag *d);
 
 /* Make every write so far durable (see the `sync` slot); SM_OK where the
  * backend needs nothing. */

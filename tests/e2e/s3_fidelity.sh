@@ -5,7 +5,11 @@
 #    copies nothing (the object's x-amz-meta-mtime, not its upload time, is
 #    its mtime); the same from S3 back to a local copy;
 #  - an mtime of exactly 0 (the epoch) is a time: it survives local -> S3 ->
-#    local and --update sees it as equal.
+#    local and --update sees it as equal;
+#  - keys are opaque between object stores: "/lead", "e//f", "c/./d",
+#    "a/../b", "." and ".." and an "x/" holding bytes are copied, compared
+#    and deleted verbatim S3 -> S3; to a file system each is a per-key error
+#    naming its reason and nothing is written.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init s3_fidelity
@@ -38,3 +42,43 @@ done
 sm --no-https --update "$U/u/" "$T/back/"
 expect_rc 0 "--update S3 -> local again"
 expect_field copied 0 "--update S3 -> local again"
+
+# ---- keys are opaque between object stores (issue 21 items 1-2) ----
+# "/lead", "e//f", "c/./d", "a/../b", "." and ".." are S3 keys like any
+# other, and "x/" holding 10 bytes is an object, not a directory marker
+ODD=("p//lead" "p/e//f" "p/c/./d" "p/a/../b" "p/." "p/.." "p/x/")
+for k in "${ODD[@]}"; do
+	printf 'data %s\n' "$k" >"$T/body"
+	aws s3api put-object --bucket fid --key "odd/$k" --body "$T/body" >/dev/null
+done
+sm --no-https "$U/odd/p/" "$U/copy/q/"
+expect_rc 0 "S3 -> S3 of odd keys"
+expect_field copied 7 "S3 -> S3 of odd keys"
+for k in "${ODD[@]}"; do
+	q="copy/q/${k#p/}"
+	aws s3api get-object --bucket fid --key "$q" "$T/got" >/dev/null ||
+		fail "S3 -> S3: '$q' missing"
+	[ "$(cat "$T/got")" = "data $k" ] || fail "S3 -> S3: '$q' holds '$(cat "$T/got")'"
+done
+sm --no-https "$U/odd/p/" "$U/copy/q/"
+expect_rc 0 "S3 -> S3 of odd keys, again"
+expect_field skipped 7 "S3 -> S3 of odd keys, again"
+
+# to a file system: each is a per-key error naming its reason, nothing written
+sm --no-https "$U/odd/p/" "$T/odd-local/"
+expect_rc 1 "S3 -> local of odd keys"
+expect_field failed 7 "S3 -> local of odd keys"
+for m in "'.' component" "'..' component" "absolute key '/lead'" "empty component" \
+	"'x/' holds 10 bytes; a directory cannot"; do
+	grep -q "DST: .*$m" "$T/sm.err" || fail "S3 -> local: no per-key error with \"$m\""
+done
+[ -z "$(find "$T/odd-local" -mindepth 1 2>/dev/null)" ] || fail "S3 -> local of odd keys wrote: $(find "$T/odd-local")"
+
+# --delete-dst removes them verbatim (DeleteObjects)
+mkdir -p "$T/one"
+echo one >"$T/one/keep"
+sm --no-https --delete-dst "$T/one/" "$U/copy/q/"
+expect_rc 0 "--delete-dst of odd keys"
+expect_field deleted 7 "--delete-dst of odd keys"
+left=$(aws s3api list-objects-v2 --bucket fid --prefix copy/q/ --query 'Contents[].Key' --output text)
+[ "$left" = "copy/q/keep" ] || fail "--delete-dst left: $left"
