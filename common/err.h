@@ -26,7 +26,7 @@ enum sm_err {
 	SM_ECANCELED  /* the run is stopping (interrupted, --max-failure): not retried */
 };
 
-#define SM_DIAG_MAX 512
+#define SM_DIAG_MAX 2048 /* a server's reason is never cut short */
 
 /* Native code and one readable message, written by the function that knows
  * the cause. Callers add context only in debug traces. */

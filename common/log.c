@@ -61,7 +61,7 @@ void sm_log_write(enum sm_log_level level, const char *fmt, ...)
 	const char *p = "";
 	if (level >= SM_LOG_ERROR && level <= SM_LOG_DEBUG)
 		p = prefix[level];
-	char line[2048];
+	char line[4096];
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(line, sizeof(line), fmt, ap);

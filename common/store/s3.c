@@ -101,7 +101,15 @@ static enum sm_err s3_reply_err(struct s3_store *s, long status, const struct sm
 	if (body && body->len)
 		sm_s3_parse_error(body->p, body->len, &e);
 	const char *code = e.code[0] ? e.code : NULL;
-	const char *k = key ? key : "";
+	/* what the request was about: a key, else the bucket and prefix */
+	char kb[700];
+	if (key)
+		snprintf(kb, sizeof(kb), "'%s'", key);
+	else if (*s->loc.prefix)
+		snprintf(kb, sizeof(kb), "in bucket '%s' under '%s'", s->loc.bucket, s->loc.prefix);
+	else
+		snprintf(kb, sizeof(kb), "in bucket '%s'", s->loc.bucket);
+	const char *k = kb;
 	if (code && strcmp(code, "SignatureDoesNotMatch") == 0)
 		return sm_diag_set(d, SM_EACCES, (int)status,
 		                   "s3: SignatureDoesNotMatch: check the secret key for %s",
@@ -115,25 +123,32 @@ static enum sm_err s3_reply_err(struct s3_store *s, long status, const struct sm
 		return sm_diag_set(d, SM_ENOENT, (int)status,
 		                   "bucket '%s' does not exist on %s (NoSuchBucket)", s->loc.bucket,
 		                   s->loc.endpoint);
+	if (s->storage_class && code &&
+	    (strcmp(code, "InvalidStorageClass") == 0 ||
+	     (status == 400 && strcmp(code, "InvalidArgument") == 0 &&
+	      (strcmp(method, "PUT") == 0 || strcmp(method, "POST") == 0))))
+		return sm_diag_set(d, SM_EINVAL, (int)status,
+		                   "s3: %s %s: --storage-class '%s' refused by %s (%s)", what, k,
+		                   s->storage_class, s->loc.endpoint, code);
 	if (status == 404 && !code && !key && strcmp(method, "HEAD") != 0)
 		return sm_diag_set(d, SM_EIO, (int)status,
 		                   "%s answered 404 to a request for bucket '%s' without an S3 "
 		                   "error: not an S3 endpoint (check the URL)",
 		                   s->loc.endpoint, s->loc.bucket);
 	if (status == 404 || (code && strcmp(code, "NoSuchKey") == 0))
-		return sm_diag_set(d, SM_ENOENT, (int)status, "s3: %s '%s': no such key", what, k);
+		return sm_diag_set(d, SM_ENOENT, (int)status, "s3: %s %s: no such key", what, k);
 	if (status == 403)
-		return sm_diag_set(d, SM_EACCES, (int)status, "s3: %s '%s': %s%s%s", what, k,
+		return sm_diag_set(d, SM_EACCES, (int)status, "s3: %s %s: %s%s%s", what, k,
 		                   code ? code : "403 Forbidden", e.message[0] ? ": " : "",
 		                   e.message);
 	if (status == 412)
 		return sm_diag_set(d, SM_ECHANGED, (int)status,
-		                   "s3: '%s' changed while it was read (ETag mismatch)", k);
+		                   "s3: %s changed while it was read (ETag mismatch)", k);
 	enum sm_err kind =
 	        (status >= 500 || status == 429 || (code && strcmp(code, "SlowDown") == 0))
 	                ? SM_EAGAIN
 	                : SM_EIO;
-	return sm_diag_set(d, kind, (int)status, "s3: %s '%s': HTTP %ld%s%s%s%s", what, k, status,
+	return sm_diag_set(d, kind, (int)status, "s3: %s %s: HTTP %ld%s%s%s%s", what, k, status,
 	                   code ? " " : "", code ? code : "", e.message[0] ? ": " : "", e.message);
 }
 

@@ -9,7 +9,9 @@
 #  - keys are opaque between object stores: "/lead", "e//f", "c/./d",
 #    "a/../b", "." and ".." and an "x/" holding bytes are copied, compared
 #    and deleted verbatim S3 -> S3; to a file system each is a per-key error
-#    naming its reason and nothing is written.
+#    naming its reason and nothing is written;
+#  - errors name the object: a refused DeleteObjects names the bucket and
+#    prefix (three times, then a count), a refused --storage-class the option.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init s3_fidelity
@@ -82,3 +84,25 @@ expect_rc 0 "--delete-dst of odd keys"
 expect_field deleted 7 "--delete-dst of odd keys"
 left=$(aws s3api list-objects-v2 --bucket fid --prefix copy/q/ --query 'Contents[].Key' --output text)
 [ "$left" = "copy/q/keep" ] || fail "--delete-dst left: $left"
+
+# ---- errors that name the object (issue 21 item 8) ----
+# a DeleteObjects refused as a whole names the bucket and prefix, is printed
+# a few times and then counted, and the keys stay
+for i in $(seq 1 8); do
+	printf 'x' | aws s3 cp - "s3://fid/del/k$i" >/dev/null
+done
+start_proxy deny --p503 0 --preset 0 --status-of 'POST /fid\?delete=403'
+sm --no-https --delete-dst "$T/one/" "s3://$CRED@$PROXY/fid/del/"
+stop_proxy deny
+expect_rc 1 "a refused DeleteObjects"
+grep -q "DST: s3: delete in bucket 'fid' under 'del/': AccessDenied" "$T/sm.err" ||
+	fail "a refused DeleteObjects does not name the bucket and prefix: $(head -3 "$T/sm.err")"
+n=$(grep -c "AccessDenied" "$T/sm.err" || true)
+[ "$n" -le 4 ] || fail "a refused DeleteObjects printed $n times (3, then a count)"
+[ "$(aws s3api list-objects-v2 --bucket fid --prefix del/ --query 'length(Contents)')" = 9 ] ||
+	fail "keys went despite the refused DeleteObjects"
+
+# an unknown --storage-class names the option
+sm --no-https --storage-class BOGUS "$T/one/" "$U/sc/"
+expect_rc 1 "--storage-class BOGUS"
+grep -q -- "--storage-class 'BOGUS' refused by" "$T/sm.err" || fail "--storage-class BOGUS: $(head -2 "$T/sm.err")"

@@ -585,7 +585,7 @@ static void check_error_unprivileged(const char *name, enum sm_err want_err, con
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		close(pfd[0]);
-		char msg[1024] = "";
+		char msg[SM_DIAG_MAX + 256] = "";
 		int rc = 1;
 		if (root &&
 		    (setgroups(0, NULL) != 0 || setgid(NOBODY) != 0 || setuid(NOBODY) != 0)) {
@@ -618,7 +618,7 @@ static void check_error_unprivileged(const char *name, enum sm_err want_err, con
 		_exit(rc);
 	}
 	close(pfd[1]);
-	char msg[1024];
+	char msg[SM_DIAG_MAX + 256];
 	size_t n = 0;
 	for (;;) {
 		ssize_t k = read(pfd[0], msg + n, sizeof(msg) - 1 - n);
