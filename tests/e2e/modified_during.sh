@@ -353,7 +353,9 @@ for i in $(seq -w 100 199); do victims+=("$S/s$i"); done
 E2E_CONTEXT="files deleted during the run"
 h race "$D" 20 "${victims[@]}" >"$T/race.out" 2>&1 &
 RPID=$!
-sm --threads 1 "$S/" "$D/"
+# puts slowed (the test-only fault: 512 MiB/s): the big copy lasts long
+# enough for the watcher to see it on a busy machine too
+sm --threads 1 --test-fault dst=put:1:slow "$S/" "$D/"
 wait "$RPID" || fail "deleting files during the run: $(cat "$T/race.out") (syncmgr finished before the race)"
 expect_no_temp_files "$D" "files deleted during the run"
 summary >/dev/null # one summary line, or fail here (not inside a substitution)
