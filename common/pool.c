@@ -1,14 +1,19 @@
 #include "pool.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <time.h>
 
 enum { JOB_IDLE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
+#define POOL_WAIT_MAX_S 2
+
 struct sm_pool {
 	pthread_mutex_t mu;
-	pthread_cond_t work_cv; /* a job was queued, or stop */
-	pthread_cond_t done_cv; /* a job finished */
+	pthread_cond_t work_cv;   /* a job was queued, or stop */
+	pthread_cond_t done_cv;   /* a job finished */
+	pthread_cond_t budget_cv; /* bytes of the budget came back */
 	struct sm_job *head, *tail;
 	int n_queued;
 	pthread_t *th;
@@ -30,6 +35,7 @@ enum sm_err sm_pool_new(int nthreads, size_t budget, struct sm_pool **out, struc
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work_cv, NULL);
 	pthread_cond_init(&p->done_cv, NULL);
+	pthread_cond_init(&p->budget_cv, NULL);
 	p->max_threads = nthreads;
 	p->budget = budget;
 	*out = p;
@@ -48,6 +54,7 @@ void sm_pool_free(struct sm_pool *p)
 		pthread_join(p->th[i], NULL);
 	pthread_cond_destroy(&p->work_cv);
 	pthread_cond_destroy(&p->done_cv);
+	pthread_cond_destroy(&p->budget_cv);
 	pthread_mutex_destroy(&p->mu);
 	free(p->th);
 	free(p);
@@ -142,11 +149,28 @@ bool sm_pool_reserve(struct sm_pool *p, size_t n)
 	if (!p)
 		return false;
 	pthread_mutex_lock(&p->mu);
-	bool ok = p->budget - p->reserved >= n;
+	bool ok = p->reserved <= p->budget && p->budget - p->reserved >= n;
 	if (ok)
 		p->reserved += n;
 	pthread_mutex_unlock(&p->mu);
 	return ok;
+}
+
+void sm_pool_reserve_wait(struct sm_pool *p, size_t n, bool holding)
+{
+	if (!p)
+		return;
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += POOL_WAIT_MAX_S;
+	pthread_mutex_lock(&p->mu);
+	while (p->reserved && (p->reserved > p->budget || p->budget - p->reserved < n))
+		if (!holding)
+			pthread_cond_wait(&p->budget_cv, &p->mu);
+		else if (pthread_cond_timedwait(&p->budget_cv, &p->mu, &until) == ETIMEDOUT)
+			break;
+	p->reserved += n;
+	pthread_mutex_unlock(&p->mu);
 }
 
 void sm_pool_unreserve(struct sm_pool *p, size_t n)
@@ -155,5 +179,6 @@ void sm_pool_unreserve(struct sm_pool *p, size_t n)
 		return;
 	pthread_mutex_lock(&p->mu);
 	p->reserved -= n;
+	pthread_cond_broadcast(&p->budget_cv);
 	pthread_mutex_unlock(&p->mu);
 }

@@ -8,9 +8,12 @@
  * thread has started yet is run by its waiter, so waiting never deadlocks,
  * however busy the pool is. Threads start on demand, up to the pool's size.
  *
- * A byte budget bounds the memory that parallel pieces hold: a transfer
- * always has its first piece's buffer, and takes more only while the
- * budget lasts (sm_pool_reserve never blocks).
+ * A byte budget bounds the memory that transfers hold: a transfer waits for
+ * its first buffer's bytes (sm_pool_reserve_wait, holding nothing else),
+ * and takes more for parallel pieces only while the budget lasts
+ * (sm_pool_reserve never blocks). So whatever the thread count and the
+ * object sizes, buffers stay within the budget (issue 21: ten 32 MiB
+ * uploads held 330 MiB).
  */
 #ifndef SM_POOL_H
 #define SM_POOL_H
@@ -43,6 +46,14 @@ void sm_pool_wait(struct sm_pool *p, struct sm_job *j);
 /* Take `n` bytes of the budget if that many are left (a NULL pool has
  * none); give them back with sm_pool_unreserve. */
 bool sm_pool_reserve(struct sm_pool *p, size_t n);
+/* Take `n` bytes, waiting until that many are left, or until nothing is
+ * reserved (a piece larger than the whole budget then goes alone). For a
+ * transfer's first buffer. A caller that holds no reservation waits as long
+ * as it takes: every holder makes progress. One that does (`holding`: an
+ * S3 -> S3 copy's writer, whose reader has buffers) could wait for another
+ * that waits for it, so it waits a moment at most, then goes over the
+ * budget. A NULL pool returns at once. */
+void sm_pool_reserve_wait(struct sm_pool *p, size_t n, bool holding);
 void sm_pool_unreserve(struct sm_pool *p, size_t n);
 
 #endif

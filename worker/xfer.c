@@ -182,12 +182,13 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 	if (r->has_mtime)
 		p.mtime_ns = r->mtime_ns; /* e.g. S3's x-amz-meta-mtime: the original's */
 	/* the transfer stops between chunks when the run does */
-	struct count_reader cr = {
-		.base = { .ops = &count_reader_ops, .size = r->size, .stop = &w->abort },
-		.in = r,
-		.key = src->key,
-		.live = live
-	};
+	struct count_reader cr = { .base = { .ops = &count_reader_ops,
+		                             .size = r->size,
+		                             .stop = &w->abort,
+		                             .pool_held = r->pool_held },
+		                   .in = r,
+		                   .key = src->key,
+		                   .live = live };
 	err = sm_store_put(w->dst, dst_key, &cr.base, &p, d);
 	*counted += cr.n;
 	sm_reader_close(r);

@@ -39,7 +39,7 @@
 
 #define S3_CHUNK (8u << 20)       /* bytes per ranged GET */
 #define S3_WINDOW 4               /* pieces of one object in flight */
-#define S3_SINGLE_MAX (32u << 20) /* larger objects go multipart */
+#define S3_SINGLE_MAX (8u << 20) /* larger objects go multipart (as aws s3 cp) */
 #define S3_PART_MIN (8u << 20)
 #define S3_MAX_PARTS 10000
 #define S3_ATTEMPTS 6
@@ -665,8 +665,9 @@ struct s3_reader {
 	char etag[128];
 	struct s3_piece pieces[S3_WINDOW];
 	int npieces;
-	int head;      /* the piece being handed out */
-	size_t bufpos; /* in pieces[head].buf */
+	int head;          /* the piece being handed out */
+	size_t bufpos;     /* in pieces[head].buf */
+	size_t first_held; /* bytes of the pool's budget the first range holds */
 };
 
 /* GET one range (off, len) into buf, pinned to the reader's ETag. */
@@ -803,6 +804,8 @@ static void s3r_close(struct sm_reader *rd)
 			sm_pool_unreserve(r->s->pool, S3_CHUNK);
 		sm_buf_release(&p->buf);
 	}
+	if (r->s->pool)
+		sm_pool_unreserve(r->s->pool, r->first_held);
 	free(r->key);
 	free(r);
 }
@@ -821,6 +824,10 @@ static enum sm_err s3_open_read(struct sm_store *st, const char *key, uint64_t o
 	r->base.ops = &s3_reader_ops;
 	r->s = s;
 	r->npieces = 1;
+	/* the first range's buffer comes out of the pool's budget too */
+	r->first_held = size_hint < S3_CHUNK ? (size_t)size_hint : S3_CHUNK;
+	sm_pool_reserve_wait(s->pool, r->first_held, false);
+	r->base.pool_held = s->pool != NULL;
 	for (int i = 0; i < S3_WINDOW; i++)
 		r->pieces[i] = (struct s3_piece){ .r = r, .buf = { .limit = S3_CHUNK + 1 } };
 	enum sm_err err = s3r_first(r, off, size_hint, d);
@@ -1020,7 +1027,8 @@ static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const 
 		return err;
 
 	struct s3_part parts[S3_WINDOW] = { 0 };
-	int nwin = 1, reserved = 0;
+	int nwin = 1, reserved = 1;
+	sm_pool_reserve_wait(s->pool, part, r->pool_held); /* the first part's buffer */
 	while (nwin < S3_WINDOW && (uint64_t)nwin < nparts && sm_pool_reserve(s->pool, part)) {
 		nwin++;
 		reserved++;
@@ -1114,7 +1122,8 @@ fail:
 out:
 	for (int i = 0; i < nwin; i++)
 		free(parts[i].buf);
-	sm_pool_unreserve(s->pool, (size_t)reserved * part);
+	if (s->pool)
+		sm_pool_unreserve(s->pool, (size_t)reserved * part);
 	free(etags);
 	sm_buf_release(&done);
 	return err;
@@ -1148,7 +1157,10 @@ static enum sm_err s3_put(struct sm_store *st, const char *key, struct sm_reader
 		err = s3_do(s, &call, &rep, "write", d);
 		goto out;
 	}
-	/* small (or of unknown size): into memory, hashed, one PUT */
+	/* small (or of unknown size): into memory, hashed, one PUT; its
+	 * bytes come out of the pool's budget (waiting for them) */
+	size_t held = size == UINT64_MAX ? S3_SINGLE_MAX : (size_t)size;
+	sm_pool_reserve_wait(s->pool, held, r->pool_held);
 	struct sm_buf data = { .limit = S3_SINGLE_MAX + 1 };
 	char tmp[64 << 10];
 	err = SM_OK;
@@ -1172,6 +1184,8 @@ static enum sm_err s3_put(struct sm_store *st, const char *key, struct sm_reader
 	if (err == SM_OK)
 		err = s3_put_single(s, full, data.p ? data.p : "", data.len, p, d);
 	sm_buf_release(&data);
+	if (s->pool)
+		sm_pool_unreserve(s->pool, held);
 out:
 	free(full);
 	return err;

@@ -762,6 +762,7 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 			                            .size = r->size,
 			                            .mtime_ns = r->mtime_ns,
 			                            .has_mtime = r->has_mtime,
+			                            .pool_held = r->pool_held,
 			                            .stop = r->stop },
 			                  .in = r };
 		return st->ops->put(st, key, &sr.base, p, d);
@@ -773,6 +774,7 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 		                             .size = r->size,
 		                             .mtime_ns = r->mtime_ns,
 		                             .has_mtime = r->has_mtime,
+		                             .pool_held = r->pool_held,
 		                             .stop = r->stop },
 		                   .in = r };
 	return st->ops->put(st, key, &fr.base, p, d);

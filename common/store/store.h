@@ -116,6 +116,10 @@ struct sm_reader {
 	/* Set by sm_store_open_read(): the store's cfg.label, put before the
 	 * reader's error messages. */
 	const char *label;
+	/* The reader holds bytes of the transfer pool's budget (S3's ranges):
+	 * its writer must not wait for budget without end (common/pool.h).
+	 * Readers that wrap another copy it. */
+	bool pool_held;
 };
 /* SM_ECANCELED (filled in) once r->stop is set, else SM_OK. */
 enum sm_err sm_reader_check_stop(const struct sm_reader *r, const char *key, struct sm_diag *d);
