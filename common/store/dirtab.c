@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../log.h"
 #include "../spill.h"
 #include "../util.h"
 
@@ -268,6 +269,16 @@ size_t sm_dirtab_mem_bytes(const struct sm_dirtab *t)
 size_t sm_dirtab_cache_bytes(const struct sm_dirtab *t)
 {
 	return sm_dirtab_mem_bytes(t) + (size_t)(t->fsize / 8);
+}
+
+void sm_dirtab_log(const struct sm_dirtab *t, int level, const char *where)
+{
+	if (!t->disk_peak)
+		return;
+	char sz[32];
+	sm_fmt_size(sz, sizeof(sz), t->disk_peak);
+	sm_log(level, "'%s': %zu names sorted on disk (%s in '%s')", where, t->n, sz,
+	       sm_spill_tmpdir());
 }
 
 /* ---- reading ---- */

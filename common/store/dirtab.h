@@ -67,6 +67,9 @@ size_t sm_dirtab_count(const struct sm_dirtab *t);
 uint64_t sm_dirtab_disk_bytes(const struct sm_dirtab *t);
 /* Bytes of memory it holds now. */
 size_t sm_dirtab_mem_bytes(const struct sm_dirtab *t);
+/* When the table was spilled: "'<where>': N names sorted on disk (SIZE in
+ * 'TMPDIR')" at `level` (-v: SM_LOG_INFO). `where` names the directory. */
+void sm_dirtab_log(const struct sm_dirtab *t, int level, const char *where);
 /* What a listing cache charges for keeping the table: its memory, and an
  * eighth of its disk bytes, so that a cache keeps a few huge directories'
  * sort files in TMPDIR (which may be a tmpfs), not hundreds. */

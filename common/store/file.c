@@ -559,12 +559,13 @@ static enum sm_err file_dir_load(struct file_cursor *c, int fd, const char *path
 	if (err != SM_OK)
 		goto out;
 	if (sm_dirtab_disk_bytes(dir->tab)) {
-		/* once per directory, but for the ancestors a cursor starting
+		/* -v: once per directory, but for the ancestors a cursor starting
 		 * deep reads in part */
-		sm_log(lo || hi ? SM_LOG_DEBUG : SM_LOG_INFO,
-		       "'%s%s%s': %zu names sorted on disk (%.1f MiB in '%s')", c->fs->root,
-		       c->key.len ? "/" : "", c->key.len ? c->key.p : "", sm_dirtab_count(dir->tab),
-		       (double)sm_dirtab_disk_bytes(dir->tab) / (1 << 20), sm_spill_tmpdir());
+		size_t rl = strlen(c->fs->root);
+		char where[PATH_MAX];
+		snprintf(where, sizeof(where), "%s%s%s", c->fs->root,
+		         rl && c->fs->root[rl - 1] == '/' ? "" : "/", c->key.p);
+		sm_dirtab_log(dir->tab, lo || hi ? SM_LOG_DEBUG : SM_LOG_INFO, where);
 	}
 	*bytes = sizeof(*dir) + sm_dirtab_cache_bytes(dir->tab);
 	*out = dir;
