@@ -56,6 +56,19 @@ static int dirtab_keycmp(const char *key, size_t klen, const char *s, size_t sle
 	return c ? c : (klen > slen) - (klen < slen);
 }
 
+int sm_dirtab_name_cmp(const char *name, size_t len, bool dir, const char *s, size_t slen)
+{
+	size_t alen = len + dir;
+	size_t n = alen < slen ? alen : slen;
+	size_t common = n < len ? n : len;
+	int c = memcmp(name, s, common);
+	if (c)
+		return c;
+	if (common < n) /* the virtual '/' against s[common] */
+		return (int)(unsigned char)'/' - (int)(unsigned char)s[common];
+	return (alen > slen) - (alen < slen);
+}
+
 /* A stored record (key NUL payload) as a struct sm_dirtab_rec. */
 static enum sm_err dirtab_parse(const char *rec, size_t len, struct sm_dirtab_rec *out,
                                 struct sm_diag *d)

@@ -49,6 +49,10 @@ struct sm_dirtab_rec {
 	size_t dlen;
 };
 
+/* The key of a name (name[0..len), '/' appended when dir) against
+ * s[0..slen): <0, 0, >0 in the table's order. */
+int sm_dirtab_name_cmp(const char *name, size_t len, bool dir, const char *s, size_t slen);
+
 /* *out is written only on success. */
 enum sm_err sm_dirtab_new(struct sm_dirtab **out, struct sm_diag *d);
 /* Add a name (1 to 65535 bytes, no '/' and no NUL in it) with its payload

@@ -452,20 +452,6 @@ struct file_cursor {
 	char *dents; /* getdents64 buffer, FILE_DENTS_BUF bytes, reused */
 };
 
-/* Compare name[0..len) (with '/' appended when dir) with s[0..slen). */
-static int file_raw_cmp(const char *name, size_t len, bool dir, const char *s, size_t slen)
-{
-	size_t alen = len + dir;
-	size_t n = alen < slen ? alen : slen;
-	size_t common = n < len ? n : len;
-	int c = memcmp(name, s, common);
-	if (c)
-		return c;
-	if (common < n) /* the virtual '/' against s[common] */
-		return (int)(unsigned char)'/' - (int)(unsigned char)s[common];
-	return (alen > slen) - (alen < slen);
-}
-
 static void file_dir_free(void *p)
 {
 	struct file_dir *dir = p;
@@ -546,9 +532,9 @@ static enum sm_err file_dir_load(struct file_cursor *c, int fd, const char *path
 				int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
 				isdir = fstatat(fd, name, &st, fl) == 0 && S_ISDIR(st.st_mode);
 			}
-			if (lo && file_raw_cmp(name, len, isdir, lo, c->seek_lolen) < 0)
+			if (lo && sm_dirtab_name_cmp(name, len, isdir, lo, c->seek_lolen) < 0)
 				continue; /* before the seek position: never listed */
-			if (hi && file_raw_cmp(name, len, isdir, hi, hilen) > 0)
+			if (hi && sm_dirtab_name_cmp(name, len, isdir, hi, hilen) > 0)
 				continue; /* after the range's end */
 			err = sm_dirtab_add(dir->tab, name, len, isdir, NULL, 0, d);
 			if (err != SM_OK)

@@ -932,6 +932,18 @@ struct sftp_cursor {
 	 * read twice, and one that cannot be read fails the call that goes
 	 * into it, once: the call after that goes on after it. */
 	bool descend;
+	/* While seeking: the next directory read for this cursor alone keeps
+	 * only the names that do not sort below this bound (a component of
+	 * `after`), as file.c does. */
+	const char *seek_lo;
+	size_t seek_lolen;
+};
+
+/* The names a directory read for one cursor keeps: none below lo, none
+ * above hi (NULL: no bound). */
+struct sftp_bounds {
+	const char *lo, *hi;
+	size_t lolen, hilen;
 };
 
 static void sftp_listing_free(void *p)
@@ -986,8 +998,8 @@ static enum sm_err sftp_check_loop(struct sftp_cursor *cur, struct sm_sftpc *c,
 
 /* One name of a READDIR reply into f's table (skipped when it is no key). */
 static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, struct sftp_frame *f,
-                                  const char *path, const char *name, size_t n,
-                                  struct sm_sftpc_attrs a, struct sm_diag *d)
+                                  const struct sftp_bounds *bd, const char *path, const char *name,
+                                  size_t n, struct sm_sftpc_attrs a, struct sm_diag *d)
 {
 	/* this run's temp files are hidden; an interrupted run's are listed and
 	 * marked debris by the store layer */
@@ -1016,7 +1028,7 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 	 * backend does, not dropped (a SRC key silently missing lets
 	 * --delete-dst delete DST's copy) */
 	enum sm_err bad = SM_OK;
-	struct sm_diag bd = { 0 };
+	struct sm_diag bdiag = { 0 };
 	if (link && cur->fs->follow) {
 		struct sm_sftpc_attrs t;
 		int rc = sftp_stat_rc(c, full, true, &t);
@@ -1026,19 +1038,19 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 		}
 		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
 			/* OpenSSH also says so for ELOOP (a link to itself) */
-			bad = sm_diag_set(&bd, SM_ENOENT, ENOENT,
+			bad = sm_diag_set(&bdiag, SM_ENOENT, ENOENT,
 			                  "broken symlink '%s%s' (its target does not exist)",
 			                  cur->key.p, nm);
 		} else if (rc) {
-			bad = sftp_err(c, rc, "stat", full, &bd);
+			bad = sftp_err(c, rc, "stat", full, &bdiag);
 		} else {
 			a = t;
 			if ((t.flags & SM_SFTPC_A_PERM) && S_ISDIR(t.perm))
-				bad = sftp_check_loop(cur, c, f, path, full, nm, &bd);
+				bad = sftp_check_loop(cur, c, f, path, full, nm, &bdiag);
 			if (bad == SM_EAGAIN || bad == SM_ENOMEM) {
 				err = bad;
 				if (d)
-					*d = bd;
+					*d = bdiag;
 				goto out;
 			}
 		}
@@ -1049,8 +1061,11 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 	}
 	/* target and message are below SFTP_NAME_MAX and SM_DIAG_MAX bytes */
 	char meta[SFTP_META_FIXED + SFTP_NAME_MAX + SM_DIAG_MAX + 2];
-	size_t mlen = sftp_meta_put(meta, &a, bad, target, bad != SM_OK ? bd.msg : "");
+	size_t mlen = sftp_meta_put(meta, &a, bad, target, bad != SM_OK ? bdiag.msg : "");
 	bool dir = (a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm);
+	if ((bd->lo && sm_dirtab_name_cmp(name, n, dir, bd->lo, bd->lolen) < 0) ||
+	    (bd->hi && sm_dirtab_name_cmp(name, n, dir, bd->hi, bd->hilen) > 0))
+		goto out; /* before the seek position or after the range's end */
 	err = sm_dirtab_add(f->tab, name, n, dir, meta, mlen, d);
 out:
 	free(target);
@@ -1060,13 +1075,24 @@ out:
 
 #define SFTP_READDIR_AHEAD 2 /* READDIRs in flight: the last one's EOF costs no round trip */
 
-/* Read and sort the directory at `path` into f (its table, shared with
- * the listing cache when `shared`). */
+/* Read and sort the directory at `path` into f: every name when the table
+ * is to be `shared` (the listing cache's, which serves any range), else
+ * only those this cursor can list (see file_dir_load() in file.c). */
 static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
                                    struct sftp_frame *f, const char *path, bool shared,
                                    struct sm_diag *d)
 {
 	memset(f, 0, sizeof(*f));
+	struct sftp_bounds bd = { 0 };
+	if (!shared) {
+		bd.lo = cur->seek_lo;
+		bd.lolen = cur->seek_lolen;
+		if (cur->last && strncmp(cur->last, cur->key.p, cur->key.len) == 0) {
+			bd.hi = cur->last + cur->key.len;
+			const char *slash = strchr(bd.hi, '/');
+			bd.hilen = slash ? (size_t)(slash - bd.hi) + 1 : strlen(bd.hi);
+		}
+	}
 	struct sm_sftpc_req q[SFTP_READDIR_AHEAD];
 	for (int i = 0; i < SFTP_READDIR_AHEAD; i++)
 		sm_sftpc_req_init(&q[i]);
@@ -1111,7 +1137,7 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
 			const char *name;
 			struct sm_sftpc_attrs a;
 			if (sm_sftpc_get_name(&r, &name, &nl, &a))
-				err = sftp_frame_add(cur, c, f, path, name, nl, a, d);
+				err = sftp_frame_add(cur, c, f, &bd, path, name, nl, a, d);
 		}
 		if (r.bad && err == SM_OK) {
 			sm_sftpc_fail(c, "malformed directory listing from the server");
@@ -1132,7 +1158,9 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
 		size_t pl = strlen(path);
 		char where[SFTP_NAME_MAX + 2];
 		snprintf(where, sizeof(where), "%s%s", path, pl && path[pl - 1] == '/' ? "" : "/");
-		sm_dirtab_log(f->tab, SM_LOG_INFO, where);
+		/* -v: once per directory, but for the ancestors a cursor starting
+		 * deep reads in part */
+		sm_dirtab_log(f->tab, bd.lo || bd.hi ? SM_LOG_DEBUG : SM_LOG_INFO, where);
 	}
 out:
 	for (int i = 0; i < SFTP_READDIR_AHEAD; i++)
@@ -1218,6 +1246,14 @@ static enum sm_err sftp_key_set(struct sftp_cursor *cur, size_t prefix_len,
 	return SM_OK;
 }
 
+/* Set the load bound to the first component of `rest` ('/' included). */
+static void sftp_seek_bound(struct sftp_cursor *cur, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	cur->seek_lo = *rest ? rest : NULL;
+	cur->seek_lolen = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
+}
+
 /* Position the cursor at the first key after `after`. */
 static enum sm_err sftp_seek(struct sftp_cursor *cur, const char *after, struct sm_diag *d)
 {
@@ -1243,7 +1279,9 @@ static enum sm_err sftp_seek(struct sftp_cursor *cur, const char *after, struct 
 		if (sftp_key_set(cur, f->prefix_len, &nm) != SM_OK)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		rest = slash + 1;
+		sftp_seek_bound(cur, rest);
 		err = sftp_push(cur, d);
+		cur->seek_lo = NULL;
 		if (err == SM_ENOENT || err == SM_ENOTDIR)
 			return SM_OK; /* gone since: go on after it */
 		if (err != SM_OK || !*rest)
@@ -1277,7 +1315,10 @@ static enum sm_err sftp_list_begin(struct sm_store *st, const struct sm_range *r
 		sftp_list_end(cur);
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
+	if (r->after && *r->after)
+		sftp_seek_bound(cur, r->after);
 	enum sm_err err = sftp_push(cur, d);
+	cur->seek_lo = NULL;
 	if (err == SM_ENOENT) {
 		cur->done = true; /* a DST root not made yet lists empty */
 		*out = cur;
