@@ -3,8 +3,10 @@
  *
  * Listing walks the tree depth-first; each directory's names are read with
  * getdents64 and sorted with '/' appended to subdirectory names, so the walk
- * yields the global byte order an object store lists in. A range cursor seeks
- * by descending the components of its `after` key with binary searches.
+ * yields the global byte order an object store lists in (dirtab.c: in
+ * memory, or in runs spilled to TMPDIR for a huge directory). A range
+ * cursor seeks by descending the components of its `after` key with binary
+ * searches.
  * With cfg.list_cache (a run's DST) the sorted listings are kept in the
  * store's cache (dircache.c) and shared by all cursors: a directory is read
  * once per run, not once per range task in it (see file_frame_dir() for

@@ -9,8 +9,9 @@
  * fails below SFTP (reset, timeout, the server's session process gone) is
  * dropped and the operation retried once on a new one. Listing walks the
  * remote tree depth-first, each directory's names sorted with '/' appended
- * to subdirectory names (the global key order), seeking into a range with
- * binary searches like the file backend. Reads and writes keep at least
+ * to subdirectory names (the global key order; dirtab.c, spilled to TMPDIR
+ * when huge), seeking into a range with binary searches like the file
+ * backend. Reads and writes keep at least
  * 1 MiB of requests in flight per file; a small file's OPEN, then its
  * WRITE, FSETSTAT and CLOSE together, then its rename are three round
  * trips. A put writes a temporary name in the target directory and renames
