@@ -9,9 +9,9 @@
 #include "../util.h"
 
 /* Bytes of records (and 8 per record) a table sorts in memory; past them it
- * spills. ~250k local names of ~20 bytes, ~100k SFTP names with their
- * attributes: a listing and the DST listing cache together stay well within
- * the 64 MiB a run aims for. */
+ * spills. ~300k local names of ~15 bytes, ~100k SFTP names with their
+ * attributes: SRC's listing and DST's listing cache together stay well
+ * within the 64 MiB a run aims for. */
 #define DIRTAB_MEM_MAX ((size_t)8 << 20)
 #define DIRTAB_BLOCK 4096u            /* bytes of a merged file per index mark */
 #define DIRTAB_WINDOW (16u << 10)     /* an iterator's read window */

@@ -9,8 +9,9 @@
  * directory, in byte order, so "a.b/" sorts before "a/" and "a/" before
  * "a0", as keys do on every store.
  *
- * Up to a memory budget (DIRTAB_MEM_MAX in dirtab.c, ~8 MiB: some 250k
- * local names) the table is sorted in memory, as before it existed. Past
+ * Up to a memory budget (DIRTAB_MEM_MAX in dirtab.c, 8 MiB: ~300k local
+ * names, ~100k SFTP names with their attributes) the table is sorted in
+ * memory, as before it existed. Past
  * it, the records are sorted in runs spilled to an unnamed temporary file
  * in TMPDIR and merged (common/spill.c), so the memory a directory takes
  * no longer grows with it:
@@ -53,11 +54,13 @@ struct sm_dirtab_rec {
  * s[0..slen): <0, 0, >0 in the table's order. */
 int sm_dirtab_name_cmp(const char *name, size_t len, bool dir, const char *s, size_t slen);
 
+#define SM_DIRTAB_DATA_MAX (64u << 10)
+
 /* *out is written only on success. */
 enum sm_err sm_dirtab_new(struct sm_dirtab **out, struct sm_diag *d);
-/* Add a name (1 to 65535 bytes, no '/' and no NUL in it) with its payload
- * (at most DIRTAB_DATA_MAX bytes), both copied. Not after finish. */
-#define SM_DIRTAB_DATA_MAX (64u << 10)
+/* Add a name (1 to 65535 bytes; the caller sees that it holds no '/' and
+ * no NUL) with its payload (at most SM_DIRTAB_DATA_MAX bytes), both copied.
+ * Not after finish. */
 enum sm_err sm_dirtab_add(struct sm_dirtab *t, const char *name, size_t len, bool dir,
                           const void *data, size_t dlen, struct sm_diag *d);
 /* No more names: sort them. `shared`: the table will be read by many
