@@ -12,10 +12,12 @@
 
 #define SPILL_READ_BUF (64u << 10) /* per run while merging */
 #define SPILL_WRITE_BUF (256u << 10)
+#define SPILL_BUDGET_MAX ((size_t)2 << 30)
 
-/* A record in memory: its bytes at arena[off], len of them. */
+/* A record in memory: its bytes at arena[off], len of them (the arena stays
+ * below 4 GiB: the budget is capped at 2 GiB, one record at 4 GiB - 1). */
 struct spill_ref {
-	uint64_t off;
+	uint32_t off;
 	uint32_t len;
 };
 
@@ -65,7 +67,7 @@ enum sm_err sm_spill_new(size_t budget, sm_spill_cmp_fn cmp, void *arg, struct s
 	struct sm_spill *s = calloc(1, sizeof(*s));
 	if (!s)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	s->budget = budget < 4096 ? 4096 : budget;
+	s->budget = budget < 4096 ? 4096 : budget > SPILL_BUDGET_MAX ? SPILL_BUDGET_MAX : budget;
 	s->cmp = cmp ? cmp : spill_bytes_cmp;
 	s->arg = arg;
 	s->fd = -1;
@@ -73,15 +75,15 @@ enum sm_err sm_spill_new(size_t budget, sm_spill_cmp_fn cmp, void *arg, struct s
 	return SM_OK;
 }
 
-static const char *spill_tmpdir(void)
+const char *sm_spill_tmpdir(void)
 {
 	const char *dir = getenv("TMPDIR");
 	return dir && *dir ? dir : "/tmp";
 }
 
-static enum sm_err spill_open_file(struct sm_spill *s, struct sm_diag *d)
+enum sm_err sm_spill_tmpfile(int *out, struct sm_diag *d)
 {
-	const char *dir = spill_tmpdir();
+	const char *dir = sm_spill_tmpdir();
 	int fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR)) {
 		char path[4096];
@@ -92,7 +94,41 @@ static enum sm_err spill_open_file(struct sm_spill *s, struct sm_diag *d)
 	}
 	if (fd < 0)
 		return sm_diag_errno(d, errno, "cannot create a sort file in '%s'", dir);
-	s->fd = fd;
+	*out = fd;
+	return SM_OK;
+}
+
+enum sm_err sm_spill_pwrite(int fd, uint64_t off, const void *buf, size_t n, struct sm_diag *d)
+{
+	const char *p = buf;
+	while (n) {
+		ssize_t w = pwrite(fd, p, n, (off_t)off);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0)
+			return sm_diag_errno(d, errno, "cannot write a sort file in '%s'",
+			                     sm_spill_tmpdir());
+		p += w;
+		n -= (size_t)w;
+		off += (uint64_t)w;
+	}
+	return SM_OK;
+}
+
+enum sm_err sm_spill_pread(int fd, uint64_t off, void *buf, size_t n, struct sm_diag *d)
+{
+	char *p = buf;
+	while (n) {
+		ssize_t r = pread(fd, p, n, (off_t)off);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return r < 0 ? sm_diag_errno(d, errno, "cannot read a sort file")
+			             : sm_diag_set(d, SM_EIO, 0, "a sort file ended early");
+		p += r;
+		n -= (size_t)r;
+		off += (uint64_t)r;
+	}
 	return SM_OK;
 }
 
@@ -104,27 +140,11 @@ static int spill_ref_cmp(const void *pa, const void *pb, void *arg)
 	return s->cmp(s->arena + a->off, a->len, s->arena + b->off, b->len, s->arg);
 }
 
-static enum sm_err spill_write(int fd, uint64_t off, const char *p, size_t n, struct sm_diag *d)
-{
-	while (n) {
-		ssize_t w = pwrite(fd, p, n, (off_t)off);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w < 0)
-			return sm_diag_errno(d, errno, "cannot write a sort file in '%s'",
-			                     spill_tmpdir());
-		p += w;
-		n -= (size_t)w;
-		off += (uint64_t)w;
-	}
-	return SM_OK;
-}
-
 /* Sort the records in memory and append them to the file as one run. */
 static enum sm_err spill_flush(struct sm_spill *s, struct sm_diag *d)
 {
 	if (s->fd < 0) {
-		enum sm_err err = spill_open_file(s, d);
+		enum sm_err err = sm_spill_tmpfile(&s->fd, d);
 		if (err != SM_OK)
 			return err;
 	}
@@ -145,17 +165,17 @@ static enum sm_err spill_flush(struct sm_spill *s, struct sm_diag *d)
 		const struct spill_ref *r = &s->refs[i];
 		uint32_t len = r->len;
 		if (wl + sizeof(len) + len > SPILL_WRITE_BUF && wl) {
-			err = spill_write(s->fd, s->fsize, wbuf, wl, d);
+			err = sm_spill_pwrite(s->fd, s->fsize, wbuf, wl, d);
 			s->fsize += wl;
 			wl = 0;
 		}
 		if (err != SM_OK)
 			break;
 		if (sizeof(len) + len > SPILL_WRITE_BUF) { /* a huge record: straight out */
-			err = spill_write(s->fd, s->fsize, (const char *)&len, sizeof(len), d);
+			err = sm_spill_pwrite(s->fd, s->fsize, (const char *)&len, sizeof(len), d);
 			if (err == SM_OK)
-				err = spill_write(s->fd, s->fsize + sizeof(len), s->arena + r->off,
-				                  len, d);
+				err = sm_spill_pwrite(s->fd, s->fsize + sizeof(len),
+				                      s->arena + r->off, len, d);
 			s->fsize += sizeof(len) + len;
 			continue;
 		}
@@ -164,7 +184,7 @@ static enum sm_err spill_flush(struct sm_spill *s, struct sm_diag *d)
 		wl += sizeof(len) + len;
 	}
 	if (err == SM_OK && wl) {
-		err = spill_write(s->fd, s->fsize, wbuf, wl, d);
+		err = sm_spill_pwrite(s->fd, s->fsize, wbuf, wl, d);
 		s->fsize += wl;
 	}
 	free(wbuf);
@@ -204,26 +224,9 @@ enum sm_err sm_spill_add(struct sm_spill *s, const void *rec, size_t len, struct
 		s->ncap = cap;
 	}
 	memcpy(s->arena + s->alen, rec, len);
-	s->refs[s->n++] = (struct spill_ref){ s->alen, (uint32_t)len };
+	s->refs[s->n++] = (struct spill_ref){ (uint32_t)s->alen, (uint32_t)len };
 	s->alen += len;
 	s->count++;
-	return SM_OK;
-}
-
-/* Read exactly n bytes at off. */
-static enum sm_err spill_read(int fd, uint64_t off, char *p, size_t n, struct sm_diag *d)
-{
-	while (n) {
-		ssize_t r = pread(fd, p, n, (off_t)off);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return r < 0 ? sm_diag_errno(d, errno, "cannot read a sort file")
-			             : sm_diag_set(d, SM_EIO, 0, "a sort file ended early");
-		p += r;
-		n -= (size_t)r;
-		off += (uint64_t)r;
-	}
 	return SM_OK;
 }
 
@@ -247,7 +250,8 @@ static enum sm_err spill_run_advance(struct sm_spill *s, struct spill_run *r, st
 		if (want > r->end - r->pos)
 			want = r->end - r->pos;
 		if (want) {
-			enum sm_err err = spill_read(s->fd, r->pos, r->buf + keep, (size_t)want, d);
+			enum sm_err err =
+			        sm_spill_pread(s->fd, r->pos, r->buf + keep, (size_t)want, d);
 			if (err != SM_OK)
 				return err;
 			r->pos += want;
@@ -268,7 +272,7 @@ static enum sm_err spill_run_advance(struct sm_spill *s, struct spill_run *r, st
 			memcpy(big, r->buf + sizeof(len), have);
 			if (len - have > r->end - r->pos)
 				return sm_diag_set(d, SM_EIO, 0, "a sort file is damaged");
-			enum sm_err err = spill_read(s->fd, r->pos, big + have, len - have, d);
+			enum sm_err err = sm_spill_pread(s->fd, r->pos, big + have, len - have, d);
 			if (err != SM_OK)
 				return err;
 			r->pos += len - have;
@@ -323,12 +327,44 @@ static void spill_sift_down(struct sm_spill *s, unsigned i)
 	}
 }
 
+enum sm_err sm_spill_flush(struct sm_spill *s, struct sm_diag *d)
+{
+	if (s->sorted)
+		return sm_diag_set(d, SM_EINVAL, 0, "spill: flush after sort");
+	return s->n ? spill_flush(s, d) : SM_OK;
+}
+
 enum sm_err sm_spill_sort(struct sm_spill *s, struct sm_diag *d)
 {
 	if (s->sorted)
 		return SM_OK;
+	if (s->nruns) {
+		/* on disk already: the rest goes too, and the merge needs no more
+		 * memory than a read buffer per run */
+		enum sm_err err = sm_spill_flush(s, d);
+		if (err != SM_OK)
+			return err;
+		free(s->arena);
+		free(s->refs);
+		s->arena = NULL;
+		s->refs = NULL;
+		s->acap = s->ncap = 0;
+	} else {
+		qsort_r(s->refs, s->n, sizeof(*s->refs), spill_ref_cmp, s);
+		/* kept for reading, maybe for long: give back what doubling left */
+		char *na = s->alen < s->acap ? realloc(s->arena, s->alen ? s->alen : 1) : NULL;
+		struct spill_ref *nr =
+		        s->n < s->ncap ? realloc(s->refs, (s->n ? s->n : 1) * sizeof(*nr)) : NULL;
+		if (na) {
+			s->arena = na;
+			s->acap = s->alen ? s->alen : 1;
+		}
+		if (nr) {
+			s->refs = nr;
+			s->ncap = s->n ? s->n : 1;
+		}
+	}
 	s->sorted = true;
-	qsort_r(s->refs, s->n, sizeof(*s->refs), spill_ref_cmp, s);
 	s->heap = malloc((s->nruns + 1) * sizeof(*s->heap));
 	if (!s->heap)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -383,6 +419,19 @@ enum sm_err sm_spill_next(struct sm_spill *s, const void **rec, size_t *len, str
 	spill_cur(s, s->heap[0], rec, len);
 	s->handed = true;
 	return SM_OK;
+}
+
+void sm_spill_at(const struct sm_spill *s, size_t i, const void **rec, size_t *len)
+{
+	const struct spill_ref *r = &s->refs[i];
+	*rec = s->arena + r->off;
+	*len = r->len;
+}
+
+size_t sm_spill_mem_bytes(const struct sm_spill *s)
+{
+	return sizeof(*s) + s->acap + s->ncap * sizeof(*s->refs) +
+	       s->nruns * (sizeof(*s->runs) + SPILL_READ_BUF + sizeof(*s->heap));
 }
 
 uint64_t sm_spill_count(const struct sm_spill *s)

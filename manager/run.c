@@ -32,8 +32,10 @@
 /* Buffers the transfer pool's parallel pieces (parts, ranges) may hold
  * beyond each transfer's first. */
 #define RUN_POOL_BUDGET (64u << 20)
-/* Bytes of DST directory listings kept for reuse beyond those in use (one
- * directory of 1M names takes ~20 MB): half the 64 MiB RSS goal. */
+/* Bytes of DST directory listings kept for reuse beyond those in use: half
+ * the 64 MiB RSS goal. A listing takes at most ~8 MiB in memory; a huge
+ * directory's is sorted on disk and charged its index and an eighth of its
+ * disk bytes (common/store/dirtab.c). */
 #define RUN_LIST_CACHE ((size_t)32 << 20)
 
 /* What preflight found out about SRC and DST. */

@@ -15,8 +15,9 @@
  * out, while all entries together stay within the byte budget. Entries in
  * use are never evicted, and neither is the one released last, so one
  * directory larger than the budget is read once, not once per cursor, while
- * cursors take turns on it (its memory is what item 2 of issue 13 bounds by
- * spilling).
+ * cursors take turns on it. A huge directory's listing is sorted on disk
+ * (dirtab.c): what it holds in memory is an index, and what it is charged
+ * here counts its disk too (sm_dirtab_cache_bytes()).
  *
  * All functions are thread-safe.
  */

@@ -3,8 +3,10 @@
  *
  * Listing walks the tree depth-first; each directory's names are read with
  * getdents64 and sorted with '/' appended to subdirectory names, so the walk
- * yields the global byte order an object store lists in. A range cursor seeks
- * by descending the components of its `after` key with binary searches.
+ * yields the global byte order an object store lists in (dirtab.c: in
+ * memory, or in runs spilled to TMPDIR for a huge directory). A range
+ * cursor seeks by descending the components of its `after` key with binary
+ * searches.
  * With cfg.list_cache (a run's DST) the sorted listings are kept in the
  * store's cache (dircache.c) and shared by all cursors: a directory is read
  * once per run, not once per range task in it (see file_frame_dir() for
@@ -31,7 +33,9 @@
 
 #include "../log.h"
 #include "../util.h"
+#include "../spill.h"
 #include "dircache.h"
+#include "dirtab.h"
 #include "store.h"
 
 #define FILE_COPY_BUF (64u << 10)
@@ -407,18 +411,11 @@ static void file_close(struct sm_store *st)
 
 /* ---- listing ---- */
 
-struct file_name {
-	uint32_t off; /* into the frame's name arena */
-	uint16_t len;
-	uint8_t dir;
-};
-
-/* A directory's names, sorted: a cursor's own, or shared read-only through
- * the store's listing cache. */
+/* A directory's names, sorted (dirtab.c: in memory, or spilled to TMPDIR
+ * when huge): a cursor's own, or shared read-only through the store's
+ * listing cache. */
 struct file_dir {
-	char *arena;
-	struct file_name *names;
-	size_t n;
+	struct sm_dirtab *tab;
 	dev_t dev; /* of the directory read, to tell a different one at its path */
 	ino_t ino;
 };
@@ -428,7 +425,7 @@ struct file_frame {
 	size_t prefix_len; /* bytes of the cursor's key that name this directory */
 	struct file_dir *dir;
 	struct sm_dircache_ent *ent; /* dir's cache entry, or NULL: dir is the frame's */
-	size_t pos;
+	struct sm_dirtab_it it;      /* the next name to list */
 	dev_t dev;
 	ino_t ino;
 };
@@ -444,7 +441,7 @@ struct file_cursor {
 	char *linkbuf;
 	bool done;
 	/* next() returned a directory (c->key, the name before the top
-	 * frame's pos): the next call opens and reads it first, unless
+	 * frame's position): the next call opens and reads it first, unless
 	 * list_skip() came between. Read only then, a directory a caller skips
 	 * (parallel listing hands it to another cursor) is never read twice,
 	 * and one that cannot be opened fails the call that goes into it,
@@ -458,48 +455,12 @@ struct file_cursor {
 	char *dents; /* getdents64 buffer, FILE_DENTS_BUF bytes, reused */
 };
 
-/* Compare name[0..len) (with '/' appended when dir) with s[0..slen). */
-static int file_raw_cmp(const char *name, size_t len, bool dir, const char *s, size_t slen)
-{
-	size_t alen = len + dir;
-	size_t n = alen < slen ? alen : slen;
-	size_t common = n < len ? n : len;
-	int c = memcmp(name, s, common);
-	if (c)
-		return c;
-	if (common < n) /* the virtual '/' against s[common] */
-		return (int)(unsigned char)'/' - (int)(unsigned char)s[common];
-	return (alen > slen) - (alen < slen);
-}
-
-static int file_name_cmp_str(const char *arena, const struct file_name *a, const char *s,
-                             size_t slen)
-{
-	return file_raw_cmp(arena + a->off, a->len, a->dir, s, slen);
-}
-
-static int file_name_cmp(const void *pa, const void *pb, void *arg)
-{
-	const char *arena = arg;
-	const struct file_name *a = pa, *b = pb;
-	size_t n = a->len < b->len ? a->len : b->len;
-	int c = memcmp(arena + a->off, arena + b->off, n);
-	if (c)
-		return c;
-	/* Equal up to the shorter name: compare the next byte, a directory's
-	 * virtual '/', or the end (-1). Names never contain '/'. */
-	int ca = a->len > n ? (unsigned char)arena[a->off + n] : a->dir ? '/' : -1;
-	int cb = b->len > n ? (unsigned char)arena[b->off + n] : b->dir ? '/' : -1;
-	return ca - cb;
-}
-
 static void file_dir_free(void *p)
 {
 	struct file_dir *dir = p;
 	if (!dir)
 		return;
-	free(dir->arena);
-	free(dir->names);
+	sm_dirtab_free(dir->tab);
 	free(dir);
 }
 
@@ -507,6 +468,7 @@ static void file_frame_release(struct file_store *fs, struct file_frame *f)
 {
 	if (f->fd >= 0)
 		close(f->fd);
+	sm_dirtab_it_release(&f->it);
 	if (f->ent)
 		sm_dircache_release(fs->dcache, f->ent);
 	else
@@ -517,13 +479,15 @@ static void file_frame_release(struct file_store *fs, struct file_frame *f)
 
 /*
  * Read and sort the directory open at `fd` (borrowed) into *out (written
- * only on success, with its size in bytes in *bytes). `path` names it in
- * messages. `whole`: every name (a listing for the cache, which serves any
- * range); else the names this cursor can list only, which spares a task
- * starting deep in a big tree sorting whole ancestor directories.
+ * only on success, with what a cache is to charge for it in *bytes). `path`
+ * names it in messages. `whole`: every name (a listing for the cache, which
+ * serves any range); else the names this cursor can list only, which spares
+ * a task starting deep in a big tree sorting whole ancestor directories.
+ * `shared`: for the cache (many cursors read it at once).
  */
 static enum sm_err file_dir_load(struct file_cursor *c, int fd, const char *path, bool whole,
-                                 struct file_dir **out, size_t *bytes, struct sm_diag *d)
+                                 bool shared, struct file_dir **out, size_t *bytes,
+                                 struct sm_diag *d)
 {
 	/* Names above the range's end at this depth are never listed: drop them
 	 * too (the directory is on the path to `last`). */
@@ -535,20 +499,18 @@ static enum sm_err file_dir_load(struct file_cursor *c, int fd, const char *path
 		hilen = slash ? (size_t)(slash - hi) + 1 : strlen(hi);
 	}
 	const char *lo = whole ? NULL : c->seek_lo;
-	size_t acap = 4096, alen = 0, ncap = 64;
 	struct file_dir *dir = calloc(1, sizeof(*dir));
-	if (dir) {
-		dir->arena = malloc(acap);
-		dir->names = malloc(ncap * sizeof(*dir->names));
-	}
 	if (!c->dents)
 		c->dents = malloc(FILE_DENTS_BUF);
 	char *dents = c->dents;
 	enum sm_err err = SM_OK;
-	if (!dir || !dir->arena || !dir->names || !dents) {
+	if (!dir || !dents) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
+	err = sm_dirtab_new(&dir->tab, d);
+	if (err != SM_OK)
+		goto out;
 	for (;;) {
 		ssize_t nread = getdents64(fd, dents, FILE_DENTS_BUF);
 		if (nread < 0) {
@@ -573,49 +535,28 @@ static enum sm_err file_dir_load(struct file_cursor *c, int fd, const char *path
 				int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
 				isdir = fstatat(fd, name, &st, fl) == 0 && S_ISDIR(st.st_mode);
 			}
-			if (lo && file_raw_cmp(name, len, isdir, lo, c->seek_lolen) < 0)
+			if (lo && sm_dirtab_name_cmp(name, len, isdir, lo, c->seek_lolen) < 0)
 				continue; /* before the seek position: never listed */
-			if (hi && file_raw_cmp(name, len, isdir, hi, hilen) > 0)
+			if (hi && sm_dirtab_name_cmp(name, len, isdir, hi, hilen) > 0)
 				continue; /* after the range's end */
-			if (dir->n == ncap) {
-				ncap *= 2;
-				struct file_name *nn = realloc(dir->names, ncap * sizeof(*nn));
-				if (!nn) {
-					err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-					goto out;
-				}
-				dir->names = nn;
-			}
-			if (alen + len > acap) {
-				while (alen + len > acap)
-					acap *= 2;
-				char *na = realloc(dir->arena, acap);
-				if (!na) {
-					err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-					goto out;
-				}
-				dir->arena = na;
-			}
-			memcpy(dir->arena + alen, name, len);
-			dir->names[dir->n++] =
-			        (struct file_name){ (uint32_t)alen, (uint16_t)len, isdir };
-			alen += len;
+			err = sm_dirtab_add(dir->tab, name, len, isdir, NULL, 0, d);
+			if (err != SM_OK)
+				goto out;
 		}
 	}
-	qsort_r(dir->names, dir->n, sizeof(*dir->names), file_name_cmp, dir->arena);
-	if (whole && dir->n) {
-		/* kept for the run: give back what the doubling left over */
-		struct file_name *nn = realloc(dir->names, dir->n * sizeof(*nn));
-		char *na = alen ? realloc(dir->arena, alen) : NULL;
-		if (nn)
-			dir->names = nn;
-		if (na) {
-			dir->arena = na;
-			acap = alen;
-		}
-		ncap = nn ? dir->n : ncap;
+	err = sm_dirtab_finish(dir->tab, shared, d);
+	if (err != SM_OK)
+		goto out;
+	if (sm_dirtab_disk_bytes(dir->tab)) {
+		/* -v: once per directory, but for the ancestors a cursor starting
+		 * deep reads in part */
+		size_t rl = strlen(c->fs->root);
+		char where[PATH_MAX];
+		snprintf(where, sizeof(where), "%s%s%s", c->fs->root,
+		         rl && c->fs->root[rl - 1] == '/' ? "" : "/", c->key.p);
+		sm_dirtab_log(dir->tab, lo || hi ? SM_LOG_DEBUG : SM_LOG_INFO, where);
 	}
-	*bytes = sizeof(*dir) + acap + ncap * sizeof(*dir->names);
+	*bytes = sizeof(*dir) + sm_dirtab_cache_bytes(dir->tab);
 	*out = dir;
 	dir = NULL;
 out:
@@ -653,7 +594,7 @@ static enum sm_err file_frame_dir(struct file_cursor *c, struct file_frame *f, i
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		if (load) {
 			struct file_dir *dir = NULL;
-			enum sm_err err = file_dir_load(c, fd, path, true, &dir, &bytes, d);
+			enum sm_err err = file_dir_load(c, fd, path, true, true, &dir, &bytes, d);
 			if (err != SM_OK) {
 				sm_dircache_abandon(dc, e); /* an error is never cached */
 				return err;
@@ -674,7 +615,7 @@ static enum sm_err file_frame_dir(struct file_cursor *c, struct file_frame *f, i
 		/* another directory stands at this path now: read it anew */
 		sm_dircache_stale(dc, e);
 	}
-	enum sm_err err = file_dir_load(c, fd, path, dc != NULL, &f->dir, &bytes, d);
+	enum sm_err err = file_dir_load(c, fd, path, dc != NULL, false, &f->dir, &bytes, d);
 	if (err == SM_OK) {
 		f->dir->dev = f->dev;
 		f->dir->ino = f->ino;
@@ -718,6 +659,7 @@ static enum sm_err file_push(struct file_cursor *c, int parentfd, const char *na
 		return err;
 	}
 	f->fd = fd;
+	sm_dirtab_it_init(&f->it, f->dir->tab);
 	/* Following symlinks can loop: refuse a directory that is its own ancestor. */
 	for (int i = 0; c->fs->follow && i < c->depth; i++) {
 		if (c->stack[i].dev == f->dev && c->stack[i].ino == f->ino) {
@@ -730,21 +672,6 @@ static enum sm_err file_push(struct file_cursor *c, int parentfd, const char *na
 	f->prefix_len = c->key.len;
 	c->depth++;
 	return SM_OK;
-}
-
-/* Binary search: first name in f not below s[0..slen). */
-static size_t file_lower_bound(const struct file_frame *f, const char *s, size_t slen)
-{
-	const struct file_dir *dir = f->dir;
-	size_t lo = 0, hi = dir->n;
-	while (lo < hi) {
-		size_t mid = lo + (hi - lo) / 2;
-		if (file_name_cmp_str(dir->arena, &dir->names[mid], s, slen) < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
 }
 
 static enum sm_err file_key_set(struct file_cursor *c, size_t prefix_len, const char *name,
@@ -771,35 +698,37 @@ static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm
 	const char *rest = after;
 	while (c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
-		const struct file_dir *dir = f->dir;
 		const char *slash = strchr(rest, '/');
 		size_t clen = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
-		size_t i = file_lower_bound(f, rest, clen);
-		if (i < dir->n && file_name_cmp_str(dir->arena, &dir->names[i], rest, clen) == 0) {
-			f->pos = i + 1; /* the key itself is not in the range */
-			if (!slash || !dir->names[i].dir)
-				return SM_OK;
-			const struct file_name *nm = &dir->names[i];
-			if (file_key_set(c, f->prefix_len, dir->arena + nm->off, nm->len, true) !=
-			    SM_OK)
-				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-			char name[NAME_MAX + 1];
-			memcpy(name, dir->arena + nm->off, nm->len);
-			name[nm->len] = '\0';
-			rest = slash + 1;
-			file_seek_bound(c, rest);
-			enum sm_err err = file_push(c, f->fd, name, d);
-			c->seek_lo = NULL;
-			if (err == SM_ENOENT || err == SM_ENOTDIR)
-				return SM_OK; /* gone since: continue after it */
-			if (err != SM_OK)
-				return err;
-			if (!*rest)
-				return SM_OK;
-			continue;
-		}
-		f->pos = i;
-		return SM_OK;
+		struct sm_dirtab_rec nm;
+		enum sm_err err = sm_dirtab_it_seek(&f->it, rest, clen, d);
+		if (err == SM_OK)
+			err = sm_dirtab_it_peek(&f->it, &nm, d);
+		if (err == SM_EOF)
+			return SM_OK;
+		if (err != SM_OK)
+			return err;
+		if (nm.klen != clen || memcmp(nm.key, rest, clen) != 0)
+			return SM_OK;         /* the first name after `after` is next */
+		sm_dirtab_it_advance(&f->it); /* the key itself is not in the range */
+		if (!slash)
+			return SM_OK;
+		/* a directory on the way to `after` (clen counts its '/') */
+		if (file_key_set(c, f->prefix_len, nm.key, nm.nlen, true) != SM_OK)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		char name[NAME_MAX + 1];
+		memcpy(name, nm.key, nm.nlen);
+		name[nm.nlen] = '\0';
+		rest = slash + 1;
+		file_seek_bound(c, rest);
+		err = file_push(c, f->fd, name, d);
+		c->seek_lo = NULL;
+		if (err == SM_ENOENT || err == SM_ENOTDIR)
+			return SM_OK; /* gone since: continue after it */
+		if (err != SM_OK)
+			return err;
+		if (!*rest)
+			return SM_OK;
 	}
 	return SM_OK;
 }
@@ -870,35 +799,43 @@ static enum sm_err file_read_link(struct file_cursor *c, int dirfd, const char *
 static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct sm_diag *d)
 {
 	struct file_cursor *c = cur;
+	char name[NAME_MAX + 1];
 	if (c->descend) {
 		c->descend = false; /* whatever comes of it: never twice */
 		struct file_frame *f = &c->stack[c->depth - 1];
-		const struct file_name *nm = &f->dir->names[f->pos - 1];
-		char name[NAME_MAX + 1];
-		memcpy(name, f->dir->arena + nm->off, nm->len);
-		name[nm->len] = '\0';
+		/* the directory just listed: c->key is its "name/" */
+		size_t nlen = c->key.len - f->prefix_len - 1;
+		memcpy(name, c->key.p + f->prefix_len, nlen);
+		name[nlen] = '\0';
 		enum sm_err err = file_push(c, f->fd, name, d);
 		if (err != SM_OK)
 			return err;
 	}
 	while (!c->done && c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
-		const struct file_dir *dir = f->dir;
-		if (f->pos == dir->n) {
+		struct sm_dirtab_rec nm;
+		enum sm_err err = sm_dirtab_it_peek(&f->it, &nm, d);
+		if (err == SM_EOF) {
 			file_frame_release(c->fs, f);
 			c->depth--;
 			continue;
 		}
-		const struct file_name *nm = &dir->names[f->pos++];
-		if (file_key_set(c, f->prefix_len, dir->arena + nm->off, nm->len, nm->dir) != SM_OK)
+		if (err != SM_OK) {
+			c->done = true; /* a sort file that fails would fail again */
+			return err;
+		}
+		sm_dirtab_it_advance(&f->it);
+		if (nm.nlen > NAME_MAX)
+			continue; /* no file system holds it: never read */
+		c->key.len = f->prefix_len;
+		if (sm_buf_append(&c->key, nm.key, nm.klen) != SM_OK)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		if (c->last && strcmp(c->key.p, c->last) > 0) {
 			c->done = true;
 			break;
 		}
-		char name[NAME_MAX + 1];
-		memcpy(name, dir->arena + nm->off, nm->len);
-		name[nm->len] = '\0';
+		memcpy(name, nm.key, nm.nlen);
+		name[nm.nlen] = '\0';
 		struct stat st;
 		int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
 		if (fstatat(f->fd, name, &st, fl) != 0) {
@@ -919,21 +856,21 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 		 * by a directory (file_at_walk). The symlink is gone; the
 		 * directory's own key is a SRC directory's, which this task makes
 		 * (mkdir finds it), as it would after a fresh read without it. */
-		if (f->ent && !nm->dir && S_ISDIR(st.st_mode))
+		if (f->ent && !nm.dir && S_ISDIR(st.st_mode))
 			continue;
-		if (S_ISDIR(st.st_mode) != (bool)nm->dir)
+		if (S_ISDIR(st.st_mode) != nm.dir)
 			return sm_diag_set(d, SM_EAGAIN, 0,
 			                   "'%s' changed between directory and file while listed",
 			                   c->key.p);
 		c->ent = (struct sm_entry){ .key = c->key.p };
 		file_fill_entry(&c->ent, &st);
 		if (S_ISLNK(st.st_mode) && c->fs->read_links) {
-			enum sm_err err = file_read_link(c, f->fd, name, (uint64_t)st.st_size, d);
+			err = file_read_link(c, f->fd, name, (uint64_t)st.st_size, d);
 			if (err != SM_OK)
 				return err;
 		}
 		/* nothing below a directory at the range's end is in the range */
-		c->descend = nm->dir && !(c->last && strcmp(c->key.p, c->last) >= 0);
+		c->descend = nm.dir && !(c->last && strcmp(c->key.p, c->last) >= 0);
 		*out = &c->ent;
 		return SM_OK;
 	}

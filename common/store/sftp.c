@@ -9,8 +9,9 @@
  * fails below SFTP (reset, timeout, the server's session process gone) is
  * dropped and the operation retried once on a new one. Listing walks the
  * remote tree depth-first, each directory's names sorted with '/' appended
- * to subdirectory names (the global key order), seeking into a range with
- * binary searches like the file backend. Reads and writes keep at least
+ * to subdirectory names (the global key order; dirtab.c, spilled to TMPDIR
+ * when huge), seeking into a range with binary searches like the file
+ * backend. Reads and writes keep at least
  * 1 MiB of requests in flight per file; a small file's OPEN, then its
  * WRITE, FSETSTAT and CLOSE together, then its rename are three round
  * trips. A put writes a temporary name in the target directory and renames
@@ -28,8 +29,10 @@
 #include <sys/stat.h>
 
 #include "../log.h"
-#include "dircache.h"
+#include "../spill.h"
 #include "../util.h"
+#include "dircache.h"
+#include "dirtab.h"
 #include "sftpc.h"
 #include "sshlink.h"
 #include "store.h"
@@ -842,31 +845,77 @@ static enum sm_err sftp_setstat_nofollow(struct sm_sftpc *c, const char *path,
 
 /* ---- listing ---- */
 
-struct sftp_name {
-	char *name;
-	bool dir;
+/*
+ * A directory's sorted names live in a table (dirtab.c: in memory, or
+ * spilled to TMPDIR when huge), each name with this payload: its
+ * attributes, the error it is reported as instead of an entry (SM_OK:
+ * none; where the file backend's walk fails on it too: a broken or
+ * looping symlink being followed) and that error's message, and its link
+ * target (with read_links).
+ *   [u32 flags][u64 size][u32 uid][u32 gid][u32 perm][u32 atime][u32 mtime]
+ *   [i32 err][u8 has link][link NUL][msg NUL]
+ */
+struct sftp_meta {
 	struct sm_sftpc_attrs a;
-	char *link; /* with read_links */
-	/* not SM_OK: this name is reported as this error (with `msg`) instead
-	 * of as an entry, where the file backend's walk fails on it too (a
-	 * broken or looping symlink being followed) */
 	enum sm_err err;
-	char *msg;
+	const char *link; /* NULL: none */
+	const char *msg;
 };
 
-/* A directory's sorted names as the store's listing cache keeps them. */
-struct sftp_listing {
-	struct sftp_name *v;
-	size_t n;
-};
+#define SFTP_META_FIXED 37
+
+static size_t sftp_meta_put(char *p, const struct sm_sftpc_attrs *a, enum sm_err err,
+                            const char *link, const char *msg)
+{
+	uint32_t u[8] = {
+		a->flags, (uint32_t)a->size, (uint32_t)(a->size >> 32), a->uid, a->gid, a->perm,
+		a->atime, a->mtime
+	};
+	int32_t e = (int32_t)err;
+	memcpy(p, u, sizeof(u));
+	memcpy(p + sizeof(u), &e, sizeof(e));
+	p[36] = link != NULL;
+	size_t n = SFTP_META_FIXED;
+	size_t ll = link ? strlen(link) + 1 : 1, ml = strlen(msg) + 1;
+	memcpy(p + n, link ? link : "", ll);
+	memcpy(p + n + ll, msg, ml);
+	return n + ll + ml;
+}
+
+static enum sm_err sftp_meta_get(const struct sm_dirtab_rec *r, struct sftp_meta *m,
+                                 struct sm_diag *d)
+{
+	const char *p = r->data;
+	const char *link = p + SFTP_META_FIXED, *end = p + r->dlen;
+	const char *lend =
+	        r->dlen > SFTP_META_FIXED ? memchr(link, '\0', (size_t)(end - link)) : NULL;
+	const char *mend = lend ? memchr(lend + 1, '\0', (size_t)(end - lend - 1)) : NULL;
+	if (!mend)
+		return sm_diag_set(d, SM_EIO, 0, "a sort file in '%s' is damaged",
+		                   sm_spill_tmpdir());
+	uint32_t u[8];
+	int32_t e;
+	memcpy(u, p, sizeof(u));
+	memcpy(&e, p + sizeof(u), sizeof(e));
+	m->a = (struct sm_sftpc_attrs){ .flags = u[0],
+		                        .size = u[1] | (uint64_t)u[2] << 32,
+		                        .uid = u[3],
+		                        .gid = u[4],
+		                        .perm = u[5],
+		                        .atime = u[6],
+		                        .mtime = u[7] };
+	m->err = (enum sm_err)e;
+	m->link = p[36] ? link : NULL;
+	m->msg = lend + 1;
+	return SM_OK;
+}
 
 struct sftp_frame {
-	struct sftp_name *v; /* the frame's own, or borrowed from `ent`'s listing */
-	size_t n;
+	struct sm_dirtab *tab;       /* the frame's own, or the listing of `ent` */
 	struct sm_dircache_ent *ent; /* the listing's cache entry, or NULL */
-	size_t pos;
-	size_t prefix_len; /* bytes of the cursor's key naming this directory */
-	char *real;        /* its real path, once a followed link needed it */
+	struct sm_dirtab_it it;      /* the next name to list */
+	size_t prefix_len;           /* bytes of the cursor's key naming this directory */
+	char *real;                  /* its real path, once a followed link needed it */
 };
 
 struct sftp_cursor {
@@ -884,57 +933,32 @@ struct sftp_cursor {
 	 * read twice, and one that cannot be read fails the call that goes
 	 * into it, once: the call after that goes on after it. */
 	bool descend;
+	/* While seeking: the next directory read for this cursor alone keeps
+	 * only the names that do not sort below this bound (a component of
+	 * `after`), as file.c does. */
+	const char *seek_lo;
+	size_t seek_lolen;
 };
 
-static int sftp_name_cmp(const void *pa, const void *pb)
-{
-	const struct sftp_name *a = pa, *b = pb;
-	size_t la = strlen(a->name), lb = strlen(b->name);
-	size_t n = la < lb ? la : lb;
-	int c = memcmp(a->name, b->name, n);
-	if (c)
-		return c;
-	int ca = la > n ? (unsigned char)a->name[n] : a->dir ? '/' : -1;
-	int cb = lb > n ? (unsigned char)b->name[n] : b->dir ? '/' : -1;
-	return ca - cb;
-}
-
-/* name (with '/' when dir) against s[0..slen) */
-static int sftp_name_cmp_str(const struct sftp_name *a, const char *s, size_t slen)
-{
-	size_t len = strlen(a->name), alen = len + a->dir;
-	size_t n = alen < slen ? alen : slen, common = n < len ? n : len;
-	int c = memcmp(a->name, s, common);
-	if (c)
-		return c;
-	if (common < n)
-		return (int)(unsigned char)'/' - (int)(unsigned char)s[common];
-	return (alen > slen) - (alen < slen);
-}
-
-static void sftp_names_free(struct sftp_name *v, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		free(v[i].name);
-		free(v[i].link);
-		free(v[i].msg);
-	}
-	free(v);
-}
+/* The names a directory read for one cursor keeps: none below lo, none
+ * above hi (NULL: no bound). */
+struct sftp_bounds {
+	const char *lo, *hi;
+	size_t lolen, hilen;
+};
 
 static void sftp_listing_free(void *p)
 {
-	struct sftp_listing *l = p;
-	sftp_names_free(l->v, l->n);
-	free(l);
+	sm_dirtab_free(p);
 }
 
 static void sftp_frame_release(struct sftp_store *fs, struct sftp_frame *f)
 {
+	sm_dirtab_it_release(&f->it);
 	if (f->ent)
 		sm_dircache_release(fs->dcache, f->ent);
 	else
-		sftp_names_free(f->v, f->n);
+		sm_dirtab_free(f->tab);
 	free(f->real);
 	memset(f, 0, sizeof(*f));
 }
@@ -973,10 +997,10 @@ static enum sm_err sftp_check_loop(struct sftp_cursor *cur, struct sm_sftpc *c,
 	return err;
 }
 
-/* One name of a READDIR reply into f (skipped when it is no key). */
+/* One name of a READDIR reply into f's table (skipped when it is no key). */
 static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, struct sftp_frame *f,
-                                  size_t *cap, const char *path, const char *name, size_t n,
-                                  struct sm_sftpc_attrs a, struct sm_diag *d)
+                                  const struct sftp_bounds *bd, const char *path, const char *name,
+                                  size_t n, struct sm_sftpc_attrs a, struct sm_diag *d)
 {
 	/* this run's temp files are hidden; an interrupted run's are listed and
 	 * marked debris by the store layer */
@@ -1005,7 +1029,7 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 	 * backend does, not dropped (a SRC key silently missing lets
 	 * --delete-dst delete DST's copy) */
 	enum sm_err bad = SM_OK;
-	struct sm_diag bd;
+	struct sm_diag bdiag = { 0 };
 	if (link && cur->fs->follow) {
 		struct sm_sftpc_attrs t;
 		int rc = sftp_stat_rc(c, full, true, &t);
@@ -1015,19 +1039,19 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 		}
 		if (rc == SM_SFTPC_FX_NO_SUCH_FILE) {
 			/* OpenSSH also says so for ELOOP (a link to itself) */
-			bad = sm_diag_set(&bd, SM_ENOENT, ENOENT,
+			bad = sm_diag_set(&bdiag, SM_ENOENT, ENOENT,
 			                  "broken symlink '%s%s' (its target does not exist)",
 			                  cur->key.p, nm);
 		} else if (rc) {
-			bad = sftp_err(c, rc, "stat", full, &bd);
+			bad = sftp_err(c, rc, "stat", full, &bdiag);
 		} else {
 			a = t;
 			if ((t.flags & SM_SFTPC_A_PERM) && S_ISDIR(t.perm))
-				bad = sftp_check_loop(cur, c, f, path, full, nm, &bd);
+				bad = sftp_check_loop(cur, c, f, path, full, nm, &bdiag);
 			if (bad == SM_EAGAIN || bad == SM_ENOMEM) {
 				err = bad;
 				if (d)
-					*d = bd;
+					*d = bdiag;
 				goto out;
 			}
 		}
@@ -1036,23 +1060,14 @@ static enum sm_err sftp_frame_add(struct sftp_cursor *cur, struct sm_sftpc *c, s
 		if (err != SM_OK)
 			goto out;
 	}
-	if (f->n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 64;
-		struct sftp_name *nv = realloc(f->v, ncap * sizeof(*nv));
-		if (!nv) {
-			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-			goto out;
-		}
-		f->v = nv;
-		*cap = ncap;
-	}
-	struct sftp_name *e = &f->v[f->n];
-	*e = (struct sftp_name){ .name = strdup(nm), .a = a, .link = target, .err = bad };
-	e->dir = (a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm);
-	target = NULL;
-	f->n++; /* frame_release frees what is there */
-	if (!e->name || (bad != SM_OK && !(e->msg = strdup(bd.msg))))
-		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	/* target and message are below SFTP_NAME_MAX and SM_DIAG_MAX bytes */
+	char meta[SFTP_META_FIXED + SFTP_NAME_MAX + SM_DIAG_MAX + 2];
+	size_t mlen = sftp_meta_put(meta, &a, bad, target, bad != SM_OK ? bdiag.msg : "");
+	bool dir = (a.flags & SM_SFTPC_A_PERM) && S_ISDIR(a.perm);
+	if ((bd->lo && sm_dirtab_name_cmp(name, n, dir, bd->lo, bd->lolen) < 0) ||
+	    (bd->hi && sm_dirtab_name_cmp(name, n, dir, bd->hi, bd->hilen) > 0))
+		goto out; /* before the seek position or after the range's end */
+	err = sm_dirtab_add(f->tab, name, n, dir, meta, mlen, d);
 out:
 	free(target);
 	free(full);
@@ -1061,16 +1076,31 @@ out:
 
 #define SFTP_READDIR_AHEAD 2 /* READDIRs in flight: the last one's EOF costs no round trip */
 
-/* Read and sort the directory at `path` into f. */
+/* Read and sort the directory at `path` into f: every name when the table
+ * is to be `shared` (the listing cache's, which serves any range), else
+ * only those this cursor can list (see file_dir_load() in file.c). */
 static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
-                                   struct sftp_frame *f, const char *path, struct sm_diag *d)
+                                   struct sftp_frame *f, const char *path, bool shared,
+                                   struct sm_diag *d)
 {
 	memset(f, 0, sizeof(*f));
+	struct sftp_bounds bd = { 0 };
+	if (!shared) {
+		bd.lo = cur->seek_lo;
+		bd.lolen = cur->seek_lolen;
+		if (cur->last && strncmp(cur->last, cur->key.p, cur->key.len) == 0) {
+			bd.hi = cur->last + cur->key.len;
+			const char *slash = strchr(bd.hi, '/');
+			bd.hilen = slash ? (size_t)(slash - bd.hi) + 1 : strlen(bd.hi);
+		}
+	}
 	struct sm_sftpc_req q[SFTP_READDIR_AHEAD];
 	for (int i = 0; i < SFTP_READDIR_AHEAD; i++)
 		sm_sftpc_req_init(&q[i]);
 	struct sm_sftpc_handle h;
-	enum sm_err err = SM_OK;
+	enum sm_err err = sm_dirtab_new(&f->tab, d);
+	if (err != SM_OK)
+		goto out;
 	int rc = sftp_call_path(c, &q[0], SM_SFTPC_OPENDIR, path, NULL);
 	if (rc) {
 		err = sftp_err(c, rc, "list", path, d);
@@ -1086,7 +1116,6 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
 		sm_sftpc_handle(&q[i], &h);
 		sm_sftpc_submit(c, &q[i]);
 	}
-	size_t cap = 0;
 	int inflight = SFTP_READDIR_AHEAD;
 	bool eof = false;
 	for (int i = 0; inflight; i = (i + 1) % SFTP_READDIR_AHEAD) {
@@ -1109,7 +1138,7 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
 			const char *name;
 			struct sm_sftpc_attrs a;
 			if (sm_sftpc_get_name(&r, &name, &nl, &a))
-				err = sftp_frame_add(cur, c, f, &cap, path, name, nl, a, d);
+				err = sftp_frame_add(cur, c, f, &bd, path, name, nl, a, d);
 		}
 		if (r.bad && err == SM_OK) {
 			sm_sftpc_fail(c, "malformed directory listing from the server");
@@ -1124,6 +1153,16 @@ static enum sm_err sftp_frame_load(struct sftp_cursor *cur, struct sm_sftpc *c,
 		}
 	}
 	sftp_close_handle(c, &h);
+	if (err == SM_OK)
+		err = sm_dirtab_finish(f->tab, shared, d);
+	if (err == SM_OK && sm_dirtab_disk_bytes(f->tab)) {
+		size_t pl = strlen(path);
+		char where[SFTP_NAME_MAX + 2];
+		snprintf(where, sizeof(where), "%s%s", path, pl && path[pl - 1] == '/' ? "" : "/");
+		/* -v: once per directory, but for the ancestors a cursor starting
+		 * deep reads in part */
+		sm_dirtab_log(f->tab, bd.lo || bd.hi ? SM_LOG_DEBUG : SM_LOG_INFO, where);
+	}
 out:
 	for (int i = 0; i < SFTP_READDIR_AHEAD; i++)
 		sm_sftpc_req_release(&q[i]);
@@ -1131,34 +1170,7 @@ out:
 		sftp_frame_release(cur->fs, f);
 		return err;
 	}
-	if (f->n)
-		qsort(f->v, f->n, sizeof(*f->v), sftp_name_cmp);
-	return SM_OK;
-}
-
-/*
- * Hand the listing just loaded into f to the cache entry e (to fill):
- * the frame borrows it from then on. Why a listing read earlier in the run
- * is exact for a run's DST: see file_frame_dir() in file.c; unlike there,
- * the attributes come from the listing too, and they are as exact, for the
- * same reason (a key of a range is written only by its task).
- */
-static enum sm_err sftp_frame_share(struct sftp_store *fs, struct sftp_frame *f,
-                                    struct sm_dircache_ent *e, struct sm_diag *d)
-{
-	struct sftp_listing *l = malloc(sizeof(*l));
-	if (!l) {
-		sm_dircache_abandon(fs->dcache, e);
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	}
-	l->v = f->v;
-	l->n = f->n;
-	size_t bytes = sizeof(*l) + f->n * sizeof(*f->v);
-	for (size_t i = 0; i < f->n; i++)
-		bytes += strlen(f->v[i].name) + 1 + (f->v[i].link ? strlen(f->v[i].link) + 1 : 0) +
-		         (f->v[i].msg ? strlen(f->v[i].msg) + 1 : 0);
-	sm_dircache_fill(fs->dcache, e, l, bytes);
-	f->ent = e;
+	sm_dirtab_it_init(&f->it, f->tab);
 	return SM_OK;
 }
 
@@ -1186,8 +1198,8 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		}
 		if (!load) {
-			const struct sftp_listing *l = sm_dircache_val(e);
-			*f = (struct sftp_frame){ .v = l->v, .n = l->n, .ent = e };
+			*f = (struct sftp_frame){ .tab = sm_dircache_val(e), .ent = e };
+			sm_dirtab_it_init(&f->it, f->tab);
 			free(path);
 			f->prefix_len = cur->key.len;
 			cur->depth++;
@@ -1201,7 +1213,7 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 		struct sm_sftpc *c = NULL;
 		err = sftp_get(cur->fs, &c, d);
 		if (err == SM_OK)
-			err = sftp_frame_load(cur, c, f, path, d);
+			err = sftp_frame_load(cur, c, f, path, e != NULL, d);
 		sftp_put_conn(cur->fs, c);
 		if (err != SM_EAGAIN)
 			break;
@@ -1213,24 +1225,34 @@ static enum sm_err sftp_push(struct sftp_cursor *cur, struct sm_diag *d)
 		return err;
 	}
 	if (e) {
-		err = sftp_frame_share(cur->fs, f, e, d);
-		if (err != SM_OK) {
-			sftp_frame_release(cur->fs, f);
-			return err;
-		}
+		/* Shared from now on. Why a listing read earlier in the run is
+		 * exact for a run's DST: see file_frame_dir() in file.c; unlike
+		 * there, the attributes come from the listing too, and they are
+		 * as exact, for the same reason (a key of a range is written only
+		 * by its task). */
+		sm_dircache_fill(cur->fs->dcache, e, f->tab, sm_dirtab_cache_bytes(f->tab));
+		f->ent = e;
 	}
 	f->prefix_len = cur->key.len;
 	cur->depth++;
 	return SM_OK;
 }
 
-static enum sm_err sftp_key_set(struct sftp_cursor *cur, size_t prefix_len, const char *name,
-                                bool dir)
+static enum sm_err sftp_key_set(struct sftp_cursor *cur, size_t prefix_len,
+                                const struct sm_dirtab_rec *nm)
 {
 	cur->key.len = prefix_len;
-	if (sm_buf_appendz(&cur->key, name) || (dir && sm_buf_appendz(&cur->key, "/")))
+	if (sm_buf_append(&cur->key, nm->key, nm->klen))
 		return SM_ENOMEM;
 	return SM_OK;
+}
+
+/* Set the load bound to the first component of `rest` ('/' included). */
+static void sftp_seek_bound(struct sftp_cursor *cur, const char *rest)
+{
+	const char *slash = strchr(rest, '/');
+	cur->seek_lo = *rest ? rest : NULL;
+	cur->seek_lolen = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
 }
 
 /* Position the cursor at the first key after `after`. */
@@ -1241,30 +1263,30 @@ static enum sm_err sftp_seek(struct sftp_cursor *cur, const char *after, struct 
 		struct sftp_frame *f = &cur->stack[cur->depth - 1];
 		const char *slash = strchr(rest, '/');
 		size_t clen = slash ? (size_t)(slash - rest) + 1 : strlen(rest);
-		size_t lo = 0, hi = f->n;
-		while (lo < hi) {
-			size_t mid = lo + (hi - lo) / 2;
-			if (sftp_name_cmp_str(&f->v[mid], rest, clen) < 0)
-				lo = mid + 1;
-			else
-				hi = mid;
-		}
-		if (lo < f->n && sftp_name_cmp_str(&f->v[lo], rest, clen) == 0) {
-			f->pos = lo + 1; /* the key itself is not in the range */
-			if (!slash || !f->v[lo].dir)
-				return SM_OK;
-			if (sftp_key_set(cur, f->prefix_len, f->v[lo].name, true) != SM_OK)
-				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-			rest = slash + 1;
-			enum sm_err err = sftp_push(cur, d);
-			if (err == SM_ENOENT || err == SM_ENOTDIR)
-				return SM_OK; /* gone since: go on after it */
-			if (err != SM_OK || !*rest)
-				return err;
-			continue;
-		}
-		f->pos = lo;
-		return SM_OK;
+		struct sm_dirtab_rec nm;
+		enum sm_err err = sm_dirtab_it_seek(&f->it, rest, clen, d);
+		if (err == SM_OK)
+			err = sm_dirtab_it_peek(&f->it, &nm, d);
+		if (err == SM_EOF)
+			return SM_OK;
+		if (err != SM_OK)
+			return err;
+		if (nm.klen != clen || memcmp(nm.key, rest, clen) != 0)
+			return SM_OK;         /* the first name after `after` is next */
+		sm_dirtab_it_advance(&f->it); /* the key itself is not in the range */
+		if (!slash)
+			return SM_OK;
+		/* a directory on the way to `after` (clen counts its '/') */
+		if (sftp_key_set(cur, f->prefix_len, &nm) != SM_OK)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		rest = slash + 1;
+		sftp_seek_bound(cur, rest);
+		err = sftp_push(cur, d);
+		cur->seek_lo = NULL;
+		if (err == SM_ENOENT || err == SM_ENOTDIR)
+			return SM_OK; /* gone since: go on after it */
+		if (err != SM_OK || !*rest)
+			return err;
 	}
 	return SM_OK;
 }
@@ -1294,7 +1316,10 @@ static enum sm_err sftp_list_begin(struct sm_store *st, const struct sm_range *r
 		sftp_list_end(cur);
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
+	if (r->after && *r->after)
+		sftp_seek_bound(cur, r->after);
 	enum sm_err err = sftp_push(cur, d);
+	cur->seek_lo = NULL;
 	if (err == SM_ENOENT) {
 		cur->done = true; /* a DST root not made yet lists empty */
 		*out = cur;
@@ -1321,24 +1346,34 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 	}
 	while (!cur->done && cur->depth > 0) {
 		struct sftp_frame *f = &cur->stack[cur->depth - 1];
-		if (f->pos == f->n) {
+		struct sm_dirtab_rec nm;
+		struct sftp_meta m;
+		enum sm_err err = sm_dirtab_it_peek(&f->it, &nm, d);
+		if (err == SM_EOF) {
 			sftp_frame_release(cur->fs, f);
 			cur->depth--;
 			continue;
 		}
-		struct sftp_name *nm = &f->v[f->pos++];
-		if (sftp_key_set(cur, f->prefix_len, nm->name, nm->dir) != SM_OK)
+		if (err == SM_OK)
+			err = sftp_meta_get(&nm, &m, d);
+		if (err != SM_OK) {
+			cur->done = true; /* a sort file that fails would fail again */
+			return err;
+		}
+		sm_dirtab_it_advance(&f->it);
+		if (sftp_key_set(cur, f->prefix_len, &nm) != SM_OK)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		if (cur->last && strcmp(cur->key.p, cur->last) > 0) {
 			cur->done = true;
 			break;
 		}
-		if (nm->err != SM_OK)
-			return sm_diag_set(d, nm->err, 0, "%s", nm->msg);
-		cur->ent = (struct sm_entry){ .key = cur->key.p, .link = nm->link };
-		sftp_fill(&cur->ent, &nm->a);
+		if (m.err != SM_OK)
+			return sm_diag_set(d, m.err, 0, "%s", m.msg);
+		/* the link target is the table's, borrowed until the next call */
+		cur->ent = (struct sm_entry){ .key = cur->key.p, .link = (char *)m.link };
+		sftp_fill(&cur->ent, &m.a);
 		/* nothing below a directory at the range's end is in the range */
-		cur->descend = nm->dir && !(cur->last && strcmp(cur->key.p, cur->last) >= 0);
+		cur->descend = nm.dir && !(cur->last && strcmp(cur->key.p, cur->last) >= 0);
 		*out = &cur->ent;
 		return SM_OK;
 	}

@@ -18,6 +18,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <limits.h>
 #include <pthread.h>
 #include <setjmp.h>
@@ -49,6 +50,9 @@ struct fixture {
 	struct sm_url url;
 	struct sm_pool *pool;
 	char tag[24]; /* the test's prefix below the base: "t" + 16 hex digits */
+	char *raw_rm; /* a directory the test made past the store: removed first */
+	char *tmpdir; /* the test's TMPDIR (removed), and the one it replaced */
+	char *old_tmpdir;
 };
 
 static int fx_setup(void **state)
@@ -74,11 +78,27 @@ static int fx_setup(void **state)
 	return 0;
 }
 
+static int huge_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw);
+
 /* Delete everything under the test's prefix: files first, then directories
  * deepest first. */
 static int fx_teardown(void **state)
 {
 	struct fixture *fx = *state;
+	if (fx->raw_rm) {
+		nftw(fx->raw_rm, huge_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		free(fx->raw_rm);
+	}
+	if (fx->tmpdir) {
+		unsetenv("SYNCMGR_TEST_DIR_SPILL");
+		if (fx->old_tmpdir)
+			setenv("TMPDIR", fx->old_tmpdir, 1);
+		else
+			unsetenv("TMPDIR");
+		nftw(fx->tmpdir, huge_rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		free(fx->tmpdir);
+		free(fx->old_tmpdir);
+	}
 	struct sm_cursor *c = NULL;
 	struct sm_diag d;
 	struct sm_range all = { 0 };
@@ -170,13 +190,16 @@ static char *list_join(struct sm_store *st, const char *after, const char *last,
 
 struct strv {
 	char **v;
-	size_t n;
+	size_t n, cap;
 };
 
 static void strv_add(struct strv *sv, const char *s, size_t n)
 {
-	sv->v = realloc(sv->v, (sv->n + 1) * sizeof(*sv->v));
-	assert_non_null(sv->v);
+	if (sv->n == sv->cap) {
+		sv->cap = sv->cap ? 2 * sv->cap : 16;
+		sv->v = realloc(sv->v, sv->cap * sizeof(*sv->v));
+		assert_non_null(sv->v);
+	}
 	sv->v[sv->n] = sm_strndup(s, n);
 	assert_non_null(sv->v[sv->n]);
 	sv->n++;
@@ -188,7 +211,7 @@ static void strv_free(struct strv *sv)
 		free(sv->v[i]);
 	free(sv->v);
 	sv->v = NULL;
-	sv->n = 0;
+	sv->n = sv->cap = 0;
 }
 
 static int cmp_str(const void *a, const void *b)
@@ -980,52 +1003,74 @@ static void big_run(struct big *b, struct sm_store *st, const char *what)
 		fail_msg("%s: %s", what, b->fail);
 }
 
-static void test_big_dir(void **state)
+/* Names of a big directory under `dir` ("big"): f000000..., with names
+ * that sort around a directory's '/' and, every 1000th, a directory with
+ * one below it; and the keys they make (directories with their '/'). */
+static void big_names(const char *dir, unsigned n, bool dirs, struct strv *files, struct strv *keys)
 {
-	struct fixture *fx = *state;
-	bool dirs = expect_caps & SM_CAP_DIRS;
-	unsigned n = (expect_caps & SM_CAP_LOCAL) ? BIG_LOCAL : BIG_REMOTE;
-	struct strv files = { 0 }, keys = { 0 };
+	char f[64];
 	for (unsigned i = 0; i < n; i++) {
-		big_add(&files, "big/f%06u", i);
-		if (i % 7 == 3)
-			big_add(&files, "big/f%06u-x", i);
-		if (i % 11 == 5)
-			big_add(&files, "big/f%06u.x", i);
+		snprintf(f, sizeof(f), "%s/f%%06u", dir);
+		big_add(files, f, i);
+		if (i % 7 == 3) {
+			snprintf(f, sizeof(f), "%s/f%%06u-x", dir);
+			big_add(files, f, i);
+		}
+		if (i % 11 == 5) {
+			snprintf(f, sizeof(f), "%s/f%%06u.x", dir);
+			big_add(files, f, i);
+		}
 		if (i % 1000 == 500) { /* a directory among them, with one below it */
-			big_add(&files, "big/g%06u/in", i);
-			big_add(&files, "big/g%06u/sub/in", i);
-			big_add(&files, "big/g%06u-", i);
-			big_add(&files, "big/g%06u.", i);
-			big_add(&files, "big/g%06u0", i);
+			static const char *const around[] = { "/g%06u/in", "/g%06u/sub/in",
+				                              "/g%06u-", "/g%06u.", "/g%06u0" };
+			for (size_t k = 0; k < sizeof(around) / sizeof(around[0]); k++) {
+				snprintf(f, sizeof(f), "%s%s", dir, around[k]);
+				big_add(files, f, i);
+			}
 			if (dirs) {
-				big_add(&keys, "big/g%06u/", i);
-				big_add(&keys, "big/g%06u/sub/", i);
+				snprintf(f, sizeof(f), "%s/g%%06u/", dir);
+				big_add(keys, f, i);
+				snprintf(f, sizeof(f), "%s/g%%06u/sub/", dir);
+				big_add(keys, f, i);
 			}
 		}
 	}
-	big_add(&files, "big-", 0);
-	big_add(&files, "big.", 0);
-	big_add(&files, "big0", 0);
-	if (dirs)
-		strv_add(&keys, "big/", 4);
-	for (size_t i = 0; i < files.n; i++) {
-		put_str(fx->st, files.v[i], "");
-		strv_add(&keys, files.v[i], strlen(files.v[i]));
+	static const char *const near[] = { "-", ".", "0" }; /* beside the directory */
+	for (size_t k = 0; k < sizeof(near) / sizeof(near[0]); k++) {
+		snprintf(f, sizeof(f), "%s%s", dir, near[k]);
+		strv_add(files, f, strlen(f));
 	}
-	qsort(keys.v, keys.n, sizeof(*keys.v), cmp_str);
+	if (dirs) {
+		snprintf(f, sizeof(f), "%s/", dir);
+		strv_add(keys, f, strlen(f));
+	}
+	for (size_t i = 0; i < files->n; i++)
+		strv_add(keys, files->v[i], strlen(files->v[i]));
+	qsort(keys->v, keys->n, sizeof(*keys->v), cmp_str);
+}
 
+/*
+ * Every range of a set around `keys` (all the keys below the fixture's
+ * prefix, sorted) listed through stores with a listing cache that keeps
+ * the directory, with one of 1 byte (`tiny` ranges: each reads the
+ * directory anew) and through the fixture's store without one (`none`
+ * ranges). `during(arg)` is called while the cached store still holds its
+ * listings.
+ */
+static void big_ranges(struct fixture *fx, struct strv *keys, size_t tiny, size_t none,
+                       void (*during)(void *arg), void *arg)
+{
 	/* Bounds: ~200 keys and as many points between keys (a key with a byte
 	 * added, one cut short), sorted; tiles between neighbours, then as
 	 * many ranges over a few neighbouring tiles. */
-	struct big b = { .keys = keys.v, .nk = keys.n };
+	struct big b = { .keys = keys->v, .nk = keys->n };
 	pthread_mutex_init(&b.mu, NULL);
 	struct strv between = { 0 };
 	size_t want_b = 400;
 	b.bounds = calloc(want_b + 1, sizeof(*b.bounds));
 	b.bounds[b.nb++] = "";
 	for (size_t i = 0; i < want_b / 2; i++) {
-		const char *k = keys.v[sm_rand64() % keys.n];
+		const char *k = keys->v[sm_rand64() % keys->n];
 		b.bounds[b.nb++] = k;
 		size_t kl = strlen(k);
 		if (i % 2)
@@ -1058,19 +1103,21 @@ static void test_big_dir(void **state)
 		                    .ssh = &sm_ssh_ops,
 		                    .list_cache = 64u << 20 };
 	struct sm_diag d;
-	struct sm_store *cached = NULL, *tiny = NULL;
+	struct sm_store *cached = NULL, *tiny_st = NULL;
 	if (sm_store_open(&fx->url, &cfg, &cached, &d) != SM_OK)
 		fail_msg("open with a listing cache: %s", d.msg);
 	cfg.list_cache = 1;
-	if (sm_store_open(&fx->url, &cfg, &tiny, &d) != SM_OK)
+	if (sm_store_open(&fx->url, &cfg, &tiny_st, &d) != SM_OK)
 		fail_msg("open with a tiny listing cache: %s", d.msg);
 	big_run(&b, cached, "listing cache");
 	big_run(&b, cached, "listing cache, again");
+	if (during)
+		during(arg);
 	/* these two read the directory for (almost) every range: fewer */
 	size_t all = b.nranges;
-	b.nranges = 40;
-	big_run(&b, tiny, "listing cache of 1 byte");
-	b.nranges = 20;
+	b.nranges = tiny;
+	big_run(&b, tiny_st, "listing cache of 1 byte");
+	b.nranges = none;
 	big_run(&b, fx->st, "no listing cache");
 	b.nranges = all;
 
@@ -1090,13 +1137,147 @@ static void test_big_dir(void **state)
 	sm_buf_release(&cat);
 	sm_buf_release(&full);
 
-	sm_store_close(tiny);
+	sm_store_close(tiny_st);
 	sm_store_close(cached);
 	free(b.fail);
 	free(b.pairs);
 	free(b.bounds);
 	pthread_mutex_destroy(&b.mu);
 	strv_free(&between);
+}
+
+static void test_big_dir(void **state)
+{
+	struct fixture *fx = *state;
+	bool dirs = expect_caps & SM_CAP_DIRS;
+	unsigned n = (expect_caps & SM_CAP_LOCAL) ? BIG_LOCAL : BIG_REMOTE;
+	struct strv files = { 0 }, keys = { 0 };
+	big_names("big", n, dirs, &files, &keys);
+	for (size_t i = 0; i < files.n; i++)
+		put_str(fx->st, files.v[i], "");
+	big_ranges(fx, &keys, 40, 20, NULL, NULL);
+	strv_free(&keys);
+	strv_free(&files);
+}
+
+/* ---- a huge directory, sorted on disk ---- */
+
+/*
+ * A directory of ~300k names (a directory store's: S3 lists in order by
+ * itself) listed through range cursors as in test_big_dir, with the
+ * threshold past which a directory's names are sorted on disk lowered
+ * (SYNCMGR_TEST_DIR_SPILL) so far that this one is, in ~30 runs: what
+ * cursors read is the merge (a cursor's own listing) or the merged file
+ * through its index (the listing cache's). The names are made straight in
+ * the store's directory on this machine (SM_STORE_RAW_DIR; the SFTP server
+ * runs here too): 300k puts over SFTP would take minutes. TMPDIR is a
+ * directory of the test's own, which must show no name while the cached
+ * store holds its sorted files open (unnamed: O_TMPFILE) nor after.
+ */
+#define HUGE_NAMES 255000 /* and the names around them: ~310k */
+#define HUGE_SPILL "10000"
+
+struct huge_tmp {
+	const char *dir;
+	int open_files; /* sort files the process held open */
+};
+
+/* Names in dir (not . and ..). */
+static int dir_names(const char *dir)
+{
+	DIR *dh = opendir(dir);
+	if (!dh)
+		fail_msg("cannot open '%s': %s", dir, strerror(errno));
+	int n = 0;
+	for (struct dirent *de; (de = readdir(dh));)
+		n += strcmp(de->d_name, ".") && strcmp(de->d_name, "..");
+	closedir(dh);
+	return n;
+}
+
+/* While the cached store holds its listings: sort files open in TMPDIR
+ * (/proc/self/fd links "TMPDIR/#INODE (deleted)"), no name there. */
+static void huge_during(void *arg)
+{
+	struct huge_tmp *ht = arg;
+	DIR *dh = opendir("/proc/self/fd");
+	assert_non_null(dh);
+	size_t dl = strlen(ht->dir);
+	for (struct dirent *de; (de = readdir(dh));) {
+		char target[PATH_MAX];
+		ssize_t n = readlinkat(dirfd(dh), de->d_name, target, sizeof(target) - 1);
+		if (n <= 0)
+			continue;
+		target[n] = '\0';
+		if (strncmp(target, ht->dir, dl) == 0 && target[dl] == '/' &&
+		    strstr(target, "(deleted)"))
+			ht->open_files++;
+	}
+	closedir(dh);
+	if (!ht->open_files)
+		fail_msg("no sort file open in '%s': the huge directory was not sorted on disk",
+		         ht->dir);
+	if (dir_names(ht->dir))
+		fail_msg("'%s' shows names while sort files are open", ht->dir);
+}
+
+static int huge_rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void test_huge_dir(void **state)
+{
+	struct fixture *fx = *state;
+	if (!(expect_caps & SM_CAP_DIRS) || !raw_dir)
+		return; /* an object store lists sorted by itself: nothing to spill */
+	struct strv files = { 0 }, keys = { 0 };
+	big_names("huge", HUGE_NAMES, true, &files, &keys);
+	put_str(fx->st, "huge-", ""); /* the store makes its root */
+	char top[PATH_MAX];
+	snprintf(top, sizeof(top), "%s/%s", raw_dir, fx->tag);
+	fx->raw_rm = strdup(top);
+	char base[PATH_MAX + 64];
+	for (size_t i = 0; i < files.n; i++) {
+		char path[PATH_MAX + 64];
+		int pl = snprintf(path, sizeof(path), "%s/%s", top, files.v[i]);
+		assert_true(pl > 0 && (size_t)pl < sizeof(path));
+		for (char *sl = strchr(path + strlen(top) + 1, '/'); sl; sl = strchr(sl + 1, '/')) {
+			*sl = '\0';
+			if (mkdir(path, 0755) != 0 && errno != EEXIST)
+				fail_msg("cannot create '%s': %s", path, strerror(errno));
+			*sl = '/';
+		}
+		/* links to a few files: making an inode each takes minutes on a
+		 * busy disk (ext4 allows 65000 links a file) */
+		if (i % 50000) {
+			if (link(base, path) != 0 && errno != EEXIST)
+				fail_msg("cannot link '%s': %s", path, strerror(errno));
+			continue;
+		}
+		int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+		if (fd < 0)
+			fail_msg("cannot create '%s': %s", path, strerror(errno));
+		close(fd);
+		memcpy(base, path, sizeof(path));
+	}
+	char tmpl[] = "/tmp/sm-conformance-tmp-XXXXXX";
+	assert_non_null(mkdtemp(tmpl));
+	fx->tmpdir = strdup(tmpl);
+	const char *old = getenv("TMPDIR");
+	fx->old_tmpdir = old ? strdup(old) : NULL;
+	setenv("TMPDIR", fx->tmpdir, 1);
+	setenv("SYNCMGR_TEST_DIR_SPILL", HUGE_SPILL, 1);
+	struct huge_tmp ht = { .dir = fx->tmpdir };
+	/* every range through the cache; a few read the directory anew */
+	bool local = expect_caps & SM_CAP_LOCAL;
+	big_ranges(fx, &keys, local ? 6 : 3, local ? 3 : 2, huge_during, &ht);
+	int left = dir_names(fx->tmpdir);
+	if (left)
+		fail_msg("%d names left in TMPDIR '%s'", left, fx->tmpdir);
 	strv_free(&keys);
 	strv_free(&files);
 }
@@ -1142,6 +1323,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_unsafe_keys_refused, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_dirs_and_links, fx_setup, fx_teardown),
 		cmocka_unit_test_setup_teardown(test_big_dir, fx_setup, fx_teardown),
+		cmocka_unit_test_setup_teardown(test_huge_dir, fx_setup, fx_teardown),
 	};
 	return cmocka_run_group_tests_name(base_url, tests, NULL, NULL);
 }
