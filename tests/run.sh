@@ -72,9 +72,9 @@ fi
 # run's counters while it runs (e2e-metrics).
 if build build-tsan -Db_sanitize=thread -Dbuildtype=debug \
 	-Dc_args="$SANITIZE_C_ARGS" -Dc_link_args="$SANITIZE_C_ARGS"; then
-	harness_meson_stage "tsan" build-tsan --num-processes 1 \
-		pool dispatch lister engine dircache conformance-file conformance-sftp e2e-sftp_roundtrip \
-		e2e-sftp_slowlink e2e-metrics
+	SM_CONFORMANCE_HUGE_NAMES=80000 harness_meson_stage "tsan" build-tsan --num-processes 1 \
+		pool dispatch lister engine dircache dirtab spill conformance-file conformance-sftp \
+		e2e-sftp_roundtrip e2e-sftp_slowlink e2e-metrics
 else
 	harness_fail "tsan" "the ThreadSanitizer build failed"
 fi

@@ -1235,7 +1235,12 @@ static void test_huge_dir(void **state)
 	if (!(expect_caps & SM_CAP_DIRS) || !raw_dir)
 		return; /* an object store lists sorted by itself: nothing to spill */
 	struct strv files = { 0 }, keys = { 0 };
-	big_names("huge", HUGE_NAMES, true, &files, &keys);
+	/* tests/run.sh's ThreadSanitizer stage lists fewer (still ~10 runs) */
+	size_t n = HUGE_NAMES;
+	const char *env = getenv("SM_CONFORMANCE_HUGE_NAMES");
+	if (env && *env)
+		n = (size_t)strtoul(env, NULL, 10);
+	big_names("huge", n, true, &files, &keys);
 	put_str(fx->st, "huge-", ""); /* the store makes its root */
 	char top[PATH_MAX];
 	snprintf(top, sizeof(top), "%s/%s", raw_dir, fx->tag);
