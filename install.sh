@@ -11,7 +11,7 @@ packages=(
 	libcurl4-openssl-dev libssh2-1-dev libprotobuf-c-dev protobuf-c-compiler
 	libnng-dev libssl-dev libexpat1-dev libcmocka-dev
 	openssh-server openssh-client rsync rclone iproute2 curl
-	python3 python3-prometheus-client time clang-format util-linux clang libclang-rt-14-dev strace
+	python3 python3-prometheus-client media-types time clang-format util-linux clang libclang-rt-14-dev strace
 )
 
 missing=()

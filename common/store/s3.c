@@ -32,13 +32,14 @@
 #include "../retry.h"
 #include "../util.h"
 #include "http.h"
+#include "mime.h"
 #include "s3url.h"
 #include "sigv4.h"
 #include "store.h"
 #include "xml.h"
 
-#define S3_CHUNK (8u << 20)       /* bytes per ranged GET */
-#define S3_WINDOW 4               /* pieces of one object in flight */
+#define S3_CHUNK (8u << 20)      /* bytes per ranged GET */
+#define S3_WINDOW 4              /* pieces of one object in flight */
 #define S3_SINGLE_MAX (8u << 20) /* larger objects go multipart (as aws s3 cp) */
 #define S3_PART_MIN (8u << 20)
 #define S3_MAX_PARTS 10000
@@ -876,6 +877,8 @@ static void s3_new_object_headers(const struct s3_store *s, struct s3_call *c,
                                   const struct sm_put *p, char *mt, size_t mtlen)
 {
 	s3_mtime_header(p, mt, mtlen);
+	if (c->key && !sm_key_is_dir(c->key)) /* from the name, as aws s3 cp */
+		c->extra[c->nx++] = (struct sm_kv){ "content-type", sm_mime_type(c->key) };
 	if (p->flags & SM_PUT_MTIME)
 		c->extra[c->nx++] = (struct sm_kv){ "x-amz-meta-mtime", mt };
 	if (s->storage_class)

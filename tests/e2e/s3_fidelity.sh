@@ -11,7 +11,9 @@
 #    and deleted verbatim S3 -> S3; to a file system each is a per-key error
 #    naming its reason and nothing is written;
 #  - errors name the object: a refused DeleteObjects names the bucket and
-#    prefix (three times, then a count), a refused --storage-class the option.
+#    prefix (three times, then a count), a refused --storage-class the option;
+#  - local -> S3 sets Content-Type from the name (/etc/mime.types), also for
+#    a multipart upload; binary/octet-stream otherwise.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init s3_fidelity
@@ -106,3 +108,18 @@ n=$(grep -c "AccessDenied" "$T/sm.err" || true)
 sm --no-https --storage-class BOGUS "$T/one/" "$U/sc/"
 expect_rc 1 "--storage-class BOGUS"
 grep -q -- "--storage-class 'BOGUS' refused by" "$T/sm.err" || fail "--storage-class BOGUS: $(head -2 "$T/sm.err")"
+
+# ---- Content-Type from the name (issue 21 item 5, local -> S3) ----
+mkdir -p "$T/ct"
+echo '<p>' >"$T/ct/a.html"
+echo '{}' >"$T/ct/b.JSON"
+echo x >"$T/ct/c.unknownext"
+echo y >"$T/ct/noext"
+head -c 9000000 /dev/urandom >"$T/ct/big.png" # multipart: set when the upload starts
+sm --no-https "$T/ct/" "$U/ct/"
+expect_rc 0 "local -> S3 with content types"
+for kv in a.html=text/html b.JSON=application/json c.unknownext=binary/octet-stream \
+	noext=binary/octet-stream big.png=image/png; do
+	got=$(aws s3api head-object --bucket fid --key "ct/${kv%%=*}" --query ContentType --output text)
+	[ "$got" = "${kv#*=}" ] || fail "'${kv%%=*}': Content-Type '$got', want '${kv#*=}'"
+done
