@@ -467,6 +467,7 @@ enum { S3_ORDER_UNKNOWN, S3_ORDER_BYTES, S3_ORDER_DIRS };
 
 #define S3_LEVEL_MAX (16u << 20) /* entries of one level held in memory */
 #define S3_SIBLING_PAGES 8       /* pages one sibling check may read */
+#define S3_EMPTY_PAGES 64        /* empty pages in a row that a level may have */
 
 /* Length of the longest prefix of s that is whole UTF-8 sequences. */
 static size_t s3_utf8_prefix(const char *s)
@@ -631,13 +632,15 @@ static enum sm_err s3_level_probe(struct s3_store *s, struct s3_level *lv, const
 		struct s3_call call = { .method = "HEAD", .key = k };
 		struct sm_http_req rep;
 		enum sm_err err = s3_do(s, &call, &rep, "stat", d);
-		if (err == SM_OK) {
-			struct sm_s3_object o = { .size = rep.content_length,
-				                  .mtime_ns = s3_http_mtime(rep.last_modified) };
-			return s3_level_add(lv, k, false, o.size, o.mtime_ns, d);
-		}
-		free(k);
-		if (err != SM_ENOENT)
+		/* a duplicate of a listed one goes when the level is sorted;
+		 * Last-Modified has whole seconds: the bound is the second's end */
+		int64_t up = err == SM_OK ? s3_http_mtime(rep.last_modified) : 0;
+		if (err == SM_OK)
+			err = s3_level_add(lv, k, false, rep.content_length,
+			                   up ? up + 999999999 : 0, d);
+		else
+			free(k);
+		if (err != SM_OK && err != SM_ENOENT)
 			return err;
 	}
 	return SM_OK;
@@ -651,6 +654,7 @@ static enum sm_err s3_level_fill(struct s3_store *s, struct s3_level *lv, const 
 {
 	char *token = NULL;
 	enum sm_err err = SM_OK;
+	unsigned empty = 0; /* truncated pages without an entry, in a row */
 	for (;;) {
 		struct sm_buf body = { .limit = S3_REPLY_MAX };
 		struct s3_call call = { .method = "GET", .resp = &body };
@@ -676,11 +680,17 @@ static enum sm_err s3_level_fill(struct s3_store *s, struct s3_level *lv, const 
 			err = s3_level_take(lv, page.prefixes[i], true, NULL, d);
 		if (err == SM_OK && page.truncated && page.n)
 			err = s3_level_probe(s, lv, page.objs[page.n - 1].key, d);
+		empty = page.n || page.n_prefixes ? 0 : empty + 1;
 		if (err == SM_OK && page.truncated && token && strcmp(token, page.next_token) == 0)
 			err = sm_diag_set(d, SM_EIO, 0,
 			                  "s3: listing '%s' returned the same continuation token "
 			                  "again",
 			                  lv->prefix);
+		else if (err == SM_OK && page.truncated && empty >= S3_EMPTY_PAGES)
+			err = sm_diag_set(d, SM_EIO, 0,
+			                  "s3: listing '%s' returned %u empty pages in a row, each "
+			                  "saying there is more",
+			                  lv->prefix, empty);
 		bool more = err == SM_OK && page.truncated;
 		free(token);
 		token = NULL;
@@ -734,6 +744,8 @@ static enum sm_err s3_walk_init(struct s3_walk *w, struct s3_store *s, const cha
 	while (last && resume[common] && resume[common] == last[common])
 		common++;
 	char *top = sm_strndup(resume, common);
+	if (top) /* a prefix goes to the server: whole UTF-8 sequences only */
+		top[s3_utf8_prefix(top)] = '\0';
 	*w = (struct s3_walk){
 		.s = s, .last = last, .resume = strdup(resume), .top = top ? s3_full(s, top) : NULL
 	};
@@ -1106,18 +1118,18 @@ static enum sm_err s3_flat_next_page(struct s3_cursor *c, struct sm_diag *d)
 	size_t end = 0;
 	while (end < pg->n && (!c->last || strcmp(pg->objs[end].key + plen, c->last) <= 0))
 		end++;
-	const char *boundary = NULL;
-	if (end < pg->n)
-		boundary = pg->objs[end].key + plen;
-	else if (c->more && pg->n)
-		boundary = pg->objs[pg->n - 1].key + plen;
+	/* Only a directory that runs on past this page can have siblings the
+	 * store lists later: of one that ends in the page they would follow
+	 * in the page, out of order (seen above). Past the range, only
+	 * siblings up to its last key matter. */
+	const char *boundary = c->more && pg->n ? pg->objs[pg->n - 1].key + plen : NULL;
 	int order = boundary ? atomic_load(&s->order) : S3_ORDER_BYTES;
 	if (order == S3_ORDER_DIRS)
 		return s3_switch(c, "the store lists out of order", d);
 	if (order == S3_ORDER_UNKNOWN) {
 		bool found;
 		char *sib = NULL;
-		err = s3_siblings(c, boundary, end < pg->n ? c->last : NULL, &found, &sib, d);
+		err = s3_siblings(c, boundary, c->last, &found, &sib, d);
 		if (err == SM_OK && found) {
 			char why[2 * SM_DIAG_MAX / 3];
 			if (sib)
