@@ -45,7 +45,7 @@ no_errors() {
 	[ -z "$bad" ] || fail "$1: unexpected messages: $bad"
 }
 
-# roundtrip NAME URL SIDE-WARN: the four round trips against the store URL
+# roundtrip NAME URL: the four round trips against the store URL
 # (a bucket URL ending in '/'); the tree is $T/src.
 roundtrip() {
 	local name=$1 u=$2 n

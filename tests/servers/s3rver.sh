@@ -205,7 +205,9 @@ cmd_status() {
 	(($# == 1)) || usage
 	local dir ep
 	dir=$(absdir "$1") || die "no $1"
-	[ -f "$dir/s3rver.pid" ] && is_ours "$(<"$dir/s3rver.pid")" "$dir" || die "s3rver is not running"
+	if ! [ -f "$dir/s3rver.pid" ] || ! is_ours "$(<"$dir/s3rver.pid")" "$dir"; then
+		die "s3rver is not running"
+	fi
 	[ -f "$dir/env" ] || die "not started (no $dir/env)"
 	ep=$(sed -n 's/.*S3_ENDPOINT=\([^ ]*\).*/\1/p' "$dir/env")
 	[ "$(http_code "$ep/")" != 000 ] || die "s3rver at $ep does not answer"
