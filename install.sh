@@ -12,7 +12,12 @@ packages=(
 	libnng-dev libssl-dev libexpat1-dev libcmocka-dev
 	openssh-server openssh-client rsync rclone iproute2 curl
 	python3 python3-prometheus-client media-types time clang-format util-linux clang libclang-rt-14-dev strace
+	nodejs
 )
+# The tests' s3rver (tests/servers/s3rver.sh) runs on node and comes from
+# npm. A nodejs that brings its own npm (NodeSource's) conflicts with
+# Debian's npm package: ask for that only when there is no npm.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
 
 missing=()
 for p in "${packages[@]}"; do

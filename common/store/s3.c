@@ -3,7 +3,9 @@
  *
  * Keys are object names below the URL's prefix. Listing is ListObjectsV2
  * (start-after, continuation tokens, encoding-type=url), which returns keys
- * in the same byte order every store uses; its LastModified is only an
+ * in the same byte order every store uses; a store that lists in directory
+ * order instead is noticed and listed level by level, each level sorted
+ * here (see "listing" below). A listing's LastModified is only an
  * upper bound of a key's mtime (stat() reads x-amz-meta-mtime). A small
  * listed object is read with one GET; larger ones in ranged GETs of
  * S3_CHUNK bytes, up to S3_WINDOW at once on the transfer pool, pinned to
@@ -19,6 +21,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +67,8 @@ struct s3_store {
 	struct sm_pool *pool;     /* the run's transfer pool (borrowed), or NULL */
 	uint64_t copy_single_max; /* CopyObject up to this size, UploadPartCopy above */
 	uint64_t copy_part;
+	const char *label; /* cfg.label ("SRC", "DST") or NULL */
+	atomic_int order;  /* S3_ORDER_*: what listings have shown of its order */
 };
 
 static struct s3_store *s3_priv(struct sm_store *st)
@@ -340,6 +345,7 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 	sm_retry_health_init(&s->health);
 	s->storage_class = cfg->storage_class;
 	s->pool = cfg->pool;
+	s->label = cfg->label;
 	s->copy_single_max = S3_COPY_SINGLE_MAX;
 	s->copy_part = S3_COPY_PART;
 	/* Tests only: multipart copies of small objects (5 MiB parts), which the
@@ -464,20 +470,35 @@ static void s3_close(struct sm_store *st)
 	sm_s3_loc_release(&s->loc);
 }
 
-/* ---- listing ---- */
+/* ---- listing ----
+ *
+ * A listing starts flat: ListObjectsV2 over the whole prefix, which a
+ * store that lists in byte order (nearly all) returns in the global order.
+ * Each page is checked whole before any of its keys is given out: its keys
+ * must ascend, after the last key given. Some stores list in directory
+ * order instead ("a/x" before "a-b": hierarchical-namespace buckets, some
+ * gateways). The first page that shows it switches the cursor, and every
+ * later cursor of the store at once, to a listing level by level
+ * (delimiter '/'): each level is read whole, sorted here with its prefixes
+ * ("a/") among its objects, and each prefix is listed at its place; the
+ * walk resumes after the last key already given.
+ *
+ * Directory order can also hide at a page boundary: on such a store a page
+ * that ends inside "a/" is followed by "a-b", which sorts before keys
+ * already given. So until a listing of the store has shown byte order
+ * (a key like "a-b" right before one under "a/"), a cursor asks at each
+ * page boundary, before giving the page out, whether the directories the
+ * boundary is in have such siblings it has not seen (s3_siblings). If keys
+ * were given before a switch, a recount of that span makes sure none was
+ * passed over; if some were, the listing says so with an error (a listing
+ * with an error never allows deletes), never silently.
+ */
 
-struct s3_cursor {
-	struct s3_store *s;
-	char *after;       /* store key: keys up to it are skipped here */
-	char *start_after; /* full key sent to the server: valid UTF-8 */
-	char *last;        /* store key, or NULL */
-	char *token;
-	struct sm_s3_list_page page;
-	size_t idx;
-	bool more;
-	struct sm_entry ent;
-	bool fetched;
-};
+enum { S3_ORDER_UNKNOWN, S3_ORDER_BYTES, S3_ORDER_DIRS };
+
+#define S3_LEVEL_MAX (16u << 20) /* entries of one level held in memory */
+#define S3_SIBLING_PAGES 8       /* pages one sibling check may read */
+#define S3_EMPTY_PAGES 64        /* empty pages in a row that a level may have */
 
 /* Length of the longest prefix of s that is whole UTF-8 sequences. */
 static size_t s3_utf8_prefix(const char *s)
@@ -504,6 +525,360 @@ static size_t s3_utf8_prefix(const char *s)
 	return ok;
 }
 
+/* One entry of a level: an object, or a common prefix ("a/") whose keys
+ * are listed at its place. */
+struct s3_item {
+	char *key; /* full object key */
+	bool prefix;
+	uint64_t size;
+	int64_t mtime_ns;
+};
+
+/* One level of a level-by-level listing: the objects and prefixes right
+ * below `prefix`, read whole, then sorted. Only s3_level_fill, _next and
+ * _release know that the items are held in memory: a level too large for
+ * memory could be spilled to sorted runs behind the same calls. */
+struct s3_level {
+	/* full key prefix: the store's, one ending in '/', or (at the top of a
+	 * range's walk) the start that every key of the range has */
+	char *prefix;
+	struct s3_item *items;
+	size_t n, cap, next;
+};
+
+/* A level-by-level walk over the store keys in (resume, last]. */
+struct s3_walk {
+	struct s3_store *s;
+	char *resume;     /* store key: keys up to it are not given ("" = none) */
+	const char *last; /* store key, or NULL (borrowed from the cursor) */
+	char *top;        /* full key: every key in the range starts with it */
+	struct s3_level *lv;
+	size_t depth, cap;
+	bool started, done;
+};
+
+struct s3_cursor {
+	struct s3_store *s;
+	char *after;       /* store key: the range starts after it ("" = start) */
+	char *start_after; /* full key sent to the server: valid UTF-8 */
+	char *last;        /* store key, or NULL */
+	bool levels;       /* listing level by level (else flat) */
+	/* flat */
+	char *token;
+	struct sm_s3_list_page page;
+	size_t idx, end; /* page.objs[idx..end) are checked and still to give */
+	bool more;
+	struct sm_buf prev; /* the last key given (store key) */
+	bool have_prev;
+	uint64_t given;
+	struct sm_buf checked; /* the last page boundary whose directories were checked */
+	/* level by level */
+	struct s3_walk walk;
+	struct sm_diag pending; /* an error to report before going on */
+	bool has_pending;
+	struct sm_entry ent;
+};
+
+static void s3_level_release(struct s3_level *lv)
+{
+	for (size_t i = 0; i < lv->n; i++)
+		free(lv->items[i].key);
+	free(lv->items);
+	free(lv->prefix);
+	memset(lv, 0, sizeof(*lv));
+}
+
+static enum sm_err s3_level_add(struct s3_level *lv, char *key, bool prefix, uint64_t size,
+                                int64_t mtime_ns, struct sm_diag *d)
+{
+	if (!key)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	if (lv->n == lv->cap) {
+		if (lv->cap >= S3_LEVEL_MAX) {
+			free(key);
+			return sm_diag_set(
+			        d, SM_EIO, 0,
+			        "s3: '%s' holds more than %u entries at one level: too many "
+			        "to sort in memory",
+			        lv->prefix, S3_LEVEL_MAX);
+		}
+		size_t cap = lv->cap ? lv->cap * 2 : 256;
+		struct s3_item *ni = realloc(lv->items, cap * sizeof(*ni));
+		if (!ni) {
+			free(key);
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		}
+		lv->items = ni;
+		lv->cap = cap;
+	}
+	lv->items[lv->n++] = (struct s3_item){
+		.key = key, .prefix = prefix, .size = size, .mtime_ns = mtime_ns
+	};
+	return SM_OK;
+}
+
+/* A key or prefix `k` of a delimiter listing of `lv`: an object right
+ * below the level (or the level's own marker), or else the prefix of the
+ * child it is in ("a/" for "a/" and "a/x" alike: a server that ignores the
+ * delimiter, or a directory marker, lists it again one level down). */
+static enum sm_err s3_level_take(struct s3_level *lv, const char *k, bool prefix,
+                                 const struct sm_s3_object *o, struct sm_diag *d)
+{
+	size_t plen = strlen(lv->prefix);
+	if (strncmp(k, lv->prefix, plen) != 0)
+		return SM_OK; /* not below the level (a server that ignores the prefix) */
+	const char *slash = strchr(k + plen, '/');
+	if (slash)
+		return s3_level_add(lv, sm_strndup(k, (size_t)(slash + 1 - k)), true, 0, 0, d);
+	if (prefix)
+		return SM_OK; /* a prefix without the delimiter: not ours */
+	return s3_level_add(lv, sm_strdup(k), false, o->size, o->mtime_ns, d);
+}
+
+static int s3_item_cmp(const void *a, const void *b)
+{
+	const struct s3_item *x = a, *y = b;
+	int c = strcmp(x->key, y->key);
+	return c ? c : (int)x->prefix - (int)y->prefix;
+}
+
+/* A store in directory order that continues a listing after the value of
+ * the page's last object `last` (s3rver does) never lists what it walks
+ * later but sorts before it: an object whose name is a proper prefix of
+ * last's, cut where last has a byte below '/' ("f1" after "f1-x", when its
+ * names sort as if they went on: "f1.object" > "f1-x.object"). Ask for
+ * those names one by one. */
+static enum sm_err s3_level_probe(struct s3_store *s, struct s3_level *lv, const char *last,
+                                  struct sm_diag *d)
+{
+	size_t plen = strlen(lv->prefix);
+	if (strncmp(last, lv->prefix, plen) != 0 || strchr(last + plen, '/'))
+		return SM_OK;
+	for (size_t j = plen + 1; last[j]; j++) {
+		if ((unsigned char)last[j] >= '/')
+			continue;
+		char *k = sm_strndup(last, j);
+		if (!k)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		struct s3_call call = { .method = "HEAD", .key = k };
+		struct sm_http_req rep;
+		enum sm_err err = s3_do(s, &call, &rep, "stat", d);
+		/* a duplicate of a listed one goes when the level is sorted;
+		 * Last-Modified has whole seconds: the bound is the second's end */
+		int64_t up = err == SM_OK ? s3_http_mtime(rep.last_modified) : 0;
+		if (err == SM_OK)
+			err = s3_level_add(lv, k, false, rep.content_length,
+			                   up ? up + 999999999 : 0, d);
+		else
+			free(k);
+		if (err != SM_OK && err != SM_ENOENT)
+			return err;
+	}
+	return SM_OK;
+}
+
+/* Read every page of one level (from after full key `start_after`, or
+ * NULL), then sort it: pages of a store in directory order come in its
+ * order, and may repeat a prefix. */
+static enum sm_err s3_level_fill(struct s3_store *s, struct s3_level *lv, const char *start_after,
+                                 struct sm_diag *d)
+{
+	char *token = NULL;
+	enum sm_err err = SM_OK;
+	unsigned empty = 0; /* truncated pages without an entry, in a row */
+	for (;;) {
+		struct sm_buf body = { .limit = S3_REPLY_MAX };
+		struct s3_call call = { .method = "GET", .resp = &body };
+		call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
+		call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
+		call.query[call.nq++] = (struct sm_kv){ "max-keys", "1000" };
+		call.query[call.nq++] = (struct sm_kv){ "delimiter", "/" };
+		if (*lv->prefix)
+			call.query[call.nq++] = (struct sm_kv){ "prefix", lv->prefix };
+		if (token)
+			call.query[call.nq++] = (struct sm_kv){ "continuation-token", token };
+		else if (start_after && *start_after)
+			call.query[call.nq++] = (struct sm_kv){ "start-after", start_after };
+		struct sm_http_req rep;
+		struct sm_s3_list_page page = { 0 };
+		err = s3_do(s, &call, &rep, "list", d);
+		if (err == SM_OK)
+			err = sm_s3_parse_list(body.p, body.len, &page, d);
+		sm_buf_release(&body);
+		for (size_t i = 0; err == SM_OK && i < page.n; i++)
+			err = s3_level_take(lv, page.objs[i].key, false, &page.objs[i], d);
+		for (size_t i = 0; err == SM_OK && i < page.n_prefixes; i++)
+			err = s3_level_take(lv, page.prefixes[i], true, NULL, d);
+		if (err == SM_OK && page.truncated && page.n)
+			err = s3_level_probe(s, lv, page.objs[page.n - 1].key, d);
+		empty = page.n || page.n_prefixes ? 0 : empty + 1;
+		if (err == SM_OK && page.truncated && token && strcmp(token, page.next_token) == 0)
+			err = sm_diag_set(d, SM_EIO, 0,
+			                  "s3: listing '%s' returned the same continuation token "
+			                  "again",
+			                  lv->prefix);
+		else if (err == SM_OK && page.truncated && empty >= S3_EMPTY_PAGES)
+			err = sm_diag_set(d, SM_EIO, 0,
+			                  "s3: listing '%s' returned %u empty pages in a row, each "
+			                  "saying there is more",
+			                  lv->prefix, empty);
+		bool more = err == SM_OK && page.truncated;
+		free(token);
+		token = NULL;
+		if (more && !(token = strdup(page.next_token)))
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		sm_s3_list_page_release(&page);
+		if (err != SM_OK || !more)
+			break;
+	}
+	free(token);
+	if (err != SM_OK)
+		return err;
+	if (lv->n)
+		qsort(lv->items, lv->n, sizeof(lv->items[0]), s3_item_cmp);
+	size_t w = 0;
+	for (size_t i = 0; i < lv->n; i++) {
+		if (w && strcmp(lv->items[w - 1].key, lv->items[i].key) == 0) {
+			free(lv->items[i].key); /* a prefix listed on two pages */
+			continue;
+		}
+		lv->items[w++] = lv->items[i];
+	}
+	lv->n = w;
+	return SM_OK;
+}
+
+/* The next item of a filled level, or NULL at its end. */
+static const struct s3_item *s3_level_next(struct s3_level *lv)
+{
+	return lv->next < lv->n ? &lv->items[lv->next++] : NULL;
+}
+
+static void s3_walk_release(struct s3_walk *w)
+{
+	for (size_t i = 0; i < w->depth; i++)
+		s3_level_release(&w->lv[i]);
+	free(w->lv);
+	free(w->resume);
+	free(w->top);
+	memset(w, 0, sizeof(*w));
+}
+
+/* Takes over nothing; `resume` is copied, `last` borrowed for the walk.
+ * The walk starts at the longest start that resume and last have in
+ * common: each key between them has it too ("f000" for "f000123" and
+ * "f000456"), so a range task reads only its own part of a large level. */
+static enum sm_err s3_walk_init(struct s3_walk *w, struct s3_store *s, const char *resume,
+                                const char *last, struct sm_diag *d)
+{
+	size_t common = 0;
+	while (last && resume[common] && resume[common] == last[common])
+		common++;
+	char *top = sm_strndup(resume, common);
+	if (top) /* a prefix goes to the server: whole UTF-8 sequences only */
+		top[s3_utf8_prefix(top)] = '\0';
+	*w = (struct s3_walk){
+		.s = s, .last = last, .resume = strdup(resume), .top = top ? s3_full(s, top) : NULL
+	};
+	free(top);
+	if (!w->resume || !w->top)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	return SM_OK;
+}
+
+/* List the level below full prefix `prefix` and put it on the stack. A
+ * level that cannot be read is left out: the walk goes on after it. */
+static enum sm_err s3_walk_push(struct s3_walk *w, const char *prefix, struct sm_diag *d)
+{
+	if (w->depth == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 8;
+		struct s3_level *nl = realloc(w->lv, cap * sizeof(*nl));
+		if (!nl)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		w->lv = nl;
+		w->cap = cap;
+	}
+	struct s3_level lv = { .prefix = strdup(prefix) };
+	if (!lv.prefix)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	/* A level that resume is in is read from after the name of its child
+	 * that resume is in (valid UTF-8 only): start-after "P/c", not
+	 * "P/c/x", so "P/c/" is listed by a store in directory order that
+	 * shows a prefix only for a directory with an object after the start
+	 * (s3rver), and by any other too. */
+	char *sa = NULL;
+	size_t lplen = strlen(prefix);
+	if (*w->resume && !(sa = s3_full(w->s, w->resume))) {
+		free(lv.prefix);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	if (sa) {
+		if (strlen(sa) > lplen && strncmp(sa, prefix, lplen) == 0)
+			sa[lplen + strcspn(sa + lplen, "/")] = '\0';
+		else
+			sa[0] = '\0';
+		sa[s3_utf8_prefix(sa)] = '\0';
+	}
+	enum sm_err err = s3_level_fill(w->s, &lv, sa, d);
+	free(sa);
+	if (err != SM_OK) {
+		s3_level_release(&lv);
+		return err;
+	}
+	w->lv[w->depth++] = lv;
+	return SM_OK;
+}
+
+/* The next object in (resume, last], in byte order. After an error the
+ * walk has moved past the level that failed (or ended, at the root). */
+static enum sm_err s3_walk_next(struct s3_walk *w, const struct s3_item **out, struct sm_diag *d)
+{
+	size_t plen = strlen(w->s->loc.prefix);
+	for (;;) {
+		if (w->done)
+			return SM_EOF;
+		if (!w->started) {
+			w->started = true;
+			enum sm_err err = s3_walk_push(w, w->top, d);
+			if (err != SM_OK) {
+				w->done = true;
+				return err;
+			}
+			continue;
+		}
+		if (!w->depth) {
+			w->done = true;
+			return SM_EOF;
+		}
+		const struct s3_item *it = s3_level_next(&w->lv[w->depth - 1]);
+		if (!it) {
+			s3_level_release(&w->lv[--w->depth]);
+			continue;
+		}
+		const char *key = it->key + plen;
+		if (w->last && strcmp(key, w->last) > 0) {
+			w->done = true; /* a prefix's keys all sort after it, too */
+			return SM_EOF;
+		}
+		if (it->prefix) {
+			/* wholly before resume: "a/" is passed when resume is "a0",
+			 * entered when it is "a-b" or "a/x" */
+			if (strcmp(w->resume, key) > 0 && strncmp(w->resume, key, strlen(key)) != 0)
+				continue;
+			enum sm_err err = s3_walk_push(w, it->key, d);
+			if (err != SM_OK)
+				return err;
+			continue;
+		}
+		if (!*key || strcmp(key, w->resume) <= 0)
+			continue; /* the root's own marker, or given already */
+		*out = it;
+		return SM_OK;
+	}
+}
+
+static void s3_list_end(void *cur);
+
 static enum sm_err s3_list_begin(struct sm_store *st, const struct sm_range *r, void **out,
                                  struct sm_diag *d)
 {
@@ -519,11 +894,16 @@ static enum sm_err s3_list_begin(struct sm_store *st, const struct sm_range *r, 
 	if (c->start_after) /* keys are UTF-8: S3 may refuse, or echo unparsably, anything else */
 		c->start_after[s3_utf8_prefix(c->start_after)] = '\0';
 	if (!c->start_after || !c->after || (r->last && !c->last)) {
-		free(c->after);
-		free(c->start_after);
-		free(c->last);
-		free(c);
+		s3_list_end(c);
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	if (atomic_load(&s->order) == S3_ORDER_DIRS) {
+		enum sm_err err = s3_walk_init(&c->walk, s, c->after, c->last, d);
+		if (err != SM_OK) {
+			s3_list_end(c);
+			return err;
+		}
+		c->levels = true;
 	}
 	*out = c;
 	return SM_OK;
@@ -546,7 +926,7 @@ static enum sm_err s3_list_page(struct s3_cursor *c, struct sm_diag *d)
 	struct sm_http_req rep;
 	enum sm_err err = s3_do(s, &call, &rep, "list", d);
 	sm_s3_list_page_release(&c->page);
-	c->idx = 0;
+	c->idx = c->end = 0;
 	if (err == SM_OK)
 		err = sm_s3_parse_list(body.p, body.len, &c->page, d);
 	sm_buf_release(&body);
@@ -557,7 +937,250 @@ static enum sm_err s3_list_page(struct s3_cursor *c, struct sm_diag *d)
 	c->more = c->page.truncated;
 	if (c->more && !(c->token = strdup(c->page.next_token)))
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	c->fetched = true;
+	return SM_OK;
+}
+
+/* Two keys given one right after the other that only byte order puts so:
+ * "a-b" (or "a") and then a key under "a/". A store in directory order
+ * lists "a/" first. */
+static bool s3_byte_order_evidence(const char *p, const char *k)
+{
+	size_t i = 0;
+	while (p[i] && p[i] == k[i])
+		i++;
+	return k[i] == '/' && (unsigned char)p[i] < '/';
+}
+
+/* Ask the store for the siblings [A/d, A/d/) of directory `dir` ("A/d/",
+ * a store key; `fname` is "A/d", `qname` its full key) within
+ * (after, bound]: *found when there is one (*sib: a copy of it), or when
+ * the replies do not tell (*sib NULL). */
+static enum sm_err s3_sibling_query(struct s3_cursor *c, const char *dir, const char *fname,
+                                    const char *qname, const char *bound, bool *found, char **sib,
+                                    struct sm_diag *d)
+{
+	struct s3_store *s = c->s;
+	size_t plen = strlen(s->loc.prefix), nlen = strlen(fname);
+	char *token = NULL;
+	bool decided = false;
+	enum sm_err err = SM_OK;
+	for (int pg = 0; pg < S3_SIBLING_PAGES && !decided && err == SM_OK; pg++) {
+		struct sm_buf body = { .limit = S3_REPLY_MAX };
+		struct s3_call call = { .method = "GET", .resp = &body };
+		call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
+		call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
+		call.query[call.nq++] = (struct sm_kv){ "max-keys", "3" };
+		call.query[call.nq++] = (struct sm_kv){ "delimiter", "/" };
+		call.query[call.nq++] = (struct sm_kv){ "prefix", qname };
+		if (token)
+			call.query[call.nq++] = (struct sm_kv){ "continuation-token", token };
+		else if (strcmp(c->start_after, qname) > 0)
+			call.query[call.nq++] = (struct sm_kv){ "start-after", c->start_after };
+		struct sm_http_req rep;
+		struct sm_s3_list_page page = { 0 };
+		err = s3_do(s, &call, &rep, "list", d);
+		if (err == SM_OK)
+			err = sm_s3_parse_list(body.p, body.len, &page, d);
+		sm_buf_release(&body);
+		bool beyond = false;
+		size_t n = err == SM_OK ? page.n + page.n_prefixes : 0;
+		for (size_t i = 0; i < n && !*found; i++) {
+			const char *x = i < page.n ? page.objs[i].key : page.prefixes[i - page.n];
+			if (strncmp(x, s->loc.prefix, plen) != 0)
+				continue;
+			x += plen;
+			if (strcmp(x, c->after) <= 0)
+				continue;
+			int cd = strcmp(x, dir);
+			if (cd < 0 && strncmp(x, fname, nlen) == 0 &&
+			    (!bound || strcmp(x, bound) <= 0)) {
+				*found = true;
+				*sib = strdup(x);
+			} else if (cd > 0) {
+				beyond = true; /* past the siblings in byte order */
+			}
+		}
+		decided = *found || beyond || !page.truncated;
+		free(token);
+		token = NULL;
+		if (err == SM_OK && !decided && !(token = sm_strdup(page.next_token)))
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		sm_s3_list_page_release(&page);
+	}
+	free(token);
+	if (err == SM_OK && !decided)
+		*found = true; /* the store did not tell: list it level by level */
+	return err;
+}
+
+/* Is there a key that a store in directory order would list after the
+ * page boundary `b` (a store key) although it sorts before it, and that
+ * this cursor has not seen? Such keys are the siblings [A/d, A/d/) of each
+ * directory "A/d/" that b is in, within (after, bound] (bound: the range's
+ * last key, or NULL); a store in byte order listed them before A/d/, and a
+ * cursor that had seen one would know the store's order. Directories the
+ * previous boundary was in were checked then. */
+static enum sm_err s3_siblings(struct s3_cursor *c, const char *b, const char *bound, bool *found,
+                               char **sib, struct sm_diag *d)
+{
+	enum sm_err err = SM_OK;
+	*found = false;
+	*sib = NULL;
+	for (const char *sl = strchr(b, '/'); sl && !*found && err == SM_OK;
+	     sl = strchr(sl + 1, '/')) {
+		size_t dl = (size_t)(sl + 1 - b);
+		if (c->checked.len >= dl && strncmp(c->checked.p, b, dl) == 0)
+			continue;                    /* the previous boundary was in it too */
+		char *dir = sm_strndup(b, dl);       /* "A/d/" */
+		char *fname = sm_strndup(b, dl - 1); /* "A/d" */
+		char *qname = fname ? s3_full(c->s, fname) : NULL;
+		if (!dir || !fname || !qname)
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		else if (strcmp(c->after, dir) < 0 && (!bound || strcmp(fname, bound) <= 0))
+			err = s3_sibling_query(c, dir, fname, qname, bound, found, sib, d);
+		/* else every sibling is outside the range */
+		free(dir);
+		free(fname);
+		free(qname);
+	}
+	if (err != SM_OK)
+		return err;
+	c->checked.len = 0;
+	if (sm_buf_appendz(&c->checked, b) != SM_OK)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	return SM_OK;
+}
+
+/* Switch the cursor to the level-by-level walk, resuming after the last
+ * key given (`why`: for --debug); tell once per store that it lists out
+ * of order. If keys were given, recount that span level by level: a key
+ * the flat listing passed over can no longer be given in order, and must
+ * not pass unnoticed. */
+static enum sm_err s3_switch(struct s3_cursor *c, const char *why, struct sm_diag *d)
+{
+	struct s3_store *s = c->s;
+	if (atomic_exchange(&s->order, S3_ORDER_DIRS) != S3_ORDER_DIRS)
+		sm_log(SM_LOG_WARN,
+		       "%s%ss3: %s/%s lists keys out of byte order: listing it level by level",
+		       s->label ? s->label : "", s->label ? ": " : "", s->loc.endpoint,
+		       s->loc.bucket);
+	const char *resume = c->have_prev ? c->prev.p : c->after;
+	sm_log(SM_LOG_DEBUG,
+	       "%s%ss3: listing after '%s'%s%s%s switches to level by level after %" PRIu64
+	       " keys (%s), resuming after '%s'",
+	       s->label ? s->label : "", s->label ? ": " : "", c->after,
+	       c->last ? " up to '" : " to the end", c->last ? c->last : "", c->last ? "'" : "",
+	       c->given, why, resume);
+	sm_s3_list_page_release(&c->page);
+	c->idx = c->end = 0;
+	c->more = false;
+	c->levels = true;
+	enum sm_err err = s3_walk_init(&c->walk, s, resume, c->last, d);
+	if (err != SM_OK || !c->given)
+		return err;
+	struct s3_walk w;
+	err = s3_walk_init(&w, s, c->after, resume, d);
+	uint64_t n = 0;
+	const struct s3_item *it;
+	while (err == SM_OK && (err = s3_walk_next(&w, &it, d)) == SM_OK)
+		n++;
+	s3_walk_release(&w);
+	if (err == SM_EOF && n > c->given)
+		err = sm_diag_set(d, SM_EIO, 0,
+		                  "s3: %s/%s lists keys out of byte order, which showed only after "
+		                  "'%s': keys before it were left out (%" PRIu64
+		                  "), they are not synced by this run",
+		                  s->loc.endpoint, s->loc.bucket, resume, n - c->given);
+	else if (err == SM_EOF)
+		err = SM_OK;
+	else
+		sm_diag_prefix(d, "s3: cannot check the keys listed up to '%s'", resume);
+	if (err != SM_OK) {
+		c->pending = *d;
+		c->has_pending = true;
+	}
+	return SM_OK;
+}
+
+/* Fetch the next flat page and check it; on disorder switch the cursor
+ * (nothing of this page was given). */
+static enum sm_err s3_flat_next_page(struct s3_cursor *c, struct sm_diag *d)
+{
+	struct s3_store *s = c->s;
+	size_t plen = strlen(s->loc.prefix);
+	if (atomic_load(&s->order) == S3_ORDER_DIRS) /* another listing showed it */
+		return s3_switch(c, "the store lists out of order", d);
+	enum sm_err err = s3_list_page(c, d);
+	if (err != SM_OK)
+		return err;
+	/* keep the keys below our prefix that are in the range so far */
+	struct sm_s3_list_page *pg = &c->page;
+	const char *prev = c->have_prev ? c->prev.p : NULL;
+	const char *bad = NULL, *bad_after = NULL; /* the first key out of order */
+	bool evidence = false;
+	size_t w = 0;
+	for (size_t i = 0; i < pg->n; i++) {
+		struct sm_s3_object o = pg->objs[i];
+		const char *k = o.key + plen;
+		if (strncmp(o.key, s->loc.prefix, plen) != 0 || !*k ||
+		    (!prev && strcmp(k, c->after) <= 0)) {
+			free(o.key); /* not ours, the root's marker, or before the range */
+			continue;
+		}
+		pg->objs[w++] = o;
+		if (!bad && prev && strcmp(k, prev) <= 0) {
+			bad = k;
+			bad_after = prev;
+		} else if (prev && s3_byte_order_evidence(prev, k)) {
+			evidence = true;
+		}
+		prev = k;
+	}
+	pg->n = w;
+	if (bad) {
+		char why[2 * SM_DIAG_MAX / 3];
+		snprintf(why, sizeof(why), "'%s' came after '%s'", bad, bad_after);
+		return s3_switch(c, why, d);
+	}
+	if (evidence) {
+		int unknown = S3_ORDER_UNKNOWN;
+		atomic_compare_exchange_strong(&s->order, &unknown, S3_ORDER_BYTES);
+	}
+	size_t end = 0;
+	while (end < pg->n && (!c->last || strcmp(pg->objs[end].key + plen, c->last) <= 0))
+		end++;
+	/* Only a directory that runs on past this page can have siblings the
+	 * store lists later: of one that ends in the page they would follow
+	 * in the page, out of order (seen above). Past the range, only
+	 * siblings up to its last key matter. */
+	const char *boundary = c->more && pg->n ? pg->objs[pg->n - 1].key + plen : NULL;
+	int order = boundary ? atomic_load(&s->order) : S3_ORDER_BYTES;
+	if (order == S3_ORDER_DIRS)
+		return s3_switch(c, "the store lists out of order", d);
+	if (order == S3_ORDER_UNKNOWN) {
+		bool found;
+		char *sib = NULL;
+		err = s3_siblings(c, boundary, c->last, &found, &sib, d);
+		if (err == SM_OK && found) {
+			char why[2 * SM_DIAG_MAX / 3];
+			if (sib)
+				snprintf(why, sizeof(why),
+				         "'%s' sorts before '%s' but was not listed before it", sib,
+				         boundary);
+			else
+				snprintf(why, sizeof(why),
+				         "no answer whether keys before '%s' were left out",
+				         boundary);
+			err = s3_switch(c, why, d);
+		}
+		free(sib);
+		if (err != SM_OK || c->levels)
+			return err;
+	}
+	c->idx = 0;
+	c->end = end;
+	if (end < pg->n)
+		c->more = false; /* past the range */
 	return SM_OK;
 }
 
@@ -565,42 +1188,58 @@ static enum sm_err s3_list_next(void *cur, const struct sm_entry **out, struct s
 {
 	struct s3_cursor *c = cur;
 	size_t plen = strlen(c->s->loc.prefix);
+	const char *full;
+	const struct sm_s3_object *o = NULL;
+	const struct s3_item *it = NULL;
 	for (;;) {
-		if (c->idx == c->page.n) {
-			if (!c->more)
-				return SM_EOF;
-			enum sm_err err = s3_list_page(c, d);
-			if (err != SM_OK) {
-				/* s3_do retried what is worth retrying: a page that still
-				 * fails cannot be got past, so the listing ends here
-				 * with this error (asking again would loop forever). */
-				c->more = false;
+		if (c->has_pending) {
+			c->has_pending = false;
+			*d = c->pending;
+			return d->err;
+		}
+		if (c->levels) {
+			enum sm_err err = s3_walk_next(&c->walk, &it, d);
+			if (err != SM_OK)
 				return err;
-			}
-			continue;
+			full = it->key;
+			break;
 		}
-		struct sm_s3_object *o = &c->page.objs[c->idx++];
-		if (strncmp(o->key, c->s->loc.prefix, plen) != 0)
-			continue; /* not below our prefix (servers that ignore it) */
-		const char *key = o->key + plen;
-		if (!*key || strcmp(key, c->after) <= 0)
-			continue; /* the prefix's own marker, or before the range */
-		if (c->last && strcmp(key, c->last) > 0) {
-			c->more = false;
-			c->idx = c->page.n;
+		if (c->idx < c->end) {
+			o = &c->page.objs[c->idx++];
+			full = o->key;
+			break;
+		}
+		if (!c->more)
 			return SM_EOF;
+		enum sm_err err = s3_flat_next_page(c, d);
+		if (err != SM_OK) {
+			/* s3_do retried what is worth retrying: a page that still
+			 * fails cannot be got past, so the listing ends here
+			 * with this error (asking again would loop forever). */
+			c->more = false;
+			c->idx = c->end = 0;
+			return err;
 		}
-		/* a key ending in '/' is a directory marker, unless it holds
-		 * bytes: then it is an object like any other (issue 21) */
-		bool dir = key[strlen(key) - 1] == '/' && o->size == 0;
-		c->ent = (struct sm_entry){ .key = (char *)key,
-			                    .size = dir ? 0 : o->size,
-			                    .mtime_ns = o->mtime_ns,
-			                    .mtime_bound = true, /* x-amz-meta-mtime: stat() */
-			                    .mode = dir ? (S_IFDIR | 0755) : (S_IFREG | 0644) };
-		*out = &c->ent;
-		return SM_OK;
 	}
+	const char *key = full + plen;
+	if (!c->levels) {
+		c->prev.len = 0;
+		if (sm_buf_appendz(&c->prev, key) != SM_OK)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		c->have_prev = true;
+		c->given++;
+	}
+	uint64_t size = o ? o->size : it->size;
+	/* a key ending in '/' is a directory marker, unless it holds bytes:
+	 * then it is an object like any other (issue 21) */
+	bool dir = key[strlen(key) - 1] == '/' && size == 0;
+	c->ent = (struct sm_entry){ .key = (char *)key,
+		                    .size = dir ? 0 : size,
+		                    .mtime_ns = o ? o->mtime_ns : it->mtime_ns,
+		                    .mtime_bound = true, /* x-amz-meta-mtime: stat() */
+		                    .mode = dir ? (S_IFDIR | 0755) : (S_IFREG | 0644) };
+	*out = &c->ent;
+	return SM_OK;
 }
 
 static void s3_list_end(void *cur)
@@ -609,6 +1248,9 @@ static void s3_list_end(void *cur)
 	if (!c)
 		return;
 	sm_s3_list_page_release(&c->page);
+	s3_walk_release(&c->walk);
+	sm_buf_release(&c->prev);
+	sm_buf_release(&c->checked);
 	free(c->after);
 	free(c->start_after);
 	free(c->last);

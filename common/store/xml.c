@@ -211,15 +211,20 @@ static bool list_cb(void *arg, const char *path, bool start, const char *text, s
 	} else if (strcmp(path, "ListBucketResult/Contents/ETag") == 0 && o) {
 		sm_strlcpy(o->etag, text, sizeof(o->etag));
 	} else if (strcmp(path, "ListBucketResult/CommonPrefixes/Prefix") == 0) {
-		char **np = realloc(pg->prefixes, (pg->n_prefixes + 1) * sizeof(*np));
-		if (!np || !(np[pg->n_prefixes] = strdup(text))) {
-			if (np)
-				pg->prefixes = np;
-			lc->err = "out of memory";
-		} else {
+		if (pg->n_prefixes == pg->cap_prefixes) {
+			size_t cap = pg->cap_prefixes ? pg->cap_prefixes * 2 : 16;
+			char **np = realloc(pg->prefixes, cap * sizeof(*np));
+			if (!np) {
+				lc->err = "out of memory";
+				return false;
+			}
 			pg->prefixes = np;
-			pg->n_prefixes++;
+			pg->cap_prefixes = cap;
 		}
+		if (!(pg->prefixes[pg->n_prefixes] = strdup(text)))
+			lc->err = "out of memory";
+		else
+			pg->n_prefixes++;
 	} else if (strcmp(path, "ListBucketResult/IsTruncated") == 0) {
 		pg->truncated = strcmp(text, "true") == 0;
 	} else if (strcmp(path, "ListBucketResult/NextContinuationToken") == 0) {

@@ -33,8 +33,10 @@ enum sm_err sm_xml_feed(struct sm_xml *x, const void *data, size_t len, bool fin
                         struct sm_diag *d);
 void sm_xml_free(struct sm_xml *x); /* accepts NULL */
 
-/* One page of ListObjectsV2. Keys are decoded when the reply says
- * EncodingType=url. */
+/* One page of ListObjectsV2: the objects, and with a delimiter the common
+ * prefixes ("dir/"). Keys and prefixes are decoded when the reply says
+ * EncodingType=url (a server that ignores encoding-type sends them as they
+ * are, without it). */
 struct sm_s3_object {
 	char *key;
 	uint64_t size;
@@ -45,8 +47,9 @@ struct sm_s3_list_page {
 	struct sm_s3_object *objs;
 	size_t n;
 	size_t cap;
-	char **prefixes; /* CommonPrefixes (delimiter listings) */
+	char **prefixes; /* CommonPrefixes (delimiter listings), as listed */
 	size_t n_prefixes;
+	size_t cap_prefixes;
 	bool truncated;
 	char *next_token;
 	bool url_encoded;

@@ -351,6 +351,47 @@ rgw_start() {
 }
 aws() { /usr/bin/aws --endpoint-url "$S3_ENDPOINT" "$@"; }
 
+# s3rver_start: an s3rver of this test's own (tests/servers/s3rver.sh: an S3
+# server that lists in directory order) in $T/s3rver on
+# 127.0.0.1:${S3RVER_PORT:-4568}, stopped at exit. Sets S3_ENDPOINT and AWS_*
+# as rgw_start does, and S3RVER_HP (host:port) and S3RVER_CRED (AK:SK); aws()
+# then talks to it. Its quirks (keys with ' & < > " are listed wrongly, ones
+# with a tab or a trailing space are not deleted by DeleteObjects; a
+# directory shows in a delimiter listing only when it holds an object
+# itself) are in the script's header; s3rver_tree fits a tree to them.
+s3rver_start() {
+	S3RVER_DIR=$T/s3rver
+	on_exit "'$E2E_DIR/../servers/s3rver.sh' stop '$S3RVER_DIR' >/dev/null 2>&1"
+	"$E2E_DIR/../servers/s3rver.sh" start "$S3RVER_DIR" >/dev/null 2>"$T/s3rver-start.log" ||
+		fail "s3rver did not start: $(tail -20 "$T/s3rver-start.log")"
+	# shellcheck disable=SC1091
+	. "$S3RVER_DIR/env"
+	export AWS_PAGER=""
+	S3RVER_HP=${S3_ENDPOINT#http://}
+	S3RVER_CRED="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"
+}
+
+# s3rver_tree DIR: make a local tree fit for s3rver: no symlinks (S3 has
+# none), no names with ' & < > " (it lists them escaped twice), none with a
+# tab or a trailing space (its DeleteObjects deletes another key, and says
+# it deleted that one), and a file
+# in every directory that has files below it (it shows a directory in a
+# delimiter listing only then): a file named "dirfile" in each (a test that
+# removes files keeps those).
+s3rver_tree() {
+	find "$1" -type l -delete
+	find "$1" -mindepth 1 \( -name "*'*" -o -name '*&*' -o -name '*<*' -o -name '*>*' -o -name '*"*' \
+		-o -name "*$(printf '\t')*" -o -name '* ' \) -prune -exec rm -rf {} +
+	"$PY" - "$1" <<'EOF'
+import os, sys
+for d, dirs, files in os.walk(sys.argv[1], topdown=False):
+    below = any(fs for _, _, fs in os.walk(d))
+    if below and d != sys.argv[1]:
+        with open(os.path.join(d, "dirfile"), "w") as f:
+            f.write(d + "\n")
+EOF
+}
+
 # sshd_start: an OpenSSH server of this test's own in $T/sshd on
 # 127.0.0.1:${SSHD_PORT:-2222} (tests/servers/sshd.sh), stopped at exit. Sets
 # SSHD_DIR and sources its env: SSHD_ADDR, SSHD_PORT, SSHD_PID, SSHD_HOST_FP

@@ -37,6 +37,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		for (size_t i = 0; i < pg.n; i++)
 			if (!pg.objs[i].key)
 				__builtin_trap(); /* the parser promises a key for every object */
+		for (size_t i = 0; i < pg.n_prefixes; i++)
+			if (!pg.prefixes[i] || pg.n_prefixes > pg.cap_prefixes)
+				__builtin_trap(); /* and a string for every common prefix */
 		sm_s3_list_page_release(&pg);
 	}
 	struct sm_s3_error e;

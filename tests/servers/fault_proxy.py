@@ -5,7 +5,7 @@
                    [--seed N] [--reset-every N] [--reset-first-of REGEX]
                    [--reset-max N] [--fail-part-of KEY]
                    [--hold-reply-of REGEX --hold-until FILE [--hold-signal FILE]
-                    [--hold-timeout S]]
+                    [--hold-timeout S]] [--shuffle-list | --swap-list-page K | --late-list-key]
 
 Listens on 127.0.0.1:PORT (--port, default 0: a free port; the port is
 printed on stdout once it listens) and forwards each request to UPSTREAM,
@@ -40,6 +40,22 @@ Faults:
                     log the headers of every request matching REGEX
                     ("request: METHOD /path | name: value | ...").
 
+Listing order (flat ListObjectsV2 replies only: list-type=2 without a
+delimiter; the XML stays valid, only the order of the <Contents> changes):
+  --shuffle-list    shuffle the <Contents> of every page, seeded by --seed and
+                    the request (the same request is shuffled the same way);
+                    a page of two or more keys always changes.
+  --swap-list-page K
+                    swap two neighbouring <Contents> in the middle of page K
+                    (1 = the first page) of each listing, and leave every
+                    other page alone: disorder that shows only after K-1
+                    pages. Pages are counted along the continuation tokens.
+  --late-list-key   hold back the middle <Contents> of the first page of each
+                    listing and put it first on the second page: a key that
+                    comes after keys sorting after it, once earlier pages
+                    were given out (a listing that cannot be repaired in
+                    order). Listings of one page stay as they are.
+
 A reset is a real TCP RST (SO_LINGER 0, then close), at one of three points,
 taken in turn (each rule keeps its own turn, so that N resets of one rule
 cover all three points once N >= 3):
@@ -61,11 +77,13 @@ cover all three points once N >= 3):
 Serves until stdin closes. Logs one line per injected reset or hold on
 stderr as it happens, and at exit a line of counters:
   fault_proxy: totals requests=N 503=N reset=N mid-request=N before-reply=N
-  mid-reply=N part400=N held=N hold-timeout=N body-bytes=N status-CODE=N...
+  mid-reply=N part400=N held=N hold-timeout=N body-bytes=N status-of=N
+  reordered=N status-CODE=N...
 (body-bytes: request and reply bodies that crossed the proxy; status-CODE:
 replies relayed from the upstream, by status).
 """
 import argparse
+import html
 import http.client
 import http.server
 import os
@@ -77,6 +95,7 @@ import struct
 import sys
 import threading
 import time
+import urllib.parse
 
 ap = argparse.ArgumentParser()
 ap.add_argument("upstream")
@@ -95,7 +114,14 @@ ap.add_argument("--hold-timeout", type=float, default=30.0)
 ap.add_argument("--status-of", default=None)
 ap.add_argument("--log-headers", default=None)
 ap.add_argument("--outage-file", default=None)
+ap.add_argument("--shuffle-list", action="store_true")
+ap.add_argument("--swap-list-page", type=int, default=0)
+ap.add_argument("--late-list-key", action="store_true")
 args = ap.parse_args()
+if sum(map(bool, (args.shuffle_list, args.swap_list_page, args.late_list_key))) > 1:
+    ap.error("--shuffle-list, --swap-list-page and --late-list-key exclude each other")
+if args.swap_list_page < 0:
+    ap.error("--swap-list-page wants a page number (1 = the first)")
 if args.hold_reply_of and not args.hold_until:
     ap.error("--hold-reply-of needs --hold-until")
 first_of = re.compile(args.reset_first_of) if args.reset_first_of else None
@@ -112,13 +138,15 @@ rng = random.Random(args.seed)
 lock = threading.Lock()
 POINTS = ("mid-request", "before-reply", "mid-reply")
 counts = {"requests": 0, "503": 0, "reset": 0, "part400": 0, "held": 0,
-          "hold-timeout": 0, "body-bytes": 0, "status-of": 0, "outages": 0}
+          "hold-timeout": 0, "body-bytes": 0, "status-of": 0, "outages": 0, "reordered": 0}
 for _p in POINTS:
     counts[_p] = 0
 statuses = {}
 turn = {"first-of": 0, "every": 0, "random": 0}  # each rule's next point
 seen = set()  # identities already reset by --reset-first-of
 hold_done = [False]
+pages = {}  # continuation token -> the page number it asks for
+late = {}  # continuation token -> the <Contents> held back for that page
 up_host, up_port = args.upstream.rsplit(":", 1)
 
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>'
@@ -127,6 +155,65 @@ SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code>
 
 def log(msg):
     print("fault_proxy: " + msg, file=sys.stderr, flush=True)
+
+
+CONTENTS = re.compile(rb"<Contents>.*?</Contents>", re.S)
+NEXT_TOKEN = re.compile(rb"<NextContinuationToken>(.*?)</NextContinuationToken>", re.S)
+
+
+def reorder_listing(method, path, status, data):
+    """The reply to a flat ListObjectsV2 request, its <Contents> reordered as
+    --shuffle-list / --swap-list-page say; other replies as they are."""
+    if not (args.shuffle_list or args.swap_list_page or args.late_list_key) or \
+            method != "GET" or status != 200:
+        return data
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(path).query, keep_blank_values=True)
+    if q.get("list-type") != ["2"] or q.get("delimiter", [""]) != [""]:
+        return data
+    token = q.get("continuation-token", [None])[0]
+    m = NEXT_TOKEN.search(data)
+    next_token = html.unescape(m.group(1).decode()) if m else None
+    with lock:
+        page = pages.get(token, 1) if token else 1
+        if next_token:
+            pages[next_token] = page + 1
+        held = late.pop(token, None) if token else None
+    spans = [m.span() for m in CONTENTS.finditer(data)]
+    blocks = [data[a:b] for a, b in spans]
+    if args.late_list_key:
+        if held is not None and spans:
+            data = data[:spans[0][0]] + held + data[spans[0][0]:]
+        elif page == 1 and next_token and len(blocks) >= 2:
+            a, b = spans[len(spans) // 2]
+            with lock:
+                late[next_token] = data[a:b]
+            data = data[:a] + data[b:]
+        else:
+            return data
+        with lock:
+            counts["reordered"] += 1
+        return data
+    if len(blocks) < 2:
+        return data
+    if args.shuffle_list:
+        order = blocks[:]
+        random.Random("%d %s" % (args.seed, path)).shuffle(order)
+        if order == blocks:
+            order[0], order[1] = order[1], order[0]
+    elif page == args.swap_list_page:
+        order = blocks[:]
+        i = len(order) // 2 - 1
+        order[i], order[i + 1] = order[i + 1], order[i]
+    else:
+        return data
+    out, pos = [], 0
+    for (a, b), blk in zip(spans, order):
+        out += [data[pos:a], blk]
+        pos = b
+    out.append(data[pos:])
+    with lock:
+        counts["reordered"] += 1
+    return b"".join(out)
 
 
 class Reset(Exception):
@@ -250,7 +337,7 @@ class Proxy(http.server.BaseHTTPRequestHandler):
                    if k.lower() not in ("connection", "proxy-connection")}
         conn.request(self.command, self.path, body=body, headers=headers)
         resp = conn.getresponse()
-        data = resp.read()
+        data = reorder_listing(self.command, self.path, resp.status, resp.read())
         conn.close()
         with lock:
             counts["body-bytes"] += len(data)
@@ -340,7 +427,7 @@ sys.stdin.read()
 srv.shutdown()
 with lock:
     fields = ["requests", "503", "reset"] + list(POINTS) + [
-        "part400", "held", "hold-timeout", "body-bytes", "status-of", "outages"]
+        "part400", "held", "hold-timeout", "body-bytes", "status-of", "outages", "reordered"]
     line = " ".join("%s=%d" % (k, counts[k]) for k in fields)
     line += "".join(" %s=%d" % (k, v) for k, v in sorted(statuses.items()))
 log("totals " + line)

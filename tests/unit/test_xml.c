@@ -1,5 +1,6 @@
 /* S3 XML replies: ListObjectsV2 pages (namespaced or not, url-encoded keys,
- * continuation), <Error>, and hostile input. */
+ * continuation, common prefixes of delimiter listings), <Error>, and hostile
+ * input. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -68,6 +69,71 @@ static void test_list_prefixed_namespace_and_prefixes(void **state)
 	assert_int_equal(pg.n_prefixes, 1);
 	assert_string_equal(pg.prefixes[0], "dir/");
 	sm_s3_list_page_release(&pg);
+}
+
+/* A delimiter listing: common prefixes in the order the server sent them
+ * (one per <CommonPrefixes> or several in one), url-encoded ones decoded,
+ * the echoed <Prefix> and <Delimiter> not taken for one; a page of
+ * prefixes only; many prefixes (the array grows). */
+static void test_list_common_prefixes(void **state)
+{
+	(void)state;
+	static const char xml[] =
+	        "<ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+	        "<Name>b</Name><Prefix>p%2F</Prefix><Delimiter>%2F</Delimiter>"
+	        "<EncodingType>url</EncodingType><IsTruncated>true</IsTruncated>"
+	        "<Contents><Key>p%2Fa-b</Key><Size>3</Size>"
+	        "<LastModified>2001-01-01T00:00:00Z</LastModified></Contents>"
+	        "<CommonPrefixes><Prefix>p%2Fa%2F</Prefix></CommonPrefixes>"
+	        "<CommonPrefixes><Prefix>p%2Fa.b%2F</Prefix><Prefix>p%2Fsp%20ace%2F</Prefix>"
+	        "</CommonPrefixes>"
+	        "<NextContinuationToken>tok</NextContinuationToken>"
+	        "</ListBucketResult>";
+	struct sm_s3_list_page pg;
+	struct sm_diag d;
+	assert_int_equal(sm_s3_parse_list(xml, strlen(xml), &pg, &d), SM_OK);
+	assert_int_equal(pg.n, 1);
+	assert_string_equal(pg.objs[0].key, "p/a-b");
+	assert_int_equal(pg.n_prefixes, 3);
+	assert_string_equal(pg.prefixes[0], "p/a/");
+	assert_string_equal(pg.prefixes[1], "p/a.b/");
+	assert_string_equal(pg.prefixes[2], "p/sp ace/");
+	assert_true(pg.truncated);
+	assert_string_equal(pg.next_token, "tok");
+	sm_s3_list_page_release(&pg);
+
+	/* prefixes only, not url-encoded (a server that ignores encoding-type) */
+	static const char only[] = "<ListBucketResult><IsTruncated>false</IsTruncated>"
+	                           "<CommonPrefixes><Prefix>a+b%/</Prefix></CommonPrefixes>"
+	                           "</ListBucketResult>";
+	assert_int_equal(sm_s3_parse_list(only, strlen(only), &pg, &d), SM_OK);
+	assert_int_equal(pg.n, 0);
+	assert_int_equal(pg.n_prefixes, 1);
+	assert_string_equal(pg.prefixes[0], "a+b%/");
+	sm_s3_list_page_release(&pg);
+
+	/* a bad escape in a prefix fails the page */
+	static const char bad[] = "<ListBucketResult><EncodingType>url</EncodingType>"
+	                          "<CommonPrefixes><Prefix>a%zz/</Prefix></CommonPrefixes>"
+	                          "</ListBucketResult>";
+	assert_int_not_equal(sm_s3_parse_list(bad, strlen(bad), &pg, &d), SM_OK);
+
+	/* 1000 prefixes */
+	struct sm_buf b = { 0 };
+	assert_int_equal(sm_buf_appendz(&b, "<ListBucketResult>"), SM_OK);
+	for (int i = 0; i < 1000; i++) {
+		char one[64];
+		snprintf(one, sizeof(one),
+		         "<CommonPrefixes><Prefix>d%04d/</Prefix></CommonPrefixes>", i);
+		assert_int_equal(sm_buf_appendz(&b, one), SM_OK);
+	}
+	assert_int_equal(sm_buf_appendz(&b, "</ListBucketResult>"), SM_OK);
+	assert_int_equal(sm_s3_parse_list(b.p, b.len, &pg, &d), SM_OK);
+	assert_int_equal(pg.n_prefixes, 1000);
+	assert_string_equal(pg.prefixes[0], "d0000/");
+	assert_string_equal(pg.prefixes[999], "d0999/");
+	sm_s3_list_page_release(&pg);
+	sm_buf_release(&b);
 }
 
 static void test_error_reply(void **state)
@@ -204,6 +270,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_list_page),
 		cmocka_unit_test(test_list_prefixed_namespace_and_prefixes),
+		cmocka_unit_test(test_list_common_prefixes),
 		cmocka_unit_test(test_error_reply),
 		cmocka_unit_test(test_hostile),
 		cmocka_unit_test(test_delete_result),
