@@ -157,7 +157,8 @@ static enum sm_err spill_flush(struct sm_spill *s, struct sm_diag *d)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
 	s->runs = nr;
-	qsort_r(s->refs, s->n, sizeof(*s->refs), spill_ref_cmp, s);
+	if (s->n)
+		qsort_r(s->refs, s->n, sizeof(*s->refs), spill_ref_cmp, s);
 	uint64_t start = s->fsize;
 	size_t wl = 0;
 	enum sm_err err = SM_OK;
@@ -350,7 +351,8 @@ enum sm_err sm_spill_sort(struct sm_spill *s, struct sm_diag *d)
 		s->refs = NULL;
 		s->acap = s->ncap = 0;
 	} else {
-		qsort_r(s->refs, s->n, sizeof(*s->refs), spill_ref_cmp, s);
+		if (s->n) /* qsort_r(NULL, 0) is undefined */
+			qsort_r(s->refs, s->n, sizeof(*s->refs), spill_ref_cmp, s);
 		/* kept for reading, maybe for long: give back what doubling left */
 		char *na = s->alen < s->acap ? realloc(s->arena, s->alen ? s->alen : 1) : NULL;
 		struct spill_ref *nr =

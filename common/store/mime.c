@@ -85,7 +85,8 @@ static void mime_load(void)
 		}
 	}
 out:
-	qsort(mime_v, mime_n, sizeof(*mime_v), mime_cmp);
+	if (mime_n)
+		qsort(mime_v, mime_n, sizeof(*mime_v), mime_cmp);
 	mime_types = text; /* kept for the process: the types point into it */
 }
 
