@@ -23,7 +23,7 @@ struct sm_http_cfg {
 	/* abort when no reply has begun this long after the request was
 	 * sent (its body included); 0: 10 s */
 	long answer_seconds;
-	bool insecure;           /* do not verify TLS certificates (tests) */
+	bool insecure;       /* do not verify TLS certificates (tests) */
 	const char *ca_file; /* CA certificates to trust (AWS_CA_BUNDLE), or NULL: the system's */
 	int max_handles;     /* idle handles kept; 0: 64 */
 };
