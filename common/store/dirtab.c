@@ -184,7 +184,7 @@ static enum sm_err dirtab_merge(struct sm_dirtab *t, struct sm_diag *d)
 	while (err == SM_OK && (err = sm_spill_next(t->sp, &rec, &len, d)) == SM_OK) {
 		uint64_t at = t->fsize + wl;
 		if (at >= next_mark) {
-			struct sm_dirtab_rec r;
+			struct sm_dirtab_rec r = { 0 };
 			err = dirtab_parse(rec, len, &r, d);
 			if (err == SM_OK)
 				err = dirtab_mark(t, at, r.key, r.klen, d);

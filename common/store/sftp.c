@@ -1347,7 +1347,7 @@ static enum sm_err sftp_list_next(void *p, const struct sm_entry **out, struct s
 	while (!cur->done && cur->depth > 0) {
 		struct sftp_frame *f = &cur->stack[cur->depth - 1];
 		struct sm_dirtab_rec nm;
-		struct sftp_meta m;
+		struct sftp_meta m = { 0 };
 		enum sm_err err = sm_dirtab_it_peek(&f->it, &nm, d);
 		if (err == SM_EOF) {
 			sftp_frame_release(cur->fs, f);
