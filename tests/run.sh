@@ -49,6 +49,13 @@ else
 	harness_fail "build" "the build failed"
 fi
 
+# 1b. The release build install.sh makes (-O3 warns where -O0 does not).
+if build build-release-check --buildtype=release; then
+	harness_pass
+else
+	harness_fail "release-build" "the release build (install.sh's) failed"
+fi
+
 # 2. ASan+UBSan: the unit and conformance suites, and the end-to-end tests of
 # the local, S3 and SFTP backends (the syncmgr they run is the sanitized one).
 asan_e2e=(e2e-rsync_compat e2e-summary_exit e2e-dry_run e2e-bad_input e2e-modified_during
