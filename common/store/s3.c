@@ -23,6 +23,7 @@
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,11 @@ struct s3_store {
 	uint64_t copy_part;
 	const char *label; /* cfg.label ("SRC", "DST") or NULL */
 	atomic_int order;  /* S3_ORDER_*: what listings have shown of its order */
+	/* full prefixes that hold more keys than one listing page (sorted):
+	 * a level-by-level walk lists them by directory at once */
+	pthread_mutex_t big_mu;
+	char **big;
+	size_t nbig, capbig;
 };
 
 static struct s3_store *s3_priv(struct sm_store *st)
@@ -150,10 +156,12 @@ static enum sm_err s3_reply_err(struct s3_store *s, long status, const struct sm
 	if (status == 412)
 		return sm_diag_set(d, SM_ECHANGED, (int)status,
 		                   "s3: %s changed while it was read (ETag mismatch)", k);
-	enum sm_err kind =
-	        (status >= 500 || status == 429 || (code && strcmp(code, "SlowDown") == 0))
-	                ? SM_EAGAIN
-	                : SM_EIO;
+	/* 501 (NotImplemented: an operation this server lacks) and 505 are
+	 * answers, not outages: asking again gets the same one */
+	enum sm_err kind = ((status >= 500 && status != 501 && status != 505) || status == 429 ||
+	                    (code && strcmp(code, "SlowDown") == 0))
+	                           ? SM_EAGAIN
+	                           : SM_EIO;
 	return sm_diag_set(d, kind, (int)status, "s3: %s %s: HTTP %ld%s%s%s%s", what, k, status,
 	                   code ? " " : "", code ? code : "", e.message[0] ? ": " : "", e.message);
 }
@@ -328,6 +336,7 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
                            const struct sm_store_cfg *cfg, struct sm_diag *d)
 {
 	struct s3_store *s = s3_priv(st);
+	pthread_mutex_init(&s->big_mu, NULL);
 	enum sm_err err = sm_s3_loc_parse(u->path, !cfg->no_https, &s->loc, d);
 	if (err != SM_OK)
 		return err;
@@ -468,6 +477,10 @@ static void s3_close(struct sm_store *st)
 		return;
 	sm_http_free(s->http);
 	sm_s3_loc_release(&s->loc);
+	for (size_t i = 0; i < s->nbig; i++)
+		free(s->big[i]);
+	free(s->big);
+	pthread_mutex_destroy(&s->big_mu);
 }
 
 /* ---- listing ----
@@ -642,6 +655,22 @@ static int s3_item_cmp(const void *a, const void *b)
 	return c ? c : (int)x->prefix - (int)y->prefix;
 }
 
+/* Sort a level's items and drop repeats (a prefix listed on two pages). */
+static void s3_level_sort(struct s3_level *lv)
+{
+	if (lv->n)
+		qsort(lv->items, lv->n, sizeof(lv->items[0]), s3_item_cmp);
+	size_t w = 0;
+	for (size_t i = 0; i < lv->n; i++) {
+		if (w && strcmp(lv->items[w - 1].key, lv->items[i].key) == 0) {
+			free(lv->items[i].key);
+			continue;
+		}
+		lv->items[w++] = lv->items[i];
+	}
+	lv->n = w;
+}
+
 /* A store in directory order that continues a listing after the value of
  * the page's last object `last` (s3rver does) never lists what it walks
  * later but sorts before it: an object whose name is a proper prefix of
@@ -675,6 +704,102 @@ static enum sm_err s3_level_probe(struct s3_store *s, struct s3_level *lv, const
 			return err;
 	}
 	return SM_OK;
+}
+
+#define S3_BIG_MAX 65536 /* prefixes remembered as larger than a page */
+
+static int s3_str_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Whether full prefix p is known to hold more keys than one page. */
+static bool s3_big_has(struct s3_store *s, const char *p)
+{
+	pthread_mutex_lock(&s->big_mu);
+	bool has = s->nbig && bsearch(&p, s->big, s->nbig, sizeof(*s->big), s3_str_cmp);
+	pthread_mutex_unlock(&s->big_mu);
+	return has;
+}
+
+/* Remember that full prefix p holds more keys than one page (best effort:
+ * forgetting costs one request more). */
+static void s3_big_add(struct s3_store *s, const char *p)
+{
+	pthread_mutex_lock(&s->big_mu);
+	size_t lo = 0, hi = s->nbig;
+	while (lo < hi) {
+		size_t mid = lo + (hi - lo) / 2;
+		int c = strcmp(s->big[mid], p);
+		if (c == 0) {
+			lo = SIZE_MAX;
+			break;
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo != SIZE_MAX && s->nbig < S3_BIG_MAX) {
+		if (s->nbig == s->capbig) {
+			size_t cap = s->capbig ? s->capbig * 2 : 64;
+			char **nb = realloc(s->big, cap * sizeof(*nb));
+			if (nb) {
+				s->big = nb;
+				s->capbig = cap;
+			}
+		}
+		char *dup = s->nbig < s->capbig ? strdup(p) : NULL;
+		if (dup) {
+			memmove(&s->big[lo + 1], &s->big[lo], (s->nbig - lo) * sizeof(*s->big));
+			s->big[lo] = dup;
+			s->nbig++;
+		}
+	}
+	pthread_mutex_unlock(&s->big_mu);
+}
+
+/* Try to read the whole subtree below lv->prefix in one flat page (no
+ * delimiter, no start): a subtree of at most one page's keys then costs
+ * one request instead of one per directory, and its keys, sorted here,
+ * are the level's items. A page that says there is more is dropped (a
+ * store in directory order continues a flat listing after the value of
+ * the page's last key and so may pass over keys: one page is all it can
+ * be trusted with). *whole tells whether the level is filled. */
+static enum sm_err s3_level_flat(struct s3_store *s, struct s3_level *lv, bool *whole,
+                                 struct sm_diag *d)
+{
+	*whole = false;
+	if (s3_big_has(s, lv->prefix))
+		return SM_OK;
+	struct sm_buf body = { .limit = S3_REPLY_MAX };
+	struct s3_call call = { .method = "GET", .resp = &body };
+	call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
+	call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
+	call.query[call.nq++] = (struct sm_kv){ "max-keys", "1000" };
+	if (*lv->prefix)
+		call.query[call.nq++] = (struct sm_kv){ "prefix", lv->prefix };
+	struct sm_http_req rep;
+	struct sm_s3_list_page page = { 0 };
+	enum sm_err err = s3_do(s, &call, &rep, "list", d);
+	if (err == SM_OK)
+		err = sm_s3_parse_list(body.p, body.len, &page, d);
+	sm_buf_release(&body);
+	size_t plen = strlen(lv->prefix);
+	if (err == SM_OK && page.truncated)
+		s3_big_add(s, lv->prefix);
+	if (err == SM_OK && !page.truncated) {
+		*whole = true;
+		for (size_t i = 0; err == SM_OK && i < page.n; i++) {
+			const struct sm_s3_object *o = &page.objs[i];
+			if (strncmp(o->key, lv->prefix, plen) ==
+			    0) /* else: a server ignoring the prefix */
+				err = s3_level_add(lv, sm_strdup(o->key), false, o->size,
+				                   o->mtime_ns, d);
+		}
+	}
+	sm_s3_list_page_release(&page);
+	return err;
 }
 
 /* Read every page of one level (from after full key `start_after`, or
@@ -734,17 +859,7 @@ static enum sm_err s3_level_fill(struct s3_store *s, struct s3_level *lv, const 
 	free(token);
 	if (err != SM_OK)
 		return err;
-	if (lv->n)
-		qsort(lv->items, lv->n, sizeof(lv->items[0]), s3_item_cmp);
-	size_t w = 0;
-	for (size_t i = 0; i < lv->n; i++) {
-		if (w && strcmp(lv->items[w - 1].key, lv->items[i].key) == 0) {
-			free(lv->items[i].key); /* a prefix listed on two pages */
-			continue;
-		}
-		lv->items[w++] = lv->items[i];
-	}
-	lv->n = w;
+	s3_level_sort(lv);
 	return SM_OK;
 }
 
@@ -819,7 +934,12 @@ static enum sm_err s3_walk_push(struct s3_walk *w, const char *prefix, struct sm
 			sa[0] = '\0';
 		sa[s3_utf8_prefix(sa)] = '\0';
 	}
-	enum sm_err err = s3_level_fill(w->s, &lv, sa, d);
+	bool whole = false;
+	enum sm_err err = s3_level_flat(w->s, &lv, &whole, d);
+	if (err == SM_OK && whole)
+		s3_level_sort(&lv);
+	else if (err == SM_OK)
+		err = s3_level_fill(w->s, &lv, sa, d);
 	free(sa);
 	if (err != SM_OK) {
 		s3_level_release(&lv);
