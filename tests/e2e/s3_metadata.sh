@@ -30,7 +30,7 @@ head -c 12000000 /dev/urandom >"$T/big" # above the 8 MiB of a single PUT: multi
 put nomt.txt "$T/plain" --content-type "text/x-syncmgr; charset=utf-8" \
 	--cache-control "max-age=60, public" --content-encoding gzip \
 	--content-disposition 'attachment; filename="a b.txt"' \
-	--metadata '{"color":"blue","owner":"Team A"}'
+	--metadata '{"color":"blue","owner":"Team A","empty":""}'
 # an mtime of its own (rclone's x-amz-meta-mtime), kept as it is
 put withmt.bin "$T/plain" --content-type application/x-custom --cache-control no-cache \
 	--content-encoding identity --content-disposition inline \
@@ -39,6 +39,11 @@ put big.dat "$T/big" --content-type video/x-custom --cache-control max-age=5 \
 	--content-encoding br --content-disposition 'attachment; filename=big.dat' \
 	--metadata '{"color":"green","size-class":"large"}'
 KEYS=(nomt.txt withmt.bin big.dat)
+# the server keeps what the test relies on (an empty value included)
+got=$(aws s3api head-object --bucket msrc --key nomt.txt --query 'Metadata' --output json |
+	"$PY" -c 'import json, sys; print(sorted(json.load(sys.stdin).items()))')
+[ "$got" = "[('color', 'blue'), ('empty', ''), ('owner', 'Team A')]" ] ||
+	fail "radosgw did not keep the user metadata of nomt.txt: $got"
 
 # check_meta PREFIX WHAT: each of KEYS in mdst/PREFIX has the source's
 # headers, user metadata and mtime (the source's x-amz-meta-mtime, else its
