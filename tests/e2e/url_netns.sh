@@ -66,9 +66,10 @@ kill "$lpid"
 wait "$lpid" 2>/dev/null
 exit "$rc"
 EOF
+# shellcheck disable=SC2034 # shown by fail()
 SM_CMD="unshare -n: syncmgr --no-https s3://127.0.0.1:$PORT/bkt/user@example.com/ DST/"
 set +e
-T=$T PORT=$PORT SYNCMGR=$SYNCMGR timeout -k 5 120 unshare -n bash "$T/inner.sh"
+env T="$T" PORT="$PORT" SYNCMGR="$SYNCMGR" timeout -k 5 120 unshare -n bash "$T/inner.sh"
 SM_RC=$?
 set -e
 [ "$SM_RC" -ne 3 ] || fail "the namespace could not be set up"
