@@ -236,6 +236,8 @@ static size_t http_header_cb(char *line, size_t size, size_t nitems, void *arg)
 		r->etag[0] = r->meta_mtime[0] = r->last_modified[0] = r->content_type[0] = '\0';
 		r->has_content_length = false;
 		r->has_range_total = false;
+		if (r->meta)
+			sm_meta_clear(r->meta);
 		const char *sp = memchr(line, ' ', n);
 		r->status = sp ? strtol(sp + 1, NULL, 10) : 0;
 		return n;
@@ -266,6 +268,10 @@ static size_t http_header_cb(char *line, size_t size, size_t nitems, void *arg)
 			r->has_content_length = true;
 		}
 	}
+	const char *colon = r->meta ? memchr(line, ':', n) : NULL;
+	if (colon)
+		sm_meta_header(r->meta, line, (size_t)(colon - line), colon + 1,
+		               n - (size_t)(colon + 1 - line));
 	return n;
 }
 
@@ -290,8 +296,10 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 	enum sm_err err = SM_OK;
 	for (size_t i = 0; i < r->n_headers; i++) {
 		char line[8192];
-		int len = snprintf(line, sizeof(line), "%s: %s", r->headers[i].name,
-		                   r->headers[i].value);
+		/* curl drops a header written "name:" with nothing after it */
+		const char *v = r->headers[i].value;
+		int len = *v ? snprintf(line, sizeof(line), "%s: %s", r->headers[i].name, v)
+		             : snprintf(line, sizeof(line), "%s;", r->headers[i].name);
 		struct curl_slist *nh = len > 0 && (size_t)len < sizeof(line)
 		                                ? curl_slist_append(hdrs, line)
 		                                : NULL;
@@ -322,6 +330,8 @@ enum sm_err sm_http_do(struct sm_http *h, struct sm_http_req *r, struct sm_diag 
 
 	struct http_io io = { .r = r, .t_sent = sm_now_s(), .answer_s = h->cfg.answer_seconds };
 	r->status = 0;
+	if (r->meta)
+		sm_meta_clear(r->meta);
 	curl_easy_setopt(c, CURLOPT_URL, r->url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);

@@ -14,6 +14,7 @@
 
 #include "../err.h"
 #include "../util.h"
+#include "meta.h"
 #include "sigv4.h" /* struct sm_kv */
 #include "store.h" /* struct sm_reader */
 
@@ -36,7 +37,7 @@ void sm_http_free(struct sm_http *h); /* accepts NULL */
 struct sm_http_req {
 	const char *method;
 	const char *url;
-	const struct sm_kv *headers; /* sent as given */
+	const struct sm_kv *headers; /* sent as given ("name;" for an empty value) */
 	size_t n_headers;
 	const void *body; /* request body in memory... */
 	size_t body_len;
@@ -57,6 +58,9 @@ struct sm_http_req {
 	char content_type[64];
 	uint64_t range_total; /* from Content-Range: bytes a-b/TOTAL */
 	bool has_range_total;
+	/* in, optional: the reply's metadata headers go here (common/store/
+	 * meta.h; those of the last reply only, after a 100 or a redirect) */
+	struct sm_meta *meta;
 };
 
 /* One attempt. SM_OK means an HTTP reply came (any status: see r->status);

@@ -14,7 +14,10 @@
  * real payload SHA-256 over HTTP; unsigned and streamed over HTTPS); larger
  * ones are multipart uploads with parts sent in parallel, completed only
  * when every part succeeded and aborted otherwise. Deletes go 1000 keys a
- * DeleteObjects request. SRC mtimes travel in x-amz-meta-mtime. Every
+ * DeleteObjects request. SRC mtimes travel in x-amz-meta-mtime; an S3
+ * source's Content-Type & co. and user metadata (meta.h) travel with its
+ * copies, from the reply of its first GET or, for CopyObject, its HEAD;
+ * other new objects get a Content-Type from their name. Every
  * request is signed anew (SigV4) for each attempt; 5xx, 429, SlowDown and
  * transport errors are retried with exponential backoff and jitter.
  */
@@ -36,6 +39,7 @@
 #include "../retry.h"
 #include "../util.h"
 #include "http.h"
+#include "meta.h"
 #include "mime.h"
 #include "s3url.h"
 #include "sigv4.h"
@@ -56,6 +60,9 @@
 #define S3_REPLY_MAX (16u << 20)        /* XML replies */
 #define S3_COPY_SINGLE_MAX (5ull << 30) /* CopyObject's limit; UploadPartCopy above */
 #define S3_COPY_PART (512ull << 20)
+/* extra headers of one call; with the 4 of every request and the metadata
+ * (SM_META_FIELDS) within the 64 headers sigv4.c signs */
+#define S3_EXTRA 8
 
 struct s3_store {
 	struct sm_s3_loc loc;
@@ -89,8 +96,10 @@ struct s3_call {
 	const char *key; /* full object key; NULL for the bucket */
 	struct sm_kv query[6];
 	size_t nq;
-	struct sm_kv extra[6]; /* extra signed headers */
+	struct sm_kv extra[S3_EXTRA]; /* extra signed headers */
 	size_t nx;
+	const struct sm_meta *meta; /* more: an object's metadata, or NULL */
+	struct sm_meta *meta_out;   /* the reply's metadata (sm_http_req.meta), or NULL */
 	const void *body;
 	size_t body_len;
 	struct sm_reader *reader; /* or a body streamed from a reader (one attempt) */
@@ -212,7 +221,7 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 	for (int attempt = 1;; attempt++) {
 		char date[17];
 		sm_sigv4_date((int64_t)time(NULL), date);
-		struct sm_kv hdrs[12];
+		struct sm_kv hdrs[5 + S3_EXTRA + SM_META_FIELDS];
 		size_t nh = 0;
 		hdrs[nh++] = (struct sm_kv){ "host", s->host };
 		hdrs[nh++] = (struct sm_kv){ "x-amz-date", date };
@@ -221,6 +230,9 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 			hdrs[nh++] = (struct sm_kv){ "x-amz-security-token", s->loc.token };
 		for (size_t i = 0; i < c->nx; i++)
 			hdrs[nh++] = c->extra[i];
+		for (size_t i = 0; c->meta && i < c->meta->n; i++)
+			hdrs[nh++] = (struct sm_kv){ sm_meta_name(c->meta, i),
+				                     sm_meta_value(c->meta, i) };
 		size_t nsend = nh;
 		if (s->loc.access_key) {
 			struct sm_sigv4_cred cred = { s->loc.access_key, s->loc.secret_key,
@@ -251,7 +263,8 @@ static enum sm_err s3_do(struct s3_store *s, struct s3_call *c, struct sm_http_r
 			                     .reader_finish = c->reader_finish,
 			                     .resp = capture ? &errbody : c->resp,
 			                     .sink = c->sink,
-			                     .sink_arg = c->sink_arg };
+			                     .sink_arg = c->sink_arg,
+			                     .meta = c->meta_out };
 		if (c->resp)
 			c->resp->len = 0;
 		err = sm_http_do(s->http, out, d);
@@ -1428,19 +1441,21 @@ struct s3_reader {
 	char etag[128];
 	struct s3_piece pieces[S3_WINDOW];
 	int npieces;
-	int head;          /* the piece being handed out */
-	size_t bufpos;     /* in pieces[head].buf */
-	size_t first_held; /* bytes of the pool's budget the first range holds */
+	int head;            /* the piece being handed out */
+	size_t bufpos;       /* in pieces[head].buf */
+	size_t first_held;   /* bytes of the pool's budget the first range holds */
+	struct sm_meta meta; /* of the first reply: base.meta points here */
 };
 
-/* GET one range (off, len) into buf, pinned to the reader's ETag. */
+/* GET one range (off, len) into buf, pinned to the reader's ETag; the
+ * reply's metadata into `meta` unless NULL. */
 static enum sm_err s3_get_range(struct s3_reader *r, uint64_t off, uint64_t len, struct sm_buf *buf,
-                                struct sm_http_req *rep, struct sm_diag *d)
+                                struct sm_http_req *rep, struct sm_meta *meta, struct sm_diag *d)
 {
 	char range[64];
 	snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, off, off + len - 1);
 	buf->len = 0;
-	struct s3_call call = { .method = "GET", .key = r->key, .resp = buf };
+	struct s3_call call = { .method = "GET", .key = r->key, .resp = buf, .meta_out = meta };
 	call.extra[call.nx++] = (struct sm_kv){ "range", range };
 	if (r->etag[0])
 		call.extra[call.nx++] = (struct sm_kv){ "if-match", r->etag };
@@ -1451,7 +1466,7 @@ static void s3_piece_run(struct sm_job *j)
 {
 	struct s3_piece *p = (struct s3_piece *)j;
 	struct sm_http_req rep;
-	p->err = s3_get_range(p->r, p->off, p->len, &p->buf, &rep, &p->d);
+	p->err = s3_get_range(p->r, p->off, p->len, &p->buf, &rep, NULL, &p->d);
 	if (p->err == SM_OK && p->buf.len != p->len)
 		p->err = sm_diag_set(&p->d, SM_ECHANGED, 0,
 		                     "s3: '%s' changed while it was read (short range)", p->r->key);
@@ -1470,8 +1485,8 @@ static void s3r_submit(struct s3_reader *r, struct s3_piece *p)
 	sm_pool_submit(r->s->pool, &p->job);
 }
 
-/* The first request, in the caller: it tells the size, ETag and mtime. A
- * small listed object comes whole in one unranged GET. */
+/* The first request, in the caller: it tells the size, ETag, mtime and
+ * metadata. A small listed object comes whole in one unranged GET. */
 static enum sm_err s3r_first(struct s3_reader *r, uint64_t off, uint64_t size_hint,
                              struct sm_diag *d)
 {
@@ -1481,7 +1496,9 @@ static enum sm_err s3r_first(struct s3_reader *r, uint64_t off, uint64_t size_hi
 	bool whole = off == 0 && size_hint <= S3_CHUNK;
 	if (whole) {
 		p->buf.len = 0;
-		struct s3_call call = { .method = "GET", .key = r->key, .resp = &p->buf };
+		struct s3_call call = {
+			.method = "GET", .key = r->key, .resp = &p->buf, .meta_out = &r->meta
+		};
 		err = s3_do(r->s, &call, &rep, "read", d);
 		if (err == SM_EIO && rep.status / 100 == 2 && rep.content_length > S3_CHUNK)
 			err = sm_diag_set(d, SM_ECHANGED, 0,
@@ -1489,7 +1506,7 @@ static enum sm_err s3r_first(struct s3_reader *r, uint64_t off, uint64_t size_hi
 			                  " bytes)",
 			                  r->key, rep.content_length);
 	} else {
-		err = s3_get_range(r, off, S3_CHUNK, &p->buf, &rep, d);
+		err = s3_get_range(r, off, S3_CHUNK, &p->buf, &rep, &r->meta, d);
 		if (err == SM_EIO && rep.status == 416 &&
 		    (off == 0 || (rep.has_range_total && off >= rep.range_total))) {
 			r->end = r->next = off; /* nothing from `off` on (empty, or its end) */
@@ -1518,6 +1535,7 @@ static enum sm_err s3r_first(struct s3_reader *r, uint64_t off, uint64_t size_hi
 		r->base.mtime_ns = mt;
 		r->base.has_mtime = true;
 	}
+	r->base.meta = &r->meta;
 	return SM_OK;
 }
 
@@ -1633,13 +1651,22 @@ static enum sm_err s3_fill(struct sm_reader *r, char *buf, size_t n, const char 
 	return err;
 }
 
-/* The headers every new object gets: its SRC mtime and the storage class.
- * `mt` (48 bytes) holds the mtime's text for the call's lifetime. */
+/* The headers every new object gets: its SRC mtime and the storage class,
+ * and the metadata of the source object (`meta`, borrowed for the call's
+ * lifetime, or NULL), else a Content-Type from the name. `mt` (48 bytes)
+ * holds the mtime's text for the call's lifetime. */
 static void s3_new_object_headers(const struct s3_store *s, struct s3_call *c,
-                                  const struct sm_put *p, char *mt, size_t mtlen)
+                                  const struct sm_put *p, const struct sm_meta *meta, char *mt,
+                                  size_t mtlen)
 {
 	s3_mtime_header(p, mt, mtlen);
-	if (c->key && !sm_key_is_dir(c->key)) /* from the name, as aws s3 cp */
+	if (meta && meta->lost)
+		sm_log(SM_LOG_WARN,
+		       "the metadata of '%s' exceeds %u fields or %u bytes: %u field(s) not copied",
+		       c->key, SM_META_FIELDS, SM_META_TEXT, meta->lost);
+	c->meta = meta;
+	bool typed = meta && sm_meta_get(meta, "content-type");
+	if (!typed && c->key && !sm_key_is_dir(c->key)) /* from the name, as aws s3 cp */
 		c->extra[c->nx++] = (struct sm_kv){ "content-type", sm_mime_type(c->key) };
 	if (p->flags & SM_PUT_MTIME)
 		c->extra[c->nx++] = (struct sm_kv){ "x-amz-meta-mtime", mt };
@@ -1655,7 +1682,8 @@ static const char *s3_body_hash(const struct s3_store *s)
 }
 
 static enum sm_err s3_put_single(struct s3_store *s, const char *full, const char *data, size_t len,
-                                 const struct sm_put *p, struct sm_diag *d)
+                                 const struct sm_put *p, const struct sm_meta *meta,
+                                 struct sm_diag *d)
 {
 	char mt[48];
 	struct s3_call call = { .method = "PUT",
@@ -1663,7 +1691,7 @@ static enum sm_err s3_put_single(struct s3_store *s, const char *full, const cha
 		                .body = data,
 		                .body_len = len,
 		                .payload_hash = s3_body_hash(s) };
-	s3_new_object_headers(s, &call, p, mt, sizeof(mt));
+	s3_new_object_headers(s, &call, p, meta, mt, sizeof(mt));
 	struct sm_http_req rep;
 	return s3_do(s, &call, &rep, "write", d);
 }
@@ -1780,7 +1808,7 @@ static enum sm_err s3_put_multipart(struct s3_store *s, const char *full, const 
 	struct sm_buf body = { .limit = S3_REPLY_MAX };
 	struct s3_call init = { .method = "POST", .key = full, .resp = &body };
 	init.query[init.nq++] = (struct sm_kv){ "uploads", "" };
-	s3_new_object_headers(s, &init, p, mt, sizeof(mt));
+	s3_new_object_headers(s, &init, p, r->meta, mt, sizeof(mt));
 	struct sm_http_req rep;
 	enum sm_err err = s3_do(s, &init, &rep, "start upload", d);
 	char upload_id[512];
@@ -1917,7 +1945,7 @@ static enum sm_err s3_put(struct sm_store *st, const char *key, struct sm_reader
 			                .reader_len = size,
 			                .reader_finish = (p->flags & SM_PUT_CHECK) != 0,
 			                .payload_hash = s3_body_hash(s) };
-		s3_new_object_headers(s, &call, p, mt, sizeof(mt));
+		s3_new_object_headers(s, &call, p, r->meta, mt, sizeof(mt));
 		struct sm_http_req rep;
 		err = s3_do(s, &call, &rep, "write", d);
 		goto out;
@@ -1947,7 +1975,7 @@ static enum sm_err s3_put(struct sm_store *st, const char *key, struct sm_reader
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
 	if (err == SM_OK)
-		err = s3_put_single(s, full, data.p ? data.p : "", data.len, p, d);
+		err = s3_put_single(s, full, data.p ? data.p : "", data.len, p, r->meta, d);
 	sm_buf_release(&data);
 	if (s->pool)
 		sm_pool_unreserve(s->pool, held);
@@ -2097,7 +2125,7 @@ static enum sm_err s3_mkdir(struct sm_store *st, const char *key, const struct s
 	char *full = s3_full(s, key);
 	if (!full)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	enum sm_err err = s3_put_single(s, full, "", 0, p, d);
+	enum sm_err err = s3_put_single(s, full, "", 0, p, NULL, d);
 	free(full);
 	return err;
 }
@@ -2119,33 +2147,23 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 	struct s3_store *s = s3_priv(st), *o = s3_priv(srcst);
 	if (!s3_same_service(s, o) || sm_key_is_dir(key) || !S_ISREG(se->mode))
 		return SM_ENOTSUP;
-	/* CopyObject copies the source's metadata (x-amz-meta-mtime) as it is */
 	char *full = s3_full(s, key), *sfull = s3_full(o, src_key);
 	struct sm_buf srcref = { 0 }, body = { .limit = S3_REPLY_MAX };
+	struct sm_meta *meta = malloc(sizeof(*meta));
 	enum sm_err err = SM_ENOMEM;
-	if (!full || !sfull || sm_buf_append(&srcref, "/", 1) ||
+	if (!full || !sfull || !meta || sm_buf_append(&srcref, "/", 1) ||
 	    sm_sigv4_encode(&srcref, o->loc.bucket, false) || sm_buf_append(&srcref, "/", 1) ||
 	    sm_sigv4_encode(&srcref, sfull, true) || sm_buf_append(&srcref, "", 0)) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
+	/* The source's ETag, mtime and metadata (issue 21): the copy is pinned
+	 * to the ETag (a source replaced meanwhile fails with 412 instead of
+	 * mixing two versions) and keeps the source's x-amz-meta-mtime, or
+	 * gets the source's upload time (Last-Modified) where it has none,
+	 * not the time of the copy. */
 	struct sm_http_req rep;
-	if (se->size <= s->copy_single_max) {
-		struct s3_call call = { .method = "PUT", .key = full, .resp = &body };
-		call.extra[call.nx++] = (struct sm_kv){ "x-amz-copy-source", srcref.p };
-		if (s->storage_class)
-			call.extra[call.nx++] =
-			        (struct sm_kv){ "x-amz-storage-class", s->storage_class };
-		err = s3_do(s, &call, &rep, "copy", d);
-		if (err == SM_OK)
-			err = s3_body_error(&body, "copy", key, d);
-		goto out;
-	}
-	/* Beyond 5 GiB: a multipart upload of copied ranges. Every part is pinned
-	 * to the source's ETag (a source replaced midway fails the copy with 412
-	 * instead of mixing two versions), and the new object gets the source's
-	 * mtime, as CopyObject keeps it. */
-	struct s3_call head = { .method = "HEAD", .key = sfull };
+	struct s3_call head = { .method = "HEAD", .key = sfull, .meta_out = meta };
 	err = s3_do(o, &head, &rep, "stat copy source", d);
 	if (err != SM_OK)
 		goto out;
@@ -2156,15 +2174,37 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 		                  src_key, src_etag[0] ? "other size" : "no ETag");
 		goto out;
 	}
-	int64_t src_mt = 0;
+	int64_t src_mt = 0, up = s3_http_mtime(rep.last_modified);
 	bool has_src_mt = s3_meta_mtime(rep.meta_mtime, &src_mt);
 	struct sm_put np = *p;
-	np.mtime_ns = has_src_mt ? src_mt : s3_http_mtime(rep.last_modified);
+	np.mtime_ns = has_src_mt ? src_mt : up ? up : se->mtime_ns;
 	np.flags |= SM_PUT_MTIME;
 	char mt[48];
+	if (se->size <= s->copy_single_max) {
+		/* CopyObject keeps the source's metadata, its mtime with it; to
+		 * give the copy another mtime it replaces all of it: the
+		 * source's headers and user metadata are sent again */
+		struct s3_call call = { .method = "PUT", .key = full, .resp = &body };
+		call.extra[call.nx++] = (struct sm_kv){ "x-amz-copy-source", srcref.p };
+		call.extra[call.nx++] = (struct sm_kv){ "x-amz-copy-source-if-match", src_etag };
+		if (!has_src_mt) {
+			call.extra[call.nx++] =
+			        (struct sm_kv){ "x-amz-metadata-directive", "REPLACE" };
+			s3_new_object_headers(s, &call, &np, meta, mt, sizeof(mt));
+		} else if (s->storage_class) {
+			call.extra[call.nx++] =
+			        (struct sm_kv){ "x-amz-storage-class", s->storage_class };
+		}
+		err = s3_do(s, &call, &rep, "copy", d);
+		if (err == SM_OK)
+			err = s3_body_error(&body, "copy", key, d);
+		goto out;
+	}
+	/* Beyond 5 GiB: a multipart upload of copied ranges, each pinned to
+	 * the ETag; the upload is begun with the source's metadata. */
 	struct s3_call init = { .method = "POST", .key = full, .resp = &body };
 	init.query[init.nq++] = (struct sm_kv){ "uploads", "" };
-	s3_new_object_headers(s, &init, &np, mt, sizeof(mt));
+	s3_new_object_headers(s, &init, &np, meta, mt, sizeof(mt));
 	err = s3_do(s, &init, &rep, "start copy", d);
 	char upload_id[512];
 	if (err == SM_OK && (sm_buf_append(&body, "", 0) != SM_OK ||
@@ -2224,6 +2264,7 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 out:
 	sm_buf_release(&srcref);
 	sm_buf_release(&body);
+	free(meta);
 	free(full);
 	free(sfull);
 	return err;

@@ -763,6 +763,7 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 			                            .mtime_ns = r->mtime_ns,
 			                            .has_mtime = r->has_mtime,
 			                            .pool_held = r->pool_held,
+			                            .meta = r->meta,
 			                            .stop = r->stop },
 			                  .in = r };
 		return st->ops->put(st, key, &sr.base, p, d);
@@ -775,6 +776,7 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 		                             .mtime_ns = r->mtime_ns,
 		                             .has_mtime = r->has_mtime,
 		                             .pool_held = r->pool_held,
+		                             .meta = r->meta,
 		                             .stop = r->stop },
 		                   .in = r };
 	return st->ops->put(st, key, &fr.base, p, d);

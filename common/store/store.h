@@ -89,6 +89,7 @@ enum sm_store_one { SM_ONE_NO = 0, SM_ONE_SRC, SM_ONE_DST };
 
 /* A byte source for put(): a store's reader or any other producer. */
 struct sm_reader;
+struct sm_meta; /* common/store/meta.h */
 struct sm_reader_ops {
 	/* Read up to `cap` bytes; *got == 0 means end of data. */
 	enum sm_err (*read)(struct sm_reader *r, void *buf, size_t cap, size_t *got,
@@ -120,6 +121,12 @@ struct sm_reader {
 	 * its writer must not wait for budget without end (common/pool.h).
 	 * Readers that wrap another copy it. */
 	bool pool_held;
+	/* The source object's metadata (S3: Content-Type & co. and user
+	 * metadata, common/store/meta.h), owned by the reader until close,
+	 * or NULL where the source has none (a file): an object store
+	 * writing the bytes sets the same (issue 21). Readers that wrap
+	 * another copy it. */
+	const struct sm_meta *meta;
 };
 /* SM_ECANCELED (filled in) once r->stop is set, else SM_OK. */
 enum sm_err sm_reader_check_stop(const struct sm_reader *r, const char *key, struct sm_diag *d);
@@ -223,7 +230,9 @@ struct sm_store_ops {
 	                       struct sm_diag *d);
 	/* Optional: make `key` a copy of `src_key` (attributes `se`) of `src`, a
 	 * store of the same backend, without the bytes passing through us (S3
-	 * CopyObject). SM_ENOTSUP when `src` cannot be reached that way. */
+	 * CopyObject). The copy keeps the source's metadata (meta.h) and its
+	 * own mtime (S3: x-amz-meta-mtime, else its upload time). SM_ENOTSUP
+	 * when `src` cannot be reached that way. */
 	enum sm_err (*copy)(struct sm_store *st, const char *key, struct sm_store *src,
 	                    const char *src_key, const struct sm_entry *se, const struct sm_put *p,
 	                    struct sm_diag *d);

@@ -8,6 +8,9 @@
 #   stopped on exit), for these seeded data sets (sizes times --scale):
 #     SMALL   20k objects of 4 KiB in 200 dirs (80 MiB)      scale: the counts
 #     LARGE   2 objects of 512 MiB (1 GiB)                   scale: the size
+#     MID     10 objects of 32 MiB (320 MiB)                 scale: the size
+#             (syncmgr only, for its peak RSS: the README's S3 goal is
+#             <= 128 MiB at -p 10 whatever the object sizes, at -p 64 too)
 #   radosgw runs with RADOSGW_QUIET=1 (no debug logging, 32 threads): it
 #   shares the two cores with the client, and its per-request logging alone
 #   cost more CPU than syncmgr's whole side of a small GET.
@@ -16,8 +19,13 @@
 #     no-change  the same upload again onto the complete prefix (SMALL only)
 #     download   S3 -> local, the objects this tool just uploaded, into an
 #                empty local dir
+#     upload-p10, upload-p64
+#                MID only, syncmgr only: local -> S3 with -p 10 and with
+#                -p 64 (ten 32 MiB uploads at once either way), each into
+#                an empty prefix of a new bucket
 #   Commands (URL = s3://AK:SK@127.0.0.1:PORT/BUCKET/bench/SET):
 #     syncmgr -q --no-https SRC/ URL/            syncmgr -q --no-https URL/ DST/
+#     syncmgr -q --no-https -p N SRC/ URL/       (MID: N = 10, 64)
 #     rclone sync SRC rgw:BUCKET/bench/SET       rclone sync rgw:BUCKET/bench/SET DST
 #       with --config W/rclone.conf (empty: rclone may save settings into its
 #       config by renaming a temp file over it, which must never be /dev/null)
@@ -116,8 +124,12 @@ large_files=2
 large_size=$(awk -v s="$scale" 'BEGIN { v = int(536870912 * s / 4096 + 0.5) * 4096; print (v < 4096 ? 4096 : v) }')
 small_bytes=$((small_files * obj_size))
 large_bytes=$((large_files * large_size))
+mid_files=10
+mid_size=$(awk -v s="$scale" 'BEGIN { v = int(33554432 * s / 4096 + 0.5) * 4096; print (v < 4096 ? 4096 : v) }')
+mid_bytes=$((mid_files * mid_size))
 max_set=$((small_bytes > large_bytes ? small_bytes : large_bytes))
-data_est=$((small_bytes + small_dirs * 4096 + large_bytes))
+max_set=$((mid_bytes > max_set ? mid_bytes : max_set))
+data_est=$((small_bytes + small_dirs * 4096 + large_bytes + mid_bytes))
 human() { awk -v b="$1" 'BEGIN { split("B KiB MiB GiB TiB", u); i = 1; while (b >= 1024 && i < 5) { b /= 1024; i++ } printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'; }
 
 # ---- scratch dir and server -----------------------------------------------------
@@ -232,6 +244,7 @@ gen() { # SET KIND ARGS...
 }
 gen SMALL small --files "$small_files" --dirs "$small_dirs" --min-size "$obj_size" --max-size "$obj_size" --seed 1
 gen LARGE large --files "$large_files" --size "$large_size" --seed 2
+gen MID large --files "$mid_files" --size "$mid_size" --seed 3
 sync
 
 # ---- measuring --------------------------------------------------------------------
@@ -265,6 +278,7 @@ tool_cmd() { # TOOL PHASE SRC-DIR BUCKET PREFIX DST-DIR -> sets array cmd
 	case $1/$2 in
 	syncmgr/upload | syncmgr/no-change) cmd=("$syncmgr" -q --no-https "$3/" "$url/") ;;
 	syncmgr/download) cmd=("$syncmgr" -q --no-https "$url/" "$6/") ;;
+	syncmgr/upload-p*) cmd=("$syncmgr" -q --no-https -p "${2#upload-p}" "$3/" "$url/") ;;
 	rclone/upload | rclone/no-change) cmd=(env -u AWS_CA_BUNDLE rclone sync "$3" "rgw:$4/$5" "${rclone_flags[@]}" -q) ;;
 	rclone/download) cmd=(env -u AWS_CA_BUNDLE rclone sync "rgw:$4/$5" "$6" "${rclone_flags[@]}" -q) ;;
 	esac
@@ -378,6 +392,14 @@ for ((round = 1; round <= runs; round++)); do
 			drop_bucket "$bucket"
 		done
 	done
+	# MID: syncmgr's peak RSS with ten 32 MiB uploads at once, at -p 10 and -p 64
+	for phase in upload-p10 upload-p64; do
+		bucket=$(bucket_of MID syncmgr "$round")
+		make_bucket "$bucket"
+		run MID "$phase" syncmgr "$round"
+		[ "$round" -eq 1 ] && verify_upload MID syncmgr "$round"
+		drop_bucket "$bucket"
+	done
 done
 
 # ---- report --------------------------------------------------------------------
@@ -402,6 +424,7 @@ describe() {
 	case $1 in
 	SMALL) echo "${nfiles[$1]} objects of $(human "$obj_size") in $small_dirs dir(s), $(human "${nbytes[$1]}")" ;;
 	LARGE) echo "${nfiles[$1]} objects of $(human "$large_size"), $(human "${nbytes[$1]}")" ;;
+	MID) echo "${nfiles[$1]} objects of $(human "$mid_size"), $(human "${nbytes[$1]}") (syncmgr only: peak RSS at -p 10 and -p 64)" ;;
 	esac
 }
 
@@ -415,25 +438,25 @@ $("$syncmgr" --version 2>&1 | head -n 1) (\`-q --no-https\`, default 10 threads)
 Median of $runs run(s); each upload into an empty prefix of a new bucket, each download into an empty dir; local writes not flushed to disk in the timing.
 
 EOF
-for set in "${sets[@]}"; do echo "- **$set**: $(describe "$set")"; done
+for set in "${sets[@]}" MID; do echo "- **$set**: $(describe "$set")"; done
 cat <<EOF
 
 | data set | phase | tool | median s | throughput | peak RSS MiB | syncmgr ÷ rclone (throughput) | client CPU s | server CPU s | CPU floor s | busy % |
 |---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 ncpu=$(nproc)
-for set in "${sets[@]}"; do
-	for phase in upload no-change download; do
+for set in "${sets[@]}" MID; do
+	for phase in upload no-change download upload-p10 upload-p64; do
 		for tool in "${tools[@]}"; do
 			t=$(median "$set" "$phase" "$tool")
 			[ -n "$t" ] || continue
-			if [ "$set" = LARGE ]; then
+			if [ "$set" != SMALL ]; then
 				tput=$(div "$(awk -v b="${nbytes[$set]}" 'BEGIN { printf "%.6f", b / 1e6 }')" "$t" "%.1f MB/s")
 			else
 				tput=$(div "${nfiles[$set]}" "$t" "%.0f objects/s")
 			fi
 			r=""
-			[ "$tool" = syncmgr ] && r=$(speedup "$set" "$phase")
+			[ "$tool" = syncmgr ] && [ -n "$(median "$set" "$phase" rclone)" ] && r=$(speedup "$set" "$phase")
 			ccpu=$(median_col "$set" "$phase" "$tool" 7)
 			scpu=$(median_col "$set" "$phase" "$tool" 8)
 			floor="" busy=""
@@ -475,6 +498,8 @@ target "SMALL download: syncmgr objects/s ÷ rclone objects/s" "$(speedup SMALL 
 target "LARGE upload: syncmgr MB/s ÷ rclone MB/s" "$(speedup LARGE upload)" ">=" 1.2
 target "LARGE download: syncmgr MB/s ÷ rclone MB/s" "$(speedup LARGE download)" ">=" 1.2
 target "syncmgr peak RSS MiB, worst run ($max_rss_where)" "$(mib "$max_rss_kib")" "<=" 128
+target "syncmgr peak RSS MiB, ten $(human "$mid_size") uploads at -p 10" "$(mib "$(peak MID upload-p10 syncmgr)")" "<=" 128
+target "syncmgr peak RSS MiB, ten $(human "$mid_size") uploads at -p 64" "$(mib "$(peak MID upload-p64 syncmgr)")" "<=" 128
 
 if [ ${#notes[@]} -gt 0 ]; then
 	printf '\n### Notes\n\n'
