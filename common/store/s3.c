@@ -38,6 +38,8 @@
 #include "../pool.h"
 #include "../retry.h"
 #include "../util.h"
+#include "dircache.h"
+#include "dirtab.h"
 #include "http.h"
 #include "meta.h"
 #include "mime.h"
@@ -82,7 +84,10 @@ struct s3_store {
 	pthread_mutex_t big_mu;
 	char **big;
 	size_t nbig, capbig;
+	struct sm_dircache *dcache; /* levels kept for the run (cfg.list_cache), or NULL */
 };
+
+static void s3_lvdata_free(void *val);
 
 static struct s3_store *s3_priv(struct sm_store *st)
 {
@@ -365,6 +370,9 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 		s->loc.prefix = dir;
 	}
 	sm_retry_health_init(&s->health);
+	if (cfg->list_cache &&
+	    sm_dircache_new(cfg->list_cache, s3_lvdata_free, &s->dcache) != SM_OK)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	s->storage_class = cfg->storage_class;
 	s->pool = cfg->pool;
 	s->label = cfg->label;
@@ -490,6 +498,17 @@ static void s3_close(struct sm_store *st)
 		return;
 	sm_http_free(s->http);
 	sm_s3_loc_release(&s->loc);
+	if (s->dcache) {
+		struct sm_dircache_stats ds;
+		sm_dircache_stats(s->dcache, &ds);
+		if (ds.loads)
+			sm_log(SM_LOG_DEBUG,
+			       "%s%ss3: listing cache: %lu levels read, %lu served again, %lu "
+			       "evicted",
+			       s->label ? s->label : "", s->label ? ": " : "", ds.loads, ds.hits,
+			       ds.evictions);
+	}
+	sm_dircache_free(s->dcache);
 	for (size_t i = 0; i < s->nbig; i++)
 		free(s->big[i]);
 	free(s->big);
@@ -522,9 +541,9 @@ static void s3_close(struct sm_store *st)
 
 enum { S3_ORDER_UNKNOWN, S3_ORDER_BYTES, S3_ORDER_DIRS };
 
-#define S3_LEVEL_MAX (16u << 20) /* entries of one level held in memory */
-#define S3_SIBLING_PAGES 8       /* pages one sibling check may read */
-#define S3_EMPTY_PAGES 64        /* empty pages in a row that a level may have */
+#define S3_KEY_MAX 4096    /* bytes of a key (S3: 1024) */
+#define S3_SIBLING_PAGES 8 /* pages one sibling check may read */
+#define S3_EMPTY_PAGES 64  /* empty pages in a row that a level may have */
 
 /* Length of the longest prefix of s that is whole UTF-8 sequences. */
 static size_t s3_utf8_prefix(const char *s)
@@ -551,25 +570,59 @@ static size_t s3_utf8_prefix(const char *s)
 	return ok;
 }
 
-/* One entry of a level: an object, or a common prefix ("a/") whose keys
- * are listed at its place. */
+/* One entry of a level as a walk gives it: an object, or a common prefix
+ * ("a/") whose keys are listed at its place. `key` is the full key,
+ * borrowed until the level's next call. */
 struct s3_item {
-	char *key; /* full object key */
+	const char *key;
 	bool prefix;
 	uint64_t size;
 	int64_t mtime_ns;
 };
 
-/* One level of a level-by-level listing: the objects and prefixes right
- * below `prefix`, read whole, then sorted. Only s3_level_fill, _next and
- * _release know that the items are held in memory: a level too large for
- * memory could be spilled to sorted runs behind the same calls. */
+/* An object's attributes, as a level's table holds them (its payload). */
+struct s3_objattr {
+	uint64_t size;
+	int64_t mtime_ns;
+};
+
+/* A key of a subtree listed in one page: relative to the level's prefix. */
+struct s3_flatent {
+	char *rel;
+	struct s3_objattr a;
+};
+
+/* A level's listing, read whole: shared read-only through the store's
+ * listing cache (DST's: a level is read once per run, however many range
+ * tasks go through it), or one walk's own. Either
+ *  - the level by directory: the names right below the prefix, a common
+ *    prefix as a directory, in a dirtab (sorted in memory, or on disk past
+ *    its budget: dirtab.c), each name behind one tag byte (S3_NAME_TAG),
+ *    so that the empty name of "p/" itself and of "p//" fits a table
+ *    whose names are never empty; one byte before every name keeps the
+ *    order;
+ *  - or the whole subtree, when it fit in one page: its keys, sorted. */
+struct s3_lvdata {
+	struct sm_dirtab *tab;
+	struct s3_flatent *flat;
+	size_t nflat;
+};
+
+#define S3_NAME_TAG '>'
+
+/* One level of a walk: the listing, and where the walk is in it. */
 struct s3_level {
-	/* full key prefix: the store's, one ending in '/', or (at the top of a
-	 * range's walk) the start that every key of the range has */
-	char *prefix;
-	struct s3_item *items;
-	size_t n, cap, next;
+	char *prefix; /* full key prefix: the store's, one ending in '/', or (at the
+	               * top of a range's own walk) the start all its keys have */
+	size_t plen;
+	struct s3_lvdata *data;
+	struct sm_dircache_ent *ent; /* data's entry in the cache, or NULL: data is ours */
+	struct sm_dirtab_it it;
+	size_t fi;          /* flat: the next entry */
+	struct sm_buf key;  /* the full key of the last item given */
+	struct sm_buf prev; /* the last record's key, to drop repeats */
+	bool has_prev;
+	struct s3_item cur;
 };
 
 /* A level-by-level walk over the store keys in (resume, last]. */
@@ -605,83 +658,55 @@ struct s3_cursor {
 	struct sm_entry ent;
 };
 
-static void s3_level_release(struct s3_level *lv)
+static void s3_lvdata_free(void *val)
 {
-	for (size_t i = 0; i < lv->n; i++)
-		free(lv->items[i].key);
-	free(lv->items);
+	struct s3_lvdata *v = val;
+	if (!v)
+		return;
+	sm_dirtab_free(v->tab);
+	for (size_t i = 0; i < v->nflat; i++)
+		free(v->flat[i].rel);
+	free(v->flat);
+	free(v);
+}
+
+static void s3_level_release(struct s3_store *s, struct s3_level *lv)
+{
+	sm_dirtab_it_release(&lv->it);
+	if (lv->ent)
+		sm_dircache_release(s->dcache, lv->ent);
+	else
+		s3_lvdata_free(lv->data);
 	free(lv->prefix);
+	sm_buf_release(&lv->key);
+	sm_buf_release(&lv->prev);
 	memset(lv, 0, sizeof(*lv));
 }
 
-static enum sm_err s3_level_add(struct s3_level *lv, char *key, bool prefix, uint64_t size,
-                                int64_t mtime_ns, struct sm_diag *d)
+/* A key or prefix `k` of a delimiter listing of the level below `prefix`:
+ * an object right below it (or the level's own marker), or else the
+ * prefix of the child it is in ("a/" for "a/" and "a/x" alike: a server
+ * that ignores the delimiter, or a directory marker, lists it again one
+ * level down). */
+static enum sm_err s3_level_take(struct s3_lvdata *v, const char *prefix, size_t plen,
+                                 const char *k, bool isprefix, const struct s3_objattr *a,
+                                 struct sm_diag *d)
 {
-	if (!key)
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	if (lv->n == lv->cap) {
-		if (lv->cap >= S3_LEVEL_MAX) {
-			free(key);
-			return sm_diag_set(
-			        d, SM_EIO, 0,
-			        "s3: '%s' holds more than %u entries at one level: too many "
-			        "to sort in memory",
-			        lv->prefix, S3_LEVEL_MAX);
-		}
-		size_t cap = lv->cap ? lv->cap * 2 : 256;
-		struct s3_item *ni = realloc(lv->items, cap * sizeof(*ni));
-		if (!ni) {
-			free(key);
-			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-		}
-		lv->items = ni;
-		lv->cap = cap;
-	}
-	lv->items[lv->n++] = (struct s3_item){
-		.key = key, .prefix = prefix, .size = size, .mtime_ns = mtime_ns
-	};
-	return SM_OK;
-}
-
-/* A key or prefix `k` of a delimiter listing of `lv`: an object right
- * below the level (or the level's own marker), or else the prefix of the
- * child it is in ("a/" for "a/" and "a/x" alike: a server that ignores the
- * delimiter, or a directory marker, lists it again one level down). */
-static enum sm_err s3_level_take(struct s3_level *lv, const char *k, bool prefix,
-                                 const struct sm_s3_object *o, struct sm_diag *d)
-{
-	size_t plen = strlen(lv->prefix);
-	if (strncmp(k, lv->prefix, plen) != 0)
+	if (strncmp(k, prefix, plen) != 0)
 		return SM_OK; /* not below the level (a server that ignores the prefix) */
-	const char *slash = strchr(k + plen, '/');
-	if (slash)
-		return s3_level_add(lv, sm_strndup(k, (size_t)(slash + 1 - k)), true, 0, 0, d);
-	if (prefix)
+	const char *rest = k + plen;
+	const char *slash = strchr(rest, '/');
+	if (!slash && isprefix)
 		return SM_OK; /* a prefix without the delimiter: not ours */
-	return s3_level_add(lv, sm_strdup(k), false, o->size, o->mtime_ns, d);
-}
-
-static int s3_item_cmp(const void *a, const void *b)
-{
-	const struct s3_item *x = a, *y = b;
-	int c = strcmp(x->key, y->key);
-	return c ? c : (int)x->prefix - (int)y->prefix;
-}
-
-/* Sort a level's items and drop repeats (a prefix listed on two pages). */
-static void s3_level_sort(struct s3_level *lv)
-{
-	if (lv->n)
-		qsort(lv->items, lv->n, sizeof(lv->items[0]), s3_item_cmp);
-	size_t w = 0;
-	for (size_t i = 0; i < lv->n; i++) {
-		if (w && strcmp(lv->items[w - 1].key, lv->items[i].key) == 0) {
-			free(lv->items[i].key);
-			continue;
-		}
-		lv->items[w++] = lv->items[i];
-	}
-	lv->n = w;
+	size_t len = slash ? (size_t)(slash - rest) : strlen(rest);
+	char name[S3_KEY_MAX + 2];
+	if (len + 1 >= sizeof(name))
+		return sm_diag_set(d, SM_EIO, 0, "s3: listing '%s' gave a key of %zu bytes", prefix,
+		                   plen + len);
+	name[0] = S3_NAME_TAG;
+	memcpy(name + 1, rest, len);
+	return sm_dirtab_add(v->tab, name, len + 1, slash != NULL, slash ? NULL : a,
+	                     slash ? 0 : sizeof(*a), d);
 }
 
 /* A store in directory order that continues a listing after the value of
@@ -690,11 +715,11 @@ static void s3_level_sort(struct s3_level *lv)
  * last's, cut where last has a byte below '/' ("f1" after "f1-x", when its
  * names sort as if they went on: "f1.object" > "f1-x.object"). Ask for
  * those names one by one. */
-static enum sm_err s3_level_probe(struct s3_store *s, struct s3_level *lv, const char *last,
-                                  struct sm_diag *d)
+static enum sm_err s3_level_probe(struct s3_store *s, struct s3_lvdata *v, const char *prefix,
+                                  const char *last, struct sm_diag *d)
 {
-	size_t plen = strlen(lv->prefix);
-	if (strncmp(last, lv->prefix, plen) != 0 || strchr(last + plen, '/'))
+	size_t plen = strlen(prefix);
+	if (strncmp(last, prefix, plen) != 0 || strchr(last + plen, '/'))
 		return SM_OK;
 	for (size_t j = plen + 1; last[j]; j++) {
 		if ((unsigned char)last[j] >= '/')
@@ -705,14 +730,14 @@ static enum sm_err s3_level_probe(struct s3_store *s, struct s3_level *lv, const
 		struct s3_call call = { .method = "HEAD", .key = k };
 		struct sm_http_req rep;
 		enum sm_err err = s3_do(s, &call, &rep, "stat", d);
-		/* a duplicate of a listed one goes when the level is sorted;
+		/* a repeat of a listed one goes when the level is read;
 		 * Last-Modified has whole seconds: the bound is the second's end */
-		int64_t up = err == SM_OK ? s3_http_mtime(rep.last_modified) : 0;
-		if (err == SM_OK)
-			err = s3_level_add(lv, k, false, rep.content_length,
-			                   up ? up + 999999999 : 0, d);
-		else
-			free(k);
+		if (err == SM_OK) {
+			int64_t up = s3_http_mtime(rep.last_modified);
+			struct s3_objattr a = { rep.content_length, up ? up + 999999999 : 0 };
+			err = s3_level_take(v, prefix, plen, k, false, &a, d);
+		}
+		free(k);
 		if (err != SM_OK && err != SM_ENOENT)
 			return err;
 	}
@@ -741,19 +766,18 @@ static void s3_big_add(struct s3_store *s, const char *p)
 {
 	pthread_mutex_lock(&s->big_mu);
 	size_t lo = 0, hi = s->nbig;
-	while (lo < hi) {
+	bool found = false;
+	while (lo < hi && !found) {
 		size_t mid = lo + (hi - lo) / 2;
 		int c = strcmp(s->big[mid], p);
-		if (c == 0) {
-			lo = SIZE_MAX;
-			break;
-		}
-		if (c < 0)
+		if (c == 0)
+			found = true;
+		else if (c < 0)
 			lo = mid + 1;
 		else
 			hi = mid;
 	}
-	if (lo != SIZE_MAX && s->nbig < S3_BIG_MAX) {
+	if (!found && s->nbig < S3_BIG_MAX) {
 		if (s->nbig == s->capbig) {
 			size_t cap = s->capbig ? s->capbig * 2 : 64;
 			char **nb = realloc(s->big, cap * sizeof(*nb));
@@ -772,57 +796,75 @@ static void s3_big_add(struct s3_store *s, const char *p)
 	pthread_mutex_unlock(&s->big_mu);
 }
 
-/* Try to read the whole subtree below lv->prefix in one flat page (no
+static int s3_flat_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct s3_flatent *)a)->rel, ((const struct s3_flatent *)b)->rel);
+}
+
+/* Try to read the whole subtree below `prefix` in one flat page (no
  * delimiter, no start): a subtree of at most one page's keys then costs
- * one request instead of one per directory, and its keys, sorted here,
- * are the level's items. A page that says there is more is dropped (a
- * store in directory order continues a flat listing after the value of
- * the page's last key and so may pass over keys: one page is all it can
- * be trusted with). *whole tells whether the level is filled. */
-static enum sm_err s3_level_flat(struct s3_store *s, struct s3_level *lv, bool *whole,
-                                 struct sm_diag *d)
+ * one request instead of one per directory. A page that says there is
+ * more is dropped (a store in directory order continues a flat listing
+ * after the value of the page's last key and so may pass over keys: one
+ * page is all it can be trusted with), and the prefix remembered as too
+ * large for it. *whole tells whether v holds the subtree. */
+static enum sm_err s3_level_flat(struct s3_store *s, struct s3_lvdata *v, const char *prefix,
+                                 bool *whole, struct sm_diag *d)
 {
 	*whole = false;
-	if (s3_big_has(s, lv->prefix))
+	if (s3_big_has(s, prefix))
 		return SM_OK;
 	struct sm_buf body = { .limit = S3_REPLY_MAX };
 	struct s3_call call = { .method = "GET", .resp = &body };
 	call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
 	call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
 	call.query[call.nq++] = (struct sm_kv){ "max-keys", "1000" };
-	if (*lv->prefix)
-		call.query[call.nq++] = (struct sm_kv){ "prefix", lv->prefix };
+	if (*prefix)
+		call.query[call.nq++] = (struct sm_kv){ "prefix", prefix };
 	struct sm_http_req rep;
 	struct sm_s3_list_page page = { 0 };
 	enum sm_err err = s3_do(s, &call, &rep, "list", d);
 	if (err == SM_OK)
 		err = sm_s3_parse_list(body.p, body.len, &page, d);
 	sm_buf_release(&body);
-	size_t plen = strlen(lv->prefix);
+	size_t plen = strlen(prefix);
 	if (err == SM_OK && page.truncated)
-		s3_big_add(s, lv->prefix);
+		s3_big_add(s, prefix);
+	if (err == SM_OK && !page.truncated && page.n) {
+		v->flat = calloc(page.n, sizeof(*v->flat));
+		if (!v->flat)
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
 	if (err == SM_OK && !page.truncated) {
 		*whole = true;
 		for (size_t i = 0; err == SM_OK && i < page.n; i++) {
 			const struct sm_s3_object *o = &page.objs[i];
-			if (strncmp(o->key, lv->prefix, plen) ==
-			    0) /* else: a server ignoring the prefix */
-				err = s3_level_add(lv, sm_strdup(o->key), false, o->size,
-				                   o->mtime_ns, d);
+			if (strncmp(o->key, prefix, plen) != 0)
+				continue; /* a server ignoring the prefix */
+			struct s3_flatent *f = &v->flat[v->nflat];
+			if (!(f->rel = strdup(o->key + plen)))
+				err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			f->a = (struct s3_objattr){ o->size, o->mtime_ns };
+			v->nflat += err == SM_OK;
 		}
+		if (v->nflat)
+			qsort(v->flat, v->nflat, sizeof(*v->flat), s3_flat_cmp);
 	}
 	sm_s3_list_page_release(&page);
 	return err;
 }
 
-/* Read every page of one level (from after full key `start_after`, or
- * NULL), then sort it: pages of a store in directory order come in its
- * order, and may repeat a prefix. */
-static enum sm_err s3_level_fill(struct s3_store *s, struct s3_level *lv, const char *start_after,
-                                 struct sm_diag *d)
+/* Read every page of the level below `prefix` by directory into a new
+ * table: pages of a store in directory order come in its order, and may
+ * repeat a prefix. */
+static enum sm_err s3_level_fill(struct s3_store *s, struct s3_lvdata *v, const char *prefix,
+                                 bool shared, struct sm_diag *d)
 {
+	enum sm_err err = sm_dirtab_new(&v->tab, d);
+	if (err != SM_OK)
+		return err;
 	char *token = NULL;
-	enum sm_err err = SM_OK;
+	size_t plen = strlen(prefix);
 	unsigned empty = 0; /* truncated pages without an entry, in a row */
 	for (;;) {
 		struct sm_buf body = { .limit = S3_REPLY_MAX };
@@ -831,35 +873,35 @@ static enum sm_err s3_level_fill(struct s3_store *s, struct s3_level *lv, const 
 		call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
 		call.query[call.nq++] = (struct sm_kv){ "max-keys", "1000" };
 		call.query[call.nq++] = (struct sm_kv){ "delimiter", "/" };
-		if (*lv->prefix)
-			call.query[call.nq++] = (struct sm_kv){ "prefix", lv->prefix };
+		if (*prefix)
+			call.query[call.nq++] = (struct sm_kv){ "prefix", prefix };
 		if (token)
 			call.query[call.nq++] = (struct sm_kv){ "continuation-token", token };
-		else if (start_after && *start_after)
-			call.query[call.nq++] = (struct sm_kv){ "start-after", start_after };
 		struct sm_http_req rep;
 		struct sm_s3_list_page page = { 0 };
 		err = s3_do(s, &call, &rep, "list", d);
 		if (err == SM_OK)
 			err = sm_s3_parse_list(body.p, body.len, &page, d);
 		sm_buf_release(&body);
-		for (size_t i = 0; err == SM_OK && i < page.n; i++)
-			err = s3_level_take(lv, page.objs[i].key, false, &page.objs[i], d);
+		for (size_t i = 0; err == SM_OK && i < page.n; i++) {
+			struct s3_objattr a = { page.objs[i].size, page.objs[i].mtime_ns };
+			err = s3_level_take(v, prefix, plen, page.objs[i].key, false, &a, d);
+		}
 		for (size_t i = 0; err == SM_OK && i < page.n_prefixes; i++)
-			err = s3_level_take(lv, page.prefixes[i], true, NULL, d);
+			err = s3_level_take(v, prefix, plen, page.prefixes[i], true, NULL, d);
 		if (err == SM_OK && page.truncated && page.n)
-			err = s3_level_probe(s, lv, page.objs[page.n - 1].key, d);
+			err = s3_level_probe(s, v, prefix, page.objs[page.n - 1].key, d);
 		empty = page.n || page.n_prefixes ? 0 : empty + 1;
 		if (err == SM_OK && page.truncated && token && strcmp(token, page.next_token) == 0)
 			err = sm_diag_set(d, SM_EIO, 0,
 			                  "s3: listing '%s' returned the same continuation token "
 			                  "again",
-			                  lv->prefix);
+			                  prefix);
 		else if (err == SM_OK && page.truncated && empty >= S3_EMPTY_PAGES)
 			err = sm_diag_set(d, SM_EIO, 0,
 			                  "s3: listing '%s' returned %u empty pages in a row, each "
 			                  "saying there is more",
-			                  lv->prefix, empty);
+			                  prefix, empty);
 		bool more = err == SM_OK && page.truncated;
 		free(token);
 		token = NULL;
@@ -870,22 +912,116 @@ static enum sm_err s3_level_fill(struct s3_store *s, struct s3_level *lv, const 
 			break;
 	}
 	free(token);
-	if (err != SM_OK)
+	if (err == SM_OK)
+		err = sm_dirtab_finish(v->tab, shared, d);
+	if (err == SM_OK && sm_dirtab_disk_bytes(v->tab)) {
+		char where[S3_KEY_MAX + 700];
+		snprintf(where, sizeof(where), "s3://%s/%s/%s", s->loc.endpoint, s->loc.bucket,
+		         prefix);
+		sm_dirtab_log(v->tab, SM_LOG_INFO, where);
+	}
+	return err;
+}
+
+/* Read the level below full prefix `prefix`: its subtree in one page when
+ * it fits, else by directory. */
+static enum sm_err s3_level_load(struct s3_store *s, const char *prefix, bool shared,
+                                 struct s3_lvdata **out, size_t *bytes, struct sm_diag *d)
+{
+	struct s3_lvdata *v = calloc(1, sizeof(*v));
+	if (!v)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	bool whole = false;
+	enum sm_err err = s3_level_flat(s, v, prefix, &whole, d);
+	if (err == SM_OK && !whole)
+		err = s3_level_fill(s, v, prefix, shared, d);
+	if (err != SM_OK) {
+		s3_lvdata_free(v);
 		return err;
-	s3_level_sort(lv);
+	}
+	*bytes = sizeof(*v) + (v->tab ? sm_dirtab_cache_bytes(v->tab) : 0);
+	for (size_t i = 0; i < v->nflat; i++)
+		*bytes += sizeof(v->flat[i]) + strlen(v->flat[i].rel) + 1;
+	*out = v;
 	return SM_OK;
 }
 
-/* The next item of a filled level, or NULL at its end. */
-static const struct s3_item *s3_level_next(struct s3_level *lv)
+/* The level's next item, *out NULL at its end. Repeats (a prefix listed
+ * on two pages, a probed name listed too) are given once. */
+static enum sm_err s3_level_next(struct s3_level *lv, const struct s3_item **out, struct sm_diag *d)
 {
-	return lv->next < lv->n ? &lv->items[lv->next++] : NULL;
+	*out = NULL;
+	struct s3_lvdata *v = lv->data;
+	const char *rel;
+	size_t rlen;
+	if (!v->tab) {
+		if (lv->fi >= v->nflat)
+			return SM_OK;
+		struct s3_flatent *f = &v->flat[lv->fi++];
+		rel = f->rel;
+		rlen = strlen(rel);
+		lv->cur = (struct s3_item){ .size = f->a.size, .mtime_ns = f->a.mtime_ns };
+	} else {
+		struct sm_dirtab_rec r;
+		for (;;) {
+			enum sm_err err = sm_dirtab_it_peek(&lv->it, &r, d);
+			if (err == SM_EOF)
+				return SM_OK;
+			if (err != SM_OK)
+				return err;
+			sm_dirtab_it_advance(&lv->it);
+			if (lv->has_prev && lv->prev.len == r.klen &&
+			    memcmp(lv->prev.p, r.key, r.klen) == 0)
+				continue;
+			lv->prev.len = 0;
+			if (sm_buf_append(&lv->prev, r.key, r.klen) != SM_OK)
+				return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			lv->has_prev = true;
+			break;
+		}
+		rel = r.key + 1; /* past the tag; '/' ends a directory's */
+		rlen = r.klen - 1;
+		struct s3_objattr a = { 0, 0 };
+		if (!r.dir && r.dlen == sizeof(a))
+			memcpy(&a, r.data, sizeof(a));
+		lv->cur =
+		        (struct s3_item){ .prefix = r.dir, .size = a.size, .mtime_ns = a.mtime_ns };
+	}
+	lv->key.len = 0;
+	if (sm_buf_append(&lv->key, lv->prefix, lv->plen) != SM_OK ||
+	    sm_buf_append(&lv->key, rel, rlen) != SM_OK || sm_buf_append(&lv->key, "", 1) != SM_OK)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	lv->cur.key = lv->key.p;
+	*out = &lv->cur;
+	return SM_OK;
+}
+
+/* Move a level read by directory to the child that full key `full` is in
+ * (or after it): a range task in a large level does not read its way
+ * there. */
+static enum sm_err s3_level_seek(struct s3_level *lv, const char *full, struct sm_diag *d)
+{
+	if (!lv->data->tab || strncmp(full, lv->prefix, lv->plen) != 0 || !full[lv->plen])
+		return SM_OK;
+	const char *rest = full + lv->plen;
+	size_t clen = strcspn(rest, "/");
+	char name[S3_KEY_MAX + 2];
+	if (clen + 1 >= sizeof(name))
+		return SM_OK;
+	name[0] = S3_NAME_TAG;
+	memcpy(name + 1, rest, clen);
+	/* the child itself: its name, with '/' when resume is below it */
+	size_t n = clen + 1;
+	if (rest[clen] == '/')
+		name[n++] = '/';
+	enum sm_err err = sm_dirtab_it_seek(&lv->it, name, n, d);
+	return err == SM_EOF ? SM_OK : err;
 }
 
 static void s3_walk_release(struct s3_walk *w)
 {
 	for (size_t i = 0; i < w->depth; i++)
-		s3_level_release(&w->lv[i]);
+		s3_level_release(w->s, &w->lv[i]);
 	free(w->lv);
 	free(w->resume);
 	free(w->top);
@@ -895,13 +1031,18 @@ static void s3_walk_release(struct s3_walk *w)
 /* Takes over nothing; `resume` is copied, `last` borrowed for the walk.
  * The walk starts at the longest start that resume and last have in
  * common: each key between them has it too ("f000" for "f000123" and
- * "f000456"), so a range task reads only its own part of a large level. */
+ * "f000456"), so a range task reads only its own part of a large level.
+ * With a listing cache it starts at the directory that holds that start
+ * ("" for "f000"), a level other tasks read too. */
 static enum sm_err s3_walk_init(struct s3_walk *w, struct s3_store *s, const char *resume,
                                 const char *last, struct sm_diag *d)
 {
 	size_t common = 0;
 	while (last && resume[common] && resume[common] == last[common])
 		common++;
+	if (s->dcache)
+		while (common && resume[common - 1] != '/')
+			common--;
 	char *top = sm_strndup(resume, common);
 	if (top) /* a prefix goes to the server: whole UTF-8 sequences only */
 		top[s3_utf8_prefix(top)] = '\0';
@@ -914,10 +1055,13 @@ static enum sm_err s3_walk_init(struct s3_walk *w, struct s3_store *s, const cha
 	return SM_OK;
 }
 
-/* List the level below full prefix `prefix` and put it on the stack. A
- * level that cannot be read is left out: the walk goes on after it. */
+/* Put the level below full prefix `prefix` on the stack: from the
+ * store's listing cache (read by whichever cursor asked first), or read
+ * for this walk alone. A level that cannot be read is left out: the walk
+ * goes on after it. */
 static enum sm_err s3_walk_push(struct s3_walk *w, const char *prefix, struct sm_diag *d)
 {
+	struct s3_store *s = w->s;
 	if (w->depth == w->cap) {
 		size_t cap = w->cap ? w->cap * 2 : 8;
 		struct s3_level *nl = realloc(w->lv, cap * sizeof(*nl));
@@ -926,36 +1070,38 @@ static enum sm_err s3_walk_push(struct s3_walk *w, const char *prefix, struct sm
 		w->lv = nl;
 		w->cap = cap;
 	}
-	struct s3_level lv = { .prefix = strdup(prefix) };
+	struct s3_level lv = { .prefix = strdup(prefix), .plen = strlen(prefix) };
 	if (!lv.prefix)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	/* A level that resume is in is read from after the name of its child
-	 * that resume is in (valid UTF-8 only): start-after "P/c", not
-	 * "P/c/x", so "P/c/" is listed by a store in directory order that
-	 * shows a prefix only for a directory with an object after the start
-	 * (s3rver), and by any other too. */
-	char *sa = NULL;
-	size_t lplen = strlen(prefix);
-	if (*w->resume && !(sa = s3_full(w->s, w->resume))) {
-		free(lv.prefix);
-		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	enum sm_err err = SM_OK;
+	size_t bytes = 0;
+	if (s->dcache) {
+		bool load = false;
+		lv.ent = sm_dircache_get(s->dcache, prefix, lv.plen, &load);
+		if (!lv.ent)
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		else if (!load)
+			lv.data = sm_dircache_val(lv.ent);
+		else if ((err = s3_level_load(s, prefix, true, &lv.data, &bytes, d)) == SM_OK)
+			sm_dircache_fill(s->dcache, lv.ent, lv.data, bytes);
+		else {
+			sm_dircache_abandon(s->dcache, lv.ent); /* an error is never cached */
+			lv.ent = NULL;
+		}
+	} else {
+		err = s3_level_load(s, prefix, false, &lv.data, &bytes, d);
 	}
-	if (sa) {
-		if (strlen(sa) > lplen && strncmp(sa, prefix, lplen) == 0)
-			sa[lplen + strcspn(sa + lplen, "/")] = '\0';
-		else
-			sa[0] = '\0';
-		sa[s3_utf8_prefix(sa)] = '\0';
+	if (err == SM_OK && lv.data->tab) {
+		sm_dirtab_it_init(&lv.it, lv.data->tab);
+		if (*w->resume) {
+			char *full = s3_full(s, w->resume);
+			err = full ? s3_level_seek(&lv, full, d)
+			           : sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			free(full);
+		}
 	}
-	bool whole = false;
-	enum sm_err err = s3_level_flat(w->s, &lv, &whole, d);
-	if (err == SM_OK && whole)
-		s3_level_sort(&lv);
-	else if (err == SM_OK)
-		err = s3_level_fill(w->s, &lv, sa, d);
-	free(sa);
 	if (err != SM_OK) {
-		s3_level_release(&lv);
+		s3_level_release(s, &lv);
 		return err;
 	}
 	w->lv[w->depth++] = lv;
@@ -983,9 +1129,12 @@ static enum sm_err s3_walk_next(struct s3_walk *w, const struct s3_item **out, s
 			w->done = true;
 			return SM_EOF;
 		}
-		const struct s3_item *it = s3_level_next(&w->lv[w->depth - 1]);
-		if (!it) {
-			s3_level_release(&w->lv[--w->depth]);
+		const struct s3_item *it;
+		enum sm_err lerr = s3_level_next(&w->lv[w->depth - 1], &it, d);
+		if (lerr != SM_OK || !it) {
+			s3_level_release(w->s, &w->lv[--w->depth]);
+			if (lerr != SM_OK)
+				return lerr; /* the walk goes on after the level */
 			continue;
 		}
 		const char *key = it->key + plen;

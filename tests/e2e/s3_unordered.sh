@@ -209,3 +209,58 @@ grep -q "SRC: s3: .*lists keys out of byte order, which showed only after 'k0999
 expect_field deleted 0 "a key held back to page 2"
 stop_proxy hold
 expect_same_tree "$T/late" "$T/late-copy" --no-dirs "a key held back to page 2: DST unchanged"
+
+# ---- keys that are odd as paths, and a level larger than a page, listed
+# level by level on both sides (the shuffling proxy in front of SRC and DST):
+# "/lead", "e//f", "c/./d", "a/../b", ".", ".." and "x/" holding bytes are
+# keys like any other (an empty name is a level too), and a level of 2500
+# keys is read once per run however many range tasks cut it; with runs
+# spilled to TMPDIR every 300 names (SYNCMGR_TEST_DIR_SPILL) as well
+aws s3api create-bucket --bucket odd >/dev/null
+ODD=("/lead" "e//f" "e//g/h" "c/./d" "a/../b" "." ".." "x/" "y//" "a-b" "a/z" "a0")
+for k in "${ODD[@]}"; do
+	printf 'data %s\n' "$k" >"$T/body"
+	aws s3api put-object --bucket odd --key "src/$k" --body "$T/body" >/dev/null
+done
+sm --no-https "$T/late/" "s3://$CRED@$HP/odd/src/big/"
+expect_rc 0 "odd keys: the large level up"
+# keys KEYFILE PREFIX: the keys under PREFIX of bucket odd, sorted, into KEYFILE
+keys() {
+	aws s3api list-objects-v2 --bucket odd --prefix "$2" --query 'Contents[].Key' --output text |
+		tr '\t' '\n' | sed "s|^$2||" | LC_ALL=C sort >"$1"
+}
+keys "$T/want.odd" src/
+[ "$(wc -l <"$T/want.odd")" -eq $((${#ODD[@]} + 2503)) ] ||
+	fail "odd keys: the SRC prefix holds $(wc -l <"$T/want.odd") keys"
+start_proxy oddsh --p503 0 --preset 0 --shuffle-list --seed 21
+UO="s3://$CRED@$PROXY/odd"
+for spill in "" 300; do
+	SYNCMGR_TEST_DIR_SPILL=$spill sm --no-https --debug "$UO/src/" "$UO/dst$spill/"
+	expect_rc 0 "odd keys level by level (spill '$spill'): S3 -> S3"
+	expect_field copied "$(wc -l <"$T/want.odd")" "odd keys level by level (spill '$spill')"
+	keys "$T/got.odd" "dst$spill/"
+	diff "$T/want.odd" "$T/got.odd" >"$T/diff" ||
+		fail "odd keys level by level (spill '$spill'): DST differs from SRC: $(head -5 "$T/diff")"
+	if [ -n "$spill" ]; then
+		grep -q "^syncmgr: 's3://$PROXY/odd/src/big/': 25[0-9][0-9] names sorted on disk" "$T/sm.err" ||
+			fail "odd keys level by level: the level of 2503 keys was not sorted on disk: $(grep 'sorted on disk' "$T/sm.err")"
+	fi
+	# a second run finds everything in place, and reads each DST level once
+	SYNCMGR_TEST_DIR_SPILL=$spill sm --no-https --debug -p 8 "$UO/src/" "$UO/dst$spill/"
+	expect_rc 0 "odd keys level by level (spill '$spill'): no change"
+	expect_field copied 0 "odd keys level by level (spill '$spill'): no change"
+	grep -q "^syncmgr: debug: DST: s3: listing cache: .* served again" "$T/sm.err" ||
+		fail "odd keys level by level (spill '$spill'): DST levels did not come from the listing cache"
+done
+# --delete-dst of keys only DST has, among the odd ones
+for k in "e//zz" "c/./e" "big/k9999" "zz/"; do
+	aws s3api put-object --bucket odd --key "dst/$k" --body "$T/body" >/dev/null
+done
+sm --no-https --delete-dst "$UO/src/" "$UO/dst/"
+expect_rc 0 "odd keys level by level: --delete-dst"
+expect_field deleted 4 "odd keys level by level: --delete-dst"
+keys "$T/got.odd" dst/
+diff "$T/want.odd" "$T/got.odd" >"$T/diff" ||
+	fail "odd keys level by level: --delete-dst left DST unlike SRC: $(head -5 "$T/diff")"
+stop_proxy oddsh
+[ "$(pstat oddsh reordered)" -gt 0 ] || fail "the shuffling proxy reordered no listing of the odd keys"
