@@ -8,6 +8,9 @@
       N files of B bytes each directly in DIR (DIR/f00 ...).
   gen.py empty DIR --files N --dirs D
       N empty files spread evenly over D directories.
+  gen.py dirs DIR --files N --dirs D
+      N empty directories spread evenly over D directories (DIR/d0000/e000000
+      ...; "FILES" counts all N + D of them).
 
 Contents come from random.Random(seed).randbytes(): reproducible and
 incompressible, without the CPU cost of os.urandom / crypto.  Prints
@@ -36,7 +39,7 @@ def spread(root, files, dirs):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("kind", choices=["small", "large", "empty"])
+    p.add_argument("kind", choices=["small", "large", "empty", "dirs"])
     p.add_argument("dir")
     p.add_argument("--files", type=int, required=True)
     p.add_argument("--dirs", type=int, default=1)
@@ -58,6 +61,13 @@ def main():
     elif a.kind == "empty":
         for path, _ in spread(a.dir, a.files, a.dirs):
             open(path, "wb").close()
+    elif a.kind == "dirs":
+        parents = set()
+        for path, _ in spread(a.dir, a.files, a.dirs):
+            os.mkdir(os.path.join(os.path.dirname(path), "e" + os.path.basename(path)[1:]))
+            parents.add(os.path.dirname(path))
+        print(a.files + len(parents), 0)
+        return 0
     else:
         for i in range(a.files):
             left = a.size

@@ -10,9 +10,13 @@
 #     EMPTY1M    1M empty files in 1000 dirs    (syncmgr only: memory check)
 #     ONEDIR1M   1M empty files in ONE directory  (syncmgr, cp -a, rsync -a)
 #     DIR10K     200k empty files in 20 dirs of 10k (syncmgr, cp -a, rsync -a)
+#     DIRS1M     1M empty directories in 1000 dirs (syncmgr --dirs, cp -a, rsync -a)
 #   and two phases per tool and data set:
 #     initial    copy into an empty DST (DST removed with rm -rf, then `sync`)
 #     no-change  the same command again onto the complete DST (cp -a: skipped)
+#   and for DIRS1M a third:
+#     delete     from an empty SRC onto the complete DST: every directory
+#                deleted (syncmgr --dirs --delete-dst, rsync -a --delete)
 #   Commands: syncmgr -q SRC/ DST/ | cp -a SRC DST | rsync -a SRC/ DST/ |
 #             rclone sync SRC DST --config /dev/null --transfers 10 --checkers 16
 #   Every command runs under /usr/bin/time -f '%e %M %U %S' (the CPU time is
@@ -36,12 +40,12 @@
 #   data set and phase (< 1 means syncmgr is faster).
 #   Then each target with PASS / MISS and the measured value (issue 13's
 #   for ONEDIR1M and DIR10K: initial and no-change <= 0.6x rsync -a, initial
-#   <= 1.1x cp -a on ONEDIR1M, peak RSS <= 64 MiB).  Times come with
+#   <= 1.1x cp -a on ONEDIR1M, peak RSS <= 64 MiB on every set, DIRS1M too).  Times come with
 #   0.01 s resolution: at tiny --scale the ratios are noise (n/a when a time
 #   is 0.00); only full-scale (--scale 1) numbers mean anything.
 #
 # Usage: tests/bench/local.sh [--scale F] [--runs N] [--workdir DIR] [--syncmgr PATH] [--sets LIST]
-#   --scale F     multiply file counts (SMALL, EMPTY*, ONEDIR1M, DIR10K) and file
+#   --scale F     multiply file counts (SMALL, EMPTY*, ONEDIR1M, DIR10K, DIRS1M) and file
 #                 sizes (LARGE) by F (default 1)
 #   --runs N      rounds; the median is reported (default 3)
 #   --workdir DIR parent of the scratch dir (default /var/tmp); the script works in
@@ -70,7 +74,7 @@ usage() { sed -n 's/^# \{0,1\}//; /^Usage:/,/^Needs:/p' "$0" | sed '$d'; }
 die() { echo "$prog: $*" >&2; exit 2; }
 log() { echo "$*" >&2; }
 
-all_sets=(SMALL LARGE EMPTY100K EMPTY1M ONEDIR1M DIR10K)
+all_sets=(SMALL LARGE EMPTY100K EMPTY1M ONEDIR1M DIR10K DIRS1M)
 want_sets=""
 args=()
 while [ $# -gt 0 ]; do
@@ -111,6 +115,7 @@ e1m_files=$(sc 1000000) e1m_dirs=$(sc 1000)
 e100k_files=$(sc 100000) e100k_dirs=$(sc 100)
 onedir_files=$(sc 1000000)
 dir10k_files=$(sc 200000) dir10k_dirs=20
+dirs1m_dirs=$(sc 1000000) dirs1m_parents=$(sc 1000)
 # sets not run take no room
 has_set SMALL || small_files=0 small_dirs=0
 has_set LARGE || large_files=0
@@ -118,15 +123,16 @@ has_set EMPTY1M || e1m_files=0 e1m_dirs=0
 has_set EMPTY100K || e100k_files=0 e100k_dirs=0
 has_set ONEDIR1M || onedir_files=0
 has_set DIR10K || dir10k_files=0 dir10k_dirs=0
+has_set DIRS1M || dirs1m_dirs=0 dirs1m_parents=0
 
 # Disk estimate (bytes): small files average ~1.53 4-KiB blocks, big dirs ~48 KiB,
 # ~40 B of directory per name in the huge ones.
 data_est=$(awk -v sf="$small_files" -v sd="$small_dirs" -v lf="$large_files" -v ls="$large_size" \
 	-v ef="$e1m_files" -v ed="$e1m_dirs" -v hf="$e100k_files" -v hd="$e100k_dirs" \
-	-v of="$onedir_files" -v tf="$dir10k_files" \
-	'BEGIN { printf "%.0f", sf * 6656 + sd * 4096 + lf * ls + (ed + hd) * 49152 + (ef + hf) * 0 + (of + tf) * 40 }')
+	-v of="$onedir_files" -v tf="$dir10k_files" -v dd="$dirs1m_dirs" \
+	'BEGIN { printf "%.0f", sf * 6656 + sd * 4096 + lf * ls + (ed + hd) * 49152 + (ef + hf) * 0 + (of + tf) * 40 + dd * 4136 }')
 inode_est=$((small_files + small_dirs + large_files + e1m_files + e1m_dirs + e100k_files + e100k_dirs +
-	onedir_files + dir10k_files + dir10k_dirs + 6))
+	onedir_files + dir10k_files + dir10k_dirs + dirs1m_dirs + dirs1m_parents + 6))
 human() { awk -v b="$1" 'BEGIN { split("B KiB MiB GiB TiB", u); i = 1; while (b >= 1024 && i < 5) { b /= 1024; i++ } printf (i == 1 ? "%d %s" : "%.1f %s"), b, u[i] }'; }
 
 # ---- scratch dir --------------------------------------------------------------
@@ -177,6 +183,8 @@ has_set EMPTY100K && gen EMPTY100K empty --files "$e100k_files" --dirs "$e100k_d
 has_set EMPTY1M && gen EMPTY1M empty --files "$e1m_files" --dirs "$e1m_dirs"
 has_set ONEDIR1M && gen ONEDIR1M empty --files "$onedir_files" --dirs 1
 has_set DIR10K && gen DIR10K empty --files "$dir10k_files" --dirs "$dir10k_dirs"
+has_set DIRS1M && gen DIRS1M dirs --files "$dirs1m_dirs" --dirs "$dirs1m_parents"
+mkdir -p "$W/src/EMPTYSRC"
 sync
 
 # ---- measuring --------------------------------------------------------------------
@@ -187,11 +195,14 @@ results=$W/results
 notes=()
 note() { notes+=("$*"); log "$prog: NOTE: $*"; }
 
-tool_cmd() { # TOOL SRC DST -> sets array cmd
+tool_cmd() { # TOOL SRC DST [SET [PHASE]] -> sets array cmd
+	local more=()
+	[ "${4:-}" = DIRS1M ] && [ "$1" = syncmgr ] && more=(--dirs)
+	[ "${5:-}" = delete ] && { [ "$1" = syncmgr ] && more+=(--delete-dst) || more+=(--delete); }
 	case $1 in
-	syncmgr) cmd=("$syncmgr" -q "$2/" "$3/") ;;
+	syncmgr) cmd=("$syncmgr" -q "${more[@]}" "$2/" "$3/") ;;
 	cp) cmd=(cp -a "$2" "$3") ;;
-	rsync) cmd=(rsync -a "$2/" "$3/") ;;
+	rsync) cmd=(rsync -a "${more[@]}" "$2/" "$3/") ;;
 	rclone) cmd=(rclone sync "$2" "$3" --config /dev/null --transfers 10 --checkers 16 -q) ;;
 	esac
 }
@@ -199,8 +210,9 @@ tool_cmd() { # TOOL SRC DST -> sets array cmd
 # run SET PHASE TOOL ROUND: time one command, append
 # "SET PHASE TOOL ROUND SECS RSS_KIB CPU_S -" (lib.sh's bench_exec)
 run() {
-	local -a cmd
-	tool_cmd "$3" "$W/src/$1" "$W/dst"
+	local -a cmd src=$W/src/$1
+	[ "$2" = delete ] && src=$W/src/EMPTYSRC
+	tool_cmd "$3" "$src" "$W/dst" "$1" "$2"
 	bench_exec "$1" "$2" "$3" "$4" "${cmd[*]}"
 }
 
@@ -209,7 +221,9 @@ run() {
 check_summary() {
 	local set=$1 phase=$2 round=$3 ef=$4 line found skipped copied n=${nfiles[$1]}
 	summary_counts "$set" "$phase" "$round" "$ef" || return 0
-	if [ "$phase" = initial ]; then
+	if [ "$phase" = delete ]; then
+		:
+	elif [ "$phase" = initial ]; then
 		if [ "$found" != "$n" ] || [ "$copied" != "$n" ]; then
 			note "syncmgr $set initial (round $round): expected found=copied=$n, summary: $line"
 		fi
@@ -245,7 +259,7 @@ for ((round = 1; round <= runs; round++)); do
 	for set in "${sets[@]}"; do
 		case $set in
 		SMALL | LARGE) these=("${tools[@]}") ;;
-		ONEDIR1M | DIR10K) these=(syncmgr cp rsync) ;;
+		ONEDIR1M | DIR10K | DIRS1M) these=(syncmgr cp rsync) ;;
 		*) these=(syncmgr) ;;
 		esac
 		order=()
@@ -259,6 +273,10 @@ for ((round = 1; round <= runs; round++)); do
 				verify "$set"
 			fi
 			[ "$tool" = cp ] || run "$set" no-change "$tool" "$round"
+			if [ "$set" = DIRS1M ] && [ "$tool" != cp ]; then
+				run "$set" delete "$tool" "$round"
+				[ -z "$(ls -A "$W/dst")" ] || { log "$prog: ${label[$tool]} left DST not empty in the delete phase"; exit 1; }
+			fi
 		done
 		fresh_dst
 	done
@@ -286,6 +304,7 @@ describe() {
 	EMPTY1M) echo "${nfiles[$1]} empty files in $e1m_dirs dir(s) (syncmgr only)" ;;
 	ONEDIR1M) echo "${nfiles[$1]} empty files in one directory (rclone not run)" ;;
 	DIR10K) echo "${nfiles[$1]} empty files in $dir10k_dirs directories (rclone not run)" ;;
+	DIRS1M) echo "${nfiles[$1]} empty directories in $dirs1m_parents directories; delete: from an empty SRC (rclone not run)" ;;
 	esac
 }
 
@@ -305,7 +324,7 @@ cat <<EOF
 |---|---|---|---:|---:|---:|---:|---:|
 EOF
 for set in "${sets[@]}"; do
-	for phase in initial no-change; do
+	for phase in initial no-change delete; do
 		for tool in "${tools[@]}"; do
 			t=$(median "$set" "$phase" "$tool")
 			[ -n "$t" ] || continue
@@ -318,7 +337,7 @@ for set in "${sets[@]}"; do
 			if [ "$tool" = syncmgr ]; then
 				rcp=$(div "$t" "$(median "$set" "$phase" cp)")
 				rrs=$(div "$t" "$(median "$set" "$phase" rsync)")
-				case $set in SMALL | LARGE | ONEDIR1M | DIR10K) ;; *) rcp="" rrs="" ;; esac
+				case $set in SMALL | LARGE | ONEDIR1M | DIR10K | DIRS1M) ;; *) rcp="" rrs="" ;; esac
 			fi
 			printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$set" "$phase" "${label[$tool]}" "$t" "$tput" \
 				"$(mib "$(peak "$set" "$phase" "$tool")")" "${rcp:-–}" "${rrs:-–}"
@@ -370,6 +389,7 @@ done
 target "ONEDIR1M initial: syncmgr time ÷ cp -a" "$(div "$(median ONEDIR1M initial syncmgr)" "$(median ONEDIR1M initial cp)")" "<=" 1.10
 target "ONEDIR1M syncmgr peak RSS MiB" "$(rss_of ONEDIR1M)" "<=" 64
 target "DIR10K syncmgr peak RSS MiB" "$(rss_of DIR10K)" "<=" 64
+target "DIRS1M syncmgr peak RSS MiB" "$(rss_of DIRS1M)" "<=" 64
 
 if [ ${#notes[@]} -gt 0 ]; then
 	printf '\n### Notes\n\n'
