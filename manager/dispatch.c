@@ -18,6 +18,10 @@
 #define DISPATCH_MAX_WORKERS 1024  /* names beyond these count as the last one's */
 #define DISPATCH_FAIL_KEY_MAX 4096 /* bytes of a failed key a worker reports (PATH_MAX) */
 #define DISPATCH_FAIL_MSG_MAX 1024 /* and of its message (longer: cut) */
+/* A timer tick this late means this process was stopped (SIGSTOP, a
+ * suspended VM) or starved: no worker could renew meanwhile, so every lease
+ * is extended by the gap instead of expiring (at most a quarter lease). */
+#define DISPATCH_PAUSE_MS 1000
 
 struct dtask {
 	uint64_t id;
@@ -264,6 +268,15 @@ static void dispatch_send_wait(struct dctx *c)
 	dctx_send_reply(c, &rep);
 }
 
+/* How long a GetTask waits for work before Wait: well within the worker's
+ * receive timeout (a quarter lease). */
+static uint64_t dispatch_park_ns(const struct sm_dispatch *dp)
+{
+	uint64_t ns = (uint64_t)DISPATCH_PARK_MS * 1000000u;
+	uint64_t cap = (uint64_t)dp->cfg.lease_ms * 125000u; /* lease / 8 */
+	return ns < cap ? ns : cap;
+}
+
 /* Hand the first pending task to `c`, for `worker` (mu held, a task
  * pending). */
 static void dispatch_hand_out(struct sm_dispatch *dp, struct dctx *c, size_t worker)
@@ -341,7 +354,7 @@ static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmg
 		} else {
 			c->state = DCTX_PARKED;
 			c->worker = worker;
-			c->park_deadline = sm_now_ns() + (uint64_t)DISPATCH_PARK_MS * 1000000u;
+			c->park_deadline = sm_now_ns() + dispatch_park_ns(dp);
 			c->next_parked = dp->parked;
 			dp->parked = c;
 		}
@@ -448,21 +461,34 @@ static void dctx_cb(void *arg)
 	pthread_mutex_unlock(&dp->mu);
 }
 
+/* The manager itself was not running for `gap` ns (mu held): nobody could
+ * renew a lease meanwhile, so every deadline moves by the gap. */
+static void dispatch_paused(struct sm_dispatch *dp, uint64_t gap)
+{
+	sm_log(SM_LOG_DEBUG, "dispatch: this process did not run for %.1f s: leases extended",
+	       (double)gap / 1e9);
+	for (struct dtask *t = dp->inflight.head; t; t = t->next)
+		t->lease_deadline += gap;
+}
+
 /* Expire leases and parked requests. */
 static void *dispatch_timer(void *arg)
 {
 	struct sm_dispatch *dp = arg;
+	uint64_t pause_ns = (uint64_t)DISPATCH_PAUSE_MS * 1000000u;
+	if (pause_ns > (uint64_t)dp->cfg.lease_ms * 250000u)
+		pause_ns = (uint64_t)dp->cfg.lease_ms * 250000u;
 	pthread_mutex_lock(&dp->mu);
+	uint64_t last = sm_now_ns();
 	while (!dp->closing) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += DISPATCH_TICK_MS * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&dp->timer_cv, &dp->mu, &ts);
+		sm_cond_wait_ms(&dp->timer_cv, &dp->mu, DISPATCH_TICK_MS);
 		if (dp->closing)
 			break;
 		uint64_t now = sm_now_ns();
+		uint64_t expected = last + (uint64_t)DISPATCH_TICK_MS * 1000000u;
+		if (now > expected && now - expected > pause_ns)
+			dispatch_paused(dp, now - last);
+		last = now;
 		for (struct dtask *t = dp->inflight.head; t;) {
 			struct dtask *next = t->next;
 			if (now > t->lease_deadline) {
@@ -522,7 +548,7 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 	pthread_mutex_init(&dp->mu, &ma);
 	pthread_mutexattr_destroy(&ma);
 	pthread_cond_init(&dp->cv, NULL);
-	pthread_cond_init(&dp->timer_cv, NULL);
+	sm_cond_init_mono(&dp->timer_cv);
 	enum sm_err err = SM_OK;
 	int rv = nng_rep0_open(&dp->sock);
 	if (rv != 0) {

@@ -356,6 +356,16 @@ static int run_report(const struct sm_opts *o, const struct run_plan *rp, int st
 	return status;
 }
 
+/* A duration tests may lower (left out of --help): `name` in ms, else `def`. */
+static unsigned run_test_ms(const char *name, unsigned def)
+{
+	int64_t v = 0;
+	const char *env = getenv(name);
+	if (env && sm_parse_i64(env, 100, 3600000, &v))
+		return (unsigned)v;
+	return def;
+}
+
 /* A worker lost the manager: stop handing out work, so the run ends. */
 static void run_worker_lost(void *arg)
 {
@@ -471,11 +481,12 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	char url[64];
 	snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
 	         atomic_fetch_add(&run_seq, 1));
-	struct sm_dispatch_cfg dcf = { .url = url,
-		                       .max_queued = o->threads / 2 +
-		                                     2, /* each queued task holds up to 1000 keys */
-		                       .lease_ms = RUN_LEASE_MS,
-		                       .max_failure = (uint64_t)o->max_failure };
+	struct sm_dispatch_cfg dcf = {
+		.url = url,
+		.max_queued = o->threads / 2 + 2, /* each queued task holds up to 1000 keys */
+		.lease_ms = run_test_ms("SYNCMGR_TEST_LEASE_MS", RUN_LEASE_MS),
+		.max_failure = (uint64_t)o->max_failure
+	};
 	if (sm_journal_new(&journal, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: %s\n", d.msg);
 		status = SM_EXIT_FAIL;
@@ -494,7 +505,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	w.on_fatal = run_worker_lost;
 	w.fatal_arg = dp;
 	run_signals_attach(&sig, dp, &w);
-	if (sm_worker_start(&w, url, o->threads, &wk, &d) != SM_OK) {
+	struct sm_worker_cfg wcf = { .url = url, .threads = o->threads, .lease_ms = dcf.lease_ms };
+	if (sm_worker_start(&w, &wcf, &wk, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		sm_dispatch_abort(dp);
 		status = SM_EXIT_FAIL;

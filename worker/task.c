@@ -15,7 +15,10 @@
 #include "wire.h"
 
 #define TASK_REPORT_MS 100 /* under the display's 200 ms: each frame sees new counts */
-#define TASK_RECV_TIMEOUT_MS 120000
+/* Every exchange with the manager times out well within its lease: a
+ * quarter of it, so a worker hears of trouble long before the task is
+ * handed to someone else. */
+#define TASK_RECV_MIN_MS 200
 
 #define LIVE_ADD(live, field, n) __atomic_fetch_add(&(live)->field, (n), __ATOMIC_RELAXED)
 
@@ -608,6 +611,7 @@ struct sm_worker {
 	struct sm_wctx *w;
 	char *url;
 	int n;
+	unsigned recv_ms; /* receive timeout of every exchange */
 	pthread_t *th;
 	struct wslot *slots;
 	pthread_t reporter;
@@ -623,15 +627,16 @@ struct wthread_arg {
 	int idx;
 };
 
-static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
+static enum sm_err wk_dial(struct sm_worker *wk, nng_socket *out, struct sm_diag *d)
 {
+	const char *url = wk->url;
 	nng_socket s;
 	int rv = nng_req0_open(&s);
 	if (rv != 0)
 		return sm_diag_set(d, SM_EIO, rv, "cannot open request socket: %s",
 		                   nng_strerror(rv));
 	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, SM_WIRE_MAX_MSG);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, TASK_RECV_TIMEOUT_MS);
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, (nng_duration)wk->recv_ms);
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	rv = nng_dial(s, url, NULL, 0);
 	if (rv != 0) {
@@ -654,13 +659,22 @@ static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, const Syncmgr__Re
 	uint8_t *buf = sm_wire_pack_request(&named, &len);
 	if (!buf)
 		return sm_diag_set(d, SM_ENOMEM, 0, "cannot pack a request");
-	int rv = nng_send(s, buf, len, 0);
-	free(buf);
-	if (rv != 0)
-		return sm_diag_set(d, SM_EIO, rv, "cannot send to the manager: %s",
-		                   nng_strerror(rv));
+	/* A receive times out in a quarter lease: ask again (a new request
+	 * cancels the old one) until four tries and a whole lease went by
+	 * unanswered (after a pause of this process, the first try times out
+	 * at once). */
+	uint64_t give_up = sm_now_ns() + (uint64_t)wk->recv_ms * 4000000u;
 	nng_msg *m = NULL;
-	rv = nng_recvmsg(s, &m, 0);
+	int rv;
+	for (int tries = 1;; tries++) {
+		rv = nng_send(s, buf, len, 0);
+		if (rv != 0)
+			break;
+		rv = nng_recvmsg(s, &m, 0);
+		if (rv != NNG_ETIMEDOUT || (tries >= 4 && sm_now_ns() >= give_up))
+			break;
+	}
+	free(buf);
 	if (rv != 0)
 		return sm_diag_set(d, SM_EIO, rv, "no answer from the manager: %s",
 		                   nng_strerror(rv));
@@ -759,7 +773,7 @@ static void *wk_thread(void *arg)
 	struct wslot *slot = &wk->slots[a->idx];
 	struct sm_diag d;
 	nng_socket s;
-	if (wk_dial(wk->url, &s, &d) != SM_OK) {
+	if (wk_dial(wk, &s, &d) != SM_OK) {
 		wk_lost(wk, &d);
 		free(a);
 		return NULL;
@@ -827,7 +841,7 @@ static void *wk_reporter(void *arg)
 	struct sm_worker *wk = arg;
 	struct sm_diag d;
 	nng_socket s;
-	if (wk_dial(wk->url, &s, &d) != SM_OK) {
+	if (wk_dial(wk, &s, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		return NULL;
 	}
@@ -840,14 +854,8 @@ static void *wk_reporter(void *arg)
 		goto out;
 	for (;;) {
 		pthread_mutex_lock(&wk->stop_mu);
-		if (!atomic_load(&wk->stop)) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += TASK_REPORT_MS * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
-			pthread_cond_timedwait(&wk->stop_cv, &wk->stop_mu, &ts);
-		}
+		if (!atomic_load(&wk->stop))
+			sm_cond_wait_ms(&wk->stop_cv, &wk->stop_mu, TASK_REPORT_MS);
 		pthread_mutex_unlock(&wk->stop_mu);
 		if (atomic_load(&wk->stop))
 			break;
@@ -894,18 +902,22 @@ out:
 	return NULL;
 }
 
-enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
+enum sm_err sm_worker_start(struct sm_wctx *w, const struct sm_worker_cfg *cfg,
                             struct sm_worker **out, struct sm_diag *d)
 {
 	struct sm_worker *wk = calloc(1, sizeof(*wk));
 	if (!wk)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	int nthreads = cfg->threads;
 	wk->w = w;
 	wk->n = nthreads;
+	wk->recv_ms = cfg->lease_ms / 4;
+	if (wk->recv_ms < TASK_RECV_MIN_MS)
+		wk->recv_ms = TASK_RECV_MIN_MS;
 	atomic_init(&wk->stop, false);
 	pthread_mutex_init(&wk->stop_mu, NULL);
-	pthread_cond_init(&wk->stop_cv, NULL);
-	wk->url = strdup(url);
+	sm_cond_init_mono(&wk->stop_cv);
+	wk->url = strdup(cfg->url);
 	wk->th = calloc((size_t)nthreads, sizeof(*wk->th));
 	wk->slots = calloc((size_t)nthreads, sizeof(*wk->slots));
 	if (!wk->url || !wk->th || !wk->slots)

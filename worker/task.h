@@ -13,9 +13,15 @@
 
 struct sm_worker;
 
-/* Start `nthreads` task threads and one reporter thread that dial `url`.
- * Borrows `w` until sm_worker_join() returns. */
-enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
+struct sm_worker_cfg {
+	const char *url;   /* the manager's dispatch address (copied) */
+	int threads;       /* task threads */
+	unsigned lease_ms; /* the manager's lease: every receive times out in a quarter of it */
+};
+
+/* Start cfg->threads task threads and one reporter thread that dial the
+ * manager. Borrows `w` until sm_worker_join() returns. */
+enum sm_err sm_worker_start(struct sm_wctx *w, const struct sm_worker_cfg *cfg,
                             struct sm_worker **out, struct sm_diag *d);
 /* Wait until the manager has shut the workers down, then free them. */
 void sm_worker_join(struct sm_worker *wk);

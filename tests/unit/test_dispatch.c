@@ -443,8 +443,10 @@ static void test_worker_without_manager_stops_run(void **state)
 	w.fatal_arg = &fatal;
 	struct sm_worker *wk = NULL;
 	struct sm_diag d;
-	assert_int_equal(sm_worker_start(&w, "inproc://test-dispatch-no-manager", 2, &wk, &d),
-	                 SM_OK);
+	struct sm_worker_cfg wcf = { .url = "inproc://test-dispatch-no-manager",
+		                     .threads = 2,
+		                     .lease_ms = 30000 };
+	assert_int_equal(sm_worker_start(&w, &wcf, &wk, &d), SM_OK);
 	sm_worker_join(wk); /* returns: every thread gave up */
 	assert_true(__atomic_load_n(&fatal, __ATOMIC_SEQ_CST) >= 1);
 	assert_true(atomic_load(&w.abort));
