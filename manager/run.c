@@ -478,9 +478,16 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		}
 	}
 
-	char url[64];
-	snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
-	         atomic_fetch_add(&run_seq, 1));
+	/* The workers of a local run are threads of this process, over
+	 * inproc://. Tests drive the same workers over the network with
+	 * SYNCMGR_TEST_DISPATCH_URL (e.g. tcp://127.0.0.1:7830). */
+	char url[256];
+	const char *turl = getenv("SYNCMGR_TEST_DISPATCH_URL");
+	if (turl && *turl)
+		sm_strlcpy(url, turl, sizeof(url));
+	else
+		snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
+		         atomic_fetch_add(&run_seq, 1));
 	struct sm_dispatch_cfg dcf = {
 		.url = url,
 		.max_queued = o->threads / 2 + 2, /* each queued task holds up to 1000 keys */
@@ -505,7 +512,11 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	w.on_fatal = run_worker_lost;
 	w.fatal_arg = dp;
 	run_signals_attach(&sig, dp, &w);
-	struct sm_worker_cfg wcf = { .url = url, .threads = o->threads, .lease_ms = dcf.lease_ms };
+	struct sm_worker_cfg wcf = { .url = url,
+		                     .threads = o->threads,
+		                     .run_id = sm_dispatch_run_id(dp),
+		                     .lease_ms = dcf.lease_ms,
+		                     .stall_ms = run_test_ms("SYNCMGR_TEST_STALL_MS", 0) };
 	if (sm_worker_start(&w, &wcf, &wk, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		sm_dispatch_abort(dp);
