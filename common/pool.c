@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "util.h"
+
 enum { JOB_IDLE, JOB_QUEUED, JOB_RUNNING, JOB_DONE };
 
 #define POOL_WAIT_MAX_S 2
@@ -35,7 +37,7 @@ enum sm_err sm_pool_new(int nthreads, size_t budget, struct sm_pool **out, struc
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work_cv, NULL);
 	pthread_cond_init(&p->done_cv, NULL);
-	pthread_cond_init(&p->budget_cv, NULL);
+	sm_cond_init_mono(&p->budget_cv);
 	p->max_threads = nthreads;
 	p->budget = budget;
 	*out = p;
@@ -160,14 +162,12 @@ void sm_pool_reserve_wait(struct sm_pool *p, size_t n, bool holding)
 {
 	if (!p)
 		return;
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += POOL_WAIT_MAX_S;
+	uint64_t until = sm_now_ns() + (uint64_t)POOL_WAIT_MAX_S * 1000000000u;
 	pthread_mutex_lock(&p->mu);
 	while (p->reserved && (p->reserved > p->budget || p->budget - p->reserved < n))
 		if (!holding)
 			pthread_cond_wait(&p->budget_cv, &p->mu);
-		else if (pthread_cond_timedwait(&p->budget_cv, &p->mu, &until) == ETIMEDOUT)
+		else if (!sm_cond_wait_until(&p->budget_cv, &p->mu, until))
 			break;
 	p->reserved += n;
 	pthread_mutex_unlock(&p->mu);

@@ -201,6 +201,27 @@ void sm_sleep_ms(unsigned ms)
 		;
 }
 
+void sm_cond_init_mono(pthread_cond_t *cv)
+{
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(cv, &ca);
+	pthread_condattr_destroy(&ca);
+}
+
+int sm_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t deadline_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(deadline_ns / 1000000000u),
+		               .tv_nsec = (long)(deadline_ns % 1000000000u) };
+	return pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT ? 0 : 1;
+}
+
+int sm_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms)
+{
+	return sm_cond_wait_until(cv, mu, sm_now_ns() + (uint64_t)ms * 1000000u);
+}
+
 uint64_t sm_rand64(void)
 {
 	uint64_t v;

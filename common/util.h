@@ -2,6 +2,7 @@
 #ifndef SM_UTIL_H
 #define SM_UTIL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,6 +54,14 @@ bool sm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out);
 uint64_t sm_now_ns(void);
 double sm_now_s(void);
 void sm_sleep_ms(unsigned ms);
+
+/* Condition variables that wait on the monotonic clock (a change of the
+ * wall clock moves no deadline). sm_cond_init_mono() initialises `cv` so;
+ * sm_cond_wait_ms() waits on it for at most `ms` (0 when it timed out). */
+void sm_cond_init_mono(pthread_cond_t *cv);
+int sm_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms);
+/* The same with an absolute deadline in sm_now_ns() terms. */
+int sm_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t deadline_ns);
 
 /* Uniform random 64-bit value (getrandom, falling back to a time-seeded PRNG). */
 uint64_t sm_rand64(void);

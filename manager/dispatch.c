@@ -1,11 +1,13 @@
 #include "dispatch.h"
 
+#include <inttypes.h>
 #include <nng/nng.h>
 #include <nng/protocol/reqrep0/rep.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../common/log.h"
 #include "../common/util.h"
@@ -16,18 +18,28 @@
 #define DISPATCH_PARK_MS 500 /* a GetTask waits this long for work, then Wait */
 #define DISPATCH_TICK_MS 50
 #define DISPATCH_MAX_WORKERS 1024  /* names beyond these count as the last one's */
+#define DISPATCH_MAX_SESSIONS 4096 /* worker processes known at once */
 #define DISPATCH_FAIL_KEY_MAX 4096 /* bytes of a failed key a worker reports (PATH_MAX) */
 #define DISPATCH_FAIL_MSG_MAX 1024 /* and of its message (longer: cut) */
+/* A timer tick this late means this process was stopped (SIGSTOP, a
+ * suspended VM) or starved: no worker could renew meanwhile, so every lease
+ * is extended by the gap instead of expiring (at most a quarter lease). */
+#define DISPATCH_PAUSE_MS 1000
 
 struct dtask {
 	uint64_t id;
-	uint64_t attempt; /* of the latest hand-out */
-	uint8_t *reply;   /* the packed Reply{task}, SM_WIRE_REPLY_ROOM spare bytes */
+	uint64_t attempt; /* the current hand-out; 0 while pending */
+	uint64_t session; /* who holds it, while in flight */
+	uint32_t slot;
+	uint32_t del_seq; /* the next Deletes batch expected of this attempt */
+	bool allow_delete;
+	uint8_t *reply; /* the packed Reply{task}, SM_WIRE_REPLY_ROOM spare bytes */
 	size_t len;
 	uint64_t keys;
 	uint64_t lease_deadline;
 	size_t worker;        /* who runs it (index in workers), while in flight */
 	struct sm_stats live; /* cumulative, from progress reports */
+	uint64_t moved;       /* bytes its transfers moved, from progress reports */
 	struct dtask *next;
 	struct dtask *prev;
 };
@@ -36,6 +48,15 @@ struct dlist {
 	struct dtask *head;
 	struct dtask *tail;
 	size_t n;
+};
+
+/* An attempt whose lease expired. Its worker stopped writing before that
+ * (it fences itself a margin before its lease ends), but the run's end
+ * waits until it said it stopped, or `until` passed. */
+struct drevoked {
+	uint64_t attempt;
+	uint64_t until;
+	struct drevoked *next;
 };
 
 /* A participant of the run: the manager's own threads ("local") or a
@@ -47,6 +68,14 @@ struct dworker {
 	unsigned transfers;   /* copies in progress, from its last progress report */
 };
 
+/* A worker process, by the session its requests carry. */
+struct dsession {
+	uint64_t id;
+	size_t worker;
+	uint64_t last_seen;
+	bool gone; /* said Bye, or silent for a lease */
+};
+
 enum dctx_state { DCTX_RECV, DCTX_SEND, DCTX_PARKED };
 
 struct dctx {
@@ -56,11 +85,16 @@ struct dctx {
 	enum dctx_state state;
 	uint64_t park_deadline;
 	size_t worker; /* who asks, while parked */
+	uint64_t session;
+	uint32_t slot;
 	struct dctx *next_parked;
 };
 
 struct sm_dispatch {
 	struct sm_dispatch_cfg cfg;
+	uint64_t run_id;
+	uint64_t lease_ns;
+	uint64_t margin_ns; /* a quarter lease: workers fence themselves this early */
 	nng_socket sock;
 	struct dctx ctxs[DISPATCH_NCTX];
 	int nctx;
@@ -68,21 +102,32 @@ struct sm_dispatch {
 	pthread_cond_t cv;
 	struct dlist pending;
 	struct dlist inflight;
+	struct drevoked *revoked;
 	struct dctx *parked;
 	uint64_t next_id;
 	uint64_t next_attempt;
+	uint8_t *done_bits; /* attempts whose Done counted */
+	size_t done_nbits;  /* bytes of done_bits */
 	uint64_t queued_keys;
 	struct sm_stats done;
 	struct dworker *workers; /* [0] is "local" */
 	size_t nworkers;
 	size_t capworkers;
+	struct dsession *sessions;
+	size_t nsessions;
+	size_t capsessions;
+	uint64_t started;
 	struct sm_dispatch_failure *fails; /* the run's first failed keys */
 	size_t nfails;
 	bool finished;
 	bool aborted;
+	bool no_workers; /* every worker went: the run stopped */
 	bool no_delete;
 	bool listing_failed;
 	bool closing;
+	uint64_t drop_every; /* SYNCMGR_TEST_DISPATCH_DROP */
+	uint64_t nreq;
+	uint64_t nbad; /* requests refused as malformed or too big */
 	pthread_t timer;
 	bool timer_started;
 	pthread_cond_t timer_cv; /* wakes the timer at once when closing */
@@ -179,6 +224,36 @@ static size_t dispatch_worker(struct sm_dispatch *dp, const char *name)
 	return dp->nworkers++;
 }
 
+/* A request of session `id` came in now (mu held): it is there. Past the
+ * cap (or out of memory) a session is not tracked: it still works, it only
+ * does not count towards "no worker left". */
+static void dispatch_seen(struct sm_dispatch *dp, uint64_t id, size_t worker)
+{
+	uint64_t now = sm_now_ns();
+	for (size_t i = 0; i < dp->nsessions; i++) {
+		struct dsession *s = &dp->sessions[i];
+		if (s->id != id)
+			continue;
+		if (s->gone)
+			sm_log(SM_LOG_INFO, "worker '%s' is back", dp->workers[s->worker].name);
+		s->last_seen = now;
+		s->gone = false;
+		return;
+	}
+	if (dp->nsessions == DISPATCH_MAX_SESSIONS)
+		return;
+	if (dp->nsessions == dp->capsessions) {
+		size_t cap = dp->capsessions ? dp->capsessions * 2 : 8;
+		struct dsession *v = realloc(dp->sessions, cap * sizeof(*v));
+		if (!v)
+			return;
+		dp->sessions = v;
+		dp->capsessions = cap;
+	}
+	dp->sessions[dp->nsessions++] =
+	        (struct dsession){ .id = id, .worker = worker, .last_seen = now };
+}
+
 /* Keep a failed key among the run's first SM_DISPATCH_FAILED_KEYS (mu held). */
 static void dispatch_note_failure(struct sm_dispatch *dp, size_t worker, const void *key,
                                   size_t key_len, const void *msg, size_t msg_len)
@@ -200,6 +275,83 @@ static void dispatch_note_failure(struct sm_dispatch *dp, size_t worker, const v
 	dp->nfails++;
 }
 
+/* ---- attempts ---- */
+
+static bool dispatch_attempt_counted(const struct sm_dispatch *dp, uint64_t attempt)
+{
+	return attempt / 8 < dp->done_nbits && (dp->done_bits[attempt / 8] >> (attempt % 8)) & 1;
+}
+
+/* Remember that `attempt`'s Done counted, so that the same Done sent again
+ * counts nothing (mu held). One bit per hand-out: flat in the keys. */
+static void dispatch_attempt_count(struct sm_dispatch *dp, uint64_t attempt)
+{
+	size_t byte = (size_t)(attempt / 8);
+	if (byte >= dp->done_nbits) {
+		size_t n = dp->done_nbits ? dp->done_nbits : 64;
+		while (n <= byte)
+			n *= 2;
+		uint8_t *b = realloc(dp->done_bits, n);
+		if (!b)
+			return; /* a Done sent twice is then "not yours" the second time */
+		memset(b + dp->done_nbits, 0, n - dp->done_nbits);
+		dp->done_bits = b;
+		dp->done_nbits = n;
+	}
+	dp->done_bits[byte] |= (uint8_t)(1u << (attempt % 8));
+}
+
+/* The worker of a revoked attempt said it stopped (mu held). */
+static void dispatch_forget_revoked(struct sm_dispatch *dp, uint64_t attempt)
+{
+	for (struct drevoked **pp = &dp->revoked; *pp; pp = &(*pp)->next) {
+		if ((*pp)->attempt != attempt)
+			continue;
+		struct drevoked *r = *pp;
+		*pp = r->next;
+		free(r);
+		pthread_cond_broadcast(&dp->cv);
+		return;
+	}
+}
+
+/* Take task `t` back from its attempt and queue it first (mu held). With
+ * `revoke`, the attempt may still be running somewhere: the run's end waits
+ * for it (see struct drevoked). */
+static void dispatch_requeue(struct sm_dispatch *dp, struct dtask *t, bool revoke)
+{
+	if (revoke) {
+		struct drevoked *r = malloc(sizeof(*r));
+		if (r) { /* out of memory: the end does not wait for it */
+			r->attempt = t->attempt;
+			r->until = sm_now_ns() + dp->margin_ns;
+			r->next = dp->revoked;
+			dp->revoked = r;
+		}
+	}
+	dlist_remove(&dp->inflight, t);
+	t->attempt = 0;
+	t->session = 0;
+	memset(&t->live, 0, sizeof(t->live));
+	t->moved = 0;
+	dlist_push_front(&dp->pending, t);
+	dp->queued_keys += t->keys;
+	pthread_cond_broadcast(&dp->cv);
+}
+
+/* The task in flight of `id` when attempt `attempt` of `session` holds it
+ * now, else NULL ("not yours"). */
+static struct dtask *dispatch_holder(struct sm_dispatch *dp, uint64_t id, uint64_t attempt,
+                                     uint64_t session)
+{
+	struct dtask *t = dlist_find(&dp->inflight, id);
+	if (!t || !attempt || t->attempt != attempt || t->session != session)
+		return NULL;
+	return t;
+}
+
+/* ---- replies ---- */
+
 /* Send `buf` as the reply on `c` (mu held). */
 static void dctx_send(struct dctx *c, const uint8_t *buf, size_t len)
 {
@@ -215,8 +367,9 @@ static void dctx_send(struct dctx *c, const uint8_t *buf, size_t len)
 	nng_ctx_send(c->ctx, c->aio);
 }
 
-static void dctx_send_reply(struct dctx *c, const Syncmgr__Reply *rep)
+static void dctx_send_reply(struct sm_dispatch *dp, struct dctx *c, Syncmgr__Reply *rep)
 {
+	rep->run_id = dp->run_id;
 	size_t len = 0;
 	uint8_t *buf = sm_wire_pack_reply(rep, &len);
 	if (!buf) {
@@ -228,21 +381,44 @@ static void dctx_send_reply(struct dctx *c, const Syncmgr__Reply *rep)
 	free(buf);
 }
 
-/* Ack; `revoked`: the task the request named is no longer the sender's. */
-static void dispatch_send_ack_revoked(struct sm_dispatch *dp, struct dctx *c, bool revoked)
+static void dispatch_send_error(struct sm_dispatch *dp, struct dctx *c, Syncmgr__Error__Code code,
+                                const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void dispatch_send_error(struct sm_dispatch *dp, struct dctx *c, Syncmgr__Error__Code code,
+                                const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	Syncmgr__Error e = SYNCMGR__ERROR__INIT;
+	e.code = code;
+	e.message = msg;
+	Syncmgr__Reply rep = SYNCMGR__REPLY__INIT;
+	rep.body_case = SYNCMGR__REPLY__BODY_ERROR;
+	rep.error = &e;
+	dctx_send_reply(dp, c, &rep);
+}
+
+/* Ack; `revoked`: the attempt the request named is not the sender's. */
+static void dispatch_send_ack_revoked(struct sm_dispatch *dp, struct dctx *c, bool revoked,
+                                      uint64_t *rev, size_t nrev)
 {
 	Syncmgr__Ack ack = SYNCMGR__ACK__INIT;
 	ack.abort = dp->aborted;
 	ack.revoked = revoked;
+	ack.revoked_attempts = rev;
+	ack.n_revoked_attempts = nrev;
 	Syncmgr__Reply rep = SYNCMGR__REPLY__INIT;
 	rep.body_case = SYNCMGR__REPLY__BODY_ACK;
 	rep.ack = &ack;
-	dctx_send_reply(c, &rep);
+	dctx_send_reply(dp, c, &rep);
 }
 
 static void dispatch_send_ack(struct sm_dispatch *dp, struct dctx *c)
 {
-	dispatch_send_ack_revoked(dp, c, false);
+	dispatch_send_ack_revoked(dp, c, false, NULL, 0);
 }
 
 static void dispatch_send_shutdown(struct sm_dispatch *dp, struct dctx *c)
@@ -252,37 +428,59 @@ static void dispatch_send_shutdown(struct sm_dispatch *dp, struct dctx *c)
 	Syncmgr__Reply rep = SYNCMGR__REPLY__INIT;
 	rep.body_case = SYNCMGR__REPLY__BODY_SHUTDOWN;
 	rep.shutdown = &sh;
-	dctx_send_reply(c, &rep);
+	dctx_send_reply(dp, c, &rep);
 }
 
-static void dispatch_send_wait(struct dctx *c)
+static void dispatch_send_wait(struct sm_dispatch *dp, struct dctx *c)
 {
 	Syncmgr__Wait w = SYNCMGR__WAIT__INIT;
 	Syncmgr__Reply rep = SYNCMGR__REPLY__INIT;
 	rep.body_case = SYNCMGR__REPLY__BODY_WAIT;
 	rep.wait = &w;
-	dctx_send_reply(c, &rep);
+	dctx_send_reply(dp, c, &rep);
 }
 
-/* Hand the first pending task to `c`, for `worker` (mu held, a task
- * pending). */
-static void dispatch_hand_out(struct sm_dispatch *dp, struct dctx *c, size_t worker)
+/* Send the hand-out of `t` (in flight) on `c` (mu held). Protobuf merges
+ * concatenated messages: allow_delete, attempt and run_id are appended
+ * (varints) to the packed Reply instead of re-packing the whole task. */
+static void dispatch_send_task(struct sm_dispatch *dp, struct dctx *c, struct dtask *t)
+{
+	size_t len = t->len;
+	if (t->allow_delete)
+		len = sm_wire_append_varint(t->reply, len, 10, 1);
+	len = sm_wire_append_varint(t->reply, len, 11, t->attempt);
+	len = sm_wire_append_varint(t->reply, len, 12, dp->run_id);
+	dctx_send(c, t->reply, len);
+}
+
+/* How long a GetTask waits for work before Wait: well within the worker's
+ * receive timeout (a quarter lease). */
+static uint64_t dispatch_park_ns(const struct sm_dispatch *dp)
+{
+	uint64_t ns = (uint64_t)DISPATCH_PARK_MS * 1000000u;
+	uint64_t cap = dp->lease_ns / 8;
+	return ns < cap ? ns : cap;
+}
+
+/* Hand the first pending task to slot `slot` of `session` (worker
+ * `worker`) on `c` (mu held, a task pending): a new attempt. */
+static void dispatch_hand_out(struct sm_dispatch *dp, struct dctx *c, size_t worker,
+                              uint64_t session, uint32_t slot)
 {
 	struct dtask *t = dp->pending.head;
 	dlist_remove(&dp->pending, t);
 	t->worker = worker;
+	t->session = session;
+	t->slot = slot;
+	t->del_seq = 0;
 	dp->queued_keys -= t->keys;
-	t->lease_deadline = sm_now_ns() + (uint64_t)dp->cfg.lease_ms * 1000000u;
+	t->lease_deadline = sm_now_ns() + dp->lease_ns;
 	memset(&t->live, 0, sizeof(t->live));
+	t->moved = 0;
 	dlist_push_back(&dp->inflight, t);
 	t->attempt = dp->next_attempt++;
-	/* Protobuf merges concatenated messages: append allow_delete and attempt
-	 * (varints) to the packed Reply instead of re-packing the whole task. */
-	size_t len = t->len;
-	if (!dp->no_delete)
-		len = sm_wire_append_varint(t->reply, len, 10, 1);
-	len = sm_wire_append_varint(t->reply, len, 11, t->attempt);
-	dctx_send(c, t->reply, len);
+	t->allow_delete = !dp->no_delete;
+	dispatch_send_task(dp, c, t);
 	pthread_cond_broadcast(&dp->cv); /* room in the queue */
 }
 
@@ -300,17 +498,24 @@ static void dispatch_serve_parked(struct sm_dispatch *dp, bool expire)
 		struct dctx *c = *pp;
 		if (dp->pending.n && !dp->aborted) {
 			*pp = c->next_parked;
-			dispatch_hand_out(dp, c, c->worker);
+			dispatch_hand_out(dp, c, c->worker, c->session, c->slot);
 		} else if (dispatch_all_done(dp)) {
 			*pp = c->next_parked;
 			dispatch_send_shutdown(dp, c);
 		} else if (expire && now >= c->park_deadline) {
 			*pp = c->next_parked;
-			dispatch_send_wait(c);
+			dispatch_send_wait(dp, c);
 		} else {
 			pp = &c->next_parked;
 		}
 	}
+}
+
+static void dispatch_stop_run(struct sm_dispatch *dp)
+{
+	dp->aborted = true;
+	dispatch_serve_parked(dp, false);
+	pthread_cond_broadcast(&dp->cv);
 }
 
 static void dispatch_check_failures(struct sm_dispatch *dp)
@@ -323,92 +528,156 @@ static void dispatch_check_failures(struct sm_dispatch *dp)
 	if (failed >= dp->cfg.max_failure) {
 		sm_log(SM_LOG_ERROR, "%llu keys failed (--max-failure %llu): stopping",
 		       (unsigned long long)failed, (unsigned long long)dp->cfg.max_failure);
-		dp->aborted = true;
-		pthread_cond_broadcast(&dp->cv);
+		dispatch_stop_run(dp);
 	}
+}
+
+/* ---- requests ---- */
+
+static void dispatch_get(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req,
+                         size_t worker)
+{
+	/* The same slot asks again while it holds a task: the reply that
+	 * handed it out was lost (a dropped connection). The same attempt. */
+	for (struct dtask *t = dp->inflight.head; t; t = t->next) {
+		if (t->session == req->session && t->slot == req->slot) {
+			dispatch_send_task(dp, c, t);
+			return;
+		}
+	}
+	if (dp->pending.n && !dp->aborted) {
+		dispatch_hand_out(dp, c, worker, req->session, req->slot);
+	} else if (dispatch_all_done(dp)) {
+		dispatch_send_shutdown(dp, c);
+	} else {
+		c->state = DCTX_PARKED;
+		c->worker = worker;
+		c->session = req->session;
+		c->slot = req->slot;
+		c->park_deadline = sm_now_ns() + dispatch_park_ns(dp);
+		c->next_parked = dp->parked;
+		dp->parked = c;
+	}
+}
+
+/* Renew the leases of the attempts the sender holds; list the others in
+ * the reply: they are no longer its. */
+static void dispatch_progress(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req,
+                              size_t worker)
+{
+	const Syncmgr__Progress *pr = req->progress;
+	uint64_t lease = sm_now_ns() + dp->lease_ns;
+	uint64_t *rev = pr->n_tasks ? malloc(pr->n_tasks * sizeof(*rev)) : NULL;
+	size_t nrev = 0;
+	for (size_t i = 0; i < pr->n_tasks; i++) {
+		const Syncmgr__TaskProgress *tp = pr->tasks[i];
+		struct dtask *t = dispatch_holder(dp, tp->task_id, tp->attempt, req->session);
+		if (!t) {
+			if (rev)
+				rev[nrev++] = tp->attempt;
+			continue;
+		}
+		t->lease_deadline = lease;
+		sm_wire_stats_from_pb(tp->stats, &t->live);
+		t->moved = tp->moved;
+	}
+	dp->workers[worker].transfers = pr->transfers;
+	dispatch_check_failures(dp);
+	dispatch_send_ack_revoked(dp, c, false, rev, nrev);
+	free(rev);
+}
+
+static void dispatch_done(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req,
+                          size_t worker)
+{
+	const Syncmgr__Done *dn = req->done;
+	struct dtask *t = dispatch_holder(dp, dn->task_id, dn->attempt, req->session);
+	if (!t) {
+		/* The same Done again (its Ack was lost): it counted once. Else
+		 * not the holder's: nothing of it counts; if it was a revoked
+		 * attempt, it has stopped now. */
+		bool again = dispatch_attempt_counted(dp, dn->attempt);
+		if (!again)
+			dispatch_forget_revoked(dp, dn->attempt);
+		dispatch_send_ack_revoked(dp, c, !again, NULL, 0);
+		return;
+	}
+	if (dn->stopped) {
+		/* its worker could not keep its lease: hand it out again now */
+		sm_log(SM_LOG_WARN, "task %llu: its worker stopped it, handing it out again",
+		       (unsigned long long)t->id);
+		dispatch_requeue(dp, t, false);
+		dispatch_send_ack(dp, c);
+		dispatch_serve_parked(dp, false);
+		return;
+	}
+	dlist_remove(&dp->inflight, t);
+	dtask_free(t);
+	dispatch_attempt_count(dp, dn->attempt);
+	struct sm_stats st;
+	sm_wire_stats_from_pb(dn->stats, &st);
+	sm_stats_add(&dp->done, &st);
+	sm_stats_add(&dp->workers[worker].done, &st);
+	dp->workers[worker].tasks++;
+	for (size_t i = 0; i < dn->n_failed_keys; i++)
+		dispatch_note_failure(dp, worker, dn->failed_keys[i]->key.data,
+		                      dn->failed_keys[i]->key.len, dn->failed_keys[i]->error.data,
+		                      dn->failed_keys[i]->error.len);
+	if (dn->listing_failed) {
+		dp->listing_failed = true;
+		dp->no_delete = true;
+	}
+	if (dn->abort && !dp->aborted)
+		dispatch_stop_run(dp);
+	/* this attempt's deletes are the task's */
+	sm_journal_accept(dp->cfg.journal, dn->attempt);
+	dispatch_check_failures(dp);
+	pthread_cond_broadcast(&dp->cv);
+	dispatch_send_ack(dp, c);
+	dispatch_serve_parked(dp, false);
+}
+
+static void dispatch_deletes(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req)
+{
+	const Syncmgr__Deletes *dl = req->deletes;
+	struct dtask *t = dispatch_holder(dp, dl->task_id, dl->attempt, req->session);
+	if (!t) {
+		dispatch_send_ack_revoked(dp, c, true, NULL, 0);
+		return;
+	}
+	if (dl->seq > t->del_seq) {
+		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__MALFORMED,
+		                    "deletes batch %u of task %llu came before batch %u", dl->seq,
+		                    (unsigned long long)t->id, t->del_seq);
+		return;
+	}
+	if (dl->seq == t->del_seq) { /* else: the same batch again, kept once */
+		sm_journal_add(dp->cfg.journal, dl->attempt, dl->keys, dl->n_keys);
+		t->del_seq++;
+	}
+	dispatch_send_ack(dp, c);
 }
 
 /* Handle one request (mu held). Replies, or parks `c`. */
 static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req)
 {
+	if (req->run_id != dp->run_id) {
+		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__WRONG_RUN,
+		                    "run %016" PRIx64 " is over (this is run %016" PRIx64 ")",
+		                    req->run_id, dp->run_id);
+		return;
+	}
 	size_t worker = dispatch_worker(dp, req->worker);
+	dispatch_seen(dp, req->session, worker);
 	switch (req->body_case) {
-	case SYNCMGR__REQUEST__BODY_GET:
-		if (dp->pending.n && !dp->aborted) {
-			dispatch_hand_out(dp, c, worker);
-		} else if (dispatch_all_done(dp)) {
-			dispatch_send_shutdown(dp, c);
-		} else {
-			c->state = DCTX_PARKED;
-			c->worker = worker;
-			c->park_deadline = sm_now_ns() + (uint64_t)DISPATCH_PARK_MS * 1000000u;
-			c->next_parked = dp->parked;
-			dp->parked = c;
-		}
+	case SYNCMGR__REQUEST__BODY_GET: dispatch_get(dp, c, req, worker); return;
+	case SYNCMGR__REQUEST__BODY_PROGRESS: dispatch_progress(dp, c, req, worker); return;
+	case SYNCMGR__REQUEST__BODY_DONE: dispatch_done(dp, c, req, worker); return;
+	case SYNCMGR__REQUEST__BODY_DELETES: dispatch_deletes(dp, c, req); return;
+	default:
+		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__MALFORMED,
+		                    "request of an unknown kind");
 		return;
-	case SYNCMGR__REQUEST__BODY_PROGRESS: {
-		uint64_t lease = sm_now_ns() + (uint64_t)dp->cfg.lease_ms * 1000000u;
-		for (size_t i = 0; i < req->progress->n_tasks; i++) {
-			const Syncmgr__TaskProgress *tp = req->progress->tasks[i];
-			struct dtask *t = dlist_find(&dp->inflight, tp->task_id);
-			if (!t)
-				continue; /* done already, or re-queued */
-			t->lease_deadline = lease;
-			sm_wire_stats_from_pb(tp->stats, &t->live);
-		}
-		dp->workers[worker].transfers = req->progress->transfers;
-		dispatch_check_failures(dp);
-		dispatch_send_ack(dp, c);
-		return;
-	}
-	case SYNCMGR__REQUEST__BODY_DONE: {
-		const Syncmgr__Done *dn = req->done;
-		struct dtask *t = dlist_find(&dp->inflight, dn->task_id);
-		struct dlist *from = &dp->inflight;
-		if (!t && (t = dlist_find(&dp->pending, dn->task_id))) {
-			from = &dp->pending; /* re-queued, but its first runner finished */
-			dp->queued_keys -= t->keys;
-		}
-		if (t) {
-			dlist_remove(from, t);
-			dtask_free(t);
-			struct sm_stats st;
-			sm_wire_stats_from_pb(dn->stats, &st);
-			sm_stats_add(&dp->done, &st);
-			sm_stats_add(&dp->workers[worker].done, &st);
-			dp->workers[worker].tasks++;
-			for (size_t i = 0; i < dn->n_failed_keys; i++)
-				dispatch_note_failure(dp, worker, dn->failed_keys[i]->key.data,
-				                      dn->failed_keys[i]->key.len,
-				                      dn->failed_keys[i]->error.data,
-				                      dn->failed_keys[i]->error.len);
-			if (dn->listing_failed) {
-				dp->listing_failed = true;
-				dp->no_delete = true;
-			}
-			if (dn->abort && !dp->aborted) {
-				dp->aborted = true;
-				pthread_cond_broadcast(&dp->cv);
-			}
-			/* this attempt's deletes are the task's */
-			sm_journal_accept(dp->cfg.journal, dn->attempt);
-			dispatch_check_failures(dp);
-			pthread_cond_broadcast(&dp->cv);
-		}
-		dispatch_send_ack(dp, c);
-		dispatch_serve_parked(dp, false);
-		return;
-	}
-	case SYNCMGR__REQUEST__BODY_DELETES: {
-		const Syncmgr__Deletes *dl = req->deletes;
-		bool live = dlist_find(&dp->inflight, dl->task_id) ||
-		            dlist_find(&dp->pending, dl->task_id);
-		if (live && dl->attempt)
-			sm_journal_add(dp->cfg.journal, dl->attempt, dl->keys, dl->n_keys);
-		dispatch_send_ack_revoked(dp, c, !live);
-		return;
-	}
-	default: dispatch_send_ack(dp, c); return;
 	}
 }
 
@@ -417,64 +686,130 @@ static void dctx_cb(void *arg)
 	struct dctx *c = arg;
 	struct sm_dispatch *dp = c->dp;
 	int rv = nng_aio_result(c->aio);
-	pthread_mutex_lock(&dp->mu);
-	if (c->state == DCTX_SEND) {
-		if (rv != 0)
+	if (c->state == DCTX_SEND || rv != 0) {
+		pthread_mutex_lock(&dp->mu);
+		if (c->state == DCTX_SEND && rv != 0)
 			nng_msg_free(nng_aio_get_msg(c->aio));
 		c->state = DCTX_RECV;
-		if (!dp->closing)
+		if (!dp->closing && rv != NNG_ECLOSED)
 			nng_ctx_recv(c->ctx, c->aio);
 		pthread_mutex_unlock(&dp->mu);
 		return;
 	}
-	if (rv != 0) {
-		if (rv != NNG_ECLOSED && !dp->closing)
-			nng_ctx_recv(c->ctx, c->aio);
-		pthread_mutex_unlock(&dp->mu);
-		return;
-	}
+	/* A request: its size checked before it is read, read before the lock
+	 * is taken (one callback of a context runs at a time). */
 	nng_msg *m = nng_aio_get_msg(c->aio);
+	size_t len = nng_msg_len(m);
 	Syncmgr__Request *req = NULL;
-	if (nng_msg_len(m) <= SM_WIRE_MAX_MSG)
-		req = syncmgr__request__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+	bool too_big = len > sm_wire_max_msg();
+	if (!too_big)
+		req = syncmgr__request__unpack(NULL, len, nng_msg_body(m));
+	nng_pipe pipe = nng_msg_get_pipe(m);
 	nng_msg_free(m);
-	if (!req) {
-		sm_log(SM_LOG_WARN, "dropped a malformed request from a worker");
+	pthread_mutex_lock(&dp->mu);
+	if (dp->drop_every && ++dp->nreq % dp->drop_every == 0) {
+		/* tests: this connection drops before an answer */
+		sm_log(SM_LOG_DEBUG, "dispatch: dropping the connection of request %llu (test)",
+		       (unsigned long long)dp->nreq);
+		nng_pipe_close(pipe);
 		nng_ctx_recv(c->ctx, c->aio);
+	} else if (too_big || !req) {
+		/* the first few said, the rest counted (no flood of lines) */
+		enum sm_log_level lvl = ++dp->nbad <= 3 ? SM_LOG_WARN : SM_LOG_DEBUG;
+		if (too_big) {
+			sm_log(lvl, "a worker sent a request of %zu bytes (at most %zu): refused",
+			       len, sm_wire_max_msg());
+			dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__TOO_BIG,
+			                    "request of %zu bytes: at most %zu", len,
+			                    sm_wire_max_msg());
+		} else {
+			sm_log(lvl, "a worker sent a malformed request of %zu bytes: refused", len);
+			dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__MALFORMED,
+			                    "malformed request (%zu bytes)", len);
+		}
 	} else {
 		dispatch_handle(dp, c, req);
-		syncmgr__request__free_unpacked(req, NULL);
 	}
 	pthread_mutex_unlock(&dp->mu);
+	syncmgr__request__free_unpacked(req, NULL);
+}
+
+/* The manager itself was not running for `gap` ns (mu held): nobody could
+ * renew a lease meanwhile, so every deadline moves by the gap. */
+static void dispatch_paused(struct sm_dispatch *dp, uint64_t gap)
+{
+	sm_log(SM_LOG_DEBUG, "dispatch: this process did not run for %.1f s: leases extended",
+	       (double)gap / 1e9);
+	for (struct dtask *t = dp->inflight.head; t; t = t->next)
+		t->lease_deadline += gap;
+	for (struct drevoked *r = dp->revoked; r; r = r->next)
+		r->until += gap;
+	for (size_t i = 0; i < dp->nsessions; i++)
+		dp->sessions[i].last_seen += gap;
+}
+
+/* Workers silent for a lease are gone; with none left, the run stops
+ * (mu held). */
+static void dispatch_check_workers(struct sm_dispatch *dp, uint64_t now)
+{
+	size_t live = 0;
+	for (size_t i = 0; i < dp->nsessions; i++) {
+		struct dsession *s = &dp->sessions[i];
+		if (!s->gone && now - s->last_seen > dp->lease_ns) {
+			s->gone = true;
+			sm_log(SM_LOG_WARN, "worker '%s' silent for %.1f s: gone",
+			       dp->workers[s->worker].name, (double)dp->lease_ns / 1e9);
+		}
+		live += !s->gone;
+	}
+	if (live || dispatch_all_done(dp))
+		return;
+	if (!dp->nsessions && now - dp->started <= dp->lease_ns)
+		return; /* the first ones are still coming */
+	sm_log(SM_LOG_ERROR, "no worker left: stopping the run");
+	dp->no_workers = true;
+	dispatch_stop_run(dp);
 }
 
 /* Expire leases and parked requests. */
 static void *dispatch_timer(void *arg)
 {
 	struct sm_dispatch *dp = arg;
+	uint64_t pause_ns = (uint64_t)DISPATCH_PAUSE_MS * 1000000u;
+	if (pause_ns > dp->lease_ns / 4)
+		pause_ns = dp->lease_ns / 4;
 	pthread_mutex_lock(&dp->mu);
+	uint64_t last = sm_now_ns();
 	while (!dp->closing) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += DISPATCH_TICK_MS * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&dp->timer_cv, &dp->mu, &ts);
+		sm_cond_wait_ms(&dp->timer_cv, &dp->mu, DISPATCH_TICK_MS);
 		if (dp->closing)
 			break;
 		uint64_t now = sm_now_ns();
+		uint64_t expected = last + (uint64_t)DISPATCH_TICK_MS * 1000000u;
+		if (now > expected && now - expected > pause_ns)
+			dispatch_paused(dp, now - last);
+		last = now;
 		for (struct dtask *t = dp->inflight.head; t;) {
 			struct dtask *next = t->next;
 			if (now > t->lease_deadline) {
 				sm_log(SM_LOG_WARN,
 				       "task %llu: lease expired, handing it out again",
 				       (unsigned long long)t->id);
-				dlist_remove(&dp->inflight, t);
-				dlist_push_front(&dp->pending, t);
-				dp->queued_keys += t->keys;
+				dispatch_requeue(dp, t, true);
 			}
 			t = next;
 		}
+		for (struct drevoked **pp = &dp->revoked; *pp;) {
+			struct drevoked *r = *pp;
+			if (now < r->until) {
+				pp = &r->next;
+				continue;
+			}
+			*pp = r->next;
+			free(r);
+			pthread_cond_broadcast(&dp->cv);
+		}
+		dispatch_check_workers(dp, now);
 		dispatch_serve_parked(dp, true);
 	}
 	pthread_mutex_unlock(&dp->mu);
@@ -491,6 +826,13 @@ static void dispatch_free_lists(struct sm_dispatch *dp)
 		free(dp->fails[i].msg);
 	}
 	free(dp->fails);
+	free(dp->sessions);
+	free(dp->done_bits);
+	for (struct drevoked *r = dp->revoked; r;) {
+		struct drevoked *n = r->next;
+		free(r);
+		r = n;
+	}
 }
 
 enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
@@ -500,9 +842,17 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 	if (!dp)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	dp->cfg = *cfg;
+	dp->run_id = cfg->run_id ? cfg->run_id : sm_rand64() | 1;
+	dp->lease_ns = (uint64_t)cfg->lease_ms * 1000000u;
+	dp->margin_ns = dp->lease_ns / 4;
+	dp->started = sm_now_ns();
 	dp->next_id = 1;
 	dp->next_attempt = 1;
 	dp->capworkers = 4;
+	int64_t drop = 0;
+	const char *env = getenv("SYNCMGR_TEST_DISPATCH_DROP");
+	if (env && sm_parse_i64(env, 2, INT64_MAX, &drop))
+		dp->drop_every = (uint64_t)drop;
 	dp->workers = calloc(dp->capworkers, sizeof(*dp->workers));
 	dp->fails = calloc(SM_DISPATCH_FAILED_KEYS, sizeof(*dp->fails));
 	if (!dp->workers || !dp->fails || !(dp->workers[0].name = strdup("local"))) {
@@ -522,7 +872,7 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 	pthread_mutex_init(&dp->mu, &ma);
 	pthread_mutexattr_destroy(&ma);
 	pthread_cond_init(&dp->cv, NULL);
-	pthread_cond_init(&dp->timer_cv, NULL);
+	sm_cond_init_mono(&dp->timer_cv);
 	enum sm_err err = SM_OK;
 	int rv = nng_rep0_open(&dp->sock);
 	if (rv != 0) {
@@ -530,7 +880,9 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 		                  nng_strerror(rv));
 		goto fail_nosock;
 	}
-	nng_socket_set_size(dp->sock, NNG_OPT_RECVMAXSZ, SM_WIRE_MAX_MSG);
+	/* Up to twice the cap is read and answered with an Error; past that
+	 * the transport drops the connection. */
+	nng_socket_set_size(dp->sock, NNG_OPT_RECVMAXSZ, 2 * sm_wire_max_msg());
 	rv = nng_listen(dp->sock, cfg->url, NULL, 0);
 	if (rv != 0) {
 		err = sm_diag_set(d, SM_EIO, rv, "cannot listen on %s: %s", cfg->url,
@@ -574,6 +926,11 @@ fail_nosock:
 	dispatch_free_lists(dp);
 	free(dp);
 	return err;
+}
+
+uint64_t sm_dispatch_run_id(const struct sm_dispatch *dp)
+{
+	return dp->run_id;
 }
 
 enum sm_err sm_dispatch_push(struct sm_dispatch *dp, Syncmgr__Task *t, struct sm_diag *d)
@@ -638,16 +995,23 @@ void sm_dispatch_finish(struct sm_dispatch *dp)
 void sm_dispatch_abort(struct sm_dispatch *dp)
 {
 	pthread_mutex_lock(&dp->mu);
-	dp->aborted = true;
-	dispatch_serve_parked(dp, false);
-	pthread_cond_broadcast(&dp->cv);
+	dispatch_stop_run(dp);
 	pthread_mutex_unlock(&dp->mu);
+}
+
+/* Every task done (or the run stopped), and every attempt handed out has
+ * ended: reported Done, or its lease expired a margin ago. Known from
+ * messages alone: nothing of the run writes any more. */
+static bool dispatch_quiet(const struct sm_dispatch *dp)
+{
+	return (dp->aborted || (dp->finished && dp->pending.n == 0)) && dp->inflight.n == 0 &&
+	       !dp->revoked;
 }
 
 void sm_dispatch_wait(struct sm_dispatch *dp)
 {
 	pthread_mutex_lock(&dp->mu);
-	while (!(dp->finished && dp->pending.n == 0 && dp->inflight.n == 0) && !dp->aborted)
+	while (!dispatch_quiet(dp))
 		pthread_cond_wait(&dp->cv, &dp->mu);
 	pthread_mutex_unlock(&dp->mu);
 }
@@ -660,6 +1024,7 @@ void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s
 		sm_stats_add(&s->stats, &t->live);
 	s->queued_keys = dp->queued_keys;
 	s->aborted = dp->aborted;
+	s->no_workers = dp->no_workers;
 	s->listing_failed = dp->listing_failed;
 	pthread_mutex_unlock(&dp->mu);
 }

@@ -3,6 +3,14 @@
  * leases renewed by progress reports; an expired lease puts the task back in
  * the queue. Each task's result is counted once. The queue is bounded: the
  * planner blocks in sm_dispatch_push() while it is full.
+ *
+ * Fencing (proto/syncmgr.proto): requests of another run get an Error; a
+ * Progress, Deletes or Done counts only from the session holding that
+ * attempt of the task now, anything else is answered "not yours" (a
+ * Progress's reply lists the attempts that are no longer the sender's). A
+ * request above the message cap or not a Request gets an Error, never
+ * silence. Workers are known by their sessions; one silent for a lease is
+ * gone, and with none left the run stops.
  */
 #ifndef SM_DISPATCH_H
 #define SM_DISPATCH_H
@@ -19,6 +27,7 @@ struct sm_journal;
 
 struct sm_dispatch_cfg {
 	const char *url;            /* where to listen, e.g. "inproc://syncmgr-123" */
+	uint64_t run_id;            /* 0: a random one */
 	int max_queued;             /* tasks waiting before push() blocks */
 	unsigned lease_ms;          /* a task without a report for this long is re-queued */
 	uint64_t max_failure;       /* abort once this many keys failed (0 = never) */
@@ -27,6 +36,8 @@ struct sm_dispatch_cfg {
 
 enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
                               struct sm_diag *d);
+/* The run's id, which every request must carry. */
+uint64_t sm_dispatch_run_id(const struct sm_dispatch *dp);
 /* Queue a task (its id is assigned here and written to t->id). Blocks while
  * the queue is full; SM_EIO when the run was aborted. Borrows `t` for the
  * call only. */
@@ -39,14 +50,17 @@ void sm_dispatch_forbid_delete(struct sm_dispatch *dp);
 void sm_dispatch_finish(struct sm_dispatch *dp);
 /* Stop handing out work; workers are told to stop. */
 void sm_dispatch_abort(struct sm_dispatch *dp);
-/* Wait until every task has been done, or the run was aborted and workers
- * have stopped asking. */
+/* Wait until every task has been done (or the run stopped) and every attempt
+ * handed out has ended: reported Done, or its lease expired a margin ago
+ * (its worker fenced itself before). Known from messages alone, so nothing
+ * of the run writes once it returns. */
 void sm_dispatch_wait(struct sm_dispatch *dp);
 
 struct sm_dispatch_snapshot {
 	struct sm_stats stats; /* finished tasks + cumulative of those in flight */
 	uint64_t queued_keys;  /* SRC keys in tasks not yet handed out */
 	bool aborted;
+	bool no_workers;     /* stopped because every worker went */
 	bool listing_failed; /* some worker's DST listing failed */
 };
 void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s);

@@ -19,6 +19,13 @@ void sm_cut_cfg_default(struct sm_cut_cfg *c)
 	c->max_keys = 1000;
 	c->max_bytes = 32u << 20;
 	c->max_key_bytes = 1u << 20;
+	/* The task's message within the cap (lowered by tests): its names in a
+	 * quarter, their attributes (at most 64 bytes a key) in another. */
+	size_t cap = sm_wire_max_msg();
+	if (c->max_key_bytes > cap / 4)
+		c->max_key_bytes = cap / 4;
+	if (c->max_keys > cap / 4 / 64)
+		c->max_keys = cap / 4 / 64;
 	/* Early cuts for idle workers come from the task's age: a fast listing
 	 * still fills tasks (each task re-lists the DST directories it starts
 	 * in), a slow one hands out what it has after 20 ms. */

@@ -246,12 +246,7 @@ static void *progress_thread(void *arg)
 	unsigned tick = p->log_ms < PROGRESS_TICK_MS ? p->log_ms : PROGRESS_TICK_MS;
 	pthread_mutex_lock(&p->mu);
 	while (!atomic_load(&p->stop)) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += (long)tick * 1000000L;
-		ts.tv_sec += ts.tv_nsec / 1000000000L;
-		ts.tv_nsec %= 1000000000L;
-		pthread_cond_timedwait(&p->cv, &p->mu, &ts);
+		sm_cond_wait_ms(&p->cv, &p->mu, tick);
 		if (atomic_load(&p->stop))
 			break;
 		pthread_mutex_unlock(&p->mu);
@@ -298,7 +293,7 @@ struct sm_progress *sm_progress_start(const struct sm_opts *o, struct sm_dispatc
 	p->t0 = sm_now_s();
 	atomic_init(&p->stop, false);
 	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
+	sm_cond_init_mono(&p->cv);
 	if (!p->tty && !p->log_lines)
 		return p; /* -q off a TTY: nothing to show */
 	if (p->tty) {

@@ -356,6 +356,16 @@ static int run_report(const struct sm_opts *o, const struct run_plan *rp, int st
 	return status;
 }
 
+/* A duration tests may lower (left out of --help): `name` in ms, else `def`. */
+static unsigned run_test_ms(const char *name, unsigned def)
+{
+	int64_t v = 0;
+	const char *env = getenv(name);
+	if (env && sm_parse_i64(env, 100, 3600000, &v))
+		return (unsigned)v;
+	return def;
+}
+
 /* A worker lost the manager: stop handing out work, so the run ends. */
 static void run_worker_lost(void *arg)
 {
@@ -468,14 +478,22 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		}
 	}
 
-	char url[64];
-	snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
-	         atomic_fetch_add(&run_seq, 1));
-	struct sm_dispatch_cfg dcf = { .url = url,
-		                       .max_queued = o->threads / 2 +
-		                                     2, /* each queued task holds up to 1000 keys */
-		                       .lease_ms = RUN_LEASE_MS,
-		                       .max_failure = (uint64_t)o->max_failure };
+	/* The workers of a local run are threads of this process, over
+	 * inproc://. Tests drive the same workers over the network with
+	 * SYNCMGR_TEST_DISPATCH_URL (e.g. tcp://127.0.0.1:7830). */
+	char url[256];
+	const char *turl = getenv("SYNCMGR_TEST_DISPATCH_URL");
+	if (turl && *turl)
+		sm_strlcpy(url, turl, sizeof(url));
+	else
+		snprintf(url, sizeof(url), "inproc://syncmgr-%d-%u", (int)getpid(),
+		         atomic_fetch_add(&run_seq, 1));
+	struct sm_dispatch_cfg dcf = {
+		.url = url,
+		.max_queued = o->threads / 2 + 2, /* each queued task holds up to 1000 keys */
+		.lease_ms = run_test_ms("SYNCMGR_TEST_LEASE_MS", RUN_LEASE_MS),
+		.max_failure = (uint64_t)o->max_failure
+	};
 	if (sm_journal_new(&journal, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: %s\n", d.msg);
 		status = SM_EXIT_FAIL;
@@ -494,7 +512,12 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	w.on_fatal = run_worker_lost;
 	w.fatal_arg = dp;
 	run_signals_attach(&sig, dp, &w);
-	if (sm_worker_start(&w, url, o->threads, &wk, &d) != SM_OK) {
+	struct sm_worker_cfg wcf = { .url = url,
+		                     .threads = o->threads,
+		                     .run_id = sm_dispatch_run_id(dp),
+		                     .lease_ms = dcf.lease_ms,
+		                     .stall_ms = run_test_ms("SYNCMGR_TEST_STALL_MS", 0) };
+	if (sm_worker_start(&w, &wcf, &wk, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		sm_dispatch_abort(dp);
 		status = SM_EXIT_FAIL;

@@ -15,7 +15,14 @@
 #include "wire.h"
 
 #define TASK_REPORT_MS 100 /* under the display's 200 ms: each frame sees new counts */
-#define TASK_RECV_TIMEOUT_MS 120000
+/* Every exchange with the manager times out well within its lease: a
+ * quarter of it, so a worker hears of trouble long before the task is
+ * handed to someone else. */
+#define TASK_RECV_MIN_MS 200
+#define TASK_REDIAL_MIN_MS 50   /* a lost connection is dialed again after this, */
+#define TASK_REDIAL_MAX_MS 2000 /* doubling up to this */
+#define TASK_STALL_MS 60000     /* a transfer that moves nothing this long is retried */
+#define TASK_HEARTBEAT_MS 1000  /* an idle worker says it is there (at most a tenth lease) */
 
 #define LIVE_ADD(live, field, n) __atomic_fetch_add(&(live)->field, (n), __ATOMIC_RELAXED)
 
@@ -28,6 +35,8 @@ struct del_out {
 	Syncmgr__DelKey k[SM_DEL_MSG_KEYS];
 	Syncmgr__DelKey *kp[SM_DEL_MSG_KEYS];
 	size_t n;
+	size_t bytes; /* of the keys' names (sm_wire_del_batch_full) */
+	uint32_t seq; /* batches sent */
 };
 
 struct task_run {
@@ -39,9 +48,26 @@ struct task_run {
 	struct sm_stats *live;
 	struct del_out *out;
 	struct sm_task_fails *fails; /* NULL: failed keys are not noted */
+	struct sm_xfer_ctl *ctl;     /* NULL: only the run's abort stops it */
 	bool revoked;                /* the manager gave the task to another attempt */
 	bool listing_failed;
 };
+
+/* Stop here? The run stops, or the task is no longer this attempt's (the
+ * manager said so, or its lease could not be renewed): then nothing more
+ * is decided, written or sent for deletion. */
+static bool task_stopping(struct task_run *tr)
+{
+	if (atomic_load(&tr->w->abort))
+		return true;
+	if (tr->revoked)
+		return true;
+	if (!sm_xfer_ctl_go(tr->ctl)) {
+		tr->revoked = true;
+		return true;
+	}
+	return false;
+}
 
 void sm_task_fails_reset(struct sm_task_fails *f)
 {
@@ -76,7 +102,7 @@ static void task_failed(struct task_run *tr, const char *key, const struct sm_di
 {
 	LIVE_ADD(tr->live, failed, 1);
 	task_note_failure(tr, key, d->msg);
-	if (atomic_load(&tr->w->abort))
+	if (atomic_load(&tr->w->abort) || tr->revoked || (tr->ctl && atomic_load(&tr->ctl->stop)))
 		return; /* stopping: the cause was reported once already */
 	sm_log_key_error(key, d->msg);
 	if (d->err == SM_ENOSPC && !atomic_exchange(&tr->w->abort, true)) {
@@ -96,11 +122,14 @@ static void task_del_send(struct task_run *tr)
 		return;
 	struct sm_diag d;
 	bool revoked = false;
-	enum sm_err err =
-	        tr->sink->emit(tr->sink->arg, tr->t->id, tr->attempt, o->kp, o->n, &revoked, &d);
+	enum sm_err err = SM_OK;
+	if (!task_stopping(tr))
+		err = tr->sink->emit(tr->sink->arg, tr->t->id, tr->attempt, o->seq++, o->kp, o->n,
+		                     &revoked, &d);
 	for (size_t i = 0; i < o->n; i++)
 		free(o->k[i].key.data);
 	o->n = 0;
+	o->bytes = 0;
 	if (err != SM_OK) {
 		LIVE_ADD(tr->live, failed, 1);
 		if (!atomic_exchange(&tr->w->abort, true))
@@ -108,8 +137,13 @@ static void task_del_send(struct task_run *tr)
 		if (tr->w->on_fatal)
 			tr->w->on_fatal(tr->w->fatal_arg);
 	}
-	if (revoked)
+	if (revoked) {
 		tr->revoked = true;
+		if (tr->ctl) {
+			atomic_store(&tr->ctl->stop, true);
+			atomic_store(&tr->ctl->cancel, true);
+		}
+	}
 }
 
 /* Hand a delete to the manager: a DST key (--delete-dst, debris) or a SRC
@@ -118,7 +152,7 @@ static void task_del_send(struct task_run *tr)
 static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool src, bool debris)
 {
 	struct del_out *o = tr->out;
-	if (tr->revoked || atomic_load(&tr->w->abort))
+	if (task_stopping(tr))
 		return;
 	Syncmgr__DelKey *k = &o->k[o->n];
 	syncmgr__del_key__init(k);
@@ -139,7 +173,8 @@ static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool s
 	k->mtime_bound = e->mtime_bound;
 	k->debris = debris;
 	o->kp[o->n++] = k;
-	if (o->n == SM_DEL_MSG_KEYS)
+	o->bytes += len;
+	if (sm_wire_del_batch_full(o->n, o->bytes))
 		task_del_send(tr);
 }
 
@@ -181,10 +216,10 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 	uint64_t *live = &tr->live->copied_bytes;
 	uint64_t start = __atomic_load_n(live, __ATOMIC_RELAXED);
 	atomic_fetch_add(&tr->w->transfers, 1);
-	enum sm_err err = sm_xfer_copy(tr->w, s, dkey, live, &d);
+	enum sm_err err = sm_xfer_copy(tr->w, tr->ctl, s, dkey, live, &d);
 	atomic_fetch_sub(&tr->w->transfers, 1);
 	if (err == SM_OK && S_ISREG(s->mode) && (o->check_new || o->check_all)) {
-		err = sm_xfer_compare(tr->w, s->key, dkey, &d);
+		err = sm_xfer_compare(tr->w, tr->ctl, s->key, dkey, &d);
 		if (err == SM_OK) {
 			LIVE_ADD(tr->live, checked, 1);
 			LIVE_ADD(tr->live, checked_bytes, s->size);
@@ -312,7 +347,7 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	case SM_ACT_IGNORE: return;
 	case SM_ACT_COPY: task_copy(tr, s, dkey); return;
 	case SM_ACT_CHECK: {
-		enum sm_err err = sm_xfer_compare(tr->w, s->key, dkey, &d);
+		enum sm_err err = sm_xfer_compare(tr->w, tr->ctl, s->key, dkey, &d);
 		if (err == SM_EDIFFER) {
 			sm_log(SM_LOG_DEBUG, "copy '%s': contents differ", key);
 			task_copy(tr, s, dkey);
@@ -422,6 +457,8 @@ static void task_single(struct task_run *tr, const struct sm_entry *s, const cha
 {
 	struct sm_entry t = { 0 };
 	struct sm_diag d;
+	if (task_stopping(tr))
+		return;
 	enum sm_err err = sm_store_stat(tr->w->dst, dkey, &t, &d);
 	if (err == SM_OK) {
 		t.key = (char *)dkey;
@@ -517,7 +554,7 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 				continue;
 			}
 		}
-		if (atomic_load(&tr->w->abort))
+		if (task_stopping(tr))
 			break;
 		if (i == n && !te)
 			break;
@@ -549,7 +586,7 @@ out:
 
 enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t attempt,
                         bool allow_delete, const struct sm_del_sink *sink, struct sm_stats *live,
-                        struct sm_task_result *res, struct sm_diag *d)
+                        struct sm_xfer_ctl *ctl, struct sm_task_result *res, struct sm_diag *d)
 {
 	struct task_run tr = { .w = w,
 		               .t = t,
@@ -557,6 +594,7 @@ enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t atte
 		               .allow_delete = allow_delete && sink,
 		               .sink = sink,
 		               .fails = res->fails,
+		               .ctl = ctl,
 		               .live = live };
 	struct sm_entry *src = NULL;
 	char *arena = NULL;
@@ -594,22 +632,41 @@ out:
 	SM_STATS_FIELDS(LIVE_LOAD)
 #undef LIVE_LOAD
 	res->listing_failed = tr.listing_failed;
+	res->stopped = tr.revoked || (ctl && atomic_load(&ctl->stop) && !atomic_load(&w->abort));
 	return SM_OK;
 }
 
 /* ---- the task loop ---- */
 
+/* One task thread's place: the task it runs, for the reporter. `mu` makes
+ * the change of attempt and the reporter's verdicts on one (stop, renew)
+ * one after the other, so a verdict on an attempt never reaches the next. */
 struct wslot {
-	uint64_t task_id; /* 0 = idle; atomic access */
+	pthread_mutex_t mu;
+	_Atomic uint64_t task_id; /* with attempt: 0 = idle */
+	_Atomic uint64_t attempt;
 	struct sm_stats live;
+	struct sm_xfer_ctl ctl;
+	/* the reporter's own: the transfer it watches for a stall */
+	unsigned stall_xfers;
+	uint64_t stall_moved;
+	uint64_t stall_since;
 };
 
 struct sm_worker {
 	struct sm_wctx *w;
 	char *url;
 	int n;
+	uint64_t run_id;
+	uint64_t session;  /* this worker process, random */
+	unsigned recv_ms;  /* receive timeout of every exchange */
+	uint64_t lease_ns; /* the manager's lease */
+	uint64_t fence_ns; /* a task stops once its lease is this old */
+	uint64_t stall_ns; /* a transfer that moves nothing this long is retried */
+	uint64_t heartbeat_ns;
 	pthread_t *th;
 	struct wslot *slots;
+	int nslots; /* with their mutexes initialised */
 	pthread_t reporter;
 	bool reporter_started;
 	atomic_bool stop;
@@ -623,86 +680,147 @@ struct wthread_arg {
 	int idx;
 };
 
-static enum sm_err wk_dial(const char *url, nng_socket *out, struct sm_diag *d)
+/* Open a request socket to the manager. The dial goes on in the background
+ * (with backoff) until the manager listens, and again whenever the
+ * connection drops: requests wait for it. */
+static enum sm_err wk_dial(struct sm_worker *wk, nng_socket *out, struct sm_diag *d)
 {
 	nng_socket s;
 	int rv = nng_req0_open(&s);
 	if (rv != 0)
 		return sm_diag_set(d, SM_EIO, rv, "cannot open request socket: %s",
 		                   nng_strerror(rv));
-	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, SM_WIRE_MAX_MSG);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, TASK_RECV_TIMEOUT_MS);
+	nng_socket_set_size(s, NNG_OPT_RECVMAXSZ, sm_wire_max_msg());
+	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, (nng_duration)wk->recv_ms);
+	nng_socket_set_ms(s, NNG_OPT_SENDTIMEO, (nng_duration)wk->recv_ms);
 	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	rv = nng_dial(s, url, NULL, 0);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMINT, TASK_REDIAL_MIN_MS);
+	nng_socket_set_ms(s, NNG_OPT_RECONNMAXT, TASK_REDIAL_MAX_MS);
+	rv = nng_dial(s, wk->url, NULL, NNG_FLAG_NONBLOCK);
 	if (rv != 0) {
 		nng_close(s);
-		return sm_diag_set(d, SM_EIO, rv, "cannot reach the manager at %s: %s", url,
+		return sm_diag_set(d, SM_EIO, rv, "cannot reach the manager at %s: %s", wk->url,
 		                   nng_strerror(rv));
 	}
 	*out = s;
 	return SM_OK;
 }
 
-/* One request/reply exchange of worker `wk` (its name goes with it). *out
- * is unpacked into `a` (valid until the arena is reset). */
-static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, const Syncmgr__Request *req,
-                           struct sm_wire_arena *a, Syncmgr__Reply **out, struct sm_diag *d)
+/*
+ * One request/reply exchange of slot `slot` (the reporter: 0) of worker
+ * `wk`, which stamps it with its name, run and session. *out is unpacked
+ * into `a` (valid until the arena is reset); *sent_ns (may be NULL) gets
+ * when the answered try was sent. `patient`: a request that got no answer
+ * is sent again (every request is idempotent) until four tries and a lease
+ * went by; else one try. An Error reply is a failure: a request of a run
+ * that is over gives up at once.
+ */
+static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, uint32_t slot,
+                           const Syncmgr__Request *req, struct sm_wire_arena *a, bool patient,
+                           Syncmgr__Reply **out, uint64_t *sent_ns, struct sm_diag *d)
 {
 	Syncmgr__Request named = *req;
 	named.worker = (char *)(wk->w->name ? wk->w->name : "");
+	named.run_id = wk->run_id;
+	named.session = wk->session;
+	named.slot = slot;
 	size_t len = 0;
 	uint8_t *buf = sm_wire_pack_request(&named, &len);
 	if (!buf)
-		return sm_diag_set(d, SM_ENOMEM, 0, "cannot pack a request");
-	int rv = nng_send(s, buf, len, 0);
+		return sm_diag_set(d, SM_ENOMEM, 0, "cannot pack a request (too big?)");
+	uint64_t give_up = sm_now_ns() + wk->lease_ns;
+	unsigned backoff = TASK_REDIAL_MIN_MS;
+	enum sm_err err = SM_OK;
+	for (int tries = 1;; tries++) {
+		uint64_t t0 = sm_now_ns();
+		nng_msg *m = NULL;
+		int rv = nng_send(s, buf, len, 0);
+		if (rv == 0)
+			rv = nng_recvmsg(s, &m, 0);
+		if (rv == 0) {
+			sm_wire_arena_reset(a);
+			Syncmgr__Reply *rep =
+			        syncmgr__reply__unpack(&a->alloc, nng_msg_len(m), nng_msg_body(m));
+			nng_msg_free(m);
+			if (!rep) {
+				err = sm_diag_set(d, SM_EIO, 0, "malformed reply from the manager");
+			} else if (rep->run_id != wk->run_id) {
+				err = sm_diag_set(d, SM_EIO, 0,
+				                  "the manager at %s is in another run: this "
+				                  "worker's run is over",
+				                  wk->url);
+				break;
+			} else if (rep->body_case == SYNCMGR__REPLY__BODY_ERROR) {
+				err = sm_diag_set(d, SM_EIO, (int)rep->error->code,
+				                  "the manager refused a request: %s",
+				                  rep->error->message ? rep->error->message : "");
+				break;
+			} else {
+				*out = rep;
+				if (sent_ns)
+					*sent_ns = t0;
+				err = SM_OK;
+				break;
+			}
+		} else {
+			err = sm_diag_set(d, SM_EIO, rv, "no answer from the manager at %s: %s",
+			                  wk->url, nng_strerror(rv));
+		}
+		/* After a pause of this process the first try times out at once:
+		 * give up only after a few tries. */
+		if (!patient || atomic_load(&wk->stop) || (tries >= 4 && sm_now_ns() >= give_up))
+			break;
+		if (rv != NNG_ETIMEDOUT) {
+			sm_sleep_ms(backoff); /* no connection: it comes back by itself */
+			backoff =
+			        backoff * 2 > TASK_REDIAL_MAX_MS ? TASK_REDIAL_MAX_MS : backoff * 2;
+		}
+	}
 	free(buf);
-	if (rv != 0)
-		return sm_diag_set(d, SM_EIO, rv, "cannot send to the manager: %s",
-		                   nng_strerror(rv));
-	nng_msg *m = NULL;
-	rv = nng_recvmsg(s, &m, 0);
-	if (rv != 0)
-		return sm_diag_set(d, SM_EIO, rv, "no answer from the manager: %s",
-		                   nng_strerror(rv));
-	Syncmgr__Reply *rep = syncmgr__reply__unpack(&a->alloc, nng_msg_len(m), nng_msg_body(m));
-	nng_msg_free(m);
-	if (!rep)
-		return sm_diag_set(d, SM_EIO, 0, "malformed reply from the manager");
-	*out = rep;
-	return SM_OK;
+	return err;
 }
 
-static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id, uint64_t attempt,
-                                const struct sm_task_result *res, struct sm_diag *d)
+static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint32_t slot, uint64_t id,
+                                uint64_t attempt, const struct sm_task_result *res,
+                                struct sm_diag *d)
 {
 	Syncmgr__Stats st;
 	sm_wire_stats_to_pb(&res->stats, &st);
 	Syncmgr__FailedKey fk[SM_TASK_FAILED_KEYS];
 	Syncmgr__FailedKey *fkp[SM_TASK_FAILED_KEYS];
-	size_t nf = res->fails ? res->fails->n : 0;
+	size_t nf = res->fails && !res->stopped ? res->fails->n : 0;
+	/* the failed keys within half the message cap: the first ones */
+	size_t room = sm_wire_max_msg() / 2, used = 0;
+	size_t kept = 0;
 	for (size_t i = 0; i < nf; i++) {
-		syncmgr__failed_key__init(&fk[i]);
-		fk[i].key.data = (uint8_t *)res->fails->key[i];
-		fk[i].key.len = strlen(res->fails->key[i]);
-		fk[i].error.data = (uint8_t *)res->fails->msg[i];
-		fk[i].error.len = strlen(res->fails->msg[i]);
-		fkp[i] = &fk[i];
+		size_t kl = strlen(res->fails->key[i]), ml = strlen(res->fails->msg[i]);
+		if (used + kl + ml + 16 > room)
+			break;
+		used += kl + ml + 16;
+		syncmgr__failed_key__init(&fk[kept]);
+		fk[kept].key.data = (uint8_t *)res->fails->key[i];
+		fk[kept].key.len = kl;
+		fk[kept].error.data = (uint8_t *)res->fails->msg[i];
+		fk[kept].error.len = ml;
+		fkp[kept] = &fk[kept];
+		kept++;
 	}
 	Syncmgr__Done done = SYNCMGR__DONE__INIT;
-	done.n_failed_keys = nf;
-	done.failed_keys = nf ? fkp : NULL;
+	done.n_failed_keys = kept;
+	done.failed_keys = kept ? fkp : NULL;
 	done.task_id = id;
 	done.attempt = attempt;
 	done.stats = &st;
 	done.listing_failed = res->listing_failed;
+	done.stopped = res->stopped;
 	done.abort = atomic_load(&wk->w->abort); /* e.g. DST out of space: stop the run */
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
 	req.done = &done;
 	Syncmgr__Reply *rep = NULL;
 	struct sm_wire_arena arena;
-	sm_wire_arena_init(&arena, SM_WIRE_MAX_MSG);
-	enum sm_err err = wk_call(wk, s, &req, &arena, &rep, d);
+	sm_wire_arena_init(&arena, sm_wire_max_msg());
+	enum sm_err err = wk_call(wk, s, slot, &req, &arena, true, &rep, NULL, d);
 	if (err == SM_OK && rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
 		atomic_store(&wk->w->abort, true);
 	sm_wire_arena_release(&arena);
@@ -713,10 +831,11 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint64_t id,
 struct wk_sink {
 	struct sm_worker *wk;
 	nng_socket s;
+	uint32_t slot;
 	struct sm_wire_arena arena; /* replies only: the task lives in another */
 };
 
-static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt,
+static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt, uint32_t seq,
                                    Syncmgr__DelKey **keys, size_t n, bool *revoked,
                                    struct sm_diag *d)
 {
@@ -724,14 +843,14 @@ static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt
 	Syncmgr__Deletes dl = SYNCMGR__DELETES__INIT;
 	dl.task_id = task_id;
 	dl.attempt = attempt;
+	dl.seq = seq;
 	dl.n_keys = n;
 	dl.keys = keys;
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_DELETES;
 	req.deletes = &dl;
 	Syncmgr__Reply *rep = NULL;
-	sm_wire_arena_reset(&ws->arena);
-	enum sm_err err = wk_call(ws->wk, ws->s, &req, &ws->arena, &rep, d);
+	enum sm_err err = wk_call(ws->wk, ws->s, ws->slot, &req, &ws->arena, true, &rep, NULL, d);
 	if (err != SM_OK)
 		return err;
 	if (rep->body_case == SYNCMGR__REPLY__BODY_ACK) {
@@ -747,7 +866,7 @@ static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt
 static void wk_lost(struct sm_worker *wk, const struct sm_diag *d)
 {
 	if (!atomic_exchange(&wk->w->abort, true))
-		sm_log(SM_LOG_ERROR, "worker: %s: stopping the run", d->msg);
+		sm_log(SM_LOG_ERROR, "worker: %s: stopping", d->msg);
 	if (wk->w->on_fatal)
 		wk->w->on_fatal(wk->w->fatal_arg);
 }
@@ -757,9 +876,10 @@ static void *wk_thread(void *arg)
 	struct wthread_arg *a = arg;
 	struct sm_worker *wk = a->wk;
 	struct wslot *slot = &wk->slots[a->idx];
+	uint32_t slot_no = (uint32_t)a->idx + 1;
 	struct sm_diag d;
 	nng_socket s;
-	if (wk_dial(wk->url, &s, &d) != SM_OK) {
+	if (wk_dial(wk, &s, &d) != SM_OK) {
 		wk_lost(wk, &d);
 		free(a);
 		return NULL;
@@ -769,15 +889,15 @@ static void *wk_thread(void *arg)
 	req.body_case = SYNCMGR__REQUEST__BODY_GET;
 	req.get = &get;
 	struct sm_wire_arena arena; /* unpacked tasks: 8x the message cap at most */
-	sm_wire_arena_init(&arena, 8 * (size_t)SM_WIRE_MAX_MSG);
-	struct wk_sink ws = { .wk = wk, .s = s };
-	sm_wire_arena_init(&ws.arena, SM_WIRE_MAX_MSG);
+	sm_wire_arena_init(&arena, 8 * sm_wire_max_msg());
+	struct wk_sink ws = { .wk = wk, .s = s, .slot = slot_no };
+	sm_wire_arena_init(&ws.arena, sm_wire_max_msg());
 	const struct sm_del_sink sink = { .emit = wk_emit_deletes, .arg = &ws };
 	struct sm_task_fails fails = { 0 };
 	for (;;) {
 		Syncmgr__Reply *rep = NULL;
-		sm_wire_arena_reset(&arena);
-		if (wk_call(wk, s, &req, &arena, &rep, &d) != SM_OK) {
+		uint64_t asked = 0;
+		if (wk_call(wk, s, slot_no, &req, &arena, true, &rep, &asked, &d) != SM_OK) {
 			wk_lost(wk, &d);
 			break;
 		}
@@ -792,23 +912,35 @@ static void *wk_thread(void *arg)
 			continue;      /* Wait: ask again */
 		}
 		const Syncmgr__Task *t = rep->task;
-		memset(&slot->live, 0, sizeof(slot->live));
-		__atomic_store_n(&slot->task_id, t->id, __ATOMIC_RELEASE);
-		struct sm_task_result res = { .fails = &fails };
 		uint64_t attempt = rep->attempt;
+		/* the lease began no earlier than the request was sent */
+		memset(&slot->live, 0, sizeof(slot->live));
+		sm_xfer_ctl_reset(&slot->ctl, asked, wk->fence_ns,
+		                  (unsigned)(wk->stall_ns / 1000000u));
+		atomic_store(&slot->attempt, attempt);
+		atomic_store(&slot->task_id, t->id);
+		struct sm_task_result res = { .fails = &fails };
 		enum sm_err err = sm_task_run(wk->w, t, attempt, rep->allow_delete, &sink,
-		                              &slot->live, &res, &d);
+		                              &slot->live, &slot->ctl, &res, &d);
 		if (err != SM_OK) {
 			/* The whole task failed before any key: report its keys failed. */
 			sm_log(SM_LOG_ERROR, "%s", d.msg);
 			res.stats.failed = t->n_src;
 			res.listing_failed = true;
+			res.stopped = atomic_load(&slot->ctl.stop) && !atomic_load(&wk->w->abort);
 		}
+		if (res.stopped)
+			sm_log(SM_LOG_DEBUG, "task %llu: attempt %llu stopped",
+			       (unsigned long long)t->id, (unsigned long long)attempt);
 		uint64_t id = t->id;
-		sm_wire_arena_reset(&arena);
-		err = wk_send_done(wk, s, id, attempt, &res, &d);
+		/* no more reports of it: one sent after its Done would be
+		 * answered "not yours" */
+		pthread_mutex_lock(&slot->mu);
+		atomic_store(&slot->attempt, 0);
+		atomic_store(&slot->task_id, 0);
+		pthread_mutex_unlock(&slot->mu);
+		err = wk_send_done(wk, s, slot_no, id, attempt, &res, &d);
 		sm_task_fails_reset(&fails);
-		__atomic_store_n(&slot->task_id, 0, __ATOMIC_RELEASE);
 		if (err != SM_OK) {
 			wk_lost(wk, &d);
 			break;
@@ -821,53 +953,95 @@ static void *wk_thread(void *arg)
 	return NULL;
 }
 
-/* Progress of every task in flight, every TASK_REPORT_MS: renews the leases. */
+/* Stop slot `ws`'s task now (revoked, fenced or the run stopping). */
+static void wk_stop_slot(struct wslot *ws)
+{
+	atomic_store(&ws->ctl.stop, true);
+	atomic_store(&ws->ctl.cancel, true);
+}
+
+/* Watch slot `ws`'s transfer: one that moved no byte for the stall timeout
+ * is canceled (and retried by its thread). */
+static void wk_watch_stall(struct sm_worker *wk, struct wslot *ws, uint64_t now)
+{
+	struct sm_xfer_ctl *c = &ws->ctl;
+	unsigned xf = atomic_load(&c->xfers);
+	uint64_t mv = atomic_load(&c->moved);
+	if (!atomic_load(&c->busy) || xf != ws->stall_xfers || mv != ws->stall_moved) {
+		ws->stall_xfers = xf;
+		ws->stall_moved = mv;
+		ws->stall_since = now;
+		return;
+	}
+	if (now - ws->stall_since < wk->stall_ns || atomic_load(&c->stalled))
+		return;
+	sm_log(SM_LOG_DEBUG, "task %llu: a transfer moved nothing for %.0f s: canceling it",
+	       (unsigned long long)atomic_load(&ws->task_id), (double)wk->stall_ns / 1e9);
+	atomic_store(&c->stalled, true);
+	atomic_store(&c->cancel, true);
+	ws->stall_since = now;
+}
+
+/* Every TASK_REPORT_MS: the progress of every task in flight (renewing its
+ * lease), or a heartbeat when idle; stops the tasks the manager took back
+ * and those whose lease could not be renewed for the fence time; cancels
+ * stalled transfers. */
 static void *wk_reporter(void *arg)
 {
 	struct sm_worker *wk = arg;
 	struct sm_diag d;
 	nng_socket s;
-	if (wk_dial(wk->url, &s, &d) != SM_OK) {
-		sm_log(SM_LOG_ERROR, "%s", d.msg);
+	if (wk_dial(wk, &s, &d) != SM_OK) {
+		wk_lost(wk, &d);
 		return NULL;
 	}
 	Syncmgr__TaskProgress *tp = calloc((size_t)wk->n, sizeof(*tp));
 	Syncmgr__TaskProgress **tpp = calloc((size_t)wk->n, sizeof(*tpp));
 	Syncmgr__Stats *st = calloc((size_t)wk->n, sizeof(*st));
+	int *idx = calloc((size_t)wk->n, sizeof(*idx));
 	struct sm_wire_arena arena;
-	sm_wire_arena_init(&arena, SM_WIRE_MAX_MSG);
-	if (!tp || !tpp || !st)
+	sm_wire_arena_init(&arena, sm_wire_max_msg());
+	uint64_t last_sent = 0;
+	if (!tp || !tpp || !st || !idx)
 		goto out;
 	for (;;) {
 		pthread_mutex_lock(&wk->stop_mu);
-		if (!atomic_load(&wk->stop)) {
-			struct timespec ts;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += TASK_REPORT_MS * 1000000L;
-			ts.tv_sec += ts.tv_nsec / 1000000000L;
-			ts.tv_nsec %= 1000000000L;
-			pthread_cond_timedwait(&wk->stop_cv, &wk->stop_mu, &ts);
-		}
+		if (!atomic_load(&wk->stop))
+			sm_cond_wait_ms(&wk->stop_cv, &wk->stop_mu, TASK_REPORT_MS);
 		pthread_mutex_unlock(&wk->stop_mu);
 		if (atomic_load(&wk->stop))
 			break;
+		uint64_t now = sm_now_ns();
+		bool abort = atomic_load(&wk->w->abort);
 		size_t n = 0;
 		for (int i = 0; i < wk->n; i++) {
-			uint64_t id = __atomic_load_n(&wk->slots[i].task_id, __ATOMIC_ACQUIRE);
-			if (!id)
-				continue;
+			struct wslot *ws = &wk->slots[i];
+			pthread_mutex_lock(&ws->mu);
+			uint64_t attempt = atomic_load(&ws->attempt);
+			if (attempt && abort)
+				wk_stop_slot(ws); /* within a report period, mid-transfer too */
+			if (attempt)
+				wk_watch_stall(wk, ws, now);
+			if (!attempt || atomic_load(&ws->ctl.stop)) {
+				pthread_mutex_unlock(&ws->mu);
+				continue; /* idle, or no longer renewed */
+			}
 			struct sm_stats snap;
-#define SNAP(f) snap.f = __atomic_load_n(&wk->slots[i].live.f, __ATOMIC_RELAXED);
+#define SNAP(f) snap.f = __atomic_load_n(&ws->live.f, __ATOMIC_RELAXED);
 			SM_STATS_FIELDS(SNAP)
 #undef SNAP
 			sm_wire_stats_to_pb(&snap, &st[n]);
 			syncmgr__task_progress__init(&tp[n]);
-			tp[n].task_id = id;
+			tp[n].task_id = atomic_load(&ws->task_id);
+			tp[n].attempt = attempt;
 			tp[n].stats = &st[n];
+			tp[n].moved = atomic_load(&ws->ctl.moved);
 			tpp[n] = &tp[n];
+			idx[n] = i;
 			n++;
+			pthread_mutex_unlock(&ws->mu);
 		}
-		if (!n)
+		if (!n && now - last_sent < wk->heartbeat_ns)
 			continue;
 		Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
 		pr.n_tasks = n;
@@ -877,39 +1051,94 @@ static void *wk_reporter(void *arg)
 		req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
 		req.progress = &pr;
 		Syncmgr__Reply *rep = NULL;
-		sm_wire_arena_reset(&arena);
-		if (wk_call(wk, s, &req, &arena, &rep, &d) != SM_OK) {
-			sm_log(SM_LOG_WARN, "%s", d.msg);
+		uint64_t sent = 0;
+		if (wk_call(wk, s, 0, &req, &arena, false, &rep, &sent, &d) != SM_OK ||
+		    rep->body_case != SYNCMGR__REPLY__BODY_ACK) {
+			/* Not renewed: a task whose lease may be someone else's by
+			 * now stops writing (another worker may run it). */
+			now = sm_now_ns();
+			for (size_t k = 0; k < n; k++) {
+				struct wslot *ws = &wk->slots[idx[k]];
+				pthread_mutex_lock(&ws->mu);
+				bool lapsed =
+				        atomic_load(&ws->attempt) == tp[k].attempt &&
+				        now - atomic_load(&ws->ctl.renewed_ns) >= wk->fence_ns;
+				if (lapsed)
+					wk_stop_slot(ws);
+				pthread_mutex_unlock(&ws->mu);
+				if (lapsed)
+					sm_log(SM_LOG_WARN,
+					       "task %llu: its lease could not be renewed for "
+					       "%.1f s (%s): stopping it",
+					       (unsigned long long)tp[k].task_id,
+					       (double)wk->fence_ns / 1e9, d.msg);
+			}
 			continue;
 		}
-		if (rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
+		last_sent = sent;
+		if (rep->ack->abort)
 			atomic_store(&wk->w->abort, true);
+		for (size_t k = 0; k < n; k++) {
+			struct wslot *ws = &wk->slots[idx[k]];
+			bool revoked = false;
+			for (size_t r = 0; r < rep->ack->n_revoked_attempts; r++)
+				revoked = revoked || rep->ack->revoked_attempts[r] == tp[k].attempt;
+			pthread_mutex_lock(&ws->mu);
+			bool same = atomic_load(&ws->attempt) == tp[k].attempt;
+			if (same && revoked)
+				wk_stop_slot(ws);
+			else if (same)
+				atomic_store(&ws->ctl.renewed_ns, sent);
+			pthread_mutex_unlock(&ws->mu);
+			if (same && revoked)
+				sm_log(SM_LOG_WARN,
+				       "task %llu: the manager handed it to another worker: "
+				       "stopping it",
+				       (unsigned long long)tp[k].task_id);
+		}
 	}
 out:
 	sm_wire_arena_release(&arena);
 	free(tp);
 	free(tpp);
 	free(st);
+	free(idx);
 	nng_close(s);
 	return NULL;
 }
 
-enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
+enum sm_err sm_worker_start(struct sm_wctx *w, const struct sm_worker_cfg *cfg,
                             struct sm_worker **out, struct sm_diag *d)
 {
 	struct sm_worker *wk = calloc(1, sizeof(*wk));
 	if (!wk)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	int nthreads = cfg->threads;
 	wk->w = w;
 	wk->n = nthreads;
+	wk->run_id = cfg->run_id;
+	wk->session = sm_rand64() | 1;
+	wk->lease_ns = (uint64_t)cfg->lease_ms * 1000000u;
+	wk->recv_ms = cfg->lease_ms / 4;
+	if (wk->recv_ms < TASK_RECV_MIN_MS)
+		wk->recv_ms = TASK_RECV_MIN_MS;
+	/* a task stops writing a quarter lease before its lease can end */
+	wk->fence_ns = wk->lease_ns - wk->lease_ns / 4;
+	wk->stall_ns = (uint64_t)(cfg->stall_ms ? cfg->stall_ms : TASK_STALL_MS) * 1000000u;
+	wk->heartbeat_ns = wk->lease_ns / 10 < (uint64_t)TASK_HEARTBEAT_MS * 1000000u
+	                           ? wk->lease_ns / 10
+	                           : (uint64_t)TASK_HEARTBEAT_MS * 1000000u;
 	atomic_init(&wk->stop, false);
 	pthread_mutex_init(&wk->stop_mu, NULL);
-	pthread_cond_init(&wk->stop_cv, NULL);
-	wk->url = strdup(url);
+	sm_cond_init_mono(&wk->stop_cv);
+	wk->url = strdup(cfg->url);
 	wk->th = calloc((size_t)nthreads, sizeof(*wk->th));
 	wk->slots = calloc((size_t)nthreads, sizeof(*wk->slots));
 	if (!wk->url || !wk->th || !wk->slots)
 		goto nomem;
+	for (int i = 0; i < nthreads; i++)
+		pthread_mutex_init(&wk->slots[i].mu, NULL);
+	wk->nslots = nthreads;
 	for (int i = 0; i < nthreads; i++) {
 		struct wthread_arg *a = malloc(sizeof(*a));
 		if (!a)
@@ -951,6 +1180,8 @@ void sm_worker_join(struct sm_worker *wk)
 		pthread_join(wk->reporter, NULL);
 	pthread_mutex_destroy(&wk->stop_mu);
 	pthread_cond_destroy(&wk->stop_cv);
+	for (int i = 0; i < wk->nslots; i++)
+		pthread_mutex_destroy(&wk->slots[i].mu);
 	free(wk->th);
 	free(wk->slots);
 	free(wk->url);

@@ -13,9 +13,18 @@
 
 struct sm_worker;
 
-/* Start `nthreads` task threads and one reporter thread that dial `url`.
- * Borrows `w` until sm_worker_join() returns. */
-enum sm_err sm_worker_start(struct sm_wctx *w, const char *url, int nthreads,
+struct sm_worker_cfg {
+	const char *url;   /* the manager's dispatch address (copied) */
+	int threads;       /* task threads */
+	uint64_t run_id;   /* the run: every request carries it */
+	unsigned lease_ms; /* the manager's lease: every receive times out in a quarter
+	                    * of it, a task stops writing a quarter before it ends */
+	unsigned stall_ms; /* a transfer that moves nothing this long is retried (0: 60 s) */
+};
+
+/* Start cfg->threads task threads and one reporter thread that dial the
+ * manager. Borrows `w` until sm_worker_join() returns. */
+enum sm_err sm_worker_start(struct sm_wctx *w, const struct sm_worker_cfg *cfg,
                             struct sm_worker **out, struct sm_diag *d);
 /* Wait until the manager has shut the workers down, then free them. */
 void sm_worker_join(struct sm_worker *wk);
@@ -36,6 +45,7 @@ void sm_task_fails_reset(struct sm_task_fails *f);
 struct sm_task_result {
 	struct sm_stats stats;
 	bool listing_failed;
+	bool stopped; /* the attempt stopped before its end: revoked or fenced */
 	/* In: where to note the task's first failed keys (NULL: nowhere). Owned
 	 * by the caller, who resets it. */
 	struct sm_task_fails *fails;
@@ -46,16 +56,19 @@ struct sm_task_result {
  * emit() sends one batch (borrowed for the call); *revoked is set when the
  * task is no longer this attempt's. An error stops the run. */
 struct sm_del_sink {
-	enum sm_err (*emit)(void *arg, uint64_t task_id, uint64_t attempt, Syncmgr__DelKey **keys,
-	                    size_t n, bool *revoked, struct sm_diag *d);
+	enum sm_err (*emit)(void *arg, uint64_t task_id, uint64_t attempt, uint32_t seq,
+	                    Syncmgr__DelKey **keys, size_t n, bool *revoked, struct sm_diag *d);
 	void *arg;
 };
 
 /* Run one task (this `attempt` of it). `live` is the task's counters, updated
  * atomically while it runs (the reporter reads them); on return they are
- * final and copied into res->stats. Deletes go to `sink` (NULL: none). */
+ * final and copied into res->stats. Deletes go to `sink` (NULL: none).
+ * `ctl` (may be NULL) is the task's hold on its work (worker/xfer.h): the
+ * task stops between keys and its transfers between chunks once it is set
+ * to stop, and res->stopped says so. */
 enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t attempt,
                         bool allow_delete, const struct sm_del_sink *sink, struct sm_stats *live,
-                        struct sm_task_result *res, struct sm_diag *d);
+                        struct sm_xfer_ctl *ctl, struct sm_task_result *res, struct sm_diag *d);
 
 #endif

@@ -1,8 +1,34 @@
 #include "wire.h"
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "../common/util.h"
+
+static size_t wire_max = SM_WIRE_MAX_MSG;
+static pthread_once_t wire_once = PTHREAD_ONCE_INIT;
+
+static void wire_max_init(void)
+{
+	int64_t v = 0;
+	const char *env = getenv("SYNCMGR_TEST_MSG_MAX");
+	if (env && sm_parse_i64(env, 65536, SM_WIRE_MAX_MSG, &v))
+		wire_max = (size_t)v;
+}
+
+size_t sm_wire_max_msg(void)
+{
+	pthread_once(&wire_once, wire_max_init);
+	return wire_max;
+}
+
+bool sm_wire_del_batch_full(size_t n, size_t key_bytes)
+{
+	/* a key's attributes and framing take at most 64 bytes more */
+	return n >= SM_DEL_MSG_KEYS || key_bytes + 64 * n >= sm_wire_max_msg() / 4;
+}
 
 void sm_wire_stats_to_pb(const struct sm_stats *s, Syncmgr__Stats *pb)
 {
@@ -43,7 +69,7 @@ void sm_wire_entry_to_pb(const struct sm_entry *e, Syncmgr__Entry *pb)
 uint8_t *sm_wire_pack_request(const Syncmgr__Request *m, size_t *len)
 {
 	size_t n = syncmgr__request__get_packed_size(m);
-	if (n > SM_WIRE_MAX_MSG)
+	if (n > sm_wire_max_msg())
 		return NULL;
 	uint8_t *buf = malloc(n ? n : 1);
 	if (!buf)
@@ -55,7 +81,7 @@ uint8_t *sm_wire_pack_request(const Syncmgr__Request *m, size_t *len)
 uint8_t *sm_wire_pack_reply(const Syncmgr__Reply *m, size_t *len)
 {
 	size_t n = syncmgr__reply__get_packed_size(m);
-	if (n > SM_WIRE_MAX_MSG)
+	if (n + SM_WIRE_REPLY_ROOM > sm_wire_max_msg())
 		return NULL;
 	uint8_t *buf = malloc(n + SM_WIRE_REPLY_ROOM); /* allow_delete, attempt appended */
 	if (!buf)
@@ -67,6 +93,7 @@ uint8_t *sm_wire_pack_reply(const Syncmgr__Reply *m, size_t *len)
 size_t sm_wire_append_varint(uint8_t *buf, size_t len, unsigned field, uint64_t v)
 {
 	buf[len++] = (uint8_t)(field << 3); /* wire type 0: varint; field < 16 */
+	/* proto3 may leave a zero field out; appending it is the same */
 	do {
 		uint8_t b = v & 0x7f;
 		v >>= 7;

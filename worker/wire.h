@@ -2,6 +2,7 @@
 #ifndef SM_WIRE_H
 #define SM_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -9,14 +10,26 @@
 #include "../common/store/store.h"
 #include "syncmgr.pb-c.h"
 
-/* Hard cap on any message between manager and worker. */
-#define SM_WIRE_MAX_MSG (64u << 20)
-/* Bytes a packed Reply has spare for fields appended at hand-out: allow_delete
- * (2) and attempt (1 + a varint of up to 10). */
-#define SM_WIRE_REPLY_ROOM 16
-/* Keys of one Deletes message at most (each at most PATH_MAX bytes): far
- * below SM_WIRE_MAX_MSG. */
+/* Hard cap on any message between manager and worker: a task (at most
+ * 1000 keys and 1 MiB of names), a batch of deletes, a Done with its failed
+ * keys, a batch of log lines are all cut to fit. A message above it is not
+ * read: the manager answers an Error; above twice it, the transport drops
+ * the connection. */
+#define SM_WIRE_MAX_MSG (4u << 20)
+/* The cap in force: SM_WIRE_MAX_MSG, or SYNCMGR_TEST_MSG_MAX (tests only,
+ * at least 64 KiB) read once. */
+size_t sm_wire_max_msg(void);
+/* The protocol's version: a worker of another one is refused. */
+#define SM_WIRE_VERSION 2
+/* Bytes a packed Reply has spare for fields appended at hand-out:
+ * allow_delete (2), attempt and run_id (1 + a varint of up to 10 each). */
+#define SM_WIRE_REPLY_ROOM 32
+/* Keys of one Deletes message at most; a batch is also sent once its keys
+ * reach a quarter of sm_wire_max_msg(). */
 #define SM_DEL_MSG_KEYS 1000
+/* Is a batch of `n` keys of `key_bytes` bytes (their names) full? Its
+ * message then stays within half the cap. */
+bool sm_wire_del_batch_full(size_t n, size_t key_bytes);
 
 /* Append a varint field (tag, wire type 0) to a packed message; returns the
  * new length. `buf` must have room for 11 more bytes. */

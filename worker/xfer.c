@@ -30,6 +30,72 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	w->fatal_arg = NULL;
 }
 
+void sm_xfer_ctl_reset(struct sm_xfer_ctl *c, uint64_t now_ns, uint64_t fence_ns, unsigned stall_ms)
+{
+	atomic_store(&c->stop, false);
+	atomic_store(&c->cancel, false);
+	atomic_store(&c->stalled, false);
+	atomic_store(&c->busy, false);
+	atomic_store(&c->moved, 0);
+	atomic_store(&c->renewed_ns, now_ns);
+	c->fence_ns = fence_ns;
+	c->stall_ms = stall_ms;
+}
+
+#define XFER_FENCE_POLL_MS 5
+
+bool sm_xfer_ctl_go(struct sm_xfer_ctl *c)
+{
+	if (!c)
+		return true;
+	uint64_t waited = 0;
+	for (;;) {
+		if (atomic_load(&c->stop))
+			return false;
+		if (!c->fence_ns)
+			return true;
+		uint64_t now = sm_now_ns();
+		uint64_t renewed = atomic_load(&c->renewed_ns);
+		if (now < renewed + c->fence_ns)
+			return true;
+		/* The lease may be someone else's by now (this process was
+		 * stopped, or the manager did not answer): no write until the
+		 * reporter hears from the manager. It stops the task if the
+		 * manager took it back or cannot be reached. */
+		if (waited >= c->fence_ns) {
+			atomic_store(&c->stop, true);
+			atomic_store(&c->cancel, true);
+			return false;
+		}
+		sm_sleep_ms(XFER_FENCE_POLL_MS);
+		waited += XFER_FENCE_POLL_MS * 1000000u;
+	}
+}
+
+/* Where a transfer hears that it must stop. */
+static const atomic_bool *xfer_stop_flag(struct sm_wctx *w, struct sm_xfer_ctl *ctl)
+{
+	return ctl ? &ctl->cancel : &w->abort;
+}
+
+static bool xfer_stopping(struct sm_wctx *w, struct sm_xfer_ctl *ctl)
+{
+	return atomic_load(&w->abort) || (ctl && atomic_load(&ctl->stop));
+}
+
+/* A transfer came back canceled because it stalled (and the task goes on):
+ * a retryable failure. */
+static enum sm_err xfer_unstall(struct sm_xfer_ctl *ctl, enum sm_err err, const char *key,
+                                struct sm_diag *d)
+{
+	if (err != SM_ECANCELED || !ctl || !atomic_load(&ctl->stalled) || atomic_load(&ctl->stop))
+		return err;
+	atomic_store(&ctl->stalled, false);
+	atomic_store(&ctl->cancel, false);
+	return sm_diag_set(d, SM_EAGAIN, 0, "'%s': no byte moved for %u s: stalled", key,
+	                   (ctl->stall_ms + 999) / 1000);
+}
+
 void sm_wctx_count_failure(struct sm_wctx *w)
 {
 	uint64_t n = atomic_fetch_add(&w->failed, 1) + 1;
@@ -40,8 +106,8 @@ void sm_wctx_count_failure(struct sm_wctx *w)
 /* Another attempt of an operation on `key` (common/retry.h): at least
  * max_attempts, and while the run's transfers succeeded lately, for up to
  * XFER_RETRY_BUDGET_MS, so a short outage of a store costs no key. */
-static bool xfer_again(struct sm_wctx *w, enum sm_err err, int attempt, uint64_t t0,
-                       const char *key, const struct sm_diag *d)
+static bool xfer_again(struct sm_wctx *w, struct sm_xfer_ctl *ctl, enum sm_err err, int attempt,
+                       uint64_t t0, const char *key, const struct sm_diag *d)
 {
 	if (err == SM_OK) {
 		sm_retry_ok(&w->health);
@@ -52,11 +118,22 @@ static bool xfer_again(struct sm_wctx *w, enum sm_err err, int attempt, uint64_t
 		                .base_ms = w->backoff_ms,
 		                .cap_ms = 2000,
 		                .health = &w->health };
-	if (atomic_load(&w->abort) || !sm_retry_should(&pol, err, attempt, t0))
+	if (xfer_stopping(w, ctl) || !sm_retry_should(&pol, err, attempt, t0))
 		return false;
 	sm_log(SM_LOG_INFO, "retrying '%s' (attempt %d): %s", key, attempt + 1, d->msg);
 	sm_retry_backoff(&pol, attempt);
 	return true;
+}
+
+/* A transfer of the task under `ctl` begins or ends: the reporter watches
+ * its bytes for a stall. */
+static void xfer_busy(struct sm_xfer_ctl *ctl, bool on)
+{
+	if (!ctl)
+		return;
+	if (on)
+		atomic_fetch_add(&ctl->xfers, 1);
+	atomic_store(&ctl->busy, on);
 }
 
 /* A reader that forwards to another and counts bytes for progress. */
@@ -66,6 +143,8 @@ struct count_reader {
 	const char *key;
 	uint64_t *live;
 	uint64_t n;
+	struct sm_wctx *w;
+	struct sm_xfer_ctl *ctl; /* may be NULL */
 };
 
 static void cr_count(struct count_reader *cr, uint64_t n)
@@ -73,13 +152,20 @@ static void cr_count(struct count_reader *cr, uint64_t n)
 	cr->n += n;
 	if (cr->live)
 		__atomic_fetch_add(cr->live, n, __ATOMIC_RELAXED);
+	if (cr->ctl)
+		atomic_fetch_add(&cr->ctl->moved, n);
 }
 
 static enum sm_err cr_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
                            struct sm_diag *d)
 {
 	struct count_reader *cr = (struct count_reader *)r;
+	/* between chunks: the run stopping, the task revoked or stalled, or
+	 * its lease not known to be its own (the last read, which ends the
+	 * data, comes before the destination commits) */
 	enum sm_err err = sm_reader_check_stop(r, cr->key, d);
+	if (err == SM_OK && (atomic_load(&cr->w->abort) || !sm_xfer_ctl_go(cr->ctl)))
+		err = sm_diag_set(d, SM_ECANCELED, 0, "'%s': stopped midway", cr->key);
 	if (err != SM_OK)
 		return err;
 	err = sm_reader_read(cr->in, buf, cap, got, d);
@@ -140,9 +226,9 @@ static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *
 	return p;
 }
 
-static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
-                                  const char *dst_key, uint64_t *live, uint64_t *counted,
-                                  struct sm_diag *d)
+static enum sm_err xfer_copy_once(struct sm_wctx *w, struct sm_xfer_ctl *ctl,
+                                  const struct sm_entry *src, const char *dst_key, uint64_t *live,
+                                  uint64_t *counted, struct sm_diag *d)
 {
 	struct sm_put p = xfer_attrs(w, src);
 	/* refuse a key that would escape DST before reading anything */
@@ -181,47 +267,52 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, const struct sm_entry *src,
 		return err;
 	if (r->has_mtime)
 		p.mtime_ns = r->mtime_ns; /* e.g. S3's x-amz-meta-mtime: the original's */
-	/* the transfer stops between chunks when the run does */
+	/* the transfer stops between chunks when the run or the task does */
 	struct count_reader cr = { .base = { .ops = &count_reader_ops,
 		                             .size = r->size,
-		                             .stop = &w->abort,
+		                             .stop = xfer_stop_flag(w, ctl),
 		                             .pool_held = r->pool_held,
 		                             .meta = r->meta },
 		                   .in = r,
 		                   .key = src->key,
-		                   .live = live };
+		                   .live = live,
+		                   .w = w,
+		                   .ctl = ctl };
+	xfer_busy(ctl, true);
 	err = sm_store_put(w->dst, dst_key, &cr.base, &p, d);
+	xfer_busy(ctl, false);
 	*counted += cr.n;
 	sm_reader_close(r);
 	return err;
 }
 
-enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
-                         uint64_t *live, struct sm_diag *d)
+enum sm_err sm_xfer_copy(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const struct sm_entry *src,
+                         const char *dst_key, uint64_t *live, struct sm_diag *d)
 {
 	enum sm_err err;
 	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		uint64_t counted = 0;
-		err = xfer_copy_once(w, src, dst_key, live, &counted, d);
+		err = xfer_copy_once(w, ctl, src, dst_key, live, &counted, d);
+		err = xfer_unstall(ctl, err, src->key, d);
 		if (err != SM_OK && live && counted)
 			__atomic_fetch_sub(live, counted, __ATOMIC_RELAXED);
 		/* Changed while it was read: nothing was committed. --check-change
 		 * fails the key; otherwise read it again, a few times. */
 		if (err == SM_ECHANGED && !w->o->check_change && attempt < w->max_attempts &&
-		    !atomic_load(&w->abort)) {
+		    !xfer_stopping(w, ctl)) {
 			sm_log(SM_LOG_INFO, "'%s' changed while it was copied: copying it again",
 			       src->key);
 			continue;
 		}
-		if (!xfer_again(w, err, attempt, t0, src->key, d))
+		if (!xfer_again(w, ctl, err, attempt, t0, src->key, d))
 			break;
 	}
 	return err;
 }
 
-static enum sm_err xfer_compare_once(struct sm_wctx *w, const char *key, const char *dst_key,
-                                     struct sm_diag *d)
+static enum sm_err xfer_compare_once(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const char *key,
+                                     const char *dst_key, struct sm_diag *d)
 {
 	struct sm_reader *a = NULL, *b = NULL;
 	char *ba = NULL, *bb = NULL;
@@ -237,13 +328,22 @@ static enum sm_err xfer_compare_once(struct sm_wctx *w, const char *key, const c
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
+	xfer_busy(ctl, true);
 	for (;;) {
 		size_t na = 0, nb = 0;
+		/* between chunks, like a copy: stop, stall, lease */
+		if (atomic_load(xfer_stop_flag(w, ctl)) || atomic_load(&w->abort) ||
+		    !sm_xfer_ctl_go(ctl)) {
+			err = sm_diag_set(d, SM_ECANCELED, 0, "'%s': stopped midway", key);
+			goto out;
+		}
 		err = sm_reader_read_full(a, ba, XFER_CMP_BUF, &na, d);
 		if (err == SM_OK)
 			err = sm_reader_read_full(b, bb, XFER_CMP_BUF, &nb, d);
 		if (err != SM_OK)
 			goto out;
+		if (ctl)
+			atomic_fetch_add(&ctl->moved, na + nb);
 		if (na != nb || memcmp(ba, bb, na) != 0) {
 			err = sm_diag_set(d, SM_EDIFFER, 0, "'%s' differs between SRC and DST",
 			                  key);
@@ -253,6 +353,7 @@ static enum sm_err xfer_compare_once(struct sm_wctx *w, const char *key, const c
 			break;
 	}
 out:
+	xfer_busy(ctl, false);
 	free(ba);
 	free(bb);
 	sm_reader_close(b);
@@ -260,14 +361,15 @@ out:
 	return err;
 }
 
-enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_key,
-                            struct sm_diag *d)
+enum sm_err sm_xfer_compare(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const char *key,
+                            const char *dst_key, struct sm_diag *d)
 {
 	enum sm_err err;
 	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
-		err = xfer_compare_once(w, key, dst_key, d);
-		if (!xfer_again(w, err, attempt, t0, key, d))
+		err = xfer_compare_once(w, ctl, key, dst_key, d);
+		err = xfer_unstall(ctl, err, key, d);
+		if (!xfer_again(w, ctl, err, attempt, t0, key, d))
 			break;
 	}
 	return err;
@@ -282,7 +384,7 @@ enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const
 	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		err = sm_store_setattr(w->dst, dst_key, &p, d);
-		if (!xfer_again(w, err, attempt, t0, dst_key, d))
+		if (!xfer_again(w, NULL, err, attempt, t0, dst_key, d))
 			break;
 	}
 	return err;
@@ -295,7 +397,7 @@ enum sm_err sm_xfer_delete(struct sm_wctx *w, struct sm_store *st, const char *k
 	uint64_t t0 = sm_now_ns();
 	for (int attempt = 1;; attempt++) {
 		err = sm_store_del(st, key, d);
-		if (!xfer_again(w, err, attempt, t0, key, d))
+		if (!xfer_again(w, NULL, err, attempt, t0, key, d))
 			break;
 	}
 	return err;

@@ -31,18 +31,49 @@ struct sm_wctx {
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
                   struct sm_store *dst);
+
+/*
+ * One task's hold on its work, shared by the thread that runs it and the
+ * reporter (worker/task.c). The reporter stops the task when the manager
+ * revoked it, when its lease could not be renewed for `fence_ns` (self
+ * fencing: another worker may have it by then), or when the run stops; it
+ * cancels a transfer that moved nothing for the stall timeout. Transfers
+ * watch `cancel` between chunks (their readers' stop flag) and wait at each
+ * chunk while the lease is not known to be theirs (sm_xfer_ctl_go()).
+ */
+struct sm_xfer_ctl {
+	atomic_bool stop;                /* the task must stop: nothing more of it counts */
+	atomic_bool cancel;              /* what transfers watch: stop, or a stall */
+	atomic_bool stalled;             /* the transfer under way moved nothing for too long */
+	atomic_uint xfers;               /* transfers started (the reporter tells them apart) */
+	atomic_bool busy;                /* a transfer is moving bytes through us */
+	atomic_uint_fast64_t moved;      /* bytes its transfers moved (never goes down) */
+	atomic_uint_fast64_t renewed_ns; /* when its lease was last known to be its own */
+	uint64_t fence_ns;               /* no write once renewed_ns is this old; 0 = never */
+	unsigned stall_ms;               /* for the message of a stalled transfer */
+};
+/* Ready for a new task whose lease was known to be its own at `now_ns`. */
+void sm_xfer_ctl_reset(struct sm_xfer_ctl *c, uint64_t now_ns, uint64_t fence_ns,
+                       unsigned stall_ms);
+/* May the task go on writing? False once it must stop. While its lease is
+ * older than the fence, waits (at most a fence) for the reporter to renew
+ * it or to stop the task. NULL: true. */
+bool sm_xfer_ctl_go(struct sm_xfer_ctl *c);
 /* Count a failed key; stops this process's workers at --max-failure at once
  * (the manager also stops the whole run when the sum reaches it). */
 void sm_wctx_count_failure(struct sm_wctx *w);
 
 /* Copy `src` (an entry of the SRC store) to `dst_key` on DST. `live` (may be
  * NULL) is advanced atomically by the bytes written so far, for progress; on
- * failure the caller subtracts what it added. */
-enum sm_err sm_xfer_copy(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
-                         uint64_t *live, struct sm_diag *d);
-/* Byte-compare SRC `key` with DST `dst_key`: SM_OK when equal, SM_EDIFFER not. */
-enum sm_err sm_xfer_compare(struct sm_wctx *w, const char *key, const char *dst_key,
-                            struct sm_diag *d);
+ * failure the caller subtracts what it added. `ctl` (may be NULL: the run's
+ * abort flag alone) stops or cancels it between chunks; a stalled one is
+ * retried. */
+enum sm_err sm_xfer_copy(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const struct sm_entry *src,
+                         const char *dst_key, uint64_t *live, struct sm_diag *d);
+/* Byte-compare SRC `key` with DST `dst_key`: SM_OK when equal, SM_EDIFFER
+ * not. `ctl` as for sm_xfer_copy(). */
+enum sm_err sm_xfer_compare(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const char *key,
+                            const char *dst_key, struct sm_diag *d);
 /* Apply SRC's mode/owner to an existing DST key. */
 enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
                             struct sm_diag *d);

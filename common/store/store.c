@@ -31,7 +31,11 @@ struct fault_rule {
 	bool sticky;
 	bool corrupt; /* put only: write flipped data, report success */
 	bool slow;    /* put only: this one and every later one, slowly (fault_slow) */
+	bool crawl;   /* put only: the same, each step FAULT_CRAWL_MS more */
+	bool stall;   /* put only: this one moves nothing until its reader is stopped */
 };
+#define FAULT_CRAWL_MS 20
+#define FAULT_STALL_MAX_MS 600000 /* a stalled put gives up by itself after this */
 struct sm_fault {
 	int n;
 	struct fault_rule rule[FAULT_MAX];
@@ -234,6 +238,16 @@ enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_
 				goto out;
 			}
 			rule->slow = rule->sticky = true;
+		} else if (mode && (strcmp(mode, "crawl") == 0 || strcmp(mode, "stall") == 0)) {
+			if (rule->op != F_PUT) {
+				err = sm_diag_set(d, SM_EINVAL, 0,
+				                  "fault spec: mode '%s' is for put only", mode);
+				goto out;
+			}
+			if (mode[1] == 'r')
+				rule->slow = rule->crawl = rule->sticky = true;
+			else
+				rule->stall = true;
 		} else if (mode) {
 			err = sm_diag_set(d, SM_EINVAL, 0, "fault spec: unknown mode '%s'", mode);
 			goto out;
@@ -337,19 +351,29 @@ static void fault_slow(uint64_t n)
 /*
  * A reader that forwards to another, its fd() included, and pauses after
  * each step of data (fault_slow): a read, or a step a local destination
- * copied from the fd (reported by consumed()).
+ * copied from the fd (reported by consumed()). A crawling one pauses
+ * FAULT_CRAWL_MS more a step.
  */
 struct slow_reader {
 	struct sm_reader base;
 	struct sm_reader *in; /* borrowed */
+	bool crawl;
 };
+
+static void slow_step(const struct slow_reader *sr, uint64_t n)
+{
+	fault_slow(n);
+	if (sr->crawl)
+		sm_sleep_ms(FAULT_CRAWL_MS);
+}
 
 static enum sm_err slow_reader_read(struct sm_reader *r, void *buf, size_t cap, size_t *got,
                                     struct sm_diag *d)
 {
-	enum sm_err err = sm_reader_read(((struct slow_reader *)r)->in, buf, cap, got, d);
+	struct slow_reader *sr = (struct slow_reader *)r;
+	enum sm_err err = sm_reader_read(sr->in, buf, cap, got, d);
 	if (err == SM_OK)
-		fault_slow(*got);
+		slow_step(sr, *got);
 	return err;
 }
 
@@ -360,8 +384,9 @@ static int slow_reader_fd(struct sm_reader *r, uint64_t *off)
 
 static void slow_reader_consumed(struct sm_reader *r, uint64_t n)
 {
-	sm_reader_consumed(((struct slow_reader *)r)->in, n);
-	fault_slow(n);
+	struct slow_reader *sr = (struct slow_reader *)r;
+	sm_reader_consumed(sr->in, n);
+	slow_step(sr, n);
 }
 
 static enum sm_err slow_reader_finish(struct sm_reader *r, struct sm_diag *d)
@@ -757,6 +782,17 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 	const struct fault_rule *rule = fault_next(st, F_PUT);
 	if (!rule)
 		return st->ops->put(st, key, r, p, d);
+	if (rule->stall) {
+		/* a hung transfer: nothing moves until whoever runs it gives up */
+		sm_log(SM_LOG_INFO, "injected stall of put '%s'", key);
+		for (unsigned ms = 0; ms < FAULT_STALL_MAX_MS; ms += 10) {
+			enum sm_err serr = sm_reader_check_stop(r, key, d);
+			if (serr != SM_OK)
+				return serr;
+			sm_sleep_ms(10);
+		}
+		return fault_fail(rule, F_PUT, key, d);
+	}
 	if (rule->slow) {
 		struct slow_reader sr = { .base = { .ops = &slow_reader_ops,
 			                            .size = r->size,
@@ -765,7 +801,8 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 			                            .pool_held = r->pool_held,
 			                            .meta = r->meta,
 			                            .stop = r->stop },
-			                  .in = r };
+			                  .in = r,
+			                  .crawl = rule->crawl };
 		return st->ops->put(st, key, &sr.base, p, d);
 	}
 	if (!rule->corrupt)

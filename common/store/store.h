@@ -355,7 +355,10 @@ enum sm_err sm_store_copy(struct sm_store *st, const char *key, struct sm_store 
  * "put:N:slow" lets the Nth put and every later one succeed, slowly: each
  * step of their data (a read, or a copy_file_range() step) takes 0.25 ms
  * more, plus its bytes at 512 MiB/s, so a progress display can be watched
- * during a large file on any machine.
+ * during a large file on any machine. "put:N:crawl" is "slow" with 20 ms
+ * more a step, so that a run of small files lasts long enough to be
+ * stopped midway. "put:N:stall" makes the Nth put move no byte until its
+ * reader's stop flag is set (a hung transfer).
  * Several specs may be joined with ','.
  */
 enum sm_err sm_store_set_fault(struct sm_store *st, const char *spec, struct sm_diag *d);

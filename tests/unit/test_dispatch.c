@@ -1,10 +1,19 @@
 /*
- * Dispatch as a worker sees it: tasks go to whoever asks, a task whose lease
- * expires (its worker went silent) is handed out again, its result is
- * counted once even when the silent worker reports late, progress renews
- * leases, and workers are shut down when everything is done.
+ * Dispatch as a worker sees it, through nng over inproc:// and over
+ * tcp://127.0.0.1 alike: tasks go to whoever asks, a task whose lease
+ * expires (its worker went silent) is handed out again as a new attempt, a
+ * result counts once and only from the attempt holding the task (a stale or
+ * a stranger's Progress, Deletes or Done is "not yours" and changes
+ * nothing), a restarted manager refuses the old run's workers, malformed and
+ * oversized requests get an Error each, and workers are shut down when
+ * everything is done. Then the real worker against a manager played by the
+ * test: a revoked task stops at once, one whose lease cannot be renewed
+ * stops by itself, a stalled transfer is retried.
+ *
+ * TCP ports: DISPATCH_PORT (7830 unless set) to DISPATCH_PORT + 10.
  */
 #include <nng/nng.h>
+#include <nng/protocol/reqrep0/rep.h>
 #include <nng/protocol/reqrep0/req.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -13,32 +22,55 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "../../common/store/store.h"
 #include "../../common/util.h"
 #include "../../manager/dispatch.h"
 #include "../../worker/task.h"
 #include "../../worker/wire.h"
 
-static nng_socket client(const char *url)
+#define TEST_MSG_MAX 65536 /* SYNCMGR_TEST_MSG_MAX of this test */
+
+static int port_base = 7830;
+static int url_seq;
+
+/* A fresh address on the transport of the test (state: "inproc" or
+ * "tcp"). */
+static const char *test_url(void **state, char *buf, size_t n)
 {
-	nng_socket s;
-	assert_int_equal(nng_req0_open(&s), 0);
-	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 5000);
-	nng_socket_set_ms(s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
-	assert_int_equal(nng_dial(s, url, NULL, 0), 0);
-	return s;
+	if (strcmp(*state, "tcp") == 0)
+		snprintf(buf, n, "tcp://127.0.0.1:%d", port_base + (url_seq++ % 10));
+	else
+		snprintf(buf, n, "inproc://test-dispatch-%d", url_seq++);
+	return buf;
 }
 
-static Syncmgr__Reply *call(nng_socket s, const Syncmgr__Request *req)
+/* A worker as the dispatch sees it: a socket, a session, a slot. */
+struct cli {
+	nng_socket s;
+	uint64_t run;
+	uint64_t session;
+	uint32_t slot;
+	const char *name;
+};
+
+static struct cli client(const char *url, uint64_t run)
 {
-	size_t len = 0;
-	uint8_t *buf = sm_wire_pack_request(req, &len);
-	assert_non_null(buf);
-	assert_int_equal(nng_send(s, buf, len, 0), 0);
-	free(buf);
+	struct cli c = { .run = run, .session = sm_rand64() | 1, .slot = 1 };
+	assert_int_equal(nng_req0_open(&c.s), 0);
+	nng_socket_set_ms(c.s, NNG_OPT_RECVTIMEO, 10000);
+	nng_socket_set_ms(c.s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
+	nng_socket_set_ms(c.s, NNG_OPT_RECONNMINT, 20);
+	assert_int_equal(nng_dial(c.s, url, NULL, NNG_FLAG_NONBLOCK), 0);
+	return c;
+}
+
+static Syncmgr__Reply *recv_reply(nng_socket s)
+{
 	nng_msg *m = NULL;
 	assert_int_equal(nng_recvmsg(s, &m, 0), 0);
 	Syncmgr__Reply *rep = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
@@ -47,55 +79,138 @@ static Syncmgr__Reply *call(nng_socket s, const Syncmgr__Request *req)
 	return rep;
 }
 
-/* Ask until something other than Wait comes back. */
-static Syncmgr__Reply *get_task(nng_socket s)
+static void send_req(struct cli *c, Syncmgr__Request *req)
+{
+	req->run_id = c->run;
+	req->session = c->session;
+	req->slot = c->slot;
+	req->worker = (char *)(c->name ? c->name : "");
+	size_t len = 0;
+	uint8_t *buf = sm_wire_pack_request(req, &len);
+	assert_non_null(buf);
+	assert_int_equal(nng_send(c->s, buf, len, 0), 0);
+	free(buf);
+}
+
+static Syncmgr__Reply *call(struct cli *c, Syncmgr__Request *req)
+{
+	send_req(c, req);
+	return recv_reply(c->s);
+}
+
+/* A handed-out task as the worker keeps it. */
+struct got {
+	uint64_t id;
+	uint64_t attempt;
+	bool allow_delete;
+};
+
+/* Ask until something other than Wait comes back: a task (its id and
+ * attempt), or 0 for Shutdown. */
+static struct got get_task(struct cli *c)
 {
 	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_GET;
 	req.get = &get;
-	for (int i = 0; i < 50; i++) {
-		Syncmgr__Reply *rep = call(s, &req);
-		if (rep->body_case != SYNCMGR__REPLY__BODY_WAIT)
-			return rep;
+	for (int i = 0; i < 200; i++) {
+		Syncmgr__Reply *rep = call(c, &req);
+		assert_int_equal(rep->run_id, c->run);
+		struct got g = { 0 };
+		if (rep->body_case == SYNCMGR__REPLY__BODY_TASK)
+			g = (struct got){ rep->task->id, rep->attempt, rep->allow_delete };
+		Syncmgr__Reply__BodyCase bc = rep->body_case;
 		syncmgr__reply__free_unpacked(rep, NULL);
+		if (bc == SYNCMGR__REPLY__BODY_TASK || bc == SYNCMGR__REPLY__BODY_SHUTDOWN)
+			return g;
+		assert_int_equal(bc, SYNCMGR__REPLY__BODY_WAIT);
 	}
-	fail_msg("no task after 50 waits");
-	return NULL;
+	fail_msg("no task after 200 waits");
+	return (struct got){ 0 };
 }
 
-/* Report task `id` done with counters `st`; returns the Ack's abort flag. */
-static bool done_stats(nng_socket s, uint64_t id, const struct sm_stats *st)
+/* Done of attempt `g` with counters `st` and `nf` failed keys; returns the
+ * reply (the caller frees it). */
+static Syncmgr__Reply *done_full(struct cli *c, struct got g, const struct sm_stats *st, size_t nf,
+                                 bool stopped)
 {
 	Syncmgr__Stats pb;
 	sm_wire_stats_to_pb(st, &pb);
+	Syncmgr__FailedKey *fk = calloc(nf ? nf : 1, sizeof(*fk));
+	Syncmgr__FailedKey **fkp = calloc(nf ? nf : 1, sizeof(*fkp));
+	char(*keys)[32] = calloc(nf ? nf : 1, sizeof(*keys));
+	assert_true(fk && fkp && keys);
+	for (size_t i = 0; i < nf; i++) {
+		syncmgr__failed_key__init(&fk[i]);
+		snprintf(keys[i], sizeof(keys[i]), "%s-f%zu", c->name ? c->name : "local", i);
+		fk[i].key.data = (uint8_t *)keys[i];
+		fk[i].key.len = strlen(keys[i]);
+		fk[i].error.data = (uint8_t *)"boom";
+		fk[i].error.len = 4;
+		fkp[i] = &fk[i];
+	}
 	Syncmgr__Done dn = SYNCMGR__DONE__INIT;
-	dn.task_id = id;
+	dn.task_id = g.id;
+	dn.attempt = g.attempt;
 	dn.stats = &pb;
+	dn.n_failed_keys = nf;
+	dn.failed_keys = fkp;
+	dn.stopped = stopped;
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
 	req.done = &dn;
-	Syncmgr__Reply *rep = call(s, &req);
-	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ACK);
-	bool abort = rep->ack->abort;
-	syncmgr__reply__free_unpacked(rep, NULL);
-	return abort;
+	Syncmgr__Reply *rep = call(c, &req);
+	free(fk);
+	free(fkp);
+	free(keys);
+	return rep;
 }
 
-static void done(nng_socket s, uint64_t id, uint64_t copied)
+/* Done with `copied` copies; returns whether it was "not yours". */
+static bool done(struct cli *c, struct got g, uint64_t copied)
 {
 	struct sm_stats st = { .copied = copied };
-	done_stats(s, id, &st);
+	Syncmgr__Reply *rep = done_full(c, g, &st, 0, false);
+	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ACK);
+	bool revoked = rep->ack->revoked;
+	syncmgr__reply__free_unpacked(rep, NULL);
+	return revoked;
 }
 
-static void progress(nng_socket s, uint64_t id)
+/* Progress of attempt `g` with `copied` copies and `transfers` in
+ * progress; returns how many of the attempts it named were revoked. */
+static size_t progress(struct cli *c, struct got g, uint64_t copied, unsigned transfers)
 {
 	Syncmgr__Stats pb;
-	struct sm_stats st = { .copied = 1 };
+	struct sm_stats st = { .copied = copied };
 	sm_wire_stats_to_pb(&st, &pb);
 	Syncmgr__TaskProgress tp = SYNCMGR__TASK_PROGRESS__INIT;
-	tp.task_id = id;
+	tp.task_id = g.id;
+	tp.attempt = g.attempt;
 	tp.stats = &pb;
+	Syncmgr__TaskProgress *tpp = &tp;
+	Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
+	pr.n_tasks = 1;
+	pr.tasks = &tpp;
+	pr.transfers = transfers;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
+	req.progress = &pr;
+	Syncmgr__Reply *rep = call(c, &req);
+	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ACK);
+	size_t n = rep->ack->n_revoked_attempts;
+	if (n)
+		assert_true(rep->ack->revoked_attempts[0] == g.attempt);
+	syncmgr__reply__free_unpacked(rep, NULL);
+	return n;
+}
+
+/* A Progress that must be refused: its Error's code. */
+static Syncmgr__Error__Code progress_expect_error(struct cli *c, struct got g)
+{
+	Syncmgr__TaskProgress tp = SYNCMGR__TASK_PROGRESS__INIT;
+	tp.task_id = g.id;
+	tp.attempt = g.attempt;
 	Syncmgr__TaskProgress *tpp = &tp;
 	Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
 	pr.n_tasks = 1;
@@ -103,7 +218,11 @@ static void progress(nng_socket s, uint64_t id)
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
 	req.progress = &pr;
-	syncmgr__reply__free_unpacked(call(s, &req), NULL);
+	Syncmgr__Reply *rep = call(c, &req);
+	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ERROR);
+	Syncmgr__Error__Code code = rep->error->code;
+	syncmgr__reply__free_unpacked(rep, NULL);
+	return code;
 }
 
 static void push(struct sm_dispatch *dp, const char *last)
@@ -119,230 +238,134 @@ static void push(struct sm_dispatch *dp, const char *last)
 	assert_int_equal(sm_dispatch_push(dp, &t, &d), SM_OK);
 }
 
-static void test_lease_expiry_and_count_once(void **state)
+static struct sm_dispatch *start(const char *url, unsigned lease_ms, uint64_t max_failure)
 {
-	(void)state;
-	const char *url = "inproc://test-dispatch-lease";
-	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = 300 };
+	struct sm_dispatch_cfg cfg = {
+		.url = url, .max_queued = 8, .lease_ms = lease_ms, .max_failure = max_failure
+	};
 	struct sm_dispatch *dp = NULL;
 	struct sm_diag d;
-	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	if (sm_dispatch_start(&cfg, &dp, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	return dp;
+}
+
+static uint64_t copied_now(struct sm_dispatch *dp)
+{
+	struct sm_dispatch_snapshot snap;
+	sm_dispatch_snapshot(dp, &snap);
+	return snap.stats.copied;
+}
+
+static void test_lease_expiry_and_count_once(void **state)
+{
+	char url[64];
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), 300, 0);
+	uint64_t run = sm_dispatch_run_id(dp);
 	push(dp, "m");
 	push(dp, NULL);
 	sm_dispatch_finish(dp);
 
-	nng_socket a = client(url), b = client(url);
-	Syncmgr__Reply *ta = get_task(a); /* a takes task 1 and goes silent */
-	assert_int_equal(ta->body_case, SYNCMGR__REPLY__BODY_TASK);
-	uint64_t id1 = ta->task->id;
-	assert_true(ta->allow_delete);
-	syncmgr__reply__free_unpacked(ta, NULL);
+	struct cli a = client(url, run), b = client(url, run);
+	struct got ta = get_task(&a); /* a takes task 1 and goes silent */
+	assert_true(ta.id && ta.attempt);
+	assert_true(ta.allow_delete);
+	struct got tb = get_task(&b);
+	assert_int_not_equal(ta.id, tb.id);
+	assert_false(done(&b, tb, 5));
 
-	Syncmgr__Reply *tb = get_task(b);
-	uint64_t id2 = tb->task->id;
-	assert_int_not_equal(id1, id2);
-	syncmgr__reply__free_unpacked(tb, NULL);
-	done(b, id2, 5);
+	/* b asks again: once the lease of task 1 expired, it gets task 1 as
+	 * a new attempt */
+	struct got tb2 = get_task(&b);
+	assert_int_equal(tb2.id, ta.id);
+	assert_true(tb2.attempt != ta.attempt);
+	/* a wakes up: its Progress is answered "no longer yours" */
+	assert_int_equal(progress(&a, ta, 99, 0), 1);
+	assert_false(done(&b, tb2, 7));
+	assert_true(done(&a, ta, 7));   /* the silent worker's late Done: not yours */
+	assert_false(done(&b, tb2, 7)); /* the same Done again counts once */
+	assert_int_equal(copied_now(dp), 12);
 
-	/* b asks again: after the lease of task 1 expires, it gets task 1 */
-	double t0 = sm_now_s();
-	tb = get_task(b);
-	assert_int_equal(tb->body_case, SYNCMGR__REPLY__BODY_TASK);
-	assert_int_equal(tb->task->id, id1);
-	assert_true(sm_now_s() - t0 > 0.1);
-	syncmgr__reply__free_unpacked(tb, NULL);
-	done(b, id1, 7);
-	done(a, id1, 7); /* the silent worker reports late: ignored */
-
-	struct sm_dispatch_snapshot snap;
-	sm_dispatch_snapshot(dp, &snap);
-	assert_int_equal(snap.stats.copied, 12);
-
-	tb = get_task(b);
-	assert_int_equal(tb->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
-	syncmgr__reply__free_unpacked(tb, NULL);
-	sm_dispatch_wait(dp);
-	nng_close(a);
-	nng_close(b);
+	assert_int_equal(get_task(&b).id, 0); /* Shutdown */
+	sm_dispatch_wait(dp);                 /* a's revoked attempt said Done */
+	nng_close(a.s);
+	nng_close(b.s);
 	sm_dispatch_stop(dp);
-}
-
-/* Send a GetTask on `s` without waiting for the reply. */
-static void send_get(nng_socket s)
-{
-	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
-	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
-	req.body_case = SYNCMGR__REQUEST__BODY_GET;
-	req.get = &get;
-	size_t len = 0;
-	uint8_t *buf = sm_wire_pack_request(&req, &len);
-	assert_non_null(buf);
-	assert_int_equal(nng_send(s, buf, len, 0), 0);
-	free(buf);
-}
-
-/* The reply to the request outstanding on `s`: NULL while there is none
- * yet (nonblocking), else waits up to the socket's receive timeout. */
-static Syncmgr__Reply *recv_reply(nng_socket s, bool block)
-{
-	nng_msg *m = NULL;
-	int rv = nng_recvmsg(s, &m, block ? 0 : NNG_FLAG_NONBLOCK);
-	if (!block && rv == NNG_EAGAIN)
-		return NULL;
-	assert_int_equal(rv, 0);
-	Syncmgr__Reply *rep = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
-	nng_msg_free(m);
-	assert_non_null(rep);
-	return rep;
 }
 
 static void test_progress_renews_lease(void **state)
 {
-	(void)state;
-	const char *url = "inproc://test-dispatch-renew";
-	const unsigned lease_ms = 400;
-	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = lease_ms };
-	struct sm_dispatch *dp = NULL;
-	struct sm_diag d;
-	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	char url[64];
+	const unsigned lease_ms = 2000;
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), lease_ms, 0);
+	uint64_t run = sm_dispatch_run_id(dp);
 	push(dp, NULL);
 	sm_dispatch_finish(dp);
-	nng_socket a = client(url), b = client(url);
-	Syncmgr__Reply *ta = get_task(a);
-	assert_int_equal(ta->body_case, SYNCMGR__REPLY__BODY_TASK);
-	uint64_t id = ta->task->id;
-	syncmgr__reply__free_unpacked(ta, NULL);
-	/* a keeps reporting for 6 leases while b keeps asking (a GetTask of
+	struct cli a = client(url, run), b = client(url, run);
+	struct got ta = get_task(&a);
+	/* a keeps reporting for 3 leases while b keeps asking (a GetTask of
 	 * b's is always outstanding: parked, answered Wait, asked again), so
 	 * the moment the lease lapsed b would get the task: it must get
 	 * nothing but Wait meanwhile */
-	send_get(b);
+	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
+	Syncmgr__Request greq = SYNCMGR__REQUEST__INIT;
+	greq.body_case = SYNCMGR__REQUEST__BODY_GET;
+	greq.get = &get;
+	send_req(&b, &greq);
 	int waits = 0;
 	double t0 = sm_now_s();
-	while (sm_now_s() - t0 < 6 * lease_ms / 1000.0) {
-		progress(a, id);
-		sm_sleep_ms(lease_ms / 4);
-		Syncmgr__Reply *rb = recv_reply(b, false);
-		if (!rb)
+	while (sm_now_s() - t0 < 3 * lease_ms / 1000.0) {
+		assert_int_equal(progress(&a, ta, 1, 0), 0);
+		sm_sleep_ms(lease_ms / 10);
+		nng_msg *m = NULL;
+		if (nng_recvmsg(b.s, &m, NNG_FLAG_NONBLOCK) != 0)
 			continue;
+		Syncmgr__Reply *rb = syncmgr__reply__unpack(NULL, nng_msg_len(m), nng_msg_body(m));
+		nng_msg_free(m);
+		assert_non_null(rb);
 		if (rb->body_case != SYNCMGR__REPLY__BODY_WAIT)
-			fail_msg("b got reply %d (not Wait) %.2f s into a's renewed lease",
-			         (int)rb->body_case, sm_now_s() - t0);
+			fail_msg("b got reply %d (not Wait) while a renewed its lease",
+			         (int)rb->body_case);
 		syncmgr__reply__free_unpacked(rb, NULL);
 		waits++;
-		send_get(b);
+		send_req(&b, &greq);
 	}
-	/* b was answered (a GetTask is parked for 0.5 s, then Wait) */
 	if (waits < 3)
 		fail_msg("b was answered only %d times while a held the task", waits);
-	struct sm_dispatch_snapshot snap;
-	sm_dispatch_snapshot(dp, &snap);
-	assert_int_equal(snap.stats.copied, 1); /* live counters of the task in flight */
-	done(a, id, 3);
+	assert_int_equal(copied_now(dp), 1); /* live counters of the task in flight */
+	assert_false(done(&a, ta, 3));
 	/* b's outstanding GetTask: everything is done now */
-	Syncmgr__Reply *tb = recv_reply(b, true);
-	if (tb->body_case == SYNCMGR__REPLY__BODY_WAIT) {
-		syncmgr__reply__free_unpacked(tb, NULL);
-		tb = get_task(b);
-	}
-	assert_int_equal(tb->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
+	Syncmgr__Reply *tb = recv_reply(b.s);
+	bool shut = tb->body_case == SYNCMGR__REPLY__BODY_SHUTDOWN;
 	syncmgr__reply__free_unpacked(tb, NULL);
-	sm_dispatch_snapshot(dp, &snap);
-	assert_int_equal(snap.stats.copied, 3); /* counted once, from a's Done */
-	nng_close(a);
-	nng_close(b);
+	if (!shut)
+		assert_int_equal(get_task(&b).id, 0);
+	assert_int_equal(copied_now(dp), 3); /* counted once, from a's Done */
+	nng_close(a.s);
+	nng_close(b.s);
 	sm_dispatch_stop(dp);
 }
 
 static void test_forbid_delete_and_abort(void **state)
 {
-	(void)state;
-	const char *url = "inproc://test-dispatch-abort";
-	struct sm_dispatch_cfg cfg = {
-		.url = url, .max_queued = 8, .lease_ms = 5000, .max_failure = 2
-	};
-	struct sm_dispatch *dp = NULL;
-	struct sm_diag d;
-	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	char url[64];
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), 5000, 2);
 	sm_dispatch_forbid_delete(dp);
 	push(dp, "a");
 	push(dp, "b");
-	nng_socket a = client(url);
-	Syncmgr__Reply *ta = get_task(a);
-	assert_false(ta->allow_delete); /* a listing failed before it was handed out */
-	uint64_t id = ta->task->id;
-	syncmgr__reply__free_unpacked(ta, NULL);
+	struct cli a = client(url, sm_dispatch_run_id(dp));
+	struct got ta = get_task(&a);
+	assert_false(ta.allow_delete); /* a listing failed before it was handed out */
 	struct sm_stats st = { .failed = 2 };
-	assert_true(done_stats(a, id, &st)); /* --max-failure reached: abort */
-	ta = get_task(a);
-	assert_int_equal(ta->body_case, SYNCMGR__REPLY__BODY_SHUTDOWN);
-	assert_true(ta->shutdown->abort);
-	syncmgr__reply__free_unpacked(ta, NULL);
+	Syncmgr__Reply *rep = done_full(&a, ta, &st, 0, false);
+	assert_true(rep->ack->abort); /* --max-failure reached: abort */
+	syncmgr__reply__free_unpacked(rep, NULL);
+	assert_int_equal(get_task(&a).id, 0); /* Shutdown */
+	struct sm_diag d;
 	assert_int_not_equal(sm_dispatch_push(dp, &(Syncmgr__Task)SYNCMGR__TASK__INIT, &d), SM_OK);
-	nng_close(a);
+	sm_dispatch_wait(dp);
+	nng_close(a.s);
 	sm_dispatch_stop(dp);
-}
-
-static void count_fatal(void *arg)
-{
-	__atomic_fetch_add((int *)arg, 1, __ATOMIC_SEQ_CST);
-}
-
-/* A request of worker `name` (NULL: unnamed, i.e. "local"). */
-static Syncmgr__Reply *call_as(nng_socket s, const char *name, Syncmgr__Request *req)
-{
-	req->worker = (char *)(name ? name : "");
-	return call(s, req);
-}
-
-static uint64_t get_as(nng_socket s, const char *name)
-{
-	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
-	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
-	req.body_case = SYNCMGR__REQUEST__BODY_GET;
-	req.get = &get;
-	for (int i = 0; i < 50; i++) {
-		Syncmgr__Reply *rep = call_as(s, name, &req);
-		uint64_t id = rep->body_case == SYNCMGR__REPLY__BODY_TASK ? rep->task->id : 0;
-		syncmgr__reply__free_unpacked(rep, NULL);
-		if (id)
-			return id;
-	}
-	fail_msg("no task after 50 waits");
-	return 0;
-}
-
-/* Done of task `id` by `name` with `nf` failed keys "NAME-fI". */
-static void done_as(nng_socket s, const char *name, uint64_t id, uint64_t copied, size_t nf)
-{
-	struct sm_stats st = { .copied = copied, .failed = nf };
-	Syncmgr__Stats pb;
-	sm_wire_stats_to_pb(&st, &pb);
-	Syncmgr__FailedKey *fk = calloc(nf ? nf : 1, sizeof(*fk));
-	Syncmgr__FailedKey **fkp = calloc(nf ? nf : 1, sizeof(*fkp));
-	char(*keys)[32] = calloc(nf ? nf : 1, sizeof(*keys));
-	assert_true(fk && fkp && keys);
-	for (size_t i = 0; i < nf; i++) {
-		syncmgr__failed_key__init(&fk[i]);
-		snprintf(keys[i], sizeof(keys[i]), "%s-f%zu", name ? name : "local", i);
-		fk[i].key.data = (uint8_t *)keys[i];
-		fk[i].key.len = strlen(keys[i]);
-		fk[i].error.data = (uint8_t *)"boom";
-		fk[i].error.len = 4;
-		fkp[i] = &fk[i];
-	}
-	Syncmgr__Done dn = SYNCMGR__DONE__INIT;
-	dn.task_id = id;
-	dn.stats = &pb;
-	dn.n_failed_keys = nf;
-	dn.failed_keys = fkp;
-	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
-	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
-	req.done = &dn;
-	syncmgr__reply__free_unpacked(call_as(s, name, &req), NULL);
-	free(fk);
-	free(fkp);
-	free(keys);
 }
 
 /* Counters per participant ("local" always first, others by the name their
@@ -350,12 +373,9 @@ static void done_as(nng_socket s, const char *name, uint64_t id, uint64_t copied
  * first failed keys from the Done messages, capped. */
 static void test_workers_and_failed_keys(void **state)
 {
-	(void)state;
-	const char *url = "inproc://test-dispatch-workers";
-	struct sm_dispatch_cfg cfg = { .url = url, .max_queued = 8, .lease_ms = 30000 };
-	struct sm_dispatch *dp = NULL;
-	struct sm_diag d;
-	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	char url[64];
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), 30000, 0);
+	uint64_t run = sm_dispatch_run_id(dp);
 	struct sm_dispatch_worker w[4];
 	assert_int_equal(sm_dispatch_workers(dp, w, 4), 1);
 	assert_string_equal(w[0].name, "local");
@@ -364,27 +384,16 @@ static void test_workers_and_failed_keys(void **state)
 	push(dp, NULL);
 	sm_dispatch_finish(dp);
 
-	nng_socket l = client(url), r = client(url);
-	uint64_t id1 = get_as(l, NULL);
-	uint64_t id2 = get_as(r, "host-b");
-	uint64_t id3 = get_as(r, "host-b");
+	struct cli l = client(url, run), r = client(url, run), r2 = client(url, run);
+	r.name = r2.name = "host-b";
+	r2.session = r.session; /* a second thread of host-b */
+	r2.slot = 2;
+	struct got t1 = get_task(&l);
+	struct got t2 = get_task(&r);
+	struct got t3 = get_task(&r2);
 
 	/* host-b reports task 2 with 3 copies in progress */
-	Syncmgr__Stats pb;
-	struct sm_stats live = { .copied = 5 };
-	sm_wire_stats_to_pb(&live, &pb);
-	Syncmgr__TaskProgress tp = SYNCMGR__TASK_PROGRESS__INIT;
-	tp.task_id = id2;
-	tp.stats = &pb;
-	Syncmgr__TaskProgress *tpp = &tp;
-	Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
-	pr.n_tasks = 1;
-	pr.tasks = &tpp;
-	pr.transfers = 3;
-	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
-	req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
-	req.progress = &pr;
-	syncmgr__reply__free_unpacked(call_as(r, "host-b", &req), NULL);
+	assert_int_equal(progress(&r, t2, 5, 3), 0);
 	assert_int_equal(sm_dispatch_workers(dp, w, 4), 2);
 	assert_string_equal(w[1].name, "host-b");
 	assert_int_equal(w[0].tasks_in_flight, 1);
@@ -393,11 +402,15 @@ static void test_workers_and_failed_keys(void **state)
 	assert_int_equal(w[1].stats.copied, 5);
 	assert_int_equal(w[1].tasks_done, 0);
 
-	done_as(l, NULL, id1, 2, 3);
-	done_as(r, "host-b", id2, 6, 2);
+	struct sm_stats st = { .copied = 2, .failed = 3 };
+	syncmgr__reply__free_unpacked(done_full(&l, t1, &st, 3, false), NULL);
+	st = (struct sm_stats){ .copied = 6, .failed = 2 };
+	syncmgr__reply__free_unpacked(done_full(&r, t2, &st, 2, false), NULL);
 	sm_dispatch_add_failure(dp, "gone/x", "cannot delete");
-	done_as(r, "host-b", id3, 0, 150); /* more than the run keeps */
-	done_as(r, "host-b", id3, 0, 150); /* a second Done of it counts nothing */
+	st = (struct sm_stats){ .failed = 150 };
+	syncmgr__reply__free_unpacked(done_full(&r2, t3, &st, 150, false), NULL);
+	/* a second Done of it counts nothing */
+	syncmgr__reply__free_unpacked(done_full(&r2, t3, &st, 150, false), NULL);
 
 	assert_int_equal(sm_dispatch_workers(dp, w, 4), 2);
 	assert_int_equal(w[0].tasks_done, 1);
@@ -424,16 +437,245 @@ static void test_workers_and_failed_keys(void **state)
 	assert_string_equal(f[6].key, "host-b-f0");
 	assert_int_equal(f[6].key_len, strlen("host-b-f0"));
 	assert_string_equal(f[99].key, "host-b-f93");
-	nng_close(l);
-	nng_close(r);
+	nng_close(l.s);
+	nng_close(r.s);
+	nng_close(r2.s);
 	sm_dispatch_stop(dp);
 }
 
-/* A worker that cannot reach its manager stops the run (on_fatal, abort)
- * instead of leaving it to wait for a lease that no one holds. */
-static void test_worker_without_manager_stops_run(void **state)
+/* (b) A stale or a stranger's Progress, Deletes and Done: answered "not
+ * yours", and the holder's counters, lease and result untouched. */
+static void test_stale_and_stranger(void **state)
+{
+	char url[64];
+	const unsigned lease_ms = 30000;
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), lease_ms, 0);
+	uint64_t run = sm_dispatch_run_id(dp);
+	push(dp, "m");
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+	struct cli h = client(url, run), x = client(url, run);
+	struct got th = get_task(&h);
+	assert_int_equal(progress(&h, th, 4, 1), 0);
+
+	/* the stranger knows the task and the attempt, not the session */
+	assert_int_equal(progress(&x, th, 1000, 0), 1);
+	assert_int_equal(copied_now(dp), 4);
+	assert_true(done(&x, th, 1000));
+	assert_int_equal(copied_now(dp), 4);
+	/* the holder's session with another attempt, or a task never handed out */
+	struct got wrong = { th.id, th.attempt + 7, false };
+	assert_int_equal(progress(&h, wrong, 500, 0), 1);
+	assert_true(done(&h, wrong, 500));
+	struct got never = { th.id + 1000, 1, false };
+	assert_true(done(&h, never, 500));
+	/* deletes of a stranger are refused too */
+	Syncmgr__Deletes dl = SYNCMGR__DELETES__INIT;
+	dl.task_id = th.id;
+	dl.attempt = th.attempt;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_DELETES;
+	req.deletes = &dl;
+	Syncmgr__Reply *rep = call(&x, &req);
+	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ACK);
+	assert_true(rep->ack->revoked);
+	syncmgr__reply__free_unpacked(rep, NULL);
+	/* a stranger's Done as "stopped" does not give the task away either */
+	struct sm_stats none = { 0 };
+	rep = done_full(&x, th, &none, 0, true);
+	assert_true(rep->ack->revoked);
+	syncmgr__reply__free_unpacked(rep, NULL);
+	struct got tx = get_task(&x); /* the other task, not the holder's */
+	assert_int_not_equal(tx.id, th.id);
+	assert_int_equal(copied_now(dp), 4);
+
+	/* the holder still holds it: its Progress renews, its Done counts */
+	assert_int_equal(progress(&h, th, 5, 0), 0);
+	assert_false(done(&h, th, 6));
+	assert_false(done(&x, tx, 1));
+	assert_int_equal(copied_now(dp), 7);
+	assert_int_equal(get_task(&h).id, 0);
+	sm_dispatch_wait(dp);
+	nng_close(h.s);
+	nng_close(x.s);
+	sm_dispatch_stop(dp);
+}
+
+/* A worker that stopped its attempt (its lease lapsed on its side) says so
+ * in its Done: nothing of it counts and the task goes out again at once. */
+static void test_stopped_attempt(void **state)
+{
+	char url[64];
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), 30000, 0);
+	uint64_t run = sm_dispatch_run_id(dp);
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+	struct cli a = client(url, run), b = client(url, run);
+	struct got ta = get_task(&a);
+	struct sm_stats st = { .copied = 9 };
+	Syncmgr__Reply *rep = done_full(&a, ta, &st, 0, true);
+	assert_false(rep->ack->revoked);
+	syncmgr__reply__free_unpacked(rep, NULL);
+	assert_int_equal(copied_now(dp), 0);
+	struct got tb = get_task(&b);
+	assert_int_equal(tb.id, ta.id);
+	assert_true(tb.attempt != ta.attempt);
+	assert_false(done(&b, tb, 2));
+	assert_int_equal(copied_now(dp), 2);
+	sm_dispatch_wait(dp);
+	nng_close(a.s);
+	nng_close(b.s);
+	sm_dispatch_stop(dp);
+}
+
+/* A reply lost on the way (a dropped connection): the same slot asks again
+ * and gets the same attempt, not a second task. */
+static void test_get_again_same_attempt(void **state)
+{
+	char url[64];
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), 30000, 0);
+	push(dp, "m");
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+	struct cli a = client(url, sm_dispatch_run_id(dp));
+	struct got t1 = get_task(&a);
+	struct got t2 = get_task(&a);
+	assert_int_equal(t1.id, t2.id);
+	assert_true(t1.attempt == t2.attempt);
+	assert_false(done(&a, t1, 1));
+	struct got t3 = get_task(&a);
+	assert_int_not_equal(t3.id, t1.id);
+	assert_false(done(&a, t3, 1));
+	assert_int_equal(copied_now(dp), 2);
+	nng_close(a.s);
+	sm_dispatch_stop(dp);
+}
+
+/* (c) The manager restarted on the same address: an old worker that
+ * reconnects is refused by run id, and the new run's task is untouched. */
+static void test_restarted_manager(void **state)
 {
 	(void)state;
+	char url[64];
+	snprintf(url, sizeof(url), "tcp://127.0.0.1:%d", port_base + 10);
+	struct sm_dispatch *old = start(url, 30000, 0);
+	uint64_t old_run = sm_dispatch_run_id(old);
+	push(old, NULL);
+	sm_dispatch_finish(old);
+	struct cli a = client(url, old_run);
+	struct got ta = get_task(&a);
+	sm_dispatch_stop(old);
+
+	struct sm_dispatch *dp = start(url, 30000, 0);
+	assert_true(sm_dispatch_run_id(dp) != old_run);
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+	/* a's socket dials the new manager by itself; its Done names the old run */
+	struct sm_stats st = { .copied = 5 };
+	Syncmgr__Reply *rep = done_full(&a, ta, &st, 0, false);
+	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ERROR);
+	assert_int_equal(rep->error->code, SYNCMGR__ERROR__CODE__WRONG_RUN);
+	syncmgr__reply__free_unpacked(rep, NULL);
+	assert_int_equal(progress_expect_error(&a, ta), SYNCMGR__ERROR__CODE__WRONG_RUN);
+	assert_int_equal(copied_now(dp), 0);
+
+	/* so is a real worker of the old run: its threads give up */
+	struct sm_opts o;
+	sm_opts_defaults(&o);
+	struct sm_wctx w;
+	sm_wctx_init(&w, &o, NULL, NULL);
+	struct sm_worker *wk = NULL;
+	struct sm_diag d;
+	struct sm_worker_cfg wcf = { .url = url, .threads = 2, .run_id = old_run, .lease_ms = 2000 };
+	assert_int_equal(sm_worker_start(&w, &wcf, &wk, &d), SM_OK);
+	sm_worker_join(wk);
+	assert_true(atomic_load(&w.abort));
+	assert_int_equal(copied_now(dp), 0);
+
+	/* the new run's task is still there for its own workers */
+	struct cli b = client(url, sm_dispatch_run_id(dp));
+	struct got tb = get_task(&b);
+	assert_true(tb.id != 0);
+	assert_false(done(&b, tb, 1));
+	assert_int_equal(copied_now(dp), 1);
+	sm_dispatch_wait(dp);
+	nng_close(a.s);
+	nng_close(b.s);
+	sm_dispatch_stop(dp);
+	sm_opts_release(&o);
+}
+
+/* (f) A malformed request and one above the message cap each get an Error,
+ * many of them leave the manager's memory where it was, and the run goes
+ * on. */
+static long rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	assert_non_null(f);
+	char line[256];
+	long kib = -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+			break;
+	fclose(f);
+	return kib;
+}
+
+static Syncmgr__Error__Code raw_call_error(nng_socket s, const void *buf, size_t len)
+{
+	assert_int_equal(nng_send(s, (void *)buf, len, 0), 0);
+	Syncmgr__Reply *rep = recv_reply(s);
+	assert_int_equal(rep->body_case, SYNCMGR__REPLY__BODY_ERROR);
+	assert_non_null(rep->error->message);
+	Syncmgr__Error__Code code = rep->error->code;
+	syncmgr__reply__free_unpacked(rep, NULL);
+	return code;
+}
+
+static void test_malformed_and_oversized(void **state)
+{
+	char url[64];
+	assert_int_equal(sm_wire_max_msg(), TEST_MSG_MAX);
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), 30000, 0);
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+	struct cli a = client(url, sm_dispatch_run_id(dp));
+	static const uint8_t junk[] = { 0xff, 0xff, 0xff, 0xff, 0x0f, 0x42, 0x00, 0x13 };
+	assert_int_equal(raw_call_error(a.s, junk, sizeof(junk)), SYNCMGR__ERROR__CODE__MALFORMED);
+	size_t big = TEST_MSG_MAX + 1000;
+	uint8_t *buf = calloc(1, big);
+	assert_non_null(buf);
+	assert_int_equal(raw_call_error(a.s, buf, big), SYNCMGR__ERROR__CODE__TOO_BIG);
+	/* many more: memory stays put (nothing of them is kept) */
+	long before = rss_kib();
+	for (int i = 0; i < 300; i++) {
+		assert_int_equal(raw_call_error(a.s, buf, big), SYNCMGR__ERROR__CODE__TOO_BIG);
+		assert_int_equal(raw_call_error(a.s, junk, sizeof(junk)),
+		                 SYNCMGR__ERROR__CODE__MALFORMED);
+	}
+	long after = rss_kib();
+	if (after - before > 8192)
+		fail_msg("RSS grew by %ld KiB over 600 refused requests", after - before);
+	free(buf);
+	/* the run is unharmed */
+	struct got t = get_task(&a);
+	assert_true(t.id != 0);
+	assert_false(done(&a, t, 1));
+	assert_int_equal(copied_now(dp), 1);
+	nng_close(a.s);
+	sm_dispatch_stop(dp);
+}
+
+/* A worker that cannot reach its manager gives up (on_fatal, abort) within
+ * its lease instead of waiting forever. */
+static void count_fatal(void *arg)
+{
+	__atomic_fetch_add((int *)arg, 1, __ATOMIC_SEQ_CST);
+}
+
+static void test_worker_without_manager_stops_run(void **state)
+{
+	char url[64];
 	struct sm_opts o;
 	sm_opts_defaults(&o);
 	struct sm_wctx w;
@@ -443,22 +685,60 @@ static void test_worker_without_manager_stops_run(void **state)
 	w.fatal_arg = &fatal;
 	struct sm_worker *wk = NULL;
 	struct sm_diag d;
-	assert_int_equal(sm_worker_start(&w, "inproc://test-dispatch-no-manager", 2, &wk, &d),
-	                 SM_OK);
+	struct sm_worker_cfg wcf = {
+		.url = test_url(state, url, sizeof(url)), .threads = 2, .run_id = 1, .lease_ms = 800
+	};
+	assert_int_equal(sm_worker_start(&w, &wcf, &wk, &d), SM_OK);
 	sm_worker_join(wk); /* returns: every thread gave up */
 	assert_true(__atomic_load_n(&fatal, __ATOMIC_SEQ_CST) >= 1);
 	assert_true(atomic_load(&w.abort));
 	sm_opts_release(&o);
 }
 
+/* Workers that go away leave the run with no one to do its tasks: the
+ * manager says so and ends the run instead of waiting forever. */
+static void test_no_worker_left(void **state)
+{
+	char url[64];
+	struct sm_dispatch *dp = start(test_url(state, url, sizeof(url)), 600, 0);
+	push(dp, "m");
+	push(dp, NULL);
+	sm_dispatch_finish(dp);
+	struct cli a = client(url, sm_dispatch_run_id(dp));
+	struct got ta = get_task(&a);
+	assert_true(ta.id != 0);
+	nng_close(a.s); /* and never comes back */
+	sm_dispatch_wait(dp);
+	struct sm_dispatch_snapshot snap;
+	sm_dispatch_snapshot(dp, &snap);
+	assert_true(snap.aborted);
+	assert_true(snap.no_workers);
+	sm_dispatch_stop(dp);
+}
+
 int main(void)
 {
+	const char *pb = getenv("DISPATCH_PORT");
+	if (pb && atoi(pb) > 0)
+		port_base = atoi(pb);
+	char cap[32];
+	snprintf(cap, sizeof(cap), "%d", TEST_MSG_MAX);
+	setenv("SYNCMGR_TEST_MSG_MAX", cap, 1);
+	static const char inproc[] = "inproc", tcp[] = "tcp";
+#define BOTH(fn) \
+	cmocka_unit_test_prestate(fn, (void *)inproc), cmocka_unit_test_prestate(fn, (void *)tcp)
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_lease_expiry_and_count_once),
-		cmocka_unit_test(test_progress_renews_lease),
-		cmocka_unit_test(test_forbid_delete_and_abort),
-		cmocka_unit_test(test_worker_without_manager_stops_run),
-		cmocka_unit_test(test_workers_and_failed_keys),
+		BOTH(test_lease_expiry_and_count_once),
+		BOTH(test_progress_renews_lease),
+		BOTH(test_forbid_delete_and_abort),
+		BOTH(test_workers_and_failed_keys),
+		BOTH(test_stale_and_stranger),
+		BOTH(test_stopped_attempt),
+		BOTH(test_get_again_same_attempt),
+		cmocka_unit_test(test_restarted_manager),
+		BOTH(test_malformed_and_oversized),
+		BOTH(test_worker_without_manager_stops_run),
+		BOTH(test_no_worker_left),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -103,8 +103,8 @@ static void test_garbage_is_rejected(void **state)
 	assert_null(syncmgr__request__unpack(NULL, sizeof(junk), junk));
 }
 
-/* The largest Deletes a worker sends (SM_DEL_MSG_KEYS keys of PATH_MAX bytes)
- * fits the message cap with room to spare: no message grows with a run. */
+/* The largest Deletes a worker sends (keys of PATH_MAX bytes until the
+ * batch is full) fits half the message cap: no message grows with a run. */
 static void test_deletes_bounded(void **state)
 {
 	(void)state;
@@ -114,7 +114,11 @@ static void test_deletes_bounded(void **state)
 	Syncmgr__DelKey **kp = calloc(SM_DEL_MSG_KEYS, sizeof(*kp));
 	assert_non_null(k);
 	assert_non_null(kp);
-	for (size_t i = 0; i < SM_DEL_MSG_KEYS; i++) {
+	size_t n = 0;
+	while (!sm_wire_del_batch_full(n, n * sizeof(key)))
+		n++;
+	assert_true(n > 100 && n <= SM_DEL_MSG_KEYS);
+	for (size_t i = 0; i < n; i++) {
 		syncmgr__del_key__init(&k[i]);
 		k[i].key.data = key;
 		k[i].key.len = sizeof(key);
@@ -129,7 +133,7 @@ static void test_deletes_bounded(void **state)
 	Syncmgr__Deletes dl = SYNCMGR__DELETES__INIT;
 	dl.task_id = UINT64_MAX;
 	dl.attempt = UINT64_MAX;
-	dl.n_keys = SM_DEL_MSG_KEYS;
+	dl.n_keys = n;
 	dl.keys = kp;
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_DELETES;
@@ -137,11 +141,11 @@ static void test_deletes_bounded(void **state)
 	size_t len = 0;
 	uint8_t *buf = sm_wire_pack_request(&req, &len);
 	assert_non_null(buf);
-	assert_true(len < SM_WIRE_MAX_MSG / 8);
+	assert_true(len <= sm_wire_max_msg() / 2);
 	Syncmgr__Request *got = syncmgr__request__unpack(NULL, len, buf);
 	assert_non_null(got);
 	assert_int_equal(got->body_case, SYNCMGR__REQUEST__BODY_DELETES);
-	assert_int_equal(got->deletes->n_keys, SM_DEL_MSG_KEYS);
+	assert_int_equal(got->deletes->n_keys, n);
 	assert_true(got->deletes->keys[1]->dir && got->deletes->keys[0]->debris);
 	syncmgr__request__free_unpacked(got, NULL);
 	free(buf);
