@@ -122,8 +122,17 @@ static enum sm_err ssh_tcp(const char *host, int port, int timeout_s, int *out, 
 		                   "ssh: cannot connect to %s:%d: no answer within %d s "
 		                   "(ConnectTimeout)",
 		                   host, port, timeout_s);
-	return sm_diag_errno(d, last_errno ? last_errno : ECONNREFUSED,
-	                     "ssh: cannot connect to %s:%d", host, port);
+	/* refused, reset, unreachable: a server restarting, a link coming back;
+	 * worth another try later (the store decides how long) */
+	int e = last_errno ? last_errno : ECONNREFUSED;
+	err = sm_diag_errno(d, e, "ssh: cannot connect to %s:%d", host, port);
+	if (e == ECONNREFUSED || e == ECONNRESET || e == ECONNABORTED || e == EHOSTUNREACH ||
+	    e == ENETUNREACH || e == ENETDOWN || e == EHOSTDOWN || e == ETIMEDOUT || e == EPIPE) {
+		err = SM_EAGAIN;
+		if (d)
+			d->err = err;
+	}
+	return err;
 }
 
 /* ---- host keys ---- */
@@ -258,13 +267,13 @@ static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh,
 		return SM_OK;
 	const char *file = hc->n_known_hosts ? hc->known_hosts[0] : "~/.ssh/known_hosts";
 	if (r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: the host key of %s has CHANGED (now %s %s), it does not "
 		                   "match %s: refusing to connect; if the change is expected, "
 		                   "remove the old key with: ssh-keygen -R '%s'",
 		                   name, ssh_key_name(type), fp, file, name);
 	if (hc->strict != SM_SSH_STRICT_ACCEPT_NEW && hc->strict != SM_SSH_STRICT_NO)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s is not a known host (its %s key is %s); check the "
 		                   "fingerprint, then add it with: ssh-keyscan -p %d %s >> %s",
 		                   name, ssh_key_name(type), fp, hc->port, hc->hostname, file);
@@ -656,24 +665,24 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 		}
 	}
 	if (locked_key && !pw_tried)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: key '%s' is encrypted and no ssh-agent holds it; add it "
 		                   "with ssh-add or use an unencrypted key",
 		                   locked_key);
 	if (wrong_pass_key && !pw_tried)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s: permission denied (%s): wrong passphrase for key '%s'",
 		                   c->name, methods[0] ? methods : "no method offered",
 		                   wrong_pass_key);
 	if (rsa_refused)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s: permission denied (%s): the RSA key %s was refused, "
 		                   "probably because libssh2 %s signs RSA keys with SHA-1, which "
 		                   "OpenSSH 8.8 and later refuse; use an ed25519 or ECDSA key "
 		                   "(ssh-keygen -t ed25519)",
 		                   c->name, methods[0] ? methods : "no method offered", rsa_refused,
 		                   LIBSSH2_VERSION);
-	return sm_diag_set(d, SM_EACCES, 0, "ssh: %s: permission denied (%s)", c->name,
+	return sm_diag_set(d, SM_EFATAL, 0, "ssh: %s: permission denied (%s)", c->name,
 	                   methods[0] ? methods : "no method offered");
 }
 

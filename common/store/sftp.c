@@ -79,6 +79,9 @@ struct sftp_store {
 	struct sftp_slot conn[SFTP_CONNS_MAX];
 	int nconn;
 	int connecting;
+	bool ever;              /* a connection worked: a refused one now is an outage */
+	uint64_t down_since_ns; /* the outage began (sm_now_ns), 0: none */
+	struct sm_diag fatal;   /* SM_EFATAL once a connect met one: every later call fails */
 	/* directories writes found good lately (sftp_parents) */
 	pthread_mutex_t dirs_mu;
 	pthread_cond_t dirs_cv; /* a look finished */
@@ -133,6 +136,54 @@ static enum sm_err sftp_connect(struct sftp_store *fs, struct sm_sftpc **out, st
 	return sm_sftpc_start(fs->ssh, ssh, out, d);
 }
 
+/*
+ * Connect, riding out an outage: once a connection has worked in this run,
+ * a connect that is refused, reset or cut (SM_EAGAIN: a server restarting,
+ * a link coming back) is tried again with backoff until SFTP_OUTAGE_MS
+ * after the outage began, the outage logged once. The caller holds
+ * fs->connecting, so the other threads wait for this one instead of each
+ * knocking. Past the bound every call tries once (a dead server fails
+ * keys quickly). Call without fs->mu.
+ */
+#define SFTP_OUTAGE_MS 60000u
+#define SFTP_OUTAGE_BACKOFF_MS 250u
+#define SFTP_OUTAGE_BACKOFF_MAX_MS 4000u
+
+static enum sm_err sftp_connect_ride(struct sftp_store *fs, struct sm_sftpc **out,
+                                     struct sm_diag *d)
+{
+	unsigned wait_ms = SFTP_OUTAGE_BACKOFF_MS;
+	for (;;) {
+		enum sm_err err = sftp_connect(fs, out, d);
+		pthread_mutex_lock(&fs->mu);
+		uint64_t now = sm_now_ns(), since = fs->down_since_ns;
+		bool first = false;
+		if (err == SM_OK) {
+			fs->ever = true;
+			fs->down_since_ns = 0;
+		} else if (err == SM_EAGAIN && fs->ever && !since) {
+			fs->down_since_ns = since = now;
+			first = true;
+		}
+		bool ever = fs->ever;
+		pthread_mutex_unlock(&fs->mu);
+		if (err == SM_OK) {
+			if (since)
+				sm_log(SM_LOG_INFO, "ssh: %s answers again after %.1f s",
+				       sm_sftpc_name(*out), (double)(now - since) / 1e9);
+			return SM_OK;
+		}
+		if (err != SM_EAGAIN || !ever || now - since >= (uint64_t)SFTP_OUTAGE_MS * 1000000u)
+			return err;
+		if (first)
+			sm_log(SM_LOG_WARN, "%s; trying again for up to %u s", d ? d->msg : "ssh",
+			       SFTP_OUTAGE_MS / 1000);
+		sm_sleep_ms(wait_ms + (unsigned)(sm_rand64() % (wait_ms / 2 + 1)));
+		if (wait_ms < SFTP_OUTAGE_BACKOFF_MAX_MS)
+			wait_ms *= 2;
+	}
+}
+
 /* A connection for one operation (give it back with sftp_put_conn and
  * the same weight): 1 for small ones; a large transfer counts as
  * SFTP_SLOTS, so that two of them get a connection each (its engine thread
@@ -145,6 +196,12 @@ static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc
 	enum sm_err cerr = SM_OK; /* a connect of ours failed: share or give up */
 	pthread_mutex_lock(&fs->mu);
 	for (;;) {
+		if (fs->fatal.err != SM_OK) { /* reported once, where it happened */
+			if (d)
+				*d = fs->fatal;
+			pthread_mutex_unlock(&fs->mu);
+			return SM_EFATAL;
+		}
 		int nd = sftp_reap_locked(fs, dead);
 		if (nd) {
 			pthread_mutex_unlock(&fs->mu);
@@ -179,10 +236,12 @@ static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc
 		fs->connecting++;
 		pthread_mutex_unlock(&fs->mu);
 		struct sm_sftpc *c = NULL;
-		enum sm_err err = sftp_connect(fs, &c, &cd);
+		enum sm_err err = sftp_connect_ride(fs, &c, &cd);
 		pthread_mutex_lock(&fs->mu);
 		fs->connecting--;
 		pthread_cond_broadcast(&fs->cv);
+		if (err == SM_EFATAL && fs->fatal.err == SM_OK)
+			fs->fatal = cd; /* no more handshakes: the next one would fail alike */
 		if (err == SM_OK) {
 			fs->conn[fs->nconn++] = (struct sftp_slot){ .c = c, .users = weight };
 			*out = c;

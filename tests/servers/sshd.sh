@@ -10,6 +10,10 @@
 #   sshd.sh rekey DIR                  new host keys, sshd restarted on the same
 #                                      addresses; known_hosts is NOT updated, so
 #                                      clients see a changed host key
+#   sshd.sh down DIR                   an outage: kill this DIR's sshd and its
+#                                      sessions, keep DIR (keys, config, logs)
+#   sshd.sh up DIR                     start it again after `down`, same keys and
+#                                      addresses (DIR/env gets the new SSHD_PID)
 #
 # `start` installs openssh-server/openssh-client when missing (as root),
 # listens on 127.0.0.1:2222 (SSHD_PORT overrides the port; never 0.0.0.0),
@@ -471,8 +475,27 @@ cmd_rekey() {
 	say "sshd restarted with new host keys ($old -> $(host_fp "$dir")); known_hosts still has the old ones; source $dir/env"
 }
 
+cmd_down() {
+	(($# == 1)) || usage
+	local dir
+	dir=$(made_dir "$1")
+	[ -f "$dir/env" ] || die "not started (no $dir/env)"
+	stop_sshd "$dir" || die "could not stop the sshd of $dir"
+}
+
+cmd_up() {
+	(($# == 1)) || usage
+	local dir
+	dir=$(made_dir "$1")
+	[ -f "$dir/env" ] || die "not started (no $dir/env)"
+	if [ -f "$dir/sshd.pid" ] && is_ours "$(<"$dir/sshd.pid")" "$dir"; then die "sshd is running already"; fi
+	PORT=$(sed -n 's/^Port //p' "$dir/sshd_config")
+	launch "$dir"
+	write_env "$dir"
+}
+
 case ${1:-} in
-start | stop | status | rekey)
+start | stop | status | rekey | down | up)
 	cmd=$1
 	shift
 	"cmd_$cmd" "$@"
