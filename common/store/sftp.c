@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../log.h"
 #include "../spill.h"
@@ -79,9 +80,14 @@ struct sftp_store {
 	struct sftp_slot conn[SFTP_CONNS_MAX];
 	int nconn;
 	int connecting;
-	bool ever;              /* a connection worked: a refused one now is an outage */
-	uint64_t down_since_ns; /* the outage began (sm_now_ns), 0: none */
-	struct sm_diag fatal;   /* SM_EFATAL once a connect met one: every later call fails */
+	/* the remote login's ids (what a new file gets), from the probe of
+	 * writable(); unknown: owners are always sent */
+	bool login_known;
+	uint32_t login_uid, login_gid;
+	atomic_bool owner_warned; /* a refused chown was shown (the others: -v) */
+	bool ever;                /* a connection worked: a refused one now is an outage */
+	uint64_t down_since_ns;   /* the outage began (sm_now_ns), 0: none */
+	struct sm_diag fatal;     /* SM_EFATAL once a connect met one: every later call fails */
 	/* directories writes found good lately (sftp_parents) */
 	pthread_mutex_t dirs_mu;
 	pthread_cond_t dirs_cv; /* a look finished */
@@ -344,6 +350,8 @@ static void sftp_fill(struct sm_entry *e, const struct sm_sftpc_attrs *a)
 	e->mode = mode;
 	e->size = S_ISDIR(mode) ? 0 : (a->flags & SM_SFTPC_A_SIZE) ? a->size : 0;
 	e->mtime_ns = (a->flags & SM_SFTPC_A_TIME) ? (int64_t)a->mtime * 1000000000 : 0;
+	/* SFTP's times end in 2106 (sftp_attrset keeps a later one there) */
+	e->mtime_clamp = (a->flags & SM_SFTPC_A_TIME) && a->mtime == UINT32_MAX ? 1 : 0;
 	if (a->flags & SM_SFTPC_A_UIDGID) {
 		e->uid = a->uid;
 		e->gid = a->gid;
@@ -866,39 +874,152 @@ static enum sm_err sftp_parents(struct sftp_store *fs, struct sm_sftpc *c, const
 	return err;
 }
 
-/*
- * Set attributes of `path` without following a symlink there: with
- * lsetstat@openssh.com (the server's fchmodat, utimensat and fchownat with
- * AT_SYMLINK_NOFOLLOW) where offered, else SETSTAT after an LSTAT found no
- * symlink (SFTP version 3 has nothing better: a swap between the two is
- * still followed). A symlink's mode is not set (it means nothing); without
- * lsetstat nothing of a symlink is set.
- */
-static enum sm_err sftp_setstat_nofollow(struct sm_sftpc *c, const char *path,
-                                         const struct sm_sftpc_attrs *a, struct sm_diag *d)
+/* A time as "YYYY-MM-DD HH:MM:SS UTC", for messages. */
+static void sftp_fmt_time(int64_t s, char *out, size_t n)
 {
-	struct sm_sftpc_attrs now, want = *a;
+	time_t t = (time_t)s;
+	struct tm tm;
+	if (!gmtime_r(&t, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(out, n, "%" PRId64 " s", s);
+}
+
+/*
+ * The attributes a put, mkdir or setattr sets, in the order the server
+ * applies them (one request each, pipelined): size, permissions and times;
+ * then owner and group on their own, so that a refused chown fails nothing
+ * else; then the permissions once more when they hold setuid or setgid
+ * bits, which a chown clears (OpenSSH's server applies a mixed request's
+ * chown after its chmod). A flags of 0: that request is not sent.
+ */
+struct sftp_attrset {
+	struct sm_sftpc_attrs main;
+	struct sm_sftpc_attrs owner;
+	struct sm_sftpc_attrs remode;
+};
+
+/*
+ * From p: `cur` holds the file's present owner (an existing one's LSTAT),
+ * or is NULL for a file this put creates (then owned by the login). Owners
+ * are sent only where they change something or the login is root (what a
+ * refusal would cost otherwise is a warning per key). `key` names the key
+ * in the warning about a time SFTP cannot hold (NULL: no warning).
+ */
+static void sftp_attrset(struct sftp_store *fs, const struct sm_put *p, const char *key,
+                         const struct sm_sftpc_attrs *cur, struct sftp_attrset *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (p->flags & SM_PUT_MTIME) {
+		a->main.flags |= SM_SFTPC_A_TIME;
+		int64_t s = p->mtime_ns / 1000000000;
+		if (p->mtime_ns < 0 && p->mtime_ns % 1000000000)
+			s--;
+		/* SFTP v3 times are unsigned 32-bit seconds: 1970 to 2106 */
+		int64_t kept = s < 0 ? 0 : s > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : s;
+		if (kept != s && key) {
+			char was[64], now[64];
+			sftp_fmt_time(s, was, sizeof(was));
+			sftp_fmt_time(kept, now, sizeof(now));
+			sm_log(SM_LOG_WARN,
+			       "'%s': mtime %s is outside what SFTP can keep (1970 to 2106): DST "
+			       "keeps %s",
+			       key, was, now);
+		}
+		a->main.mtime = a->main.atime = (uint32_t)kept;
+	}
+	if (p->flags & SM_PUT_MODE) {
+		a->main.flags |= SM_SFTPC_A_PERM;
+		a->main.perm = p->mode & 07777;
+	}
+	if (!(p->flags & SM_PUT_OWNER))
+		return;
+	bool send;
+	if (cur && (cur->flags & SM_SFTPC_A_UIDGID))
+		send = cur->uid != p->uid || cur->gid != p->gid;
+	else if (!cur && fs->login_known)
+		send = fs->login_uid == 0 || fs->login_uid != p->uid || fs->login_gid != p->gid;
+	else
+		send = true;
+	if (!send)
+		return;
+	a->owner =
+	        (struct sm_sftpc_attrs){ .flags = SM_SFTPC_A_UIDGID, .uid = p->uid, .gid = p->gid };
+	if ((a->main.flags & SM_SFTPC_A_PERM) && (a->main.perm & 06000))
+		a->remode =
+		        (struct sm_sftpc_attrs){ .flags = SM_SFTPC_A_PERM, .perm = a->main.perm };
+}
+
+/* Whether the failure `rc` of an owner request is the server refusing it
+ * (a warning, not a failed key). */
+static bool sftp_owner_refused(int rc)
+{
+	return rc == SM_SFTPC_FX_PERMISSION_DENIED || rc == SM_SFTPC_FX_FAILURE;
+}
+
+/* The warning for a refused owner: the first in full, the rest with -v. */
+static void sftp_owner_warn(struct sftp_store *fs, const char *path, const struct sm_sftpc_attrs *o)
+{
+	bool first = !atomic_exchange(&fs->owner_warned, true);
+	sm_log(first ? SM_LOG_WARN : SM_LOG_INFO,
+	       "sftp: the server refused to give '%s' owner %u and group %u (the login is not "
+	       "root?): owners stay as they are%s",
+	       path, o->uid, o->gid, first ? "; more such refusals are shown with -v" : "");
+}
+
+/*
+ * Set the attributes p asks for (sftp_attrset) on `path` without following
+ * a symlink there: with lsetstat@openssh.com (the server's fchmodat,
+ * utimensat and fchownat with AT_SYMLINK_NOFOLLOW) where offered, else
+ * SETSTAT after an LSTAT found no symlink (SFTP version 3 has nothing
+ * better: a swap between the two is still followed). A symlink's mode is
+ * not set (it means nothing); without lsetstat nothing of a symlink is
+ * set. `no_time`: leave the times (a directory's change with its
+ * contents). A refused owner is a warning.
+ */
+static enum sm_err sftp_setstat_nofollow(struct sftp_store *fs, struct sm_sftpc *c,
+                                         const char *path, const struct sm_put *p, bool no_time,
+                                         struct sm_diag *d)
+{
+	struct sm_sftpc_attrs now;
 	int rc = sftp_stat_rc(c, path, false, &now);
 	if (rc)
 		return sftp_err(c, rc, "set attributes of", path, d);
+	struct sm_put want = *p;
+	if (no_time)
+		want.flags &= ~(unsigned)SM_PUT_MTIME;
+	struct sftp_attrset as;
+	sftp_attrset(fs, &want, NULL, &now, &as);
 	bool lset = sm_sftpc_has_ext(c, "lsetstat@openssh.com");
 	if (S_ISLNK(sftp_attr_mode(&now))) {
-		want.flags &= ~(uint32_t)SM_SFTPC_A_PERM;
+		as.main.flags &= ~(uint32_t)SM_SFTPC_A_PERM;
+		as.remode.flags = 0;
 		if (!lset)
-			want.flags = 0;
+			return SM_OK;
 	}
-	if (!want.flags)
-		return SM_OK;
-	struct sm_sftpc_req q;
-	sm_sftpc_req_init(&q);
-	if (lset)
-		sm_sftpc_begin_ext(&q, "lsetstat@openssh.com", SM_SFTPC_R_STATUS);
-	else
-		sm_sftpc_begin(&q, SM_SFTPC_SETSTAT);
-	sm_sftpc_cstr(&q, path);
-	sm_sftpc_attrs(&q, &want);
-	rc = sm_sftpc_call(c, &q);
-	sm_sftpc_req_release(&q);
+	const struct sm_sftpc_attrs *sets[3] = { &as.main, &as.owner, &as.remode };
+	struct sm_sftpc_req q[3];
+	for (int i = 0; i < 3; i++) {
+		sm_sftpc_req_init(&q[i]);
+		if (!sets[i]->flags)
+			continue;
+		if (lset)
+			sm_sftpc_begin_ext(&q[i], "lsetstat@openssh.com", SM_SFTPC_R_STATUS);
+		else
+			sm_sftpc_begin(&q[i], SM_SFTPC_SETSTAT);
+		sm_sftpc_cstr(&q[i], path);
+		sm_sftpc_attrs(&q[i], sets[i]);
+		sm_sftpc_submit(c, &q[i]);
+	}
+	int rcs[3] = { 0 };
+	for (int i = 0; i < 3; i++) {
+		if (sets[i]->flags)
+			rcs[i] = sm_sftpc_wait(c, &q[i]);
+		sm_sftpc_req_release(&q[i]);
+	}
+	if (rcs[1] && sftp_owner_refused(rcs[1])) {
+		sftp_owner_warn(fs, path, &as.owner);
+		rcs[1] = 0;
+	}
+	rc = rcs[0] ? rcs[0] : rcs[1] ? rcs[1] : rcs[2];
 	return rc ? sftp_err(c, rc, "set attributes of", path, d) : SM_OK;
 }
 
@@ -1749,29 +1870,6 @@ static enum sm_err sftp_open_read(struct sm_store *st, const char *key, uint64_t
 
 /* ---- writing ---- */
 
-static void sftp_put_attrs(const struct sm_put *p, struct sm_sftpc_attrs *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (p->flags & SM_PUT_MTIME) {
-		a->flags |= SM_SFTPC_A_TIME;
-		int64_t s = p->mtime_ns / 1000000000;
-		if (p->mtime_ns < 0 && p->mtime_ns % 1000000000)
-			s--;
-		/* SFTP v3 times are unsigned 32-bit seconds */
-		s = s < 0 ? 0 : s > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : s;
-		a->mtime = a->atime = (uint32_t)s;
-	}
-	if (p->flags & SM_PUT_MODE) {
-		a->flags |= SM_SFTPC_A_PERM;
-		a->perm = p->mode & 07777;
-	}
-	if (p->flags & SM_PUT_OWNER) {
-		a->flags |= SM_SFTPC_A_UIDGID;
-		a->uid = p->uid;
-		a->gid = p->gid;
-	}
-}
-
 /* The parent directory of a path, and its last component. */
 static void sftp_split(const char *path, char *dir, size_t n, const char **base)
 {
@@ -2075,10 +2173,10 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	struct sftp_wring w = { .c = c };
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
 		sm_sftpc_req_init(&w.q[i]);
-	struct sm_sftpc_req fin[3]; /* FSETSTAT, CLOSE, fsync@openssh.com */
-	sm_sftpc_req_init(&fin[0]);
-	sm_sftpc_req_init(&fin[1]);
-	sm_sftpc_req_init(&fin[2]);
+	/* FSETSTAT, CLOSE, fsync@openssh.com, FSETSTAT of the owner, of the mode again */
+	struct sm_sftpc_req fin[5];
+	for (int i = 0; i < 5; i++)
+		sm_sftpc_req_init(&fin[i]);
 	struct sm_sftpc_handle h;
 	struct sm_sftpc_attrs was = { 0 };
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
@@ -2128,20 +2226,24 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 		err = sm_diag_set(d, SM_ECHANGED, 0,
 		                  "'%s' has %" PRIu64 " bytes, %" PRIu64 " were listed", path,
 		                  total, r->size);
-	struct sm_sftpc_attrs a;
-	sftp_put_attrs(p, &a);
+	struct sftp_attrset as;
+	sftp_attrset(fs, p, err == SM_OK ? key : NULL,
+	             t.inplace && (was.flags & SM_SFTPC_A_UIDGID) ? &was : NULL, &as);
 	if (t.inplace) {
 		/* the end of the new data: cut after the last byte was written
 		 * (never at OPEN: a transfer failing there would leave DST cut) */
-		a.flags |= SM_SFTPC_A_SIZE;
-		a.size = total;
+		as.main.flags |= SM_SFTPC_A_SIZE;
+		as.main.size = total;
 	}
-	bool setattr = err == SM_OK && a.flags;
-	if (setattr) {
-		sm_sftpc_begin(&fin[0], SM_SFTPC_FSETSTAT);
-		sm_sftpc_handle(&fin[0], &h);
-		sm_sftpc_attrs(&fin[0], &a);
-		sm_sftpc_submit(c, &fin[0]);
+	const struct sm_sftpc_attrs *sets[3] = { &as.main, &as.owner, &as.remode };
+	struct sm_sftpc_req *setq[3] = { &fin[0], &fin[3], &fin[4] };
+	for (int i = 0; i < 3 && err == SM_OK; i++) {
+		if (!sets[i]->flags)
+			continue;
+		sm_sftpc_begin(setq[i], SM_SFTPC_FSETSTAT);
+		sm_sftpc_handle(setq[i], &h);
+		sm_sftpc_attrs(setq[i], sets[i]);
+		sm_sftpc_submit(c, setq[i]);
 	}
 	/* --fsync: the server fsyncs the file before it is closed and renamed */
 	bool fsync = err == SM_OK && sftp_wants_fsync(c, p);
@@ -2156,7 +2258,16 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	sm_sftpc_handle(&fin[1], &h);
 	sm_sftpc_submit(c, &fin[1]);
 	sftp_wring_drain(&w);
-	int src = setattr ? sm_sftpc_wait(c, &fin[0]) : 0;
+	bool setattr = err == SM_OK;
+	int src = setattr && as.main.flags ? sm_sftpc_wait(c, &fin[0]) : 0;
+	int orc = setattr && as.owner.flags ? sm_sftpc_wait(c, &fin[3]) : 0;
+	int mrc = setattr && as.remode.flags ? sm_sftpc_wait(c, &fin[4]) : 0;
+	if (!src)
+		src = mrc;
+	if (orc && sftp_owner_refused(orc))
+		sftp_owner_warn(fs, path, &as.owner);
+	else if (!src)
+		src = orc;
 	int frc = fsync ? sm_sftpc_wait(c, &fin[2]) : 0;
 	int crc = sm_sftpc_wait(c, &fin[1]);
 	if (!crc)
@@ -2180,9 +2291,8 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 out:
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
 		sm_sftpc_req_release(&w.q[i]);
-	sm_sftpc_req_release(&fin[0]);
-	sm_sftpc_req_release(&fin[1]);
-	sm_sftpc_req_release(&fin[2]);
+	for (int i = 0; i < 5; i++)
+		sm_sftpc_req_release(&fin[i]);
 	return err;
 }
 
@@ -2196,6 +2306,8 @@ out:
 enum {
 	SFTP_JQ_OPEN = 0,
 	SFTP_JQ_SETSTAT = SFTP_JOB_WRITES + 1,
+	SFTP_JQ_OWNER,  /* FSETSTAT of owner and group (a refusal: a warning) */
+	SFTP_JQ_REMODE, /* FSETSTAT of the mode again (setuid/setgid after a chown) */
 	SFTP_JQ_FSYNC,
 	SFTP_JQ_CLOSE,
 	SFTP_JQ_N
@@ -2210,7 +2322,8 @@ struct sftp_job {
 	size_t len;
 	size_t max_write;
 	const char *tmp, *path;
-	struct sm_sftpc_attrs attrs; /* for FSETSTAT (flags 0: none) */
+	struct sftp_attrset attrs; /* for the FSETSTATs (flags 0: none) */
+	atomic_int owner_rc;       /* the owner's FSETSTAT refused with this */
 	bool rename;
 	bool posix;
 	bool fsync;         /* fsync@openssh.com before CLOSE (--fsync) */
@@ -2237,10 +2350,14 @@ static void sftp_job_renamed(struct sm_sftpc *c, struct sm_sftpc_req *q)
 static void sftp_job_stage2(struct sm_sftpc *c, struct sm_sftpc_req *q)
 {
 	struct sftp_job *j = q->arg;
-	if (q->rc) {
-		enum sftp_stage st = q == &j->q[SFTP_JQ_CLOSE]     ? SFTP_ST_CLOSE
-		                     : q == &j->q[SFTP_JQ_SETSTAT] ? SFTP_ST_SETSTAT
-		                                                   : SFTP_ST_WRITE;
+	if (q->rc && q == &j->q[SFTP_JQ_OWNER] && sftp_owner_refused(q->rc)) {
+		atomic_store(&j->owner_rc, q->rc); /* a warning, later */
+	} else if (q->rc) {
+		enum sftp_stage st = q == &j->q[SFTP_JQ_CLOSE] ? SFTP_ST_CLOSE
+		                     : q == &j->q[SFTP_JQ_SETSTAT] || q == &j->q[SFTP_JQ_OWNER] ||
+		                                     q == &j->q[SFTP_JQ_REMODE]
+		                             ? SFTP_ST_SETSTAT
+		                             : SFTP_ST_WRITE;
 		sftp_job_fail(j, q->rc, st);
 	}
 	if (atomic_fetch_sub(&j->pending, 1) != 1)
@@ -2271,7 +2388,9 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 		return;
 	}
 	int nw = (int)((j->len + j->max_write - 1) / j->max_write);
-	atomic_store(&j->pending, nw + (j->attrs.flags ? 1 : 0) + (j->fsync ? 1 : 0) + 1);
+	atomic_store(&j->pending, nw + (j->attrs.main.flags ? 1 : 0) +
+	                                  (j->attrs.owner.flags ? 1 : 0) +
+	                                  (j->attrs.remode.flags ? 1 : 0) + (j->fsync ? 1 : 0) + 1);
 	for (int i = 0; i < nw; i++) {
 		struct sm_sftpc_req *w = &j->q[1 + i];
 		size_t off = (size_t)i * j->max_write;
@@ -2283,11 +2402,16 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 		w->cb = sftp_job_stage2;
 		sm_sftpc_submit(c, w);
 	}
-	if (j->attrs.flags) {
-		struct sm_sftpc_req *s = &j->q[SFTP_JQ_SETSTAT];
+	const struct sm_sftpc_attrs *sets[3] = { &j->attrs.main, &j->attrs.owner,
+		                                 &j->attrs.remode };
+	const int slot[3] = { SFTP_JQ_SETSTAT, SFTP_JQ_OWNER, SFTP_JQ_REMODE };
+	for (int i = 0; i < 3; i++) {
+		if (!sets[i]->flags)
+			continue;
+		struct sm_sftpc_req *s = &j->q[slot[i]];
 		sm_sftpc_begin(s, SM_SFTPC_FSETSTAT);
 		sm_sftpc_handle(s, &j->h);
-		sm_sftpc_attrs(s, &j->attrs);
+		sm_sftpc_attrs(s, sets[i]);
 		s->cb = sftp_job_stage2;
 		sm_sftpc_submit(c, s);
 	}
@@ -2309,6 +2433,7 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 static int sftp_job_run(struct sm_sftpc *c, struct sftp_job *j, uint32_t flags, uint32_t mode)
 {
 	atomic_store(&j->rc, 0);
+	atomic_store(&j->owner_rc, 0);
 	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
 	struct sm_sftpc_req *q = &j->q[SFTP_JQ_OPEN];
 	sm_sftpc_begin(q, SM_SFTPC_OPEN);
@@ -2349,7 +2474,7 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	j->fsync = sftp_wants_fsync(c, p);
 	if (!j->fsync)
 		atomic_store(&fs->unsynced, true);
-	sftp_put_attrs(p, &j->attrs);
+	sftp_attrset(fs, p, key, NULL, &j->attrs);
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
 	if (err != SM_OK)
 		goto out;
@@ -2361,6 +2486,8 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 			goto out;
 		rc = sftp_job_run(c, j, t.flags, t.mode);
 	}
+	if (atomic_load(&j->owner_rc))
+		sftp_owner_warn(fs, path, &j->attrs.owner);
 	if (rc == 0)
 		goto out;
 	switch (j->stage) {
@@ -2513,10 +2640,9 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		if (err == SM_OK)
 			err = sftp_dir_make(fs, c, dkey, path, mode, d);
 		free(dkey);
-		sftp_put_attrs(p, &a);
-		a.flags &= ~(uint32_t)SM_SFTPC_A_TIME; /* contents change it */
-		if (err == SM_OK && a.flags)
-			err = sftp_setstat_nofollow(c, path, &a, d);
+		/* not the time: contents change it */
+		if (err == SM_OK && (p->flags & (SM_PUT_MODE | SM_PUT_OWNER)))
+			err = sftp_setstat_nofollow(fs, c, path, p, true, d);
 		return err;
 	}
 	case SFTP_SYMLINK: {
@@ -2536,17 +2662,22 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		}
 		if (rc)
 			return sftp_err(c, rc, "symlink", tmp, d);
-		err = sftp_rename_over(c, tmp, path, d);
+		/* the link's own time and owner, before it takes its name */
+		err = SM_OK;
+		if ((p->flags & (SM_PUT_MTIME | SM_PUT_OWNER)) &&
+		    sm_sftpc_has_ext(c, "lsetstat@openssh.com"))
+			err = sftp_setstat_nofollow(fs, c, tmp, p, false, d);
+		if (err == SM_OK)
+			err = sftp_rename_over(c, tmp, path, d);
 		if (err != SM_OK && !sm_sftpc_broken(c))
 			sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 		return err;
 	}
 	case SFTP_SETATTR:
-		sftp_put_attrs(p, &a);
-		if (!a.flags)
+		if (!(p->flags & (SM_PUT_MODE | SM_PUT_OWNER | SM_PUT_MTIME)))
 			return SM_OK;
 		err = sftp_parents(fs, c, key, false, 0, d);
-		return err == SM_OK ? sftp_setstat_nofollow(c, path, &a, d) : err;
+		return err == SM_OK ? sftp_setstat_nofollow(fs, c, path, p, false, d) : err;
 	}
 	return SM_OK;
 }
@@ -2664,8 +2795,23 @@ static enum sm_err sftp_writable(struct sm_store *st, struct sm_diag *d)
 		err = sftp_err(c, rc, "create a file in", *fs->root ? fs->root : ".", &ld);
 		goto out;
 	}
-	if (sm_sftpc_get_handle(&q, &h))
+	if (sm_sftpc_get_handle(&q, &h)) {
+		/* who a new file belongs to: the login (sftp_attrset) */
+		sm_sftpc_begin(&q, SM_SFTPC_FSTAT);
+		sm_sftpc_handle(&q, &h);
+		if (sm_sftpc_call(c, &q) == 0) {
+			struct sm_sftpc_rd r;
+			struct sm_sftpc_attrs pa;
+			sm_sftpc_rd_init(&r, &q);
+			sm_sftpc_get_attrs(&r, &pa);
+			if (!r.bad && (pa.flags & SM_SFTPC_A_UIDGID)) {
+				fs->login_uid = pa.uid;
+				fs->login_gid = pa.gid;
+				fs->login_known = true;
+			}
+		}
 		sftp_close_handle(c, &h);
+	}
 	sftp_simple(c, SM_SFTPC_REMOVE, path, NULL);
 out:
 	if (err != SM_OK)
