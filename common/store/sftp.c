@@ -462,6 +462,7 @@ static void sftp_close_handle(struct sm_sftpc *c, const struct sm_sftpc_handle *
 /* ---- open / close ---- */
 
 static enum sm_err sftp_reroot(struct sm_store *st, struct sftp_store *fs, struct sm_diag *d);
+static enum sm_err sftp_expand_home(struct sm_sftpc *c, char **path, struct sm_diag *d);
 static enum sm_err sftp_where(struct sm_store *st, struct sftp_store *fs, struct sm_sftpc *c,
                               struct sm_diag *d);
 
@@ -496,6 +497,13 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	err = sftp_get(fs, &c, d);
 	if (err != SM_OK)
 		return err;
+	if (fs->root[0] == '~') { /* "~user/dir": the server knows the homes */
+		err = sftp_expand_home(c, &fs->root, d);
+		if (err != SM_OK) {
+			sftp_put_conn(fs, c);
+			return err;
+		}
+	}
 	struct sm_sftpc_attrs a;
 	const char *root = *fs->root ? fs->root : ".";
 	err = sftp_stat_path(c, root, true, &a, d);
@@ -517,6 +525,51 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	if (err == SM_OK && !fs->loc.password && sm_sftpc_typed_password(c))
 		fs->loc.password = sm_strdup(sm_sftpc_typed_password(c));
 	sftp_put_conn(fs, c);
+	return err;
+}
+
+/* "~user[/dir]" in *path replaced by what the server makes of it
+ * (expand-path@openssh.com, as scp does); an error when it cannot. */
+static enum sm_err sftp_expand_home(struct sm_sftpc *c, char **path, struct sm_diag *d)
+{
+	size_t ul = strcspn(*path, "/");
+	if (!sm_sftpc_has_ext(c, "expand-path@openssh.com"))
+		return sm_diag_set(d, SM_ENOTSUP, 0,
+		                   "sftp: %s cannot expand '%.*s' (the server lacks "
+		                   "expand-path@openssh.com): give the path from '/'",
+		                   sm_sftpc_name(c), (int)ul, *path);
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin_ext(&q, "expand-path@openssh.com", SM_SFTPC_R_NAME);
+	sm_sftpc_cstr(&q, *path);
+	int rc = sm_sftpc_call(c, &q);
+	enum sm_err err = SM_OK;
+	if (rc == SM_SFTPC_LINK) {
+		err = sftp_err(c, rc, "expand", *path, d);
+	} else if (rc) {
+		err = sm_diag_set(d, SM_ENOENT, rc, "sftp: %s cannot expand '%.*s' (no such user?)",
+		                  sm_sftpc_name(c), (int)ul, *path);
+	} else {
+		struct sm_sftpc_rd r;
+		sm_sftpc_rd_init(&r, &q);
+		uint32_t count = sm_sftpc_get_u32(&r);
+		size_t n;
+		const char *sname = sm_sftpc_get_str(&r, &n);
+		char *e = NULL;
+		if (r.bad || count < 1 || !n || n >= SFTP_NAME_MAX || memchr(sname, '\0', n))
+			err = sm_diag_set(d, SM_EIO, 0, "sftp: %s: malformed answer to expand '%s'",
+			                  sm_sftpc_name(c), *path);
+		else if (!(e = sm_strndup(sname, n)))
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		if (e) {
+			/* the root has no trailing '/' (sftp_open) */
+			for (size_t l = strlen(e); l > 1 && e[l - 1] == '/'; l--)
+				e[l - 1] = '\0';
+			free(*path);
+			*path = e;
+		}
+	}
+	sm_sftpc_req_release(&q);
 	return err;
 }
 
@@ -1886,15 +1939,51 @@ static void sftp_split(const char *path, char *dir, size_t n, const char **base)
 	}
 }
 
-/* A temporary name beside `path` (same directory) into tmp; its
- * directory into dir. */
-static void sftp_tmp_beside(const char *path, char *dir, size_t dirn, char *tmp, size_t tmpn)
+#define SFTP_PATH_MAX 4095 /* bytes of a path the server's open() takes (PATH_MAX, its NUL) */
+#define SFTP_TMP_MIN 13    /* a temp name without its copy of the name (sm_store_tmp_name) */
+
+/*
+ * A temporary name beside `path` (same directory) into tmp; its directory
+ * into dir. Near PATH_MAX, where that would be longer than the server
+ * takes while `path` itself fits: a temp name cut to the name's length,
+ * or, when the name is shorter than a temp name can be, one in the
+ * nearest directory above that holds it, never above `root` (renamed
+ * across: the same file system).
+ */
+static void sftp_tmp_beside(const char *root, const char *path, char *dir, size_t dirn, char *tmp,
+                            size_t tmpn)
 {
 	char tname[300];
 	const char *base;
 	sftp_split(path, dir, dirn, &base);
 	sm_store_tmp_name(base, tname, sizeof(tname));
 	snprintf(tmp, tmpn, "%s/%s", dir, tname);
+	size_t len = strlen(tmp), tl = strlen(tname);
+	if (len <= SFTP_PATH_MAX || strlen(path) > SFTP_PATH_MAX)
+		return; /* fits, or the key itself does not */
+	if (tl - (len - SFTP_PATH_MAX) >= SFTP_TMP_MIN) {
+		tname[tl - (len - SFTP_PATH_MAX)] = '\0';
+		snprintf(tmp, tmpn, "%s/%s", dir, tname);
+		return;
+	}
+	tname[SFTP_TMP_MIN] = '\0';
+	size_t rl = strlen(root);
+	char cand[SFTP_NAME_MAX];
+	snprintf(cand, sizeof(cand), "%s", dir);
+	while (strlen(cand) > rl && strcmp(cand, ".") != 0 && strcmp(cand, "/") != 0) {
+		char up[SFTP_NAME_MAX];
+		const char *b;
+		sftp_split(cand, up, sizeof(up), &b);
+		if (strlen(up) < rl && !(rl == 0 && strcmp(up, ".") == 0))
+			break; /* above the root */
+		snprintf(cand, sizeof(cand), "%s", up);
+		if (strlen(cand) + 1 + SFTP_TMP_MIN <= SFTP_PATH_MAX) {
+			snprintf(dir, dirn, "%s", cand);
+			snprintf(tmp, tmpn, "%s%s%s", cand, strcmp(cand, "/") ? "/" : "", tname);
+			return;
+		}
+	}
+	/* nowhere: the long one, which the server refuses as too long */
 }
 
 /* Where and how a put writes `path`: a temp name beside it (or path
@@ -1907,11 +1996,11 @@ struct sftp_dest {
 	uint32_t flags;
 };
 
-static void sftp_dest_init(struct sftp_dest *t, const char *path, const struct sm_put *p, char *tmp,
-                           size_t tmpn)
+static void sftp_dest_init(struct sftp_dest *t, const char *root, const char *path,
+                           const struct sm_put *p, char *tmp, size_t tmpn)
 {
 	t->inplace = p->flags & SM_PUT_INPLACE;
-	sftp_tmp_beside(path, t->dir, sizeof(t->dir), tmp, tmpn);
+	sftp_tmp_beside(root, path, t->dir, sizeof(t->dir), tmp, tmpn);
 	if (t->inplace)
 		snprintf(tmp, tmpn, "%s", path);
 	t->mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
@@ -2018,8 +2107,8 @@ static int sftp_rename_rc(struct sm_sftpc *c, const char *from, const char *to, 
  * removed (a reader may briefly miss the key, but never sees half of it,
  * and a failed rename puts the old one back).
  */
-static enum sm_err sftp_rename_over(struct sm_sftpc *c, const char *tmp, const char *path,
-                                    struct sm_diag *d)
+static enum sm_err sftp_rename_over(struct sftp_store *fs, struct sm_sftpc *c, const char *tmp,
+                                    const char *path, struct sm_diag *d)
 {
 	bool posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
 	int rc = sftp_rename_rc(c, tmp, path, posix);
@@ -2037,7 +2126,7 @@ static enum sm_err sftp_rename_over(struct sm_sftpc *c, const char *tmp, const c
 		return err;
 	/* move the old one aside first, so a failure can put it back */
 	char dir[SFTP_NAME_MAX], aside[SFTP_NAME_MAX * 2];
-	sftp_tmp_beside(path, dir, sizeof(dir), aside, sizeof(aside));
+	sftp_tmp_beside(fs->root, path, dir, sizeof(dir), aside, sizeof(aside));
 	rc = sftp_rename_rc(c, path, aside, false);
 	if (rc)
 		return sftp_err(c, rc, "replace", path, d);
@@ -2169,7 +2258,7 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
                                  const struct sm_put *p, char *buf, size_t cap, struct sm_diag *d)
 {
 	struct sftp_dest t;
-	sftp_dest_init(&t, path, p, tmp, tmpn);
+	sftp_dest_init(&t, fs->root, path, p, tmp, tmpn);
 	struct sftp_wring w = { .c = c };
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
 		sm_sftpc_req_init(&w.q[i]);
@@ -2285,7 +2374,7 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
 	if (err == SM_OK && !t.inplace)
-		err = sftp_rename_over(c, tmp, path, d);
+		err = sftp_rename_over(fs, c, tmp, path, d);
 	if (err != SM_OK && !t.inplace && !sm_sftpc_broken(c))
 		sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 out:
@@ -2457,7 +2546,7 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
                                   size_t len, const struct sm_put *p, struct sm_diag *d)
 {
 	struct sftp_dest t;
-	sftp_dest_init(&t, path, p, tmp, tmpn);
+	sftp_dest_init(&t, fs->root, path, p, tmp, tmpn);
 	struct sftp_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -2498,7 +2587,7 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	case SFTP_ST_RENAME:
 		/* in the way, or no posix-rename: the careful way */
 		err = rc == SM_SFTPC_LINK ? sftp_err(c, rc, "rename", path, d)
-		                          : sftp_rename_over(c, tmp, path, d);
+		                          : sftp_rename_over(fs, c, tmp, path, d);
 		break;
 	}
 	if (err == SM_EIO)
@@ -2647,7 +2736,7 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 	}
 	case SFTP_SYMLINK: {
 		char dir[SFTP_NAME_MAX], tmp[SFTP_NAME_MAX * 2];
-		sftp_tmp_beside(path, dir, sizeof(dir), tmp, sizeof(tmp));
+		sftp_tmp_beside(fs->root, path, dir, sizeof(dir), tmp, sizeof(tmp));
 		err = sftp_parents(fs, c, key, true, 0, d);
 		if (err != SM_OK)
 			return err;
@@ -2668,7 +2757,7 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		    sm_sftpc_has_ext(c, "lsetstat@openssh.com"))
 			err = sftp_setstat_nofollow(fs, c, tmp, p, false, d);
 		if (err == SM_OK)
-			err = sftp_rename_over(c, tmp, path, d);
+			err = sftp_rename_over(fs, c, tmp, path, d);
 		if (err != SM_OK && !sm_sftpc_broken(c))
 			sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 		return err;
