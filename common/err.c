@@ -34,6 +34,7 @@ const char *sm_err_str(enum sm_err e)
 	case SM_EDIFFER: return "contents differ";
 	case SM_ECANCELED: return "stopped";
 	case SM_ENOTEMPTY: return "directory not empty";
+	case SM_EFATAL: return "cannot go on";
 	}
 	return "unknown error";
 }

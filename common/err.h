@@ -23,7 +23,9 @@ enum sm_err {
 	SM_ENOTDIR,   /* a non-directory is in the way */
 	SM_EDIFFER,   /* verification found different contents */
 	SM_ENOTEMPTY, /* directory not empty */
-	SM_ECANCELED  /* the run is stopping (interrupted, --max-failure): not retried */
+	SM_ECANCELED, /* the run is stopping (interrupted, --max-failure): not retried */
+	SM_EFATAL     /* the store cannot go on for the rest of the run (an SSH host key
+	               * changed, authentication refused): the run stops, once */
 };
 
 #define SM_DIAG_MAX 2048 /* a server's reason is never cut short */

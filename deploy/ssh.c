@@ -20,6 +20,7 @@
 
 #include "../common/log.h"
 #include "../common/util.h"
+#include "knownhosts.h"
 #include "sshconfig.h"
 
 #define SSH_CONNECT_TIMEOUT_S 10 /* without ConnectTimeout */
@@ -122,24 +123,20 @@ static enum sm_err ssh_tcp(const char *host, int port, int timeout_s, int *out, 
 		                   "ssh: cannot connect to %s:%d: no answer within %d s "
 		                   "(ConnectTimeout)",
 		                   host, port, timeout_s);
-	return sm_diag_errno(d, last_errno ? last_errno : ECONNREFUSED,
-	                     "ssh: cannot connect to %s:%d", host, port);
+	/* refused, reset, unreachable: a server restarting, a link coming back;
+	 * worth another try later (the store decides how long) */
+	int e = last_errno ? last_errno : ECONNREFUSED;
+	err = sm_diag_errno(d, e, "ssh: cannot connect to %s:%d", host, port);
+	if (e == ECONNREFUSED || e == ECONNRESET || e == ECONNABORTED || e == EHOSTUNREACH ||
+	    e == ENETUNREACH || e == ENETDOWN || e == EHOSTDOWN || e == ETIMEDOUT || e == EPIPE) {
+		err = SM_EAGAIN;
+		if (d)
+			d->err = err;
+	}
+	return err;
 }
 
 /* ---- host keys ---- */
-
-static int ssh_key_bit(int hostkey_type)
-{
-	switch (hostkey_type) {
-	case LIBSSH2_HOSTKEY_TYPE_RSA: return LIBSSH2_KNOWNHOST_KEY_SSHRSA;
-	case LIBSSH2_HOSTKEY_TYPE_DSS: return LIBSSH2_KNOWNHOST_KEY_SSHDSS;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_256: return LIBSSH2_KNOWNHOST_KEY_ECDSA_256;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_384: return LIBSSH2_KNOWNHOST_KEY_ECDSA_384;
-	case LIBSSH2_HOSTKEY_TYPE_ECDSA_521: return LIBSSH2_KNOWNHOST_KEY_ECDSA_521;
-	case LIBSSH2_HOSTKEY_TYPE_ED25519: return LIBSSH2_KNOWNHOST_KEY_ED25519;
-	}
-	return LIBSSH2_KNOWNHOST_KEY_UNKNOWN;
-}
 
 static const char *ssh_key_name(int hostkey_type)
 {
@@ -170,43 +167,62 @@ static void ssh_fingerprint(LIBSSH2_SESSION *s, char *out, size_t n)
 	snprintf(out, n, "SHA256:%.*s", len, (const char *)b64);
 }
 
-/* The "[host]:port" or "host" form known_hosts uses. */
-static void ssh_kh_name(const char *host, int port, char *out, size_t n)
-{
-	if (port == 22)
-		snprintf(out, n, "%s", host);
-	else
-		snprintf(out, n, "[%s]:%d", host, port);
-}
-
-/* Host key algorithms in libssh2's names, each with its known_hosts bit. */
+/* Host key algorithms in libssh2's names, each with the known_hosts key
+ * type it proves. */
 static const struct {
 	const char *name;
-	int bit;
+	const char *keytype;
 } ssh_hostkey_algs[] = {
-	{ "ssh-ed25519", LIBSSH2_KNOWNHOST_KEY_ED25519 },
-	{ "ecdsa-sha2-nistp256", LIBSSH2_KNOWNHOST_KEY_ECDSA_256 },
-	{ "ecdsa-sha2-nistp384", LIBSSH2_KNOWNHOST_KEY_ECDSA_384 },
-	{ "ecdsa-sha2-nistp521", LIBSSH2_KNOWNHOST_KEY_ECDSA_521 },
-	{ "rsa-sha2-512", LIBSSH2_KNOWNHOST_KEY_SSHRSA },
-	{ "rsa-sha2-256", LIBSSH2_KNOWNHOST_KEY_SSHRSA },
-	{ "ssh-rsa", LIBSSH2_KNOWNHOST_KEY_SSHRSA },
+	{ "ssh-ed25519", "ssh-ed25519" },
+	{ "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp256" },
+	{ "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp384" },
+	{ "ecdsa-sha2-nistp521", "ecdsa-sha2-nistp521" },
+	{ "rsa-sha2-512", "ssh-rsa" },
+	{ "rsa-sha2-256", "ssh-rsa" },
+	{ "ssh-rsa", "ssh-rsa" },
 };
+
+/* Is `type` in the comma-separated list? */
+static bool ssh_in_list(const char *list, const char *type)
+{
+	size_t n = strlen(type);
+	for (const char *p = list; *p;) {
+		size_t l = strcspn(p, ",");
+		if (l == n && memcmp(p, type, n) == 0)
+			return true;
+		p += l + (p[l] == ',');
+	}
+	return false;
+}
+
+/* The known_hosts files of a host: the user's, then the global ones. */
+struct ssh_khfiles {
+	const char *v[2 * 100 + 2];
+	size_t n;
+};
+
+static void ssh_khfiles(const struct sm_ssh_host_cfg *hc, struct ssh_khfiles *f)
+{
+	f->n = 0;
+	for (size_t i = 0; i < hc->n_known_hosts && f->n < 100; i++)
+		f->v[f->n++] = hc->known_hosts[i];
+	for (size_t i = 0; i < hc->n_global_known_hosts && f->n < 200; i++)
+		f->v[f->n++] = hc->global_known_hosts[i];
+}
 
 /*
  * Ask for the host key types known_hosts already has for this host first,
  * as ssh does: otherwise a server with several keys may show one we do not
- * know and be refused. (A lookup with a dummy key says whether an entry of
- * a type exists: it mismatches.)
+ * know and be refused.
  */
-static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const char *host, int port)
+static void ssh_prefer_known(LIBSSH2_SESSION *s, const struct ssh_khfiles *f, const char *khname)
 {
 	/* only names this libssh2 has: its method_pref() overlaps memcpy()s
 	 * when it strips unknown ones (1.10) */
 	const char **algs = NULL;
 	int na = libssh2_session_supported_algs(s, LIBSSH2_METHOD_HOSTKEY, &algs);
-	char khname[600];
-	ssh_kh_name(host, port, khname, sizeof(khname));
+	char types[512];
+	sm_kh_types(f->v, f->n, khname, types, sizeof(types));
 	char known[256] = "", rest[256] = "";
 	size_t nk = sizeof(ssh_hostkey_algs) / sizeof(ssh_hostkey_algs[0]);
 	for (size_t i = 0; i < nk; i++) {
@@ -215,13 +231,7 @@ static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const c
 			supported = strcmp(algs[j], ssh_hostkey_algs[i].name) == 0;
 		if (!supported)
 			continue;
-		struct libssh2_knownhost *found = NULL;
-		int r = libssh2_knownhost_checkp(kh, khname, -1, "x", 1,
-		                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-		                                         LIBSSH2_KNOWNHOST_KEYENC_RAW |
-		                                         ssh_hostkey_algs[i].bit,
-		                                 &found);
-		char *dst = r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH ? known : rest;
+		char *dst = ssh_in_list(types, ssh_hostkey_algs[i].keytype) ? known : rest;
 		size_t len = strlen(dst);
 		snprintf(dst + len, 256 - len, "%s%s", len ? "," : "", ssh_hostkey_algs[i].name);
 	}
@@ -236,52 +246,93 @@ static void ssh_prefer_known(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh, const c
 	libssh2_session_method_pref(s, LIBSSH2_METHOD_HOSTKEY, pref);
 }
 
-static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, LIBSSH2_KNOWNHOSTS *kh,
+/* A key type as ssh names it in messages ("ssh-rsa" -> "RSA"). */
+static const char *ssh_keytype_name(const char *t)
+{
+	if (!strcmp(t, "ssh-rsa"))
+		return "RSA";
+	if (!strcmp(t, "ssh-dss"))
+		return "DSA";
+	if (!strncmp(t, "ecdsa-", 6))
+		return "ECDSA";
+	if (!strcmp(t, "ssh-ed25519"))
+		return "ED25519";
+	return t;
+}
+
+/* " -f FILE" for ssh-keygen when the file is not the default it edits. */
+static void ssh_keygen_file(const char *file, char *out, size_t n)
+{
+	const char *home = getenv("HOME");
+	char def[SM_KH_PATH_MAX];
+	snprintf(def, sizeof(def), "%s/.ssh/known_hosts", home ? home : "");
+	if (home && strcmp(file, def) == 0)
+		out[0] = '\0';
+	else
+		snprintf(out, n, " -f '%s'", file);
+}
+
+static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, const struct ssh_khfiles *f, const char *name,
                                   const struct sm_ssh_host_cfg *hc, struct sm_diag *d)
 {
 	size_t len = 0;
 	int type = 0;
 	const char *key = libssh2_session_hostkey(s, &len, &type);
-	char fp[80], name[600];
+	char fp[80];
 	ssh_fingerprint(s, fp, sizeof(fp));
-	ssh_kh_name(hc->hostname, hc->port, name, sizeof(name));
 	if (!key)
 		return sm_diag_set(d, SM_EIO, 0, "ssh: %s sent no host key", name);
-	/* the exact "[host]:port" entry: libssh2 would fall back to a plain
-	 * "host" (port 22) entry, which is another server's key */
-	struct libssh2_knownhost *found = NULL;
-	int r = libssh2_knownhost_checkp(kh, name, -1, key, len,
-	                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-	                                         LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_key_bit(type),
-	                                 &found);
-	if (r == LIBSSH2_KNOWNHOST_CHECK_MATCH)
-		return SM_OK;
-	const char *file = hc->n_known_hosts ? hc->known_hosts[0] : "~/.ssh/known_hosts";
-	if (r == LIBSSH2_KNOWNHOST_CHECK_MISMATCH)
-		return sm_diag_set(d, SM_EACCES, 0,
+	struct sm_kh_verdict v;
+	sm_kh_check(f->v, f->n, name, (const unsigned char *)key, len, &v);
+	char kf[SM_KH_PATH_MAX + 8];
+	switch (v.status) {
+	case SM_KH_MATCH: return SM_OK;
+	case SM_KH_REVOKED:
+		return sm_diag_set(d, SM_EFATAL, 0,
+		                   "ssh: the host key of %s (%s %s) is marked @revoked in %s:%d: "
+		                   "refusing to connect",
+		                   name, ssh_key_name(type), fp, v.file, v.line);
+	case SM_KH_CHANGED:
+		ssh_keygen_file(v.file, kf, sizeof(kf));
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: the host key of %s has CHANGED (now %s %s), it does not "
-		                   "match %s: refusing to connect; if the change is expected, "
-		                   "remove the old key with: ssh-keygen -R '%s'",
-		                   name, ssh_key_name(type), fp, file, name);
-	if (hc->strict != SM_SSH_STRICT_ACCEPT_NEW && hc->strict != SM_SSH_STRICT_NO)
-		return sm_diag_set(d, SM_EACCES, 0,
+		                   "match the %s key in %s:%d: refusing to connect; if the change "
+		                   "is expected, remove the old key with: ssh-keygen -R '%s'%s",
+		                   name, ssh_key_name(type), fp, ssh_keytype_name(v.keytype),
+		                   v.file, v.line, name, kf);
+	case SM_KH_CA_ONLY:
+		return sm_diag_set(d, SM_EFATAL, 0,
+		                   "ssh: %s is known only through the @cert-authority line %s:%d, "
+		                   "and host certificates are not supported (libssh2): refusing "
+		                   "to connect; check the fingerprint (%s %s), then add the host's "
+		                   "own key with: ssh-keyscan -p %d %s >> %s",
+		                   name, v.file, v.line, ssh_key_name(type), fp, hc->port,
+		                   hc->hostname, v.file);
+	case SM_KH_UNKNOWN: break;
+	}
+	const char *file = hc->n_known_hosts ? hc->known_hosts[0] : NULL;
+	if ((hc->strict != SM_SSH_STRICT_ACCEPT_NEW && hc->strict != SM_SSH_STRICT_NO) || !file) {
+		if (!file)
+			return sm_diag_set(
+			        d, SM_EFATAL, 0,
+			        "ssh: %s is not a known host (its %s key is %s), and "
+			        "UserKnownHostsFile is none: add the key to a known_hosts "
+			        "file (ssh-keyscan -p %d %s) and name that file",
+			        name, ssh_key_name(type), fp, hc->port, hc->hostname);
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s is not a known host (its %s key is %s); check the "
 		                   "fingerprint, then add it with: ssh-keyscan -p %d %s >> %s",
 		                   name, ssh_key_name(type), fp, hc->port, hc->hostname, file);
+	}
 	/* accept-new: remember it, appending one line as ssh does (never
 	 * rewriting the file: its comments and other entries stay as they are) */
-	struct libssh2_knownhost *node = NULL;
-	char line[8192];
-	size_t llen = 0;
+	char line[16384];
 	int fd = -1;
-	bool ok = libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0,
-	                                 LIBSSH2_KNOWNHOST_TYPE_PLAIN |
-	                                         LIBSSH2_KNOWNHOST_KEYENC_RAW | ssh_key_bit(type),
-	                                 &node) == 0 &&
-	          libssh2_knownhost_writeline(kh, node, line, sizeof(line), &llen,
-	                                      LIBSSH2_KNOWNHOST_FILE_OPENSSH) == 0 &&
+	struct sm_diag ld;
+	bool ok = sm_kh_line(name, (const unsigned char *)key, len, hc->hash_known_hosts, line,
+	                     sizeof(line), &ld) == SM_OK &&
 	          (fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) >= 0 &&
-	          write(fd, line, llen) == (ssize_t)llen;
+	          write(fd, line, strlen(line)) == (ssize_t)strlen(line);
 	if (fd >= 0 && close(fd) != 0)
 		ok = false;
 	if (!ok)
@@ -656,24 +707,24 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 		}
 	}
 	if (locked_key && !pw_tried)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: key '%s' is encrypted and no ssh-agent holds it; add it "
 		                   "with ssh-add or use an unencrypted key",
 		                   locked_key);
 	if (wrong_pass_key && !pw_tried)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s: permission denied (%s): wrong passphrase for key '%s'",
 		                   c->name, methods[0] ? methods : "no method offered",
 		                   wrong_pass_key);
 	if (rsa_refused)
-		return sm_diag_set(d, SM_EACCES, 0,
+		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s: permission denied (%s): the RSA key %s was refused, "
 		                   "probably because libssh2 %s signs RSA keys with SHA-1, which "
 		                   "OpenSSH 8.8 and later refuse; use an ed25519 or ECDSA key "
 		                   "(ssh-keygen -t ed25519)",
 		                   c->name, methods[0] ? methods : "no method offered", rsa_refused,
 		                   LIBSSH2_VERSION);
-	return sm_diag_set(d, SM_EACCES, 0, "ssh: %s: permission denied (%s)", c->name,
+	return sm_diag_set(d, SM_EFATAL, 0, "ssh: %s: permission denied (%s)", c->name,
 	                   methods[0] ? methods : "no method offered");
 }
 
@@ -706,7 +757,6 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 	enum sm_err err = sm_ssh_config_resolve(NULL, t->host, t->user, t->port, &hc, d);
 	if (err != SM_OK)
 		return err;
-	LIBSSH2_KNOWNHOSTS *kh = NULL;
 	struct sm_ssh_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -721,26 +771,15 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 	if (err != SM_OK)
 		goto out;
 	c->s = libssh2_session_init();
-	kh = c->s ? libssh2_knownhost_init(c->s) : NULL;
-	if (!c->s || !kh) {
+	if (!c->s) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
-	for (size_t i = 0; i < hc.n_known_hosts; i++) {
-		if (access(hc.known_hosts[i], R_OK) != 0 ||
-		    libssh2_knownhost_readfile(kh, hc.known_hosts[i],
-		                               LIBSSH2_KNOWNHOST_FILE_OPENSSH) >= 0)
-			continue;
-		/* libssh2 stops at a line it cannot parse: the host's entry may be
-		 * among those not read, so an "unknown" host may be a changed one */
-		sm_log(SM_LOG_WARN,
-		       "ssh: could not read all of %s (a line libssh2 cannot parse); "
-		       "unknown hosts are refused",
-		       hc.known_hosts[i]);
-		if (hc.strict == SM_SSH_STRICT_ACCEPT_NEW || hc.strict == SM_SSH_STRICT_NO)
-			hc.strict = SM_SSH_STRICT_YES;
-	}
-	ssh_prefer_known(c->s, kh, hc.hostname, hc.port);
+	struct ssh_khfiles khf;
+	ssh_khfiles(&hc, &khf);
+	char khname[600];
+	sm_kh_name(hc.hostname, hc.port, khname, sizeof(khname));
+	ssh_prefer_known(c->s, &khf, khname);
 	libssh2_session_set_blocking(c->s, 1);
 	libssh2_session_set_timeout(c->s, (long)ct * 1000);
 	if (libssh2_session_handshake(c->s, c->fd) != 0) {
@@ -749,7 +788,7 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 		                  hc.hostname, hc.port, ssh_errmsg(c->s, em, sizeof(em)));
 		goto out;
 	}
-	err = ssh_check_host(c->s, kh, &hc, d);
+	err = ssh_check_host(c->s, &khf, khname, &hc, d);
 	if (err != SM_OK)
 		goto out;
 	err = ssh_auth(c, &hc, user, t->password, d);
@@ -765,8 +804,6 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 	*out = c;
 	c = NULL;
 out:
-	if (kh)
-		libssh2_knownhost_free(kh);
 	ssh_close(c);
 	sm_ssh_host_cfg_release(&hc);
 	return err;

@@ -39,6 +39,8 @@ enum sshcfg_kw {
 	SSHCFG_IDENTITYFILE,
 	SSHCFG_IDENTITIESONLY,
 	SSHCFG_KNOWNHOSTS,
+	SSHCFG_GLOBALKNOWNHOSTS,
+	SSHCFG_HASHKNOWNHOSTS,
 	SSHCFG_STRICT,
 	SSHCFG_CONNECTTIMEOUT,
 	SSHCFG_ALIVEINTERVAL,
@@ -58,6 +60,8 @@ static const struct {
 	{ "IdentityFile", SSHCFG_IDENTITYFILE },
 	{ "IdentitiesOnly", SSHCFG_IDENTITIESONLY },
 	{ "UserKnownHostsFile", SSHCFG_KNOWNHOSTS },
+	{ "GlobalKnownHostsFile", SSHCFG_GLOBALKNOWNHOSTS },
+	{ "HashKnownHosts", SSHCFG_HASHKNOWNHOSTS },
 	{ "StrictHostKeyChecking", SSHCFG_STRICT },
 	{ "ConnectTimeout", SSHCFG_CONNECTTIMEOUT },
 	{ "ServerAliveInterval", SSHCFG_ALIVEINTERVAL },
@@ -87,6 +91,9 @@ struct sshcfg_state {
 	struct sshcfg_list ids;
 	struct sshcfg_list khs;
 	bool khs_set; /* UserKnownHostsFile: the first line that applies wins, as in ssh */
+	struct sshcfg_list gkhs;
+	bool gkhs_set; /* GlobalKnownHostsFile: the same */
+	int hash_known_hosts;
 };
 
 /* The file being read, for messages and Include. */
@@ -516,6 +523,12 @@ static enum sm_err sshcfg_line(struct sshcfg_state *st, const struct sshcfg_file
 		st->khs_set = st->khs_set || (take && err == SM_OK);
 		return err;
 	}
+	case SSHCFG_GLOBALKNOWNHOSTS: {
+		bool take = *active && !st->gkhs_set;
+		enum sm_err err = sshcfg_files(f, kw, &s, true, take, &st->gkhs, d);
+		st->gkhs_set = st->gkhs_set || (take && err == SM_OK);
+		return err;
+	}
 	default: break;
 	}
 
@@ -545,12 +558,16 @@ static enum sm_err sshcfg_line(struct sshcfg_state *st, const struct sshcfg_file
 			st->port = (int)i64;
 		return SM_OK;
 	case SSHCFG_IDENTITIESONLY:
+	case SSHCFG_HASHKNOWNHOSTS: {
 		if (!sshcfg_parse_flag(v, &n))
 			return sm_diag_set(d, SM_EINVAL, 0, "%s:%d: %s '%s' is not yes or no",
 			                   f->path, f->line, kw, v);
-		if (*active && st->identities_only < 0)
-			st->identities_only = n;
+		int *slot = sshcfg_keywords[k].kw == SSHCFG_IDENTITIESONLY ? &st->identities_only
+		                                                           : &st->hash_known_hosts;
+		if (*active && *slot < 0)
+			*slot = n;
 		return SM_OK;
+	}
 	case SSHCFG_STRICT:
 		if (!sshcfg_parse_strict(v, &n))
 			return sm_diag_set(d, SM_EINVAL, 0,
@@ -839,6 +856,8 @@ enum sm_err sm_ssh_config_resolve(const char *path, const char *alias, const cha
 	static const char *const def_ids[] = { "~/.ssh/id_ed25519", "~/.ssh/id_ecdsa",
 		                               "~/.ssh/id_rsa" };
 	static const char *const def_khs[] = { "~/.ssh/known_hosts" };
+	static const char *const def_gkhs[] = { "/etc/ssh/ssh_known_hosts",
+		                                "/etc/ssh/ssh_known_hosts2" };
 
 	if (!alias || !*alias)
 		return sm_diag_set(d, SM_EINVAL, 0, "empty ssh host name");
@@ -854,6 +873,7 @@ enum sm_err sm_ssh_config_resolve(const char *path, const char *alias, const cha
 		.alias = alias,
 		.port = -1,
 		.identities_only = -1,
+		.hash_known_hosts = -1,
 		.strict = -1,
 		.connect_timeout = -1,
 		.alive_interval = -1,
@@ -916,6 +936,7 @@ enum sm_err sm_ssh_config_resolve(const char *path, const char *alias, const cha
 	}
 	c.port = port > 0 ? port : st.port > 0 ? st.port : 22;
 	c.identities_only = st.identities_only > 0;
+	c.hash_known_hosts = st.hash_known_hosts > 0;
 	c.strict = st.strict >= 0 ? (enum sm_ssh_strict)st.strict : SM_SSH_STRICT_ASK;
 	c.connect_timeout_s = st.connect_timeout > 0 ? st.connect_timeout : 0;
 	c.server_alive_interval = st.alive_interval > 0 ? st.alive_interval : 0;
@@ -938,12 +959,17 @@ enum sm_err sm_ssh_config_resolve(const char *path, const char *alias, const cha
 	                         &c.known_hosts, &c.n_known_hosts, d);
 	if (err != SM_OK)
 		goto out;
+	err = sshcfg_expand_list(&st.gkhs, def_gkhs, sizeof(def_gkhs) / sizeof(def_gkhs[0]), &t,
+	                         &c.global_known_hosts, &c.n_global_known_hosts, d);
+	if (err != SM_OK)
+		goto out;
 
 	*out = c;
 	memset(&c, 0, sizeof(c));
 out:
 	sm_ssh_host_cfg_release(&c);
 	free(cfgpath);
+	sshcfg_list_release(&st.gkhs);
 	sshcfg_list_release(&st.khs);
 	sshcfg_list_release(&st.ids);
 	free(st.user);
@@ -964,6 +990,9 @@ void sm_ssh_host_cfg_release(struct sm_ssh_host_cfg *c)
 	for (size_t i = 0; i < c->n_known_hosts; i++)
 		free(c->known_hosts[i]);
 	free(c->known_hosts);
+	for (size_t i = 0; i < c->n_global_known_hosts; i++)
+		free(c->global_known_hosts[i]);
+	free(c->global_known_hosts);
 	free(c->user);
 	free(c->hostname);
 	free(c->alias);

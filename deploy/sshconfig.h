@@ -37,6 +37,10 @@ struct sm_ssh_host_cfg {
 	char **known_hosts; /* UserKnownHostsFile values, expanded; default
 	                     * ~/.ssh/known_hosts */
 	size_t n_known_hosts;
+	char **global_known_hosts; /* GlobalKnownHostsFile values, expanded; default
+	                            * /etc/ssh/ssh_known_hosts, /etc/ssh/ssh_known_hosts2 */
+	size_t n_global_known_hosts;
+	bool hash_known_hosts; /* HashKnownHosts: accept-new writes hashed names */
 	enum sm_ssh_strict strict;
 	int connect_timeout_s;      /* ConnectTimeout; 0 = not set */
 	int server_alive_interval;  /* ServerAliveInterval seconds; 0 = not set */

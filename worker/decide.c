@@ -38,6 +38,18 @@ static bool decide_mode_differs(const struct sm_entry *s, const struct sm_entry 
 	return o->perms && !S_ISLNK(s->mode) && (s->mode & 07777) != (d->mode & 07777);
 }
 
+/* SRC's mtime against DST's in whole seconds (as rsync: not every store
+ * keeps nanoseconds): <0, 0, >0. A DST time at the limit of what its store
+ * holds (mtime_clamp) stands for every time past that limit, so a key
+ * copied with a time the store could not keep is not copied again. */
+static int decide_mtime_cmp(const struct sm_entry *src, const struct sm_entry *dst)
+{
+	int64_t ss = src->mtime_ns / 1000000000, ds = dst->mtime_ns / 1000000000;
+	if ((dst->mtime_clamp > 0 && ss > ds) || (dst->mtime_clamp < 0 && ss < ds))
+		return 0;
+	return ss > ds ? 1 : ss < ds ? -1 : 0;
+}
+
 struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *dst,
                              const struct sm_opts *o)
 {
@@ -74,11 +86,10 @@ struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *
 		return dec(SM_ACT_SKIP, "same symlink", true);
 	}
 	if (o->update) {
-		/* Whole seconds, like rsync: not every store keeps nanoseconds. */
-		int64_t ss = src->mtime_ns / 1000000000, ds = dst->mtime_ns / 1000000000;
-		if (ss > ds)
+		int c = decide_mtime_cmp(src, dst);
+		if (c > 0)
 			return dec(SM_ACT_COPY, "newer on SRC", false);
-		if (ss < ds)
+		if (c < 0)
 			return dec(SM_ACT_SKIP, "newer on DST (--update)", false);
 	}
 	if (src->size != dst->size)
@@ -88,7 +99,7 @@ struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *
 	/* Deleting SRC needs the strongest evidence the run has: the same size
 	 * and mtime (whole seconds, as not every store keeps more), else the
 	 * key is copied first. */
-	if (o->delete_src && src->mtime_ns / 1000000000 != dst->mtime_ns / 1000000000)
+	if (o->delete_src && decide_mtime_cmp(src, dst) != 0)
 		return dec(SM_ACT_COPY, "same size, other mtime: copied before SRC is deleted",
 		           false);
 	if (decide_mode_differs(src, dst, o))

@@ -102,7 +102,8 @@ static void task_failed(struct task_run *tr, const char *key, const struct sm_di
 {
 	LIVE_ADD(tr->live, failed, 1);
 	task_note_failure(tr, key, d->msg);
-	if (atomic_load(&tr->w->abort) || tr->revoked || (tr->ctl && atomic_load(&tr->ctl->stop)))
+	if (atomic_load(&tr->w->abort) || tr->revoked || (tr->ctl && atomic_load(&tr->ctl->stop)) ||
+	    sm_wctx_stop_on(tr->w, d))
 		return; /* stopping: the cause was reported once already */
 	sm_log_key_error(key, d->msg);
 	if (d->err == SM_ENOSPC && !atomic_exchange(&tr->w->abort, true)) {
@@ -509,7 +510,8 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 	struct sm_cursor *cur = NULL;
 	enum sm_err err = sm_store_list_begin(tr->w->dst, &r, &cur, d);
 	if (err != SM_OK) {
-		sm_log(SM_LOG_ERROR, "%s", d->msg);
+		if (!sm_wctx_stop_on(tr->w, d))
+			sm_log(SM_LOG_ERROR, "%s", d->msg);
 		tr->listing_failed = true;
 		err = SM_OK;
 		/* Without the DST listing nothing in the range can be decided. */
@@ -529,7 +531,8 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 			if (le == SM_EOF) {
 				dst_done = true;
 			} else if (le != SM_OK) {
-				sm_log(SM_LOG_ERROR, "%s", ld.msg);
+				if (!sm_wctx_stop_on(tr->w, &ld))
+					sm_log(SM_LOG_ERROR, "%s", ld.msg);
 				LIVE_ADD(tr->live, failed, 1); /* what could not be listed */
 				tr->listing_failed = true;
 				te = NULL;

@@ -103,6 +103,15 @@ void sm_wctx_count_failure(struct sm_wctx *w)
 		atomic_store(&w->abort, true);
 }
 
+bool sm_wctx_stop_on(struct sm_wctx *w, const struct sm_diag *d)
+{
+	if (d->err != SM_EFATAL)
+		return false;
+	if (!atomic_exchange(&w->abort, true))
+		sm_log(SM_LOG_ERROR, "%s", d->msg);
+	return true;
+}
+
 /* Another attempt of an operation on `key` (common/retry.h): at least
  * max_attempts, and while the run's transfers succeeded lately, for up to
  * XFER_RETRY_BUDGET_MS, so a short outage of a store costs no key. */

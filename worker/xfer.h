@@ -63,6 +63,12 @@ bool sm_xfer_ctl_go(struct sm_xfer_ctl *c);
  * (the manager also stops the whole run when the sum reaches it). */
 void sm_wctx_count_failure(struct sm_wctx *w);
 
+/* A failure that ends the run: a store that cannot go on (SM_EFATAL: an
+ * SSH host key changed, authentication refused). The first one stops this
+ * process's workers (the manager then stops the run) and is logged here,
+ * once; true for every such failure, and the caller logs nothing more. */
+bool sm_wctx_stop_on(struct sm_wctx *w, const struct sm_diag *d);
+
 /* Copy `src` (an entry of the SRC store) to `dst_key` on DST. `live` (may be
  * NULL) is advanced atomically by the bytes written so far, for progress; on
  * failure the caller subtracts what it added. `ctl` (may be NULL: the run's

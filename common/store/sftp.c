@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../log.h"
 #include "../spill.h"
@@ -79,6 +80,14 @@ struct sftp_store {
 	struct sftp_slot conn[SFTP_CONNS_MAX];
 	int nconn;
 	int connecting;
+	/* the remote login's ids (what a new file gets), from the probe of
+	 * writable(); unknown: owners are always sent */
+	bool login_known;
+	uint32_t login_uid, login_gid;
+	atomic_bool owner_warned; /* a refused chown was shown (the others: -v) */
+	bool ever;                /* a connection worked: a refused one now is an outage */
+	uint64_t down_since_ns;   /* the outage began (sm_now_ns), 0: none */
+	struct sm_diag fatal;     /* SM_EFATAL once a connect met one: every later call fails */
 	/* directories writes found good lately (sftp_parents) */
 	pthread_mutex_t dirs_mu;
 	pthread_cond_t dirs_cv; /* a look finished */
@@ -133,6 +142,54 @@ static enum sm_err sftp_connect(struct sftp_store *fs, struct sm_sftpc **out, st
 	return sm_sftpc_start(fs->ssh, ssh, out, d);
 }
 
+/*
+ * Connect, riding out an outage: once a connection has worked in this run,
+ * a connect that is refused, reset or cut (SM_EAGAIN: a server restarting,
+ * a link coming back) is tried again with backoff until SFTP_OUTAGE_MS
+ * after the outage began, the outage logged once. The caller holds
+ * fs->connecting, so the other threads wait for this one instead of each
+ * knocking. Past the bound every call tries once (a dead server fails
+ * keys quickly). Call without fs->mu.
+ */
+#define SFTP_OUTAGE_MS 60000u
+#define SFTP_OUTAGE_BACKOFF_MS 250u
+#define SFTP_OUTAGE_BACKOFF_MAX_MS 4000u
+
+static enum sm_err sftp_connect_ride(struct sftp_store *fs, struct sm_sftpc **out,
+                                     struct sm_diag *d)
+{
+	unsigned wait_ms = SFTP_OUTAGE_BACKOFF_MS;
+	for (;;) {
+		enum sm_err err = sftp_connect(fs, out, d);
+		pthread_mutex_lock(&fs->mu);
+		uint64_t now = sm_now_ns(), since = fs->down_since_ns;
+		bool first = false;
+		if (err == SM_OK) {
+			fs->ever = true;
+			fs->down_since_ns = 0;
+		} else if (err == SM_EAGAIN && fs->ever && !since) {
+			fs->down_since_ns = since = now;
+			first = true;
+		}
+		bool ever = fs->ever;
+		pthread_mutex_unlock(&fs->mu);
+		if (err == SM_OK) {
+			if (since)
+				sm_log(SM_LOG_INFO, "ssh: %s answers again after %.1f s",
+				       sm_sftpc_name(*out), (double)(now - since) / 1e9);
+			return SM_OK;
+		}
+		if (err != SM_EAGAIN || !ever || now - since >= (uint64_t)SFTP_OUTAGE_MS * 1000000u)
+			return err;
+		if (first)
+			sm_log(SM_LOG_WARN, "%s; trying again for up to %u s", d ? d->msg : "ssh",
+			       SFTP_OUTAGE_MS / 1000);
+		sm_sleep_ms(wait_ms + (unsigned)(sm_rand64() % (wait_ms / 2 + 1)));
+		if (wait_ms < SFTP_OUTAGE_BACKOFF_MAX_MS)
+			wait_ms *= 2;
+	}
+}
+
 /* A connection for one operation (give it back with sftp_put_conn and
  * the same weight): 1 for small ones; a large transfer counts as
  * SFTP_SLOTS, so that two of them get a connection each (its engine thread
@@ -145,6 +202,12 @@ static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc
 	enum sm_err cerr = SM_OK; /* a connect of ours failed: share or give up */
 	pthread_mutex_lock(&fs->mu);
 	for (;;) {
+		if (fs->fatal.err != SM_OK) { /* reported once, where it happened */
+			if (d)
+				*d = fs->fatal;
+			pthread_mutex_unlock(&fs->mu);
+			return SM_EFATAL;
+		}
 		int nd = sftp_reap_locked(fs, dead);
 		if (nd) {
 			pthread_mutex_unlock(&fs->mu);
@@ -179,10 +242,12 @@ static enum sm_err sftp_get_w(struct sftp_store *fs, int weight, struct sm_sftpc
 		fs->connecting++;
 		pthread_mutex_unlock(&fs->mu);
 		struct sm_sftpc *c = NULL;
-		enum sm_err err = sftp_connect(fs, &c, &cd);
+		enum sm_err err = sftp_connect_ride(fs, &c, &cd);
 		pthread_mutex_lock(&fs->mu);
 		fs->connecting--;
 		pthread_cond_broadcast(&fs->cv);
+		if (err == SM_EFATAL && fs->fatal.err == SM_OK)
+			fs->fatal = cd; /* no more handshakes: the next one would fail alike */
 		if (err == SM_OK) {
 			fs->conn[fs->nconn++] = (struct sftp_slot){ .c = c, .users = weight };
 			*out = c;
@@ -285,6 +350,8 @@ static void sftp_fill(struct sm_entry *e, const struct sm_sftpc_attrs *a)
 	e->mode = mode;
 	e->size = S_ISDIR(mode) ? 0 : (a->flags & SM_SFTPC_A_SIZE) ? a->size : 0;
 	e->mtime_ns = (a->flags & SM_SFTPC_A_TIME) ? (int64_t)a->mtime * 1000000000 : 0;
+	/* SFTP's times end in 2106 (sftp_attrset keeps a later one there) */
+	e->mtime_clamp = (a->flags & SM_SFTPC_A_TIME) && a->mtime == UINT32_MAX ? 1 : 0;
 	if (a->flags & SM_SFTPC_A_UIDGID) {
 		e->uid = a->uid;
 		e->gid = a->gid;
@@ -395,6 +462,7 @@ static void sftp_close_handle(struct sm_sftpc *c, const struct sm_sftpc_handle *
 /* ---- open / close ---- */
 
 static enum sm_err sftp_reroot(struct sm_store *st, struct sftp_store *fs, struct sm_diag *d);
+static enum sm_err sftp_expand_home(struct sm_sftpc *c, char **path, struct sm_diag *d);
 static enum sm_err sftp_where(struct sm_store *st, struct sftp_store *fs, struct sm_sftpc *c,
                               struct sm_diag *d);
 
@@ -429,6 +497,13 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	err = sftp_get(fs, &c, d);
 	if (err != SM_OK)
 		return err;
+	if (fs->root[0] == '~') { /* "~user/dir": the server knows the homes */
+		err = sftp_expand_home(c, &fs->root, d);
+		if (err != SM_OK) {
+			sftp_put_conn(fs, c);
+			return err;
+		}
+	}
 	struct sm_sftpc_attrs a;
 	const char *root = *fs->root ? fs->root : ".";
 	err = sftp_stat_path(c, root, true, &a, d);
@@ -450,6 +525,51 @@ static enum sm_err sftp_open(struct sm_store *st, const struct sm_url *u,
 	if (err == SM_OK && !fs->loc.password && sm_sftpc_typed_password(c))
 		fs->loc.password = sm_strdup(sm_sftpc_typed_password(c));
 	sftp_put_conn(fs, c);
+	return err;
+}
+
+/* "~user[/dir]" in *path replaced by what the server makes of it
+ * (expand-path@openssh.com, as scp does); an error when it cannot. */
+static enum sm_err sftp_expand_home(struct sm_sftpc *c, char **path, struct sm_diag *d)
+{
+	size_t ul = strcspn(*path, "/");
+	if (!sm_sftpc_has_ext(c, "expand-path@openssh.com"))
+		return sm_diag_set(d, SM_ENOTSUP, 0,
+		                   "sftp: %s cannot expand '%.*s' (the server lacks "
+		                   "expand-path@openssh.com): give the path from '/'",
+		                   sm_sftpc_name(c), (int)ul, *path);
+	struct sm_sftpc_req q;
+	sm_sftpc_req_init(&q);
+	sm_sftpc_begin_ext(&q, "expand-path@openssh.com", SM_SFTPC_R_NAME);
+	sm_sftpc_cstr(&q, *path);
+	int rc = sm_sftpc_call(c, &q);
+	enum sm_err err = SM_OK;
+	if (rc == SM_SFTPC_LINK) {
+		err = sftp_err(c, rc, "expand", *path, d);
+	} else if (rc) {
+		err = sm_diag_set(d, SM_ENOENT, rc, "sftp: %s cannot expand '%.*s' (no such user?)",
+		                  sm_sftpc_name(c), (int)ul, *path);
+	} else {
+		struct sm_sftpc_rd r;
+		sm_sftpc_rd_init(&r, &q);
+		uint32_t count = sm_sftpc_get_u32(&r);
+		size_t n;
+		const char *sname = sm_sftpc_get_str(&r, &n);
+		char *e = NULL;
+		if (r.bad || count < 1 || !n || n >= SFTP_NAME_MAX || memchr(sname, '\0', n))
+			err = sm_diag_set(d, SM_EIO, 0, "sftp: %s: malformed answer to expand '%s'",
+			                  sm_sftpc_name(c), *path);
+		else if (!(e = sm_strndup(sname, n)))
+			err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		if (e) {
+			/* the root has no trailing '/' (sftp_open) */
+			for (size_t l = strlen(e); l > 1 && e[l - 1] == '/'; l--)
+				e[l - 1] = '\0';
+			free(*path);
+			*path = e;
+		}
+	}
+	sm_sftpc_req_release(&q);
 	return err;
 }
 
@@ -807,39 +927,152 @@ static enum sm_err sftp_parents(struct sftp_store *fs, struct sm_sftpc *c, const
 	return err;
 }
 
-/*
- * Set attributes of `path` without following a symlink there: with
- * lsetstat@openssh.com (the server's fchmodat, utimensat and fchownat with
- * AT_SYMLINK_NOFOLLOW) where offered, else SETSTAT after an LSTAT found no
- * symlink (SFTP version 3 has nothing better: a swap between the two is
- * still followed). A symlink's mode is not set (it means nothing); without
- * lsetstat nothing of a symlink is set.
- */
-static enum sm_err sftp_setstat_nofollow(struct sm_sftpc *c, const char *path,
-                                         const struct sm_sftpc_attrs *a, struct sm_diag *d)
+/* A time as "YYYY-MM-DD HH:MM:SS UTC", for messages. */
+static void sftp_fmt_time(int64_t s, char *out, size_t n)
 {
-	struct sm_sftpc_attrs now, want = *a;
+	time_t t = (time_t)s;
+	struct tm tm;
+	if (!gmtime_r(&t, &tm) || !strftime(out, n, "%Y-%m-%d %H:%M:%S UTC", &tm))
+		snprintf(out, n, "%" PRId64 " s", s);
+}
+
+/*
+ * The attributes a put, mkdir or setattr sets, in the order the server
+ * applies them (one request each, pipelined): size, permissions and times;
+ * then owner and group on their own, so that a refused chown fails nothing
+ * else; then the permissions once more when they hold setuid or setgid
+ * bits, which a chown clears (OpenSSH's server applies a mixed request's
+ * chown after its chmod). A flags of 0: that request is not sent.
+ */
+struct sftp_attrset {
+	struct sm_sftpc_attrs main;
+	struct sm_sftpc_attrs owner;
+	struct sm_sftpc_attrs remode;
+};
+
+/*
+ * From p: `cur` holds the file's present owner (an existing one's LSTAT),
+ * or is NULL for a file this put creates (then owned by the login). Owners
+ * are sent only where they change something or the login is root (what a
+ * refusal would cost otherwise is a warning per key). `key` names the key
+ * in the warning about a time SFTP cannot hold (NULL: no warning).
+ */
+static void sftp_attrset(struct sftp_store *fs, const struct sm_put *p, const char *key,
+                         const struct sm_sftpc_attrs *cur, struct sftp_attrset *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (p->flags & SM_PUT_MTIME) {
+		a->main.flags |= SM_SFTPC_A_TIME;
+		int64_t s = p->mtime_ns / 1000000000;
+		if (p->mtime_ns < 0 && p->mtime_ns % 1000000000)
+			s--;
+		/* SFTP v3 times are unsigned 32-bit seconds: 1970 to 2106 */
+		int64_t kept = s < 0 ? 0 : s > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : s;
+		if (kept != s && key) {
+			char was[64], now[64];
+			sftp_fmt_time(s, was, sizeof(was));
+			sftp_fmt_time(kept, now, sizeof(now));
+			sm_log(SM_LOG_WARN,
+			       "'%s': mtime %s is outside what SFTP can keep (1970 to 2106): DST "
+			       "keeps %s",
+			       key, was, now);
+		}
+		a->main.mtime = a->main.atime = (uint32_t)kept;
+	}
+	if (p->flags & SM_PUT_MODE) {
+		a->main.flags |= SM_SFTPC_A_PERM;
+		a->main.perm = p->mode & 07777;
+	}
+	if (!(p->flags & SM_PUT_OWNER))
+		return;
+	bool send;
+	if (cur && (cur->flags & SM_SFTPC_A_UIDGID))
+		send = cur->uid != p->uid || cur->gid != p->gid;
+	else if (!cur && fs->login_known)
+		send = fs->login_uid == 0 || fs->login_uid != p->uid || fs->login_gid != p->gid;
+	else
+		send = true;
+	if (!send)
+		return;
+	a->owner =
+	        (struct sm_sftpc_attrs){ .flags = SM_SFTPC_A_UIDGID, .uid = p->uid, .gid = p->gid };
+	if ((a->main.flags & SM_SFTPC_A_PERM) && (a->main.perm & 06000))
+		a->remode =
+		        (struct sm_sftpc_attrs){ .flags = SM_SFTPC_A_PERM, .perm = a->main.perm };
+}
+
+/* Whether the failure `rc` of an owner request is the server refusing it
+ * (a warning, not a failed key). */
+static bool sftp_owner_refused(int rc)
+{
+	return rc == SM_SFTPC_FX_PERMISSION_DENIED || rc == SM_SFTPC_FX_FAILURE;
+}
+
+/* The warning for a refused owner: the first in full, the rest with -v. */
+static void sftp_owner_warn(struct sftp_store *fs, const char *path, const struct sm_sftpc_attrs *o)
+{
+	bool first = !atomic_exchange(&fs->owner_warned, true);
+	sm_log(first ? SM_LOG_WARN : SM_LOG_INFO,
+	       "sftp: the server refused to give '%s' owner %u and group %u (the login is not "
+	       "root?): owners stay as they are%s",
+	       path, o->uid, o->gid, first ? "; more such refusals are shown with -v" : "");
+}
+
+/*
+ * Set the attributes p asks for (sftp_attrset) on `path` without following
+ * a symlink there: with lsetstat@openssh.com (the server's fchmodat,
+ * utimensat and fchownat with AT_SYMLINK_NOFOLLOW) where offered, else
+ * SETSTAT after an LSTAT found no symlink (SFTP version 3 has nothing
+ * better: a swap between the two is still followed). A symlink's mode is
+ * not set (it means nothing); without lsetstat nothing of a symlink is
+ * set. `no_time`: leave the times (a directory's change with its
+ * contents). A refused owner is a warning.
+ */
+static enum sm_err sftp_setstat_nofollow(struct sftp_store *fs, struct sm_sftpc *c,
+                                         const char *path, const struct sm_put *p, bool no_time,
+                                         struct sm_diag *d)
+{
+	struct sm_sftpc_attrs now;
 	int rc = sftp_stat_rc(c, path, false, &now);
 	if (rc)
 		return sftp_err(c, rc, "set attributes of", path, d);
+	struct sm_put want = *p;
+	if (no_time)
+		want.flags &= ~(unsigned)SM_PUT_MTIME;
+	struct sftp_attrset as;
+	sftp_attrset(fs, &want, NULL, &now, &as);
 	bool lset = sm_sftpc_has_ext(c, "lsetstat@openssh.com");
 	if (S_ISLNK(sftp_attr_mode(&now))) {
-		want.flags &= ~(uint32_t)SM_SFTPC_A_PERM;
+		as.main.flags &= ~(uint32_t)SM_SFTPC_A_PERM;
+		as.remode.flags = 0;
 		if (!lset)
-			want.flags = 0;
+			return SM_OK;
 	}
-	if (!want.flags)
-		return SM_OK;
-	struct sm_sftpc_req q;
-	sm_sftpc_req_init(&q);
-	if (lset)
-		sm_sftpc_begin_ext(&q, "lsetstat@openssh.com", SM_SFTPC_R_STATUS);
-	else
-		sm_sftpc_begin(&q, SM_SFTPC_SETSTAT);
-	sm_sftpc_cstr(&q, path);
-	sm_sftpc_attrs(&q, &want);
-	rc = sm_sftpc_call(c, &q);
-	sm_sftpc_req_release(&q);
+	const struct sm_sftpc_attrs *sets[3] = { &as.main, &as.owner, &as.remode };
+	struct sm_sftpc_req q[3];
+	for (int i = 0; i < 3; i++) {
+		sm_sftpc_req_init(&q[i]);
+		if (!sets[i]->flags)
+			continue;
+		if (lset)
+			sm_sftpc_begin_ext(&q[i], "lsetstat@openssh.com", SM_SFTPC_R_STATUS);
+		else
+			sm_sftpc_begin(&q[i], SM_SFTPC_SETSTAT);
+		sm_sftpc_cstr(&q[i], path);
+		sm_sftpc_attrs(&q[i], sets[i]);
+		sm_sftpc_submit(c, &q[i]);
+	}
+	int rcs[3] = { 0 };
+	for (int i = 0; i < 3; i++) {
+		if (sets[i]->flags)
+			rcs[i] = sm_sftpc_wait(c, &q[i]);
+		sm_sftpc_req_release(&q[i]);
+	}
+	if (rcs[1] && sftp_owner_refused(rcs[1])) {
+		sftp_owner_warn(fs, path, &as.owner);
+		rcs[1] = 0;
+	}
+	rc = rcs[0] ? rcs[0] : rcs[1] ? rcs[1] : rcs[2];
 	return rc ? sftp_err(c, rc, "set attributes of", path, d) : SM_OK;
 }
 
@@ -1690,29 +1923,6 @@ static enum sm_err sftp_open_read(struct sm_store *st, const char *key, uint64_t
 
 /* ---- writing ---- */
 
-static void sftp_put_attrs(const struct sm_put *p, struct sm_sftpc_attrs *a)
-{
-	memset(a, 0, sizeof(*a));
-	if (p->flags & SM_PUT_MTIME) {
-		a->flags |= SM_SFTPC_A_TIME;
-		int64_t s = p->mtime_ns / 1000000000;
-		if (p->mtime_ns < 0 && p->mtime_ns % 1000000000)
-			s--;
-		/* SFTP v3 times are unsigned 32-bit seconds */
-		s = s < 0 ? 0 : s > (int64_t)UINT32_MAX ? (int64_t)UINT32_MAX : s;
-		a->mtime = a->atime = (uint32_t)s;
-	}
-	if (p->flags & SM_PUT_MODE) {
-		a->flags |= SM_SFTPC_A_PERM;
-		a->perm = p->mode & 07777;
-	}
-	if (p->flags & SM_PUT_OWNER) {
-		a->flags |= SM_SFTPC_A_UIDGID;
-		a->uid = p->uid;
-		a->gid = p->gid;
-	}
-}
-
 /* The parent directory of a path, and its last component. */
 static void sftp_split(const char *path, char *dir, size_t n, const char **base)
 {
@@ -1729,15 +1939,51 @@ static void sftp_split(const char *path, char *dir, size_t n, const char **base)
 	}
 }
 
-/* A temporary name beside `path` (same directory) into tmp; its
- * directory into dir. */
-static void sftp_tmp_beside(const char *path, char *dir, size_t dirn, char *tmp, size_t tmpn)
+#define SFTP_PATH_MAX 4095 /* bytes of a path the server's open() takes (PATH_MAX, its NUL) */
+#define SFTP_TMP_MIN 13    /* a temp name without its copy of the name (sm_store_tmp_name) */
+
+/*
+ * A temporary name beside `path` (same directory) into tmp; its directory
+ * into dir. Near PATH_MAX, where that would be longer than the server
+ * takes while `path` itself fits: a temp name cut to the name's length,
+ * or, when the name is shorter than a temp name can be, one in the
+ * nearest directory above that holds it, never above `root` (renamed
+ * across: the same file system).
+ */
+static void sftp_tmp_beside(const char *root, const char *path, char *dir, size_t dirn, char *tmp,
+                            size_t tmpn)
 {
 	char tname[300];
 	const char *base;
 	sftp_split(path, dir, dirn, &base);
 	sm_store_tmp_name(base, tname, sizeof(tname));
 	snprintf(tmp, tmpn, "%s/%s", dir, tname);
+	size_t len = strlen(tmp), tl = strlen(tname);
+	if (len <= SFTP_PATH_MAX || strlen(path) > SFTP_PATH_MAX)
+		return; /* fits, or the key itself does not */
+	if (tl - (len - SFTP_PATH_MAX) >= SFTP_TMP_MIN) {
+		tname[tl - (len - SFTP_PATH_MAX)] = '\0';
+		snprintf(tmp, tmpn, "%s/%s", dir, tname);
+		return;
+	}
+	tname[SFTP_TMP_MIN] = '\0';
+	size_t rl = strlen(root);
+	char cand[SFTP_NAME_MAX];
+	snprintf(cand, sizeof(cand), "%s", dir);
+	while (strlen(cand) > rl && strcmp(cand, ".") != 0 && strcmp(cand, "/") != 0) {
+		char up[SFTP_NAME_MAX];
+		const char *b;
+		sftp_split(cand, up, sizeof(up), &b);
+		if (strlen(up) < rl && !(rl == 0 && strcmp(up, ".") == 0))
+			break; /* above the root */
+		snprintf(cand, sizeof(cand), "%s", up);
+		if (strlen(cand) + 1 + SFTP_TMP_MIN <= SFTP_PATH_MAX) {
+			snprintf(dir, dirn, "%s", cand);
+			snprintf(tmp, tmpn, "%s%s%s", cand, strcmp(cand, "/") ? "/" : "", tname);
+			return;
+		}
+	}
+	/* nowhere: the long one, which the server refuses as too long */
 }
 
 /* Where and how a put writes `path`: a temp name beside it (or path
@@ -1750,11 +1996,11 @@ struct sftp_dest {
 	uint32_t flags;
 };
 
-static void sftp_dest_init(struct sftp_dest *t, const char *path, const struct sm_put *p, char *tmp,
-                           size_t tmpn)
+static void sftp_dest_init(struct sftp_dest *t, const char *root, const char *path,
+                           const struct sm_put *p, char *tmp, size_t tmpn)
 {
 	t->inplace = p->flags & SM_PUT_INPLACE;
-	sftp_tmp_beside(path, t->dir, sizeof(t->dir), tmp, tmpn);
+	sftp_tmp_beside(root, path, t->dir, sizeof(t->dir), tmp, tmpn);
 	if (t->inplace)
 		snprintf(tmp, tmpn, "%s", path);
 	t->mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0755);
@@ -1861,8 +2107,8 @@ static int sftp_rename_rc(struct sm_sftpc *c, const char *from, const char *to, 
  * removed (a reader may briefly miss the key, but never sees half of it,
  * and a failed rename puts the old one back).
  */
-static enum sm_err sftp_rename_over(struct sm_sftpc *c, const char *tmp, const char *path,
-                                    struct sm_diag *d)
+static enum sm_err sftp_rename_over(struct sftp_store *fs, struct sm_sftpc *c, const char *tmp,
+                                    const char *path, struct sm_diag *d)
 {
 	bool posix = sm_sftpc_has_ext(c, "posix-rename@openssh.com");
 	int rc = sftp_rename_rc(c, tmp, path, posix);
@@ -1880,7 +2126,7 @@ static enum sm_err sftp_rename_over(struct sm_sftpc *c, const char *tmp, const c
 		return err;
 	/* move the old one aside first, so a failure can put it back */
 	char dir[SFTP_NAME_MAX], aside[SFTP_NAME_MAX * 2];
-	sftp_tmp_beside(path, dir, sizeof(dir), aside, sizeof(aside));
+	sftp_tmp_beside(fs->root, path, dir, sizeof(dir), aside, sizeof(aside));
 	rc = sftp_rename_rc(c, path, aside, false);
 	if (rc)
 		return sftp_err(c, rc, "replace", path, d);
@@ -2012,14 +2258,14 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
                                  const struct sm_put *p, char *buf, size_t cap, struct sm_diag *d)
 {
 	struct sftp_dest t;
-	sftp_dest_init(&t, path, p, tmp, tmpn);
+	sftp_dest_init(&t, fs->root, path, p, tmp, tmpn);
 	struct sftp_wring w = { .c = c };
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
 		sm_sftpc_req_init(&w.q[i]);
-	struct sm_sftpc_req fin[3]; /* FSETSTAT, CLOSE, fsync@openssh.com */
-	sm_sftpc_req_init(&fin[0]);
-	sm_sftpc_req_init(&fin[1]);
-	sm_sftpc_req_init(&fin[2]);
+	/* FSETSTAT, CLOSE, fsync@openssh.com, FSETSTAT of the owner, of the mode again */
+	struct sm_sftpc_req fin[5];
+	for (int i = 0; i < 5; i++)
+		sm_sftpc_req_init(&fin[i]);
 	struct sm_sftpc_handle h;
 	struct sm_sftpc_attrs was = { 0 };
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
@@ -2069,20 +2315,24 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 		err = sm_diag_set(d, SM_ECHANGED, 0,
 		                  "'%s' has %" PRIu64 " bytes, %" PRIu64 " were listed", path,
 		                  total, r->size);
-	struct sm_sftpc_attrs a;
-	sftp_put_attrs(p, &a);
+	struct sftp_attrset as;
+	sftp_attrset(fs, p, err == SM_OK ? key : NULL,
+	             t.inplace && (was.flags & SM_SFTPC_A_UIDGID) ? &was : NULL, &as);
 	if (t.inplace) {
 		/* the end of the new data: cut after the last byte was written
 		 * (never at OPEN: a transfer failing there would leave DST cut) */
-		a.flags |= SM_SFTPC_A_SIZE;
-		a.size = total;
+		as.main.flags |= SM_SFTPC_A_SIZE;
+		as.main.size = total;
 	}
-	bool setattr = err == SM_OK && a.flags;
-	if (setattr) {
-		sm_sftpc_begin(&fin[0], SM_SFTPC_FSETSTAT);
-		sm_sftpc_handle(&fin[0], &h);
-		sm_sftpc_attrs(&fin[0], &a);
-		sm_sftpc_submit(c, &fin[0]);
+	const struct sm_sftpc_attrs *sets[3] = { &as.main, &as.owner, &as.remode };
+	struct sm_sftpc_req *setq[3] = { &fin[0], &fin[3], &fin[4] };
+	for (int i = 0; i < 3 && err == SM_OK; i++) {
+		if (!sets[i]->flags)
+			continue;
+		sm_sftpc_begin(setq[i], SM_SFTPC_FSETSTAT);
+		sm_sftpc_handle(setq[i], &h);
+		sm_sftpc_attrs(setq[i], sets[i]);
+		sm_sftpc_submit(c, setq[i]);
 	}
 	/* --fsync: the server fsyncs the file before it is closed and renamed */
 	bool fsync = err == SM_OK && sftp_wants_fsync(c, p);
@@ -2097,7 +2347,16 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	sm_sftpc_handle(&fin[1], &h);
 	sm_sftpc_submit(c, &fin[1]);
 	sftp_wring_drain(&w);
-	int src = setattr ? sm_sftpc_wait(c, &fin[0]) : 0;
+	bool setattr = err == SM_OK;
+	int src = setattr && as.main.flags ? sm_sftpc_wait(c, &fin[0]) : 0;
+	int orc = setattr && as.owner.flags ? sm_sftpc_wait(c, &fin[3]) : 0;
+	int mrc = setattr && as.remode.flags ? sm_sftpc_wait(c, &fin[4]) : 0;
+	if (!src)
+		src = mrc;
+	if (orc && sftp_owner_refused(orc))
+		sftp_owner_warn(fs, path, &as.owner);
+	else if (!src)
+		src = orc;
 	int frc = fsync ? sm_sftpc_wait(c, &fin[2]) : 0;
 	int crc = sm_sftpc_wait(c, &fin[1]);
 	if (!crc)
@@ -2115,15 +2374,14 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 		err = sm_reader_finish(r, d);
 	if (err == SM_OK && !t.inplace)
-		err = sftp_rename_over(c, tmp, path, d);
+		err = sftp_rename_over(fs, c, tmp, path, d);
 	if (err != SM_OK && !t.inplace && !sm_sftpc_broken(c))
 		sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 out:
 	for (int i = 0; i < SFTP_WRITE_AHEAD; i++)
 		sm_sftpc_req_release(&w.q[i]);
-	sm_sftpc_req_release(&fin[0]);
-	sm_sftpc_req_release(&fin[1]);
-	sm_sftpc_req_release(&fin[2]);
+	for (int i = 0; i < 5; i++)
+		sm_sftpc_req_release(&fin[i]);
 	return err;
 }
 
@@ -2137,6 +2395,8 @@ out:
 enum {
 	SFTP_JQ_OPEN = 0,
 	SFTP_JQ_SETSTAT = SFTP_JOB_WRITES + 1,
+	SFTP_JQ_OWNER,  /* FSETSTAT of owner and group (a refusal: a warning) */
+	SFTP_JQ_REMODE, /* FSETSTAT of the mode again (setuid/setgid after a chown) */
 	SFTP_JQ_FSYNC,
 	SFTP_JQ_CLOSE,
 	SFTP_JQ_N
@@ -2151,7 +2411,8 @@ struct sftp_job {
 	size_t len;
 	size_t max_write;
 	const char *tmp, *path;
-	struct sm_sftpc_attrs attrs; /* for FSETSTAT (flags 0: none) */
+	struct sftp_attrset attrs; /* for the FSETSTATs (flags 0: none) */
+	atomic_int owner_rc;       /* the owner's FSETSTAT refused with this */
 	bool rename;
 	bool posix;
 	bool fsync;         /* fsync@openssh.com before CLOSE (--fsync) */
@@ -2178,10 +2439,14 @@ static void sftp_job_renamed(struct sm_sftpc *c, struct sm_sftpc_req *q)
 static void sftp_job_stage2(struct sm_sftpc *c, struct sm_sftpc_req *q)
 {
 	struct sftp_job *j = q->arg;
-	if (q->rc) {
-		enum sftp_stage st = q == &j->q[SFTP_JQ_CLOSE]     ? SFTP_ST_CLOSE
-		                     : q == &j->q[SFTP_JQ_SETSTAT] ? SFTP_ST_SETSTAT
-		                                                   : SFTP_ST_WRITE;
+	if (q->rc && q == &j->q[SFTP_JQ_OWNER] && sftp_owner_refused(q->rc)) {
+		atomic_store(&j->owner_rc, q->rc); /* a warning, later */
+	} else if (q->rc) {
+		enum sftp_stage st = q == &j->q[SFTP_JQ_CLOSE] ? SFTP_ST_CLOSE
+		                     : q == &j->q[SFTP_JQ_SETSTAT] || q == &j->q[SFTP_JQ_OWNER] ||
+		                                     q == &j->q[SFTP_JQ_REMODE]
+		                             ? SFTP_ST_SETSTAT
+		                             : SFTP_ST_WRITE;
 		sftp_job_fail(j, q->rc, st);
 	}
 	if (atomic_fetch_sub(&j->pending, 1) != 1)
@@ -2212,7 +2477,9 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 		return;
 	}
 	int nw = (int)((j->len + j->max_write - 1) / j->max_write);
-	atomic_store(&j->pending, nw + (j->attrs.flags ? 1 : 0) + (j->fsync ? 1 : 0) + 1);
+	atomic_store(&j->pending, nw + (j->attrs.main.flags ? 1 : 0) +
+	                                  (j->attrs.owner.flags ? 1 : 0) +
+	                                  (j->attrs.remode.flags ? 1 : 0) + (j->fsync ? 1 : 0) + 1);
 	for (int i = 0; i < nw; i++) {
 		struct sm_sftpc_req *w = &j->q[1 + i];
 		size_t off = (size_t)i * j->max_write;
@@ -2224,11 +2491,16 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 		w->cb = sftp_job_stage2;
 		sm_sftpc_submit(c, w);
 	}
-	if (j->attrs.flags) {
-		struct sm_sftpc_req *s = &j->q[SFTP_JQ_SETSTAT];
+	const struct sm_sftpc_attrs *sets[3] = { &j->attrs.main, &j->attrs.owner,
+		                                 &j->attrs.remode };
+	const int slot[3] = { SFTP_JQ_SETSTAT, SFTP_JQ_OWNER, SFTP_JQ_REMODE };
+	for (int i = 0; i < 3; i++) {
+		if (!sets[i]->flags)
+			continue;
+		struct sm_sftpc_req *s = &j->q[slot[i]];
 		sm_sftpc_begin(s, SM_SFTPC_FSETSTAT);
 		sm_sftpc_handle(s, &j->h);
-		sm_sftpc_attrs(s, &j->attrs);
+		sm_sftpc_attrs(s, sets[i]);
 		s->cb = sftp_job_stage2;
 		sm_sftpc_submit(c, s);
 	}
@@ -2250,6 +2522,7 @@ static void sftp_job_opened(struct sm_sftpc *c, struct sm_sftpc_req *q)
 static int sftp_job_run(struct sm_sftpc *c, struct sftp_job *j, uint32_t flags, uint32_t mode)
 {
 	atomic_store(&j->rc, 0);
+	atomic_store(&j->owner_rc, 0);
 	struct sm_sftpc_attrs ma = { .flags = SM_SFTPC_A_PERM, .perm = mode };
 	struct sm_sftpc_req *q = &j->q[SFTP_JQ_OPEN];
 	sm_sftpc_begin(q, SM_SFTPC_OPEN);
@@ -2273,7 +2546,7 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
                                   size_t len, const struct sm_put *p, struct sm_diag *d)
 {
 	struct sftp_dest t;
-	sftp_dest_init(&t, path, p, tmp, tmpn);
+	sftp_dest_init(&t, fs->root, path, p, tmp, tmpn);
 	struct sftp_job *j = calloc(1, sizeof(*j));
 	if (!j)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -2290,7 +2563,7 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	j->fsync = sftp_wants_fsync(c, p);
 	if (!j->fsync)
 		atomic_store(&fs->unsynced, true);
-	sftp_put_attrs(p, &j->attrs);
+	sftp_attrset(fs, p, key, NULL, &j->attrs);
 	enum sm_err err = sftp_parents(fs, c, key, true, 0, d);
 	if (err != SM_OK)
 		goto out;
@@ -2302,6 +2575,8 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 			goto out;
 		rc = sftp_job_run(c, j, t.flags, t.mode);
 	}
+	if (atomic_load(&j->owner_rc))
+		sftp_owner_warn(fs, path, &j->attrs.owner);
 	if (rc == 0)
 		goto out;
 	switch (j->stage) {
@@ -2312,7 +2587,7 @@ static enum sm_err sftp_put_small(struct sftp_store *fs, struct sm_sftpc *c, con
 	case SFTP_ST_RENAME:
 		/* in the way, or no posix-rename: the careful way */
 		err = rc == SM_SFTPC_LINK ? sftp_err(c, rc, "rename", path, d)
-		                          : sftp_rename_over(c, tmp, path, d);
+		                          : sftp_rename_over(fs, c, tmp, path, d);
 		break;
 	}
 	if (err == SM_EIO)
@@ -2454,15 +2729,14 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		if (err == SM_OK)
 			err = sftp_dir_make(fs, c, dkey, path, mode, d);
 		free(dkey);
-		sftp_put_attrs(p, &a);
-		a.flags &= ~(uint32_t)SM_SFTPC_A_TIME; /* contents change it */
-		if (err == SM_OK && a.flags)
-			err = sftp_setstat_nofollow(c, path, &a, d);
+		/* not the time: contents change it */
+		if (err == SM_OK && (p->flags & (SM_PUT_MODE | SM_PUT_OWNER)))
+			err = sftp_setstat_nofollow(fs, c, path, p, true, d);
 		return err;
 	}
 	case SFTP_SYMLINK: {
 		char dir[SFTP_NAME_MAX], tmp[SFTP_NAME_MAX * 2];
-		sftp_tmp_beside(path, dir, sizeof(dir), tmp, sizeof(tmp));
+		sftp_tmp_beside(fs->root, path, dir, sizeof(dir), tmp, sizeof(tmp));
 		err = sftp_parents(fs, c, key, true, 0, d);
 		if (err != SM_OK)
 			return err;
@@ -2477,17 +2751,22 @@ static enum sm_err sftp_op_once(struct sftp_store *fs, struct sm_sftpc *c, enum 
 		}
 		if (rc)
 			return sftp_err(c, rc, "symlink", tmp, d);
-		err = sftp_rename_over(c, tmp, path, d);
+		/* the link's own time and owner, before it takes its name */
+		err = SM_OK;
+		if ((p->flags & (SM_PUT_MTIME | SM_PUT_OWNER)) &&
+		    sm_sftpc_has_ext(c, "lsetstat@openssh.com"))
+			err = sftp_setstat_nofollow(fs, c, tmp, p, false, d);
+		if (err == SM_OK)
+			err = sftp_rename_over(fs, c, tmp, path, d);
 		if (err != SM_OK && !sm_sftpc_broken(c))
 			sftp_simple(c, SM_SFTPC_REMOVE, tmp, NULL);
 		return err;
 	}
 	case SFTP_SETATTR:
-		sftp_put_attrs(p, &a);
-		if (!a.flags)
+		if (!(p->flags & (SM_PUT_MODE | SM_PUT_OWNER | SM_PUT_MTIME)))
 			return SM_OK;
 		err = sftp_parents(fs, c, key, false, 0, d);
-		return err == SM_OK ? sftp_setstat_nofollow(c, path, &a, d) : err;
+		return err == SM_OK ? sftp_setstat_nofollow(fs, c, path, p, false, d) : err;
 	}
 	return SM_OK;
 }
@@ -2605,8 +2884,23 @@ static enum sm_err sftp_writable(struct sm_store *st, struct sm_diag *d)
 		err = sftp_err(c, rc, "create a file in", *fs->root ? fs->root : ".", &ld);
 		goto out;
 	}
-	if (sm_sftpc_get_handle(&q, &h))
+	if (sm_sftpc_get_handle(&q, &h)) {
+		/* who a new file belongs to: the login (sftp_attrset) */
+		sm_sftpc_begin(&q, SM_SFTPC_FSTAT);
+		sm_sftpc_handle(&q, &h);
+		if (sm_sftpc_call(c, &q) == 0) {
+			struct sm_sftpc_rd r;
+			struct sm_sftpc_attrs pa;
+			sm_sftpc_rd_init(&r, &q);
+			sm_sftpc_get_attrs(&r, &pa);
+			if (!r.bad && (pa.flags & SM_SFTPC_A_UIDGID)) {
+				fs->login_uid = pa.uid;
+				fs->login_gid = pa.gid;
+				fs->login_known = true;
+			}
+		}
 		sftp_close_handle(c, &h);
+	}
 	sftp_simple(c, SM_SFTPC_REMOVE, path, NULL);
 out:
 	if (err != SM_OK)

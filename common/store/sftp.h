@@ -12,9 +12,15 @@
  * `sftp://u:pa/ss@host/x`); an '@' after the first '/' is otherwise part
  * of the path (`host:/a@b`, `srv:dir/a@b`).
  *
+ * The path of an sftp:// URL is percent-decoded (%XX; a '+' stays a '+').
+ * `~` and `~/dir` (`sftp://host/~/dir`) are the login directory and below
+ * it, as scp and rsync read them (path "" and "dir"); `~user/dir` is kept
+ * for the server to expand (expand-path@openssh.com).
+ *
  * Ports are 1-65535; anything else is an error naming the port. In the scp
- * form only `host:DIGITS:/path` has a port: `host:2024:notes` is the
- * relative path `2024:notes`, and `host:99999:/p` a bad port.
+ * form only `host:DIGITS:/path` (and `host:DIGITS:~/path`) has a port:
+ * `host:2024:notes` is the relative path `2024:notes`, and
+ * `host:99999:/p` a bad port.
  */
 #ifndef SM_SFTP_H
 #define SM_SFTP_H
@@ -28,7 +34,7 @@ struct sm_sftp_loc {
 	char *password; /* NULL when the URL has none */
 	char *host;
 	int port;   /* 0 when the URL has none */
-	char *path; /* remote path as given: "/abs", "rel", or "" (the login directory) */
+	char *path; /* remote path: "/abs", "rel", "" (the login directory), "~user/rel" */
 	char *display;
 };
 

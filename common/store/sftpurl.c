@@ -214,7 +214,11 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 	if (*p == ':') {
 		const char *q = p + 1;
 		size_t n = url ? strcspn(q, "/") : strspn(q, "0123456789");
-		bool has_port = url ? n > 0 : (n > 0 && q[n] == ':' && q[n + 1] == '/');
+		/* host:DIGITS:/path, host:DIGITS:~/path, host:DIGITS:~ */
+		const char *a = q + n + 1;
+		bool has_port = url ? n > 0
+		                    : (n > 0 && q[n] == ':' &&
+		                       (a[0] == '/' || (a[0] == '~' && (a[1] == '/' || !a[1]))));
 		if (has_port && !sftp_port(q, n, &l.port)) {
 			sm_diag_set(d, SM_EINVAL, 0, "'%s': bad port '%.*s' (1-65535)", shown.p,
 			            n > 32 ? 32 : (int)n, q);
@@ -223,19 +227,37 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 		if (has_port || url)
 			rest = q + n;
 	}
+	const char *shown_path; /* as typed, for the display form */
 	if (url) {
 		if (*rest && *rest != '/') {
 			sm_diag_set(d, SM_EINVAL, 0, "'%s': the path must start with '/'", shown.p);
 			goto fail;
 		}
-		l.path = sm_strdup(*rest ? rest : "/");
+		shown_path = *rest ? rest : "/";
+		/* decoded like the user part; "/~/dir" is below the login directory
+		 * (draft-ietf-secsh-scp-sftp-ssh-uri) */
+		l.path = sftp_decode(shown_path, strlen(shown_path));
+		if (!l.path) {
+			sm_diag_set(d, SM_EINVAL, 0,
+			            "'%s': bad percent-encoding in the path (%%XX, never %%00)",
+			            shown.p);
+			goto fail;
+		}
+		if (l.path[1] == '~')
+			memmove(l.path, l.path + 1, strlen(l.path)); /* "~..." as in the scp form */
 	} else {
 		if (*rest != ':') {
 			sm_diag_set(d, SM_EINVAL, 0, "'%s': want host:/path", shown.p);
 			goto fail;
 		}
+		shown_path = rest + 1;
 		l.path = sm_strdup(rest + 1);
 	}
+	/* "~" and "~/dir" name the login directory, as scp and rsync read them:
+	 * relative paths; "~user/dir" stays for the server to expand */
+	if (l.path && l.path[0] == '~' && (l.path[1] == '/' || l.path[1] == '\0'))
+		memmove(l.path, l.path + 1 + (l.path[1] == '/'),
+		        strlen(l.path + 1 + (l.path[1] == '/')) + 1);
 	/* the display form: the password masked */
 	struct sm_buf b = { 0 };
 	bool v6 = strchr(l.host, ':') != NULL;
@@ -247,7 +269,7 @@ enum sm_err sm_sftp_loc_parse(const char *s, struct sm_sftp_loc *out, struct sm_
 	                sm_buf_appendz(&b, "@"))) ||
 	    sm_buf_appendz(&b, v6 ? "[" : "") || sm_buf_appendz(&b, l.host) ||
 	    sm_buf_appendz(&b, v6 ? "]" : "") || sm_buf_appendz(&b, port) ||
-	    sm_buf_appendz(&b, url ? "" : ":") || sm_buf_appendz(&b, l.path ? l.path : "")) {
+	    sm_buf_appendz(&b, url ? "" : ":") || sm_buf_appendz(&b, shown_path)) {
 		sm_buf_release(&b);
 		goto nomem;
 	}

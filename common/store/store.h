@@ -36,6 +36,11 @@ struct sm_entry {
 	/* stat() of an object store: the object's own upload time (S3
 	 * Last-Modified, whole seconds), which a listing's bound names; else 0. */
 	int64_t upload_ns;
+	/* mtime_ns is a limit of the store's times, where a time it could not
+	 * hold was kept as the nearest it can: 1, the latest (the real time may
+	 * be later: SFTP's 2106), -1, the earliest (may be earlier: 1970);
+	 * else 0. */
+	int8_t mtime_clamp;
 };
 
 bool sm_entry_is_dir(const struct sm_entry *e);

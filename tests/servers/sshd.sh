@@ -10,6 +10,10 @@
 #   sshd.sh rekey DIR                  new host keys, sshd restarted on the same
 #                                      addresses; known_hosts is NOT updated, so
 #                                      clients see a changed host key
+#   sshd.sh down DIR                   an outage: kill this DIR's sshd and its
+#                                      sessions, keep DIR (keys, config, logs)
+#   sshd.sh up DIR                     start it again after `down`, same keys and
+#                                      addresses (DIR/env gets the new SSHD_PID)
 #
 # `start` installs openssh-server/openssh-client when missing (as root),
 # listens on 127.0.0.1:2222 (SSHD_PORT overrides the port; never 0.0.0.0),
@@ -50,6 +54,9 @@
 #       SSHD_SFTP_LOG_FILE. internal-sftp can only log to syslog, so this runs
 #       the stand-alone /usr/lib/openssh/sftp-server instead (the same code),
 #       through the user's shell.
+#   SSHD_SFTP_DIR=DIR  SFTP sessions start in DIR instead of the user's home
+#       (internal-sftp -d DIR): the login directory that relative paths and
+#       ~ name. DIR may hold only [A-Za-z0-9._/+-].
 #   SSHD_SFTP_AS=nobody  the SFTP server runs as nobody:nogroup (setpriv), not
 #       as the user who logged in (root here), so a directory the test makes
 #       0700 is out of its reach as it is for an unprivileged SFTP user
@@ -68,6 +75,7 @@ PASSWORD=${SSHD_PASSWORD:-}
 SFTP_DENY=${SSHD_SFTP_DENY:-}
 SFTP_LOG=${SSHD_SFTP_LOG:-}
 SFTP_AS=${SSHD_SFTP_AS:-}
+SFTP_DIR=${SSHD_SFTP_DIR:-}
 SFTP_SERVER=/usr/lib/openssh/sftp-server
 PACKAGES=(openssh-server openssh-client iproute2 procps)
 SSHD=/usr/sbin/sshd
@@ -299,6 +307,7 @@ cmd_start() {
 		done
 	fi
 	case $SFTP_AS in "" | nobody) ;; *) die "bad SSHD_SFTP_AS '$SFTP_AS' (want nobody or nothing)" ;; esac
+	[ -z "$SFTP_DIR" ] || [[ $SFTP_DIR =~ ^/[A-Za-z0-9._/+-]*$ ]] || die "bad SSHD_SFTP_DIR '$SFTP_DIR' (an absolute path of [A-Za-z0-9._/+-])"
 	[ -z "$SFTP_LOG$SFTP_AS" ] || [ -x "$SFTP_SERVER" ] || die "$SFTP_SERVER is missing (openssh-sftp-server)"
 	[ -z "$SFTP_AS" ] || [ "$(id -u)" -eq 0 ] || die "SSHD_SFTP_AS needs root (setpriv)"
 
@@ -382,6 +391,7 @@ EOF
 		sftp="/usr/bin/setpriv --reuid=nobody --regid=nogroup --clear-groups $sftp"
 	fi
 	[ -z "$SFTP_DENY" ] || sftp+=" -P $SFTP_DENY"
+	[ -z "$SFTP_DIR" ] || sftp+=" -d $SFTP_DIR"
 	[ -z "$SFTP_LOG" ] || sftp+=" 2>>$dir/sftp-server.log"
 
 	local listen="" pwauth=no rootlogin=prohibit-password
@@ -471,8 +481,27 @@ cmd_rekey() {
 	say "sshd restarted with new host keys ($old -> $(host_fp "$dir")); known_hosts still has the old ones; source $dir/env"
 }
 
+cmd_down() {
+	(($# == 1)) || usage
+	local dir
+	dir=$(made_dir "$1")
+	[ -f "$dir/env" ] || die "not started (no $dir/env)"
+	stop_sshd "$dir" || die "could not stop the sshd of $dir"
+}
+
+cmd_up() {
+	(($# == 1)) || usage
+	local dir
+	dir=$(made_dir "$1")
+	[ -f "$dir/env" ] || die "not started (no $dir/env)"
+	if [ -f "$dir/sshd.pid" ] && is_ours "$(<"$dir/sshd.pid")" "$dir"; then die "sshd is running already"; fi
+	PORT=$(sed -n 's/^Port //p' "$dir/sshd_config")
+	launch "$dir"
+	write_env "$dir"
+}
+
 case ${1:-} in
-start | stop | status | rekey)
+start | stop | status | rekey | down | up)
 	cmd=$1
 	shift
 	"cmd_$cmd" "$@"

@@ -111,6 +111,54 @@ static const struct row rows[] = {
 	  "abc", "LP", SM_ACT_SKIP, 1 },
 };
 
+/* A DST time at its store's limit (SFTP keeps 2106 for later times, 1970
+ * for earlier ones): -u copies the key once, not on every run. */
+static void test_mtime_clamp(void **state)
+{
+	(void)state;
+	static const struct {
+		const char *name;
+		int64_t smtime, dmtime;
+		int8_t clamp;
+		const char *flags;
+		enum sm_act want;
+	} rows[] = {
+		{ "later than the DST limit, -u", 7258118400, 4294967295, 1, "u", SM_ACT_SKIP },
+		{ "earlier than the DST limit, -u", -315619200, 0, -1, "u", SM_ACT_SKIP },
+		{ "older than a top-limit DST, -u", 100, 4294967295, 1, "u", SM_ACT_SKIP },
+		{ "newer than a bottom-limit DST, -u", 100, 0, -1, "u", SM_ACT_COPY },
+		{ "not at a limit: newer, -u", 7258118400, 4294967295, 0, "u", SM_ACT_COPY },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct sm_opts o;
+		apply(&o, rows[i].flags);
+		struct sm_entry s = { .key = "k",
+			              .size = 1,
+			              .mtime_ns = rows[i].smtime * 1000000000,
+			              .mode = S_IFREG | 0644 };
+		struct sm_entry d = s;
+		d.mtime_ns = rows[i].dmtime * 1000000000;
+		d.mtime_clamp = rows[i].clamp;
+		struct sm_decision dec = sm_decide(&s, &d, &o);
+		if (dec.act != rows[i].want)
+			fail_msg("'%s': got %s, want %s", rows[i].name, sm_act_name(dec.act),
+			         sm_act_name(rows[i].want));
+	}
+	/* --delete-src wants the same mtime: a clamped one is the same */
+	struct sm_opts o;
+	apply(&o, "");
+	o.delete_src = true;
+	struct sm_entry s = {
+		.key = "k", .size = 1, .mtime_ns = 7258118400LL * 1000000000, .mode = S_IFREG | 0644
+	};
+	struct sm_entry d = s;
+	d.mtime_ns = 4294967295LL * 1000000000;
+	d.mtime_clamp = 1;
+	assert_int_equal(sm_decide(&s, &d, &o).act, SM_ACT_SKIP);
+	d.mtime_clamp = 0;
+	assert_int_equal(sm_decide(&s, &d, &o).act, SM_ACT_COPY);
+}
+
 static void test_rows(void **state)
 {
 	(void)state;
@@ -157,6 +205,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rows),
+		cmocka_unit_test(test_mtime_clamp),
 		cmocka_unit_test(test_update_seconds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

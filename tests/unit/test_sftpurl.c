@@ -62,6 +62,23 @@ static void test_sftp_forms(void **state)
 		{ "srv:dir/a@b", NULL, NULL, "srv", 0, "dir/a@b", "srv:dir/a@b" },
 		{ "sftp://h:/p", NULL, NULL, "h", 0, "/p", "sftp://h/p" },
 		{ "h:65535:/p", NULL, NULL, "h", 65535, "/p", "h:65535:/p" },
+		/* sftp:// paths are percent-decoded (a '+' stays); the display
+		 * keeps them as typed */
+		{ "sftp://h/a%20b/%25c+d", NULL, NULL, "h", 0, "/a b/%c+d",
+		  "sftp://h/a%20b/%25c+d" },
+		{ "sftp://h/%7E/x", NULL, NULL, "h", 0, "x", "sftp://h/%7E/x" },
+		/* ~ is the login directory (scp's and rsync's reading) */
+		{ "h:~/dir/", NULL, NULL, "h", 0, "dir/", "h:~/dir/" },
+		{ "h:~", NULL, NULL, "h", 0, "", "h:~" },
+		{ "h:~/", NULL, NULL, "h", 0, "", "h:~/" },
+		{ "me@h:2222:~/d", "me", NULL, "h", 2222, "d", "me@h:2222:~/d" },
+		{ "h:2222:~", NULL, NULL, "h", 2222, "", "h:2222:~" },
+		{ "sftp://h/~/d", NULL, NULL, "h", 0, "d", "sftp://h/~/d" },
+		{ "sftp://h:22/~", NULL, NULL, "h", 22, "", "sftp://h:22/~" },
+		{ "h:~bob/d", NULL, NULL, "h", 0, "~bob/d", "h:~bob/d" },
+		{ "sftp://h/~bob/d", NULL, NULL, "h", 0, "~bob/d", "sftp://h/~bob/d" },
+		{ "h:a/~/b", NULL, NULL, "h", 0, "a/~/b", "h:a/~/b" },
+		{ "h:2024:~x", NULL, NULL, "h", 0, "2024:~x", "h:2024:~x" },
 	};
 	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		struct sm_sftp_loc l;
@@ -111,6 +128,9 @@ static void test_sftp_forms(void **state)
 		{ "sftp://u:S3cr@tPw@/p", "'sftp://u:****@/p': no host" },
 		{ "sftp://u:S3cr@tPw@[::1/p", "'sftp://u:****@[::1/p': unclosed '['" },
 		{ "sftp://u:S3cr@tPw@[::1]x/p", "the path must start with '/'" },
+		{ "sftp://h/a%2", "'sftp://h/a%2': bad percent-encoding in the path" },
+		{ "sftp://h/a%00b", "bad percent-encoding in the path" },
+		{ "sftp://h/a%zzb", "bad percent-encoding in the path" },
 		{ "u:S3cr@tPw@:/p", "'u:****@:/p': no host" },
 		{ "u:S3cr@tPw@[::1:/p", "'u:****@[::1:/p': unclosed '['" },
 	};

@@ -745,6 +745,45 @@ static void test_explicit_missing(void **state)
 	sm_ssh_host_cfg_release(&h);
 }
 
+/* GlobalKnownHostsFile (default: /etc/ssh/ssh_known_hosts{,2}; several on
+ * a line, the first line wins, `~` and tokens expanded) and HashKnownHosts. */
+static void test_global_known_hosts(void **state)
+{
+	(void)state;
+	static const char *const def[] = { "/etc/ssh/ssh_known_hosts",
+		                           "/etc/ssh/ssh_known_hosts2" };
+	home_new();
+	put_file(".ssh/config", "Host other\n  GlobalKnownHostsFile /x\n", 0644);
+	struct sm_ssh_host_cfg h;
+	struct sm_diag d;
+	if (sm_ssh_config_resolve(NULL, "host", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_list("global", "default", h.global_known_hosts, h.n_global_known_hosts, def, 2);
+	assert_false(h.hash_known_hosts);
+	sm_ssh_host_cfg_release(&h);
+
+	static const char *const two[] = { "{H}/g1", "/etc/g-host" };
+	put_file(".ssh/config",
+	         "Host host\n  GlobalKnownHostsFile ~/g1 /etc/g-%h\n  GlobalKnownHostsFile /no\n"
+	         "  HashKnownHosts yes\n",
+	         0644);
+	if (sm_ssh_config_resolve(NULL, "host", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_list("global", "set", h.global_known_hosts, h.n_global_known_hosts, two, 2);
+	assert_true(h.hash_known_hosts);
+	sm_ssh_host_cfg_release(&h);
+
+	put_file(".ssh/config", "GlobalKnownHostsFile none\nHashKnownHosts maybe\n", 0644);
+	assert_int_equal(sm_ssh_config_resolve(NULL, "host", NULL, 0, &h, &d), SM_EINVAL);
+	assert_non_null(strstr(d.msg, "config:2: HashKnownHosts 'maybe' is not yes or no"));
+	put_file(".ssh/config", "GlobalKnownHostsFile none\n", 0644);
+	if (sm_ssh_config_resolve(NULL, "host", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_int_equal(h.n_global_known_hosts, 0);
+	sm_ssh_host_cfg_release(&h);
+	home_free();
+}
+
 struct pcase {
 	const char *pattern, *s;
 	bool match;
@@ -861,6 +900,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_errors, teardown),
 		cmocka_unit_test_teardown(test_error_limits, teardown),
 		cmocka_unit_test_teardown(test_explicit_missing, teardown),
+		cmocka_unit_test_teardown(test_global_known_hosts, teardown),
 		cmocka_unit_test(test_pattern),
 		cmocka_unit_test(test_key_encrypted),
 	};
