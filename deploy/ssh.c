@@ -330,6 +330,14 @@ static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, const struct ssh_khfiles *
 			        "UserKnownHostsFile is none: add the key to a known_hosts "
 			        "file (ssh-keyscan -p %d %s) and name that file",
 			        name, ssh_key_name(type), fp, hc->port, hc->hostname);
+		if (hc->host_key_alias) /* ssh-keyscan writes the host's name, not the alias */
+			return sm_diag_set(
+			        d, SM_EFATAL, 0,
+			        "ssh: %s (HostKeyAlias of %s:%d) is not a known host (its "
+			        "%s key is %s); check the fingerprint, then add it with: "
+			        "ssh-keyscan -p %d %s | sed 's/^[^ ]*/%s/' >> %s",
+			        name, hc->hostname, hc->port, ssh_key_name(type), fp, hc->port,
+			        hc->hostname, name, file);
 		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s is not a known host (its %s key is %s); check the "
 		                   "fingerprint, then add it with: ssh-keyscan -p %d %s >> %s",

@@ -73,7 +73,7 @@ if tail -n +"$((MARK + 1))" "$SSHD_LOG" | grep -qF -- "$wrong_fp"; then
 	fail "IdentitiesOnly: the agent's other key was offered: $(tail -n +"$((MARK + 1))" "$SSHD_LOG" | grep -F -- "$wrong_fp" | head -n 2)"
 fi
 # without the agent, the encrypted key cannot be used: the message says so
-SSH_AUTH_SOCK= sm "$T/src/" "sm-agent:$R/a2/"
+SSH_AUTH_SOCK='' sm "$T/src/" "sm-agent:$R/a2/"
 expect_rc 1 "IdentitiesOnly, no agent"
 grep -q "is encrypted and no ssh-agent holds it" "$T/sm.err" || fail "IdentitiesOnly, no agent: $(err_lines)"
 
