@@ -10,7 +10,7 @@ packages=(
 	build-essential meson ninja-build pkg-config cmake
 	libcurl4-openssl-dev libssh2-1-dev libprotobuf-c-dev protobuf-c-compiler
 	libnng-dev libssl-dev libexpat1-dev libcmocka-dev
-	openssh-server openssh-client rsync rclone iproute2 curl
+	openssh-server openssh-client rsync rclone iproute2 nftables curl
 	python3 python3-prometheus-client media-types time clang-format util-linux clang libclang-rt-14-dev strace
 	nodejs
 )

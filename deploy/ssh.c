@@ -8,13 +8,18 @@
 #include <poll.h>
 #include <pthread.h>
 #include <pwd.h>
+#include <signal.h>
+#include <spawn.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
+
+extern char **environ;
 
 #include <openssl/evp.h>
 
@@ -26,13 +31,18 @@
 #define SSH_CONNECT_TIMEOUT_S 10 /* without ConnectTimeout */
 #define SSH_IO_TIMEOUT_MS 60000  /* a blocking call that hears nothing this long fails */
 #define SSH_KEEPALIVE_S 15       /* without ServerAliveInterval */
+#define SSH_MAX_IDS 100          /* identity files looked at (sshconfig.c keeps as many) */
+
+struct ssh_hop;
 
 struct sm_ssh_conn {
 	LIBSSH2_SESSION *s;
 	int fd;
-	char name[600]; /* user@host:port */
-	char *typed;    /* a password typed at the prompt, or NULL */
-	long io_ms;     /* the I/O timeout */
+	char name[600];      /* user@host:port */
+	char *typed;         /* a password typed at the prompt, or NULL */
+	long io_ms;          /* the I/O timeout */
+	struct ssh_hop *hop; /* ProxyJump: the jump host and the thread relaying to it */
+	pid_t proxy_pid;     /* ProxyCommand: the command, or 0 */
 };
 
 static pthread_once_t ssh_once = PTHREAD_ONCE_INIT;
@@ -68,11 +78,12 @@ static const char *ssh_errmsg(LIBSSH2_SESSION *s, char *buf, size_t n)
 /* ---- TCP ---- */
 
 /* Connect to host:port within timeout_s; the socket is left blocking. */
-static enum sm_err ssh_tcp(const char *host, int port, int timeout_s, int *out, struct sm_diag *d)
+static enum sm_err ssh_tcp(const char *host, int port, int family, int timeout_s, int *out,
+                           struct sm_diag *d)
 {
 	char ps[16];
 	snprintf(ps, sizeof(ps), "%d", port);
-	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+	struct addrinfo hints = { .ai_family = family, .ai_socktype = SOCK_STREAM };
 	struct addrinfo *res = NULL;
 	int rc = getaddrinfo(host, ps, &hints, &res);
 	if (rc != 0)
@@ -319,6 +330,14 @@ static enum sm_err ssh_check_host(LIBSSH2_SESSION *s, const struct ssh_khfiles *
 			        "UserKnownHostsFile is none: add the key to a known_hosts "
 			        "file (ssh-keyscan -p %d %s) and name that file",
 			        name, ssh_key_name(type), fp, hc->port, hc->hostname);
+		if (hc->host_key_alias) /* ssh-keyscan writes the host's name, not the alias */
+			return sm_diag_set(
+			        d, SM_EFATAL, 0,
+			        "ssh: %s (HostKeyAlias of %s:%d) is not a known host (its "
+			        "%s key is %s); check the fingerprint, then add it with: "
+			        "ssh-keyscan -p %d %s | sed 's/^[^ ]*/%s/' >> %s",
+			        name, hc->hostname, hc->port, ssh_key_name(type), fp, hc->port,
+			        hc->hostname, name, file);
 		return sm_diag_set(d, SM_EFATAL, 0,
 		                   "ssh: %s is not a known host (its %s key is %s); check the "
 		                   "fingerprint, then add it with: ssh-keyscan -p %d %s >> %s",
@@ -356,28 +375,6 @@ static bool ssh_method_offered(const char *list, const char *m)
 		p = e ? e + 1 : NULL;
 	}
 	return false;
-}
-
-static bool ssh_auth_agent(LIBSSH2_SESSION *s, const char *user, int *tried)
-{
-	const char *sock = getenv("SSH_AUTH_SOCK");
-	if (!sock || !*sock)
-		return false;
-	LIBSSH2_AGENT *a = libssh2_agent_init(s);
-	bool ok = false;
-	if (!a)
-		return false;
-	if (libssh2_agent_connect(a) == 0 && libssh2_agent_list_identities(a) == 0) {
-		struct libssh2_agent_publickey *id = NULL, *prev = NULL;
-		while (!ok && libssh2_agent_get_identity(a, &id, prev) == 0) {
-			(*tried)++;
-			ok = libssh2_agent_userauth(a, user, id) == 0;
-			prev = id;
-		}
-		libssh2_agent_disconnect(a);
-	}
-	libssh2_agent_free(a);
-	return ok;
 }
 
 /* Whether a private key file holds an RSA key (PEM header, or the .pub). */
@@ -489,6 +486,143 @@ static bool ssh_key_file_encrypted(const char *path)
 	return enc;
 }
 
+/* ---- the agent ---- */
+
+#define SSH_PUB_MAX 4096 /* a public key blob (RSA 16k bits: ~2 KiB) */
+
+/* The public key blobs of the identity files, where known (the .pub file,
+ * else the public part an OpenSSH-format private key holds in clear), for
+ * matching the agent's keys; and which of them the agent tried. */
+struct ssh_pubs {
+	unsigned char *blob[SSH_MAX_IDS];
+	size_t len[SSH_MAX_IDS];
+	bool via_agent[SSH_MAX_IDS];
+	size_t n;
+};
+
+static uint32_t ssh_get32(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The public key of the identity file at path into out; false when
+ * neither the .pub file nor the private key tells it. */
+static bool ssh_identity_pub(const char *path, unsigned char *out, size_t cap, size_t *len)
+{
+	char pub[4200];
+	snprintf(pub, sizeof(pub), "%s.pub", path);
+	char *text = malloc(SSH_KEY_HEAD_MAX + 1);
+	if (!text)
+		return false;
+	bool ok = false;
+	FILE *f = fopen(pub, "re");
+	if (f) {
+		if (fgets(text, SSH_KEY_HEAD_MAX, f)) {
+			char *b64 = strchr(text, ' ');
+			if (b64) {
+				b64 += strspn(b64, " ");
+				b64[strcspn(b64, " \r\n")] = '\0';
+				*len = ssh_b64_decode(b64, out, cap);
+				ok = *len > 4 && ssh_get32(out) < *len;
+			}
+		}
+		fclose(f);
+	} else if ((f = fopen(path, "re"))) {
+		size_t got = fread(text, 1, SSH_KEY_HEAD_MAX, f);
+		fclose(f);
+		text[got] = '\0';
+		static const char head[] = "-----BEGIN OPENSSH PRIVATE KEY-----";
+		static const char magic[] = "openssh-key-v1"; /* and its NUL */
+		const char *b = strstr(text, head);
+		unsigned char *raw = b ? malloc(SSH_KEY_HEAD_MAX) : NULL;
+		size_t n = raw ? ssh_b64_decode(b + sizeof(head), raw, SSH_KEY_HEAD_MAX) : 0;
+		size_t off = sizeof(magic);
+		if (raw && n > off && memcmp(raw, magic, sizeof(magic)) == 0) {
+			/* ciphername, kdfname, kdfoptions, then the key count */
+			for (int i = 0; i < 3 && off + 4 <= n; i++)
+				off += 4 + ssh_get32(raw + off);
+			if (off + 8 <= n && ssh_get32(raw + off) >= 1) {
+				uint32_t pl = ssh_get32(raw + off + 4);
+				if (pl <= cap && off + 8 + pl <= n) {
+					memcpy(out, raw + off + 8, pl);
+					*len = pl;
+					ok = true;
+				}
+			}
+		}
+		free(raw);
+	}
+	free(text);
+	return ok;
+}
+
+static void ssh_pubs_load(struct ssh_pubs *p, const struct sm_ssh_host_cfg *hc)
+{
+	memset(p, 0, sizeof(*p));
+	p->n = hc->n_identity_files < SSH_MAX_IDS ? hc->n_identity_files : SSH_MAX_IDS;
+	unsigned char buf[SSH_PUB_MAX];
+	for (size_t i = 0; i < p->n; i++) {
+		size_t len = 0;
+		if (!ssh_identity_pub(hc->identity_files[i], buf, sizeof(buf), &len))
+			continue;
+		if ((p->blob[i] = malloc(len))) {
+			memcpy(p->blob[i], buf, len);
+			p->len[i] = len;
+		}
+	}
+}
+
+static void ssh_pubs_release(struct ssh_pubs *p)
+{
+	for (size_t i = 0; i < p->n; i++)
+		free(p->blob[i]);
+}
+
+/* The identity file whose public key is blob, or -1. */
+static int ssh_pubs_find(const struct ssh_pubs *p, const unsigned char *blob, size_t len)
+{
+	for (size_t i = 0; i < p->n; i++)
+		if (p->blob[i] && p->len[i] == len && memcmp(p->blob[i], blob, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+/*
+ * Public-key authentication with the agent's keys (IdentityAgent's socket,
+ * else $SSH_AUTH_SOCK; "none": no agent), as ssh does: all of them, or
+ * with IdentitiesOnly only those of the identity files, which then need
+ * no passphrase. The files whose keys the agent offered are marked, so
+ * they are not offered again.
+ */
+static bool ssh_auth_agent(LIBSSH2_SESSION *s, const struct sm_ssh_host_cfg *hc, const char *user,
+                           struct ssh_pubs *pubs, int *tried)
+{
+	const char *sock = hc->identity_agent ? hc->identity_agent : getenv("SSH_AUTH_SOCK");
+	if (!sock || !*sock || !strcmp(sock, "none"))
+		return false;
+	LIBSSH2_AGENT *a = libssh2_agent_init(s);
+	bool ok = false;
+	if (!a)
+		return false;
+	libssh2_agent_set_identity_path(a, sock);
+	if (libssh2_agent_connect(a) == 0 && libssh2_agent_list_identities(a) == 0) {
+		struct libssh2_agent_publickey *id = NULL, *prev = NULL;
+		while (!ok && libssh2_agent_get_identity(a, &id, prev) == 0) {
+			prev = id;
+			int file = ssh_pubs_find(pubs, id->blob, id->blob_len);
+			if (hc->identities_only && file < 0)
+				continue; /* not one of the configured identities */
+			if (file >= 0)
+				pubs->via_agent[file] = true;
+			(*tried)++;
+			ok = libssh2_agent_userauth(a, user, id) == 0;
+		}
+		libssh2_agent_disconnect(a);
+	}
+	libssh2_agent_free(a);
+	return ok;
+}
+
 /*
  * Passphrases typed for encrypted identities, by key file: asked once per
  * run, whichever thread connects first, and reused by every later
@@ -583,7 +717,8 @@ enum ssh_key_auth {
  * wrong passphrase fails in libssh2 before anything is sent (the public
  * key is derived from the private one), so it costs the server nothing.
  */
-static enum ssh_key_auth ssh_auth_encrypted(LIBSSH2_SESSION *s, const char *user, const char *key)
+static enum ssh_key_auth ssh_auth_encrypted(LIBSSH2_SESSION *s, const char *user, const char *key,
+                                            bool may_ask)
 {
 	unsigned ulen = (unsigned)strlen(user);
 	pthread_mutex_lock(&ssh_pass_mu);
@@ -595,7 +730,7 @@ static enum ssh_key_auth ssh_auth_encrypted(LIBSSH2_SESSION *s, const char *user
 		free(known);
 		return rc == 0 ? SSH_KEY_OK : SSH_KEY_REFUSED;
 	}
-	if (!ssh_interactive())
+	if (!may_ask)
 		return SSH_KEY_NO_TERMINAL;
 	/* one prompt at a time; another thread may have had it typed */
 	pthread_mutex_lock(&ssh_pass_mu);
@@ -633,10 +768,12 @@ static enum ssh_key_auth ssh_auth_encrypted(LIBSSH2_SESSION *s, const char *user
 	return res;
 }
 
-static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg *hc,
-                            const char *user, const char *password, struct sm_diag *d)
+static enum sm_err ssh_auth_with(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg *hc,
+                                 const char *user, const char *password, struct ssh_pubs *pubs,
+                                 struct sm_diag *d)
 {
 	LIBSSH2_SESSION *s = c->s;
+	bool may_ask = ssh_interactive() && !hc->batch_mode;
 	char *list = libssh2_userauth_list(s, user, (unsigned)strlen(user));
 	if (!list && libssh2_userauth_authenticated(s))
 		return SM_OK; /* "none" was enough */
@@ -652,16 +789,16 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 	const char *rsa_refused = NULL;    /* an RSA identity the server turned down */
 	const char *locked_key = NULL;     /* an encrypted identity off a terminal */
 	const char *wrong_pass_key = NULL; /* an identity whose passphrase was not typed right */
-	if (ssh_method_offered(methods, "publickey")) {
-		if (!hc->identities_only && ssh_auth_agent(s, user, &agent_keys))
+	if (hc->pubkey_auth && ssh_method_offered(methods, "publickey")) {
+		if (ssh_auth_agent(s, hc, user, pubs, &agent_keys))
 			return SM_OK;
 		for (size_t i = 0; i < hc->n_identity_files; i++) {
 			const char *key = hc->identity_files[i];
-			if (access(key, R_OK) != 0)
-				continue;
+			if ((i < pubs->n && pubs->via_agent[i]) || access(key, R_OK) != 0)
+				continue; /* offered from the agent already */
 			int rc;
 			if (ssh_key_file_encrypted(key)) {
-				enum ssh_key_auth r = ssh_auth_encrypted(s, user, key);
+				enum ssh_key_auth r = ssh_auth_encrypted(s, user, key, may_ask);
 				if (r == SSH_KEY_OK)
 					return SM_OK;
 				if (r == SSH_KEY_NO_TERMINAL && !locked_key)
@@ -686,13 +823,13 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 				rsa_refused = key;
 		}
 	}
-	bool pw_offered = ssh_method_offered(methods, "password");
+	bool pw_offered = hc->password_auth && ssh_method_offered(methods, "password");
 	bool pw_tried = pw_offered && password; /* then the refusal is the password's */
 	if (password && pw_offered &&
 	    libssh2_userauth_password_ex(s, user, (unsigned)strlen(user), password,
 	                                 (unsigned)strlen(password), NULL) == 0)
 		return SM_OK;
-	if (!password && pw_offered && isatty(STDIN_FILENO)) {
+	if (!password && pw_offered && may_ask) {
 		char prompt[700], pw[512];
 		snprintf(prompt, sizeof(prompt), "%s's password: ", c->name);
 		if (ssh_prompt(prompt, pw, sizeof(pw))) {
@@ -728,7 +865,300 @@ static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg 
 	                   methods[0] ? methods : "no method offered");
 }
 
+static enum sm_err ssh_auth(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg *hc,
+                            const char *user, const char *password, struct sm_diag *d)
+{
+	struct ssh_pubs pubs;
+	ssh_pubs_load(&pubs, hc);
+	enum sm_err err = ssh_auth_with(c, hc, user, password, &pubs, d);
+	ssh_pubs_release(&pubs);
+	return err;
+}
+
 /* ---- connections ---- */
+
+static void ssh_close(struct sm_ssh_conn *c);
+static void ssh_hop_free(struct ssh_hop *h);
+
+#define SSH_JUMP_MAX 8           /* hops of ProxyJump, nested ones included */
+#define SSH_HOP_BUF (256u << 10) /* bytes relayed at once each way */
+#define SSH_HOP_CLOSE_MS 2000    /* a dead jump host delays a close no longer */
+#define SSH_PROXY_WAIT_MS 2000   /* a ProxyCommand that ignores SIGHUP is killed */
+
+/*
+ * ProxyJump: the target's session runs over one end of a socketpair; this
+ * thread relays between the other end and a direct-tcpip channel of the
+ * jump host's session (the only user of that session from then on,
+ * non-blocking). libssh2 wants a socket to read and write, and a thread
+ * in this process keeps each hop's known_hosts check, agent and
+ * passphrase handling ours (a `ssh -W` child would read another
+ * configuration: ssh takes ~ from the password database, not $HOME). The
+ * relay ends when either side ends: the target's session closed, or the
+ * jump host or the channel gone (the target's session then sees EOF and
+ * its connection is replaced).
+ */
+struct ssh_hop {
+	struct sm_ssh_conn *conn; /* the jump host */
+	LIBSSH2_CHANNEL *ch;
+	int fd; /* the relay's end of the socketpair */
+	pthread_t th;
+	bool started;
+};
+
+static void *ssh_hop_relay(void *arg)
+{
+	struct ssh_hop *h = arg;
+	LIBSSH2_SESSION *s = h->conn->s;
+	char *up = malloc(SSH_HOP_BUF), *down = malloc(SSH_HOP_BUF);
+	size_t up_len = 0, up_off = 0, down_len = 0, down_off = 0;
+	bool sock_eof = false, chan_eof = false;
+	while (up && down) {
+		bool moved = false;
+		if (!chan_eof && down_len == 0) { /* channel -> socket buffer */
+			ssize_t n = libssh2_channel_read(h->ch, down, SSH_HOP_BUF);
+			if (n > 0) {
+				down_len = (size_t)n;
+				down_off = 0;
+				moved = true;
+			} else if (n == 0 || n == LIBSSH2_ERROR_EAGAIN) {
+				chan_eof = libssh2_channel_eof(h->ch) != 0;
+			} else {
+				break; /* the jump host's session failed */
+			}
+		}
+		if (down_off < down_len) {
+			ssize_t n = send(h->fd, down + down_off, down_len - down_off,
+			                 MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (n > 0) {
+				down_off += (size_t)n;
+				moved = true;
+				if (down_off == down_len)
+					down_len = down_off = 0;
+			} else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+				break; /* the target's side is gone */
+			}
+		}
+		if (!sock_eof && up_len == 0) { /* socket -> channel buffer */
+			ssize_t n = recv(h->fd, up, SSH_HOP_BUF, MSG_DONTWAIT);
+			if (n > 0) {
+				up_len = (size_t)n;
+				up_off = 0;
+				moved = true;
+			} else if (n == 0) {
+				sock_eof = true;
+			} else if (errno != EAGAIN && errno != EINTR) {
+				break;
+			}
+		}
+		if (up_off < up_len) {
+			ssize_t n = libssh2_channel_write(h->ch, up + up_off, up_len - up_off);
+			if (n > 0) {
+				up_off += (size_t)n;
+				moved = true;
+				if (up_off == up_len)
+					up_len = up_off = 0;
+			} else if (n != LIBSSH2_ERROR_EAGAIN) {
+				break;
+			}
+		}
+		if (sock_eof && up_len == 0) {
+			libssh2_channel_send_eof(h->ch);
+			break; /* the target's session is closed: done */
+		}
+		if (chan_eof && down_len == 0)
+			break; /* the far side closed: the target's session sees EOF */
+		int next = 0;
+		libssh2_keepalive_send(s, &next);
+		if (moved)
+			continue;
+		int dir = libssh2_session_block_directions(s);
+		struct pollfd p[2] = {
+			{ .fd = h->conn->fd,
+			  .events =
+			          (short)(POLLIN |
+			                  ((dir & LIBSSH2_SESSION_BLOCK_OUTBOUND) ? POLLOUT : 0)) },
+			{ .fd = h->fd,
+			  .events = (short)((!sock_eof && up_len == 0 ? POLLIN : 0) |
+			                    (down_len ? POLLOUT : 0)) },
+		};
+		int wait_ms = next > 0 && next < 1000 ? next * 1000 : 1000;
+		if (poll(p, 2, wait_ms) < 0 && errno != EINTR)
+			break;
+	}
+	free(up);
+	free(down);
+	shutdown(h->fd, SHUT_RDWR); /* the target's session sees the end */
+	return NULL;
+}
+
+static void ssh_hop_free(struct ssh_hop *h)
+{
+	if (!h)
+		return;
+	if (h->started) {
+		shutdown(h->fd, SHUT_RDWR);
+		pthread_join(h->th, NULL);
+	}
+	if (h->conn && h->conn->s) {
+		libssh2_session_set_blocking(h->conn->s, 1);
+		libssh2_session_set_timeout(h->conn->s, SSH_HOP_CLOSE_MS);
+	}
+	if (h->ch)
+		libssh2_channel_free(h->ch);
+	ssh_close(h->conn);
+	if (h->fd >= 0)
+		close(h->fd);
+	free(h);
+}
+
+static enum sm_err ssh_open(const char *host, const char *user, const char *password, int port,
+                            bool override, const char *jump, int depth, struct sm_ssh_conn **out,
+                            struct sm_diag *d);
+
+/* One ProxyJump hop, "[user@]host[:port]", "[user@][v6]:port" or
+ * "ssh://[user@]host[:port]", into user ("" for none), host and port (0). */
+static bool ssh_parse_hop(const char *spec, size_t n, char *user, size_t un, char *host, size_t hn,
+                          int *port)
+{
+	char buf[1024];
+	if (n >= sizeof(buf))
+		return false;
+	memcpy(buf, spec, n);
+	buf[n] = '\0';
+	char *p = buf;
+	if (!strncmp(p, "ssh://", 6))
+		p += 6;
+	size_t plen = strlen(p);
+	if (plen && p[plen - 1] == '/')
+		p[--plen] = '\0';
+	char *at = strrchr(p, '@');
+	user[0] = '\0';
+	if (at) {
+		*at = '\0';
+		if (!*p || (size_t)snprintf(user, un, "%s", p) >= un)
+			return false;
+		p = at + 1;
+	}
+	*port = 0;
+	char *colon = NULL;
+	if (*p == '[') {
+		char *e = strchr(p, ']');
+		if (!e || (e[1] && e[1] != ':'))
+			return false;
+		*e = '\0';
+		colon = e[1] ? e + 1 : NULL;
+		p++;
+	} else {
+		colon = strchr(p, ':');
+		if (colon && strchr(colon + 1, ':'))
+			return false; /* a bare IPv6 address wants brackets */
+	}
+	if (colon) {
+		*colon = '\0';
+		char *end = NULL;
+		long v = strtol(colon + 1, &end, 10);
+		if (!colon[1] || *end || v < 1 || v > 65535)
+			return false;
+		*port = (int)v;
+	}
+	return *p && (size_t)snprintf(host, hn, "%s", p) < hn;
+}
+
+/* ProxyJump: connect to the last hop (through the ones before it, or its
+ * own configuration when it is the only one), open a channel from it to
+ * the target and relay it to c->fd. */
+static enum sm_err ssh_via_jump(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg *hc, int depth,
+                                struct sm_diag *d)
+{
+	const char *list = hc->proxy_jump;
+	const char *last = strrchr(list, ',');
+	const char *spec = last ? last + 1 : list;
+	char user[256], host[1024];
+	int port = 0;
+	if (!ssh_parse_hop(spec, strlen(spec), user, sizeof(user), host, sizeof(host), &port))
+		return sm_diag_set(
+		        d, SM_EINVAL, 0,
+		        "ssh: ProxyJump of %s: cannot read '%s' (want [user@]host[:port])",
+		        hc->alias, spec);
+	char *rest = last ? sm_strndup(list, (size_t)(last - list)) : NULL;
+	if (last && !rest)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	struct ssh_hop *h = calloc(1, sizeof(*h));
+	enum sm_err err = SM_OK;
+	if (!h) {
+		free(rest);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	h->fd = -1;
+	err = ssh_open(host, user[0] ? user : NULL, NULL, port, rest != NULL, rest, depth + 1,
+	               &h->conn, d);
+	free(rest);
+	if (err != SM_OK)
+		goto fail;
+	h->ch = libssh2_channel_direct_tcpip_ex(h->conn->s, hc->hostname, hc->port, "127.0.0.1",
+	                                        22);
+	if (!h->ch) {
+		char em[256];
+		/* the target down or unreachable from there: worth another try later */
+		err = sm_diag_set(d, SM_EAGAIN, 0, "ssh: jump host %s cannot reach %s:%d: %s",
+		                  h->conn->name, hc->hostname, hc->port,
+		                  ssh_errmsg(h->conn->s, em, sizeof(em)));
+		goto fail;
+	}
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0) {
+		err = sm_diag_errno(d, errno, "ssh: socketpair");
+		goto fail;
+	}
+	c->fd = sp[0];
+	h->fd = sp[1];
+	libssh2_session_set_blocking(h->conn->s, 0);
+	if (pthread_create(&h->th, NULL, ssh_hop_relay, h) != 0) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "cannot start a ProxyJump thread");
+		goto fail;
+	}
+	h->started = true;
+	c->hop = h;
+	return SM_OK;
+fail:
+	ssh_hop_free(h);
+	return err;
+}
+
+/* ProxyCommand: /bin/sh -c "exec COMMAND" with its stdin and stdout on the
+ * other end of a socketpair (stderr stays ours, as with ssh). */
+static enum sm_err ssh_via_command(struct sm_ssh_conn *c, const struct sm_ssh_host_cfg *hc,
+                                   struct sm_diag *d)
+{
+	int sp[2];
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sp) != 0)
+		return sm_diag_errno(d, errno, "ssh: socketpair");
+	char *cmd = sm_strcat2("exec ", hc->proxy_command);
+	posix_spawn_file_actions_t fa;
+	bool fa_ok = posix_spawn_file_actions_init(&fa) == 0;
+	int rc = !cmd || !fa_ok ? ENOMEM
+	         : posix_spawn_file_actions_adddup2(&fa, sp[1], STDIN_FILENO) ||
+	                         posix_spawn_file_actions_adddup2(&fa, sp[1], STDOUT_FILENO)
+	                 ? ENOMEM
+	                 : 0;
+	pid_t pid = 0;
+	if (rc == 0) {
+		char *argv[] = { "sh", "-c", cmd, NULL };
+		rc = posix_spawn(&pid, "/bin/sh", &fa, NULL, argv, environ);
+	}
+	if (fa_ok)
+		posix_spawn_file_actions_destroy(&fa);
+	free(cmd);
+	close(sp[1]);
+	if (rc != 0) {
+		close(sp[0]);
+		return sm_diag_set(d, SM_EIO, rc, "ssh: cannot run the ProxyCommand of %s: %s",
+		                   hc->alias, strerror(rc));
+	}
+	c->fd = sp[0];
+	c->proxy_pid = pid;
+	return SM_OK;
+}
 
 static void ssh_close(struct sm_ssh_conn *c)
 {
@@ -740,6 +1170,22 @@ static void ssh_close(struct sm_ssh_conn *c)
 	}
 	if (c->fd >= 0)
 		close(c->fd);
+	ssh_hop_free(c->hop);
+	if (c->proxy_pid > 0) {
+		/* as ssh: the command is told to go, and waited for */
+		kill(c->proxy_pid, SIGHUP);
+		int st;
+		pid_t r = 0;
+		for (int i = 0; i < SSH_PROXY_WAIT_MS / 10 && r == 0; i++) {
+			r = waitpid(c->proxy_pid, &st, WNOHANG);
+			if (r == 0)
+				sm_sleep_ms(10);
+		}
+		if (r == 0) {
+			kill(c->proxy_pid, SIGKILL);
+			waitpid(c->proxy_pid, &st, 0);
+		}
+	}
 	if (c->typed) {
 		memset(c->typed, 0, strlen(c->typed));
 		free(c->typed);
@@ -747,16 +1193,34 @@ static void ssh_close(struct sm_ssh_conn *c)
 	free(c);
 }
 
-static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn **out,
-                               struct sm_diag *d)
+/*
+ * Connect to `host` as ~/.ssh/config says, through its ProxyJump or
+ * ProxyCommand. `override`: the hops of an outer ProxyJump replace the
+ * host's own (`jump`, NULL for none), as ssh's -J does for the hop before
+ * the target.
+ */
+static enum sm_err ssh_open(const char *host, const char *user, const char *password, int port,
+                            bool override, const char *jump, int depth, struct sm_ssh_conn **out,
+                            struct sm_diag *d)
 {
-	pthread_once(&ssh_once, ssh_global_init);
-	if (ssh_init_rc != 0)
-		return sm_diag_set(d, SM_EIO, ssh_init_rc, "ssh: libssh2 failed to initialise");
+	if (depth > SSH_JUMP_MAX)
+		return sm_diag_set(d, SM_EINVAL, 0,
+		                   "ssh: more than %d ProxyJump hops to reach %s (a loop?)",
+		                   SSH_JUMP_MAX, host);
 	struct sm_ssh_host_cfg hc;
-	enum sm_err err = sm_ssh_config_resolve(NULL, t->host, t->user, t->port, &hc, d);
+	enum sm_err err = sm_ssh_config_resolve(NULL, host, user, port, &hc, d);
 	if (err != SM_OK)
 		return err;
+	if (override) {
+		free(hc.proxy_jump);
+		free(hc.proxy_command);
+		hc.proxy_command = NULL;
+		hc.proxy_jump = jump ? sm_strdup(jump) : NULL;
+		if (jump && !hc.proxy_jump) {
+			sm_ssh_host_cfg_release(&hc);
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		}
+	}
 	struct sm_ssh_conn *c = calloc(1, sizeof(*c));
 	if (!c) {
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -764,10 +1228,19 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 	}
 	c->fd = -1;
 	char login[256];
-	const char *user = hc.user ? hc.user : ssh_login_name(login, sizeof(login));
-	snprintf(c->name, sizeof(c->name), "%s@%s:%d", user, hc.hostname, hc.port);
+	const char *ruser = hc.user ? hc.user : ssh_login_name(login, sizeof(login));
+	snprintf(c->name, sizeof(c->name), "%s@%s:%d", ruser, hc.hostname, hc.port);
 	int ct = hc.connect_timeout_s > 0 ? hc.connect_timeout_s : SSH_CONNECT_TIMEOUT_S;
-	err = ssh_tcp(hc.hostname, hc.port, ct, &c->fd, d);
+	const char *via = "";
+	if (hc.proxy_jump) {
+		err = ssh_via_jump(c, &hc, depth, d);
+		via = " (through ProxyJump)";
+	} else if (hc.proxy_command) {
+		err = ssh_via_command(c, &hc, d);
+		via = " (through ProxyCommand)";
+	} else {
+		err = ssh_tcp(hc.hostname, hc.port, hc.address_family, ct, &c->fd, d);
+	}
 	if (err != SM_OK)
 		goto out;
 	c->s = libssh2_session_init();
@@ -777,21 +1250,24 @@ static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn
 	}
 	struct ssh_khfiles khf;
 	ssh_khfiles(&hc, &khf);
-	char khname[600];
-	sm_kh_name(hc.hostname, hc.port, khname, sizeof(khname));
+	char khname[1100];
+	if (hc.host_key_alias)
+		snprintf(khname, sizeof(khname), "%s", hc.host_key_alias);
+	else
+		sm_kh_name(hc.hostname, hc.port, khname, sizeof(khname));
 	ssh_prefer_known(c->s, &khf, khname);
 	libssh2_session_set_blocking(c->s, 1);
 	libssh2_session_set_timeout(c->s, (long)ct * 1000);
 	if (libssh2_session_handshake(c->s, c->fd) != 0) {
 		char em[256];
-		err = sm_diag_set(d, SM_EAGAIN, 0, "ssh: handshake with %s:%d failed: %s",
-		                  hc.hostname, hc.port, ssh_errmsg(c->s, em, sizeof(em)));
+		err = sm_diag_set(d, SM_EAGAIN, 0, "ssh: handshake with %s:%d%s failed: %s",
+		                  hc.hostname, hc.port, via, ssh_errmsg(c->s, em, sizeof(em)));
 		goto out;
 	}
 	err = ssh_check_host(c->s, &khf, khname, &hc, d);
 	if (err != SM_OK)
 		goto out;
-	err = ssh_auth(c, &hc, user, t->password, d);
+	err = ssh_auth(c, &hc, ruser, password, d);
 	if (err != SM_OK)
 		goto out;
 	int alive = hc.server_alive_interval > 0 ? hc.server_alive_interval : SSH_KEEPALIVE_S;
@@ -807,6 +1283,15 @@ out:
 	ssh_close(c);
 	sm_ssh_host_cfg_release(&hc);
 	return err;
+}
+
+static enum sm_err ssh_connect(const struct sm_ssh_target *t, struct sm_ssh_conn **out,
+                               struct sm_diag *d)
+{
+	pthread_once(&ssh_once, ssh_global_init);
+	if (ssh_init_rc != 0)
+		return sm_diag_set(d, SM_EIO, ssh_init_rc, "ssh: libssh2 failed to initialise");
+	return ssh_open(t->host, t->user, t->password, t->port, false, NULL, 0, out, d);
 }
 
 static LIBSSH2_SESSION *ssh_session(struct sm_ssh_conn *c)

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,28 +46,160 @@ enum sshcfg_kw {
 	SSHCFG_CONNECTTIMEOUT,
 	SSHCFG_ALIVEINTERVAL,
 	SSHCFG_ALIVECOUNTMAX,
+	SSHCFG_PROXYJUMP,
+	SSHCFG_PROXYCOMMAND,
+	SSHCFG_HOSTKEYALIAS,
+	SSHCFG_IDENTITYAGENT,
+	SSHCFG_BATCHMODE,
+	SSHCFG_ADDRESSFAMILY,
+	SSHCFG_PASSWORDAUTH,
+	SSHCFG_PUBKEYAUTH,
+	SSHCFG_IGNOREUNKNOWN,
+	SSHCFG_IGNORED, /* known to ssh, no bearing on an SFTP connection */
+	SSHCFG_REFUSED, /* known to ssh, changes the connection: refused where it applies */
 };
 
+/*
+ * Every keyword of OpenSSH's ssh_config (up to 9.x, and Debian's GSSAPI
+ * ones). SSHCFG_IGNORED ones change nothing syncmgr does (forwardings,
+ * terminals, multiplexing, logging: OpenSSH's sftp turns most of them off
+ * itself); SSHCFG_REFUSED ones would make the connection other than ssh's,
+ * so the first one that applies to the host stops the run, unless its
+ * value is one of `harmless` (comma-separated; "+" = any value adding to
+ * the defaults). A keyword not in the table is an error, as in ssh, unless
+ * IgnoreUnknown names it.
+ */
 static const struct {
 	const char *name; /* as ssh_config(5) spells it; matched case-insensitively */
 	enum sshcfg_kw kw;
+	const char *harmless; /* SSHCFG_REFUSED: values that change nothing */
 } sshcfg_keywords[] = {
-	{ "Host", SSHCFG_HOST },
-	{ "Match", SSHCFG_MATCH },
-	{ "Include", SSHCFG_INCLUDE },
-	{ "HostName", SSHCFG_HOSTNAME },
-	{ "Port", SSHCFG_PORT },
-	{ "User", SSHCFG_USER },
-	{ "IdentityFile", SSHCFG_IDENTITYFILE },
-	{ "IdentitiesOnly", SSHCFG_IDENTITIESONLY },
-	{ "UserKnownHostsFile", SSHCFG_KNOWNHOSTS },
-	{ "GlobalKnownHostsFile", SSHCFG_GLOBALKNOWNHOSTS },
-	{ "HashKnownHosts", SSHCFG_HASHKNOWNHOSTS },
-	{ "StrictHostKeyChecking", SSHCFG_STRICT },
-	{ "ConnectTimeout", SSHCFG_CONNECTTIMEOUT },
-	{ "ServerAliveInterval", SSHCFG_ALIVEINTERVAL },
-	{ "ServerAliveCountMax", SSHCFG_ALIVECOUNTMAX },
+	{ "Host", SSHCFG_HOST, NULL },
+	{ "Match", SSHCFG_MATCH, NULL },
+	{ "Include", SSHCFG_INCLUDE, NULL },
+	{ "HostName", SSHCFG_HOSTNAME, NULL },
+	{ "Port", SSHCFG_PORT, NULL },
+	{ "User", SSHCFG_USER, NULL },
+	{ "IdentityFile", SSHCFG_IDENTITYFILE, NULL },
+	{ "IdentitiesOnly", SSHCFG_IDENTITIESONLY, NULL },
+	{ "UserKnownHostsFile", SSHCFG_KNOWNHOSTS, NULL },
+	{ "GlobalKnownHostsFile", SSHCFG_GLOBALKNOWNHOSTS, NULL },
+	{ "HashKnownHosts", SSHCFG_HASHKNOWNHOSTS, NULL },
+	{ "StrictHostKeyChecking", SSHCFG_STRICT, NULL },
+	{ "ConnectTimeout", SSHCFG_CONNECTTIMEOUT, NULL },
+	{ "ServerAliveInterval", SSHCFG_ALIVEINTERVAL, NULL },
+	{ "ServerAliveCountMax", SSHCFG_ALIVECOUNTMAX, NULL },
+	{ "ProxyJump", SSHCFG_PROXYJUMP, NULL },
+	{ "ProxyCommand", SSHCFG_PROXYCOMMAND, NULL },
+	{ "HostKeyAlias", SSHCFG_HOSTKEYALIAS, NULL },
+	{ "IdentityAgent", SSHCFG_IDENTITYAGENT, NULL },
+	{ "BatchMode", SSHCFG_BATCHMODE, NULL },
+	{ "AddressFamily", SSHCFG_ADDRESSFAMILY, NULL },
+	{ "PasswordAuthentication", SSHCFG_PASSWORDAUTH, NULL },
+	{ "PubkeyAuthentication", SSHCFG_PUBKEYAUTH, NULL },
+	{ "DSAAuthentication", SSHCFG_PUBKEYAUTH, NULL },
+	{ "IgnoreUnknown", SSHCFG_IGNOREUNKNOWN, NULL },
+	/* changes the connection: refused where it applies */
+	{ "BindAddress", SSHCFG_REFUSED, "" },
+	{ "BindInterface", SSHCFG_REFUSED, "" },
+	{ "CanonicalizeHostname", SSHCFG_REFUSED, "no,none" },
+	{ "CertificateFile", SSHCFG_REFUSED, "none" },
+	{ "Ciphers", SSHCFG_REFUSED, "+" },
+	{ "MACs", SSHCFG_REFUSED, "+" },
+	{ "KexAlgorithms", SSHCFG_REFUSED, "+" },
+	{ "HostKeyAlgorithms", SSHCFG_REFUSED, "+" },
+	{ "PubkeyAcceptedAlgorithms", SSHCFG_REFUSED, "+" },
+	{ "PubkeyAcceptedKeyTypes", SSHCFG_REFUSED, "+" },
+	{ "KnownHostsCommand", SSHCFG_REFUSED, "none" },
+	{ "PKCS11Provider", SSHCFG_REFUSED, "none" },
+	{ "SmartcardDevice", SSHCFG_REFUSED, "none" },
+	{ "SecurityKeyProvider", SSHCFG_REFUSED, "internal" },
+	{ "RevokedHostKeys", SSHCFG_REFUSED, "none" },
+	{ "VerifyHostKeyDNS", SSHCFG_REFUSED, "no" },
+	{ "RequiredRSASize", SSHCFG_REFUSED, "1024" },
+	{ "Tag", SSHCFG_REFUSED, "" },
+	{ "RefuseConnection", SSHCFG_REFUSED, "no" },
+	/* no bearing on an SFTP connection */
+	{ "AddKeysToAgent", SSHCFG_IGNORED, NULL },
+	{ "CanonicalDomains", SSHCFG_IGNORED, NULL }, /* inert without CanonicalizeHostname */
+	{ "CanonicalizeFallbackLocal", SSHCFG_IGNORED, NULL },
+	{ "CanonicalizeMaxDots", SSHCFG_IGNORED, NULL },
+	{ "CanonicalizePermittedCNAMEs", SSHCFG_IGNORED, NULL },
+	{ "CASignatureAlgorithms", SSHCFG_IGNORED, NULL }, /* certificates only */
+	{ "ChallengeResponseAuthentication", SSHCFG_IGNORED, NULL },
+	{ "ChannelTimeout", SSHCFG_IGNORED, NULL },
+	{ "CheckHostIP", SSHCFG_IGNORED, NULL },
+	{ "Cipher", SSHCFG_IGNORED, NULL }, /* SSH protocol 1 */
+	{ "ClearAllForwardings", SSHCFG_IGNORED, NULL },
+	{ "Compression", SSHCFG_IGNORED, NULL },
+	{ "CompressionLevel", SSHCFG_IGNORED, NULL },
+	{ "ConnectionAttempts", SSHCFG_IGNORED, NULL },
+	{ "ControlMaster", SSHCFG_IGNORED, NULL },
+	{ "ControlPath", SSHCFG_IGNORED, NULL },
+	{ "ControlPersist", SSHCFG_IGNORED, NULL },
+	{ "DynamicForward", SSHCFG_IGNORED, NULL },
+	{ "EnableEscapeCommandline", SSHCFG_IGNORED, NULL },
+	{ "EnableSSHKeysign", SSHCFG_IGNORED, NULL },
+	{ "EscapeChar", SSHCFG_IGNORED, NULL },
+	{ "ExitOnForwardFailure", SSHCFG_IGNORED, NULL },
+	{ "FingerprintHash", SSHCFG_IGNORED, NULL },
+	{ "ForkAfterAuthentication", SSHCFG_IGNORED, NULL },
+	{ "ForwardAgent", SSHCFG_IGNORED, NULL },
+	{ "ForwardX11", SSHCFG_IGNORED, NULL },
+	{ "ForwardX11Timeout", SSHCFG_IGNORED, NULL },
+	{ "ForwardX11Trusted", SSHCFG_IGNORED, NULL },
+	{ "GatewayPorts", SSHCFG_IGNORED, NULL },
+	{ "GSSAPIAuthentication", SSHCFG_IGNORED, NULL },
+	{ "GSSAPIClientIdentity", SSHCFG_IGNORED, NULL },
+	{ "GSSAPIDelegateCredentials", SSHCFG_IGNORED, NULL },
+	{ "GSSAPIKeyExchange", SSHCFG_IGNORED, NULL },
+	{ "GSSAPIKexAlgorithms", SSHCFG_IGNORED, NULL },
+	{ "GSSAPIRenewalForcesRekey", SSHCFG_IGNORED, NULL },
+	{ "GSSAPIServerIdentity", SSHCFG_IGNORED, NULL },
+	{ "GSSAPITrustDns", SSHCFG_IGNORED, NULL },
+	{ "HostbasedAcceptedAlgorithms", SSHCFG_IGNORED, NULL },
+	{ "HostbasedAuthentication", SSHCFG_IGNORED, NULL },
+	{ "HostbasedKeyTypes", SSHCFG_IGNORED, NULL },
+	{ "IPQoS", SSHCFG_IGNORED, NULL },
+	{ "KbdInteractiveAuthentication", SSHCFG_IGNORED, NULL },
+	{ "KbdInteractiveDevices", SSHCFG_IGNORED, NULL },
+	{ "KeepAlive", SSHCFG_IGNORED, NULL },
+	{ "LocalCommand", SSHCFG_IGNORED, NULL },
+	{ "LocalForward", SSHCFG_IGNORED, NULL },
+	{ "LogLevel", SSHCFG_IGNORED, NULL },
+	{ "LogVerbose", SSHCFG_IGNORED, NULL },
+	{ "NoHostAuthenticationForLocalhost", SSHCFG_IGNORED, NULL }, /* stricter without */
+	{ "NumberOfPasswordPrompts", SSHCFG_IGNORED, NULL },
+	{ "ObscureKeystrokeTiming", SSHCFG_IGNORED, NULL },
+	{ "PermitLocalCommand", SSHCFG_IGNORED, NULL },
+	{ "PermitRemoteOpen", SSHCFG_IGNORED, NULL },
+	{ "PreferredAuthentications", SSHCFG_IGNORED, NULL },
+	{ "Protocol", SSHCFG_IGNORED, NULL },
+	{ "ProxyUseFdpass", SSHCFG_IGNORED, NULL },
+	{ "RekeyLimit", SSHCFG_IGNORED, NULL },
+	{ "RemoteCommand", SSHCFG_IGNORED, NULL }, /* sftp sets it to none */
+	{ "RemoteForward", SSHCFG_IGNORED, NULL },
+	{ "RequestTTY", SSHCFG_IGNORED, NULL },
+	{ "RhostsRSAAuthentication", SSHCFG_IGNORED, NULL },
+	{ "RSAAuthentication", SSHCFG_IGNORED, NULL },
+	{ "SendEnv", SSHCFG_IGNORED, NULL },
+	{ "SessionType", SSHCFG_IGNORED, NULL },
+	{ "SetEnv", SSHCFG_IGNORED, NULL },
+	{ "StdinNull", SSHCFG_IGNORED, NULL },
+	{ "StreamLocalBindMask", SSHCFG_IGNORED, NULL },
+	{ "StreamLocalBindUnlink", SSHCFG_IGNORED, NULL },
+	{ "SyslogFacility", SSHCFG_IGNORED, NULL },
+	{ "TCPKeepAlive", SSHCFG_IGNORED, NULL },
+	{ "Tunnel", SSHCFG_IGNORED, NULL },
+	{ "TunnelDevice", SSHCFG_IGNORED, NULL },
+	{ "UpdateHostKeys", SSHCFG_IGNORED, NULL },
+	{ "UsePrivilegedPort", SSHCFG_IGNORED, NULL },
+	{ "VisualHostKey", SSHCFG_IGNORED, NULL },
+	{ "WarnWeakCrypto", SSHCFG_IGNORED, NULL },
+	{ "XAuthLocation", SSHCFG_IGNORED, NULL },
 };
+
+#define SSHCFG_NKW (sizeof(sshcfg_keywords) / sizeof(sshcfg_keywords[0]))
 
 /* Raw (unexpanded) values of a keyword that accumulates. */
 struct sshcfg_list {
@@ -94,7 +227,21 @@ struct sshcfg_state {
 	struct sshcfg_list gkhs;
 	bool gkhs_set; /* GlobalKnownHostsFile: the same */
 	int hash_known_hosts;
+	const char *url_user; /* for Match user: the URL's, as ssh's -l */
+	const char *login;    /* for Match user and localuser */
+	int proxy_kind;       /* ProxyJump / ProxyCommand, whichever comes first: SSHCFG_PROXY_* */
+	char *proxy;
+	char *host_key_alias;
+	char *identity_agent;
+	int batch_mode;
+	int address_family; /* -1, AF_UNSPEC, AF_INET, AF_INET6 */
+	int password_auth;
+	int pubkey_auth;
+	char *ignore_unknown;  /* IgnoreUnknown's pattern list */
+	bool seen[SSHCFG_NKW]; /* a refused keyword applied once: later ones do not count */
 };
+
+enum { SSHCFG_PROXY_UNSET = 0, SSHCFG_PROXY_NONE, SSHCFG_PROXY_JUMP, SSHCFG_PROXY_COMMAND };
 
 /* The file being read, for messages and Include. */
 struct sshcfg_file {
@@ -106,7 +253,7 @@ struct sshcfg_file {
 
 /* Values for the %-tokens; NULL = cannot be expanded here. */
 struct sshcfg_tokens {
-	const char *d, *h, *p, *r, *u;
+	const char *d, *h, *n, *p, *r, *u;
 };
 
 static void sshcfg_lower(char *s)
@@ -311,6 +458,8 @@ static bool sshcfg_parse_time(const char *s, int *out)
 
 static enum sm_err sshcfg_file(struct sshcfg_state *st, const char *path, int depth,
                                bool nevermatch, bool checkperm, bool *active, struct sm_diag *d);
+static enum sm_err sshcfg_expand(const char *v, bool tilde, const struct sshcfg_tokens *t,
+                                 char **out, struct sm_diag *d);
 
 /* One Include argument: glob it (relative = under ~/.ssh) and read each match in place. */
 static enum sm_err sshcfg_include(struct sshcfg_state *st, const struct sshcfg_file *f,
@@ -403,12 +552,47 @@ static enum sm_err sshcfg_host(struct sshcfg_state *st, const struct sshcfg_file
 	return SM_OK;
 }
 
-/* Only `Match all` applies; any other criteria never do. */
-static enum sm_err sshcfg_match(const struct sshcfg_file *f, char **cur, bool *active,
-                                struct sm_diag *d)
+/* ssh's match_pattern_list(): a comma-separated list of patterns, each
+ * maybe negated with '!'; true when one matches and no negated one does.
+ * `lower`: s is lowercase already and the patterns are compared so. */
+static bool sshcfg_pattern_list(const char *s, const char *list, bool lower)
+{
+	bool pos = false;
+	char pat[SSHCFG_MAX_LINE + 1];
+	for (const char *p = list; *p;) {
+		size_t n = strcspn(p, ",");
+		bool neg = *p == '!';
+		size_t off = neg ? 1 : 0;
+		if (n > off && n - off < sizeof(pat)) {
+			memcpy(pat, p + off, n - off);
+			pat[n - off] = '\0';
+			if (lower)
+				sshcfg_lower(pat);
+			if (sm_ssh_pattern_match(pat, s)) {
+				if (neg)
+					return false;
+				pos = true;
+			}
+		}
+		p += n + (p[n] == ',');
+	}
+	return pos;
+}
+
+/*
+ * `Match`, as ssh evaluates it: every criterion must hold. `host` is the
+ * host name so far (HostName with %h expanded, else the alias), lowercase;
+ * `originalhost` the alias; `user` the remote user so far (the URL's,
+ * else a User line before, else the local login); `localuser` the local
+ * login; `all` always; '!' negates one. `exec`, `canonical`, `final`,
+ * `localnetwork` and `tagged` are refused when ssh would evaluate them (the
+ * criteria before them held): the run stops naming file and line.
+ */
+static enum sm_err sshcfg_match(struct sshcfg_state *st, const struct sshcfg_file *f, char **cur,
+                                bool *active, struct sm_diag *d)
 {
 	size_t n = 0;
-	bool all = false;
+	bool result = true;
 	for (;;) {
 		char *a = NULL;
 		enum sm_err err = sshcfg_next_arg(f, cur, &a, d);
@@ -416,13 +600,84 @@ static enum sm_err sshcfg_match(const struct sshcfg_file *f, char **cur, bool *a
 			return err;
 		if (!a)
 			break;
-		if (n++ == 0)
-			all = !strcasecmp(a, "all");
+		n++;
+		bool neg = a[0] == '!';
+		const char *crit = neg ? a + 1 : a;
+		if (!strcasecmp(crit, "all")) {
+			if (neg)
+				result = false;
+			continue;
+		}
+		bool takes_arg = strcasecmp(crit, "canonical") && strcasecmp(crit, "final");
+		char *arg = NULL;
+		if (takes_arg) {
+			err = sshcfg_next_arg(f, cur, &arg, d);
+			if (err != SM_OK)
+				return err;
+			if (!arg || !*arg)
+				return sm_diag_set(d, SM_EINVAL, 0, "%s:%d: Match %s needs a value",
+				                   f->path, f->line, crit);
+		}
+		bool m;
+		if (!strcasecmp(crit, "host")) {
+			char *h = NULL;
+			if (st->hostname) {
+				struct sshcfg_tokens ht = { .h = st->alias };
+				err = sshcfg_expand(st->hostname, false, &ht, &h, d);
+				if (err != SM_OK)
+					return err;
+			} else if (!(h = strdup(st->alias))) {
+				return sshcfg_nomem(d);
+			}
+			sshcfg_lower(h);
+			m = sshcfg_pattern_list(h, arg, true);
+			free(h);
+		} else if (!strcasecmp(crit, "originalhost")) {
+			m = sshcfg_pattern_list(st->alias_lc, arg, true);
+		} else if (!strcasecmp(crit, "user")) {
+			const char *u = st->url_user && *st->url_user ? st->url_user
+			                : st->user                    ? st->user
+			                                              : st->login;
+			m = u && sshcfg_pattern_list(u, arg, false);
+		} else if (!strcasecmp(crit, "localuser")) {
+			m = st->login && sshcfg_pattern_list(st->login, arg, false);
+		} else if (!strcasecmp(crit, "exec") || !strcasecmp(crit, "canonical") ||
+		           !strcasecmp(crit, "final") || !strcasecmp(crit, "localnetwork") ||
+		           !strcasecmp(crit, "tagged")) {
+			if (result && !f->nevermatch)
+				return sm_diag_set(d, SM_EINVAL, 0,
+				                   "%s:%d: 'Match %s' is not supported by syncmgr "
+				                   "(refusing to connect otherwise than ssh would)",
+				                   f->path, f->line, crit);
+			m = false; /* not reached by ssh either: an earlier one failed */
+		} else {
+			return sm_diag_set(d, SM_EINVAL, 0,
+			                   "%s:%d: unsupported Match attribute '%s'", f->path,
+			                   f->line, crit);
+		}
+		if (neg)
+			m = !m;
+		if (!m)
+			result = false;
 	}
 	if (n == 0)
 		return sm_diag_set(d, SM_EINVAL, 0, "%s:%d: Match needs a value", f->path, f->line);
-	*active = !f->nevermatch && all && n == 1;
+	*active = !f->nevermatch && result;
 	return SM_OK;
+}
+
+/* Is v one of a refused keyword's harmless values (sshcfg_keywords)? */
+static bool sshcfg_harmless(const char *harmless, const char *v)
+{
+	for (const char *p = harmless; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n == 1 && *p == '+' && v[0] == '+')
+			return true;
+		if (n && strlen(v) == n && !strncasecmp(p, v, n))
+			return true;
+		p += n + (p[n] == ',');
+	}
+	return false;
 }
 
 /* IdentityFile / UserKnownHostsFile: one or several names, kept when active
@@ -483,12 +738,62 @@ static enum sm_err sshcfg_line(struct sshcfg_state *st, const struct sshcfg_file
 	*word_end = '\0';
 
 	size_t k = 0;
-	while (k < sizeof(sshcfg_keywords) / sizeof(sshcfg_keywords[0]) &&
-	       strcasecmp(word, sshcfg_keywords[k].name))
+	while (k < SSHCFG_NKW && strcasecmp(word, sshcfg_keywords[k].name))
 		k++;
-	if (k == sizeof(sshcfg_keywords) / sizeof(sshcfg_keywords[0]))
-		return SM_OK; /* not one of ours */
+	if (k == SSHCFG_NKW) { /* as ssh: an error, unless IgnoreUnknown names it */
+		char lw[SSHCFG_MAX_LINE + 1];
+		snprintf(lw, sizeof(lw), "%s", word);
+		sshcfg_lower(lw);
+		if (st->ignore_unknown && sshcfg_pattern_list(lw, st->ignore_unknown, true))
+			return SM_OK;
+		return sm_diag_set(
+		        d, SM_EINVAL, 0,
+		        "%s:%d: bad configuration option '%s' (as ssh says; IgnoreUnknown "
+		        "can name it)",
+		        f->path, f->line, word);
+	}
 	const char *kw = sshcfg_keywords[k].name;
+	if (sshcfg_keywords[k].kw == SSHCFG_IGNORED)
+		return SM_OK;
+	if (sshcfg_keywords[k].kw == SSHCFG_REFUSED) {
+		/* the first line that applies is the one ssh would use */
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!*active || st->seen[k])
+			return SM_OK;
+		st->seen[k] = true;
+		char *v1 = NULL;
+		enum sm_err e1 = sshcfg_next_arg(f, &s, &v1, d);
+		if (e1 != SM_OK)
+			return e1;
+		if (v1 && sshcfg_harmless(sshcfg_keywords[k].harmless, v1))
+			return SM_OK;
+		return sm_diag_set(d, SM_EINVAL, 0,
+		                   "%s:%d: '%s' is not supported by syncmgr (refusing to connect "
+		                   "otherwise than ssh would)",
+		                   f->path, f->line, kw);
+	}
+	if (sshcfg_keywords[k].kw == SSHCFG_PROXYCOMMAND) {
+		/* the rest of the line, as the shell will read it */
+		while (*s == ' ' || *s == '\t')
+			s++;
+		if (!*s)
+			return sm_diag_set(d, SM_EINVAL, 0, "%s:%d: ProxyCommand needs a value",
+			                   f->path, f->line);
+		if (!*active || st->proxy_kind != SSHCFG_PROXY_UNSET)
+			return SM_OK;
+		if (!strcasecmp(s, "none")) {
+			st->proxy_kind = SSHCFG_PROXY_NONE;
+			return SM_OK;
+		}
+		enum sm_err e2 = sshcfg_check_tokens(f, kw, s, "dhnpru", d);
+		if (e2 != SM_OK)
+			return e2;
+		if (!(st->proxy = strdup(s)))
+			return sshcfg_nomem(d);
+		st->proxy_kind = SSHCFG_PROXY_COMMAND;
+		return SM_OK;
+	}
 
 	char *v = NULL;
 	int n = 0;
@@ -496,7 +801,20 @@ static enum sm_err sshcfg_line(struct sshcfg_state *st, const struct sshcfg_file
 	enum sm_err err = SM_OK;
 	switch (sshcfg_keywords[k].kw) {
 	case SSHCFG_HOST: return sshcfg_host(st, f, &s, active, d);
-	case SSHCFG_MATCH: return sshcfg_match(f, &s, active, d);
+	case SSHCFG_MATCH: return sshcfg_match(st, f, &s, active, d);
+	case SSHCFG_IGNOREUNKNOWN:
+		err = sshcfg_next_arg(f, &s, &v, d);
+		if (err != SM_OK)
+			return err;
+		if (!v || !*v)
+			return sm_diag_set(d, SM_EINVAL, 0, "%s:%d: IgnoreUnknown needs a value",
+			                   f->path, f->line);
+		if (*active && !st->ignore_unknown) {
+			if (!(st->ignore_unknown = strdup(v)))
+				return sshcfg_nomem(d);
+			sshcfg_lower(st->ignore_unknown);
+		}
+		return SM_OK;
 	case SSHCFG_INCLUDE:
 		for (;;) {
 			err = sshcfg_next_arg(f, &s, &v, d);
@@ -558,16 +876,65 @@ static enum sm_err sshcfg_line(struct sshcfg_state *st, const struct sshcfg_file
 			st->port = (int)i64;
 		return SM_OK;
 	case SSHCFG_IDENTITIESONLY:
-	case SSHCFG_HASHKNOWNHOSTS: {
-		if (!sshcfg_parse_flag(v, &n))
+	case SSHCFG_HASHKNOWNHOSTS:
+	case SSHCFG_BATCHMODE:
+	case SSHCFG_PASSWORDAUTH:
+	case SSHCFG_PUBKEYAUTH: {
+		enum sshcfg_kw kk = sshcfg_keywords[k].kw;
+		/* PubkeyAuthentication's host-bound forms are yes for a client */
+		if (kk == SSHCFG_PUBKEYAUTH &&
+		    (!strcasecmp(v, "unbound") || !strcasecmp(v, "host-bound")))
+			n = 1;
+		else if (!sshcfg_parse_flag(v, &n))
 			return sm_diag_set(d, SM_EINVAL, 0, "%s:%d: %s '%s' is not yes or no",
 			                   f->path, f->line, kw, v);
-		int *slot = sshcfg_keywords[k].kw == SSHCFG_IDENTITIESONLY ? &st->identities_only
-		                                                           : &st->hash_known_hosts;
+		int *slot = kk == SSHCFG_IDENTITIESONLY   ? &st->identities_only
+		            : kk == SSHCFG_HASHKNOWNHOSTS ? &st->hash_known_hosts
+		            : kk == SSHCFG_BATCHMODE      ? &st->batch_mode
+		            : kk == SSHCFG_PASSWORDAUTH   ? &st->password_auth
+		                                          : &st->pubkey_auth;
 		if (*active && *slot < 0)
 			*slot = n;
 		return SM_OK;
 	}
+	case SSHCFG_PROXYJUMP:
+		if (!*active || st->proxy_kind != SSHCFG_PROXY_UNSET)
+			return SM_OK;
+		if (!strcasecmp(v, "none")) {
+			st->proxy_kind = SSHCFG_PROXY_NONE;
+			return SM_OK;
+		}
+		if (!(st->proxy = strdup(v)))
+			return sshcfg_nomem(d);
+		st->proxy_kind = SSHCFG_PROXY_JUMP;
+		return SM_OK;
+	case SSHCFG_HOSTKEYALIAS:
+	case SSHCFG_IDENTITYAGENT: {
+		char **slot = sshcfg_keywords[k].kw == SSHCFG_HOSTKEYALIAS ? &st->host_key_alias
+		                                                           : &st->identity_agent;
+		if (sshcfg_keywords[k].kw == SSHCFG_IDENTITYAGENT && v[0] != '$') {
+			err = sshcfg_check_tokens(f, kw, v, "dhpru", d);
+			if (err != SM_OK)
+				return err;
+		}
+		if (!*active || *slot)
+			return SM_OK;
+		return (*slot = strdup(v)) ? SM_OK : sshcfg_nomem(d);
+	}
+	case SSHCFG_ADDRESSFAMILY:
+		if (!strcasecmp(v, "any"))
+			n = AF_UNSPEC;
+		else if (!strcasecmp(v, "inet"))
+			n = AF_INET;
+		else if (!strcasecmp(v, "inet6"))
+			n = AF_INET6;
+		else
+			return sm_diag_set(d, SM_EINVAL, 0,
+			                   "%s:%d: AddressFamily '%s' is not any, inet or inet6",
+			                   f->path, f->line, v);
+		if (*active && st->address_family < 0)
+			st->address_family = n;
+		return SM_OK;
 	case SSHCFG_STRICT:
 		if (!sshcfg_parse_strict(v, &n))
 			return sm_diag_set(d, SM_EINVAL, 0,
@@ -787,6 +1154,7 @@ static enum sm_err sshcfg_expand(const char *v, bool tilde, const struct sshcfg_
 		case '%': val = "%"; break;
 		case 'd': val = t->d; break;
 		case 'h': val = t->h; break;
+		case 'n': val = t->n; break;
 		case 'p': val = t->p; break;
 		case 'r': val = t->r; break;
 		case 'u': val = t->u; break;
@@ -874,6 +1242,12 @@ enum sm_err sm_ssh_config_resolve(const char *path, const char *alias, const cha
 		.port = -1,
 		.identities_only = -1,
 		.hash_known_hosts = -1,
+		.url_user = user,
+		.login = login,
+		.batch_mode = -1,
+		.address_family = -1,
+		.password_auth = -1,
+		.pubkey_auth = -1,
 		.strict = -1,
 		.connect_timeout = -1,
 		.alive_interval = -1,
@@ -963,12 +1337,52 @@ enum sm_err sm_ssh_config_resolve(const char *path, const char *alias, const cha
 	                         &c.global_known_hosts, &c.n_global_known_hosts, d);
 	if (err != SM_OK)
 		goto out;
+	c.batch_mode = st.batch_mode > 0;
+	c.address_family = st.address_family >= 0 ? st.address_family : AF_UNSPEC;
+	c.password_auth = st.password_auth != 0;
+	c.pubkey_auth = st.pubkey_auth != 0;
+	if (st.proxy_kind == SSHCFG_PROXY_JUMP) {
+		c.proxy_jump = st.proxy;
+		st.proxy = NULL;
+	} else if (st.proxy_kind == SSHCFG_PROXY_COMMAND) {
+		struct sshcfg_tokens pt = t;
+		pt.n = alias;
+		err = sshcfg_expand(st.proxy, false, &pt, &c.proxy_command, d);
+		if (err != SM_OK)
+			goto out;
+	}
+	if (st.host_key_alias && !(c.host_key_alias = strdup(st.host_key_alias))) {
+		err = sshcfg_nomem(d);
+		goto out;
+	}
+	if (st.identity_agent) {
+		const char *ia = st.identity_agent;
+		if (!strcmp(ia, "SSH_AUTH_SOCK"))
+			ia = "$SSH_AUTH_SOCK";
+		if (ia[0] == '$') { /* an environment variable naming the socket */
+			const char *env = getenv(ia + 1);
+			c.identity_agent = strdup(env && *env ? env : "none");
+			if (!c.identity_agent)
+				err = sshcfg_nomem(d);
+		} else if (!strcasecmp(ia, "none")) {
+			if (!(c.identity_agent = strdup("none")))
+				err = sshcfg_nomem(d);
+		} else {
+			err = sshcfg_expand(ia, true, &t, &c.identity_agent, d);
+		}
+		if (err != SM_OK)
+			goto out;
+	}
 
 	*out = c;
 	memset(&c, 0, sizeof(c));
 out:
 	sm_ssh_host_cfg_release(&c);
 	free(cfgpath);
+	free(st.proxy);
+	free(st.host_key_alias);
+	free(st.identity_agent);
+	free(st.ignore_unknown);
 	sshcfg_list_release(&st.gkhs);
 	sshcfg_list_release(&st.khs);
 	sshcfg_list_release(&st.ids);
@@ -993,6 +1407,10 @@ void sm_ssh_host_cfg_release(struct sm_ssh_host_cfg *c)
 	for (size_t i = 0; i < c->n_global_known_hosts; i++)
 		free(c->global_known_hosts[i]);
 	free(c->global_known_hosts);
+	free(c->proxy_jump);
+	free(c->proxy_command);
+	free(c->host_key_alias);
+	free(c->identity_agent);
 	free(c->user);
 	free(c->hostname);
 	free(c->alias);

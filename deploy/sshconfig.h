@@ -1,14 +1,25 @@
 /*
- * OpenSSH client configuration ($HOME/.ssh/config) for one host, the subset
- * syncmgr honours: Host blocks with patterns (`*`, `?`, `!negation`, several
- * per line), `Match all`, Include, and the keywords HostName, Port, User,
- * IdentityFile, IdentitiesOnly, UserKnownHostsFile, StrictHostKeyChecking,
- * ConnectTimeout, ServerAliveInterval, ServerAliveCountMax. As in ssh, the
- * first value obtained for a keyword wins (IdentityFile lines accumulate;
- * UserKnownHostsFile may name several files on its one line), keywords are case-insensitive, `Key value`
- * and `Key=value` both work, values may be double-quoted, and `~` and the
- * tokens %d %h %p %r %u %% are expanded in file names. Other keywords are
- * ignored; Match blocks other than `Match all` never apply.
+ * OpenSSH client configuration ($HOME/.ssh/config) for one host: Host
+ * blocks with patterns (`*`, `?`, `!negation`, several per line), Match
+ * (host, originalhost, user, localuser, all, `!` negations), Include, and
+ * the keywords HostName, Port, User, IdentityFile, IdentitiesOnly,
+ * UserKnownHostsFile, GlobalKnownHostsFile, HashKnownHosts,
+ * StrictHostKeyChecking, ConnectTimeout, ServerAliveInterval,
+ * ServerAliveCountMax, ProxyJump, ProxyCommand, HostKeyAlias,
+ * IdentityAgent, BatchMode, AddressFamily, PasswordAuthentication,
+ * PubkeyAuthentication and IgnoreUnknown. As in ssh, the first value
+ * obtained for a keyword wins (IdentityFile lines accumulate;
+ * UserKnownHostsFile may name several files on its one line), keywords are
+ * case-insensitive, `Key value` and `Key=value` both work, values may be
+ * double-quoted, and `~` and the tokens %d %h %p %r %u %% (ProxyCommand:
+ * also %n) are expanded.
+ *
+ * Nothing is ignored silently that would make the connection other than
+ * ssh's: ssh's other keywords either change nothing for SFTP (forwardings,
+ * terminals, multiplexing, logging: ignored) or, where they apply to the
+ * host (BindAddress, Ciphers, CertificateFile, `Match exec`, ...), are an
+ * error naming the keyword, file and line; an unknown keyword is an error
+ * anywhere, as in ssh, unless IgnoreUnknown names it.
  */
 #ifndef SM_SSHCONFIG_H
 #define SM_SSHCONFIG_H
@@ -45,6 +56,15 @@ struct sm_ssh_host_cfg {
 	int connect_timeout_s;      /* ConnectTimeout; 0 = not set */
 	int server_alive_interval;  /* ServerAliveInterval seconds; 0 = not set */
 	int server_alive_count_max; /* ServerAliveCountMax; default 3 */
+	/* ProxyJump or ProxyCommand, whichever applies first ("none": neither) */
+	char *proxy_jump;     /* the hops as written: "[user@]host[:port],..." or NULL */
+	char *proxy_command;  /* %-tokens expanded, for /bin/sh -c; or NULL */
+	char *host_key_alias; /* HostKeyAlias: the name known_hosts is searched for, or NULL */
+	char *identity_agent; /* IdentityAgent, expanded: a socket, "none", or NULL ($SSH_AUTH_SOCK) */
+	bool batch_mode;      /* BatchMode: never ask at the terminal */
+	int address_family; /* AddressFamily: AF_UNSPEC, AF_INET or AF_INET6 */
+	bool password_auth; /* PasswordAuthentication (default yes) */
+	bool pubkey_auth;   /* PubkeyAuthentication (default yes) */
 };
 
 /*

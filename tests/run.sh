@@ -62,7 +62,7 @@ asan_e2e=(e2e-rsync_compat e2e-summary_exit e2e-dry_run e2e-bad_input e2e-modifi
 	e2e-actions e2e-order e2e-dst_symlinks e2e-filter_selection e2e-s3_roundtrip
 	e2e-sftp_roundtrip e2e-safety_local e2e-safety_s3 e2e-kill_resume e2e-safety_dst_local
 	e2e-safety_sftp e2e-json_report e2e-metrics e2e-preflight e2e-options e2e-dirs_delete
-	e2e-s3_outage)
+	e2e-s3_outage e2e-ssh_jump e2e-ssh_config)
 if build build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug \
 	-Dc_args="$SANITIZE_C_ARGS" -Dc_link_args="$SANITIZE_C_ARGS"; then
 	harness_meson_stage "asan" build-asan --num-processes 2 --suite unit --suite conformance

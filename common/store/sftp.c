@@ -2211,6 +2211,22 @@ static void sftp_wring_drain(struct sftp_wring *w)
 		sftp_wring_reap(w);
 }
 
+/* The source gave `total` bytes (`over`: and more) where r->size were
+ * listed: a SRC that changed, reported as SRC's: its own check (finish:
+ * it names the source and why), else under the source's name. */
+static enum sm_err sftp_src_size(struct sm_reader *r, const char *path, uint64_t total, bool over,
+                                 struct sm_diag *d)
+{
+	enum sm_err err = sm_reader_finish(r, d);
+	if (err != SM_OK)
+		return err;
+	err = sm_diag_set(d, SM_ECHANGED, 0,
+	                  "'%s' changed while it was copied: %s%" PRIu64 " bytes, %" PRIu64
+	                  " were listed",
+	                  r->name ? r->name : path, over ? "over " : "", total, r->size);
+	return sm_diag_label(d, err, r->label);
+}
+
 /* OPEN path (a name in the directory of `key`, whose parents were looked
  * at) for writing; when it says the directory is missing, make it. */
 static enum sm_err sftp_create(struct sftp_store *fs, struct sm_sftpc *c, struct sm_sftpc_req *q,
@@ -2312,9 +2328,7 @@ static enum sm_err sftp_put_once(struct sftp_store *fs, struct sm_sftpc *c, cons
 	if (server_err)
 		err = sftp_err(c, w.rc, "write", path, d);
 	if (err == SM_OK && r->size != UINT64_MAX && total != r->size)
-		err = sm_diag_set(d, SM_ECHANGED, 0,
-		                  "'%s' has %" PRIu64 " bytes, %" PRIu64 " were listed", path,
-		                  total, r->size);
+		err = sftp_src_size(r, path, total, false, d);
 	struct sftp_attrset as;
 	sftp_attrset(fs, p, err == SM_OK ? key : NULL,
 	             t.inplace && (was.flags & SM_SFTPC_A_UIDGID) ? &was : NULL, &as);
@@ -2624,10 +2638,7 @@ static enum sm_err sftp_put(struct sm_store *st, const char *key, struct sm_read
 		size_t got = 0;
 		err = sm_reader_read_full(r, buf, cap, &got, d);
 		if (err == SM_OK && got != r->size)
-			err = sm_diag_set(d, SM_ECHANGED, 0,
-			                  "'%s' has %s%zu bytes, %" PRIu64 " were listed", path,
-			                  got == cap ? "over " : "", got == cap ? got - 1 : got,
-			                  r->size);
+			err = sftp_src_size(r, path, got == cap ? got - 1 : got, got == cap, d);
 		if (err == SM_OK && (p->flags & SM_PUT_CHECK))
 			err = sm_reader_finish(r, d); /* every byte is read already */
 		if (err == SM_OK)

@@ -664,8 +664,10 @@ enum sm_err sm_store_open_read(struct sm_store *st, const char *key, uint64_t of
 	enum sm_err err = fault_hit(st, F_READ, key, d);
 	if (err == SM_OK)
 		err = st->ops->open_read(st, key, off, UINT64_MAX, out, d);
-	if (err == SM_OK)
+	if (err == SM_OK) {
 		(*out)->label = st->cfg.label;
+		(*out)->name = key;
+	}
 	return sm_diag_label(d, err, st->cfg.label);
 }
 
@@ -675,8 +677,10 @@ enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
 	enum sm_err err = fault_hit(st, F_READ, e->key, d);
 	if (err == SM_OK)
 		err = st->ops->open_read(st, e->key, 0, e->size, out, d);
-	if (err == SM_OK)
+	if (err == SM_OK) {
 		(*out)->label = st->cfg.label;
+		(*out)->name = e->key;
+	}
 	return sm_diag_label(d, err, st->cfg.label);
 }
 
@@ -800,6 +804,8 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 			                            .has_mtime = r->has_mtime,
 			                            .pool_held = r->pool_held,
 			                            .meta = r->meta,
+			                            .label = r->label,
+			                            .name = r->name,
 			                            .stop = r->stop },
 			                  .in = r,
 			                  .crawl = rule->crawl };
@@ -814,6 +820,8 @@ static enum sm_err store_put_raw(struct sm_store *st, const char *key, struct sm
 		                             .has_mtime = r->has_mtime,
 		                             .pool_held = r->pool_held,
 		                             .meta = r->meta,
+		                             .label = r->label,
+		                             .name = r->name,
 		                             .stop = r->stop },
 		                   .in = r };
 	return st->ops->put(st, key, &fr.base, p, d);

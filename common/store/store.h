@@ -120,8 +120,11 @@ struct sm_reader {
 	 * removes what it began (temp file, multipart upload). */
 	const atomic_bool *stop;
 	/* Set by sm_store_open_read(): the store's cfg.label, put before the
-	 * reader's error messages. */
+	 * reader's error messages, and the key it reads (a writer names the
+	 * source by these when the source misbehaves). Readers that wrap
+	 * another copy them. */
 	const char *label;
+	const char *name;
 	/* The reader holds bytes of the transfer pool's budget (S3's ranges):
 	 * its writer must not wait for budget without end (common/pool.h).
 	 * Readers that wrap another copy it. */

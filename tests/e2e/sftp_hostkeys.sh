@@ -127,6 +127,7 @@ refused "a changed key in GlobalKnownHostsFile" "$R/c4b" "CHANGED" "$T/kh.global
 # 5. unknown host, UserKnownHostsFile none: no advice to a file not read
 sm "$T/src/" "sm-nofile:$R/c5/"
 refused "unknown host, UserKnownHostsFile none" "$R/c5" "is not a known host" "UserKnownHostsFile is none" "$SSHD_HOST_FP"
+# shellcheck disable=SC2088 # the literal text, as the old advice printed it
 if grep -q '~/.ssh/known_hosts\|>> ' "$T/sm.err"; then
 	fail "unknown host, UserKnownHostsFile none: the advice names a file that is not read: $(err_lines)"
 fi
@@ -135,10 +136,28 @@ fi
 rm -f "$T/kh.hash"
 sm "$T/src/" "sm-hash:$R/c6/"
 expect_rc 0 "accept-new with HashKnownHosts"
-[ "$(wc -l <"$T/kh.hash")" -eq 1 ] && grep -q '^|1|' "$T/kh.hash" ||
+if [ "$(wc -l <"$T/kh.hash")" -ne 1 ] || ! grep -q '^|1|' "$T/kh.hash"; then
 	fail "accept-new with HashKnownHosts: the line added is not hashed: $(cat "$T/kh.hash")"
+fi
 ssh-keygen -F "$NAME" -f "$T/kh.hash" >/dev/null || fail "accept-new with HashKnownHosts: ssh-keygen -F does not find $NAME"
 timeout 15 ssh -F "$CFG" -o BatchMode=yes -o StrictHostKeyChecking=yes sm-hash true </dev/null >"$T/ssh.out" 2>&1 ||
 	fail "accept-new with HashKnownHosts: OpenSSH's ssh does not accept the file: $(cat "$T/ssh.out")"
 sm "$T/src/" "sm-hash:$R/c6/"
 expect_rc 0 "strict checking against the hashed line"
+
+# 7. HostKeyAlias: known_hosts is searched for the alias; the advice for an
+#    unknown one writes the key under the alias, and works
+host_entry sm-alias "    UserKnownHostsFile $T/kh.alias
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    HostKeyAlias my-alias"
+: >"$T/kh.alias"
+sm "$T/src/" "sm-alias:$R/c7/"
+refused "unknown HostKeyAlias" "$R/c7" "my-alias (HostKeyAlias of 127.0.0.1:$SSHD_PORT) is not a known host"
+advice=$(sed -n 's/.*then add it with: //p' "$T/sm.err")
+[ -n "$advice" ] || fail "unknown HostKeyAlias: no advice: $(err_lines)"
+bash -c "$advice" 2>/dev/null
+grep -q '^my-alias ' "$T/kh.alias" || fail "unknown HostKeyAlias: the advice did not add my-alias: $(cat "$T/kh.alias")"
+sm "$T/src/" "sm-alias:$R/c7/"
+expect_rc 0 "HostKeyAlias after the advice"
+expect_same_tree "$T/src" "$R/c7" "HostKeyAlias after the advice"

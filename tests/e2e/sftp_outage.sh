@@ -119,6 +119,7 @@ note "outage: $(msgs)"
 # 2. the host key changed mid-run: one line, a handful of handshakes
 run_stopped "$R/b"
 "$SSHD_SH" rekey "$SSHD_DIR" >/dev/null 2>"$T/sshd.log" || fail "sshd.sh rekey: $(cat "$T/sshd.log")"
+# shellcheck disable=SC1091
 . "$SSHD_DIR/env"
 mark=$(wc -l <"$SSHD_LOG")
 finish
@@ -141,6 +142,7 @@ run_stopped "$R/c"
 "$SSHD_SH" down "$SSHD_DIR" >/dev/null 2>"$T/sshd.log" || fail "sshd.sh down: $(cat "$T/sshd.log")"
 cp "$SSH_TEST_WRONG_KEY" "$T/id_now"
 "$SSHD_SH" up "$SSHD_DIR" >/dev/null 2>"$T/sshd.log" || fail "sshd.sh up: $(cat "$T/sshd.log")"
+# shellcheck disable=SC1091
 . "$SSHD_DIR/env"
 mark=$(wc -l <"$SSHD_LOG")
 finish

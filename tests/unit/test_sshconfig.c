@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -198,18 +199,24 @@ static const char *const default_khs[] = { "{H}/.ssh/known_hosts" };
 	"  UserKnownHostsFile none\n"                  \
 	"  IdentityFile none\n"
 
-#define MATCH_CFG               \
-	"Match host foo\n"      \
-	"  User m1\n"           \
-	"Match all\n"           \
-	"  Port 1234\n"         \
-	"Host x\n"              \
-	"  User hx\n"           \
-	"Host nothere\n"        \
-	"Match all\n"           \
-	"  HostName everyone\n" \
-	"Match final all\n"     \
-	"  User never\n"
+#define MATCH_CFG                                            \
+	"Match host foo\n"                                   \
+	"  User m1\n"                                        \
+	"Match all\n"                                        \
+	"  Port 1234\n"                                      \
+	"Host x\n"                                           \
+	"  User hx\n"                                        \
+	"Host nothere\n"                                     \
+	"Match all\n"                                        \
+	"  HostName everyone\n"                              \
+	"Match host EVERY* user m1\n"                        \
+	"  IdentityFile ~/m-%h\n"                            \
+	"Match originalhost x !user hx\n"                    \
+	"  IdentityFile ~/not-hx\n"                          \
+	"Match host nomatch exec false\n"                    \
+	"  Port 2\n"                                         \
+	"Match originalhost y,!x localuser *,!nobody-here\n" \
+	"  User local-matched\n"
 
 #define INC_CFG                                        \
 	"Host inc\n"                                   \
@@ -313,17 +320,33 @@ static const struct rcase rcases[] = {
 	  .want_port = 22,
 	  .ids = { "-" },
 	  .khs = { "-" } },
-	{ .name = "other Match never, Match all always",
+	{ .name = "Match host (the alias before HostName), then the HostName and user so far",
 	  .config = MATCH_CFG,
 	  .alias = "foo",
 	  .hostname = "everyone",
-	  .want_port = 1234 },
-	{ .name = "Host after Match all",
+	  .want_port = 1234,
+	  .want_user = "m1",
+	  .ids = { "{H}/m-everyone" } },
+	{ .name = "Host after Match all; !user",
 	  .config = MATCH_CFG,
 	  .alias = "x",
 	  .hostname = "everyone",
 	  .want_port = 1234,
 	  .want_user = "hx" },
+	{ .name = "Match user sees the URL's user first",
+	  .config = MATCH_CFG,
+	  .alias = "x",
+	  .user = "other",
+	  .hostname = "everyone",
+	  .want_port = 1234,
+	  .want_user = "other",
+	  .ids = { "{H}/not-hx" } },
+	{ .name = "Match originalhost list with a negation, localuser",
+	  .config = MATCH_CFG,
+	  .alias = "y",
+	  .hostname = "everyone",
+	  .want_port = 1234,
+	  .want_user = "local-matched" },
 	{ .name = "Include glob inside Host",
 	  .config = INC_CFG,
 	  .extra = { { ".ssh/conf.d/a.conf", "User from-a\nHost other\n  Port 9\n" },
@@ -358,8 +381,12 @@ static const struct rcase rcases[] = {
 	  .want_port = 2345,
 	  .want_user = "john smith",
 	  .ids = { "{H}/my keys/id one", "{H}/other key", "{H}/xy zw" } },
-	{ .name = "unknown keywords are ignored",
-	  .config = "ProxyJump bastion\nForwardAgent yes\nNoSuchThing\nPort 2\n",
+	{ .name = "keywords of no bearing on SFTP, unknown ones IgnoreUnknown names, refused "
+	          "ones that do not apply or change nothing",
+	  .config = "IgnoreUnknown usekeychain,nosuch*\nForwardAgent yes\nUseKeychain yes\n"
+	            "NoSuchThing 1\nControlMaster auto\nHost other\n  BindAddress 10.0.0.1\n"
+	            "Host *\n  Ciphers +aes128-cbc\n  CanonicalizeHostname no\n  Port 2\n"
+	            "  Ciphers aes128-ctr\n",
 	  .alias = "u",
 	  .want_port = 2 },
 };
@@ -474,6 +501,53 @@ static const struct ecase ecases[] = {
 	{ "Port # comment\n", { { 0 } }, SM_EINVAL, "config:1: Port needs a value" },
 	{ "Host\n", { { 0 } }, SM_EINVAL, "config:1: Host needs a value" },
 	{ "Match\n", { { 0 } }, SM_EINVAL, "config:1: Match needs a value" },
+	{ "Match user\n", { { 0 } }, SM_EINVAL, "config:1: Match user needs a value" },
+	{ "Match colour red\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: unsupported Match attribute 'colour'" },
+	{ "\nMatch exec \"true\"\n  Port 3\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "{H}/.ssh/config:2: 'Match exec' is not supported by syncmgr" },
+	{ "Match host h* final\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: 'Match final' is not supported" },
+	{ "Match canonical\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: 'Match canonical' is not supported" },
+	{ "NoSuchThing yes\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: bad configuration option 'NoSuchThing'" },
+	{ "Host other\n  NoSuchThing yes\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:2: bad configuration option 'NoSuchThing'" },
+	{ "NoSuchThing yes\nIgnoreUnknown nosuchthing\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: bad configuration option" },
+	{ "Host h*\n  BindAddress 10.0.0.1\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:2: 'BindAddress' is not supported by syncmgr" },
+	{ "Ciphers aes128-ctr\n", { { 0 } }, SM_EINVAL, "config:1: 'Ciphers' is not supported" },
+	{ "Ciphers -aes128-cbc\n", { { 0 } }, SM_EINVAL, "config:1: 'Ciphers' is not supported" },
+	{ "CanonicalizeHostname yes\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: 'CanonicalizeHostname' is not supported" },
+	{ "CertificateFile ~/.ssh/id-cert.pub\n",
+	  { { 0 } },
+	  SM_EINVAL,
+	  "config:1: 'CertificateFile' is not supported" },
+	{ "ProxyCommand\n", { { 0 } }, SM_EINVAL, "config:1: ProxyCommand needs a value" },
+	{ "ProxyCommand nc %h %P\n", { { 0 } }, SM_EINVAL, "config:1: unknown token '%P'" },
+	{ "AddressFamily ipx\n", { { 0 } }, SM_EINVAL, "config:1: AddressFamily 'ipx'" },
+	{ "BatchMode perhaps\n", { { 0 } }, SM_EINVAL, "config:1: BatchMode 'perhaps'" },
 	{ "Include\n", { { 0 } }, SM_EINVAL, "config:1: Include needs a value" },
 	{ "UserKnownHostsFile=\n",
 	  { { 0 } },
@@ -745,6 +819,77 @@ static void test_explicit_missing(void **state)
 	sm_ssh_host_cfg_release(&h);
 }
 
+/* ProxyJump / ProxyCommand (the first of either wins; "none" too; tokens
+ * in ProxyCommand), HostKeyAlias, IdentityAgent, BatchMode, AddressFamily,
+ * Password- and PubkeyAuthentication. */
+static void test_proxy_and_more(void **state)
+{
+	(void)state;
+	home_new();
+	put_file(".ssh/config",
+	         "Host j1\n  ProxyJump a,me@b:2222\n  ProxyCommand nc %h %p\n"
+	         "Host c1\n  HostName real.example\n  Port 2200\n  User bob\n"
+	         "  ProxyCommand ssh -W '[%h]:%p' -l %r gw # %n %%\n  ProxyJump x\n"
+	         "Host n1\n  ProxyJump none\nHost n1 n2\n  ProxyJump later\n"
+	         "Host o1\n  HostKeyAlias alias1\n  IdentityAgent ~/agent-%h\n  BatchMode yes\n"
+	         "  AddressFamily inet6\n  PasswordAuthentication no\n  PubkeyAuthentication "
+	         "host-bound\n"
+	         "Host o2\n  IdentityAgent none\n  PubkeyAuthentication no\n  AddressFamily inet\n"
+	         "Host o3\n  IdentityAgent $SM_TEST_AGENT\n",
+	         0644);
+	struct sm_ssh_host_cfg h;
+	struct sm_diag d;
+	if (sm_ssh_config_resolve(NULL, "j1", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_string_equal(h.proxy_jump, "a,me@b:2222");
+	assert_null(h.proxy_command);
+	assert_false(h.batch_mode);
+	assert_int_equal(h.address_family, AF_UNSPEC);
+	assert_true(h.password_auth);
+	assert_true(h.pubkey_auth);
+	assert_null(h.host_key_alias);
+	assert_null(h.identity_agent);
+	sm_ssh_host_cfg_release(&h);
+	if (sm_ssh_config_resolve(NULL, "c1", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_null(h.proxy_jump);
+	assert_string_equal(h.proxy_command, "ssh -W '[real.example]:2200' -l bob gw # c1 %");
+	sm_ssh_host_cfg_release(&h);
+	for (int i = 0; i < 2; i++) {
+		if (sm_ssh_config_resolve(NULL, i ? "n2" : "n1", NULL, 0, &h, &d) != SM_OK)
+			fail_msg("%s", d.msg);
+		if (i)
+			assert_string_equal(h.proxy_jump, "later");
+		else
+			assert_null(h.proxy_jump);
+		assert_null(h.proxy_command);
+		sm_ssh_host_cfg_release(&h);
+	}
+	if (sm_ssh_config_resolve(NULL, "o1", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_string_equal(h.host_key_alias, "alias1");
+	char want[PATH_MAX];
+	snprintf(want, sizeof(want), "%s/agent-o1", g_home);
+	assert_string_equal(h.identity_agent, want);
+	assert_true(h.batch_mode);
+	assert_int_equal(h.address_family, AF_INET6);
+	assert_false(h.password_auth);
+	assert_true(h.pubkey_auth);
+	sm_ssh_host_cfg_release(&h);
+	if (sm_ssh_config_resolve(NULL, "o2", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_string_equal(h.identity_agent, "none");
+	assert_false(h.pubkey_auth);
+	assert_int_equal(h.address_family, AF_INET);
+	sm_ssh_host_cfg_release(&h);
+	setenv("SM_TEST_AGENT", "/run/agent.sock", 1);
+	if (sm_ssh_config_resolve(NULL, "o3", NULL, 0, &h, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	assert_string_equal(h.identity_agent, "/run/agent.sock");
+	sm_ssh_host_cfg_release(&h);
+	unsetenv("SM_TEST_AGENT");
+}
+
 /* GlobalKnownHostsFile (default: /etc/ssh/ssh_known_hosts{,2}; several on
  * a line, the first line wins, `~` and tokens expanded) and HashKnownHosts. */
 static void test_global_known_hosts(void **state)
@@ -901,6 +1046,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_error_limits, teardown),
 		cmocka_unit_test_teardown(test_explicit_missing, teardown),
 		cmocka_unit_test_teardown(test_global_known_hosts, teardown),
+		cmocka_unit_test_teardown(test_proxy_and_more, teardown),
 		cmocka_unit_test(test_pattern),
 		cmocka_unit_test(test_key_encrypted),
 	};
