@@ -420,6 +420,8 @@ struct file_dir {
 	ino_t ino;
 };
 
+struct file_ahead;
+
 struct file_frame {
 	int fd;
 	size_t prefix_len; /* bytes of the cursor's key that name this directory */
@@ -428,6 +430,8 @@ struct file_frame {
 	struct sm_dirtab_it it;      /* the next name to list */
 	dev_t dev;
 	ino_t ino;
+	struct file_ahead *ahead; /* the thread that reads `it` for the cursor, or NULL */
+	bool ahead_tried;
 };
 
 struct file_cursor {
@@ -464,8 +468,11 @@ static void file_dir_free(void *p)
 	free(dir);
 }
 
+static void file_ahead_stop(struct file_ahead *a);
+
 static void file_frame_release(struct file_store *fs, struct file_frame *f)
 {
+	file_ahead_stop(f->ahead); /* before the iterator and fd it uses go */
 	if (f->fd >= 0)
 		close(f->fd);
 	sm_dirtab_it_release(&f->it);
@@ -733,6 +740,190 @@ static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm
 	return SM_OK;
 }
 
+/* ---- stat-ahead ----
+ *
+ * A cursor that lists without an end (the planner's walk of SRC) goes
+ * through a big directory one fstatat() per name on one thread, while a
+ * run's range tasks share the rest of the machine. For a directory of at
+ * least FILE_AHEAD_MIN names such a cursor hands the directory's table to a
+ * thread of its own, which reads the names and stats them ahead, in
+ * chunks, through a short queue; the cursor takes the names with their
+ * stat results in the same order. What the cursor does with each is what it
+ * does without the thread (a name stat'ed a moment earlier: a listing is a
+ * snapshot either way). The frame's iterator is the thread's alone until
+ * the frame goes, which stops and joins the thread first.
+ */
+#define FILE_AHEAD_MIN 4096
+#define FILE_AHEAD_CHUNK 256
+#define FILE_AHEAD_QUEUE 4 /* chunks ready at most */
+
+struct file_aname {
+	char key[NAME_MAX + 2]; /* the name, '/' after a directory's */
+	size_t klen, nlen;
+	bool dir;
+	int err; /* fstatat()'s errno, or 0 */
+	struct stat st;
+};
+
+struct file_achunk {
+	struct file_achunk *next;
+	size_t n;
+	enum sm_err err; /* after the names: the table failed (SM_EOF: its end) */
+	struct sm_diag diag;
+	struct file_aname names[FILE_AHEAD_CHUNK];
+};
+
+struct file_ahead {
+	pthread_t th;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct file_achunk *head, *tail; /* ready, in order */
+	size_t queued;
+	bool stop;
+	struct sm_dirtab_it *it; /* the frame's */
+	int fd;
+	int flags;
+	struct file_achunk *cur; /* the cursor's: being given out */
+	size_t i;
+};
+
+static void *file_ahead_main(void *arg)
+{
+	struct file_ahead *a = arg;
+	bool end = false;
+	while (!end) {
+		struct file_achunk *ch = calloc(1, sizeof(*ch));
+		if (!ch) {
+			pthread_mutex_lock(&a->mu);
+			a->stop = true; /* the cursor sees the queue end: out of memory */
+			pthread_cond_broadcast(&a->cv);
+			pthread_mutex_unlock(&a->mu);
+			return NULL;
+		}
+		while (ch->n < FILE_AHEAD_CHUNK) {
+			struct sm_dirtab_rec nm;
+			enum sm_err err = sm_dirtab_it_peek(a->it, &nm, &ch->diag);
+			if (err != SM_OK) {
+				ch->err = err;
+				end = true;
+				break;
+			}
+			sm_dirtab_it_advance(a->it);
+			if (nm.nlen > NAME_MAX)
+				continue; /* no file system holds it: never read */
+			struct file_aname *n = &ch->names[ch->n++];
+			memcpy(n->key, nm.key, nm.klen);
+			n->key[nm.klen] = '\0';
+			n->klen = nm.klen;
+			n->nlen = nm.nlen;
+			n->dir = nm.dir;
+			char name[NAME_MAX + 1];
+			memcpy(name, nm.key, nm.nlen);
+			name[nm.nlen] = '\0';
+			n->err = fstatat(a->fd, name, &n->st, a->flags) == 0 ? 0 : errno;
+		}
+		pthread_mutex_lock(&a->mu);
+		while (!a->stop && a->queued >= FILE_AHEAD_QUEUE)
+			pthread_cond_wait(&a->cv, &a->mu);
+		bool stop = a->stop;
+		if (!stop) {
+			if (a->tail)
+				a->tail->next = ch;
+			else
+				a->head = ch;
+			a->tail = ch;
+			a->queued++;
+			pthread_cond_broadcast(&a->cv);
+		}
+		pthread_mutex_unlock(&a->mu);
+		if (stop) {
+			free(ch);
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+/* Start stat-ahead on frame f (at its iterator's position), if the cursor
+ * lists without an end and the directory is big. Best effort: without a
+ * thread the cursor reads the frame itself. */
+static void file_ahead_start(struct file_cursor *c, struct file_frame *f)
+{
+	if (c->last || sm_dirtab_count(f->dir->tab) < FILE_AHEAD_MIN)
+		return;
+	struct file_ahead *a = calloc(1, sizeof(*a));
+	if (!a)
+		return;
+	a->it = &f->it;
+	a->fd = f->fd;
+	a->flags = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
+	pthread_mutex_init(&a->mu, NULL);
+	pthread_cond_init(&a->cv, NULL);
+	if (pthread_create(&a->th, NULL, file_ahead_main, a) != 0) {
+		pthread_cond_destroy(&a->cv);
+		pthread_mutex_destroy(&a->mu);
+		free(a);
+		return;
+	}
+	f->ahead = a;
+}
+
+static void file_ahead_stop(struct file_ahead *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->stop = true;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	pthread_join(a->th, NULL);
+	while (a->head) {
+		struct file_achunk *n = a->head->next;
+		free(a->head);
+		a->head = n;
+	}
+	free(a->cur);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
+}
+
+/* The frame's next name with its stat result: SM_OK, SM_EOF at the end of
+ * the directory, or the table's error. */
+static enum sm_err file_ahead_next(struct file_ahead *a, const struct file_aname **out,
+                                   struct sm_diag *d)
+{
+	for (;;) {
+		if (a->cur && a->i < a->cur->n) {
+			*out = &a->cur->names[a->i++];
+			return SM_OK;
+		}
+		if (a->cur && a->cur->err != SM_OK) {
+			if (a->cur->err != SM_EOF)
+				*d = a->cur->diag;
+			return a->cur->err;
+		}
+		free(a->cur);
+		a->cur = NULL;
+		a->i = 0;
+		pthread_mutex_lock(&a->mu);
+		while (!a->head && !a->stop)
+			pthread_cond_wait(&a->cv, &a->mu);
+		struct file_achunk *ch = a->head;
+		if (ch) {
+			a->head = ch->next;
+			if (!a->head)
+				a->tail = NULL;
+			a->queued--;
+			pthread_cond_broadcast(&a->cv);
+		}
+		pthread_mutex_unlock(&a->mu);
+		if (!ch)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		a->cur = ch;
+	}
+}
+
 static enum sm_err file_list_begin(struct sm_store *st, const struct sm_range *r, void **out,
                                    struct sm_diag *d)
 {
@@ -814,7 +1005,22 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 	while (!c->done && c->depth > 0) {
 		struct file_frame *f = &c->stack[c->depth - 1];
 		struct sm_dirtab_rec nm;
-		enum sm_err err = sm_dirtab_it_peek(&f->it, &nm, d);
+		const struct file_aname *an = NULL;
+		enum sm_err err;
+		if (!f->ahead && !f->ahead_tried) {
+			f->ahead_tried = true;
+			file_ahead_start(c, f);
+		}
+		if (f->ahead) {
+			err = file_ahead_next(f->ahead, &an, d);
+			if (err == SM_OK)
+				nm = (struct sm_dirtab_rec){ .key = an->key,
+					                     .klen = an->klen,
+					                     .nlen = an->nlen,
+					                     .dir = an->dir };
+		} else {
+			err = sm_dirtab_it_peek(&f->it, &nm, d);
+		}
 		if (err == SM_EOF) {
 			file_frame_release(c->fs, f);
 			c->depth--;
@@ -824,9 +1030,11 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 			c->done = true; /* a sort file that fails would fail again */
 			return err;
 		}
-		sm_dirtab_it_advance(&f->it);
-		if (nm.nlen > NAME_MAX)
-			continue; /* no file system holds it: never read */
+		if (!an) {
+			sm_dirtab_it_advance(&f->it);
+			if (nm.nlen > NAME_MAX)
+				continue; /* no file system holds it: never read */
+		}
 		c->key.len = f->prefix_len;
 		if (sm_buf_append(&c->key, nm.key, nm.klen) != SM_OK)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
@@ -838,8 +1046,14 @@ static enum sm_err file_list_next(void *cur, const struct sm_entry **out, struct
 		name[nm.nlen] = '\0';
 		struct stat st;
 		int fl = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
-		if (fstatat(f->fd, name, &st, fl) != 0) {
-			int e = errno;
+		int e = 0;
+		if (an) {
+			st = an->st;
+			e = an->err;
+		} else if (fstatat(f->fd, name, &st, fl) != 0) {
+			e = errno;
+		}
+		if (e) {
 			struct stat lst;
 			if (e == ENOENT && c->fs->follow &&
 			    fstatat(f->fd, name, &lst, AT_SYMLINK_NOFOLLOW) == 0)

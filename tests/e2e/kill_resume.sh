@@ -85,7 +85,9 @@ expect_no_temp_files "$T/dst" "--delete-dst over a stale temp file"
 # SIGINT and SIGTERM: a clean stop.
 for sig in INT TERM; do
 	rm -rf "$T/dst"
-	"$SYNCMGR" --threads 2 "$T/src/" "$T/dst/" >/dev/null 2>"$T/sig.err" </dev/null &
+	# slowed puts (the hidden test fault): the run cannot end before the
+	# signal, however fast the machine
+	"$SYNCMGR" --threads 2 --test-fault dst=put:1:slow "$T/src/" "$T/dst/" >/dev/null 2>"$T/sig.err" </dev/null &
 	pid=$!
 	for _ in $(seq 200); do
 		[ -n "$(temp_files "$T/dst")" ] && break
