@@ -745,17 +745,19 @@ static enum sm_err file_seek(struct file_cursor *c, const char *after, struct sm
  * A cursor that lists without an end (the planner's walk of SRC) goes
  * through a big directory one fstatat() per name on one thread, while a
  * run's range tasks share the rest of the machine. For a directory of at
- * least FILE_AHEAD_MIN names such a cursor hands the directory's table to a
- * thread of its own, which reads the names and stats them ahead, in
- * chunks, through a short queue; the cursor takes the names with their
- * stat results in the same order. What the cursor does with each is what it
- * does without the thread (a name stat'ed a moment earlier: a listing is a
- * snapshot either way). The frame's iterator is the thread's alone until
- * the frame goes, which stops and joins the thread first.
+ * least FILE_AHEAD_MIN names such a cursor hands the directory's table to
+ * FILE_AHEAD_THREADS threads of its own: one at a time reads a chunk of
+ * names from the table, and any of them stats a chunk read; the chunks
+ * stay in table order, and the cursor takes each, once stat'ed, with the
+ * same names and results it would have got itself (a name stat'ed a
+ * moment earlier: a listing is a snapshot either way). The frame's iterator
+ * is the threads' alone until the frame goes, which stops and joins them
+ * first.
  */
 #define FILE_AHEAD_MIN 4096
 #define FILE_AHEAD_CHUNK 256
-#define FILE_AHEAD_QUEUE 4 /* chunks ready at most */
+#define FILE_AHEAD_QUEUE 8 /* chunks read and not yet taken, at most */
+#define FILE_AHEAD_THREADS 2
 
 struct file_aname {
 	char key[NAME_MAX + 2]; /* the name, '/' after a directory's */
@@ -765,8 +767,11 @@ struct file_aname {
 	struct stat st;
 };
 
+enum { ACHUNK_NEW, ACHUNK_BUSY, ACHUNK_READY };
+
 struct file_achunk {
 	struct file_achunk *next;
+	int state;
 	size_t n;
 	enum sm_err err; /* after the names: the table failed (SM_EOF: its end) */
 	struct sm_diag diag;
@@ -774,12 +779,16 @@ struct file_achunk {
 };
 
 struct file_ahead {
-	pthread_t th;
+	pthread_t th[FILE_AHEAD_THREADS];
+	int nth;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	struct file_achunk *head, *tail; /* ready, in order */
+	struct file_achunk *head, *tail; /* in table order */
 	size_t queued;
+	bool reading; /* a thread reads the table */
+	bool end;     /* the table gave its end (or an error) */
 	bool stop;
+	bool nomem;
 	struct sm_dirtab_it *it; /* the frame's */
 	int fd;
 	int flags;
@@ -787,61 +796,106 @@ struct file_ahead {
 	size_t i;
 };
 
+/* Read the next chunk of names from the table (the reading thread only). */
+static struct file_achunk *file_ahead_read(struct file_ahead *a)
+{
+	struct file_achunk *ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return NULL;
+	while (ch->n < FILE_AHEAD_CHUNK) {
+		struct sm_dirtab_rec nm;
+		enum sm_err err = sm_dirtab_it_peek(a->it, &nm, &ch->diag);
+		if (err != SM_OK) {
+			ch->err = err;
+			break;
+		}
+		sm_dirtab_it_advance(a->it);
+		if (nm.nlen > NAME_MAX)
+			continue; /* no file system holds it: never read */
+		struct file_aname *n = &ch->names[ch->n++];
+		memcpy(n->key, nm.key, nm.klen);
+		n->key[nm.klen] = '\0';
+		n->klen = nm.klen;
+		n->nlen = nm.nlen;
+		n->dir = nm.dir;
+	}
+	return ch;
+}
+
+static void file_ahead_stat(struct file_ahead *a, struct file_achunk *ch)
+{
+	for (size_t i = 0; i < ch->n; i++) {
+		struct file_aname *n = &ch->names[i];
+		char name[NAME_MAX + 1];
+		memcpy(name, n->key, n->nlen);
+		name[n->nlen] = '\0';
+		n->err = fstatat(a->fd, name, &n->st, a->flags) == 0 ? 0 : errno;
+	}
+}
+
 static void *file_ahead_main(void *arg)
 {
 	struct file_ahead *a = arg;
-	bool end = false;
-	while (!end) {
-		struct file_achunk *ch = calloc(1, sizeof(*ch));
-		if (!ch) {
-			pthread_mutex_lock(&a->mu);
-			a->stop = true; /* the cursor sees the queue end: out of memory */
-			pthread_cond_broadcast(&a->cv);
+	pthread_mutex_lock(&a->mu);
+	while (!a->stop) {
+		struct file_achunk *ch = a->head;
+		while (ch && ch->state != ACHUNK_NEW)
+			ch = ch->next;
+		if (ch) {
+			ch->state = ACHUNK_BUSY;
 			pthread_mutex_unlock(&a->mu);
-			return NULL;
-		}
-		while (ch->n < FILE_AHEAD_CHUNK) {
-			struct sm_dirtab_rec nm;
-			enum sm_err err = sm_dirtab_it_peek(a->it, &nm, &ch->diag);
-			if (err != SM_OK) {
-				ch->err = err;
-				end = true;
-				break;
-			}
-			sm_dirtab_it_advance(a->it);
-			if (nm.nlen > NAME_MAX)
-				continue; /* no file system holds it: never read */
-			struct file_aname *n = &ch->names[ch->n++];
-			memcpy(n->key, nm.key, nm.klen);
-			n->key[nm.klen] = '\0';
-			n->klen = nm.klen;
-			n->nlen = nm.nlen;
-			n->dir = nm.dir;
-			char name[NAME_MAX + 1];
-			memcpy(name, nm.key, nm.nlen);
-			name[nm.nlen] = '\0';
-			n->err = fstatat(a->fd, name, &n->st, a->flags) == 0 ? 0 : errno;
-		}
-		pthread_mutex_lock(&a->mu);
-		while (!a->stop && a->queued >= FILE_AHEAD_QUEUE)
-			pthread_cond_wait(&a->cv, &a->mu);
-		bool stop = a->stop;
-		if (!stop) {
-			if (a->tail)
-				a->tail->next = ch;
-			else
-				a->head = ch;
-			a->tail = ch;
-			a->queued++;
+			file_ahead_stat(a, ch);
+			pthread_mutex_lock(&a->mu);
+			ch->state = ACHUNK_READY;
 			pthread_cond_broadcast(&a->cv);
+			continue;
 		}
-		pthread_mutex_unlock(&a->mu);
-		if (stop) {
-			free(ch);
-			return NULL;
+		if (!a->reading && !a->end && a->queued < FILE_AHEAD_QUEUE) {
+			a->reading = true;
+			pthread_mutex_unlock(&a->mu);
+			ch = file_ahead_read(a);
+			pthread_mutex_lock(&a->mu);
+			a->reading = false;
+			if (!ch) {
+				a->nomem = a->end = true;
+			} else {
+				a->end = ch->err != SM_OK;
+				ch->state = ACHUNK_NEW;
+				if (a->tail)
+					a->tail->next = ch;
+				else
+					a->head = ch;
+				a->tail = ch;
+				a->queued++;
+			}
+			pthread_cond_broadcast(&a->cv);
+			continue;
 		}
+		pthread_cond_wait(&a->cv, &a->mu);
 	}
+	pthread_mutex_unlock(&a->mu);
 	return NULL;
+}
+
+static void file_ahead_stop(struct file_ahead *a)
+{
+	if (!a)
+		return;
+	pthread_mutex_lock(&a->mu);
+	a->stop = true;
+	pthread_cond_broadcast(&a->cv);
+	pthread_mutex_unlock(&a->mu);
+	for (int i = 0; i < a->nth; i++)
+		pthread_join(a->th[i], NULL);
+	while (a->head) {
+		struct file_achunk *n = a->head->next;
+		free(a->head);
+		a->head = n;
+	}
+	free(a->cur);
+	pthread_cond_destroy(&a->cv);
+	pthread_mutex_destroy(&a->mu);
+	free(a);
 }
 
 /* Start stat-ahead on frame f (at its iterator's position), if the cursor
@@ -859,33 +913,16 @@ static void file_ahead_start(struct file_cursor *c, struct file_frame *f)
 	a->flags = c->fs->follow ? 0 : AT_SYMLINK_NOFOLLOW;
 	pthread_mutex_init(&a->mu, NULL);
 	pthread_cond_init(&a->cv, NULL);
-	if (pthread_create(&a->th, NULL, file_ahead_main, a) != 0) {
+	while (a->nth < FILE_AHEAD_THREADS &&
+	       pthread_create(&a->th[a->nth], NULL, file_ahead_main, a) == 0)
+		a->nth++;
+	if (!a->nth) {
 		pthread_cond_destroy(&a->cv);
 		pthread_mutex_destroy(&a->mu);
 		free(a);
 		return;
 	}
 	f->ahead = a;
-}
-
-static void file_ahead_stop(struct file_ahead *a)
-{
-	if (!a)
-		return;
-	pthread_mutex_lock(&a->mu);
-	a->stop = true;
-	pthread_cond_broadcast(&a->cv);
-	pthread_mutex_unlock(&a->mu);
-	pthread_join(a->th, NULL);
-	while (a->head) {
-		struct file_achunk *n = a->head->next;
-		free(a->head);
-		a->head = n;
-	}
-	free(a->cur);
-	pthread_cond_destroy(&a->cv);
-	pthread_mutex_destroy(&a->mu);
-	free(a);
 }
 
 /* The frame's next name with its stat result: SM_OK, SM_EOF at the end of
@@ -907,10 +944,11 @@ static enum sm_err file_ahead_next(struct file_ahead *a, const struct file_aname
 		a->cur = NULL;
 		a->i = 0;
 		pthread_mutex_lock(&a->mu);
-		while (!a->head && !a->stop)
+		while (!(a->head && a->head->state == ACHUNK_READY) && !(a->end && !a->head))
 			pthread_cond_wait(&a->cv, &a->mu);
-		struct file_achunk *ch = a->head;
-		if (ch) {
+		struct file_achunk *ch = NULL;
+		if (a->head && a->head->state == ACHUNK_READY) {
+			ch = a->head;
 			a->head = ch->next;
 			if (!a->head)
 				a->tail = NULL;
