@@ -63,6 +63,10 @@ int sm_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms);
 /* The same with an absolute deadline in sm_now_ns() terms. */
 int sm_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t deadline_ns);
 
+/* The process's umask, without changing it (/proc/self/status; where that
+ * is missing, set and set back). */
+unsigned sm_umask(void);
+
 /* Uniform random 64-bit value (getrandom, falling back to a time-seeded PRNG). */
 uint64_t sm_rand64(void);
 

@@ -51,6 +51,7 @@ struct task_run {
 	struct sm_xfer_ctl *ctl;     /* NULL: only the run's abort stops it */
 	bool revoked;                /* the manager gave the task to another attempt */
 	bool listing_failed;
+	struct sm_buf dir_noted; /* the directory noted last (task_dir_note) */
 };
 
 /* Stop here? The run stops, or the task is no longer this attempt's (the
@@ -150,33 +151,97 @@ static void task_del_send(struct task_run *tr)
 /* Hand a delete to the manager: a DST key (--delete-dst, debris) or a SRC
  * key that reached DST (--delete-src, --delete-src-after), with what was
  * copied so the manager can check it again before deleting. */
-static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool src, bool debris)
+/* The next record of the journal's batch for `key` (the caller fills the
+ * rest, then calls task_out_done), or NULL: stopping, or out of memory (the
+ * key failed). */
+static Syncmgr__DelKey *task_out_next(struct task_run *tr, const char *key)
 {
 	struct del_out *o = tr->out;
 	if (task_stopping(tr))
-		return;
+		return NULL;
 	Syncmgr__DelKey *k = &o->k[o->n];
 	syncmgr__del_key__init(k);
-	size_t len = strlen(e->key);
+	size_t len = strlen(key);
 	k->key.data = malloc(len ? len : 1);
 	if (!k->key.data) {
 		struct sm_diag d;
 		sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
-		task_failed(tr, e->key, &d);
-		return;
+		task_failed(tr, key, &d);
+		return NULL;
 	}
-	memcpy(k->key.data, e->key, len);
+	memcpy(k->key.data, key, len);
 	k->key.len = len;
+	return k;
+}
+
+static void task_out_done(struct task_run *tr, Syncmgr__DelKey *k)
+{
+	struct del_out *o = tr->out;
+	o->kp[o->n++] = k;
+	o->bytes += k->key.len;
+	if (sm_wire_del_batch_full(o->n, o->bytes))
+		task_del_send(tr);
+}
+
+static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool src, bool debris)
+{
+	Syncmgr__DelKey *k = task_out_next(tr, e->key);
+	if (!k)
+		return;
 	k->src = src;
 	k->dir = S_ISDIR(e->mode);
 	k->size = e->size;
 	k->mtime_ns = e->mtime_ns;
 	k->mtime_bound = e->mtime_bound;
 	k->debris = debris;
-	o->kp[o->n++] = k;
-	o->bytes += len;
-	if (sm_wire_del_batch_full(o->n, o->bytes))
-		task_del_send(tr);
+	task_out_done(tr, k);
+}
+
+/* The journal's kinds of work for the end of the run (proto DelKey.kind). */
+#define TASK_RECOPY 1
+#define TASK_DIR 2
+
+/* DST directory `dkey` gets its attributes from SRC at the end of the run
+ * (ctl->dirs of this task's transfers, and the merge's own findings). */
+static void task_dir_note(void *arg, const char *dkey, bool created, uint32_t mode)
+{
+	struct task_run *tr = arg;
+	bool plain = !created && !mode;
+	if (plain && tr->dir_noted.len && strcmp(tr->dir_noted.p, dkey) == 0)
+		return; /* the files of one directory come one after another */
+	Syncmgr__DelKey *k = task_out_next(tr, dkey);
+	if (!k)
+		return;
+	k->kind = TASK_DIR;
+	k->dir = true;
+	k->created = created;
+	k->mode = mode;
+	task_out_done(tr, k);
+	tr->dir_noted.len = 0;
+	if (plain)
+		sm_buf_appendz(&tr->dir_noted, dkey); /* out of memory: noted again */
+}
+
+/* With --dirs, a write into a directory changes its mtime: SRC's is set
+ * again at the end. The root is always set then. */
+static void task_dir_touched(struct task_run *tr, const char *dkey)
+{
+	if (!tr->w->o->dirs || !tr->ctl || !tr->ctl->dirs.note)
+		return;
+	const char *slash = strrchr(dkey, '/');
+	if (slash && !slash[1]) { /* a directory key: its parent's */
+		const char *p = slash;
+		while (p > dkey && p[-1] != '/')
+			p--;
+		slash = p > dkey ? p - 1 : NULL;
+	}
+	if (!slash)
+		return;
+	char *parent = sm_strndup(dkey, (size_t)(slash - dkey) + 1);
+	if (!parent)
+		return;
+	task_dir_note(tr, parent, false, 0);
+	free(parent);
 }
 
 /* Delete a SRC key after it reached DST (--delete-src, --delete-src-after). */
@@ -245,12 +310,33 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 		return;
 	}
 	sm_entry_release(&gone);
+	if ((err == SM_EISDIR || err == SM_ENOTDIR) && !tr->t->single) {
+		/* A DST key of another type in the way (a directory where SRC
+		 * has a file, a file where it has a directory): with
+		 * --delete-dst it goes with the run's deletes, and the journal
+		 * copies this key again after them (counting it then). */
+		if (o->delete_dst && tr->allow_delete && !tr->listing_failed) {
+			Syncmgr__DelKey *k = task_out_next(tr, dkey);
+			if (k) {
+				sm_log(SM_LOG_DEBUG, "'%s': %s: copied after the deletes", dkey,
+				       d.msg);
+				k->kind = TASK_RECOPY;
+				task_out_done(tr, k);
+			}
+			return;
+		}
+		size_t n = strlen(d.msg);
+		snprintf(d.msg + n, sizeof(d.msg) - n, "%s",
+		         o->delete_dst ? " (kept: deletes are off in this run)"
+		                       : " (--delete-dst replaces it)");
+	}
 	if (err != SM_OK) {
 		task_failed(tr, dkey, &d);
 		return;
 	}
 	LIVE_ADD(tr->live, copied, 1);
 	task_said_copied(s, dkey);
+	task_dir_touched(tr, dkey);
 	if (o->delete_src_after)
 		task_delete_src(tr, s);
 }
@@ -336,10 +422,19 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	    !task_exact_mtimes(tr, &s, &t, &sx, &tx, dkey))
 		return;
 	struct sm_decision dec = sm_decide(s, t, o);
-	if (dec.act == SM_ACT_SKIP && dec.same && task_owner_differs(tr, s, t))
+	if (dec.act == SM_ACT_SKIP && dec.same && S_ISDIR(s->mode) &&
+	    (dec.fix_dir || task_owner_differs(tr, s, t))) {
+		/* a directory's attributes are set once its children are in */
+		if (o->dry && (task_owner_differs(tr, s, t) ||
+		               (o->perms && (s->mode & 07777) != (t->mode & 07777))))
+			sm_log_say("chmod", dkey);
+		else if (!o->dry && tr->ctl && tr->ctl->dirs.note)
+			task_dir_note(tr, dkey, false, 0);
+	} else if (dec.act == SM_ACT_SKIP && dec.same && task_owner_differs(tr, s, t)) {
 		dec = (struct sm_decision){ .act = SM_ACT_ATTR,
 			                    .why = "owner differs",
 			                    .same = true };
+	}
 	const char *key = s ? dkey : t->key;
 	if (o->debug && dec.act != SM_ACT_IGNORE)
 		sm_log(SM_LOG_DEBUG, "%s '%s': %s", sm_act_name(dec.act), key, dec.why);
@@ -373,7 +468,9 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		return;
 	}
 	case SM_ACT_ATTR:
-		if (!o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
+		if (o->dry)
+			sm_log_say("chmod", dkey);
+		else if (sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
 			task_failed(tr, key, &d);
 			return;
 		}
@@ -609,6 +706,10 @@ enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t atte
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
+	/* directories to set at the end go to the journal with the deletes */
+	if (ctl && tr.sink && !t->single && sm_store_has(w->dst, SM_CAP_DIRS) &&
+	    sm_store_has(w->src, SM_CAP_DIRS))
+		ctl->dirs = (struct sm_xfer_dirs){ .note = task_dir_note, .arg = &tr };
 	if (t->single && t->n_src == 1) {
 		char *dkey = sm_strndup((const char *)t->dst_key.data, t->dst_key.len);
 		if (!dkey) {
@@ -627,6 +728,9 @@ out:
 		for (size_t i = 0; i < tr.out->n; i++)
 			free(tr.out->k[i].key.data);
 	free(tr.out);
+	if (ctl)
+		ctl->dirs = (struct sm_xfer_dirs){ 0 };
+	sm_buf_release(&tr.dir_noted);
 	free(src);
 	free(arena);
 	if (err != SM_OK)

@@ -757,7 +757,9 @@ enum sm_err sm_store_key_check(const struct sm_store *st, const char *key, struc
 static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, const char *key,
                                      struct sm_diag *d)
 {
-	enum sm_err err = sm_store_key_check(st, key, d);
+	/* "" is the root of a file-like store: its attributes may be set */
+	bool root = !*key && (op == F_SETATTR || op == F_MKDIR) && sm_store_has(st, SM_CAP_DIRS);
+	enum sm_err err = root ? SM_OK : sm_store_key_check(st, key, d);
 	if (err != SM_OK)
 		return err;
 	return fault_hit(st, op, key, d);

@@ -163,6 +163,12 @@ struct sm_put {
 	/* copy() only, may be NULL: advanced with atomic adds by the bytes
 	 * copied so far, where the copy goes in parts (for progress) */
 	uint64_t *progress;
+	/* put, mkdir, symlink, may be NULL: called with the key of each
+	 * directory the call made ("a/b/", "" for the root), which a store
+	 * that can makes private (0700) when it is not the key written:
+	 * whoever asked sets its attributes once its children are in. */
+	void (*made)(void *arg, const char *dkey);
+	void *made_arg;
 };
 
 /* Capability bits: which optional slots the backend fills. */
