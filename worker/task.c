@@ -456,10 +456,13 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		LIVE_ADD(tr->live, checked, 1);
 		LIVE_ADD(tr->live, checked_bytes, s->size);
 		if (o->perms &&
-		    ((s->mode & 07777) != (t->mode & 07777) || task_owner_differs(tr, s, t)) &&
-		    !o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
-			task_failed(tr, key, &d);
-			return;
+		    ((s->mode & 07777) != (t->mode & 07777) || task_owner_differs(tr, s, t))) {
+			if (o->dry) {
+				sm_log_say("chmod", dkey);
+			} else if (sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
+				task_failed(tr, key, &d);
+				return;
+			}
 		}
 		LIVE_ADD(tr->live, skipped, 1);
 		LIVE_ADD(tr->live, skipped_bytes, s->size);
