@@ -183,6 +183,16 @@ bool sm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 	return true;
 }
 
+int64_t sm_time_ns(int64_t sec, int64_t nsec, int8_t *clamp)
+{
+	int8_t c = sec > 9223372035 ? 1 : sec < -9223372035 ? -1 : 0;
+	if (clamp)
+		*clamp = c;
+	if (c)
+		return c > 0 ? SM_NS_MAX : SM_NS_MIN;
+	return sec * 1000000000 + nsec;
+}
+
 unsigned sm_umask(void)
 {
 	FILE *f = fopen("/proc/self/status", "re");

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../common/log.h"
 #include "../worker/wire.h"
@@ -192,6 +193,20 @@ static void plan_explain(const struct plan *pl, const char *key)
 	plan_debug(pl, key, "%s", reason);
 }
 
+/* A SRC time outside what an int64 of nanoseconds holds (1677-2262) is
+ * kept as the nearest limit: said for each key, never silently. */
+static void plan_warn_time(const struct sm_entry *e)
+{
+	time_t sec = (time_t)(e->mtime_ns / 1000000000);
+	struct tm tm;
+	char when[64] = "?";
+	if (gmtime_r(&sec, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	sm_log(SM_LOG_WARN,
+	       "SRC: '%s': mtime is %s what syncmgr keeps (1677-09-21 to 2262-04-11): DST gets %s",
+	       e->key, e->mtime_clamp < 0 ? "before" : "after", when);
+}
+
 static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 {
 	const struct sm_opts *o = pl->o;
@@ -235,6 +250,8 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 	bool special = !dir && !S_ISREG(e->mode) && !S_ISLNK(e->mode);
 	if (!plan_wanted(e, o) && !special)
 		return PLAN_NEXT;
+	if (e->mtime_clamp)
+		plan_warn_time(e);
 	struct sm_entry te = *e;
 	if (special) {
 		sm_log(SM_LOG_INFO, "skipping non-regular file '%s'", e->key);

@@ -315,7 +315,7 @@ static struct timespec file_timespec(int64_t ns)
 static void file_fill_entry(struct sm_entry *e, const struct stat *st)
 {
 	e->size = S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_size;
-	e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	e->mtime_ns = sm_time_ns(st->st_mtim.tv_sec, st->st_mtim.tv_nsec, &e->mtime_clamp);
 	e->mode = st->st_mode;
 	e->uid = st->st_uid;
 	e->gid = st->st_gid;
@@ -1069,8 +1069,8 @@ static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t
 	/* the mtime of what is read: a file changed since it was listed is
 	 * committed under its mtime of now, not the listed one */
 	fr->base = (struct sm_reader){ .ops = &file_reader_ops,
-		                       .mtime_ns = (int64_t)fr->st.st_mtim.tv_sec * 1000000000 +
-		                                   fr->st.st_mtim.tv_nsec };
+		                       .mtime_ns = sm_time_ns(fr->st.st_mtim.tv_sec,
+		                                              fr->st.st_mtim.tv_nsec, NULL) };
 	fr->base.size = (uint64_t)fr->st.st_size > off ? (uint64_t)fr->st.st_size - off : 0;
 	fr->fd = fd;
 	fr->pos = off;
