@@ -779,8 +779,8 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 				journal_failed(j, acc, key, msg);
 				continue;
 			}
-			if (r.flags & (J_SRC | J_DEBRIS))
-				continue; /* SRC stays; debris is no user key */
+			if (r.flags & J_SRC)
+				continue; /* SRC stays */
 			kept++;
 			JOURNAL_COUNT(acc, extra, 1); /* DST-only keys that stay */
 			if (!(r.flags & J_DIR))

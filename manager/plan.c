@@ -212,8 +212,13 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 	const struct sm_opts *o = pl->o;
 	bool dir = S_ISDIR(e->mode);
 	if (e->debris) {
+		/* counted: found, and excluded as no key of the user's */
 		sm_log(SM_LOG_WARN, "SRC: '%s' is a temp file an interrupted run left: not copied",
 		       e->key);
+		__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&pl->ps->found_bytes, e->size, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&pl->ps->excluded, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&pl->ps->excluded_bytes, e->size, __ATOMIC_RELAXED);
 		return PLAN_NEXT;
 	}
 	if (pl->pruned.len && strncmp(e->key, pl->pruned.p, pl->pruned.len) == 0)

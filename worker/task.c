@@ -357,6 +357,8 @@ static void task_debris(struct task_run *tr, const struct sm_entry *t)
 	sm_log(SM_LOG_WARN,
 	       "DST: '%s' is a temp file an interrupted run left (--delete-dst removes it)",
 	       t->key);
+	LIVE_ADD(tr->live, extra, 1); /* a DST key that stays */
+	LIVE_ADD(tr->live, extra_bytes, t->size);
 }
 
 /* --update compares mtimes, but an S3 listing gives only the upload time,

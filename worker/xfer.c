@@ -309,11 +309,23 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, struct sm_xfer_ctl *ctl,
 
 /*
  * A non-root run refused a write below a DST directory without write or
- * search permission for its owner (a read-only directory an earlier run
- * copied, as rsync does): open each such directory above `key` that this
- * user owns for the owner, noting its mode for the end of the run. True
- * when one was opened (the write is worth another try).
+ * search permission for its owner: a read-only SRC directory an earlier run
+ * copied. Open each such directory above `key` that this user owns for the
+ * owner, noting its mode for the end of the run, where it is SRC's too
+ * (or its mode follows SRC's: --dirs --perms), as rsync does; a DST
+ * directory the user made read-only itself stays so. True when one was
+ * opened (the write is worth another try).
  */
+static bool xfer_src_dir_closed(struct sm_wctx *w, const char *dk)
+{
+	struct sm_entry e = { 0 };
+	struct sm_diag sd;
+	bool closed = sm_store_stat(w->src, dk, &e, &sd) == SM_OK && S_ISDIR(e.mode) &&
+	              ((e.mode & 0300) != 0300 || (w->o->dirs && w->o->perms));
+	sm_entry_release(&e);
+	return closed;
+}
+
 static bool xfer_open_dirs(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const char *key)
 {
 	if (geteuid() == 0 || !ctl || !ctl->dirs.note || !sm_store_has(w->dst, SM_CAP_DIRS))
@@ -334,7 +346,7 @@ static bool xfer_open_dirs(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const cha
 		struct sm_entry e = { 0 };
 		struct sm_diag sd;
 		if (sm_store_stat(w->dst, dk, &e, &sd) == SM_OK && S_ISDIR(e.mode) &&
-		    e.uid == geteuid() && (e.mode & 0300) != 0300) {
+		    e.uid == geteuid() && (e.mode & 0300) != 0300 && xfer_src_dir_closed(w, dk)) {
 			struct sm_put p = { .mode = e.mode | 0700, .flags = SM_PUT_MODE };
 			if (sm_store_setattr(w->dst, dk, &p, &sd) == SM_OK) {
 				sm_log(SM_LOG_DEBUG, "opened DST directory '%s' for writing", dk);

@@ -684,17 +684,37 @@ enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
 #define STORE_TMP_PREFIX_LEN 4
 #define STORE_TMP_NAME_MAX 200 /* bytes of the original name kept in a temp name */
 
+/* The check digits of a temp name: FNV-1a (32 bits) of "syncmgr-tmp:" and
+ * its first 8 hex digits. A name of that shape made by anyone else has a
+ * chance of 2^-32 of matching. */
+static uint32_t store_tmp_check(const char *hex8)
+{
+	static const char salt[] = "syncmgr-tmp:";
+	uint32_t h = 2166136261u;
+	for (const char *p = salt; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (int i = 0; i < 8; i++)
+		h = (h ^ (uint8_t)hex8[i]) * 16777619u;
+	return h;
+}
+
+static bool store_is_hex(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return false;
+	return true;
+}
+
 bool sm_store_is_tmp_name(const char *name, size_t len)
 {
-	if (len < STORE_TMP_PREFIX_LEN + 9 ||
-	    memcmp(name, STORE_TMP_PREFIX, STORE_TMP_PREFIX_LEN) != 0)
+	if (len < SM_STORE_TMP_MIN || memcmp(name, STORE_TMP_PREFIX, STORE_TMP_PREFIX_LEN) != 0 ||
+	    name[SM_STORE_TMP_MIN - 1] != '.' || !store_is_hex(name + STORE_TMP_PREFIX_LEN, 16))
 		return false;
-	for (size_t i = STORE_TMP_PREFIX_LEN; i < STORE_TMP_PREFIX_LEN + 8; i++) {
-		char c = name[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return false;
-	}
-	return name[STORE_TMP_PREFIX_LEN + 8] == '.';
+	char check[9];
+	memcpy(check, name + STORE_TMP_PREFIX_LEN + 8, 8);
+	check[8] = '\0';
+	return strtoul(check, NULL, 16) == store_tmp_check(name + STORE_TMP_PREFIX_LEN);
 }
 
 /* The first 4 of a temp name's 8 hex digits are this run's tag, the rest
@@ -718,8 +738,11 @@ void sm_store_tmp_name(const char *base, char *out, size_t n)
 	size_t blen = strlen(base);
 	if (blen > STORE_TMP_NAME_MAX)
 		blen = STORE_TMP_NAME_MAX;
-	snprintf(out, n, STORE_TMP_PREFIX "%04" PRIx32 "%04" PRIx32 ".%.*s", store_tag(),
-	         (uint32_t)(sm_rand64() & 0xffff), (int)blen, base);
+	char hex[9];
+	snprintf(hex, sizeof(hex), "%04" PRIx32 "%04" PRIx32, store_tag() & 0xffff,
+	         (uint32_t)(sm_rand64() & 0xffff));
+	snprintf(out, n, STORE_TMP_PREFIX "%s%08" PRIx32 ".%.*s", hex, store_tmp_check(hex),
+	         (int)blen, base);
 }
 
 bool sm_store_is_debris_name(const char *name, size_t len)

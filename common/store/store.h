@@ -302,8 +302,14 @@ enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d);
 enum sm_err sm_store_sweep(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
                            struct sm_diag *d);
 
-/* Temporary names of files being written: ".~sm" + 8 hex digits + "." +
- * the name (its first 200 bytes); listings of file-like stores skip them. */
+/* Temporary names of files being written: ".~sm" + 8 hex digits (the
+ * run's tag, 4 random) + 8 hex digits of check (FNV-1a 32 of
+ * "syncmgr-tmp:" and the first 8) + "." + the name (its first 200 bytes,
+ * which a store may cut). Only a name with the right check is one: a user's
+ * file named like it (".~sm0badcafe.notes") is a key like any other.
+ * Listings of file-like stores skip this run's; those of other runs are
+ * debris. */
+#define SM_STORE_TMP_MIN 21 /* ".~sm" + 16 hex digits + "." */
 void sm_store_tmp_name(const char *base, char *out, size_t n);
 bool sm_store_is_tmp_name(const char *name, size_t len);
 /* A temp name this process did not make: left by an interrupted run. Listings
