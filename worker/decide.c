@@ -61,9 +61,13 @@ bool sm_mtime_differs(int64_t src_ns, const struct sm_entry *dst)
 struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *dst,
                              const struct sm_opts *o)
 {
+	/* a FIFO, socket or device on DST is a DST key: deleted with
+	 * --delete-dst, replaced by SRC's key of the same name (a special file
+	 * on SRC travels excluded: its DST key stays as it is) */
+	bool dspecial = dst && !S_ISDIR(dst->mode) && !decide_wanted(dst, o);
 	if (src && !decide_wanted(src, o))
 		src = NULL;
-	if (dst && !decide_wanted(dst, o))
+	if (dst && !decide_wanted(dst, o) && !dspecial)
 		dst = NULL;
 	if (!src && !dst)
 		return dec(SM_ACT_IGNORE, "not a regular file, directory or symlink of this run",
@@ -79,7 +83,7 @@ struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *
 
 	bool sdir = S_ISDIR(src->mode), slink = S_ISLNK(src->mode);
 	bool ddir = S_ISDIR(dst->mode), dlink = S_ISLNK(dst->mode);
-	if (sdir != ddir || slink != dlink)
+	if (sdir != ddir || slink != dlink || dspecial)
 		return dec(SM_ACT_COPY, "type differs", false);
 	if (sdir) {
 		struct sm_decision r = dec(SM_ACT_SKIP, "directory exists", true);

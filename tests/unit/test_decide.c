@@ -10,7 +10,7 @@
 
 #include "../../worker/decide.h"
 
-enum { NONE, FILE_, DIR_, LINK_ };
+enum { NONE, FILE_, DIR_, LINK_, FIFO_ };
 
 struct row {
 	const char *name;
@@ -52,7 +52,7 @@ static void apply(struct sm_opts *o, const char *flags)
 
 static uint32_t type_bits(int t)
 {
-	return t == DIR_ ? S_IFDIR : t == LINK_ ? S_IFLNK : S_IFREG;
+	return t == DIR_ ? S_IFDIR : t == LINK_ ? S_IFLNK : t == FIFO_ ? S_IFIFO : S_IFREG;
 }
 
 static const struct row rows[] = {
@@ -100,6 +100,12 @@ static const struct row rows[] = {
 	  "DP", SM_ACT_SKIP, 1 },
 	{ "DST dir, --dirs --delete-dst", NONE, 0, 0, 0, NULL, DIR_, 0, 0, 0755, NULL, "DX",
 	  SM_ACT_DELETE, 0 },
+	/* a FIFO, socket or device on DST is a DST key (issue 24 item 10) */
+	{ "DST FIFO, --delete-dst", NONE, 0, 0, 0, NULL, FIFO_, 0, 0, 0644, NULL, "X",
+	  SM_ACT_DELETE, 0 },
+	{ "DST FIFO", NONE, 0, 0, 0, NULL, FIFO_, 0, 0, 0644, NULL, "", SM_ACT_EXTRA, 0 },
+	{ "SRC file, DST FIFO", FILE_, 0, 100, 0644, NULL, FIFO_, 0, 100, 0644, NULL, "",
+	  SM_ACT_COPY, 0 },
 	{ "same symlink", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abc", "L", SM_ACT_SKIP,
 	  1 },
 	{ "symlink target differs", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abd", "L",
