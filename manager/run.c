@@ -169,15 +169,17 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		fprintf(stderr, "syncmgr: cannot resolve SRC '%s' or DST '%s'\n", rp->src.display,
 		        rp->dst.display);
 		status = SM_EXIT_FAIL;
-	} else if (!rp->single_key && run_path_within(rd, rs)) {
+	} else if (!rp->single_key && (run_path_within(rd, rs) || sm_path_overlap(rs, rd) == 1)) {
 		fprintf(stderr, "syncmgr: DST '%s' is inside SRC '%s'\n", rp->dst.display,
 		        rp->src.display);
 		status = SM_EXIT_USAGE;
-	} else if (!rp->single_key && run_path_within(rs, rd)) {
+	} else if (!rp->single_key && (run_path_within(rs, rd) || sm_path_overlap(rs, rd) == 2)) {
 		fprintf(stderr, "syncmgr: SRC '%s' is inside DST '%s'\n", rp->src.display,
 		        rp->dst.display);
 		status = SM_EXIT_USAGE;
-	} else if (rp->single_key && strcmp(rs, rd) == 0 &&
+	} else if (rp->single_key &&
+	           (strcmp(rs, rd) == 0 ||
+	            (sm_path_overlap(rs, rd) == 1 && sm_path_overlap(rd, rs) == 1)) &&
 	           strcmp(rp->single_key, rp->single_dst_key) == 0) {
 		fprintf(stderr, "syncmgr: SRC '%s' and DST '%s' are the same file\n",
 		        rp->src.display, rp->dst.display);

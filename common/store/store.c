@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -507,6 +508,37 @@ static bool store_within(const char *inner, const char *outer)
 	return strncmp(inner, outer, strlen(outer)) == 0;
 }
 
+/* Is directory `inner` (or its nearest existing ancestor) `outer` itself or
+ * below it, by device and inode of each ancestor: a bind mount or a second
+ * name of `outer` is seen too. */
+static bool store_path_below(const char *inner, const char *outer)
+{
+	struct stat o, st;
+	if (stat(outer, &o) != 0 || !S_ISDIR(o.st_mode))
+		return false;
+	char p[PATH_MAX];
+	if (sm_strlcpy(p, inner, sizeof(p)) >= sizeof(p))
+		return false;
+	for (;;) {
+		if (stat(p, &st) == 0 && st.st_dev == o.st_dev && st.st_ino == o.st_ino)
+			return true;
+		char *slash = strrchr(p, '/');
+		if (!slash || slash == p)
+			return stat("/", &st) == 0 && st.st_dev == o.st_dev &&
+			       st.st_ino == o.st_ino;
+		*slash = '\0';
+	}
+}
+
+int sm_path_overlap(const char *a, const char *b)
+{
+	if (store_path_below(b, a))
+		return 1;
+	if (store_path_below(a, b))
+		return 2;
+	return 0;
+}
+
 int sm_store_overlap(const struct sm_store *a, const struct sm_store *b)
 {
 	if (!a->space || !b->space || !a->where || !b->where || strcmp(a->space, b->space) != 0)
@@ -515,6 +547,8 @@ int sm_store_overlap(const struct sm_store *a, const struct sm_store *b)
 		return 1;
 	if (store_within(a->where, b->where))
 		return 2;
+	if (strcmp(a->space, "file") == 0)
+		return sm_path_overlap(a->where, b->where);
 	return 0;
 }
 

@@ -286,6 +286,11 @@ enum sm_err sm_store_split_last(const char *path, char **parent, char **name, st
 /* 0: disjoint; 1: b's root is inside a's (or the same); 2: a's is inside b's.
  * Stores of different spaces, or of unknown place, are disjoint. */
 int sm_store_overlap(const struct sm_store *a, const struct sm_store *b);
+/* The same for two local directory paths, by device and inode of each
+ * ancestor (a bind mount, a second name): 1 when `b` is inside `a` or the
+ * same, 2 when `a` is inside `b`, else 0. A path that does not exist yet
+ * counts as its nearest existing ancestor's child. */
+int sm_path_overlap(const char *a, const char *b);
 /* See the `writable` slot; SM_OK where the backend has no such check. */
 enum sm_err sm_store_writable(struct sm_store *st, struct sm_diag *d);
 
