@@ -52,7 +52,16 @@ struct task_run {
 	bool revoked;                /* the manager gave the task to another attempt */
 	bool listing_failed;
 	struct sm_buf dir_noted; /* the directory noted last (task_dir_note) */
+	/* --delete-dst: the merge's first pass, which gathers the range's
+	 * DST-only files to delete them before its copies (task_merge) */
+	bool deleting;
+	struct sm_entry *early; /* those files (copies), at most TASK_EARLY_MAX */
+	size_t n_early;
 };
+
+/* DST-only files of a range deleted before its copies; past that many the
+ * rest go at the end (memory stays bounded however many a range has). */
+#define TASK_EARLY_MAX 4096
 
 /* Stop here? The run stops, or the task is no longer this attempt's (the
  * manager said so, or its lease could not be renewed): then nothing more
@@ -341,9 +350,95 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 		task_delete_src(tr, s);
 }
 
+/*
+ * A DST-only key under --delete-dst. A file is gathered in the merge's
+ * first pass and deleted before the range's copies (rsync's
+ * --delete-during): a DST short of space gets the room the run needs. That
+ * is safe once the range is known: every SRC key of it was listed (a SRC
+ * listing error before the task was handed out forbids its deletes) and
+ * DST's listing of the whole range worked (else they go to the journal,
+ * which then deletes nothing). Directories go at the end, deepest first,
+ * with the journal (manager/journal.c).
+ */
 static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
 {
-	task_del_queue(tr, t, false, false);
+	if (!tr->deleting || S_ISDIR(t->mode) || tr->n_early == TASK_EARLY_MAX) {
+		task_del_queue(tr, t, false, false);
+		return;
+	}
+	if (!tr->early && !(tr->early = calloc(TASK_EARLY_MAX, sizeof(*tr->early)))) {
+		task_del_queue(tr, t, false, false);
+		return;
+	}
+	if (sm_entry_copy(&tr->early[tr->n_early], t) == SM_OK)
+		tr->n_early++;
+	else
+		task_del_queue(tr, t, false, false);
+}
+
+/* One DST-only file deleted (or not: `err`, `d`), counted and told. */
+static void task_deleted(struct task_run *tr, const char *key, enum sm_err err,
+                         const struct sm_diag *d)
+{
+	if (err != SM_OK) {
+		task_failed(tr, key, d);
+		return;
+	}
+	LIVE_ADD(tr->live, deleted, 1);
+	sm_log(SM_LOG_INFO, "deleted '%s'", key);
+	task_dir_touched(tr, key);
+}
+
+/* sm_store_del_many()'s verdict on early[base + i] */
+struct task_del_batch {
+	struct task_run *tr;
+	const char *const *keys;
+};
+
+static void task_del_batch_done(void *arg, size_t i, enum sm_err err, const struct sm_diag *d)
+{
+	struct task_del_batch *b = arg;
+	struct sm_diag again;
+	if (err != SM_OK && sm_err_retryable(err)) {
+		err = sm_xfer_delete(b->tr->w, b->tr->w->dst, b->keys[i], &again); /* alone */
+		d = &again;
+	}
+	task_deleted(b->tr, b->keys[i], err, d);
+}
+
+/* The files task_delete_dst() gathered: deleted now (in batches where the
+ * store takes them: S3's DeleteObjects) when the range's DST listing was
+ * complete, else handed to the journal like any delete. */
+static void task_delete_early(struct task_run *tr)
+{
+	struct sm_store *dst = tr->w->dst;
+	bool batch = sm_store_can_del_many(dst) && !tr->w->o->dry;
+	const char *keys[SM_DEL_BATCH];
+	for (size_t k = 0; k < tr->n_early && !tr->listing_failed;) {
+		size_t n = 0;
+		for (; k < tr->n_early && n < (batch ? SM_DEL_BATCH : 1); k++)
+			keys[n++] = tr->early[k].key;
+		if (task_stopping(tr))
+			break;
+		if (tr->w->o->dry) {
+			sm_log_say("delete", keys[0]);
+			LIVE_ADD(tr->live, deleted, 1);
+		} else if (batch) {
+			struct task_del_batch b = { .tr = tr, .keys = keys };
+			sm_store_del_many(dst, keys, n, task_del_batch_done, &b);
+		} else {
+			struct sm_diag d;
+			task_deleted(tr, keys[0], sm_xfer_delete(tr->w, dst, keys[0], &d), &d);
+		}
+	}
+	for (size_t k = 0; k < tr->n_early; k++) {
+		if (tr->listing_failed)
+			task_del_queue(tr, &tr->early[k], false, false);
+		sm_entry_release(&tr->early[k]);
+	}
+	tr->n_early = 0;
+	free(tr->early);
+	tr->early = NULL;
 }
 
 /* A temp file an interrupted run left on DST: removed under --delete-dst
@@ -595,17 +690,35 @@ static bool task_dst_selected(struct task_run *tr, struct sm_cursor *cur, const 
 	return false;
 }
 
-/* Merge the sorted SRC entries with the DST listing of the same range. */
+/* What the first pass of a --delete-dst merge found for one SRC entry. */
+struct task_seen {
+	struct sm_entry t; /* its DST entry (a copy) when `have` */
+	bool have;
+	bool unknown; /* the DST listing skipped it: ask DST (task_single) */
+	bool failed;  /* counted failed already */
+};
+
+/* Merge the sorted SRC entries with the DST listing of the same range.
+ * With --delete-dst in two passes: the merge itself deletes the DST-only
+ * files, then the SRC entries are handled (see task_delete_dst). */
 static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t n,
                               struct sm_diag *d)
 {
 	const Syncmgr__Task *t = tr->t;
 	struct sm_buf pruned = { 0 };
+	struct task_seen *seen = NULL;
+	if (tr->w->o->delete_dst && tr->allow_delete) {
+		seen = calloc(n ? n : 1, sizeof(*seen));
+		if (!seen)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		tr->deleting = true;
+	}
 	char *after = sm_strndup((const char *)t->after.data, t->after.len);
 	char *last = t->open_end ? NULL : sm_strndup((const char *)t->last.data, t->last.len);
 	if (!after || (!t->open_end && !last)) {
 		free(after);
 		free(last);
+		free(seen);
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
 	struct sm_range r = { .after = after, .last = last };
@@ -645,6 +758,8 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 					for (; i < n; i++) {
 						LIVE_ADD(tr->live, failed, 1);
 						task_note_failure(tr, src[i].key, ld.msg);
+						if (seen)
+							seen[i].failed = true;
 					}
 				}
 				continue;
@@ -667,13 +782,28 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 		if (c < 0 && tr->listing_failed) {
 			/* The DST listing skipped something: "not on DST" is not
 			 * known, so ask DST about this key directly. */
-			task_single(tr, &src[i], src[i].key);
+			if (seen)
+				seen[i].unknown = true;
+			else
+				task_single(tr, &src[i], src[i].key);
 			i++;
 		} else if (c < 0) {
-			task_handle(tr, &src[i], NULL, src[i].key);
+			if (!seen)
+				task_handle(tr, &src[i], NULL, src[i].key);
 			i++;
 		} else if (c > 0) {
 			task_handle(tr, NULL, te, NULL);
+			te = NULL;
+		} else if (seen) {
+			if (sm_entry_copy(&seen[i].t, te) == SM_OK) {
+				seen[i].have = true;
+			} else {
+				struct sm_diag md;
+				sm_diag_set(&md, SM_ENOMEM, 0, "out of memory");
+				task_failed(tr, src[i].key, &md);
+				seen[i].failed = true;
+			}
+			i++;
 			te = NULL;
 		} else {
 			task_handle(tr, &src[i], te, src[i].key);
@@ -681,7 +811,21 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 			te = NULL;
 		}
 	}
+	/* the range's DST-only files, then the SRC entries merged above */
+	tr->deleting = false;
+	task_delete_early(tr);
+	for (size_t k = 0; seen && k < i && !task_stopping(tr); k++) {
+		if (seen[k].failed)
+			continue;
+		if (seen[k].unknown)
+			task_single(tr, &src[k], src[k].key);
+		else
+			task_handle(tr, &src[k], seen[k].have ? &seen[k].t : NULL, src[k].key);
+	}
 out:
+	for (size_t k = 0; seen && k < n; k++)
+		sm_entry_release(&seen[k].t);
+	free(seen);
 	sm_store_list_end(cur);
 	sm_buf_release(&pruned);
 	free(after);
