@@ -101,8 +101,10 @@ static enum sm_err xfer_unstall(struct sm_xfer_ctl *ctl, enum sm_err err, const 
 void sm_wctx_count_failure(struct sm_wctx *w)
 {
 	uint64_t n = atomic_fetch_add(&w->failed, 1) + 1;
-	if (w->o->max_failure > 0 && n >= (uint64_t)w->o->max_failure)
-		atomic_store(&w->abort, true);
+	if (w->o->max_failure > 0 && n >= (uint64_t)w->o->max_failure &&
+	    !atomic_exchange(&w->abort, true))
+		sm_log(SM_LOG_ERROR, "%llu keys failed (--max-failure %lld): stopping",
+		       (unsigned long long)n, (long long)w->o->max_failure);
 }
 
 bool sm_wctx_stop_on(struct sm_wctx *w, const struct sm_diag *d)
