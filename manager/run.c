@@ -529,8 +529,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 
 	struct sm_plan_result pr;
 	bool remote = !sm_store_has(src, SM_CAP_LOCAL) || !sm_store_has(dst, SM_CAP_LOCAL);
-	enum sm_err perr =
-	        sm_plan_run(o, src, dp, remote, rp.single_key, rp.single_dst_key, &ps, &pr, &d);
+	enum sm_err perr = sm_plan_run(o, src, dst, dp, remote, rp.single_key, rp.single_dst_key,
+	                               &ps, &pr, &d);
 	if (perr != SM_OK && !(pr.fatal && d.err == SM_EIO && strcmp(d.msg, "run aborted") == 0)) {
 		sm_diag_label(&d, perr, "SRC");
 		sm_log(SM_LOG_ERROR, "%s", d.msg);

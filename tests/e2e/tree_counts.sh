@@ -3,7 +3,8 @@
 # space, --max-failure) accounts for every key it found: the summary's
 # excluded + skipped + copied + failed + lost + "not done" equal "Found";
 # --max-failure says that it stopped the run; --dry --perms lists the
-# pending mode changes of files and directories as "chmod KEY".
+# pending mode changes of files and directories as "chmod KEY"; --limit
+# counts deletes, in key order, as juicefs sync does.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init tree_counts
@@ -53,3 +54,21 @@ got=$({ grep '^chmod ' "$T/sm.out" || true; } | sort | tr '\n' ' ')
 [ "$got" = "chmod d/ chmod d/f " ] || fail "--dry --perms listed '$got'"
 [ "$(stat -c %a "$T/p/dst/d/f")" != 600 ] || fail "--dry changed a mode"
 accounted "--dry --perms"
+
+# 4. --limit counts deletes as juicefs sync does: each key copied, skipped
+# or deleted takes one, in key order
+mkdir -p "$T/l/src" "$T/l/dst"
+for k in b d f; do echo "$k" >"$T/l/src/$k"; done
+for k in a c e; do echo "$k" >"$T/l/dst/$k"; done
+sm --limit 3 --delete-dst "$T/l/src/" "$T/l/dst/"
+expect_rc 0 "--limit 3 --delete-dst"
+expect_field copied 1 "--limit 3 --delete-dst"
+expect_field deleted 2 "--limit 3 --delete-dst"
+left=$(cd "$T/l/dst" && ls | tr '\n' ' ')
+[ "$left" = "b e " ] || fail "--limit 3 --delete-dst: DST holds '$left', want 'b e ' (a, b, c taken in key order)"
+sm --limit 3 --delete-dst "$T/l/src/" "$T/l/dst/"
+expect_field skipped 1 "--limit 3 --delete-dst, again"
+expect_field copied 1 "--limit 3 --delete-dst, again"
+expect_field deleted 1 "--limit 3 --delete-dst, again"
+left=$(cd "$T/l/dst" && ls | tr '\n' ' ')
+[ "$left" = "b d " ] || fail "--limit 3 --delete-dst, again: DST holds '$left', want 'b d ' (b, d, e taken)"
