@@ -402,8 +402,10 @@ static void journal_fix_dir(struct sm_journal *j, struct sm_wctx *w, const char 
 {
 	const struct sm_opts *o = w->o;
 	bool by_rules, prune;
-	if (*key && !sm_select_key(&o->filter, &o->sel, key, &by_rules, &prune))
-		return; /* outside the selection: as it is */
+	/* outside the selection: as it is, but for what the run made (a
+	 * directory above a key that is selected) */
+	if (*key && !made && !sm_select_key(&o->filter, &o->sel, key, &by_rules, &prune))
+		return;
 	struct sm_entry s = { 0 }, t = { 0 };
 	struct sm_diag d;
 	enum sm_err err = sm_store_stat(w->src, key, &s, &d);
