@@ -34,7 +34,12 @@ void sm_stats_summary(const struct sm_stats *s, char *buf, size_t n)
 	if (off < n && s->failed)
 		off += (size_t)snprintf(buf + off, n - off, ", failed: %" PRIu64, s->failed);
 	if (off < n && s->lost)
-		snprintf(buf + off, n - off, ", lost: %" PRIu64, s->lost);
+		off += (size_t)snprintf(buf + off, n - off, ", lost: %" PRIu64, s->lost);
+	/* Every key found ends as one of these; those a stopped run (out of
+	 * space, --max-failure, a signal) never reached are said too. */
+	uint64_t done = s->excluded + s->skipped + s->copied + s->failed + s->lost;
+	if (off < n && s->found > done)
+		snprintf(buf + off, n - off, ", not done: %" PRIu64, s->found - done);
 }
 
 void sm_fmt_elapsed(char *buf, size_t n, double seconds)

@@ -21,7 +21,8 @@ struct sm_stats {
 };
 
 void sm_stats_add(struct sm_stats *acc, const struct sm_stats *d);
-/* The summary line of SPEC.md §1 (without a trailing newline). */
+/* The summary line of SPEC.md §1 (without a trailing newline), with
+ * ", not done: N" last for the keys found that a stopped run never reached. */
 void sm_stats_summary(const struct sm_stats *s, char *buf, size_t n);
 /* The second summary line: elapsed time and average rates (keys copied,
  * skipped, failed or lost per second; bytes copied per second), e.g.

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <time.h>
 
 size_t sm_strlcpy(char *dst, const char *src, size_t size)
@@ -180,6 +181,34 @@ bool sm_parse_i64(const char *s, int64_t min, int64_t max, int64_t *out)
 		return false;
 	*out = v;
 	return true;
+}
+
+int64_t sm_time_ns(int64_t sec, int64_t nsec, int8_t *clamp)
+{
+	int8_t c = sec > 9223372035 ? 1 : sec < -9223372035 ? -1 : 0;
+	if (clamp)
+		*clamp = c;
+	if (c)
+		return c > 0 ? SM_NS_MAX : SM_NS_MIN;
+	return sec * 1000000000 + nsec;
+}
+
+unsigned sm_umask(void)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned um = 0;
+	bool found = false;
+	while (f && !found && fgets(line, sizeof(line), f))
+		found = sscanf(line, "Umask: %o", &um) == 1;
+	if (f)
+		fclose(f);
+	if (!found) {
+		mode_t m = umask(022);
+		umask(m);
+		um = (unsigned)m;
+	}
+	return um & 0777;
 }
 
 uint64_t sm_now_ns(void)

@@ -63,6 +63,17 @@ int sm_cond_wait_ms(pthread_cond_t *cv, pthread_mutex_t *mu, unsigned ms);
 /* The same with an absolute deadline in sm_now_ns() terms. */
 int sm_cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu, uint64_t deadline_ns);
 
+/* Seconds and nanoseconds since the epoch as int64 nanoseconds, which hold
+ * 1677-09-21 to 2262-04-11: a time outside is kept as the nearest limit
+ * (SM_NS_MIN, SM_NS_MAX) and *clamp (may be NULL) set to -1 or 1, else 0. */
+#define SM_NS_MAX INT64_MAX
+#define SM_NS_MIN (-9223372035000000000LL)
+int64_t sm_time_ns(int64_t sec, int64_t nsec, int8_t *clamp);
+
+/* The process's umask, without changing it (/proc/self/status; where that
+ * is missing, set and set back). */
+unsigned sm_umask(void);
+
 /* Uniform random 64-bit value (getrandom, falling back to a time-seeded PRNG). */
 uint64_t sm_rand64(void);
 

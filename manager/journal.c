@@ -13,13 +13,21 @@
 #include "../common/log.h"
 #include "../common/spill.h"
 #include "../common/util.h"
+#include "../worker/decide.h"
 
 enum {
 	J_SRC = 1u << 0,
 	J_DIR = 1u << 1,
 	J_BOUND = 1u << 2,
 	J_DEBRIS = 1u << 3,
+	J_RECOPY = 1u << 4, /* copy the SRC key again after the deletes */
+	J_DIRFIX = 1u << 5, /* set the DST directory's attributes from SRC at the end */
+	J_MADE = 1u << 6,   /* J_DIRFIX: the run made it */
 };
+
+/* DelKey.kind (proto/syncmgr.proto) */
+#define JOURNAL_KIND_RECOPY 1
+#define JOURNAL_KIND_DIR 2
 
 /* One record in the spool: this header, then `klen` key bytes. */
 struct jrec {
@@ -28,6 +36,8 @@ struct jrec {
 	int64_t mtime_ns;
 	uint32_t klen;
 	uint32_t flags;
+	uint32_t mode; /* J_DIRFIX: the mode before the run opened it, or 0 */
+	uint32_t pad;
 };
 
 struct sm_journal {
@@ -107,15 +117,22 @@ void sm_journal_add(struct sm_journal *j, uint64_t attempt, Syncmgr__DelKey *con
 	pthread_mutex_lock(&j->mu);
 	for (size_t i = 0; i < n && !j->broken; i++) {
 		const Syncmgr__DelKey *k = keys[i];
-		if (!k->key.len || k->key.len > UINT32_MAX || memchr(k->key.data, '\0', k->key.len))
+		bool dirfix = k->kind == JOURNAL_KIND_DIR; /* "" = the root */
+		if ((!k->key.len && !dirfix) || k->key.len > UINT32_MAX ||
+		    (k->key.len && memchr(k->key.data, '\0', k->key.len)) ||
+		    k->kind > JOURNAL_KIND_DIR)
 			continue; /* no such key can exist */
 		struct jrec r = { .attempt = attempt,
 			          .size = k->size,
 			          .mtime_ns = k->mtime_ns,
 			          .klen = (uint32_t)k->key.len,
+			          .mode = k->mode & 07777,
 			          .flags = (k->src ? J_SRC : 0) | (k->dir ? J_DIR : 0) |
 			                   (k->mtime_bound ? J_BOUND : 0) |
-			                   (k->debris ? J_DEBRIS : 0) };
+			                   (k->debris ? J_DEBRIS : 0) |
+			                   (k->kind == JOURNAL_KIND_RECOPY ? J_RECOPY : 0) |
+			                   (dirfix ? J_DIRFIX : 0) |
+			                   (dirfix && k->created ? J_MADE : 0) };
 		if (fwrite(&r, sizeof(r), 1, j->spool) != 1 ||
 		    fwrite(k->key.data, 1, k->key.len, j->spool) != k->key.len) {
 			sm_log(SM_LOG_ERROR,
@@ -124,7 +141,7 @@ void sm_journal_add(struct sm_journal *j, uint64_t attempt, Syncmgr__DelKey *con
 			       strerror(errno));
 			j->broken = true;
 		}
-		if (k->src)
+		if (k->src && !k->kind)
 			j->n_src++;
 	}
 	pthread_mutex_unlock(&j->mu);
@@ -183,7 +200,9 @@ static bool journal_next(struct sm_journal *j, struct jrec *r, char **key, size_
 			return false;
 		}
 		(*key)[r->klen] = '\0';
-		if (journal_accepted(j, r->attempt))
+		/* a directory to set counts from any attempt: setting it from
+		 * SRC is right whoever asked */
+		if (journal_accepted(j, r->attempt) || (r->flags & J_DIRFIX))
 			return true;
 	}
 }
@@ -200,11 +219,15 @@ static void journal_said_deleted(const struct sm_wctx *w, const struct sm_store 
 	sm_log(SM_LOG_INFO, "deleted '%s'%s", key, st == w->src ? " from SRC" : "");
 }
 
+struct jdirs;
+static void jfix_parent(struct jdirs *fx, const struct sm_wctx *w, const char *key);
+
 struct jbatch {
 	struct sm_journal *j;
 	struct sm_wctx *w;
 	struct sm_store *st;
 	struct sm_stats *acc;
+	struct jdirs *fx; /* DST: the parents of what was deleted are set again */
 	char *keys[SM_DEL_BATCH];
 	size_t n;
 };
@@ -228,6 +251,8 @@ static void jbatch_done(void *arg, size_t i, enum sm_err err, const struct sm_di
 	}
 	JOURNAL_COUNT(b->acc, deleted, 1);
 	journal_said_deleted(b->w, b->st, b->keys[i]);
+	if (b->fx)
+		jfix_parent(b->fx, b->w, b->keys[i]);
 }
 
 static void jbatch_flush(struct jbatch *b)
@@ -260,12 +285,14 @@ static void jbatch_push(struct jbatch *b, const char *key)
 		jbatch_flush(b);
 }
 
-/* Directory keys to delete, gathered in bounded memory (a run may delete
- * millions of directories): sorted in reverse on disk past the budget. */
+/* Keys gathered for the end in bounded memory (a run may delete or set
+ * millions of directories): sorted on disk past the budget. */
 #define JOURNAL_DIRS_BUDGET ((size_t)8 << 20)
 
 struct jdirs {
-	struct sm_spill *sp; /* NULL until the first directory */
+	struct sm_spill *sp; /* NULL until the first key */
+	sm_spill_cmp_fn cmp; /* NULL: byte order */
+	bool failed;         /* a key could not be kept */
 };
 
 static int jdirs_cmp_desc(const void *a, size_t alen, const void *b, size_t blen, void *arg)
@@ -275,7 +302,7 @@ static int jdirs_cmp_desc(const void *a, size_t alen, const void *b, size_t blen
 	return c ? c : (blen > alen) - (blen < alen);
 }
 
-static bool jdirs_push(struct jdirs *ds, const char *key)
+static bool jdirs_add(struct jdirs *ds, const void *rec, size_t len)
 {
 	struct sm_diag d;
 	if (!ds->sp) {
@@ -285,14 +312,23 @@ static bool jdirs_push(struct jdirs *ds, const char *key)
 		int64_t v = 0;
 		if (tb && sm_parse_i64(tb, 4096, INT64_MAX, &v))
 			budget = (size_t)v;
-		if (sm_spill_new(budget, jdirs_cmp_desc, NULL, &ds->sp, &d) != SM_OK)
+		if (sm_spill_new(budget, ds->cmp, NULL, &ds->sp, &d) != SM_OK) {
+			sm_log(SM_LOG_ERROR, "%s", d.msg);
+			ds->failed = true;
 			return false;
+		}
 	}
-	if (sm_spill_add(ds->sp, key, strlen(key), &d) != SM_OK) {
+	if (sm_spill_add(ds->sp, rec, len, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
+		ds->failed = true;
 		return false;
 	}
 	return true;
+}
+
+static bool jdirs_push(struct jdirs *ds, const char *key)
+{
+	return jdirs_add(ds, key, strlen(key));
 }
 
 static void jdirs_release(struct jdirs *ds)
@@ -300,10 +336,320 @@ static void jdirs_release(struct jdirs *ds)
 	sm_spill_free(ds->sp);
 }
 
+/* ---- directories set at the end ---- */
+
+/* A directory to set: its key, a NUL, then this trailer. */
+struct jfix_tail {
+	uint32_t flags; /* J_MADE */
+	uint32_t mode;  /* the mode before the run opened it, or 0 */
+};
+
+/* Deepest first (a directory after everything in it), the same key's
+ * records together. */
+static int jfix_cmp(const void *a, size_t alen, const void *b, size_t blen, void *arg)
+{
+	(void)arg;
+	size_t ka = strnlen(a, alen), kb = strnlen(b, blen);
+	int c = jdirs_cmp_desc(a, ka, b, kb, NULL);
+	return c ? c : memcmp(a, b, alen < blen ? alen : blen);
+}
+
+static void jfix_push(struct jdirs *fx, const char *key, bool made, uint32_t mode)
+{
+	size_t n = strlen(key);
+	char rec[PATH_MAX + 1 + sizeof(struct jfix_tail)];
+	if (n > PATH_MAX)
+		return; /* no file system holds it */
+	struct jfix_tail tl = { .flags = made ? J_MADE : 0, .mode = mode };
+	memcpy(rec, key, n);
+	rec[n] = '\0';
+	memcpy(rec + n + 1, &tl, sizeof(tl));
+	jdirs_add(fx, rec, n + 1 + sizeof(tl));
+}
+
+/* With --dirs, the parent of a key written or deleted at the end: its
+ * mtime changed. */
+static void jfix_parent(struct jdirs *fx, const struct sm_wctx *w, const char *key)
+{
+	if (!w->o->dirs)
+		return;
+	size_t n = strlen(key);
+	if (n && key[n - 1] == '/')
+		n--;
+	while (n && key[n - 1] != '/')
+		n--;
+	char *parent = sm_strndup(key, n);
+	if (parent)
+		jfix_push(fx, parent, false, 0);
+	free(parent);
+}
+
+/* ctl->dirs of the journal's own copies */
+static void jfix_note(void *arg, const char *dkey, bool created, uint32_t mode)
+{
+	jfix_push(arg, dkey, created, mode);
+}
+
+/*
+ * Set DST directory `key` from SRC's: its mtime with --dirs, its mode where
+ * the run made it (SRC's, & ~umask without --perms), with --dirs --perms,
+ * or where the run opened it for writing (back to `mode` then), its owner
+ * where --perms keeps owners. Only what differs is set: a run that wrote
+ * nothing changes nothing.
+ */
+static void journal_fix_dir(struct sm_journal *j, struct sm_wctx *w, const char *key, bool made,
+                            uint32_t mode, struct sm_stats *acc)
+{
+	const struct sm_opts *o = w->o;
+	bool by_rules, prune;
+	/* outside the selection: as it is, but for what the run made (a
+	 * directory above a key that is selected) */
+	if (*key && !made && !sm_select_key(&o->filter, &o->sel, key, &by_rules, &prune))
+		return;
+	struct sm_entry s = { 0 }, t = { 0 };
+	struct sm_diag d;
+	enum sm_err err = sm_store_stat(w->src, key, &s, &d);
+	bool have_src = err == SM_OK && S_ISDIR(s.mode);
+	if (!have_src && !made)
+		goto out; /* gone from SRC (deleted at the end, or meanwhile) */
+	if (!have_src)
+		s = (struct sm_entry){ .mode = S_IFDIR | 0777 }; /* the default */
+	err = sm_store_stat(w->dst, key, &t, &d);
+	if (err == SM_ENOENT && !*key && o->dirs && have_src && !o->dry) {
+		/* an empty SRC: its root is still a directory of the run */
+		struct sm_put mp = { .mode = S_IFDIR | 0700, .flags = SM_PUT_MODE };
+		if (sm_store_mkdir(w->dst, key, &mp, &d) == SM_OK)
+			err = sm_store_stat(w->dst, key, &t, &d);
+		made = true;
+	}
+	if (err != SM_OK || !S_ISDIR(t.mode))
+		goto out;
+	struct sm_put p = { .uid = s.uid, .gid = s.gid, .mtime_ns = s.mtime_ns };
+	int64_t want = -1;
+	if (made)
+		want = o->perms ? (s.mode & 07777) : (s.mode & 0777 & ~w->umask);
+	else if (o->dirs && o->perms)
+		want = s.mode & 07777;
+	else if (mode)
+		want = mode;
+	if (want >= 0 && (uint32_t)want != (t.mode & 07777))
+		p.flags |= SM_PUT_MODE;
+	if (have_src && w->owners && (made || o->dirs) && (s.uid != t.uid || s.gid != t.gid))
+		p.flags |= SM_PUT_OWNER | (want >= 0 ? SM_PUT_MODE : 0);
+	if (have_src && o->dirs && sm_mtime_differs(s.mtime_ns, &t))
+		p.flags |= SM_PUT_MTIME;
+	p.mode = want >= 0 ? (uint32_t)want : 0;
+	if (!p.flags)
+		goto out;
+	if (o->dry) {
+		if (p.flags & (SM_PUT_MODE | SM_PUT_OWNER))
+			sm_log_say("chmod", *key ? key : "./");
+		goto out;
+	}
+	err = sm_xfer_setattr_dir(w, key, &p, &d);
+	if (err != SM_OK) {
+		sm_log_key_error(*key ? key : "./", d.msg);
+		journal_failed(j, acc, *key ? key : "./", d.msg);
+	}
+out:
+	sm_entry_release(&s);
+	sm_entry_release(&t);
+}
+
+static void journal_fix_dirs(struct sm_journal *j, struct sm_wctx *w, struct jdirs *fx,
+                             struct sm_stats *acc)
+{
+	if (!sm_store_has(w->dst, SM_CAP_DIRS) || !sm_store_has(w->src, SM_CAP_DIRS) || !fx->sp)
+		return;
+	struct sm_diag d;
+	enum sm_err err = sm_spill_sort(fx->sp, &d);
+	char *cur = NULL;
+	bool made = false;
+	uint32_t mode = 0;
+	const void *rec;
+	size_t len;
+	for (;;) {
+		if (err == SM_OK)
+			err = sm_spill_next(fx->sp, &rec, &len, &d);
+		size_t kl = err == SM_OK ? strnlen(rec, len) : 0;
+		if (err == SM_OK && len != kl + 1 + sizeof(struct jfix_tail))
+			continue; /* cannot be: ours */
+		if (cur && (err != SM_OK || strlen(cur) != kl || memcmp(cur, rec, kl) != 0)) {
+			journal_fix_dir(j, w, cur, made, mode, acc);
+			free(cur);
+			cur = NULL;
+		}
+		if (err != SM_OK)
+			break;
+		struct jfix_tail tl;
+		memcpy(&tl, (const char *)rec + kl + 1, sizeof(tl));
+		if (!cur) {
+			if (!(cur = sm_strndup(rec, kl))) {
+				err = sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
+				break;
+			}
+			made = false;
+			mode = 0;
+		}
+		made = made || (tl.flags & J_MADE);
+		if (!mode)
+			mode = tl.mode;
+	}
+	free(cur);
+	if (err != SM_EOF) {
+		sm_log(SM_LOG_ERROR, "%s: the attributes of the remaining directories not set",
+		       d.msg);
+		JOURNAL_COUNT(acc, failed, 1);
+	}
+}
+
+/* ---- copies after the deletes ---- */
+
+/*
+ * A DST directory `key` ("x/") holding directories only (what a run
+ * without --dirs leaves of a tree whose files it deleted): removed,
+ * deepest first, so that SRC's file "x" can take its place. False (`d`
+ * filled) when anything else is in it.
+ */
+#define JOURNAL_CLEAR_MAX 65536
+
+static bool journal_clear_dirs(struct sm_wctx *w, const char *key, struct sm_diag *d)
+{
+	struct sm_range r = { .after = key, .last = NULL };
+	struct sm_cursor *cur = NULL;
+	size_t klen = strlen(key), n = 0;
+	char **dirs = NULL;
+	bool ok = false;
+	if (sm_store_list_begin(w->dst, &r, &cur, d) != SM_OK)
+		return false;
+	for (;;) {
+		const struct sm_entry *e;
+		enum sm_err err = sm_store_list_next(cur, &e, d);
+		if (err == SM_EOF || (err == SM_OK && strncmp(e->key, key, klen) != 0))
+			break;
+		if (err != SM_OK)
+			goto out;
+		if (!S_ISDIR(e->mode)) {
+			sm_diag_set(
+			        d, SM_EISDIR, 0,
+			        "DST: cannot replace directory '%s' by SRC's file: it holds '%s', "
+			        "which this run keeps",
+			        key, e->key);
+			goto out;
+		}
+		if (n == JOURNAL_CLEAR_MAX) {
+			sm_diag_set(
+			        d, SM_EISDIR, 0,
+			        "DST: cannot replace directory '%s' by SRC's file: more than %d "
+			        "directories in it",
+			        key, JOURNAL_CLEAR_MAX);
+			goto out;
+		}
+		char **nd = realloc(dirs, (n + 1) * sizeof(*dirs));
+		if (!nd || !(nd[n] = strdup(e->key))) {
+			dirs = nd ? nd : dirs;
+			sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			goto out;
+		}
+		dirs = nd;
+		n++;
+	}
+	ok = true;
+	/* the listing's order puts a directory before what is in it */
+	for (size_t i = n; ok && i-- > 0;)
+		ok = sm_xfer_delete(w, w->dst, dirs[i], d) == SM_OK;
+	if (ok)
+		ok = sm_xfer_delete(w, w->dst, key, d) == SM_OK;
+out:
+	sm_store_list_end(cur);
+	for (size_t i = 0; i < n; i++)
+		free(dirs[i]);
+	free(dirs);
+	return ok;
+}
+
+/* Copy SRC `key` again now that the deletes made room for it (a DST key of
+ * another type was in its way), counting it copied, failed or lost. */
+static void journal_recopy(struct sm_journal *j, struct sm_wctx *w, struct sm_xfer_ctl *ctl,
+                           const char *key, struct jdirs *fx, struct sm_stats *acc)
+{
+	struct sm_entry s = { 0 };
+	struct sm_diag d;
+	enum sm_err err = sm_store_stat(w->src, key, &s, &d);
+	if (err == SM_ENOENT) {
+		JOURNAL_COUNT(acc, lost, 1);
+		sm_log(SM_LOG_WARN, "'%s' disappeared from SRC before it was copied", key);
+		return;
+	}
+	if (err == SM_OK) {
+		s.key = (char *)key;
+		err = sm_xfer_copy(w, ctl, &s, key, NULL, &d);
+		size_t n = strlen(key);
+		if (err == SM_EISDIR && n && key[n - 1] != '/') {
+			/* a directory that held only directories stays without --dirs */
+			char *dk = sm_strcat2(key, "/");
+			struct sm_diag cd;
+			if (dk && journal_clear_dirs(w, dk, &cd))
+				err = sm_xfer_copy(w, ctl, &s, key, NULL, &d);
+			else if (dk)
+				d = cd;
+			free(dk);
+		}
+		s.key = NULL;
+	}
+	if (err != SM_OK) {
+		sm_log_key_error(key, d.msg);
+		journal_failed(j, acc, key, d.msg);
+	} else {
+		JOURNAL_COUNT(acc, copied, 1);
+		if (S_ISREG(s.mode))
+			JOURNAL_COUNT(acc, copied_bytes, s.size);
+		sm_log(SM_LOG_INFO, "copied '%s'", key);
+		jfix_parent(fx, w, key);
+	}
+	sm_entry_release(&s);
+}
+
+static void journal_recopies(struct sm_journal *j, struct sm_wctx *w, struct jdirs *rc,
+                             struct jdirs *fx, struct sm_stats *acc)
+{
+	if (!rc->sp)
+		return;
+	struct sm_xfer_ctl ctl;
+	memset(&ctl, 0, sizeof(ctl)); /* no lease: the manager's own */
+	ctl.dirs = (struct sm_xfer_dirs){ .note = jfix_note, .arg = fx };
+	struct sm_diag d;
+	enum sm_err err = sm_spill_sort(rc->sp, &d);
+	char *prev = NULL;
+	const void *rec;
+	size_t len;
+	while (err == SM_OK && (err = sm_spill_next(rc->sp, &rec, &len, &d)) == SM_OK) {
+		if (prev && strlen(prev) == len && memcmp(prev, rec, len) == 0)
+			continue; /* asked twice */
+		free(prev);
+		if (!(prev = sm_strndup(rec, len))) {
+			err = sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
+			break;
+		}
+		if (atomic_load(&w->abort)) {
+			journal_failed(j, acc, prev, "not copied: the run stopped");
+			continue;
+		}
+		journal_recopy(j, w, &ctl, prev, fx, acc);
+	}
+	free(prev);
+	if (err != SM_EOF) {
+		sm_log(SM_LOG_ERROR, "%s: the remaining keys not copied", d.msg);
+		JOURNAL_COUNT(acc, failed, 1);
+	}
+}
+
+/* ---- directories deleted ---- */
+
 /* Directories, deepest first (reverse key order puts children first). A
  * directory that is not empty (a key in it was kept) stays. */
 static void journal_dirs(struct sm_journal *j, struct sm_wctx *w, struct sm_store *st,
-                         struct jdirs *ds, struct sm_stats *acc)
+                         struct jdirs *ds, struct jdirs *fx, struct sm_stats *acc)
 {
 	if (!ds->sp)
 		return;
@@ -349,6 +695,8 @@ static void journal_dirs(struct sm_journal *j, struct sm_wctx *w, struct sm_stor
 		}
 		JOURNAL_COUNT(acc, deleted, 1);
 		journal_said_deleted(w, st, prev);
+		if (fx)
+			jfix_parent(fx, w, prev);
 	}
 	if (err != SM_OK && err != SM_EOF) {
 		sm_log(SM_LOG_ERROR, "%s: the remaining directories not deleted", d.msg);
@@ -396,25 +744,45 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 {
 	size_t cap = 4096;
 	char *key = malloc(cap);
-	struct jdirs ddirs = { 0 }, sdirs = { 0 };
+	struct jdirs ddirs = { .cmp = jdirs_cmp_desc }, sdirs = { .cmp = jdirs_cmp_desc };
+	struct jdirs recopy = { 0 }, fix = { .cmp = jfix_cmp };
 	struct jbatch *dst = calloc(1, sizeof(*dst)), *src = calloc(1, sizeof(*src));
 	bool bad = false;
 	if (!key || !dst || !src) {
 		sm_log(SM_LOG_ERROR, "out of memory: nothing deleted");
 		goto out;
 	}
-	*dst = (struct jbatch){ .j = j, .w = w, .st = w->dst, .acc = acc };
+	*dst = (struct jbatch){ .j = j, .w = w, .st = w->dst, .acc = acc, .fx = &fix };
 	*src = (struct jbatch){ .j = j, .w = w, .st = w->src, .acc = acc };
 	if (fflush(j->spool) != 0 || fseek(j->spool, 0, SEEK_SET) != 0) {
 		sm_log(SM_LOG_ERROR, "cannot read the delete journal: %s", strerror(errno));
 		j->broken = true;
 	}
+	/* the root's attributes follow SRC's root with --dirs */
+	if (w->o->dirs)
+		jfix_push(&fix, "", false, 0);
 	struct jrec r;
 	if (!allowed || j->broken) {
 		uint64_t kept = 0;
 		while (journal_next(j, &r, &key, &cap, &bad)) {
-			if (r.flags & (J_SRC | J_DEBRIS))
-				continue; /* SRC stays; debris is no user key */
+			if (r.flags & J_DIRFIX) {
+				jfix_push(&fix, key, r.flags & J_MADE, r.mode);
+				continue;
+			}
+			if (r.flags & J_RECOPY) {
+				/* the key of another type in its way stays */
+				char msg[512];
+				snprintf(
+				        msg, sizeof(msg),
+				        "DST: not copied: a key of another type is in its way, and "
+				        "deletes were skipped (%s)",
+				        j->broken ? "the delete journal could not be used" : why);
+				sm_log_key_error(key, msg);
+				journal_failed(j, acc, key, msg);
+				continue;
+			}
+			if (r.flags & J_SRC)
+				continue; /* SRC stays */
 			kept++;
 			JOURNAL_COUNT(acc, extra, 1); /* DST-only keys that stay */
 			if (!(r.flags & J_DIR))
@@ -425,6 +793,8 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 			       "deletes skipped: %s (%" PRIu64 " DST-only keys kept%s)",
 			       j->broken ? "the delete journal could not be used" : why, kept,
 			       j->n_src ? ", SRC kept" : "");
+		if (!j->broken && !bad)
+			journal_fix_dirs(j, w, &fix, acc);
 		goto out;
 	}
 	bool src_ok = true;
@@ -438,9 +808,18 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		}
 	}
 	while (journal_next(j, &r, &key, &cap, &bad)) {
+		if (r.flags & J_DIRFIX) {
+			jfix_push(&fix, key, r.flags & J_MADE, r.mode);
+			continue;
+		}
 		if (atomic_load(&w->abort)) { /* interrupted while deleting */
 			sm_log(SM_LOG_WARN, "interrupted: the remaining deletes not done");
 			break;
+		}
+		if (r.flags & J_RECOPY) {
+			if (!jdirs_push(&recopy, key))
+				journal_failed(j, acc, key, "out of memory: not copied");
+			continue;
 		}
 		bool is_src = r.flags & J_SRC;
 		if (is_src && !src_ok)
@@ -470,12 +849,17 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 	jbatch_flush(dst);
 	jbatch_flush(src);
 	if (!bad) {
-		journal_dirs(j, w, w->dst, &ddirs, acc);
-		journal_dirs(j, w, w->src, &sdirs, acc);
+		journal_dirs(j, w, w->dst, &ddirs, &fix, acc);
+		journal_dirs(j, w, w->src, &sdirs, NULL, acc);
+		/* what the deletes made room for */
+		journal_recopies(j, w, &recopy, &fix, acc);
+		journal_fix_dirs(j, w, &fix, acc);
 	}
 out:
 	jdirs_release(&ddirs);
 	jdirs_release(&sdirs);
+	jdirs_release(&recopy);
+	jdirs_release(&fix);
 	free(dst);
 	free(src);
 	free(key);

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../common/log.h"
 #include "../worker/wire.h"
@@ -169,6 +170,12 @@ struct plan {
 	bool limited;
 	enum sm_err err;
 	struct sm_diag *d;
+	/* --limit with --delete-dst: DST listed alongside, its DST-only keys
+	 * count against the limit in key order, as juicefs sync counts them */
+	struct sm_cursor *dcur;
+	const struct sm_entry *dnext; /* the DST key not yet passed, or NULL */
+	bool ddone;
+	struct sm_buf dpruned;
 };
 
 static void plan_debug(const struct plan *pl, const char *key, const char *fmt, const char *arg)
@@ -192,13 +199,85 @@ static void plan_explain(const struct plan *pl, const char *key)
 	plan_debug(pl, key, "%s", reason);
 }
 
+/* A SRC time outside what an int64 of nanoseconds holds (1677-2262) is
+ * kept as the nearest limit: said for each key, never silently. */
+static void plan_warn_time(const struct sm_entry *e)
+{
+	time_t sec = (time_t)(e->mtime_ns / 1000000000);
+	struct tm tm;
+	char when[64] = "?";
+	if (gmtime_r(&sec, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+	sm_log(SM_LOG_WARN,
+	       "SRC: '%s': mtime is %s what syncmgr keeps (1677-09-21 to 2262-04-11): DST gets %s",
+	       e->key, e->mtime_clamp < 0 ? "before" : "after", when);
+}
+
+/* Would a worker delete this DST-only key (--delete-dst)? The same
+ * selection as worker/task.c's, pruning excluded directories. */
+static bool plan_dst_deleted(struct plan *pl, const struct sm_entry *t)
+{
+	const struct sm_opts *o = pl->o;
+	if (pl->dpruned.len && strncmp(t->key, pl->dpruned.p, pl->dpruned.len) == 0)
+		return false;
+	pl->dpruned.len = 0;
+	bool by_rules, prune;
+	if (!sm_select_key(&o->filter, &o->sel, t->key, &by_rules, &prune)) {
+		if (prune && sm_buf_appendz(&pl->dpruned, t->key) == SM_OK)
+			sm_store_list_skip(pl->dcur);
+		return false;
+	}
+	return !t->debris && (!S_ISDIR(t->mode) || o->dirs);
+}
+
+/*
+ * --limit with --delete-dst: pass the DST keys before `key` (NULL: all that
+ * are left), each DST-only one taking one of the limit. When the limit is
+ * reached at one, the last task ends there: true (pl->limited set, or
+ * pl->err on a failure). A DST listing error stops the counting: the
+ * workers' own listings report it.
+ */
+static bool plan_limit_dst(struct plan *pl, const char *key)
+{
+	while (pl->dcur && !pl->ddone) {
+		if (!pl->dnext) {
+			struct sm_diag ld;
+			enum sm_err le = sm_store_list_next(pl->dcur, &pl->dnext, &ld);
+			if (le != SM_OK) {
+				pl->ddone = true;
+				pl->dnext = NULL;
+				break;
+			}
+		}
+		int c = key ? strcmp(pl->dnext->key, key) : -1;
+		if (c >= 0) {
+			if (c == 0)
+				pl->dnext = NULL; /* on SRC too: no delete */
+			break;
+		}
+		bool del = plan_dst_deleted(pl, pl->dnext);
+		if (del && ++pl->taken >= pl->o->limit) {
+			pl->limited = true;
+			pl->err = sm_cutter_cut(&pl->cut, pl->dnext->key, pl->d);
+			return true;
+		}
+		pl->dnext = NULL;
+	}
+	return false;
+}
+
 static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 {
 	const struct sm_opts *o = pl->o;
 	bool dir = S_ISDIR(e->mode);
 	if (e->debris) {
+		/* counted: found, and excluded as no key of the user's */
 		sm_log(SM_LOG_WARN, "SRC: '%s' is a temp file an interrupted run left: not copied",
 		       e->key);
+		__atomic_fetch_add(&pl->ps->found, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&pl->ps->found_bytes, e->size, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&pl->ps->excluded, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&pl->ps->excluded_bytes, e->size, __ATOMIC_RELAXED);
 		return PLAN_NEXT;
 	}
 	if (pl->pruned.len && strncmp(e->key, pl->pruned.p, pl->pruned.len) == 0)
@@ -235,6 +314,8 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 	bool special = !dir && !S_ISREG(e->mode) && !S_ISLNK(e->mode);
 	if (!plan_wanted(e, o) && !special)
 		return PLAN_NEXT;
+	if (e->mtime_clamp)
+		plan_warn_time(e);
 	struct sm_entry te = *e;
 	if (special) {
 		sm_log(SM_LOG_INFO, "skipping non-regular file '%s'", e->key);
@@ -251,6 +332,8 @@ static enum plan_verdict plan_offer(struct plan *pl, const struct sm_entry *e)
 		__atomic_fetch_add(&pl->ps->excluded_bytes, e->size, __ATOMIC_RELAXED);
 		plan_debug(pl, e->key, "%s", "outside --min/--max-size or the mtime bounds");
 	}
+	if (plan_limit_dst(pl, e->key))
+		return PLAN_STOP;
 	pl->err = sm_cutter_add(&pl->cut, &te, pl->d);
 	if (pl->err != SM_OK)
 		return PLAN_STOP;
@@ -471,9 +554,10 @@ static enum sm_err plan_single(const struct sm_opts *o, struct sm_store *src,
 	return err;
 }
 
-enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_dispatch *dp,
-                        bool remote, const char *single_key, const char *single_dst_key,
-                        struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d)
+enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_store *dst,
+                        struct sm_dispatch *dp, bool remote, const char *single_key,
+                        const char *single_dst_key, struct sm_plan_stats *ps,
+                        struct sm_plan_result *res, struct sm_diag *d)
 {
 	memset(res, 0, sizeof(*res));
 	if (single_key)
@@ -491,15 +575,22 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 		goto out; /* --limit 0: nothing to process */
 	}
 	enum plan_verdict v;
-	if (o->sel.files) {
-		v = plan_files_from(&pl);
-	} else {
-		char after[PATH_MAX] = "";
-		if (o->sel.start)
-			plan_before(o->sel.start, after, sizeof(after));
-		struct sm_range r = { .after = after, .last = o->sel.end };
-		v = plan_walk(&pl, &r, NULL, o->list_threads);
+	char after[PATH_MAX] = "";
+	if (o->sel.start)
+		plan_before(o->sel.start, after, sizeof(after));
+	struct sm_range r = { .after = after, .last = o->sel.end };
+	if (o->limit > 0 && o->delete_dst && dst) {
+		struct sm_diag ld;
+		if (sm_store_list_begin(dst, &r, &pl.dcur, &ld) != SM_OK)
+			pl.dcur = NULL; /* the workers' listings report it */
 	}
+	if (o->sel.files)
+		v = plan_files_from(&pl);
+	else
+		v = plan_walk(&pl, &r, NULL, o->list_threads);
+	/* DST-only keys after the last SRC key count too */
+	if (v != PLAN_STOP && !pl.limited && pl.err == SM_OK && !res->fatal)
+		plan_limit_dst(&pl, NULL);
 	if (pl.limited || pl.err != SM_OK) {
 		if (pl.err != SM_OK)
 			res->fatal = true;
@@ -521,6 +612,8 @@ enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm
 	if (pl.err != SM_OK)
 		res->fatal = true;
 out:
+	sm_store_list_end(pl.dcur);
+	sm_buf_release(&pl.dpruned);
 	sm_cutter_release(&pl.cut);
 	sm_buf_release(&pl.pruned);
 	sm_buf_release(&pl.last);

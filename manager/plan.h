@@ -83,8 +83,12 @@ struct sm_plan_stats {
  * `single_dst_key`) and push tasks to `dp`. `remote`: a side is an object or
  * network store, where each key costs a round trip, so tasks are kept small
  * enough to spread over every worker thread. */
-enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_dispatch *dp,
-                        bool remote, const char *single_key, const char *single_dst_key,
-                        struct sm_plan_stats *ps, struct sm_plan_result *res, struct sm_diag *d);
+/* `dst` (borrowed, may be NULL) is listed too with --limit and
+ * --delete-dst: its DST-only keys count against the limit, in key order, as
+ * juicefs sync counts them. */
+enum sm_err sm_plan_run(const struct sm_opts *o, struct sm_store *src, struct sm_store *dst,
+                        struct sm_dispatch *dp, bool remote, const char *single_key,
+                        const char *single_dst_key, struct sm_plan_stats *ps,
+                        struct sm_plan_result *res, struct sm_diag *d);
 
 #endif

@@ -169,15 +169,17 @@ static int run_preflight(const struct sm_opts *o, struct run_plan *rp)
 		fprintf(stderr, "syncmgr: cannot resolve SRC '%s' or DST '%s'\n", rp->src.display,
 		        rp->dst.display);
 		status = SM_EXIT_FAIL;
-	} else if (!rp->single_key && run_path_within(rd, rs)) {
+	} else if (!rp->single_key && (run_path_within(rd, rs) || sm_path_overlap(rs, rd) == 1)) {
 		fprintf(stderr, "syncmgr: DST '%s' is inside SRC '%s'\n", rp->dst.display,
 		        rp->src.display);
 		status = SM_EXIT_USAGE;
-	} else if (!rp->single_key && run_path_within(rs, rd)) {
+	} else if (!rp->single_key && (run_path_within(rs, rd) || sm_path_overlap(rs, rd) == 2)) {
 		fprintf(stderr, "syncmgr: SRC '%s' is inside DST '%s'\n", rp->src.display,
 		        rp->dst.display);
 		status = SM_EXIT_USAGE;
-	} else if (rp->single_key && strcmp(rs, rd) == 0 &&
+	} else if (rp->single_key &&
+	           (strcmp(rs, rd) == 0 ||
+	            (sm_path_overlap(rs, rd) == 1 && sm_path_overlap(rd, rs) == 1)) &&
 	           strcmp(rp->single_key, rp->single_dst_key) == 0) {
 		fprintf(stderr, "syncmgr: SRC '%s' and DST '%s' are the same file\n",
 		        rp->src.display, rp->dst.display);
@@ -527,8 +529,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 
 	struct sm_plan_result pr;
 	bool remote = !sm_store_has(src, SM_CAP_LOCAL) || !sm_store_has(dst, SM_CAP_LOCAL);
-	enum sm_err perr =
-	        sm_plan_run(o, src, dp, remote, rp.single_key, rp.single_dst_key, &ps, &pr, &d);
+	enum sm_err perr = sm_plan_run(o, src, dst, dp, remote, rp.single_key, rp.single_dst_key,
+	                               &ps, &pr, &d);
 	if (perr != SM_OK && !(pr.fatal && d.err == SM_EIO && strcmp(d.msg, "run aborted") == 0)) {
 		sm_diag_label(&d, perr, "SRC");
 		sm_log(SM_LOG_ERROR, "%s", d.msg);

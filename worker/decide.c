@@ -50,12 +50,24 @@ static int decide_mtime_cmp(const struct sm_entry *src, const struct sm_entry *d
 	return ss > ds ? 1 : ss < ds ? -1 : 0;
 }
 
+bool sm_mtime_differs(int64_t src_ns, const struct sm_entry *dst)
+{
+	if (dst->mtime_ns % 1000000000 != 0)
+		return src_ns != dst->mtime_ns;
+	struct sm_entry s = { .mtime_ns = src_ns };
+	return decide_mtime_cmp(&s, dst) != 0;
+}
+
 struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *dst,
                              const struct sm_opts *o)
 {
+	/* a FIFO, socket or device on DST is a DST key: deleted with
+	 * --delete-dst, replaced by SRC's key of the same name (a special file
+	 * on SRC travels excluded: its DST key stays as it is) */
+	bool dspecial = dst && !S_ISDIR(dst->mode) && !decide_wanted(dst, o);
 	if (src && !decide_wanted(src, o))
 		src = NULL;
-	if (dst && !decide_wanted(dst, o))
+	if (dst && !decide_wanted(dst, o) && !dspecial)
 		dst = NULL;
 	if (!src && !dst)
 		return dec(SM_ACT_IGNORE, "not a regular file, directory or symlink of this run",
@@ -71,12 +83,18 @@ struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *
 
 	bool sdir = S_ISDIR(src->mode), slink = S_ISLNK(src->mode);
 	bool ddir = S_ISDIR(dst->mode), dlink = S_ISLNK(dst->mode);
-	if (sdir != ddir || slink != dlink)
+	if (sdir != ddir || slink != dlink || dspecial)
 		return dec(SM_ACT_COPY, "type differs", false);
 	if (sdir) {
-		if (decide_mode_differs(src, dst, o))
-			return dec(SM_ACT_ATTR, "mode differs", true);
-		return dec(SM_ACT_SKIP, "directory exists", true);
+		struct sm_decision r = dec(SM_ACT_SKIP, "directory exists", true);
+		if (decide_mode_differs(src, dst, o)) {
+			r.why = "directory exists, mode differs: set at the end";
+			r.fix_dir = true;
+		} else if (o->dirs && sm_mtime_differs(src->mtime_ns, dst)) {
+			r.why = "directory exists, mtime differs: set at the end";
+			r.fix_dir = true;
+		}
+		return r;
 	}
 	if (o->force_update)
 		return dec(SM_ACT_COPY, "--force-update", false);

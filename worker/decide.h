@@ -19,7 +19,17 @@ struct sm_decision {
 	enum sm_act act;
 	const char *why; /* static text for --debug */
 	bool same;       /* SRC and DST are identical (for --delete-src) */
+	/* A directory on both sides whose attributes differ (mtime with
+	 * --dirs, mode with --perms): they are set at the end of the run, once
+	 * nothing more is written into it. */
+	bool fix_dir;
 };
+
+/* Do two mtimes differ, as a store keeps them? A DST time in whole seconds
+ * (SFTP, or a whole second) is compared in seconds; else to the
+ * nanosecond. A DST time at the limit of its store (mtime_clamp) stands for
+ * every time past it. */
+bool sm_mtime_differs(int64_t src_ns, const struct sm_entry *dst);
 
 /* Decide for one key present on SRC, DST or both (either may be NULL). */
 struct sm_decision sm_decide(const struct sm_entry *src, const struct sm_entry *dst,

@@ -51,7 +51,17 @@ struct task_run {
 	struct sm_xfer_ctl *ctl;     /* NULL: only the run's abort stops it */
 	bool revoked;                /* the manager gave the task to another attempt */
 	bool listing_failed;
+	struct sm_buf dir_noted; /* the directory noted last (task_dir_note) */
+	/* --delete-dst: the merge's first pass, which gathers the range's
+	 * DST-only files to delete them before its copies (task_merge) */
+	bool deleting;
+	struct sm_entry *early; /* those files (copies), at most TASK_EARLY_MAX */
+	size_t n_early;
 };
+
+/* DST-only files of a range deleted before its copies; past that many the
+ * rest go at the end (memory stays bounded however many a range has). */
+#define TASK_EARLY_MAX 4096
 
 /* Stop here? The run stops, or the task is no longer this attempt's (the
  * manager said so, or its lease could not be renewed): then nothing more
@@ -150,33 +160,97 @@ static void task_del_send(struct task_run *tr)
 /* Hand a delete to the manager: a DST key (--delete-dst, debris) or a SRC
  * key that reached DST (--delete-src, --delete-src-after), with what was
  * copied so the manager can check it again before deleting. */
-static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool src, bool debris)
+/* The next record of the journal's batch for `key` (the caller fills the
+ * rest, then calls task_out_done), or NULL: stopping, or out of memory (the
+ * key failed). */
+static Syncmgr__DelKey *task_out_next(struct task_run *tr, const char *key)
 {
 	struct del_out *o = tr->out;
 	if (task_stopping(tr))
-		return;
+		return NULL;
 	Syncmgr__DelKey *k = &o->k[o->n];
 	syncmgr__del_key__init(k);
-	size_t len = strlen(e->key);
+	size_t len = strlen(key);
 	k->key.data = malloc(len ? len : 1);
 	if (!k->key.data) {
 		struct sm_diag d;
 		sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
-		task_failed(tr, e->key, &d);
-		return;
+		task_failed(tr, key, &d);
+		return NULL;
 	}
-	memcpy(k->key.data, e->key, len);
+	memcpy(k->key.data, key, len);
 	k->key.len = len;
+	return k;
+}
+
+static void task_out_done(struct task_run *tr, Syncmgr__DelKey *k)
+{
+	struct del_out *o = tr->out;
+	o->kp[o->n++] = k;
+	o->bytes += k->key.len;
+	if (sm_wire_del_batch_full(o->n, o->bytes))
+		task_del_send(tr);
+}
+
+static void task_del_queue(struct task_run *tr, const struct sm_entry *e, bool src, bool debris)
+{
+	Syncmgr__DelKey *k = task_out_next(tr, e->key);
+	if (!k)
+		return;
 	k->src = src;
 	k->dir = S_ISDIR(e->mode);
 	k->size = e->size;
 	k->mtime_ns = e->mtime_ns;
 	k->mtime_bound = e->mtime_bound;
 	k->debris = debris;
-	o->kp[o->n++] = k;
-	o->bytes += len;
-	if (sm_wire_del_batch_full(o->n, o->bytes))
-		task_del_send(tr);
+	task_out_done(tr, k);
+}
+
+/* The journal's kinds of work for the end of the run (proto DelKey.kind). */
+#define TASK_RECOPY 1
+#define TASK_DIR 2
+
+/* DST directory `dkey` gets its attributes from SRC at the end of the run
+ * (ctl->dirs of this task's transfers, and the merge's own findings). */
+static void task_dir_note(void *arg, const char *dkey, bool created, uint32_t mode)
+{
+	struct task_run *tr = arg;
+	bool plain = !created && !mode;
+	if (plain && tr->dir_noted.len && strcmp(tr->dir_noted.p, dkey) == 0)
+		return; /* the files of one directory come one after another */
+	Syncmgr__DelKey *k = task_out_next(tr, dkey);
+	if (!k)
+		return;
+	k->kind = TASK_DIR;
+	k->dir = true;
+	k->created = created;
+	k->mode = mode;
+	task_out_done(tr, k);
+	tr->dir_noted.len = 0;
+	if (plain)
+		sm_buf_appendz(&tr->dir_noted, dkey); /* out of memory: noted again */
+}
+
+/* With --dirs, a write into a directory changes its mtime: SRC's is set
+ * again at the end. The root is always set then. */
+static void task_dir_touched(struct task_run *tr, const char *dkey)
+{
+	if (!tr->w->o->dirs || !tr->ctl || !tr->ctl->dirs.note)
+		return;
+	const char *slash = strrchr(dkey, '/');
+	if (slash && !slash[1]) { /* a directory key: its parent's */
+		const char *p = slash;
+		while (p > dkey && p[-1] != '/')
+			p--;
+		slash = p > dkey ? p - 1 : NULL;
+	}
+	if (!slash)
+		return;
+	char *parent = sm_strndup(dkey, (size_t)(slash - dkey) + 1);
+	if (!parent)
+		return;
+	task_dir_note(tr, parent, false, 0);
+	free(parent);
 }
 
 /* Delete a SRC key after it reached DST (--delete-src, --delete-src-after). */
@@ -245,19 +319,126 @@ static void task_copy(struct task_run *tr, const struct sm_entry *s, const char 
 		return;
 	}
 	sm_entry_release(&gone);
+	if ((err == SM_EISDIR || err == SM_ENOTDIR) && !tr->t->single) {
+		/* A DST key of another type in the way (a directory where SRC
+		 * has a file, a file where it has a directory): with
+		 * --delete-dst it goes with the run's deletes, and the journal
+		 * copies this key again after them (counting it then). */
+		if (o->delete_dst && tr->allow_delete && !tr->listing_failed) {
+			Syncmgr__DelKey *k = task_out_next(tr, dkey);
+			if (k) {
+				sm_log(SM_LOG_DEBUG, "'%s': %s: copied after the deletes", dkey,
+				       d.msg);
+				k->kind = TASK_RECOPY;
+				task_out_done(tr, k);
+			}
+			return;
+		}
+		size_t n = strlen(d.msg);
+		snprintf(d.msg + n, sizeof(d.msg) - n, "%s",
+		         o->delete_dst ? " (kept: deletes are off in this run)"
+		                       : " (--delete-dst replaces it)");
+	}
 	if (err != SM_OK) {
 		task_failed(tr, dkey, &d);
 		return;
 	}
 	LIVE_ADD(tr->live, copied, 1);
 	task_said_copied(s, dkey);
+	task_dir_touched(tr, dkey);
 	if (o->delete_src_after)
 		task_delete_src(tr, s);
 }
 
+/*
+ * A DST-only key under --delete-dst. A file is gathered in the merge's
+ * first pass and deleted before the range's copies (rsync's
+ * --delete-during): a DST short of space gets the room the run needs. That
+ * is safe once the range is known: every SRC key of it was listed (a SRC
+ * listing error before the task was handed out forbids its deletes) and
+ * DST's listing of the whole range worked (else they go to the journal,
+ * which then deletes nothing). Directories go at the end, deepest first,
+ * with the journal (manager/journal.c).
+ */
 static void task_delete_dst(struct task_run *tr, const struct sm_entry *t)
 {
-	task_del_queue(tr, t, false, false);
+	if (!tr->deleting || S_ISDIR(t->mode) || tr->n_early == TASK_EARLY_MAX) {
+		task_del_queue(tr, t, false, false);
+		return;
+	}
+	if (!tr->early && !(tr->early = calloc(TASK_EARLY_MAX, sizeof(*tr->early)))) {
+		task_del_queue(tr, t, false, false);
+		return;
+	}
+	if (sm_entry_copy(&tr->early[tr->n_early], t) == SM_OK)
+		tr->n_early++;
+	else
+		task_del_queue(tr, t, false, false);
+}
+
+/* One DST-only file deleted (or not: `err`, `d`), counted and told. */
+static void task_deleted(struct task_run *tr, const char *key, enum sm_err err,
+                         const struct sm_diag *d)
+{
+	if (err != SM_OK) {
+		task_failed(tr, key, d);
+		return;
+	}
+	LIVE_ADD(tr->live, deleted, 1);
+	sm_log(SM_LOG_INFO, "deleted '%s'", key);
+	task_dir_touched(tr, key);
+}
+
+/* sm_store_del_many()'s verdict on early[base + i] */
+struct task_del_batch {
+	struct task_run *tr;
+	const char *const *keys;
+};
+
+static void task_del_batch_done(void *arg, size_t i, enum sm_err err, const struct sm_diag *d)
+{
+	struct task_del_batch *b = arg;
+	struct sm_diag again;
+	if (err != SM_OK && sm_err_retryable(err)) {
+		err = sm_xfer_delete(b->tr->w, b->tr->w->dst, b->keys[i], &again); /* alone */
+		d = &again;
+	}
+	task_deleted(b->tr, b->keys[i], err, d);
+}
+
+/* The files task_delete_dst() gathered: deleted now (in batches where the
+ * store takes them: S3's DeleteObjects) when the range's DST listing was
+ * complete, else handed to the journal like any delete. */
+static void task_delete_early(struct task_run *tr)
+{
+	struct sm_store *dst = tr->w->dst;
+	bool batch = sm_store_can_del_many(dst) && !tr->w->o->dry;
+	const char *keys[SM_DEL_BATCH];
+	for (size_t k = 0; k < tr->n_early && !tr->listing_failed;) {
+		size_t n = 0;
+		for (; k < tr->n_early && n < (batch ? SM_DEL_BATCH : 1); k++)
+			keys[n++] = tr->early[k].key;
+		if (task_stopping(tr))
+			break;
+		if (tr->w->o->dry) {
+			sm_log_say("delete", keys[0]);
+			LIVE_ADD(tr->live, deleted, 1);
+		} else if (batch) {
+			struct task_del_batch b = { .tr = tr, .keys = keys };
+			sm_store_del_many(dst, keys, n, task_del_batch_done, &b);
+		} else {
+			struct sm_diag d;
+			task_deleted(tr, keys[0], sm_xfer_delete(tr->w, dst, keys[0], &d), &d);
+		}
+	}
+	for (size_t k = 0; k < tr->n_early; k++) {
+		if (tr->listing_failed)
+			task_del_queue(tr, &tr->early[k], false, false);
+		sm_entry_release(&tr->early[k]);
+	}
+	tr->n_early = 0;
+	free(tr->early);
+	tr->early = NULL;
 }
 
 /* A temp file an interrupted run left on DST: removed under --delete-dst
@@ -271,6 +452,8 @@ static void task_debris(struct task_run *tr, const struct sm_entry *t)
 	sm_log(SM_LOG_WARN,
 	       "DST: '%s' is a temp file an interrupted run left (--delete-dst removes it)",
 	       t->key);
+	LIVE_ADD(tr->live, extra, 1); /* a DST key that stays */
+	LIVE_ADD(tr->live, extra_bytes, t->size);
 }
 
 /* --update compares mtimes, but an S3 listing gives only the upload time,
@@ -336,10 +519,19 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 	    !task_exact_mtimes(tr, &s, &t, &sx, &tx, dkey))
 		return;
 	struct sm_decision dec = sm_decide(s, t, o);
-	if (dec.act == SM_ACT_SKIP && dec.same && task_owner_differs(tr, s, t))
+	if (dec.act == SM_ACT_SKIP && dec.same && S_ISDIR(s->mode) &&
+	    (dec.fix_dir || task_owner_differs(tr, s, t))) {
+		/* a directory's attributes are set once its children are in */
+		if (o->dry && (task_owner_differs(tr, s, t) ||
+		               (o->perms && (s->mode & 07777) != (t->mode & 07777))))
+			sm_log_say("chmod", dkey);
+		else if (!o->dry && tr->ctl && tr->ctl->dirs.note)
+			task_dir_note(tr, dkey, false, 0);
+	} else if (dec.act == SM_ACT_SKIP && dec.same && task_owner_differs(tr, s, t)) {
 		dec = (struct sm_decision){ .act = SM_ACT_ATTR,
 			                    .why = "owner differs",
 			                    .same = true };
+	}
 	const char *key = s ? dkey : t->key;
 	if (o->debug && dec.act != SM_ACT_IGNORE)
 		sm_log(SM_LOG_DEBUG, "%s '%s': %s", sm_act_name(dec.act), key, dec.why);
@@ -361,10 +553,13 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		LIVE_ADD(tr->live, checked, 1);
 		LIVE_ADD(tr->live, checked_bytes, s->size);
 		if (o->perms &&
-		    ((s->mode & 07777) != (t->mode & 07777) || task_owner_differs(tr, s, t)) &&
-		    !o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
-			task_failed(tr, key, &d);
-			return;
+		    ((s->mode & 07777) != (t->mode & 07777) || task_owner_differs(tr, s, t))) {
+			if (o->dry) {
+				sm_log_say("chmod", dkey);
+			} else if (sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
+				task_failed(tr, key, &d);
+				return;
+			}
 		}
 		LIVE_ADD(tr->live, skipped, 1);
 		LIVE_ADD(tr->live, skipped_bytes, s->size);
@@ -373,7 +568,9 @@ static void task_handle(struct task_run *tr, const struct sm_entry *s, const str
 		return;
 	}
 	case SM_ACT_ATTR:
-		if (!o->dry && sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
+		if (o->dry)
+			sm_log_say("chmod", dkey);
+		else if (sm_xfer_setattr(tr->w, s, dkey, &d) != SM_OK) {
 			task_failed(tr, key, &d);
 			return;
 		}
@@ -493,17 +690,35 @@ static bool task_dst_selected(struct task_run *tr, struct sm_cursor *cur, const 
 	return false;
 }
 
-/* Merge the sorted SRC entries with the DST listing of the same range. */
+/* What the first pass of a --delete-dst merge found for one SRC entry. */
+struct task_seen {
+	struct sm_entry t; /* its DST entry (a copy) when `have` */
+	bool have;
+	bool unknown; /* the DST listing skipped it: ask DST (task_single) */
+	bool failed;  /* counted failed already */
+};
+
+/* Merge the sorted SRC entries with the DST listing of the same range.
+ * With --delete-dst in two passes: the merge itself deletes the DST-only
+ * files, then the SRC entries are handled (see task_delete_dst). */
 static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t n,
                               struct sm_diag *d)
 {
 	const Syncmgr__Task *t = tr->t;
 	struct sm_buf pruned = { 0 };
+	struct task_seen *seen = NULL;
+	if (tr->w->o->delete_dst && tr->allow_delete) {
+		seen = calloc(n ? n : 1, sizeof(*seen));
+		if (!seen)
+			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+		tr->deleting = true;
+	}
 	char *after = sm_strndup((const char *)t->after.data, t->after.len);
 	char *last = t->open_end ? NULL : sm_strndup((const char *)t->last.data, t->last.len);
 	if (!after || (!t->open_end && !last)) {
 		free(after);
 		free(last);
+		free(seen);
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 	}
 	struct sm_range r = { .after = after, .last = last };
@@ -543,6 +758,8 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 					for (; i < n; i++) {
 						LIVE_ADD(tr->live, failed, 1);
 						task_note_failure(tr, src[i].key, ld.msg);
+						if (seen)
+							seen[i].failed = true;
 					}
 				}
 				continue;
@@ -565,13 +782,28 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 		if (c < 0 && tr->listing_failed) {
 			/* The DST listing skipped something: "not on DST" is not
 			 * known, so ask DST about this key directly. */
-			task_single(tr, &src[i], src[i].key);
+			if (seen)
+				seen[i].unknown = true;
+			else
+				task_single(tr, &src[i], src[i].key);
 			i++;
 		} else if (c < 0) {
-			task_handle(tr, &src[i], NULL, src[i].key);
+			if (!seen)
+				task_handle(tr, &src[i], NULL, src[i].key);
 			i++;
 		} else if (c > 0) {
 			task_handle(tr, NULL, te, NULL);
+			te = NULL;
+		} else if (seen) {
+			if (sm_entry_copy(&seen[i].t, te) == SM_OK) {
+				seen[i].have = true;
+			} else {
+				struct sm_diag md;
+				sm_diag_set(&md, SM_ENOMEM, 0, "out of memory");
+				task_failed(tr, src[i].key, &md);
+				seen[i].failed = true;
+			}
+			i++;
 			te = NULL;
 		} else {
 			task_handle(tr, &src[i], te, src[i].key);
@@ -579,7 +811,21 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 			te = NULL;
 		}
 	}
+	/* the range's DST-only files, then the SRC entries merged above */
+	tr->deleting = false;
+	task_delete_early(tr);
+	for (size_t k = 0; seen && k < i && !task_stopping(tr); k++) {
+		if (seen[k].failed)
+			continue;
+		if (seen[k].unknown)
+			task_single(tr, &src[k], src[k].key);
+		else
+			task_handle(tr, &src[k], seen[k].have ? &seen[k].t : NULL, src[k].key);
+	}
 out:
+	for (size_t k = 0; seen && k < n; k++)
+		sm_entry_release(&seen[k].t);
+	free(seen);
 	sm_store_list_end(cur);
 	sm_buf_release(&pruned);
 	free(after);
@@ -609,6 +855,10 @@ enum sm_err sm_task_run(struct sm_wctx *w, const Syncmgr__Task *t, uint64_t atte
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto out;
 	}
+	/* directories to set at the end go to the journal with the deletes */
+	if (ctl && tr.sink && !t->single && sm_store_has(w->dst, SM_CAP_DIRS) &&
+	    sm_store_has(w->src, SM_CAP_DIRS))
+		ctl->dirs = (struct sm_xfer_dirs){ .note = task_dir_note, .arg = &tr };
 	if (t->single && t->n_src == 1) {
 		char *dkey = sm_strndup((const char *)t->dst_key.data, t->dst_key.len);
 		if (!dkey) {
@@ -627,6 +877,9 @@ out:
 		for (size_t i = 0; i < tr.out->n; i++)
 			free(tr.out->k[i].key.data);
 	free(tr.out);
+	if (ctl)
+		ctl->dirs = (struct sm_xfer_dirs){ 0 };
+	sm_buf_release(&tr.dir_noted);
 	free(src);
 	free(arena);
 	if (err != SM_OK)

@@ -25,6 +25,7 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	w->backoff_ms = 50;
 	sm_retry_health_init(&w->health);
 	w->name = "local";
+	w->umask = sm_umask();
 	atomic_init(&w->transfers, 0);
 	w->on_fatal = NULL;
 	w->fatal_arg = NULL;
@@ -39,6 +40,7 @@ void sm_xfer_ctl_reset(struct sm_xfer_ctl *c, uint64_t now_ns, uint64_t fence_ns
 	atomic_store(&c->moved, 0);
 	atomic_store(&c->renewed_ns, now_ns);
 	c->fence_ns = fence_ns;
+	c->dirs = (struct sm_xfer_dirs){ 0 };
 	c->stall_ms = stall_ms;
 }
 
@@ -99,8 +101,10 @@ static enum sm_err xfer_unstall(struct sm_xfer_ctl *ctl, enum sm_err err, const 
 void sm_wctx_count_failure(struct sm_wctx *w)
 {
 	uint64_t n = atomic_fetch_add(&w->failed, 1) + 1;
-	if (w->o->max_failure > 0 && n >= (uint64_t)w->o->max_failure)
-		atomic_store(&w->abort, true);
+	if (w->o->max_failure > 0 && n >= (uint64_t)w->o->max_failure &&
+	    !atomic_exchange(&w->abort, true))
+		sm_log(SM_LOG_ERROR, "%llu keys failed (--max-failure %lld): stopping",
+		       (unsigned long long)n, (long long)w->o->max_failure);
 }
 
 bool sm_wctx_stop_on(struct sm_wctx *w, const struct sm_diag *d)
@@ -235,18 +239,28 @@ static struct sm_put xfer_attrs(const struct sm_wctx *w, const struct sm_entry *
 	return p;
 }
 
+/* p->made of a copy: a directory it made, for the task's notes. */
+static void xfer_made(void *arg, const char *dkey)
+{
+	const struct sm_xfer_dirs *dirs = arg;
+	dirs->note(dirs->arg, dkey, true, 0);
+}
+
 static enum sm_err xfer_copy_once(struct sm_wctx *w, struct sm_xfer_ctl *ctl,
                                   const struct sm_entry *src, const char *dst_key, uint64_t *live,
                                   uint64_t *counted, struct sm_diag *d)
 {
 	struct sm_put p = xfer_attrs(w, src);
+	if (ctl && ctl->dirs.note) {
+		p.made = xfer_made;
+		p.made_arg = &ctl->dirs;
+	}
 	/* refuse a key that would escape DST before reading anything */
 	enum sm_err kerr = sm_store_key_check(w->dst, dst_key, d);
 	if (kerr != SM_OK)
 		return sm_diag_label(d, kerr, w->dst->cfg.label);
 	if (S_ISDIR(src->mode)) {
-		if (!w->o->perms)
-			p.flags &= ~(unsigned)SM_PUT_MODE;
+		p.flags &= ~(unsigned)SM_PUT_MTIME; /* once its children are in */
 		return sm_store_mkdir(w->dst, dst_key, &p, d);
 	}
 	if (S_ISLNK(src->mode)) {
@@ -297,17 +311,80 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, struct sm_xfer_ctl *ctl,
 	return err;
 }
 
+/*
+ * A non-root run refused a write below a DST directory without write or
+ * search permission for its owner: a read-only SRC directory an earlier run
+ * copied. Open each such directory above `key` that this user owns for the
+ * owner, noting its mode for the end of the run, where it is SRC's too
+ * (or its mode follows SRC's: --dirs --perms), as rsync does; a DST
+ * directory the user made read-only itself stays so. True when one was
+ * opened (the write is worth another try).
+ */
+static bool xfer_src_dir_closed(struct sm_wctx *w, const char *dk)
+{
+	struct sm_entry e = { 0 };
+	struct sm_diag sd;
+	bool closed = sm_store_stat(w->src, dk, &e, &sd) == SM_OK && S_ISDIR(e.mode) &&
+	              ((e.mode & 0300) != 0300 || (w->o->dirs && w->o->perms));
+	sm_entry_release(&e);
+	return closed;
+}
+
+static bool xfer_open_dirs(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const char *key)
+{
+	if (geteuid() == 0 || !ctl || !ctl->dirs.note || !sm_store_has(w->dst, SM_CAP_DIRS))
+		return false;
+	size_t n = strlen(key);
+	char *dk = malloc(n + 1);
+	if (!dk)
+		return false;
+	memcpy(dk, key, n + 1);
+	bool opened = false;
+	for (;;) {
+		/* the parent of dk[0..n): "a/b/" of "a/b/c" or "a/b/c/", "" at last */
+		while (n && dk[n - 1] == '/')
+			n--;
+		while (n && dk[n - 1] != '/')
+			n--;
+		dk[n] = '\0';
+		struct sm_entry e = { 0 };
+		struct sm_diag sd;
+		if (sm_store_stat(w->dst, dk, &e, &sd) == SM_OK && S_ISDIR(e.mode) &&
+		    e.uid == geteuid() && (e.mode & 0300) != 0300 && xfer_src_dir_closed(w, dk)) {
+			struct sm_put p = { .mode = e.mode | 0700, .flags = SM_PUT_MODE };
+			if (sm_store_setattr(w->dst, dk, &p, &sd) == SM_OK) {
+				sm_log(SM_LOG_DEBUG, "opened DST directory '%s' for writing", dk);
+				ctl->dirs.note(ctl->dirs.arg, dk, false, e.mode & 07777);
+				opened = true;
+			}
+		}
+		sm_entry_release(&e);
+		if (!n)
+			break;
+	}
+	free(dk);
+	return opened;
+}
+
 enum sm_err sm_xfer_copy(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const struct sm_entry *src,
                          const char *dst_key, uint64_t *live, struct sm_diag *d)
 {
 	enum sm_err err;
 	uint64_t t0 = sm_now_ns();
+	bool opened = false;
 	for (int attempt = 1;; attempt++) {
 		uint64_t counted = 0;
 		err = xfer_copy_once(w, ctl, src, dst_key, live, &counted, d);
 		err = xfer_unstall(ctl, err, src->key, d);
 		if (err != SM_OK && live && counted)
 			__atomic_fetch_sub(live, counted, __ATOMIC_RELAXED);
+		if (err == SM_EACCES && !opened) {
+			opened = true;
+			if (xfer_open_dirs(w, ctl, dst_key)) {
+				attempt--;
+				continue;
+			}
+		}
 		/* Changed while it was read: nothing was committed. --check-change
 		 * fails the key; otherwise read it again, a few times. */
 		if (err == SM_ECHANGED && !w->o->check_change && attempt < w->max_attempts &&
@@ -396,6 +473,19 @@ enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const
 	for (int attempt = 1;; attempt++) {
 		err = sm_store_setattr(w->dst, dst_key, &p, d);
 		if (!xfer_again(w, NULL, err, attempt, t0, dst_key, d))
+			break;
+	}
+	return err;
+}
+
+enum sm_err sm_xfer_setattr_dir(struct sm_wctx *w, const char *dkey, const struct sm_put *p,
+                                struct sm_diag *d)
+{
+	enum sm_err err;
+	uint64_t t0 = sm_now_ns();
+	for (int attempt = 1;; attempt++) {
+		err = sm_store_setattr(w->dst, dkey, p, d);
+		if (!xfer_again(w, NULL, err, attempt, t0, dkey, d))
 			break;
 	}
 	return err;

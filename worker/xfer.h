@@ -22,6 +22,7 @@ struct sm_wctx {
 	unsigned backoff_ms;
 	struct sm_retry_health health; /* the last successful operation of any key */
 	const char *name;              /* this worker in reports to the manager ("local") */
+	mode_t umask;                  /* the process's, read once (directories' modes) */
 	atomic_uint transfers;         /* copies in progress now, for --metrics */
 	/* Called (from any worker thread) when a worker cannot reach the manager
 	 * any more: the manager stops the run instead of waiting for it. */
@@ -31,6 +32,17 @@ struct sm_wctx {
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,
                   struct sm_store *dst);
+
+/*
+ * Where a task hears of DST directories whose attributes are to be set at
+ * the end of the run, once nothing more is written into them (manager/
+ * journal.c): `created` when the run made one, `mode` (or 0) its mode
+ * before the run opened it for writing. Called from the transfer's thread.
+ */
+struct sm_xfer_dirs {
+	void (*note)(void *arg, const char *dkey, bool created, uint32_t mode);
+	void *arg;
+};
 
 /*
  * One task's hold on its work, shared by the thread that runs it and the
@@ -51,6 +63,7 @@ struct sm_xfer_ctl {
 	atomic_uint_fast64_t renewed_ns; /* when its lease was last known to be its own */
 	uint64_t fence_ns;               /* no write once renewed_ns is this old; 0 = never */
 	unsigned stall_ms;               /* for the message of a stalled transfer */
+	struct sm_xfer_dirs dirs;        /* set by the task (note NULL: nobody asks) */
 };
 /* Ready for a new task whose lease was known to be its own at `now_ns`. */
 void sm_xfer_ctl_reset(struct sm_xfer_ctl *c, uint64_t now_ns, uint64_t fence_ns,
@@ -73,7 +86,9 @@ bool sm_wctx_stop_on(struct sm_wctx *w, const struct sm_diag *d);
  * NULL) is advanced atomically by the bytes written so far, for progress; on
  * failure the caller subtracts what it added. `ctl` (may be NULL: the run's
  * abort flag alone) stops or cancels it between chunks; a stalled one is
- * retried. */
+ * retried. Directories the copy makes, and those it opens for writing (a
+ * non-root run finding a DST directory without write permission for its
+ * owner), go to ctl->dirs. */
 enum sm_err sm_xfer_copy(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const struct sm_entry *src,
                          const char *dst_key, uint64_t *live, struct sm_diag *d);
 /* Byte-compare SRC `key` with DST `dst_key`: SM_OK when equal, SM_EDIFFER
@@ -83,6 +98,9 @@ enum sm_err sm_xfer_compare(struct sm_wctx *w, struct sm_xfer_ctl *ctl, const ch
 /* Apply SRC's mode/owner to an existing DST key. */
 enum sm_err sm_xfer_setattr(struct sm_wctx *w, const struct sm_entry *src, const char *dst_key,
                             struct sm_diag *d);
+/* Set attributes `p` of the DST directory `dkey`, with retries. */
+enum sm_err sm_xfer_setattr_dir(struct sm_wctx *w, const char *dkey, const struct sm_put *p,
+                                struct sm_diag *d);
 /* Delete `key` from `st` (absent = success). */
 enum sm_err sm_xfer_delete(struct sm_wctx *w, struct sm_store *st, const char *key,
                            struct sm_diag *d);

@@ -81,8 +81,9 @@ static enum sm_err file_path(const char *key, char *buf, struct sm_diag *d)
 	return SM_OK;
 }
 
-/* mkdir -p of an absolute or cwd-relative path. */
-static int file_mkdir_p(const char *path)
+/* mkdir -p of an absolute or cwd-relative path; the last directory, when
+ * made, gets `mode` (& ~umask) and sets *made. */
+static int file_mkdir_p(const char *path, mode_t mode, bool *made)
 {
 	char tmp[PATH_MAX];
 	if (sm_strlcpy(tmp, path, sizeof(tmp)) >= sizeof(tmp)) {
@@ -97,13 +98,31 @@ static int file_mkdir_p(const char *path)
 			return -1;
 		*p = '/';
 	}
-	if (mkdir(tmp, 0777) != 0 && errno != EEXIST)
+	if (mkdir(tmp, mode) == 0)
+		*made = true;
+	else if (errno != EEXIST)
 		return -1;
 	return 0;
 }
 
-/* The root's descriptor; creates the root first when `create` is set. */
-static int file_rootfd(struct file_store *fs, bool create, struct sm_diag *d)
+/* A write's p->made: tell it directory `dkey` (may be NULL: no one asks). */
+static void file_made(const struct sm_put *p, const char *dkey)
+{
+	if (p && p->made)
+		p->made(p->made_arg, dkey);
+}
+
+/* The mode of a directory a write makes on its way: private when someone
+ * sets its attributes afterwards (p->made), else the default. */
+static mode_t file_made_mode(const struct sm_put *p)
+{
+	return p && p->made ? 0700 : 0777;
+}
+
+/* The root's descriptor; creates the root first when `create` is set (for
+ * the write `p`, which may be NULL). */
+static int file_rootfd(struct file_store *fs, bool create, const struct sm_put *p,
+                       struct sm_diag *d)
 {
 	int fd = atomic_load(&fs->rootfd);
 	if (fd >= 0 || !create) {
@@ -113,8 +132,9 @@ static int file_rootfd(struct file_store *fs, bool create, struct sm_diag *d)
 	}
 	pthread_mutex_lock(&fs->root_mu);
 	fd = atomic_load(&fs->rootfd);
+	bool made = false;
 	if (fd < 0) {
-		if (file_mkdir_p(fs->root) != 0) {
+		if (file_mkdir_p(fs->root, file_made_mode(p), &made) != 0) {
 			sm_diag_errno(d, errno, "cannot create '%s'", fs->root);
 		} else {
 			fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -125,6 +145,8 @@ static int file_rootfd(struct file_store *fs, bool create, struct sm_diag *d)
 		}
 	}
 	pthread_mutex_unlock(&fs->root_mu);
+	if (made)
+		file_made(p, "");
 	return fd;
 }
 
@@ -175,7 +197,7 @@ static int file_openat2_dir(int dirfd, const char *path, bool follow)
 
 /* Walk `dir` one component at a time, creating and repairing as we go. */
 static enum sm_err file_at_walk(struct file_store *fs, int rootfd, char *dir, const char *key,
-                                bool create, int *out, struct sm_diag *d)
+                                bool create, const struct sm_put *p, int *out, struct sm_diag *d)
 {
 	int cur = rootfd;
 	char *save = NULL;
@@ -188,7 +210,15 @@ static enum sm_err file_at_walk(struct file_store *fs, int rootfd, char *dir, co
 			int e = errno;
 			struct stat sb;
 			if (e == ENOENT && create) {
-				if (mkdirat(cur, comp, 0777) != 0 && errno != EEXIST)
+				if (mkdirat(cur, comp, file_made_mode(p)) == 0) {
+					/* the key of what was made: "a/b/" */
+					char dk[PATH_MAX];
+					size_t n = (size_t)(comp - dir) + strlen(comp);
+					snprintf(dk, sizeof(dk), "%.*s/", (int)n, key);
+					file_made(p, dk);
+					continue;
+				}
+				if (errno != EEXIST)
 					e = errno;
 				else
 					continue;
@@ -228,14 +258,14 @@ static enum sm_err file_at_walk(struct file_store *fs, int rootfd, char *dir, co
 }
 
 static enum sm_err file_at_open(struct file_store *fs, const char *key, bool create,
-                                struct file_at *at, struct sm_diag *d)
+                                const struct sm_put *p, struct file_at *at, struct sm_diag *d)
 {
 	at->dfd = -1;
 	at->own = false;
 	enum sm_err err = file_path(key, at->path, d);
 	if (err != SM_OK)
 		return err;
-	int rootfd = file_rootfd(fs, create, d);
+	int rootfd = file_rootfd(fs, create, p, d);
 	if (rootfd < 0)
 		return create ? (d ? d->err : SM_EIO)
 		              : sm_diag_set(d, SM_ENOENT, ENOENT, "'%s': no such file", key);
@@ -252,7 +282,7 @@ static enum sm_err file_at_open(struct file_store *fs, const char *key, bool cre
 	                                              errno == ENOTDIR || errno == EXDEV)))) {
 		char dir[PATH_MAX];
 		sm_strlcpy(dir, at->path, sizeof(dir));
-		err = file_at_walk(fs, rootfd, dir, key, create, &fd, d);
+		err = file_at_walk(fs, rootfd, dir, key, create, p, &fd, d);
 		*slash = '/';
 		if (err != SM_OK)
 			return err;
@@ -285,7 +315,7 @@ static struct timespec file_timespec(int64_t ns)
 static void file_fill_entry(struct sm_entry *e, const struct stat *st)
 {
 	e->size = S_ISDIR(st->st_mode) ? 0 : (uint64_t)st->st_size;
-	e->mtime_ns = (int64_t)st->st_mtim.tv_sec * 1000000000 + st->st_mtim.tv_nsec;
+	e->mtime_ns = sm_time_ns(st->st_mtim.tv_sec, st->st_mtim.tv_nsec, &e->mtime_clamp);
 	e->mode = st->st_mode;
 	e->uid = st->st_uid;
 	e->gid = st->st_gid;
@@ -979,7 +1009,7 @@ static enum sm_err file_list_begin(struct sm_store *st, const struct sm_range *r
 		err = sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 		goto fail;
 	}
-	int rootfd = file_rootfd(fs, false, d);
+	int rootfd = file_rootfd(fs, false, NULL, d);
 	if (rootfd < 0) {
 		c->done = true; /* a DST that does not exist yet lists empty */
 		*out = c;
@@ -1158,7 +1188,7 @@ static enum sm_err file_stat(struct sm_store *st, const char *key, struct sm_ent
 {
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
-	enum sm_err err = file_at_open(fs, key, false, &at, d);
+	enum sm_err err = file_at_open(fs, key, false, NULL, &at, d);
 	if (err != SM_OK)
 		return err;
 	struct stat sb;
@@ -1262,7 +1292,7 @@ static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t
 	(void)size_hint; /* fstat() tells */
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
-	enum sm_err err = file_at_open(fs, key, false, &at, d);
+	enum sm_err err = file_at_open(fs, key, false, NULL, &at, d);
 	if (err != SM_OK)
 		return err;
 	int fd = openat(at.dfd, at.base, O_RDONLY | O_CLOEXEC | (fs->follow ? 0 : O_NOFOLLOW));
@@ -1291,8 +1321,8 @@ static enum sm_err file_open_read(struct sm_store *st, const char *key, uint64_t
 	/* the mtime of what is read: a file changed since it was listed is
 	 * committed under its mtime of now, not the listed one */
 	fr->base = (struct sm_reader){ .ops = &file_reader_ops,
-		                       .mtime_ns = (int64_t)fr->st.st_mtim.tv_sec * 1000000000 +
-		                                   fr->st.st_mtim.tv_nsec };
+		                       .mtime_ns = sm_time_ns(fr->st.st_mtim.tv_sec,
+		                                              fr->st.st_mtim.tv_nsec, NULL) };
 	fr->base.size = (uint64_t)fr->st.st_size > off ? (uint64_t)fr->st.st_size - off : 0;
 	fr->fd = fd;
 	fr->pos = off;
@@ -1502,7 +1532,7 @@ static enum sm_err file_put(struct sm_store *st, const char *key, struct sm_read
 {
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
-	enum sm_err err = file_at_open(fs, key, true, &at, d);
+	enum sm_err err = file_at_open(fs, key, true, p, &at, d);
 	if (err != SM_OK)
 		return err;
 	bool inplace = p->flags & SM_PUT_INPLACE;
@@ -1557,9 +1587,9 @@ static enum sm_err file_del(struct sm_store *st, const char *key, struct sm_diag
 {
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
-	enum sm_err err = file_at_open(fs, key, false, &at, d);
-	if (err == SM_ENOENT)
-		return SM_OK; /* the root or a parent is gone: so is the key */
+	enum sm_err err = file_at_open(fs, key, false, NULL, &at, d);
+	if (err == SM_ENOENT || err == SM_ENOTDIR)
+		return SM_OK; /* the root or a parent is gone (or a file now): so is the key */
 	if (err != SM_OK)
 		return err;
 	int fl = sm_key_is_dir(key) ? AT_REMOVEDIR : 0;
@@ -1569,17 +1599,28 @@ static enum sm_err file_del(struct sm_store *st, const char *key, struct sm_diag
 	return err;
 }
 
+/*
+ * A directory gets SRC's mode: exact with SM_PUT_MODE, else & ~umask (as a
+ * file does). With p->made, the caller sets its attributes again once its
+ * children are in: a mode that would keep them out (0555 as non-root) is
+ * opened for the owner until then, and a directory there already (made by
+ * a write below it in this run) is reported made too and left as it is.
+ */
 static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct sm_put *p,
                               struct sm_diag *d)
 {
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
-	enum sm_err err = file_at_open(fs, key, true, &at, d);
+	enum sm_err err = file_at_open(fs, key, true, p, &at, d);
 	if (err != SM_OK)
 		return err;
 	if (strcmp(at.base, ".") == 0)
 		goto out; /* the root itself */
-	if (mkdirat(at.dfd, at.base, 0777) != 0) {
+	mode_t mode = (p->flags & SM_PUT_MODE) ? (p->mode & 07777) : (p->mode & 0777 & ~fs->umask);
+	if (p->made && geteuid() != 0)
+		mode |= 0700;
+	bool made = mkdirat(at.dfd, at.base, 0700) == 0;
+	if (!made) {
 		if (errno != EEXIST) {
 			err = sm_diag_errno(d, errno, "cannot create directory '%s'", key);
 			goto out;
@@ -1590,14 +1631,18 @@ static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct
 			/* a symlink where SRC has a directory: replace it, as rsync does */
 			sm_log(SM_LOG_INFO, "replacing symlink '%s' on DST by a directory", key);
 			if ((unlinkat(at.dfd, at.base, 0) != 0 && errno != ENOENT) ||
-			    (mkdirat(at.dfd, at.base, 0777) != 0 && errno != EEXIST)) {
+			    (mkdirat(at.dfd, at.base, 0700) != 0 && errno != EEXIST)) {
 				err = sm_diag_errno(d, errno, "cannot create directory '%s'", key);
 				goto out;
 			}
+			made = true;
 		} else if (!S_ISDIR(sb.st_mode)) {
 			err = sm_diag_set(
 			        d, SM_ENOTDIR, ENOTDIR,
 			        "cannot create directory '%s': a file is in the way on DST", key);
+			goto out;
+		} else if (p->made) {
+			file_made(p, key);
 			goto out;
 		}
 	}
@@ -1606,8 +1651,11 @@ static enum sm_err file_mkdir(struct sm_store *st, const char *key, const struct
 		err = sm_diag_errno(d, errno, "cannot chown '%s'", key);
 		goto out;
 	}
-	if (p->flags & SM_PUT_MODE)
-		err = file_chmod_at(at.dfd, at.base, p->mode & 07777, key, d);
+	/* made private (0700): no one saw it with a wider mode */
+	if (made || (p->flags & SM_PUT_MODE))
+		err = file_chmod_at(at.dfd, at.base, mode, key, d);
+	if (err == SM_OK && made)
+		file_made(p, key);
 out:
 	file_at_close(&at);
 	return err;
@@ -1618,7 +1666,7 @@ static enum sm_err file_symlink(struct sm_store *st, const char *key, const char
 {
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
-	enum sm_err err = file_at_open(fs, key, true, &at, d);
+	enum sm_err err = file_at_open(fs, key, true, p, &at, d);
 	if (err != SM_OK)
 		return err;
 	char tmp[NAME_MAX + 1];
@@ -1649,7 +1697,7 @@ static enum sm_err file_setattr(struct sm_store *st, const char *key, const stru
 {
 	struct file_store *fs = file_priv(st);
 	struct file_at at;
-	enum sm_err err = file_at_open(fs, key, false, &at, d);
+	enum sm_err err = file_at_open(fs, key, false, NULL, &at, d);
 	if (err != SM_OK)
 		return err;
 	struct stat sb;

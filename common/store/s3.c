@@ -333,7 +333,7 @@ static bool s3_meta_mtime(const char *v, int64_t *out)
 		for (const char *p = end + 1; *p >= '0' && *p <= '9' && scale; p++, scale /= 10)
 			ns += (*p - '0') * scale;
 	}
-	*out = (int64_t)sec * 1000000000 + (sec < 0 ? -ns : ns);
+	*out = sm_time_ns(sec, sec < 0 ? -ns : ns, NULL);
 	return true;
 }
 

@@ -1940,7 +1940,7 @@ static void sftp_split(const char *path, char *dir, size_t n, const char **base)
 }
 
 #define SFTP_PATH_MAX 4095 /* bytes of a path the server's open() takes (PATH_MAX, its NUL) */
-#define SFTP_TMP_MIN 13    /* a temp name without its copy of the name (sm_store_tmp_name) */
+#define SFTP_TMP_MIN SM_STORE_TMP_MIN /* a temp name without its copy of the name */
 
 /*
  * A temporary name beside `path` (same directory) into tmp; its directory

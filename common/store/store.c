@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -507,6 +508,37 @@ static bool store_within(const char *inner, const char *outer)
 	return strncmp(inner, outer, strlen(outer)) == 0;
 }
 
+/* Is directory `inner` (or its nearest existing ancestor) `outer` itself or
+ * below it, by device and inode of each ancestor: a bind mount or a second
+ * name of `outer` is seen too. */
+static bool store_path_below(const char *inner, const char *outer)
+{
+	struct stat o, st;
+	if (stat(outer, &o) != 0 || !S_ISDIR(o.st_mode))
+		return false;
+	char p[PATH_MAX];
+	if (sm_strlcpy(p, inner, sizeof(p)) >= sizeof(p))
+		return false;
+	for (;;) {
+		if (stat(p, &st) == 0 && st.st_dev == o.st_dev && st.st_ino == o.st_ino)
+			return true;
+		char *slash = strrchr(p, '/');
+		if (!slash || slash == p)
+			return stat("/", &st) == 0 && st.st_dev == o.st_dev &&
+			       st.st_ino == o.st_ino;
+		*slash = '\0';
+	}
+}
+
+int sm_path_overlap(const char *a, const char *b)
+{
+	if (store_path_below(b, a))
+		return 1;
+	if (store_path_below(a, b))
+		return 2;
+	return 0;
+}
+
 int sm_store_overlap(const struct sm_store *a, const struct sm_store *b)
 {
 	if (!a->space || !b->space || !a->where || !b->where || strcmp(a->space, b->space) != 0)
@@ -515,6 +547,8 @@ int sm_store_overlap(const struct sm_store *a, const struct sm_store *b)
 		return 1;
 	if (store_within(a->where, b->where))
 		return 2;
+	if (strcmp(a->space, "file") == 0)
+		return sm_path_overlap(a->where, b->where);
 	return 0;
 }
 
@@ -688,17 +722,37 @@ enum sm_err sm_store_open_entry(struct sm_store *st, const struct sm_entry *e,
 #define STORE_TMP_PREFIX_LEN 4
 #define STORE_TMP_NAME_MAX 200 /* bytes of the original name kept in a temp name */
 
+/* The check digits of a temp name: FNV-1a (32 bits) of "syncmgr-tmp:" and
+ * its first 8 hex digits. A name of that shape made by anyone else has a
+ * chance of 2^-32 of matching. */
+static uint32_t store_tmp_check(const char *hex8)
+{
+	static const char salt[] = "syncmgr-tmp:";
+	uint32_t h = 2166136261u;
+	for (const char *p = salt; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (int i = 0; i < 8; i++)
+		h = (h ^ (uint8_t)hex8[i]) * 16777619u;
+	return h;
+}
+
+static bool store_is_hex(const char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!((p[i] >= '0' && p[i] <= '9') || (p[i] >= 'a' && p[i] <= 'f')))
+			return false;
+	return true;
+}
+
 bool sm_store_is_tmp_name(const char *name, size_t len)
 {
-	if (len < STORE_TMP_PREFIX_LEN + 9 ||
-	    memcmp(name, STORE_TMP_PREFIX, STORE_TMP_PREFIX_LEN) != 0)
+	if (len < SM_STORE_TMP_MIN || memcmp(name, STORE_TMP_PREFIX, STORE_TMP_PREFIX_LEN) != 0 ||
+	    name[SM_STORE_TMP_MIN - 1] != '.' || !store_is_hex(name + STORE_TMP_PREFIX_LEN, 16))
 		return false;
-	for (size_t i = STORE_TMP_PREFIX_LEN; i < STORE_TMP_PREFIX_LEN + 8; i++) {
-		char c = name[i];
-		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
-			return false;
-	}
-	return name[STORE_TMP_PREFIX_LEN + 8] == '.';
+	char check[9];
+	memcpy(check, name + STORE_TMP_PREFIX_LEN + 8, 8);
+	check[8] = '\0';
+	return strtoul(check, NULL, 16) == store_tmp_check(name + STORE_TMP_PREFIX_LEN);
 }
 
 /* The first 4 of a temp name's 8 hex digits are this run's tag, the rest
@@ -722,8 +776,11 @@ void sm_store_tmp_name(const char *base, char *out, size_t n)
 	size_t blen = strlen(base);
 	if (blen > STORE_TMP_NAME_MAX)
 		blen = STORE_TMP_NAME_MAX;
-	snprintf(out, n, STORE_TMP_PREFIX "%04" PRIx32 "%04" PRIx32 ".%.*s", store_tag(),
-	         (uint32_t)(sm_rand64() & 0xffff), (int)blen, base);
+	char hex[9];
+	snprintf(hex, sizeof(hex), "%04" PRIx32 "%04" PRIx32, store_tag() & 0xffff,
+	         (uint32_t)(sm_rand64() & 0xffff));
+	snprintf(out, n, STORE_TMP_PREFIX "%s%08" PRIx32 ".%.*s", hex, store_tmp_check(hex),
+	         (int)blen, base);
 }
 
 bool sm_store_is_debris_name(const char *name, size_t len)
@@ -761,7 +818,9 @@ enum sm_err sm_store_key_check(const struct sm_store *st, const char *key, struc
 static enum sm_err store_write_check(struct sm_store *st, enum fault_op op, const char *key,
                                      struct sm_diag *d)
 {
-	enum sm_err err = sm_store_key_check(st, key, d);
+	/* "" is the root of a file-like store: its attributes may be set */
+	bool root = !*key && (op == F_SETATTR || op == F_MKDIR) && sm_store_has(st, SM_CAP_DIRS);
+	enum sm_err err = root ? SM_OK : sm_store_key_check(st, key, d);
 	if (err != SM_OK)
 		return err;
 	return fault_hit(st, op, key, d);

@@ -166,6 +166,12 @@ struct sm_put {
 	/* copy() only, may be NULL: advanced with atomic adds by the bytes
 	 * copied so far, where the copy goes in parts (for progress) */
 	uint64_t *progress;
+	/* put, mkdir, symlink, may be NULL: called with the key of each
+	 * directory the call made ("a/b/", "" for the root), which a store
+	 * that can makes private (0700) when it is not the key written:
+	 * whoever asked sets its attributes once its children are in. */
+	void (*made)(void *arg, const char *dkey);
+	void *made_arg;
 };
 
 /* Capability bits: which optional slots the backend fills. */
@@ -283,6 +289,11 @@ enum sm_err sm_store_split_last(const char *path, char **parent, char **name, st
 /* 0: disjoint; 1: b's root is inside a's (or the same); 2: a's is inside b's.
  * Stores of different spaces, or of unknown place, are disjoint. */
 int sm_store_overlap(const struct sm_store *a, const struct sm_store *b);
+/* The same for two local directory paths, by device and inode of each
+ * ancestor (a bind mount, a second name): 1 when `b` is inside `a` or the
+ * same, 2 when `a` is inside `b`, else 0. A path that does not exist yet
+ * counts as its nearest existing ancestor's child. */
+int sm_path_overlap(const char *a, const char *b);
 /* See the `writable` slot; SM_OK where the backend has no such check. */
 enum sm_err sm_store_writable(struct sm_store *st, struct sm_diag *d);
 
@@ -299,8 +310,14 @@ enum sm_err sm_store_sync(struct sm_store *st, struct sm_diag *d);
 enum sm_err sm_store_sweep(struct sm_store *st, int64_t before_ns, bool remove, uint64_t *found,
                            struct sm_diag *d);
 
-/* Temporary names of files being written: ".~sm" + 8 hex digits + "." +
- * the name (its first 200 bytes); listings of file-like stores skip them. */
+/* Temporary names of files being written: ".~sm" + 8 hex digits (the
+ * run's tag, 4 random) + 8 hex digits of check (FNV-1a 32 of
+ * "syncmgr-tmp:" and the first 8) + "." + the name (its first 200 bytes,
+ * which a store may cut). Only a name with the right check is one: a user's
+ * file named like it (".~sm0badcafe.notes") is a key like any other.
+ * Listings of file-like stores skip this run's; those of other runs are
+ * debris. */
+#define SM_STORE_TMP_MIN 21 /* ".~sm" + 16 hex digits + "." */
 void sm_store_tmp_name(const char *base, char *out, size_t n);
 bool sm_store_is_tmp_name(const char *name, size_t len);
 /* A temp name this process did not make: left by an interrupted run. Listings

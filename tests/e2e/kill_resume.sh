@@ -72,12 +72,18 @@ E2E_CONTEXT=""
 
 # A killed run's temp file, met by a run without --delete-dst: reported, kept;
 # with --delete-dst: removed.
-printf 'half' >"$T/dst/.~sm0000beef.big1.bin"
+# (a temp name carries check digits of its first 8 hex digits: store.h)
+stale=.~sm0000beef$("$PY" -c '
+h = 2166136261
+for b in b"syncmgr-tmp:0000beef":
+    h = ((h ^ b) * 16777619) & 0xffffffff
+print("%08x" % h)').big1.bin
+printf 'half' >"$T/dst/$stale"
 sm "$T/src/" "$T/dst/"
 expect_rc 0 "a run over a stale temp file"
-grep -q "'.~sm0000beef.big1.bin' is a temp file an interrupted run left" "$T/sm.err" ||
+grep -q "'$stale' is a temp file an interrupted run left" "$T/sm.err" ||
 	fail "a stale temp file on DST was not reported"
-[ -e "$T/dst/.~sm0000beef.big1.bin" ] || fail "a stale temp file was removed without --delete-dst"
+[ -e "$T/dst/$stale" ] || fail "a stale temp file was removed without --delete-dst"
 sm --delete-dst "$T/src/" "$T/dst/"
 expect_rc 0 "--delete-dst over a stale temp file"
 expect_no_temp_files "$T/dst" "--delete-dst over a stale temp file"

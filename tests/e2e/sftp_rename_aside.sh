@@ -100,7 +100,7 @@ def find(rx, start):
 for key in changed:
     path = os.path.join(root, key)
     d, base = os.path.split(path)
-    tmp = re.escape(d + "/.~sm") + "[0-9a-f]{8}" + re.escape("." + base)
+    tmp = re.escape(d + "/.~sm") + "[0-9a-f]{16}" + re.escape("." + base)
     i, m = find(r'rename old "%s" new "(%s)"' % (re.escape(path), tmp), 0)
     if i is None:
         bad.append("%r: never renamed aside with a plain RENAME" % key)

@@ -10,7 +10,7 @@
 
 #include "../../worker/decide.h"
 
-enum { NONE, FILE_, DIR_, LINK_ };
+enum { NONE, FILE_, DIR_, LINK_, FIFO_ };
 
 struct row {
 	const char *name;
@@ -52,7 +52,7 @@ static void apply(struct sm_opts *o, const char *flags)
 
 static uint32_t type_bits(int t)
 {
-	return t == DIR_ ? S_IFDIR : t == LINK_ ? S_IFLNK : S_IFREG;
+	return t == DIR_ ? S_IFDIR : t == LINK_ ? S_IFLNK : t == FIFO_ ? S_IFIFO : S_IFREG;
 }
 
 static const struct row rows[] = {
@@ -95,10 +95,17 @@ static const struct row rows[] = {
 	  0 },
 	{ "dir exists, --dirs", DIR_, 0, 100, 0755, NULL, DIR_, 0, 50, 0755, NULL, "D", SM_ACT_SKIP,
 	  1 },
+	/* a directory's attributes are set at the end (test_dir_fix) */
 	{ "dir mode differs, --dirs --perms", DIR_, 0, 100, 0700, NULL, DIR_, 0, 50, 0755, NULL,
-	  "DP", SM_ACT_ATTR, 1 },
+	  "DP", SM_ACT_SKIP, 1 },
 	{ "DST dir, --dirs --delete-dst", NONE, 0, 0, 0, NULL, DIR_, 0, 0, 0755, NULL, "DX",
 	  SM_ACT_DELETE, 0 },
+	/* a FIFO, socket or device on DST is a DST key (issue 24 item 10) */
+	{ "DST FIFO, --delete-dst", NONE, 0, 0, 0, NULL, FIFO_, 0, 0, 0644, NULL, "X",
+	  SM_ACT_DELETE, 0 },
+	{ "DST FIFO", NONE, 0, 0, 0, NULL, FIFO_, 0, 0, 0644, NULL, "", SM_ACT_EXTRA, 0 },
+	{ "SRC file, DST FIFO", FILE_, 0, 100, 0644, NULL, FIFO_, 0, 100, 0644, NULL, "",
+	  SM_ACT_COPY, 0 },
 	{ "same symlink", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abc", "L", SM_ACT_SKIP,
 	  1 },
 	{ "symlink target differs", LINK_, 3, 100, 0777, "abc", LINK_, 3, 100, 0777, "abd", "L",
@@ -186,6 +193,41 @@ static void test_rows(void **state)
 	}
 }
 
+/* A directory on both sides: its attributes are set at the end of the run
+ * when its mtime (--dirs) or mode (--perms) differ; a DST time in whole
+ * seconds is compared in seconds. */
+static void test_dir_fix(void **state)
+{
+	(void)state;
+	struct {
+		const char *flags;
+		unsigned smode, dmode;
+		int64_t sns, dns;
+		bool fix;
+	} rows[] = {
+		{ "D", 0755, 0755, 100000000000, 100000000000, false },
+		{ "D", 0755, 0755, 100000000001, 100000000000, false }, /* DST whole seconds */
+		{ "D", 0755, 0755, 100000000001, 100000000002, true },
+		{ "D", 0755, 0755, 101000000000, 100000000000, true },
+		{ "D", 0700, 0755, 100000000000, 100000000000, false }, /* mode: --perms only */
+		{ "DP", 0700, 0755, 100000000000, 100000000000, true },
+	};
+	for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+		struct sm_opts o;
+		apply(&o, rows[i].flags);
+		struct sm_entry s = { .key = "d/",
+			              .mode = S_IFDIR | rows[i].smode,
+			              .mtime_ns = rows[i].sns };
+		struct sm_entry d = { .key = "d/",
+			              .mode = S_IFDIR | rows[i].dmode,
+			              .mtime_ns = rows[i].dns };
+		struct sm_decision dec = sm_decide(&s, &d, &o);
+		assert_int_equal(dec.act, SM_ACT_SKIP);
+		if (dec.fix_dir != rows[i].fix)
+			fail_msg("row %zu: fix_dir %d, want %d", i, dec.fix_dir, rows[i].fix);
+	}
+}
+
 /* --update compares whole seconds: sub-second differences do not copy. */
 static void test_update_seconds(void **state)
 {
@@ -205,6 +247,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_rows),
+		cmocka_unit_test(test_dir_fix),
 		cmocka_unit_test(test_mtime_clamp),
 		cmocka_unit_test(test_update_seconds),
 	};
