@@ -23,10 +23,6 @@ struct sm_wctx {
 	struct sm_retry_health health; /* the last successful operation of any key */
 	const char *name;              /* this worker in reports to the manager ("local") */
 	atomic_uint transfers;         /* copies in progress now, for --metrics */
-	/* Called (from any worker thread) when a worker cannot reach the manager
-	 * any more: the manager stops the run instead of waiting for it. */
-	void (*on_fatal)(void *arg);
-	void *fatal_arg;
 };
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,

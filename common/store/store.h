@@ -151,6 +151,9 @@ struct sm_put {
 	/* copy() only, may be NULL: advanced with atomic adds by the bytes
 	 * copied so far, where the copy goes in parts (for progress) */
 	uint64_t *progress;
+	/* copy() only, may be NULL: when it turns true, a copy in parts stops
+	 * between parts with SM_ECANCELED (and aborts what it began) */
+	const atomic_bool *stop;
 };
 
 /* Capability bits: which optional slots the backend fills. */
