@@ -977,7 +977,8 @@ static void *dispatch_printer(void *arg)
 		dp->print_bytes -= p->bytes;
 		dp->printing = false;
 		free(p);
-		dispatch_serve_logs(dp);
+		if (!dp->closing) /* closing: parked Logs are dropped */
+			dispatch_serve_logs(dp);
 		pthread_cond_broadcast(&dp->cv);
 	}
 	pthread_mutex_unlock(&dp->mu);
@@ -1349,6 +1350,8 @@ void sm_dispatch_stop(struct sm_dispatch *dp)
 	pthread_mutex_unlock(&dp->mu);
 	if (dp->timer_started)
 		pthread_join(dp->timer, NULL);
+	if (dp->printer_started) /* what is queued is printed first */
+		pthread_join(dp->printer, NULL);
 	for (int i = 0; i < dp->nctx; i++)
 		nng_aio_stop(dp->ctxs[i].aio);
 	for (int i = 0; i < dp->nctx; i++) {
@@ -1357,8 +1360,6 @@ void sm_dispatch_stop(struct sm_dispatch *dp)
 		syncmgr__request__free_unpacked(dp->ctxs[i].log, NULL); /* a parked Log */
 	}
 	nng_close(dp->sock);
-	if (dp->printer_started) /* what is queued is printed first */
-		pthread_join(dp->printer, NULL);
 	for (struct dtask *t = dp->pending.head; t;) {
 		struct dtask *n = t->next;
 		dtask_free(t);

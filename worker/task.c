@@ -1189,8 +1189,11 @@ static void wk_stop_slot(struct wslot *ws)
 	atomic_store(&ws->ctl.cancel, true);
 }
 
-/* Watch slot `ws`'s transfer: one that moved no byte for the stall timeout
- * is canceled (and retried by its thread). */
+/* Watch slot `ws`'s transfer (slot locked): one that moved no byte for the
+ * stall timeout is canceled (and retried by its thread). One that does not
+ * come back within another stall timeout (stuck where no cancel reaches)
+ * gets its task stopped: no longer renewed, the task goes to another
+ * worker when its lease ends, instead of being held forever. */
 static void wk_watch_stall(struct sm_worker *wk, struct wslot *ws, uint64_t now)
 {
 	struct sm_xfer_ctl *c = &ws->ctl;
@@ -1202,13 +1205,22 @@ static void wk_watch_stall(struct sm_worker *wk, struct wslot *ws, uint64_t now)
 		ws->stall_since = now;
 		return;
 	}
-	if (now - ws->stall_since < wk->stall_ns || atomic_load(&c->stalled))
+	if (now - ws->stall_since < wk->stall_ns)
 		return;
+	ws->stall_since = now;
+	if (atomic_load(&c->stalled)) {
+		if (!atomic_load(&c->stop))
+			sm_log(SM_LOG_WARN,
+			       "task %llu: a stalled transfer does not stop: leaving the task to "
+			       "another worker",
+			       (unsigned long long)atomic_load(&ws->task_id));
+		wk_stop_slot(ws);
+		return;
+	}
 	sm_log(SM_LOG_DEBUG, "task %llu: a transfer moved nothing for %.1f s: canceling it",
 	       (unsigned long long)atomic_load(&ws->task_id), (double)wk->stall_ns / 1e9);
 	atomic_store(&c->stalled, true);
 	atomic_store(&c->cancel, true);
-	ws->stall_since = now;
 }
 
 /* The worker process ends: tell the manager, which then counts it gone. */

@@ -132,7 +132,7 @@ static uint8_t *pack_task(const struct fixture *f, size_t *len)
 	for (int i = 0; i < NFILES; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "f%03d", i);
 		char p[160];
-		snprintf(p, sizeof(p), "%s%s", f->src, keys[i]);
+		snprintf(p, sizeof(p), "%sf%03d", f->src, i);
 		struct stat st;
 		assert_int_equal(stat(p, &st), 0);
 		struct sm_entry se = { .key = keys[i],
