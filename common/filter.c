@@ -448,6 +448,12 @@ const char *sm_filter_pattern(const struct sm_filter *f, int i)
 	return i >= 0 && (size_t)i < f->n ? f->rules[i].text : "";
 }
 
+const char *sm_filter_rule(const struct sm_filter *f, size_t i, bool *include)
+{
+	*include = f->rules[i].include;
+	return f->rules[i].text;
+}
+
 /* The first rule matching path[0..len) decides: 1 include, 0 exclude, -1 none. */
 static int filter_first(const struct sm_filter *f, const char *path, size_t len, bool is_dir,
                         int *rule)

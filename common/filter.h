@@ -48,6 +48,8 @@ void sm_filter_explain(const struct sm_filter *f, const char *key, const struct 
                        char *buf, size_t n);
 /* The pattern and kind of rule i, for messages. */
 const char *sm_filter_pattern(const struct sm_filter *f, int i);
+/* Rule i (< f->n) as it was added: its pattern, and *include its kind. */
+const char *sm_filter_rule(const struct sm_filter *f, size_t i, bool *include);
 
 /* Does `pattern` (one rule, compiled as for sm_filter_add) match `path`
  * (no trailing '/'; is_dir says whether it names a directory)? For tests. */

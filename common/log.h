@@ -44,6 +44,20 @@ void sm_log_unlock(void);
 void sm_log_key_error(const char *key, const char *msg);
 void sm_log_repeat_flush(void);
 
+/*
+ * A thread's lines elsewhere: a worker's task thread hands every line it
+ * would print (sm_log, sm_log_key_error, sm_log_say) to its sink, which
+ * sends them to the manager (worker/task.c); the manager prints them.
+ * line(): `key` is set for a key's error (sm_log_key_error), `say` for a
+ * --dry line (then `text` is the key); both borrowed for the call.
+ */
+struct sm_log_sink {
+	void (*line)(void *arg, int level, const char *text, const char *key, const char *say);
+	void *arg;
+};
+/* This thread's sink from now on (NULL: stderr and stdout again). */
+void sm_log_set_thread_sink(const struct sm_log_sink *sink);
+
 #include <stdio.h>
 /* One "VERB KEY" line on stdout (--dry's plan), the key escaped. */
 void sm_log_say(const char *verb, const char *key);

@@ -25,6 +25,15 @@
  * suspended VM) or starved: no worker could renew meanwhile, so every lease
  * is extended by the gap instead of expiring (at most a quarter lease). */
 #define DISPATCH_PAUSE_MS 1000
+/* Workers' lines waiting to be printed at most, like a pipe's buffer: a
+ * Log past it waits for room (its request parked, at most
+ * DISPATCH_PRINT_PARK of them; more are answered Wait and sent again), so
+ * a blocked stdout holds the workers back as a full pipe would, without
+ * ever blocking nng's threads. */
+#define DISPATCH_PRINT_MAX (16u << 10)
+#define DISPATCH_PRINT_PARK 16
+#define DISPATCH_PRINT_WAIT_MS 10
+#define DISPATCH_MAX_SLOTS 65536 /* task threads of one worker, for Log's seq */
 
 struct dtask {
 	uint64_t id;
@@ -73,7 +82,17 @@ struct dsession {
 	uint64_t id;
 	size_t worker;
 	uint64_t last_seen;
-	bool gone; /* said Bye, or silent for a lease */
+	bool gone;         /* said Bye, or silent for a lease */
+	uint64_t *log_seq; /* by slot: the last Log printed */
+	uint32_t nlog;
+};
+
+/* A worker's Log request waiting for the printer (the unpacked request,
+ * owned). */
+struct dprint {
+	Syncmgr__Request *req;
+	size_t bytes;
+	struct dprint *next;
 };
 
 enum dctx_state { DCTX_RECV, DCTX_SEND, DCTX_PARKED };
@@ -88,6 +107,9 @@ struct dctx {
 	uint64_t session;
 	uint32_t slot;
 	struct dctx *next_parked;
+	Syncmgr__Request *log; /* a parked Log (owned) */
+	size_t log_bytes;
+	struct dctx *next_log;
 };
 
 struct sm_dispatch {
@@ -127,10 +149,20 @@ struct sm_dispatch {
 	bool closing;
 	uint64_t drop_every; /* SYNCMGR_TEST_DISPATCH_DROP */
 	uint64_t nreq;
-	uint64_t nbad; /* requests refused as malformed or too big */
+	uint64_t nbad;              /* requests refused as malformed or too big */
+	char unsynced[SM_DIAG_MAX]; /* a worker's DST writes may not be durable: why */
 	pthread_t timer;
 	bool timer_started;
-	pthread_cond_t timer_cv; /* wakes the timer at once when closing */
+	pthread_cond_t timer_cv;   /* wakes the timer at once when closing */
+	struct dprint *print_head; /* workers' lines for the printer, in order */
+	struct dprint **print_tail;
+	size_t print_bytes;
+	bool printing;           /* the printer has a batch out of the queue */
+	struct dctx *log_parked; /* Logs waiting for room, oldest first */
+	int nlog_parked;
+	pthread_t printer;
+	bool printer_started;
+	pthread_cond_t print_cv; /* the printer has work, or closing */
 };
 
 static void dlist_push_back(struct dlist *l, struct dtask *t)
@@ -224,34 +256,41 @@ static size_t dispatch_worker(struct sm_dispatch *dp, const char *name)
 	return dp->nworkers++;
 }
 
-/* A request of session `id` came in now (mu held): it is there. Past the
- * cap (or out of memory) a session is not tracked: it still works, it only
- * does not count towards "no worker left". */
-static void dispatch_seen(struct sm_dispatch *dp, uint64_t id, size_t worker)
+/* The session `id` (mu held), or NULL when it never joined. */
+static struct dsession *dispatch_session(struct sm_dispatch *dp, uint64_t id)
 {
-	uint64_t now = sm_now_ns();
-	for (size_t i = 0; i < dp->nsessions; i++) {
-		struct dsession *s = &dp->sessions[i];
-		if (s->id != id)
-			continue;
-		if (s->gone)
-			sm_log(SM_LOG_INFO, "worker '%s' is back", dp->workers[s->worker].name);
-		s->last_seen = now;
-		s->gone = false;
-		return;
-	}
+	for (size_t i = 0; i < dp->nsessions; i++)
+		if (dp->sessions[i].id == id)
+			return &dp->sessions[i];
+	return NULL;
+}
+
+/* A request of session `s` came in now (mu held): it is there. */
+static void dispatch_seen(struct sm_dispatch *dp, struct dsession *s)
+{
+	if (s->gone)
+		sm_log(SM_LOG_INFO, "worker '%s' is back", dp->workers[s->worker].name);
+	s->last_seen = sm_now_ns();
+	s->gone = false;
+}
+
+/* Add session `id` of worker `worker` (mu held); NULL past the cap or out
+ * of memory. */
+static struct dsession *dispatch_add_session(struct sm_dispatch *dp, uint64_t id, size_t worker)
+{
 	if (dp->nsessions == DISPATCH_MAX_SESSIONS)
-		return;
+		return NULL;
 	if (dp->nsessions == dp->capsessions) {
 		size_t cap = dp->capsessions ? dp->capsessions * 2 : 8;
 		struct dsession *v = realloc(dp->sessions, cap * sizeof(*v));
 		if (!v)
-			return;
+			return NULL;
 		dp->sessions = v;
 		dp->capsessions = cap;
 	}
-	dp->sessions[dp->nsessions++] =
-	        (struct dsession){ .id = id, .worker = worker, .last_seen = now };
+	struct dsession *s = &dp->sessions[dp->nsessions++];
+	*s = (struct dsession){ .id = id, .worker = worker, .last_seen = sm_now_ns() };
+	return s;
 }
 
 /* Keep a failed key among the run's first SM_DISPATCH_FAILED_KEYS (mu held). */
@@ -629,6 +668,14 @@ static void dispatch_done(struct sm_dispatch *dp, struct dctx *c, const Syncmgr_
 	}
 	if (dn->abort && !dp->aborted)
 		dispatch_stop_run(dp);
+	if (dn->unsynced.len && !dp->unsynced[0]) {
+		size_t n = dn->unsynced.len < sizeof(dp->unsynced) - 1 ? dn->unsynced.len
+		                                                       : sizeof(dp->unsynced) - 1;
+		memcpy(dp->unsynced, dn->unsynced.data, n);
+		dp->unsynced[n] = '\0';
+		if (!dp->unsynced[0]) /* a message of NULs: still unsynced */
+			sm_strlcpy(dp->unsynced, "DST cannot be synced", sizeof(dp->unsynced));
+	}
 	/* this attempt's deletes are the task's */
 	sm_journal_accept(dp->cfg.journal, dn->attempt);
 	dispatch_check_failures(dp);
@@ -658,26 +705,198 @@ static void dispatch_deletes(struct sm_dispatch *dp, struct dctx *c, const Syncm
 	dispatch_send_ack(dp, c);
 }
 
-/* Handle one request (mu held). Replies, or parks `c`. */
-static void dispatch_handle(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req)
+/* A worker says who it is (mu held): the protocol's version, the run's
+ * configuration. */
+static void dispatch_join(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__Request *req,
+                          size_t worker, struct dsession *s)
+{
+	const Syncmgr__Join *j = req->join;
+	if (j->version != SM_WIRE_VERSION) {
+		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__WRONG_VERSION,
+		                    "protocol version %u: this manager speaks %u", j->version,
+		                    SM_WIRE_VERSION);
+		return;
+	}
+	const char *want = dp->cfg.config_hash;
+	if (want && (j->config_hash.len != strlen(want) ||
+	             memcmp(j->config_hash.data, want, j->config_hash.len) != 0)) {
+		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__WRONG_CONFIG,
+		                    "the worker's configuration is not this run's");
+		return;
+	}
+	if (!s && !dispatch_add_session(dp, req->session, worker)) {
+		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__UNKNOWN, "too many workers");
+		return;
+	}
+	if (s)
+		dispatch_seen(dp, s);
+	dispatch_send_ack(dp, c);
+}
+
+/* The last Log seq printed of slot `slot` of `s` (mu held): a place to
+ * update, or NULL (out of memory, or a slot past the cap: no dedup). */
+static uint64_t *dispatch_log_seq(struct dsession *s, uint32_t slot)
+{
+	if (slot >= DISPATCH_MAX_SLOTS)
+		return NULL;
+	if (slot >= s->nlog) {
+		uint32_t n = s->nlog ? s->nlog : 16;
+		while (n <= slot)
+			n *= 2;
+		uint64_t *v = realloc(s->log_seq, n * sizeof(*v));
+		if (!v)
+			return NULL;
+		memset(v + s->nlog, 0, (n - s->nlog) * sizeof(*v));
+		s->log_seq = v;
+		s->nlog = n;
+	}
+	return &s->log_seq[slot];
+}
+
+/* Queue `req`'s lines for the printer (mu held, the request taken over). */
+static void dispatch_queue_log(struct sm_dispatch *dp, struct dctx *c, Syncmgr__Request *req,
+                               size_t bytes)
+{
+	struct dprint *p = malloc(sizeof(*p));
+	if (!p) {
+		syncmgr__request__free_unpacked(req, NULL); /* out of memory: lost */
+		dispatch_send_ack(dp, c);
+		return;
+	}
+	*p = (struct dprint){ .req = req, .bytes = bytes };
+	*dp->print_tail = p;
+	dp->print_tail = &p->next;
+	dp->print_bytes += bytes;
+	pthread_cond_signal(&dp->print_cv);
+	dispatch_send_ack(dp, c);
+}
+
+/* Lines of a worker (mu held): queued for the printer when they come from
+ * no task or from the attempt holding its task, once; parked while the
+ * printer is behind. True when it took the request over. */
+static bool dispatch_log(struct sm_dispatch *dp, struct dctx *c, Syncmgr__Request *req,
+                         struct dsession *s, size_t bytes)
+{
+	const Syncmgr__Log *lg = req->log;
+	bool mine = !lg->attempt;
+	for (struct dtask *t = dp->inflight.head; t && !mine; t = t->next)
+		mine = t->attempt == lg->attempt && t->session == req->session;
+	uint64_t *seq = dispatch_log_seq(s, req->slot);
+	if (!mine || (seq && lg->seq && lg->seq <= *seq)) {
+		/* not its lines any more, or these were taken already */
+		dispatch_send_ack_revoked(dp, c, !mine, NULL, 0);
+		return false;
+	}
+	if (seq && lg->seq)
+		*seq = lg->seq; /* taken now: a copy sent again is not */
+	if (!dp->log_parked && (!dp->print_head || dp->print_bytes + bytes <= DISPATCH_PRINT_MAX)) {
+		dispatch_queue_log(dp, c, req, bytes);
+		return true;
+	}
+	if (dp->nlog_parked == DISPATCH_PRINT_PARK) {
+		if (seq && lg->seq)
+			*seq = lg->seq - 1; /* not taken after all */
+		Syncmgr__Wait w = SYNCMGR__WAIT__INIT;
+		w.ms = DISPATCH_PRINT_WAIT_MS;
+		Syncmgr__Reply rep = SYNCMGR__REPLY__INIT;
+		rep.body_case = SYNCMGR__REPLY__BODY_WAIT;
+		rep.wait = &w;
+		dctx_send_reply(dp, c, &rep);
+		return false;
+	}
+	c->state = DCTX_PARKED;
+	c->log = req;
+	c->log_bytes = bytes;
+	c->next_log = NULL;
+	struct dctx **pp = &dp->log_parked;
+	while (*pp)
+		pp = &(*pp)->next_log;
+	*pp = c;
+	dp->nlog_parked++;
+	return true;
+}
+
+/* The printer made room: queue the parked Logs that fit (mu held). */
+static void dispatch_serve_logs(struct sm_dispatch *dp)
+{
+	while (dp->log_parked && (!dp->print_head || dp->print_bytes + dp->log_parked->log_bytes <=
+	                                                     DISPATCH_PRINT_MAX)) {
+		struct dctx *c = dp->log_parked;
+		dp->log_parked = c->next_log;
+		dp->nlog_parked--;
+		Syncmgr__Request *req = c->log;
+		c->log = NULL;
+		dispatch_queue_log(dp, c, req, c->log_bytes);
+	}
+}
+
+/* Handle one request (mu held). Replies, or parks `c`. True when it took
+ * the request over (a Log for the printer). */
+static bool dispatch_handle(struct sm_dispatch *dp, struct dctx *c, Syncmgr__Request *req,
+                            size_t bytes)
 {
 	if (req->run_id != dp->run_id) {
 		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__WRONG_RUN,
 		                    "run %016" PRIx64 " is over (this is run %016" PRIx64 ")",
 		                    req->run_id, dp->run_id);
-		return;
+		return false;
 	}
 	size_t worker = dispatch_worker(dp, req->worker);
-	dispatch_seen(dp, req->session, worker);
+	struct dsession *s = dispatch_session(dp, req->session);
+	if (req->body_case == SYNCMGR__REQUEST__BODY_JOIN) {
+		dispatch_join(dp, c, req, worker, s);
+		return false;
+	}
+	if (!s) {
+		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__NOT_JOINED, "say Join first");
+		return false;
+	}
+	dispatch_seen(dp, s);
 	switch (req->body_case) {
-	case SYNCMGR__REQUEST__BODY_GET: dispatch_get(dp, c, req, worker); return;
-	case SYNCMGR__REQUEST__BODY_PROGRESS: dispatch_progress(dp, c, req, worker); return;
-	case SYNCMGR__REQUEST__BODY_DONE: dispatch_done(dp, c, req, worker); return;
-	case SYNCMGR__REQUEST__BODY_DELETES: dispatch_deletes(dp, c, req); return;
+	case SYNCMGR__REQUEST__BODY_GET: dispatch_get(dp, c, req, worker); return false;
+	case SYNCMGR__REQUEST__BODY_PROGRESS: dispatch_progress(dp, c, req, worker); return false;
+	case SYNCMGR__REQUEST__BODY_DONE: dispatch_done(dp, c, req, worker); return false;
+	case SYNCMGR__REQUEST__BODY_DELETES: dispatch_deletes(dp, c, req); return false;
+	case SYNCMGR__REQUEST__BODY_LOG: return dispatch_log(dp, c, req, s, bytes);
+	case SYNCMGR__REQUEST__BODY_BYE:
+		s->gone = true; /* all its threads ended */
+		dispatch_send_ack(dp, c);
+		return false;
 	default:
 		dispatch_send_error(dp, c, SYNCMGR__ERROR__CODE__MALFORMED,
 		                    "request of an unknown kind");
-		return;
+		return false;
+	}
+}
+
+/* Print a worker's lines as if they were the manager's own (or hand them
+ * to cfg.log_fn). */
+static void dispatch_print_log(struct sm_dispatch *dp, const Syncmgr__Request *req)
+{
+	const Syncmgr__Log *lg = req->log;
+	const char *worker = req->worker && *req->worker ? req->worker : "local";
+	for (size_t i = 0; i < lg->n_lines; i++) {
+		const Syncmgr__LogLine *ln = lg->lines[i];
+		char *text = sm_strndup((const char *)ln->text.data, ln->text.len);
+		char *key =
+		        ln->key.len ? sm_strndup((const char *)ln->key.data, ln->key.len) : NULL;
+		const char *say = ln->say && *ln->say ? ln->say : NULL;
+		int level = ln->level < SM_LOG_ERROR   ? SM_LOG_ERROR
+		            : ln->level > SM_LOG_DEBUG ? SM_LOG_DEBUG
+		                                       : ln->level;
+		if (!text || (ln->key.len && !key)) {
+			/* out of memory: the line is lost */
+		} else if (dp->cfg.log_fn) {
+			dp->cfg.log_fn(dp->cfg.log_arg, worker, level, text, key, say);
+		} else if (say) {
+			sm_log_say(say, text);
+		} else if (key) {
+			sm_log_key_error(key, text);
+		} else {
+			sm_log((enum sm_log_level)level, "%s", text);
+		}
+		free(text);
+		free(key);
 	}
 }
 
@@ -706,6 +925,7 @@ static void dctx_cb(void *arg)
 		req = syncmgr__request__unpack(NULL, len, nng_msg_body(m));
 	nng_pipe pipe = nng_msg_get_pipe(m);
 	nng_msg_free(m);
+	bool kept = false;
 	pthread_mutex_lock(&dp->mu);
 	if (dp->drop_every && ++dp->nreq % dp->drop_every == 0) {
 		/* tests: this connection drops before an answer */
@@ -728,10 +948,41 @@ static void dctx_cb(void *arg)
 			                    "malformed request (%zu bytes)", len);
 		}
 	} else {
-		dispatch_handle(dp, c, req);
+		kept = dispatch_handle(dp, c, req, len);
 	}
 	pthread_mutex_unlock(&dp->mu);
-	syncmgr__request__free_unpacked(req, NULL);
+	if (!kept)
+		syncmgr__request__free_unpacked(req, NULL);
+}
+
+/* Print workers' lines, in the order they came, outside every lock. */
+static void *dispatch_printer(void *arg)
+{
+	struct sm_dispatch *dp = arg;
+	pthread_mutex_lock(&dp->mu);
+	for (;;) {
+		while (!dp->print_head && !dp->closing)
+			pthread_cond_wait(&dp->print_cv, &dp->mu);
+		if (!dp->print_head)
+			break; /* closing, and nothing left */
+		struct dprint *p = dp->print_head;
+		dp->print_head = p->next;
+		if (!dp->print_head)
+			dp->print_tail = &dp->print_head;
+		dp->printing = true;
+		pthread_mutex_unlock(&dp->mu);
+		dispatch_print_log(dp, p->req);
+		syncmgr__request__free_unpacked(p->req, NULL);
+		pthread_mutex_lock(&dp->mu);
+		dp->print_bytes -= p->bytes;
+		dp->printing = false;
+		free(p);
+		if (!dp->closing) /* closing: parked Logs are dropped */
+			dispatch_serve_logs(dp);
+		pthread_cond_broadcast(&dp->cv);
+	}
+	pthread_mutex_unlock(&dp->mu);
+	return NULL;
 }
 
 /* The manager itself was not running for `gap` ns (mu held): nobody could
@@ -826,8 +1077,16 @@ static void dispatch_free_lists(struct sm_dispatch *dp)
 		free(dp->fails[i].msg);
 	}
 	free(dp->fails);
+	for (size_t i = 0; i < dp->nsessions; i++)
+		free(dp->sessions[i].log_seq);
 	free(dp->sessions);
 	free(dp->done_bits);
+	for (struct dprint *p = dp->print_head; p;) {
+		struct dprint *n = p->next;
+		syncmgr__request__free_unpacked(p->req, NULL);
+		free(p);
+		p = n;
+	}
 	for (struct drevoked *r = dp->revoked; r;) {
 		struct drevoked *n = r->next;
 		free(r);
@@ -873,6 +1132,8 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 	pthread_mutexattr_destroy(&ma);
 	pthread_cond_init(&dp->cv, NULL);
 	sm_cond_init_mono(&dp->timer_cv);
+	pthread_cond_init(&dp->print_cv, NULL);
+	dp->print_tail = &dp->print_head;
 	enum sm_err err = SM_OK;
 	int rv = nng_rep0_open(&dp->sock);
 	if (rv != 0) {
@@ -908,6 +1169,11 @@ enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispa
 		goto fail;
 	}
 	dp->timer_started = true;
+	if (pthread_create(&dp->printer, NULL, dispatch_printer, dp) != 0) {
+		err = sm_diag_set(d, SM_ENOMEM, 0, "cannot start the dispatch's printer");
+		goto fail;
+	}
+	dp->printer_started = true;
 	pthread_mutex_lock(&dp->mu);
 	for (int i = 0; i < dp->nctx; i++) {
 		dp->ctxs[i].state = DCTX_RECV;
@@ -923,6 +1189,7 @@ fail_nosock:
 	pthread_mutex_destroy(&dp->mu);
 	pthread_cond_destroy(&dp->cv);
 	pthread_cond_destroy(&dp->timer_cv);
+	pthread_cond_destroy(&dp->print_cv);
 	dispatch_free_lists(dp);
 	free(dp);
 	return err;
@@ -1001,11 +1268,12 @@ void sm_dispatch_abort(struct sm_dispatch *dp)
 
 /* Every task done (or the run stopped), and every attempt handed out has
  * ended: reported Done, or its lease expired a margin ago. Known from
- * messages alone: nothing of the run writes any more. */
+ * messages alone: nothing of the run writes any more. And the workers'
+ * lines are printed (each attempt's came before its Done). */
 static bool dispatch_quiet(const struct sm_dispatch *dp)
 {
 	return (dp->aborted || (dp->finished && dp->pending.n == 0)) && dp->inflight.n == 0 &&
-	       !dp->revoked;
+	       !dp->revoked && !dp->print_head && !dp->printing && !dp->log_parked;
 }
 
 void sm_dispatch_wait(struct sm_dispatch *dp)
@@ -1026,6 +1294,7 @@ void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s
 	s->aborted = dp->aborted;
 	s->no_workers = dp->no_workers;
 	s->listing_failed = dp->listing_failed;
+	sm_strlcpy(s->unsynced, dp->unsynced, sizeof(s->unsynced));
 	pthread_mutex_unlock(&dp->mu);
 }
 
@@ -1077,14 +1346,18 @@ void sm_dispatch_stop(struct sm_dispatch *dp)
 	pthread_mutex_lock(&dp->mu);
 	dp->closing = true;
 	pthread_cond_signal(&dp->timer_cv);
+	pthread_cond_signal(&dp->print_cv);
 	pthread_mutex_unlock(&dp->mu);
 	if (dp->timer_started)
 		pthread_join(dp->timer, NULL);
+	if (dp->printer_started) /* what is queued is printed first */
+		pthread_join(dp->printer, NULL);
 	for (int i = 0; i < dp->nctx; i++)
 		nng_aio_stop(dp->ctxs[i].aio);
 	for (int i = 0; i < dp->nctx; i++) {
 		nng_ctx_close(dp->ctxs[i].ctx);
 		nng_aio_free(dp->ctxs[i].aio);
+		syncmgr__request__free_unpacked(dp->ctxs[i].log, NULL); /* a parked Log */
 	}
 	nng_close(dp->sock);
 	for (struct dtask *t = dp->pending.head; t;) {
@@ -1100,6 +1373,7 @@ void sm_dispatch_stop(struct sm_dispatch *dp)
 	pthread_mutex_destroy(&dp->mu);
 	pthread_cond_destroy(&dp->cv);
 	pthread_cond_destroy(&dp->timer_cv);
+	pthread_cond_destroy(&dp->print_cv);
 	dispatch_free_lists(dp);
 	free(dp);
 }

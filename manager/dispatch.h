@@ -9,8 +9,10 @@
  * attempt of the task now, anything else is answered "not yours" (a
  * Progress's reply lists the attempts that are no longer the sender's). A
  * request above the message cap or not a Request gets an Error, never
- * silence. Workers are known by their sessions; one silent for a lease is
- * gone, and with none left the run stops.
+ * silence. Workers are known by their sessions, which begin with a Join
+ * naming the protocol's version and the run's config hash; one that says
+ * Bye or is silent for a lease is gone, and with none left the run stops.
+ * Workers' log lines come in Log requests and are printed here.
  */
 #ifndef SM_DISPATCH_H
 #define SM_DISPATCH_H
@@ -32,6 +34,15 @@ struct sm_dispatch_cfg {
 	unsigned lease_ms;          /* a task without a report for this long is re-queued */
 	uint64_t max_failure;       /* abort once this many keys failed (0 = never) */
 	struct sm_journal *journal; /* where workers' deletes go; borrowed */
+	/* The run's config hash (hex, borrowed for the run): a worker whose
+	 * Join names another is refused. NULL: any. */
+	const char *config_hash;
+	/* Where workers' lines go (tests); NULL: printed like the manager's
+	 * own (sm_log, sm_log_say, sm_log_key_error). Called from nng's
+	 * threads, without the dispatch lock; strings borrowed for the call. */
+	void (*log_fn)(void *arg, const char *worker, int level, const char *text, const char *key,
+	               const char *say);
+	void *log_arg;
 };
 
 enum sm_err sm_dispatch_start(const struct sm_dispatch_cfg *cfg, struct sm_dispatch **out,
@@ -62,6 +73,9 @@ struct sm_dispatch_snapshot {
 	bool aborted;
 	bool no_workers;     /* stopped because every worker went */
 	bool listing_failed; /* some worker's DST listing failed */
+	/* Why a worker's writes to DST may not be durable ("" if none said
+	 * so): no SRC key may be deleted then. */
+	char unsynced[SM_DIAG_MAX];
 };
 void sm_dispatch_snapshot(struct sm_dispatch *dp, struct sm_dispatch_snapshot *s);
 

@@ -49,7 +49,17 @@ struct sm_journal {
 	uint64_t n_src; /* SRC records (accepted or not) */
 	void (*fail_fn)(void *arg, const char *key, const char *msg);
 	void *fail_arg;
+	char *unsynced; /* a worker's DST writes may not be durable: why */
 };
+
+void sm_journal_set_unsynced(struct sm_journal *j, const char *why)
+{
+	if (!j || j->unsynced)
+		return;
+	j->unsynced = strdup(why);
+	if (!j->unsynced)
+		j->unsynced = strdup("out of memory"); /* still: unsynced */
+}
 
 void sm_journal_set_fail_hook(struct sm_journal *j,
                               void (*fn)(void *arg, const char *key, const char *msg), void *arg)
@@ -107,6 +117,7 @@ void sm_journal_free(struct sm_journal *j)
 	fclose(j->spool);
 	pthread_mutex_destroy(&j->mu);
 	free(j->bits);
+	free(j->unsynced);
 	free(j);
 }
 
@@ -798,7 +809,12 @@ void sm_journal_apply(struct sm_journal *j, struct sm_wctx *w, bool allowed, con
 		goto out;
 	}
 	bool src_ok = true;
-	if (j->n_src && !w->o->dry) {
+	if (j->n_src && !w->o->dry && j->unsynced) {
+		/* a worker's copies cannot be made durable */
+		sm_log(SM_LOG_ERROR, "%s: nothing deleted from SRC", j->unsynced);
+		JOURNAL_COUNT(acc, failed, 1);
+		src_ok = false;
+	} else if (j->n_src && !w->o->dry) {
 		/* The copies must be on disk before their sources go. */
 		struct sm_diag d;
 		if (sm_store_sync(w->dst, &d) != SM_OK) {

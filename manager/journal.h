@@ -38,6 +38,10 @@ void sm_journal_add(struct sm_journal *j, uint64_t attempt, Syncmgr__DelKey *con
 /* The attempt whose result counts (its task's Done was accepted). */
 void sm_journal_accept(struct sm_journal *j, uint64_t attempt);
 
+/* A worker said its writes to DST may not be durable (`why`, copied):
+ * apply() then deletes no SRC key, as when syncing DST fails. */
+void sm_journal_set_unsynced(struct sm_journal *j, const char *why);
+
 /* Where apply() tells each key it could not delete, with the message (for
  * --json's failed keys); `arg` borrowed until apply() returns. */
 void sm_journal_set_fail_hook(struct sm_journal *j,

@@ -20,6 +20,7 @@
 #include "../common/util.h"
 #include "../deploy/ssh.h"
 #include "../worker/task.h"
+#include "../worker/wire.h"
 #include "../worker/xfer.h"
 #include "dispatch.h"
 #include "journal.h"
@@ -368,18 +369,13 @@ static unsigned run_test_ms(const char *name, unsigned def)
 	return def;
 }
 
-/* A worker lost the manager: stop handing out work, so the run ends. */
-static void run_worker_lost(void *arg)
-{
-	sm_dispatch_abort(arg);
-}
-
 int sm_run(const struct sm_opts *o, struct sm_stats *out)
 {
 	static atomic_uint run_seq;
 	struct run_plan rp = { 0 };
 	struct sm_store *src = NULL, *dst = NULL;
-	struct sm_pool *pool = NULL;
+	uint8_t *hello = NULL; /* the workers' configuration */
+	size_t hello_len = 0;
 	struct sm_dispatch *dp = NULL;
 	struct sm_journal *journal = NULL;
 	struct sm_worker *wk = NULL;
@@ -414,29 +410,21 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		goto out;
 	}
 
-	if (sm_pool_new(o->threads, RUN_POOL_BUDGET, &pool, &d) != SM_OK) {
-		fprintf(stderr, "syncmgr: %s\n", d.msg);
-		status = SM_EXIT_FAIL;
-		goto out;
-	}
+	/* The manager's own stores plan (SRC listing), check, sweep, do the
+	 * end's deletes and sync: no transfers, so no transfer pool and no
+	 * listing cache. The workers open theirs from the Hello. */
 	struct sm_store_cfg scfg = { .label = "SRC",
 		                     .follow_links = !o->links,
 		                     .read_links = o->links,
 		                     .must_exist = true,
 		                     .no_https = o->no_https,
-		                     .pool = pool,
 		                     .ssh = &sm_ssh_ops };
-	/* DST listings come from the store's listing cache: each directory
-	 * read once per run, however many range tasks cut it (issue 13). SRC
-	 * is listed once by the planner and needs none. */
 	struct sm_store_cfg dcfg = { .label = "DST",
 		                     .follow_links = false,
 		                     .read_links = o->links,
 		                     .no_https = o->no_https,
 		                     .storage_class = o->storage_class,
-		                     .pool = pool,
-		                     .ssh = &sm_ssh_ops,
-		                     .list_cache = RUN_LIST_CACHE };
+		                     .ssh = &sm_ssh_ops };
 	/* Opening a remote store connects and asks it once (bucket,
 	 * credentials, endpoint, SSH host): one that refuses us fails here,
 	 * not in every task. A local-only run was checked by run_preflight(). */
@@ -468,16 +456,19 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		sm_log(SM_LOG_WARN, "DST: %llu multipart uploads an interrupted run left%s",
 		       (unsigned long long)stale,
 		       o->delete_dst && !o->dry ? "" : " (--delete-dst aborts them)");
+	/* "src=SPEC" or "dst=SPEC" (tests only): on the manager's store and
+	 * the workers' of that side */
+	const char *fault_src = NULL, *fault_dst = NULL;
 	if (o->fault_spec) {
-		/* "src=SPEC" or "dst=SPEC" (tests only) */
-		struct sm_store *target = strncmp(o->fault_spec, "src=", 4) == 0 ? src : dst;
+		bool on_src = strncmp(o->fault_spec, "src=", 4) == 0;
 		const char *spec =
 		        strchr(o->fault_spec, '=') ? strchr(o->fault_spec, '=') + 1 : o->fault_spec;
-		if (sm_store_set_fault(target, spec, &d) != SM_OK) {
+		if (sm_store_set_fault(on_src ? src : dst, spec, &d) != SM_OK) {
 			fprintf(stderr, "syncmgr: %s\n", d.msg);
 			status = SM_EXIT_USAGE;
 			goto out;
 		}
+		*(on_src ? &fault_src : &fault_dst) = spec;
 	}
 
 	/* The workers of a local run are threads of this process, over
@@ -492,10 +483,34 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 		         atomic_fetch_add(&run_seq, 1));
 	struct sm_dispatch_cfg dcf = {
 		.url = url,
+		.run_id = sm_rand64() | 1,
 		.max_queued = o->threads / 2 + 2, /* each queued task holds up to 1000 keys */
 		.lease_ms = run_test_ms("SYNCMGR_TEST_LEASE_MS", RUN_LEASE_MS),
 		.max_failure = (uint64_t)o->max_failure
 	};
+	/* Everything a worker needs, in one message: the workers' stores get
+	 * the transfer pool's budget and, on DST, the listing cache (each DST
+	 * directory read once per run, however many range tasks cut it) */
+	struct sm_store_cfg wscfg = scfg, wdcfg = dcfg;
+	wdcfg.list_cache = RUN_LIST_CACHE;
+	struct sm_wire_hello hi = { .run_id = dcf.run_id,
+		                    .url = url,
+		                    .worker = "local",
+		                    .threads = (unsigned)o->threads,
+		                    .lease_ms = dcf.lease_ms,
+		                    .stall_ms = run_test_ms("SYNCMGR_TEST_STALL_MS", 0),
+		                    .pool_budget = RUN_POOL_BUDGET,
+		                    .o = o,
+		                    .src = { &rp.src, &wscfg, fault_src },
+		                    .dst = { &rp.dst, &wdcfg, fault_dst } };
+	char hash[SM_WIRE_HASH_HEX];
+	hello = sm_wire_hello_pack(&hi, &hello_len, hash, &d);
+	if (!hello) {
+		fprintf(stderr, "syncmgr: %s\n", d.msg);
+		status = SM_EXIT_FAIL;
+		goto out;
+	}
+	dcf.config_hash = hash;
 	if (sm_journal_new(&journal, &d) != SM_OK) {
 		fprintf(stderr, "syncmgr: %s\n", d.msg);
 		status = SM_EXIT_FAIL;
@@ -509,17 +524,11 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	}
 	sm_journal_set_fail_hook(journal, run_delete_failed, dp);
 	sm_metrics_attach(metrics, dp, &ps);
+	/* the manager's side of the end: the journal's deletes */
 	struct sm_wctx w;
 	sm_wctx_init(&w, o, src, dst);
-	w.on_fatal = run_worker_lost;
-	w.fatal_arg = dp;
 	run_signals_attach(&sig, dp, &w);
-	struct sm_worker_cfg wcf = { .url = url,
-		                     .threads = o->threads,
-		                     .run_id = sm_dispatch_run_id(dp),
-		                     .lease_ms = dcf.lease_ms,
-		                     .stall_ms = run_test_ms("SYNCMGR_TEST_STALL_MS", 0) };
-	if (sm_worker_start(&w, &wcf, &wk, &d) != SM_OK) {
+	if (sm_worker_start(hello, hello_len, &sm_ssh_ops, &wk, &d) != SM_OK) {
 		sm_log(SM_LOG_ERROR, "%s", d.msg);
 		sm_dispatch_abort(dp);
 		status = SM_EXIT_FAIL;
@@ -541,9 +550,9 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	} else {
 		sm_dispatch_finish(dp);
 	}
+	/* Every attempt has ended, known from the workers' messages (Done, or
+	 * leases run out): nothing of the transfers writes any more. */
 	sm_dispatch_wait(dp);
-	sm_worker_join(wk);
-	wk = NULL;
 
 	struct sm_dispatch_snapshot snap;
 	sm_dispatch_snapshot(dp, &snap);
@@ -555,6 +564,8 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 	                  : failed_run          ? "the run failed"
 	                                        : NULL;
 	sm_progress_phase(prog, "deleting", &fin);
+	if (snap.unsynced[0])
+		sm_journal_set_unsynced(journal, snap.unsynced);
 	sm_journal_apply(journal, &w, why == NULL, why, &fin);
 	sm_metrics_add_local(metrics, &fin);
 	if (!why && stale && o->delete_dst && !o->dry) {
@@ -578,6 +589,11 @@ int sm_run(const struct sm_opts *o, struct sm_stats *out)
 
 	sm_progress_stop(prog);
 	prog = NULL;
+	/* the in-process workers end once told to (their threads joined here
+	 * only to free them) */
+	if (sm_worker_join(wk, NULL) != SM_OK)
+		failed_run = true;
+	wk = NULL;
 	sm_progress_totals(dp, &ps, &total);
 	sm_stats_add(&total, &fin);
 	failed_run = failed_run || listing_failed || snap.aborted || atomic_load(&sig.hit);
@@ -597,7 +613,7 @@ out:
 	sm_progress_stop(prog);
 	if (wk) {
 		sm_dispatch_abort(dp);
-		sm_worker_join(wk);
+		sm_worker_join(wk, NULL);
 	}
 	status = run_report(o, &rp, status, atomic_load(&sig.hit), t0, &total, dp, &ps, &fin);
 	/* the metrics are served until the report is out */
@@ -607,7 +623,7 @@ out:
 	sm_journal_free(journal);
 	sm_store_close(dst);
 	sm_store_close(src);
-	sm_pool_free(pool);
+	free(hello);
 	run_plan_release(&rp);
 	if (out)
 		*out = total;

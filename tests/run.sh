@@ -71,16 +71,17 @@ else
 	harness_fail "asan" "the ASan+UBSan build failed"
 fi
 
-# 3. ThreadSanitizer: the threaded unit tests (transfer pool, dispatch,
-# parallel lister, engine), the listing cache that range cursors on many
-# threads share (conformance-file, conformance-sftp), and the SFTP engine's
+# 3. ThreadSanitizer: the threaded unit tests (transfer pool, dispatch, the
+# worker's task threads and reporter, parallel lister, engine), the listing
+# cache that range cursors on many threads share (conformance-file,
+# conformance-sftp), and the SFTP engine's
 # threads (conformance, round trips against OpenSSH with dropped and silent
 # connections, a slow link), and the --metrics server's thread reading the
 # run's counters while it runs (e2e-metrics).
 if build build-tsan -Db_sanitize=thread -Dbuildtype=debug \
 	-Dc_args="$SANITIZE_C_ARGS" -Dc_link_args="$SANITIZE_C_ARGS"; then
 	SM_CONFORMANCE_HUGE_NAMES=80000 harness_meson_stage "tsan" build-tsan --num-processes 1 \
-		pool dispatch lister engine dircache dirtab spill conformance-file conformance-sftp \
+		pool dispatch worker lister engine dircache dirtab spill conformance-file conformance-sftp \
 		e2e-sftp_roundtrip e2e-sftp_slowlink e2e-metrics
 else
 	harness_fail "tsan" "the ThreadSanitizer build failed"

@@ -10,6 +10,9 @@
 #include <time.h>
 
 #include "../common/log.h"
+#include "../common/pool.h"
+#include "../common/store/sigv4.h"
+#include "../common/url.h"
 #include "../common/util.h"
 #include "decide.h"
 #include "wire.h"
@@ -68,6 +71,8 @@ struct task_run {
  * is decided, written or sent for deletion. */
 static bool task_stopping(struct task_run *tr)
 {
+	if (tr->sink && tr->sink->tick)
+		tr->sink->tick(tr->sink->arg); /* e.g. send the lines so far */
 	if (atomic_load(&tr->w->abort))
 		return true;
 	if (tr->revoked)
@@ -145,8 +150,6 @@ static void task_del_send(struct task_run *tr)
 		LIVE_ADD(tr->live, failed, 1);
 		if (!atomic_exchange(&tr->w->abort, true))
 			sm_log(SM_LOG_ERROR, "%s: stopping the run", d.msg);
-		if (tr->w->on_fatal)
-			tr->w->on_fatal(tr->w->fatal_arg);
 	}
 	if (revoked) {
 		tr->revoked = true;
@@ -892,7 +895,7 @@ out:
 	return SM_OK;
 }
 
-/* ---- the task loop ---- */
+/* ---- the worker: its configuration, its threads ---- */
 
 /* One task thread's place: the task it runs, for the reporter. `mu` makes
  * the change of attempt and the reporter's verdicts on one (stop, renew)
@@ -910,7 +913,15 @@ struct wslot {
 };
 
 struct sm_worker {
-	struct sm_wctx *w;
+	/* from the Hello: all of it the worker's own */
+	Syncmgr__Hello *hello;
+	char hash[SM_WIRE_HASH_HEX];
+	struct sm_opts o;
+	bool o_set;
+	struct sm_pool *pool;
+	struct sm_store *src;
+	struct sm_store *dst;
+	struct sm_wctx w;
 	char *url;
 	int n;
 	uint64_t run_id;
@@ -926,9 +937,12 @@ struct sm_worker {
 	pthread_t reporter;
 	bool reporter_started;
 	atomic_bool stop;
+	atomic_int running;      /* task threads not ended */
 	pthread_mutex_t stop_mu; /* with stop_cv: wakes the reporter at once */
 	pthread_cond_t stop_cv;
 	int started;
+	pthread_mutex_t why_mu;
+	struct sm_diag why; /* the first reason a thread gave up (why.err) */
 };
 
 struct wthread_arg {
@@ -968,15 +982,35 @@ static enum sm_err wk_dial(struct sm_worker *wk, nng_socket *out, struct sm_diag
  * into `a` (valid until the arena is reset); *sent_ns (may be NULL) gets
  * when the answered try was sent. `patient`: a request that got no answer
  * is sent again (every request is idempotent) until four tries and a lease
- * went by; else one try. An Error reply is a failure: a request of a run
- * that is over gives up at once.
+ * went by; else one try. An Error reply is a failure, but "say Join first"
+ * (the manager forgot this worker) is answered with a Join and the request
+ * sent again.
  */
+static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, uint32_t slot,
+                           const Syncmgr__Request *req, struct sm_wire_arena *a, bool patient,
+                           Syncmgr__Reply **out, uint64_t *sent_ns, struct sm_diag *d);
+
+/* Say who this worker is and that it runs the run's configuration. */
+static enum sm_err wk_join(struct sm_worker *wk, nng_socket s, uint32_t slot,
+                           struct sm_wire_arena *a, struct sm_diag *d)
+{
+	Syncmgr__Join j = SYNCMGR__JOIN__INIT;
+	j.version = SM_WIRE_VERSION;
+	j.config_hash.data = (uint8_t *)wk->hash;
+	j.config_hash.len = strlen(wk->hash);
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_JOIN;
+	req.join = &j;
+	Syncmgr__Reply *rep = NULL;
+	return wk_call(wk, s, slot, &req, a, true, &rep, NULL, d);
+}
+
 static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, uint32_t slot,
                            const Syncmgr__Request *req, struct sm_wire_arena *a, bool patient,
                            Syncmgr__Reply **out, uint64_t *sent_ns, struct sm_diag *d)
 {
 	Syncmgr__Request named = *req;
-	named.worker = (char *)(wk->w->name ? wk->w->name : "");
+	named.worker = (char *)(wk->w.name ? wk->w.name : "");
 	named.run_id = wk->run_id;
 	named.session = wk->session;
 	named.slot = slot;
@@ -987,6 +1021,7 @@ static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, uint32_t slot,
 	uint64_t give_up = sm_now_ns() + wk->lease_ns;
 	unsigned backoff = TASK_REDIAL_MIN_MS;
 	enum sm_err err = SM_OK;
+	bool joined = req->body_case == SYNCMGR__REQUEST__BODY_JOIN;
 	for (int tries = 1;; tries++) {
 		uint64_t t0 = sm_now_ns();
 		nng_msg *m = NULL;
@@ -1006,6 +1041,14 @@ static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, uint32_t slot,
 				                  "worker's run is over",
 				                  wk->url);
 				break;
+			} else if (rep->body_case == SYNCMGR__REPLY__BODY_ERROR &&
+			           rep->error->code == SYNCMGR__ERROR__CODE__NOT_JOINED &&
+			           !joined) {
+				joined = true;
+				err = wk_join(wk, s, slot, a, d);
+				if (err != SM_OK)
+					break;
+				continue;
 			} else if (rep->body_case == SYNCMGR__REPLY__BODY_ERROR) {
 				err = sm_diag_set(d, SM_EIO, (int)rep->error->code,
 				                  "the manager refused a request: %s",
@@ -1035,6 +1078,132 @@ static enum sm_err wk_call(struct sm_worker *wk, nng_socket s, uint32_t slot,
 	free(buf);
 	return err;
 }
+
+/* ---- a task thread's log lines, on their way to the manager ---- */
+
+/* Lines go in small batches (at most this many, or WLOG_MAX_BYTES): the
+ * manager takes them as a pipe would, so a blocked output holds a worker
+ * back soon, not a thousand lines later. */
+#define WLOG_MAX_LINES 100
+#define WLOG_MAX_BYTES (8u << 10)
+#define WLOG_AGE_MS 100 /* lines wait at most this long between keys */
+
+struct wlog {
+	struct sm_worker *wk;
+	nng_socket s;
+	uint32_t slot;
+	uint64_t attempt; /* of the task running now, 0 between tasks */
+	uint64_t seq;     /* Log requests sent */
+	Syncmgr__LogLine line[WLOG_MAX_LINES];
+	Syncmgr__LogLine *linep[WLOG_MAX_LINES];
+	size_t n;
+	size_t bytes;
+	uint64_t first_ns; /* when the oldest line came */
+	bool sending;
+	struct sm_wire_arena arena;
+	struct sm_log_sink sink;
+};
+
+/* A line's `say`, when it has one, is malloc'd; else it is protobuf-c's
+ * static empty string. */
+static void wlog_free_say(char *say)
+{
+	if (say && *say)
+		free(say);
+}
+
+static void wlog_free_lines(struct wlog *l)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		free(l->line[i].text.data);
+		free(l->line[i].key.data);
+		wlog_free_say(l->line[i].say);
+	}
+	l->n = 0;
+	l->bytes = 0;
+}
+
+/* Send the lines so far; if the manager cannot take them, print them here
+ * (no line is lost silently). */
+static void wlog_flush(struct wlog *l)
+{
+	if (!l->n || l->sending)
+		return;
+	l->sending = true; /* lines of this exchange wait for the next */
+	Syncmgr__Log lg = SYNCMGR__LOG__INIT;
+	lg.attempt = l->attempt;
+	lg.n_lines = l->n;
+	lg.lines = l->linep;
+	lg.seq = ++l->seq;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_LOG;
+	req.log = &lg;
+	Syncmgr__Reply *rep = NULL;
+	struct sm_diag d;
+	enum sm_err err;
+	/* the manager's output is behind (a full pipe): wait with it, as a
+	 * write to a full pipe would */
+	while ((err = wk_call(l->wk, l->s, l->slot, &req, &l->arena, true, &rep, NULL, &d)) ==
+	               SM_OK &&
+	       rep->body_case == SYNCMGR__REPLY__BODY_WAIT)
+		sm_sleep_ms(rep->wait->ms ? rep->wait->ms : WLOG_AGE_MS);
+	if (err != SM_OK) {
+		sm_log_set_thread_sink(NULL);
+		for (size_t i = 0; i < l->n; i++) {
+			const Syncmgr__LogLine *ln = &l->line[i];
+			if (*ln->say)
+				sm_log_say(ln->say, (const char *)ln->text.data);
+			else
+				sm_log_write((enum sm_log_level)ln->level, "%s",
+				             (const char *)ln->text.data);
+		}
+		sm_log_set_thread_sink(&l->sink);
+	}
+	wlog_free_lines(l);
+	l->sending = false;
+}
+
+static void wlog_line(void *arg, int level, const char *text, const char *key, const char *say)
+{
+	struct wlog *l = arg;
+	if (l->n == WLOG_MAX_LINES)
+		wlog_flush(l);
+	if (l->n == WLOG_MAX_LINES)
+		return; /* still sending: cannot happen but on a line of the send */
+	Syncmgr__LogLine *ln = &l->line[l->n];
+	syncmgr__log_line__init(ln);
+	ln->level = level;
+	ln->text.len = strlen(text);
+	ln->text.data = (uint8_t *)sm_strndup(text, ln->text.len);
+	if (key) {
+		ln->key.len = strlen(key);
+		ln->key.data = (uint8_t *)sm_strndup(key, ln->key.len);
+	}
+	if (say && *say && !(ln->say = sm_strdup(say)))
+		ln->say = NULL;
+	if (!ln->text.data || (key && !ln->key.data) || !ln->say) {
+		free(ln->text.data);
+		free(ln->key.data);
+		wlog_free_say(ln->say);
+		return; /* out of memory: the line is lost */
+	}
+	l->linep[l->n] = ln;
+	if (!l->n)
+		l->first_ns = sm_now_ns();
+	l->n++;
+	l->bytes += ln->text.len + ln->key.len + 32;
+	if (l->bytes >= WLOG_MAX_BYTES)
+		wlog_flush(l);
+}
+
+/* Between keys: lines older than WLOG_AGE_MS go now. */
+static void wlog_tick(struct wlog *l)
+{
+	if (l->n && sm_now_ns() - l->first_ns >= (uint64_t)WLOG_AGE_MS * 1000000u)
+		wlog_flush(l);
+}
+
+/* ---- the task thread ---- */
 
 static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint32_t slot, uint64_t id,
                                 uint64_t attempt, const struct sm_task_result *res,
@@ -1069,7 +1238,16 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint32_t slo
 	done.stats = &st;
 	done.listing_failed = res->listing_failed;
 	done.stopped = res->stopped;
-	done.abort = atomic_load(&wk->w->abort); /* e.g. DST out of space: stop the run */
+	done.abort = atomic_load(&wk->w.abort); /* e.g. DST out of space: stop the run */
+	/* Remote DST: whether what was written can be made durable is this
+	 * worker's store's to say (a cheap check there; a local file system
+	 * is synced by the manager at the end) */
+	struct sm_diag sd;
+	if (!wk->o.dry && !sm_store_has(wk->dst, SM_CAP_LOCAL) &&
+	    sm_store_sync(wk->dst, &sd) != SM_OK) {
+		done.unsynced.data = (uint8_t *)sd.msg;
+		done.unsynced.len = strlen(sd.msg);
+	}
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_DONE;
 	req.done = &done;
@@ -1078,17 +1256,19 @@ static enum sm_err wk_send_done(struct sm_worker *wk, nng_socket s, uint32_t slo
 	sm_wire_arena_init(&arena, sm_wire_max_msg());
 	enum sm_err err = wk_call(wk, s, slot, &req, &arena, true, &rep, NULL, d);
 	if (err == SM_OK && rep->body_case == SYNCMGR__REPLY__BODY_ACK && rep->ack->abort)
-		atomic_store(&wk->w->abort, true);
+		atomic_store(&wk->w.abort, true);
 	sm_wire_arena_release(&arena);
 	return err;
 }
 
-/* The del sink of a task thread: a Deletes request on the thread's socket. */
+/* The sink of a task thread: its deletes in Deletes requests, its log
+ * lines between keys, on the thread's socket. */
 struct wk_sink {
 	struct sm_worker *wk;
 	nng_socket s;
 	uint32_t slot;
 	struct sm_wire_arena arena; /* replies only: the task lives in another */
+	struct wlog *log;
 };
 
 static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt, uint32_t seq,
@@ -1112,82 +1292,103 @@ static enum sm_err wk_emit_deletes(void *arg, uint64_t task_id, uint64_t attempt
 	if (rep->body_case == SYNCMGR__REPLY__BODY_ACK) {
 		*revoked = rep->ack->revoked;
 		if (rep->ack->abort)
-			atomic_store(&ws->wk->w->abort, true);
+			atomic_store(&ws->wk->w.abort, true);
 	}
 	return SM_OK;
 }
 
-/* A worker thread that lost the manager cannot hand back its task: stop the
- * run with the cause instead of leaving it to wait for a lease. */
-static void wk_lost(struct sm_worker *wk, const struct sm_diag *d)
+static void wk_tick(void *arg)
 {
-	if (!atomic_exchange(&wk->w->abort, true))
-		sm_log(SM_LOG_ERROR, "worker: %s: stopping", d->msg);
-	if (wk->w->on_fatal)
-		wk->w->on_fatal(wk->w->fatal_arg);
+	struct wk_sink *ws = arg;
+	wlog_tick(ws->log);
 }
 
-static void *wk_thread(void *arg)
+/* A task thread lost the manager (or was refused): it ends, and the worker
+ * stops taking work. The first reason is kept for sm_worker_join(). */
+static void wk_lost(struct sm_worker *wk, const struct sm_diag *d)
 {
-	struct wthread_arg *a = arg;
-	struct sm_worker *wk = a->wk;
-	struct wslot *slot = &wk->slots[a->idx];
-	uint32_t slot_no = (uint32_t)a->idx + 1;
+	pthread_mutex_lock(&wk->why_mu);
+	bool first = wk->why.err == SM_OK;
+	if (first)
+		wk->why = *d;
+	pthread_mutex_unlock(&wk->why_mu);
+	if (!atomic_exchange(&wk->w.abort, true) && first)
+		sm_log(SM_LOG_ERROR, "worker: %s: stopping", d->msg);
+}
+
+static void wk_thread_run(struct sm_worker *wk, struct wslot *slot, uint32_t slot_no, nng_socket s)
+{
 	struct sm_diag d;
-	nng_socket s;
-	if (wk_dial(wk, &s, &d) != SM_OK) {
-		wk_lost(wk, &d);
-		free(a);
-		return NULL;
-	}
 	Syncmgr__GetTask get = SYNCMGR__GET_TASK__INIT;
 	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 	req.body_case = SYNCMGR__REQUEST__BODY_GET;
 	req.get = &get;
 	struct sm_wire_arena arena; /* unpacked tasks: 8x the message cap at most */
 	sm_wire_arena_init(&arena, 8 * sm_wire_max_msg());
-	struct wk_sink ws = { .wk = wk, .s = s, .slot = slot_no };
+	struct wlog *lg = calloc(1, sizeof(*lg));
+	if (!lg) {
+		sm_diag_set(&d, SM_ENOMEM, 0, "out of memory");
+		wk_lost(wk, &d);
+		sm_wire_arena_release(&arena);
+		return;
+	}
+	*lg = (struct wlog){ .wk = wk, .s = s, .slot = slot_no };
+	sm_wire_arena_init(&lg->arena, sm_wire_max_msg());
+	lg->sink = (struct sm_log_sink){ .line = wlog_line, .arg = lg };
+	struct wk_sink ws = { .wk = wk, .s = s, .slot = slot_no, .log = lg };
 	sm_wire_arena_init(&ws.arena, sm_wire_max_msg());
-	const struct sm_del_sink sink = { .emit = wk_emit_deletes, .arg = &ws };
+	const struct sm_del_sink sink = { .emit = wk_emit_deletes, .tick = wk_tick, .arg = &ws };
 	struct sm_task_fails fails = { 0 };
+	if (wk_join(wk, s, slot_no, &arena, &d) != SM_OK) {
+		wk_lost(wk, &d);
+		goto out;
+	}
+	/* from here every line of this thread goes to the manager */
+	sm_log_set_thread_sink(&lg->sink);
 	for (;;) {
 		Syncmgr__Reply *rep = NULL;
 		uint64_t asked = 0;
+		wlog_flush(lg);
 		if (wk_call(wk, s, slot_no, &req, &arena, true, &rep, &asked, &d) != SM_OK) {
 			wk_lost(wk, &d);
 			break;
 		}
 		if (rep->body_case == SYNCMGR__REPLY__BODY_SHUTDOWN) {
 			if (rep->shutdown->abort)
-				atomic_store(&wk->w->abort, true);
+				atomic_store(&wk->w.abort, true);
 			break;
 		}
 		if (rep->body_case != SYNCMGR__REPLY__BODY_TASK) {
-			if (atomic_load(&wk->w->abort))
+			if (atomic_load(&wk->w.abort))
 				break; /* stopping: do not wait for work */
 			continue;      /* Wait: ask again */
 		}
 		const Syncmgr__Task *t = rep->task;
 		uint64_t attempt = rep->attempt;
 		/* the lease began no earlier than the request was sent */
+		pthread_mutex_lock(&slot->mu);
 		memset(&slot->live, 0, sizeof(slot->live));
 		sm_xfer_ctl_reset(&slot->ctl, asked, wk->fence_ns,
 		                  (unsigned)(wk->stall_ns / 1000000u));
-		atomic_store(&slot->attempt, attempt);
 		atomic_store(&slot->task_id, t->id);
+		atomic_store(&slot->attempt, attempt);
+		pthread_mutex_unlock(&slot->mu);
+		lg->attempt = attempt;
 		struct sm_task_result res = { .fails = &fails };
-		enum sm_err err = sm_task_run(wk->w, t, attempt, rep->allow_delete, &sink,
+		enum sm_err err = sm_task_run(&wk->w, t, attempt, rep->allow_delete, &sink,
 		                              &slot->live, &slot->ctl, &res, &d);
 		if (err != SM_OK) {
 			/* The whole task failed before any key: report its keys failed. */
 			sm_log(SM_LOG_ERROR, "%s", d.msg);
 			res.stats.failed = t->n_src;
 			res.listing_failed = true;
-			res.stopped = atomic_load(&slot->ctl.stop) && !atomic_load(&wk->w->abort);
+			res.stopped = atomic_load(&slot->ctl.stop) && !atomic_load(&wk->w.abort);
 		}
 		if (res.stopped)
 			sm_log(SM_LOG_DEBUG, "task %llu: attempt %llu stopped",
 			       (unsigned long long)t->id, (unsigned long long)attempt);
+		wlog_flush(lg); /* its lines before its Done */
+		lg->attempt = 0;
 		uint64_t id = t->id;
 		/* no more reports of it: one sent after its Done would be
 		 * answered "not yours" */
@@ -1202,12 +1403,40 @@ static void *wk_thread(void *arg)
 			break;
 		}
 	}
+	wlog_flush(lg);
+	sm_log_set_thread_sink(NULL);
+out:
+	wlog_free_lines(lg);
+	sm_wire_arena_release(&lg->arena);
+	free(lg);
 	sm_wire_arena_release(&ws.arena);
 	sm_wire_arena_release(&arena);
-	nng_close(s);
+}
+
+static void *wk_thread(void *arg)
+{
+	struct wthread_arg *a = arg;
+	struct sm_worker *wk = a->wk;
+	struct sm_diag d;
+	nng_socket s;
+	if (wk_dial(wk, &s, &d) != SM_OK) {
+		wk_lost(wk, &d);
+	} else {
+		wk_thread_run(wk, &wk->slots[a->idx], (uint32_t)a->idx + 1, s);
+		nng_close(s);
+	}
 	free(a);
+	/* the last one out wakes the reporter: it says Bye and ends */
+	if (atomic_fetch_sub(&wk->running, 1) == 1) {
+		pthread_mutex_lock(&wk->stop_mu);
+		atomic_store(&wk->stop, true);
+		pthread_cond_signal(&wk->stop_cv);
+		pthread_mutex_unlock(&wk->stop_mu);
+	}
 	return NULL;
 }
+
+/* ---- the reporter ---- */
 
 /* Stop slot `ws`'s task now (revoked, fenced or the run stopping). */
 static void wk_stop_slot(struct wslot *ws)
@@ -1216,8 +1445,11 @@ static void wk_stop_slot(struct wslot *ws)
 	atomic_store(&ws->ctl.cancel, true);
 }
 
-/* Watch slot `ws`'s transfer: one that moved no byte for the stall timeout
- * is canceled (and retried by its thread). */
+/* Watch slot `ws`'s transfer (slot locked): one that moved no byte for the
+ * stall timeout is canceled (and retried by its thread). One that does not
+ * come back within another stall timeout (stuck where no cancel reaches)
+ * gets its task stopped: no longer renewed, the task goes to another
+ * worker when its lease ends, instead of being held forever. */
 static void wk_watch_stall(struct sm_worker *wk, struct wslot *ws, uint64_t now)
 {
 	struct sm_xfer_ctl *c = &ws->ctl;
@@ -1229,19 +1461,41 @@ static void wk_watch_stall(struct sm_worker *wk, struct wslot *ws, uint64_t now)
 		ws->stall_since = now;
 		return;
 	}
-	if (now - ws->stall_since < wk->stall_ns || atomic_load(&c->stalled))
+	if (now - ws->stall_since < wk->stall_ns)
 		return;
-	sm_log(SM_LOG_DEBUG, "task %llu: a transfer moved nothing for %.0f s: canceling it",
+	ws->stall_since = now;
+	if (atomic_load(&c->stalled)) {
+		if (!atomic_load(&c->stop))
+			sm_log(SM_LOG_WARN,
+			       "task %llu: a stalled transfer does not stop: leaving the task to "
+			       "another worker",
+			       (unsigned long long)atomic_load(&ws->task_id));
+		wk_stop_slot(ws);
+		return;
+	}
+	sm_log(SM_LOG_DEBUG, "task %llu: a transfer moved nothing for %.1f s: canceling it",
 	       (unsigned long long)atomic_load(&ws->task_id), (double)wk->stall_ns / 1e9);
 	atomic_store(&c->stalled, true);
 	atomic_store(&c->cancel, true);
-	ws->stall_since = now;
+}
+
+/* The worker process ends: tell the manager, which then counts it gone. */
+static void wk_bye(struct sm_worker *wk, nng_socket s, struct sm_wire_arena *a)
+{
+	Syncmgr__Bye bye = SYNCMGR__BYE__INIT;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_BYE;
+	req.bye = &bye;
+	Syncmgr__Reply *rep = NULL;
+	struct sm_diag d;
+	if (wk_call(wk, s, 0, &req, a, false, &rep, NULL, &d) != SM_OK)
+		sm_log(SM_LOG_DEBUG, "worker: %s", d.msg);
 }
 
 /* Every TASK_REPORT_MS: the progress of every task in flight (renewing its
  * lease), or a heartbeat when idle; stops the tasks the manager took back
  * and those whose lease could not be renewed for the fence time; cancels
- * stalled transfers. */
+ * stalled transfers. Says Bye once every task thread ended. */
 static void *wk_reporter(void *arg)
 {
 	struct sm_worker *wk = arg;
@@ -1268,7 +1522,7 @@ static void *wk_reporter(void *arg)
 		if (atomic_load(&wk->stop))
 			break;
 		uint64_t now = sm_now_ns();
-		bool abort = atomic_load(&wk->w->abort);
+		bool abort = atomic_load(&wk->w.abort);
 		size_t n = 0;
 		for (int i = 0; i < wk->n; i++) {
 			struct wslot *ws = &wk->slots[i];
@@ -1302,7 +1556,7 @@ static void *wk_reporter(void *arg)
 		Syncmgr__Progress pr = SYNCMGR__PROGRESS__INIT;
 		pr.n_tasks = n;
 		pr.tasks = tpp;
-		pr.transfers = atomic_load(&wk->w->transfers);
+		pr.transfers = atomic_load(&wk->w.transfers);
 		Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
 		req.body_case = SYNCMGR__REQUEST__BODY_PROGRESS;
 		req.progress = &pr;
@@ -1333,7 +1587,7 @@ static void *wk_reporter(void *arg)
 		}
 		last_sent = sent;
 		if (rep->ack->abort)
-			atomic_store(&wk->w->abort, true);
+			atomic_store(&wk->w.abort, true);
 		for (size_t k = 0; k < n; k++) {
 			struct wslot *ws = &wk->slots[idx[k]];
 			bool revoked = false;
@@ -1353,6 +1607,7 @@ static void *wk_reporter(void *arg)
 				       (unsigned long long)tp[k].task_id);
 		}
 	}
+	wk_bye(wk, s, &arena);
 out:
 	sm_wire_arena_release(&arena);
 	free(tp);
@@ -1363,42 +1618,154 @@ out:
 	return NULL;
 }
 
-enum sm_err sm_worker_start(struct sm_wctx *w, const struct sm_worker_cfg *cfg,
+/* ---- start and end ---- */
+
+/* Open one store as the Hello says, with the worker's own pool. */
+static enum sm_err wk_open_store(struct sm_worker *wk, const Syncmgr__StoreCfg *pb,
+                                 const struct sm_ssh_ops *ssh, struct sm_store **out,
+                                 struct sm_diag *d)
+{
+	if (!pb || !*pb->scheme || memchr(pb->path.data, '\0', pb->path.len) ||
+	    memchr(pb->display.data, '\0', pb->display.len))
+		return sm_diag_set(d, SM_EINVAL, 0, "configuration: bad store");
+	struct sm_url u = { .scheme = pb->scheme, .trailing = pb->trailing };
+	u.path = sm_strndup((const char *)pb->path.data, pb->path.len);
+	u.display = sm_strndup((const char *)pb->display.data, pb->display.len);
+	if (!u.path || !u.display) {
+		free(u.path);
+		free(u.display);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	struct sm_store_cfg cfg = { .label = *pb->label ? pb->label : NULL,
+		                    .follow_links = pb->follow_links,
+		                    .read_links = pb->read_links,
+		                    .must_exist = pb->must_exist,
+		                    .no_https = pb->no_https,
+		                    .storage_class = *pb->storage_class ? pb->storage_class : NULL,
+		                    .list_cache = pb->list_cache,
+		                    .one = pb->one,
+		                    .pool = wk->pool,
+		                    .ssh = ssh };
+	struct sm_store *st = NULL;
+	enum sm_err err = sm_store_open(&u, &cfg, &st, d);
+	free(u.path);
+	free(u.display);
+	if (err != SM_OK)
+		return sm_diag_prefix(d, "%s", pb->label);
+	if (*pb->fault && (err = sm_store_set_fault(st, pb->fault, d)) != SM_OK) {
+		sm_store_close(st);
+		return err;
+	}
+	*out = st;
+	return SM_OK;
+}
+
+/* Free what start() built; accepts a half-built worker. */
+static void wk_free(struct sm_worker *wk)
+{
+	for (int i = 0; i < wk->nslots; i++)
+		pthread_mutex_destroy(&wk->slots[i].mu);
+	pthread_mutex_destroy(&wk->stop_mu);
+	pthread_cond_destroy(&wk->stop_cv);
+	pthread_mutex_destroy(&wk->why_mu);
+	sm_store_close(wk->dst);
+	sm_store_close(wk->src);
+	sm_pool_free(wk->pool);
+	if (wk->o_set)
+		sm_opts_release(&wk->o);
+	syncmgr__hello__free_unpacked(wk->hello, NULL);
+	free(wk->th);
+	free(wk->slots);
+	free(wk->url);
+	free(wk);
+}
+
+/* The worker's own configuration from the Hello. */
+static enum sm_err wk_configure(struct sm_worker *wk, const void *hello, size_t len,
+                                const struct sm_ssh_ops *ssh, struct sm_diag *d)
+{
+	if (len > SM_WIRE_MAX_HELLO)
+		return sm_diag_set(d, SM_EINVAL, 0, "configuration of %zu bytes: at most %u", len,
+		                   SM_WIRE_MAX_HELLO);
+	const Syncmgr__Hello *h = wk->hello = syncmgr__hello__unpack(NULL, len, hello);
+	if (!h)
+		return sm_diag_set(d, SM_EINVAL, 0, "malformed configuration");
+	if (h->version != SM_WIRE_VERSION)
+		return sm_diag_set(d, SM_EINVAL, 0,
+		                   "configuration of protocol version %u (this worker speaks %u)",
+		                   h->version, SM_WIRE_VERSION);
+	if (h->max_msg != sm_wire_max_msg())
+		return sm_diag_set(d, SM_EINVAL, 0,
+		                   "the manager's message cap is %u bytes, this worker's %zu",
+		                   h->max_msg, sm_wire_max_msg());
+	sm_sha256_hex(hello, len, wk->hash);
+	if (!h->threads || h->threads > 4096 || !h->lease_ms || !h->url.len ||
+	    memchr(h->url.data, '\0', h->url.len))
+		return sm_diag_set(d, SM_EINVAL, 0, "configuration: bad threads, lease or address");
+	enum sm_err err = sm_wire_opts_from_pb(h->options, &wk->o, d);
+	if (err != SM_OK)
+		return err;
+	wk->o_set = true;
+	wk->url = sm_strndup((const char *)h->url.data, h->url.len);
+	if (!wk->url)
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	err = sm_pool_new((int)h->threads, (size_t)h->pool_budget, &wk->pool, d);
+	if (err == SM_OK)
+		err = wk_open_store(wk, h->src, ssh, &wk->src, d);
+	if (err == SM_OK)
+		err = wk_open_store(wk, h->dst, ssh, &wk->dst, d);
+	if (err != SM_OK)
+		return err;
+	sm_wctx_init(&wk->w, &wk->o, wk->src, wk->dst);
+	wk->w.name = *h->worker ? h->worker : "local";
+	wk->n = (int)h->threads;
+	wk->run_id = h->run_id;
+	wk->lease_ns = (uint64_t)h->lease_ms * 1000000u;
+	wk->recv_ms = h->lease_ms / 4;
+	if (wk->recv_ms < TASK_RECV_MIN_MS)
+		wk->recv_ms = TASK_RECV_MIN_MS;
+	/* a task stops writing a quarter lease before its lease can end */
+	wk->fence_ns = wk->lease_ns - wk->lease_ns / 4;
+	wk->stall_ns = (uint64_t)(h->stall_ms ? h->stall_ms : TASK_STALL_MS) * 1000000u;
+	wk->heartbeat_ns = wk->lease_ns / 10 < (uint64_t)TASK_HEARTBEAT_MS * 1000000u
+	                           ? wk->lease_ns / 10
+	                           : (uint64_t)TASK_HEARTBEAT_MS * 1000000u;
+	return SM_OK;
+}
+
+enum sm_err sm_worker_start(const void *hello, size_t len, const struct sm_ssh_ops *ssh,
                             struct sm_worker **out, struct sm_diag *d)
 {
 	struct sm_worker *wk = calloc(1, sizeof(*wk));
 	if (!wk)
 		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
-	int nthreads = cfg->threads;
-	wk->w = w;
-	wk->n = nthreads;
-	wk->run_id = cfg->run_id;
 	wk->session = sm_rand64() | 1;
-	wk->lease_ns = (uint64_t)cfg->lease_ms * 1000000u;
-	wk->recv_ms = cfg->lease_ms / 4;
-	if (wk->recv_ms < TASK_RECV_MIN_MS)
-		wk->recv_ms = TASK_RECV_MIN_MS;
-	/* a task stops writing a quarter lease before its lease can end */
-	wk->fence_ns = wk->lease_ns - wk->lease_ns / 4;
-	wk->stall_ns = (uint64_t)(cfg->stall_ms ? cfg->stall_ms : TASK_STALL_MS) * 1000000u;
-	wk->heartbeat_ns = wk->lease_ns / 10 < (uint64_t)TASK_HEARTBEAT_MS * 1000000u
-	                           ? wk->lease_ns / 10
-	                           : (uint64_t)TASK_HEARTBEAT_MS * 1000000u;
 	atomic_init(&wk->stop, false);
+	atomic_init(&wk->running, 0);
 	pthread_mutex_init(&wk->stop_mu, NULL);
+	pthread_mutex_init(&wk->why_mu, NULL);
 	sm_cond_init_mono(&wk->stop_cv);
-	wk->url = strdup(cfg->url);
-	wk->th = calloc((size_t)nthreads, sizeof(*wk->th));
-	wk->slots = calloc((size_t)nthreads, sizeof(*wk->slots));
-	if (!wk->url || !wk->th || !wk->slots)
-		goto nomem;
-	for (int i = 0; i < nthreads; i++)
+	enum sm_err err = wk_configure(wk, hello, len, ssh, d);
+	if (err != SM_OK) {
+		wk_free(wk);
+		return err;
+	}
+	wk->th = calloc((size_t)wk->n, sizeof(*wk->th));
+	wk->slots = calloc((size_t)wk->n, sizeof(*wk->slots));
+	if (!wk->th || !wk->slots) {
+		wk_free(wk);
+		return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+	}
+	for (int i = 0; i < wk->n; i++)
 		pthread_mutex_init(&wk->slots[i].mu, NULL);
-	wk->nslots = nthreads;
-	for (int i = 0; i < nthreads; i++) {
+	wk->nslots = wk->n;
+	atomic_store(&wk->running, wk->n);
+	for (int i = 0; i < wk->n; i++) {
 		struct wthread_arg *a = malloc(sizeof(*a));
-		if (!a)
-			goto nomem;
+		if (!a) {
+			sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
+			goto fail;
+		}
 		*a = (struct wthread_arg){ wk, i };
 		if (pthread_create(&wk->th[i], NULL, wk_thread, a) != 0) {
 			free(a);
@@ -1414,18 +1781,18 @@ enum sm_err sm_worker_start(struct sm_wctx *w, const struct sm_worker_cfg *cfg,
 	wk->reporter_started = true;
 	*out = wk;
 	return SM_OK;
-nomem:
-	sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
 fail:
-	atomic_store(&w->abort, true);
-	sm_worker_join(wk);
-	return d->err;
+	atomic_store(&wk->w.abort, true);
+	atomic_fetch_sub(&wk->running, wk->n - wk->started);
+	err = d->err;
+	sm_worker_join(wk, NULL);
+	return err;
 }
 
-void sm_worker_join(struct sm_worker *wk)
+enum sm_err sm_worker_join(struct sm_worker *wk, struct sm_diag *d)
 {
 	if (!wk)
-		return;
+		return SM_OK;
 	for (int i = 0; i < wk->started; i++)
 		pthread_join(wk->th[i], NULL);
 	pthread_mutex_lock(&wk->stop_mu);
@@ -1434,12 +1801,9 @@ void sm_worker_join(struct sm_worker *wk)
 	pthread_mutex_unlock(&wk->stop_mu);
 	if (wk->reporter_started)
 		pthread_join(wk->reporter, NULL);
-	pthread_mutex_destroy(&wk->stop_mu);
-	pthread_cond_destroy(&wk->stop_cv);
-	for (int i = 0; i < wk->nslots; i++)
-		pthread_mutex_destroy(&wk->slots[i].mu);
-	free(wk->th);
-	free(wk->slots);
-	free(wk->url);
-	free(wk);
+	enum sm_err err = wk->why.err;
+	if (err != SM_OK && d)
+		*d = wk->why;
+	wk_free(wk);
+	return err;
 }

@@ -13,21 +13,21 @@
 
 struct sm_worker;
 
-struct sm_worker_cfg {
-	const char *url;   /* the manager's dispatch address (copied) */
-	int threads;       /* task threads */
-	uint64_t run_id;   /* the run: every request carries it */
-	unsigned lease_ms; /* the manager's lease: every receive times out in a quarter
-	                    * of it, a task stops writing a quarter before it ends */
-	unsigned stall_ms; /* a transfer that moves nothing this long is retried (0: 60 s) */
-};
+struct sm_ssh_ops;
 
-/* Start cfg->threads task threads and one reporter thread that dial the
- * manager. Borrows `w` until sm_worker_join() returns. */
-enum sm_err sm_worker_start(struct sm_wctx *w, const struct sm_worker_cfg *cfg,
+/* Start a worker from its Hello (proto/syncmgr.proto; `len` bytes,
+ * borrowed for the call): it opens its own stores and transfer pool, builds
+ * its own options, and runs the Hello's threads, each of which joins the
+ * manager, asks for tasks, runs them and reports, plus one reporter.
+ * Nothing of the manager's reaches it but those bytes: the same for the
+ * manager's own threads (inproc://) and for remote processes. `ssh` is
+ * SFTP's SSH layer (code, not data; NULL: no SFTP). */
+enum sm_err sm_worker_start(const void *hello, size_t len, const struct sm_ssh_ops *ssh,
                             struct sm_worker **out, struct sm_diag *d);
-/* Wait until the manager has shut the workers down, then free them. */
-void sm_worker_join(struct sm_worker *wk);
+/* Wait until the manager has shut the workers down, or every thread gave
+ * up, then free them. SM_OK, or why the threads gave up (d filled; may be
+ * NULL). Accepts NULL. */
+enum sm_err sm_worker_join(struct sm_worker *wk, struct sm_diag *d);
 
 /* The first failed keys of a task with their messages (each malloc'd),
  * sent with its Done; stats.failed counts every failure. As many as the
@@ -58,6 +58,8 @@ struct sm_task_result {
 struct sm_del_sink {
 	enum sm_err (*emit)(void *arg, uint64_t task_id, uint64_t attempt, uint32_t seq,
 	                    Syncmgr__DelKey **keys, size_t n, bool *revoked, struct sm_diag *d);
+	/* Optional: called between keys (the worker sends its log lines). */
+	void (*tick)(void *arg);
 	void *arg;
 };
 

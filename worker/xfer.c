@@ -27,8 +27,6 @@ void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *s
 	w->name = "local";
 	w->umask = sm_umask();
 	atomic_init(&w->transfers, 0);
-	w->on_fatal = NULL;
-	w->fatal_arg = NULL;
 }
 
 void sm_xfer_ctl_reset(struct sm_xfer_ctl *c, uint64_t now_ns, uint64_t fence_ns, unsigned stall_ms)
@@ -273,8 +271,10 @@ static enum sm_err xfer_copy_once(struct sm_wctx *w, struct sm_xfer_ctl *ctl,
 	 * at the end. `live` is this task's: only this thread adds to it. */
 	uint64_t mark = live ? __atomic_load_n(live, __ATOMIC_RELAXED) : 0;
 	p.progress = live;
+	p.stop = xfer_stop_flag(w, ctl);
 	enum sm_err err = sm_store_copy(w->dst, dst_key, w->src, src->key, src, &p, d);
 	p.progress = NULL;
+	p.stop = NULL;
 	uint64_t parts = live ? __atomic_load_n(live, __ATOMIC_RELAXED) - mark : 0;
 	*counted += parts;
 	if (err == SM_OK && parts < src->size) {

@@ -24,10 +24,6 @@ struct sm_wctx {
 	const char *name;              /* this worker in reports to the manager ("local") */
 	mode_t umask;                  /* the process's, read once (directories' modes) */
 	atomic_uint transfers;         /* copies in progress now, for --metrics */
-	/* Called (from any worker thread) when a worker cannot reach the manager
-	 * any more: the manager stops the run instead of waiting for it. */
-	void (*on_fatal)(void *arg);
-	void *fatal_arg;
 };
 
 void sm_wctx_init(struct sm_wctx *w, const struct sm_opts *o, struct sm_store *src,

@@ -1732,11 +1732,25 @@ out:
 static enum sm_err file_sync(struct sm_store *st, struct sm_diag *d)
 {
 	int fd = atomic_load(&file_priv(st)->rootfd);
-	if (fd < 0)
-		return SM_OK; /* nothing was ever written */
+	int own = -1;
+	if (fd < 0) {
+		/* Nothing written through this store, but maybe through another
+		 * of the same root (a run's workers open their own): the file
+		 * system is synced all the same. No root: nothing was written. */
+		own = open(file_priv(st)->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (own < 0 && (errno == ENOENT || errno == ENOTDIR))
+			return SM_OK;
+		if (own < 0)
+			return sm_diag_errno(d, errno, "cannot sync '%s' to disk",
+			                     file_priv(st)->root);
+		fd = own;
+	}
+	enum sm_err err = SM_OK;
 	if (syncfs(fd) != 0)
-		return sm_diag_errno(d, errno, "cannot sync '%s' to disk", file_priv(st)->root);
-	return SM_OK;
+		err = sm_diag_errno(d, errno, "cannot sync '%s' to disk", file_priv(st)->root);
+	if (own >= 0)
+		close(own);
+	return err;
 }
 
 const struct sm_store_ops sm_file_ops = {

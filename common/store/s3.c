@@ -2371,6 +2371,10 @@ static enum sm_err s3_copy(struct sm_store *st, const char *key, struct sm_store
 			b = se->size - 1;
 		snprintf(num, sizeof(num), "%" PRIu64, i + 1);
 		snprintf(range, sizeof(range), "bytes=%" PRIu64 "-%" PRIu64, a, b);
+		if (p->stop && atomic_load(p->stop)) {
+			err = sm_diag_set(d, SM_ECANCELED, 0, "'%s': stopped midway", key);
+			break;
+		}
 		body.len = 0;
 		struct s3_call pc = { .method = "PUT", .key = full, .resp = &body };
 		pc.query[pc.nq++] = (struct sm_kv){ "partNumber", num };

@@ -172,6 +172,9 @@ struct sm_put {
 	 * whoever asked sets its attributes once its children are in. */
 	void (*made)(void *arg, const char *dkey);
 	void *made_arg;
+	/* copy() only, may be NULL: when it turns true, a copy in parts stops
+	 * between parts with SM_ECANCELED (and aborts what it began) */
+	const atomic_bool *stop;
 };
 
 /* Capability bits: which optional slots the backend fills. */

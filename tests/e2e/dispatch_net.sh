@@ -10,7 +10,11 @@
 #     crawl so that the run makes many requests): workers dial again and
 #     send again, the run completes, every key counted once;
 #  g. a transfer that stalls (store fault put:3:stall) is canceled after the
-#     stall timeout (SYNCMGR_TEST_STALL_MS) and retried: the run completes.
+#     stall timeout (SYNCMGR_TEST_STALL_MS) and retried: the run completes;
+#  h. --dry's plan and -v's lines of the workers (sent to the manager in Log
+#     messages, printed by it): every key once, the same through both
+#     transports (unit/test_worker checks that the worker prints nothing
+#     itself).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 e2e_init dispatch_net
@@ -23,6 +27,7 @@ nsrc=$(find "$T/src" -type f -printf x | wc -c)
 mkdir -p "$T/src1"
 echo one >"$T/src1/one"
 
+mode=inproc
 for via in inproc "tcp://127.0.0.1:$PORT"; do
 	E2E_CONTEXT="workers over $via"
 	url=
@@ -57,4 +62,19 @@ for via in inproc "tcp://127.0.0.1:$PORT"; do
 	expect_field copied "$nsrc" "copied after a stall"
 	expect_field failed 0 "failed after a stall"
 	expect_same_tree --no-dirs "$T/src" "$T/dst" "DST after a stalled transfer"
+
+	# h: --dry and -v lines through the manager
+	rm -rf "$T/dst"
+	sm --dry -p 4 "$T/src/" "$T/dst/"
+	expect_rc 0 "--dry"
+	grep '^copy ' "$T/sm.out" | LC_ALL=C sort >"$T/plan.$mode"
+	[ "$(wc -l <"$T/plan.$mode")" -eq "$(grep -c '^copy ' "$T/sm.out")" ] || fail "--dry: plan lines lost"
+	n=$(LC_ALL=C sort -u "$T/plan.$mode" | wc -l)
+	[ "$n" -ge "$nsrc" ] || fail "--dry planned $n copies for $nsrc files"
+	sm -v -p 4 "$T/src/" "$T/dst/"
+	expect_rc 0 "-v"
+	n=$(grep -c "^syncmgr: copied '" "$T/sm.err" || true)
+	[ "$n" -eq "$(field copied)" ] || fail "-v: $n 'copied' lines for $(field copied) copies"
+	mode=tcp
 done
+cmp -s "$T/plan.inproc" "$T/plan.tcp" || fail "--dry's plan differs between inproc and tcp: $(diff "$T/plan.inproc" "$T/plan.tcp" | head -5)"

@@ -28,6 +28,7 @@
 #include <cmocka.h>
 
 #include "../../common/store/store.h"
+#include "../../common/url.h"
 #include "../../common/util.h"
 #include "../../manager/dispatch.h"
 #include "../../worker/task.h"
@@ -58,6 +59,10 @@ struct cli {
 	const char *name;
 };
 
+static Syncmgr__Reply *call(struct cli *c, Syncmgr__Request *req);
+
+/* A worker session that joined (any config hash: the dispatch of these
+ * tests has none). */
 static struct cli client(const char *url, uint64_t run)
 {
 	struct cli c = { .run = run, .session = sm_rand64() | 1, .slot = 1 };
@@ -66,6 +71,14 @@ static struct cli client(const char *url, uint64_t run)
 	nng_socket_set_ms(c.s, NNG_OPT_REQ_RESENDTIME, NNG_DURATION_INFINITE);
 	nng_socket_set_ms(c.s, NNG_OPT_RECONNMINT, 20);
 	assert_int_equal(nng_dial(c.s, url, NULL, NNG_FLAG_NONBLOCK), 0);
+	Syncmgr__Join j = SYNCMGR__JOIN__INIT;
+	j.version = SM_WIRE_VERSION;
+	Syncmgr__Request req = SYNCMGR__REQUEST__INIT;
+	req.body_case = SYNCMGR__REQUEST__BODY_JOIN;
+	req.join = &j;
+	Syncmgr__Reply *rep = call(&c, &req);
+	assert_int_equal(rep->body_case, run == 0 ? rep->body_case : SYNCMGR__REPLY__BODY_ACK);
+	syncmgr__reply__free_unpacked(rep, NULL);
 	return c;
 }
 
@@ -236,6 +249,63 @@ static void push(struct sm_dispatch *dp, const char *last)
 	}
 	struct sm_diag d;
 	assert_int_equal(sm_dispatch_push(dp, &t, &d), SM_OK);
+}
+
+/* Temporary SRC and DST trees for a real worker. */
+struct trees {
+	char root[64];
+	char src[96];
+	char dst[96];
+};
+
+static void trees_init(struct trees *t)
+{
+	snprintf(t->root, sizeof(t->root), "/tmp/sm-test-dispatch-XXXXXX");
+	assert_non_null(mkdtemp(t->root));
+	snprintf(t->src, sizeof(t->src), "%s/src/", t->root);
+	snprintf(t->dst, sizeof(t->dst), "%s/dst/", t->root);
+	assert_int_equal(mkdir(t->src, 0755), 0);
+	assert_int_equal(mkdir(t->dst, 0755), 0);
+}
+
+static void trees_release(struct trees *t)
+{
+	char cmd[160];
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", t->root);
+	assert_int_equal(system(cmd), 0);
+}
+
+/* A real worker of run `run` on `url` from its Hello (opts `o`); *hash gets
+ * the config hash. */
+static struct sm_worker *start_worker(const char *url, uint64_t run, unsigned threads,
+                                      unsigned lease_ms, const struct sm_opts *o,
+                                      const struct trees *t, char hash[SM_WIRE_HASH_HEX])
+{
+	struct sm_url su, du;
+	struct sm_diag d;
+	assert_int_equal(sm_url_parse(t->src, &su, &d), SM_OK);
+	assert_int_equal(sm_url_parse(t->dst, &du, &d), SM_OK);
+	struct sm_store_cfg sc = { .label = "SRC", .follow_links = true, .must_exist = true };
+	struct sm_store_cfg dc = { .label = "DST" };
+	struct sm_wire_hello h = { .run_id = run,
+		                   .url = url,
+		                   .worker = "local",
+		                   .threads = threads,
+		                   .lease_ms = lease_ms,
+		                   .pool_budget = 16u << 20,
+		                   .o = o,
+		                   .src = { &su, &sc, NULL },
+		                   .dst = { &du, &dc, NULL } };
+	size_t len = 0;
+	uint8_t *hello = sm_wire_hello_pack(&h, &len, hash, &d);
+	assert_non_null(hello);
+	struct sm_worker *wk = NULL;
+	if (sm_worker_start(hello, len, NULL, &wk, &d) != SM_OK)
+		fail_msg("%s", d.msg);
+	free(hello);
+	sm_url_release(&su);
+	sm_url_release(&du);
+	return wk;
 }
 
 static struct sm_dispatch *start(const char *url, unsigned lease_ms, uint64_t max_failure)
@@ -582,15 +652,15 @@ static void test_restarted_manager(void **state)
 	/* so is a real worker of the old run: its threads give up */
 	struct sm_opts o;
 	sm_opts_defaults(&o);
-	struct sm_wctx w;
-	sm_wctx_init(&w, &o, NULL, NULL);
-	struct sm_worker *wk = NULL;
+	struct trees tr;
+	trees_init(&tr);
+	char hash[SM_WIRE_HASH_HEX];
+	struct sm_worker *wk = start_worker(url, old_run, 2, 2000, &o, &tr, hash);
 	struct sm_diag d;
-	struct sm_worker_cfg wcf = { .url = url, .threads = 2, .run_id = old_run, .lease_ms = 2000 };
-	assert_int_equal(sm_worker_start(&w, &wcf, &wk, &d), SM_OK);
-	sm_worker_join(wk);
-	assert_true(atomic_load(&w.abort));
+	assert_int_not_equal(sm_worker_join(wk, &d), SM_OK);
+	assert_non_null(strstr(d.msg, "run"));
 	assert_int_equal(copied_now(dp), 0);
+	trees_release(&tr);
 
 	/* the new run's task is still there for its own workers */
 	struct cli b = client(url, sm_dispatch_run_id(dp));
@@ -673,33 +743,49 @@ static void test_malformed_and_oversized(void **state)
 	sm_dispatch_stop(dp);
 }
 
-/* A worker that cannot reach its manager gives up (on_fatal, abort) within
- * its lease instead of waiting forever. */
-static void count_fatal(void *arg)
-{
-	__atomic_fetch_add((int *)arg, 1, __ATOMIC_SEQ_CST);
-}
-
+/* A worker that cannot reach its manager gives up within its lease
+ * instead of waiting forever, and says why. */
 static void test_worker_without_manager_stops_run(void **state)
 {
 	char url[64];
 	struct sm_opts o;
 	sm_opts_defaults(&o);
-	struct sm_wctx w;
-	sm_wctx_init(&w, &o, NULL, NULL);
-	int fatal = 0;
-	w.on_fatal = count_fatal;
-	w.fatal_arg = &fatal;
-	struct sm_worker *wk = NULL;
+	struct trees tr;
+	trees_init(&tr);
+	char hash[SM_WIRE_HASH_HEX];
+	struct sm_worker *wk =
+	        start_worker(test_url(state, url, sizeof(url)), 1, 2, 800, &o, &tr, hash);
 	struct sm_diag d;
-	struct sm_worker_cfg wcf = {
-		.url = test_url(state, url, sizeof(url)), .threads = 2, .run_id = 1, .lease_ms = 800
-	};
-	assert_int_equal(sm_worker_start(&w, &wcf, &wk, &d), SM_OK);
-	sm_worker_join(wk); /* returns: every thread gave up */
-	assert_true(__atomic_load_n(&fatal, __ATOMIC_SEQ_CST) >= 1);
-	assert_true(atomic_load(&w.abort));
+	assert_int_not_equal(sm_worker_join(wk, &d), SM_OK); /* every thread gave up */
+	assert_non_null(strstr(d.msg, "no answer from the manager"));
+	trees_release(&tr);
 	sm_opts_release(&o);
+}
+
+/* A worker whose configuration is not the run's is refused at its Join. */
+static void test_wrong_config_refused(void **state)
+{
+	char url[64];
+	struct sm_dispatch_cfg cfg = { .url = test_url(state, url, sizeof(url)),
+		                       .max_queued = 8,
+		                       .lease_ms = 30000,
+		                       .config_hash = "0123" };
+	struct sm_dispatch *dp = NULL;
+	struct sm_diag d;
+	assert_int_equal(sm_dispatch_start(&cfg, &dp, &d), SM_OK);
+	push(dp, NULL);
+	struct sm_opts o;
+	sm_opts_defaults(&o);
+	struct trees tr;
+	trees_init(&tr);
+	char hash[SM_WIRE_HASH_HEX];
+	struct sm_worker *wk = start_worker(url, sm_dispatch_run_id(dp), 2, 2000, &o, &tr, hash);
+	assert_int_not_equal(sm_worker_join(wk, &d), SM_OK);
+	assert_non_null(strstr(d.msg, "configuration"));
+	assert_int_equal(copied_now(dp), 0);
+	trees_release(&tr);
+	sm_opts_release(&o);
+	sm_dispatch_stop(dp);
 }
 
 /* Workers that go away leave the run with no one to do its tasks: the
@@ -746,6 +832,7 @@ int main(void)
 		BOTH(test_malformed_and_oversized),
 		BOTH(test_worker_without_manager_stops_run),
 		BOTH(test_no_worker_left),
+		BOTH(test_wrong_config_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "../../common/log.h"
 #include "../../common/store/store.h"
 #include "../../common/url.h"
 #include "../../common/util.h"
@@ -48,24 +49,9 @@ struct fixture {
 	char root[64];
 	char src[96];
 	char dst[96];
-	struct sm_store *s;
-	struct sm_store *t;
+	const char *fault;
 	struct sm_opts o;
-	struct sm_wctx w;
 };
-
-static struct sm_store *open_store(const char *path, const char *label)
-{
-	struct sm_url u;
-	struct sm_diag d;
-	assert_int_equal(sm_url_parse(path, &u, &d), SM_OK);
-	struct sm_store_cfg cfg = { .label = label, .follow_links = true };
-	struct sm_store *st = NULL;
-	if (sm_store_open(&u, &cfg, &st, &d) != SM_OK)
-		fail_msg("%s", d.msg);
-	sm_url_release(&u);
-	return st;
-}
 
 static void fixture_init(struct fixture *f, const char *fault)
 {
@@ -83,13 +69,37 @@ static void fixture_init(struct fixture *f, const char *fault)
 		fprintf(fp, "file %d\n", i);
 		fclose(fp);
 	}
-	f->s = open_store(f->src, "SRC");
-	f->t = open_store(f->dst, "DST");
-	struct sm_diag d;
-	if (fault)
-		assert_int_equal(sm_store_set_fault(f->t, fault, &d), SM_OK);
+	f->fault = fault;
 	sm_opts_defaults(&f->o);
-	sm_wctx_init(&f->w, &f->o, f->s, f->t);
+}
+
+/* The worker's whole configuration: the one message it starts from. */
+static uint8_t *fixture_hello(struct fixture *f, const char *url, unsigned lease_ms,
+                              unsigned stall_ms, size_t *len)
+{
+	struct sm_url su, du;
+	struct sm_diag d;
+	assert_int_equal(sm_url_parse(f->src, &su, &d), SM_OK);
+	assert_int_equal(sm_url_parse(f->dst, &du, &d), SM_OK);
+	struct sm_store_cfg sc = { .label = "SRC", .follow_links = true, .must_exist = true };
+	struct sm_store_cfg dc = { .label = "DST" };
+	struct sm_wire_hello h = { .run_id = RUN,
+		                   .url = url,
+		                   .worker = "test",
+		                   .threads = 1,
+		                   .lease_ms = lease_ms,
+		                   .stall_ms = stall_ms,
+		                   .pool_budget = 16u << 20,
+		                   .o = &f->o,
+		                   .src = { &su, &sc, NULL },
+		                   .dst = { &du, &dc, f->fault } };
+	char hash[SM_WIRE_HASH_HEX];
+	uint8_t *buf = sm_wire_hello_pack(&h, len, hash, &d);
+	assert_non_null(buf);
+	assert_int_equal(strlen(hash), 64);
+	sm_url_release(&su);
+	sm_url_release(&du);
+	return buf;
 }
 
 static int count_dst(const struct fixture *f)
@@ -106,8 +116,6 @@ static int count_dst(const struct fixture *f)
 
 static void fixture_release(struct fixture *f)
 {
-	sm_store_close(f->s);
-	sm_store_close(f->t);
 	sm_opts_release(&f->o);
 	char cmd[160];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", f->root);
@@ -124,7 +132,7 @@ static uint8_t *pack_task(const struct fixture *f, size_t *len)
 	for (int i = 0; i < NFILES; i++) {
 		snprintf(keys[i], sizeof(keys[i]), "f%03d", i);
 		char p[160];
-		snprintf(p, sizeof(p), "%s%s", f->src, keys[i]);
+		snprintf(p, sizeof(p), "%sf%03d", f->src, i);
 		struct stat st;
 		assert_int_equal(stat(p, &st), 0);
 		struct sm_entry se = { .key = keys[i],
@@ -182,6 +190,10 @@ struct outcome {
 	uint64_t copied;
 	uint64_t failed;
 	int progress_with_task;
+	int joins;
+	int says;           /* --dry lines "copy KEY" */
+	int copied_lines;   /* -v lines "copied 'KEY' (...)" */
+	bool stray_attempt; /* lines of an attempt that is not the task's */
 };
 
 /* Play the manager on `url` for one worker thread and its reporter until
@@ -196,10 +208,10 @@ static struct outcome play_manager(struct fixture *f, const char *url, enum scen
 	nng_socket_set_ms(s, NNG_OPT_RECVTIMEO, 30000);
 	struct sm_worker *wk = NULL;
 	struct sm_diag d;
-	struct sm_worker_cfg cfg = {
-		.url = url, .threads = 1, .run_id = RUN, .lease_ms = lease_ms, .stall_ms = stall_ms
-	};
-	assert_int_equal(sm_worker_start(&f->w, &cfg, &wk, &d), SM_OK);
+	size_t hlen = 0;
+	uint8_t *hello = fixture_hello(f, url, lease_ms, stall_ms, &hlen);
+	assert_int_equal(sm_worker_start(hello, hlen, NULL, &wk, &d), SM_OK);
+	free(hello);
 	size_t tlen = 0;
 	uint8_t *task = pack_task(f, &tlen);
 	struct outcome out = { 0 };
@@ -219,7 +231,29 @@ static struct outcome play_manager(struct fixture *f, const char *url, enum scen
 		if (!session)
 			session = req->session;
 		assert_true(req->session == session);
-		if (req->body_case == SYNCMGR__REQUEST__BODY_GET) {
+		if (req->body_case == SYNCMGR__REQUEST__BODY_BYE) {
+			reply_ack(s, NULL, 0); /* every thread ended */
+			syncmgr__request__free_unpacked(req, NULL);
+			break;
+		} else if (req->body_case == SYNCMGR__REQUEST__BODY_JOIN) {
+			assert_int_equal(req->join->version, SM_WIRE_VERSION);
+			assert_int_equal(req->join->config_hash.len, 64);
+			out.joins++;
+			reply_ack(s, NULL, 0);
+		} else if (req->body_case == SYNCMGR__REQUEST__BODY_LOG) {
+			const Syncmgr__Log *lg = req->log;
+			if (lg->attempt && lg->attempt != 5)
+				out.stray_attempt = true;
+			for (size_t i = 0; i < lg->n_lines; i++) {
+				const Syncmgr__LogLine *ln = lg->lines[i];
+				if (ln->say && strcmp(ln->say, "copy") == 0)
+					out.says++;
+				if (!*ln->say && ln->text.len > 8 &&
+				    memcmp(ln->text.data, "copied '", 8) == 0)
+					out.copied_lines++;
+			}
+			reply_ack(s, NULL, 0);
+		} else if (req->body_case == SYNCMGR__REQUEST__BODY_GET) {
 			if (!handed) {
 				handed = true;
 				assert_int_equal(nng_send(s, task, tlen, 0), 0);
@@ -229,8 +263,6 @@ static struct outcome play_manager(struct fixture *f, const char *url, enum scen
 				rep.body_case = SYNCMGR__REPLY__BODY_SHUTDOWN;
 				rep.shutdown = &sh;
 				reply(s, &rep);
-				syncmgr__request__free_unpacked(req, NULL);
-				break;
 			}
 		} else if (req->body_case == SYNCMGR__REQUEST__BODY_PROGRESS) {
 			const Syncmgr__Progress *pr = req->progress;
@@ -261,7 +293,8 @@ static struct outcome play_manager(struct fixture *f, const char *url, enum scen
 		}
 		syncmgr__request__free_unpacked(req, NULL);
 	}
-	sm_worker_join(wk);
+	assert_int_equal(sm_worker_join(wk, &d), SM_OK);
+	assert_true(out.joins >= 1); /* the task thread (a session joins once) */
 	free(task);
 	nng_close(s);
 	return out;
@@ -280,7 +313,6 @@ static void test_revoked_task_stops(void **state)
 	int n = count_dst(&f);
 	if (n >= NFILES)
 		fail_msg("all %d keys were copied after the task was revoked", n);
-	assert_false(atomic_load(&f.w.abort)); /* the worker goes on */
 	fixture_release(&f);
 }
 
@@ -317,6 +349,32 @@ static void test_stalled_transfer_retried(void **state)
 	fixture_release(&f);
 }
 
+/* (h) --dry's lines and -v's lines of the worker travel to the manager
+ * (here the test), which prints them: the worker prints nothing itself. */
+static void test_lines_go_to_the_manager(void **state)
+{
+	char url[64];
+	struct fixture f;
+	fixture_init(&f, NULL);
+	f.o.dry = true;
+	struct outcome out = play_manager(&f, test_url(state, url, sizeof(url)), NORMAL, 30000, 0);
+	assert_true(out.done);
+	assert_int_equal(out.says, NFILES);
+	assert_int_equal(count_dst(&f), 0);
+	assert_false(out.stray_attempt);
+	fixture_release(&f);
+
+	fixture_init(&f, NULL);
+	int was = sm_log_threshold;
+	sm_log_threshold = SM_LOG_INFO; /* -v */
+	out = play_manager(&f, test_url(state, url, sizeof(url)), NORMAL, 30000, 0);
+	sm_log_threshold = was;
+	assert_int_equal(out.copied, NFILES);
+	assert_int_equal(out.copied_lines, NFILES);
+	assert_false(out.stray_attempt);
+	fixture_release(&f);
+}
+
 int main(void)
 {
 	const char *pb = getenv("DISPATCH_PORT");
@@ -329,6 +387,7 @@ int main(void)
 		BOTH(test_revoked_task_stops),
 		BOTH(test_unrenewed_task_fences_itself),
 		BOTH(test_stalled_transfer_retried),
+		BOTH(test_lines_go_to_the_manager),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
