@@ -125,15 +125,19 @@ static int file_rootfd(struct file_store *fs, bool create, const struct sm_put *
                        struct sm_diag *d)
 {
 	int fd = atomic_load(&fs->rootfd);
-	if (fd >= 0 || !create) {
-		if (fd < 0)
-			errno = ENOENT;
+	if (fd >= 0)
 		return fd;
-	}
 	pthread_mutex_lock(&fs->root_mu);
 	fd = atomic_load(&fs->rootfd);
 	bool made = false;
-	if (fd < 0) {
+	if (fd < 0 && !create) {
+		/* another store of the run (a worker's) may have made it since */
+		fd = open(fs->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd >= 0)
+			atomic_store(&fs->rootfd, fd);
+		else
+			errno = ENOENT;
+	} else if (fd < 0) {
 		if (file_mkdir_p(fs->root, file_made_mode(p), &made) != 0) {
 			sm_diag_errno(d, errno, "cannot create '%s'", fs->root);
 		} else {
