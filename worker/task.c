@@ -710,7 +710,13 @@ static enum sm_err task_merge(struct task_run *tr, struct sm_entry *src, size_t 
 	const Syncmgr__Task *t = tr->t;
 	struct sm_buf pruned = { 0 };
 	struct task_seen *seen = NULL;
-	if (tr->w->o->delete_dst && tr->allow_delete) {
+	/* Early deletes only where SRC's listing of the range is final when the
+	 * task is handed out: a store syncmgr sorts itself (file, SFTP). An
+	 * object store that lists out of byte order can show later that a key
+	 * of this range was passed over (it then counts as DST-only here): its
+	 * deletes wait for the end of the run, which drops them after such an
+	 * error. */
+	if (tr->w->o->delete_dst && tr->allow_delete && sm_store_has(tr->w->src, SM_CAP_DIRS)) {
 		seen = calloc(n ? n : 1, sizeof(*seen));
 		if (!seen)
 			return sm_diag_set(d, SM_ENOMEM, 0, "out of memory");
