@@ -64,6 +64,7 @@ struct dlist {
  * waits until it said it stopped, or `until` passed. */
 struct drevoked {
 	uint64_t attempt;
+	uint64_t session; /* the one that held it: only it can say it stopped */
 	uint64_t until;
 	struct drevoked *next;
 };
@@ -231,13 +232,15 @@ static char *dispatch_strdup_len(const void *p, size_t n)
 
 /* The index of the worker called `name` ("" or NULL: "local"), added when
  * new (mu held). Out of memory or past the cap: the last one known. */
+#define DISPATCH_NAME_MAX 255 /* bytes of a worker's name kept */
+
 static size_t dispatch_worker(struct sm_dispatch *dp, const char *name)
 {
 	if (!name || !*name)
 		return 0;
 	for (size_t i = 0; i < dp->nworkers; i++)
-		if (strcmp(dp->workers[i].name, name) == 0)
-			return i;
+		if (strncmp(dp->workers[i].name, name, DISPATCH_NAME_MAX) == 0)
+			return i; /* (names alike in their first 255 bytes are one) */
 	if (dp->nworkers == DISPATCH_MAX_WORKERS)
 		return dp->nworkers - 1;
 	if (dp->nworkers == dp->capworkers) {
@@ -250,7 +253,7 @@ static size_t dispatch_worker(struct sm_dispatch *dp, const char *name)
 	}
 	struct dworker *w = &dp->workers[dp->nworkers];
 	memset(w, 0, sizeof(*w));
-	w->name = strdup(name);
+	w->name = sm_strndup(name, DISPATCH_NAME_MAX); /* a host name's worth */
 	if (!w->name)
 		return dp->nworkers - 1;
 	return dp->nworkers++;
@@ -341,10 +344,10 @@ static void dispatch_attempt_count(struct sm_dispatch *dp, uint64_t attempt)
 }
 
 /* The worker of a revoked attempt said it stopped (mu held). */
-static void dispatch_forget_revoked(struct sm_dispatch *dp, uint64_t attempt)
+static void dispatch_forget_revoked(struct sm_dispatch *dp, uint64_t attempt, uint64_t session)
 {
 	for (struct drevoked **pp = &dp->revoked; *pp; pp = &(*pp)->next) {
-		if ((*pp)->attempt != attempt)
+		if ((*pp)->attempt != attempt || (*pp)->session != session)
 			continue;
 		struct drevoked *r = *pp;
 		*pp = r->next;
@@ -363,6 +366,7 @@ static void dispatch_requeue(struct sm_dispatch *dp, struct dtask *t, bool revok
 		struct drevoked *r = malloc(sizeof(*r));
 		if (r) { /* out of memory: the end does not wait for it */
 			r->attempt = t->attempt;
+			r->session = t->session;
 			r->until = sm_now_ns() + dp->margin_ns;
 			r->next = dp->revoked;
 			dp->revoked = r;
@@ -580,8 +584,22 @@ static void dispatch_get(struct sm_dispatch *dp, struct dctx *c, const Syncmgr__
 	 * handed it out was lost (a dropped connection). The same attempt. */
 	for (struct dtask *t = dp->inflight.head; t; t = t->next) {
 		if (t->session == req->session && t->slot == req->slot) {
+			/* its fence starts when it asked: so does the lease */
+			t->lease_deadline = sm_now_ns() + dp->lease_ns;
 			dispatch_send_task(dp, c, t);
 			return;
+		}
+	}
+	/* An earlier GetTask of the same slot still parked came on a
+	 * connection that dropped (the worker asks again only then): it gets
+	 * a Wait, which goes nowhere, so no task is handed to a dead pipe. */
+	for (struct dctx **pp = &dp->parked; *pp;) {
+		struct dctx *o = *pp;
+		if (o->session == req->session && o->slot == req->slot) {
+			*pp = o->next_parked;
+			dispatch_send_wait(dp, o);
+		} else {
+			pp = &o->next_parked;
 		}
 	}
 	if (dp->pending.n && !dp->aborted) {
@@ -637,7 +655,7 @@ static void dispatch_done(struct sm_dispatch *dp, struct dctx *c, const Syncmgr_
 		 * attempt, it has stopped now. */
 		bool again = dispatch_attempt_counted(dp, dn->attempt);
 		if (!again)
-			dispatch_forget_revoked(dp, dn->attempt);
+			dispatch_forget_revoked(dp, dn->attempt, req->session);
 		dispatch_send_ack_revoked(dp, c, !again, NULL, 0);
 		return;
 	}
@@ -995,8 +1013,13 @@ static void dispatch_paused(struct sm_dispatch *dp, uint64_t gap)
 		t->lease_deadline += gap;
 	for (struct drevoked *r = dp->revoked; r; r = r->next)
 		r->until += gap;
-	for (size_t i = 0; i < dp->nsessions; i++)
-		dp->sessions[i].last_seen += gap;
+	/* a session heard from since the pause keeps its time (a later one
+	 * would make it look silent for ages) */
+	uint64_t now = sm_now_ns();
+	for (size_t i = 0; i < dp->nsessions; i++) {
+		uint64_t *ls = &dp->sessions[i].last_seen;
+		*ls = *ls + gap > now ? now : *ls + gap;
+	}
 }
 
 /* Workers silent for a lease are gone; with none left, the run stops
@@ -1006,7 +1029,7 @@ static void dispatch_check_workers(struct sm_dispatch *dp, uint64_t now)
 	size_t live = 0;
 	for (size_t i = 0; i < dp->nsessions; i++) {
 		struct dsession *s = &dp->sessions[i];
-		if (!s->gone && now - s->last_seen > dp->lease_ns) {
+		if (!s->gone && now > s->last_seen && now - s->last_seen > dp->lease_ns) {
 			s->gone = true;
 			sm_log(SM_LOG_WARN, "worker '%s' silent for %.1f s: gone",
 			       dp->workers[s->worker].name, (double)dp->lease_ns / 1e9);
