@@ -253,7 +253,7 @@ static size_t dispatch_worker(struct sm_dispatch *dp, const char *name)
 	}
 	struct dworker *w = &dp->workers[dp->nworkers];
 	memset(w, 0, sizeof(*w));
-	w->name = sm_strndup(name, DISPATCH_NAME_MAX); /* a host name's worth */
+	w->name = sm_strndup(name, strnlen(name, DISPATCH_NAME_MAX)); /* a host name's worth */
 	if (!w->name)
 		return dp->nworkers - 1;
 	return dp->nworkers++;
