@@ -413,27 +413,61 @@ static enum sm_err s3_open(struct sm_store *st, const struct sm_url *u,
 	return err;
 }
 
+/* One ListObjectsV2 request: what it asks (NULL: not asked). */
+struct s3_list_q {
+	const char *prefix; /* full key prefix; "" or NULL: the bucket */
+	const char *delimiter;
+	const char *start_after;
+	const char *token; /* a continuation token: start_after is not sent */
+	const char *max_keys;
+	bool no_encoding; /* no encoding-type=url */
+	int attempts;     /* 0: the default */
+};
+
+/* Send one listing request and parse its page into *page (released and
+ * reset first; the caller releases it, on an error too). */
+static enum sm_err s3_list_get(struct s3_store *s, const struct s3_list_q *q,
+                               struct sm_s3_list_page *page, struct sm_diag *d)
+{
+	sm_s3_list_page_release(page);
+	*page = (struct sm_s3_list_page){ 0 };
+	struct sm_buf body = { .limit = S3_REPLY_MAX };
+	struct s3_call call = { .method = "GET", .resp = &body, .attempts = q->attempts };
+	call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
+	if (!q->no_encoding)
+		call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
+	call.query[call.nq++] = (struct sm_kv){ "max-keys", q->max_keys ? q->max_keys : "1000" };
+	if (q->delimiter)
+		call.query[call.nq++] = (struct sm_kv){ "delimiter", q->delimiter };
+	if (q->prefix && *q->prefix)
+		call.query[call.nq++] = (struct sm_kv){ "prefix", q->prefix };
+	if (q->token)
+		call.query[call.nq++] = (struct sm_kv){ "continuation-token", q->token };
+	else if (q->start_after && *q->start_after)
+		call.query[call.nq++] = (struct sm_kv){ "start-after", q->start_after };
+	struct sm_http_req rep;
+	enum sm_err err = s3_do(s, &call, &rep, "list", d);
+	if (err == SM_OK)
+		err = sm_s3_parse_list(body.p, body.len, page, d);
+	sm_buf_release(&body);
+	return err;
+}
+
 /* One key under `prefix` into *any: the bucket, the credentials and the
  * endpoint answer once, at open, with few attempts (a silent endpoint fails
  * in seconds, not after every retry of every task). */
 static enum sm_err s3_probe_list(struct s3_store *s, const char *prefix, bool *any,
                                  struct sm_diag *d)
 {
-	struct sm_buf body = { .limit = S3_REPLY_MAX };
-	struct s3_call call = { .method = "GET", .resp = &body, .attempts = S3_PROBE_ATTEMPTS };
-	call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
-	call.query[call.nq++] = (struct sm_kv){ "max-keys", "1" };
-	if (*prefix)
-		call.query[call.nq++] = (struct sm_kv){ "prefix", prefix };
-	struct sm_http_req rep;
 	struct sm_s3_list_page page = { 0 };
-	enum sm_err err = s3_do(s, &call, &rep, "list", d);
-	if (err == SM_OK)
-		err = sm_s3_parse_list(body.p, body.len, &page, d);
+	struct s3_list_q q = { .prefix = prefix,
+		               .max_keys = "1",
+		               .no_encoding = true,
+		               .attempts = S3_PROBE_ATTEMPTS };
+	enum sm_err err = s3_list_get(s, &q, &page, d);
 	if (err == SM_OK)
 		*any = page.n > 0;
 	sm_s3_list_page_release(&page);
-	sm_buf_release(&body);
 	return err;
 }
 
@@ -814,19 +848,8 @@ static enum sm_err s3_level_flat(struct s3_store *s, struct s3_lvdata *v, const 
 	*whole = false;
 	if (s3_big_has(s, prefix))
 		return SM_OK;
-	struct sm_buf body = { .limit = S3_REPLY_MAX };
-	struct s3_call call = { .method = "GET", .resp = &body };
-	call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
-	call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
-	call.query[call.nq++] = (struct sm_kv){ "max-keys", "1000" };
-	if (*prefix)
-		call.query[call.nq++] = (struct sm_kv){ "prefix", prefix };
-	struct sm_http_req rep;
 	struct sm_s3_list_page page = { 0 };
-	enum sm_err err = s3_do(s, &call, &rep, "list", d);
-	if (err == SM_OK)
-		err = sm_s3_parse_list(body.p, body.len, &page, d);
-	sm_buf_release(&body);
+	enum sm_err err = s3_list_get(s, &(struct s3_list_q){ .prefix = prefix }, &page, d);
 	size_t plen = strlen(prefix);
 	if (err == SM_OK && page.truncated)
 		s3_big_add(s, prefix);
@@ -867,22 +890,9 @@ static enum sm_err s3_level_fill(struct s3_store *s, struct s3_lvdata *v, const 
 	size_t plen = strlen(prefix);
 	unsigned empty = 0; /* truncated pages without an entry, in a row */
 	for (;;) {
-		struct sm_buf body = { .limit = S3_REPLY_MAX };
-		struct s3_call call = { .method = "GET", .resp = &body };
-		call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
-		call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
-		call.query[call.nq++] = (struct sm_kv){ "max-keys", "1000" };
-		call.query[call.nq++] = (struct sm_kv){ "delimiter", "/" };
-		if (*prefix)
-			call.query[call.nq++] = (struct sm_kv){ "prefix", prefix };
-		if (token)
-			call.query[call.nq++] = (struct sm_kv){ "continuation-token", token };
-		struct sm_http_req rep;
 		struct sm_s3_list_page page = { 0 };
-		err = s3_do(s, &call, &rep, "list", d);
-		if (err == SM_OK)
-			err = sm_s3_parse_list(body.p, body.len, &page, d);
-		sm_buf_release(&body);
+		struct s3_list_q q = { .prefix = prefix, .delimiter = "/", .token = token };
+		err = s3_list_get(s, &q, &page, d);
 		for (size_t i = 0; err == SM_OK && i < page.n; i++) {
 			struct s3_objattr a = { page.objs[i].size, page.objs[i].mtime_ns };
 			err = s3_level_take(v, prefix, plen, page.objs[i].key, false, &a, d);
@@ -1194,24 +1204,11 @@ static enum sm_err s3_list_begin(struct sm_store *st, const struct sm_range *r, 
 static enum sm_err s3_list_page(struct s3_cursor *c, struct sm_diag *d)
 {
 	struct s3_store *s = c->s;
-	struct sm_buf body = { .limit = S3_REPLY_MAX };
-	struct s3_call call = { .method = "GET", .resp = &body };
-	call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
-	call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
-	call.query[call.nq++] = (struct sm_kv){ "max-keys", "1000" };
-	if (*s->loc.prefix)
-		call.query[call.nq++] = (struct sm_kv){ "prefix", s->loc.prefix };
-	if (c->token)
-		call.query[call.nq++] = (struct sm_kv){ "continuation-token", c->token };
-	else if (*c->start_after)
-		call.query[call.nq++] = (struct sm_kv){ "start-after", c->start_after };
-	struct sm_http_req rep;
-	enum sm_err err = s3_do(s, &call, &rep, "list", d);
-	sm_s3_list_page_release(&c->page);
+	struct s3_list_q q = { .prefix = s->loc.prefix,
+		               .start_after = c->start_after,
+		               .token = c->token };
+	enum sm_err err = s3_list_get(s, &q, &c->page, d);
 	c->idx = c->end = 0;
-	if (err == SM_OK)
-		err = sm_s3_parse_list(body.p, body.len, &c->page, d);
-	sm_buf_release(&body);
 	if (err != SM_OK)
 		return err;
 	free(c->token);
@@ -1247,23 +1244,15 @@ static enum sm_err s3_sibling_query(struct s3_cursor *c, const char *dir, const 
 	bool decided = false;
 	enum sm_err err = SM_OK;
 	for (int pg = 0; pg < S3_SIBLING_PAGES && !decided && err == SM_OK; pg++) {
-		struct sm_buf body = { .limit = S3_REPLY_MAX };
-		struct s3_call call = { .method = "GET", .resp = &body };
-		call.query[call.nq++] = (struct sm_kv){ "list-type", "2" };
-		call.query[call.nq++] = (struct sm_kv){ "encoding-type", "url" };
-		call.query[call.nq++] = (struct sm_kv){ "max-keys", "3" };
-		call.query[call.nq++] = (struct sm_kv){ "delimiter", "/" };
-		call.query[call.nq++] = (struct sm_kv){ "prefix", qname };
-		if (token)
-			call.query[call.nq++] = (struct sm_kv){ "continuation-token", token };
-		else if (strcmp(c->start_after, qname) > 0)
-			call.query[call.nq++] = (struct sm_kv){ "start-after", c->start_after };
-		struct sm_http_req rep;
 		struct sm_s3_list_page page = { 0 };
-		err = s3_do(s, &call, &rep, "list", d);
-		if (err == SM_OK)
-			err = sm_s3_parse_list(body.p, body.len, &page, d);
-		sm_buf_release(&body);
+		struct s3_list_q q = { .prefix = qname,
+			               .delimiter = "/",
+			               .max_keys = "3",
+			               .token = token,
+			               .start_after = strcmp(c->start_after, qname) > 0
+			                                      ? c->start_after
+			                                      : NULL };
+		err = s3_list_get(s, &q, &page, d);
 		bool beyond = false;
 		size_t n = err == SM_OK ? page.n + page.n_prefixes : 0;
 		for (size_t i = 0; i < n && !*found; i++) {
